@@ -1,0 +1,44 @@
+"""Helpers for the benchmark scripts: a busybox rootfs, a throwaway agent."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ORCH = [sys.executable, "-m", "orch"]
+
+
+def busybox_rootfs(dest: Path) -> Path:
+    out = subprocess.run([str(ROOT / "examples/images/busybox.sh"), str(dest)], check=True,
+                         capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    return Path(out)
+
+
+@contextlib.contextmanager
+def agent(tmp: Path) -> Iterator[dict[str, str]]:
+    """A detached agent on its own state and run dirs; fully stopped after."""
+    state, run = tmp / "state", tmp / "run"
+    env = {**os.environ, "ORCH_HOST": f"unix://{run}/agent.sock"}
+    subprocess.run([*ORCH, "agent", "--detach", "--state-dir", str(state), "--run-dir", str(run),
+                    "--bridge", "orchb0", "--subnet", "10.213.0.0/24"],
+                   check=True, env=env, capture_output=True)
+    try:
+        yield env
+    finally:
+        subprocess.run([*ORCH, "agent", "stop", "--all", "--state-dir", str(state),
+                        "--run-dir", str(run)], env=env, capture_output=True)
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def tempdir() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="orch-bench-")

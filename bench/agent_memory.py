@@ -1,0 +1,62 @@
+"""Memory of the node agent and its helper (the supervisor), idle and with
+100 idle containers. RSS is read from /proc/<pid>/status (VmRSS).
+
+    python bench/agent_memory.py [N]     (root; default N=100)
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import ORCH, agent, busybox_rootfs, tempdir
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pids(env: dict[str, str]) -> list[int]:
+    import grpc
+
+    from proto import agent_pb2, agent_pb2_grpc
+
+    with grpc.insecure_channel("unix:" + env["ORCH_HOST"][len("unix://"):]) as ch:
+        info = agent_pb2_grpc.AgentStub(ch).Info(agent_pb2.InfoRequest())
+    return [info.agent_pid, info.supervisor_pid]
+
+
+def main() -> int:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    with tempdir() as tmp_s:
+        tmp = Path(tmp_s)
+        rootfs = busybox_rootfs(tmp / "rootfs")
+        with agent(tmp / "agent") as env:
+            subprocess.run([*ORCH, "image", "import", str(rootfs), "bench-busybox"], check=True,
+                           env=env, capture_output=True)
+            procs = pids(env)
+            # One container first so lazily-imported code paths are loaded.
+            subprocess.run([*ORCH, "run", "--rm", "bench-busybox", "true"], env=env, check=True)
+            time.sleep(0.5)
+            idle = sum(rss_kib(p) for p in procs)
+            for i in range(n):
+                subprocess.run([*ORCH, "run", "-d", "--name", f"idle{i}", "bench-busybox",
+                                "sleep", "3600"], env=env, check=True, capture_output=True)
+            time.sleep(1.0)
+            loaded = sum(rss_kib(p) for p in procs)
+    print(f"agent_pid={procs[0]} supervisor_pid={procs[1]} containers={n}")
+    print(f"rss_idle_kib={idle} rss_loaded_kib={loaded}")
+    print(f"agent_idle_mib={idle / 1024:.1f}")
+    print(f"per_container_kib={(loaded - idle) / n:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

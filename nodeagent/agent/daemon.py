@@ -1,0 +1,137 @@
+"""Running the agent: the supervisor first (through exec), then gRPC.
+
+Order matters: the supervisor must exist before any gRPC thread does, and it
+is started with exec (subprocess), never by forking this process. If a
+supervisor from an earlier agent is still running, the agent reconnects to it
+and so adopts every container it owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from nodeagent.errors import AgentError
+from nodeagent.supervisor import SupervisorClient, SupervisorUnavailable
+
+log = structlog.get_logger("orch.agent")
+
+DEFAULT_STATE_DIR = "/var/lib/orch"
+DEFAULT_RUN_DIR = "/run/orch"
+
+
+@dataclass
+class AgentOptions:
+    state_dir: str = DEFAULT_STATE_DIR
+    run_dir: str = DEFAULT_RUN_DIR
+    bridge: str = "orch0"
+    subnet: str = "10.88.0.0/16"
+
+    @property
+    def socket(self) -> str:
+        return os.path.join(self.run_dir, "agent.sock")
+
+    @property
+    def supervisor_socket(self) -> str:
+        return os.path.join(self.run_dir, "supervisor.sock")
+
+
+def _lock(run_dir: str) -> int:
+    fd = os.open(os.path.join(run_dir, "agent.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AgentError(f"an agent is already running for {run_dir}")
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def ensure_supervisor(opts: AgentOptions, on_event: object) -> tuple[SupervisorClient, bool]:
+    """Connect to the running supervisor, or start one. Returns (client, started)."""
+    try:
+        return SupervisorClient(opts.supervisor_socket, on_event=on_event), False  # type: ignore[arg-type]
+    except SupervisorUnavailable:
+        pass
+    log_path = os.path.join(opts.state_dir, "supervisor.log")
+    with open(log_path, "ab") as logf:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nodeagent.supervisor", "--state-dir", opts.state_dir,
+             "--run-dir", opts.run_dir, "--bridge", opts.bridge, "--subnet", opts.subnet],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
+            close_fds=True,
+        )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = Path(log_path).read_text(errors="replace").strip().splitlines()[-5:]
+            raise AgentError("the supervisor failed to start: " + " | ".join(tail))
+        try:
+            return SupervisorClient(opts.supervisor_socket, on_event=on_event), True  # type: ignore[arg-type]
+        except SupervisorUnavailable:
+            time.sleep(0.02)
+    raise AgentError(f"the supervisor did not come up within 15 s; see {log_path}")
+
+
+def run(opts: AgentOptions) -> int:
+    """Serve until SIGTERM/SIGINT or a Shutdown call. Containers keep running."""
+    import grpc
+
+    from nodeagent.agent.events import EventHub
+    from nodeagent.agent.service import AgentService
+    from nodeagent.images import ImageStore
+    from proto import agent_pb2_grpc as pb_grpc
+
+    for d in (opts.state_dir, opts.run_dir):
+        os.makedirs(d, mode=0o711, exist_ok=True)
+    lock_fd = _lock(opts.run_dir)
+    events = EventHub()
+    client, started = ensure_supervisor(opts, events)
+    sup_info = client.call("subscribe") and client.call("ping")
+    stop = threading.Event()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"))
+    service = AgentService(
+        opts.state_dir, client, events, ImageStore(opts.state_dir), stop_server=stop.set,
+        info={"supervisor_pid": sup_info["pid"], "bridge": opts.bridge, "subnet": opts.subnet,
+              "cgroup_version": _cgroup_version()},
+    )
+    pb_grpc.add_AgentServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(opts.socket)
+    server.add_insecure_port(f"unix:{opts.socket}")
+    server.start()
+    os.chmod(opts.socket, 0o660)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("agent ready", socket=opts.socket, state_dir=opts.state_dir,
+             supervisor_pid=sup_info["pid"], supervisor_started=started,
+             containers=sup_info["containers"])
+    while not stop.wait(1.0):
+        if events.disconnected:
+            log.error("lost the supervisor; exiting")
+            break
+    server.stop(grace=2).wait()
+    client.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(opts.socket)
+    os.close(lock_fd)
+    log.info("agent stopped")
+    return 0
+
+
+def _cgroup_version() -> int:
+    from nodeagent.runtime.cgroups import detect
+
+    return detect().version

@@ -1,0 +1,49 @@
+"""Supervisor events, fanned out to the gRPC handlers that wait on them."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+
+class EventHub:
+    """Remembers the last exit of each container and each exec, and wakes
+    whoever waits for one. Entries are dropped once consumed or removed."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._exited: dict[str, dict[str, Any]] = {}
+        self._exec_exits: dict[int, int] = {}
+        self._generation = 0
+        self.disconnected = False
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        with self._cond:
+            if event == "exited":
+                self._exited[data["id"]] = data
+            elif event == "started":
+                self._exited.pop(data["id"], None)
+            elif event == "exec_exit":
+                self._exec_exits[int(data["exec_id"])] = int(data["exit_code"])
+            elif event == "disconnected":
+                self.disconnected = True
+            self._generation += 1
+            self._cond.notify_all()
+
+    def exited(self, cid: str) -> dict[str, Any] | None:
+        with self._cond:
+            return self._exited.get(cid)
+
+    def forget(self, cid: str) -> None:
+        with self._cond:
+            self._exited.pop(cid, None)
+
+    def wait_exec(self, exec_id: int, timeout: float) -> int | None:
+        with self._cond:
+            self._cond.wait_for(lambda: exec_id in self._exec_exits or self.disconnected, timeout)
+            return self._exec_exits.pop(exec_id, None)
+
+    def wait_change(self, timeout: float) -> None:
+        with self._cond:
+            gen = self._generation
+            self._cond.wait_for(lambda: self._generation != gen, timeout)

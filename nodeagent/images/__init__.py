@@ -1,0 +1,35 @@
+"""Local images: an OCI image layout plus read-only unpacked layer snapshots.
+
+Public surface: :class:`ImageStore` (import, get, list, remove, lower_dirs),
+the :class:`Image` / :class:`ImageConfig` data, reference helpers, and
+:func:`apply_layer` for safe (whiteout-aware) layer extraction.
+
+Errors (from ``nodeagent.errors``)::
+
+    NotFound           unknown reference, id or prefix
+    InvalidArgument    bad reference, ambiguous id prefix, bad import source
+    └── UnsafeLayer    a layer escapes its root, holds a device node, or is too big
+    AgentError         I/O failure while extracting or a digest mismatch
+
+Invariants: blobs are content-addressed and written atomically; a snapshot
+directory exists only complete and is never modified; every layer is
+unpacked at most once and shared by all images (and containers) using it.
+"""
+
+from nodeagent.images.extract import DEFAULT_MAX_BYTES, UnsafeLayer, apply_layer, clean_member_name
+from nodeagent.images.model import Image, ImageConfig
+from nodeagent.images.reference import Reference, normalize, parse_reference
+from nodeagent.images.store import ImageStore
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "Image",
+    "ImageConfig",
+    "ImageStore",
+    "Reference",
+    "UnsafeLayer",
+    "apply_layer",
+    "clean_member_name",
+    "normalize",
+    "parse_reference",
+]

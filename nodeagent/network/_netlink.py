@@ -1,0 +1,29 @@
+"""Shared netlink plumbing: one place that turns a failed rtnetlink request
+into a :class:`SetupError` naming the step and its arguments."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from pyroute2.netlink.exceptions import NetlinkError
+
+from nodeagent.errors import SetupError
+
+
+@contextlib.contextmanager
+def netlink_step(step: str, args: Any) -> Iterator[None]:
+    """Report a failing request as ``SetupError(step, args, strerror, errno)``."""
+    try:
+        yield
+    except NetlinkError as exc:
+        raise SetupError(step, args, str(exc.args[1] if len(exc.args) > 1 else exc), exc.code)
+    except OSError as exc:
+        raise SetupError(step, args, exc.strerror or str(exc), exc.errno or 0)
+
+
+def index_of(ipr: Any, ifname: str) -> int | None:
+    """The interface index of ``ifname`` in the current namespace, or None."""
+    found = ipr.link_lookup(ifname=ifname)
+    return int(found[0]) if found else None

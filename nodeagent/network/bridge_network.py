@@ -1,0 +1,89 @@
+"""One bridge network on this host: the facade the supervisor uses.
+
+Ties together the address pool (``ipam``), the bridge (``bridge``), the veth
+pairs (``veth``) and the nft table (``nftables``, ``ports``). Lifecycle::
+
+    ensure()                       bridge + gateway + nft table (idempotent)
+    allocate(id) -> cfg            lease persisted under state_dir
+    attach(cfg, pid)               parent side, once the child's net ns exists
+    configure_container_side(cfg)  child side, inside the ns (see inside.py)
+    publish(id, cfg)               DNAT for cfg.ports
+    unpublish(id); detach(cfg); release(id)
+    teardown()                     bridge, nft table and lease file removed
+
+Nothing host-wide is changed: ``ip_forward`` is left as found (host-local
+access to published ports does not need it), the only sysctl written is the
+bridge's own ``route_localnet``, which disappears with the bridge.
+"""
+
+from __future__ import annotations
+
+from pyroute2 import IPRoute
+
+from nodeagent.errors import InvalidArgument
+from nodeagent.network import bridge as bridge_mod
+from nodeagent.network import nftables, ports
+from nodeagent.network.ipam import LeaseFile, gateway_of, parse_subnet
+from nodeagent.network.veth import IFNAMSIZ, attach_veth, detach_veth, host_veth_name
+from nodeagent.runtime.spec import NetworkConfig
+
+
+class BridgeNetwork:
+    def __init__(self, state_dir: str, bridge: str = "orch0", subnet: str = "10.88.0.0/16") -> None:
+        if not bridge or len(bridge) > IFNAMSIZ or "/" in bridge:
+            raise InvalidArgument(f"bad bridge name {bridge!r} (1..{IFNAMSIZ} chars, no '/')")
+        self.bridge = bridge
+        self.subnet = parse_subnet(subnet)
+        self.gateway = str(gateway_of(self.subnet))
+        self.leases = LeaseFile(state_dir, bridge, self.subnet)
+
+    def ensure(self) -> None:
+        """Bridge up with the gateway address, nft table with isolation; idempotent."""
+        with IPRoute() as ipr:
+            bridge_mod.ensure_bridge(ipr, self.bridge, self.gateway, self.subnet.prefixlen)
+        nftables.ensure_table(self.bridge)
+
+    def allocate(self, container_id: str) -> NetworkConfig:
+        with self.leases.locked() as pool:
+            address = pool.allocate(container_id)
+        return NetworkConfig(
+            mode="bridge",
+            bridge=self.bridge,
+            address=str(address),
+            prefixlen=self.subnet.prefixlen,
+            gateway=self.gateway,
+            host_veth=host_veth_name(container_id),
+        )
+
+    def release(self, container_id: str) -> None:
+        with self.leases.locked() as pool:
+            pool.release(container_id)
+
+    def attach(self, cfg: NetworkConfig, pid: int) -> None:
+        with IPRoute() as ipr:
+            attach_veth(ipr, cfg, pid)
+
+    def detach(self, cfg: NetworkConfig) -> None:
+        with IPRoute() as ipr:
+            detach_veth(ipr, cfg)
+
+    def publish(self, container_id: str, cfg: NetworkConfig) -> None:
+        if not cfg.ports:
+            return
+        if not cfg.address:
+            raise InvalidArgument("cannot publish ports of a container without an address")
+        # The lease lock also serialises publishers, so the conflict check
+        # and the rule insertion are one step for concurrent callers.
+        with self.leases.locked():
+            ports.publish(self.bridge, container_id, cfg.address, cfg.ports)
+
+    def unpublish(self, container_id: str) -> None:
+        with self.leases.locked():
+            ports.unpublish(self.bridge, container_id)
+
+    def teardown(self) -> None:
+        """Remove the bridge, the nft table and the lease file: nothing left."""
+        nftables.delete_table(self.bridge)
+        with IPRoute() as ipr:
+            bridge_mod.teardown_bridge(ipr, self.bridge)
+        self.leases.remove()

@@ -1,0 +1,134 @@
+"""IP address management for one bridge subnet.
+
+The pure core is :class:`AddressPool`: given a subnet and the current leases it
+picks the next address. :class:`LeaseFile` persists the leases as one small JSON
+file and serialises every read-modify-write with an ``fcntl`` lock on a sibling
+lock file (the JSON file itself is replaced atomically by rename, so it cannot
+carry the lock).
+
+Invariants:
+- the network address, the broadcast address and the gateway (first host,
+  ``.1``) are never leased;
+- an address is leased to at most one container id at a time;
+- allocating twice for the same container id returns the same address;
+- when every host address is leased, allocation raises :class:`AgentError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from nodeagent.errors import AgentError, FailedPrecondition, InvalidArgument
+
+
+class PoolExhausted(FailedPrecondition):
+    """Every host address of the subnet is leased."""
+
+
+def parse_subnet(subnet: str) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.IPv4Network(subnet, strict=True)
+    except ValueError as exc:
+        raise InvalidArgument(f"bad subnet {subnet!r}: {exc}") from None
+    if net.prefixlen > 30:
+        raise InvalidArgument(f"subnet {subnet!r} is too small: need at least a /30")
+    return net
+
+
+def gateway_of(net: ipaddress.IPv4Network) -> ipaddress.IPv4Address:
+    """The bridge's own address: the first host address (``.1``)."""
+    return net.network_address + 1
+
+
+@dataclass
+class AddressPool:
+    """Leases of one subnet, keyed by container id (pure logic, no I/O)."""
+
+    subnet: ipaddress.IPv4Network
+    leases: dict[str, str] = field(default_factory=dict)
+
+    def allocate(self, container_id: str) -> ipaddress.IPv4Address:
+        """The container's address: its existing lease, else the lowest free one."""
+        if not container_id:
+            raise InvalidArgument("container id must not be empty")
+        held = self.leases.get(container_id)
+        if held is not None:
+            return ipaddress.IPv4Address(held)
+        taken = {int(ipaddress.IPv4Address(a)) for a in self.leases.values()}
+        first = int(gateway_of(self.subnet)) + 1
+        last = int(self.subnet.broadcast_address) - 1
+        for candidate in range(first, last + 1):
+            if candidate not in taken:
+                addr = ipaddress.IPv4Address(candidate)
+                self.leases[container_id] = str(addr)
+                return addr
+        raise PoolExhausted(
+            f"no free address left in {self.subnet} ({len(self.leases)} leased); "
+            "remove containers or use a larger subnet"
+        )
+
+    def release(self, container_id: str) -> None:
+        """Forget the container's lease; a missing lease is not an error."""
+        self.leases.pop(container_id, None)
+
+
+class LeaseFile:
+    """The leases of one subnet on disk, under ``state_dir``."""
+
+    def __init__(self, state_dir: str, name: str, subnet: ipaddress.IPv4Network) -> None:
+        self.path = os.path.join(state_dir, f"ipam-{name}.json")
+        self.lock_path = self.path + ".lock"
+        self.subnet = subnet
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[AddressPool]:
+        """Yield the pool under an exclusive lock; write it back on success."""
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            pool = AddressPool(self.subnet, self._read())
+            before = dict(pool.leases)
+            yield pool
+            if pool.leases != before:
+                self._write(pool.leases)
+        finally:
+            os.close(fd)
+
+    def leases(self) -> dict[str, str]:
+        with self.locked() as pool:
+            return dict(pool.leases)
+
+    def remove(self) -> None:
+        for path in (self.path, self.lock_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def _read(self) -> dict[str, str]:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise AgentError(f"cannot read IP leases {self.path}: {exc}") from None
+        if data.get("subnet") != str(self.subnet):
+            raise AgentError(
+                f"IP leases {self.path} are for subnet {data.get('subnet')!r}, "
+                f"not {self.subnet}; remove the file if the network was reconfigured"
+            )
+        return {str(k): str(v) for k, v in data.get("leases", {}).items()}
+
+    def _write(self, leases: dict[str, str]) -> None:
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"subnet": str(self.subnet), "leases": leases}, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)

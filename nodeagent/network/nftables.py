@@ -1,0 +1,84 @@
+"""The bridge's nftables table: one ``inet`` table per bridge holds every rule
+this package installs, so teardown is a single ``delete table``.
+
+Layout of ``table inet orch_<bridge>``::
+
+    chain prerouting   nat, dstnat   published ports (packets from elsewhere)
+    chain output       nat, dstnat   published ports (connections from this host)
+    chain postrouting  nat, srcnat   masquerade 127.0.0.0/8 sources leaving via the bridge
+    chain forward      filter        isolation: nothing is forwarded between the
+                                     bridge and any other interface
+
+Invariants: ``ensure_table`` is idempotent (the fixed chains are flushed and
+refilled in the same atomic batch); published-port rules live only in
+``prerouting``/``output`` and are never touched by it. There is deliberately no
+outbound masquerade: container subnets never route out through the uplink. The
+``inet`` family makes the isolation cover IPv6 as well.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from typing import Any
+
+from nodeagent.errors import SetupError
+
+NFT = "nft"
+FAMILY = "inet"
+
+
+def table_name(bridge: str) -> str:
+    return "orch_" + re.sub(r"[^A-Za-z0-9_]", "_", bridge)
+
+
+def run_nft(script: str, step: str = "nft") -> None:
+    """Apply ``script`` as one atomic batch (``nft -f -``)."""
+    proc = subprocess.run([NFT, "-f", "-"], input=script, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SetupError(step, {"cmd": "nft -f -", "script": script}, proc.stderr.strip())
+
+
+def list_rules(table: str, chain: str) -> list[dict[str, Any]]:
+    """The rules of one chain as nft JSON objects (with ``handle``); [] if absent."""
+    cmd = [NFT, "-j", "list", "chain", FAMILY, table, chain]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        if "No such file or directory" in proc.stderr:
+            return []
+        raise SetupError("nft_list", {"cmd": " ".join(cmd)}, proc.stderr.strip())
+    items = json.loads(proc.stdout).get("nftables", [])
+    return [item["rule"] for item in items if "rule" in item]
+
+
+def table_exists(table: str) -> bool:
+    cmd = [NFT, "list", "table", FAMILY, table]
+    return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+def ensure_table(bridge: str) -> None:
+    """Create the table and its chains; (re)write isolation and masquerade."""
+    t = table_name(bridge)
+    br = json.dumps(bridge)  # a quoted nft string
+    run_nft(
+        f"""
+add table {FAMILY} {t}
+add chain {FAMILY} {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
+add chain {FAMILY} {t} output {{ type nat hook output priority -100; policy accept; }}
+add chain {FAMILY} {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
+add chain {FAMILY} {t} forward {{ type filter hook forward priority filter; policy accept; }}
+flush chain {FAMILY} {t} postrouting
+flush chain {FAMILY} {t} forward
+add rule {FAMILY} {t} postrouting meta nfproto ipv4 ip saddr 127.0.0.0/8 oifname {br} masquerade
+add rule {FAMILY} {t} forward iifname {br} oifname != {br} drop comment "orch isolation out"
+add rule {FAMILY} {t} forward oifname {br} iifname != {br} drop comment "orch isolation in"
+""",
+        step="nft_ensure_table",
+    )
+
+
+def delete_table(bridge: str) -> None:
+    t = table_name(bridge)
+    if table_exists(t):
+        run_nft(f"delete table {FAMILY} {t}\n", step="nft_delete_table")

@@ -1,0 +1,26 @@
+"""orch's container runtime: Linux namespaces + cgroups + overlayfs, in-process.
+
+Role: turn a :class:`~nodeagent.runtime.spec.ContainerSpec` into a contained
+process and manage it through :class:`Runtime` (create, start, wait/exited,
+kill, stop, exec, stats, adopt, remove). :class:`LinuxRuntime` is the real
+implementation, :class:`FakeRuntime` the recording fake for callers' tests.
+
+Invariants: the exec never happens after a failed setup step (the failure is
+a :class:`~nodeagent.errors.SetupError` naming the step and its arguments,
+raised after everything was undone); mounts live only in the container's
+mount namespace; ``remove`` is idempotent and leaves nothing behind.
+
+Errors (nodeagent.errors)::
+
+    SetupError          a setup step (or the exec itself) failed
+    InvalidArgument     bad spec (bridge without a network, bad env/rlimit/cap)
+    Conflict            the container id is already live in this runtime
+    FailedPrecondition  start twice, exec into an exited container
+    NotFound            unknown container handle, adopt of a vanished pid
+"""
+
+from nodeagent.runtime.api import Container, Runtime, Stdio
+from nodeagent.runtime.fake import FakeRuntime
+from nodeagent.runtime.linux import LinuxRuntime
+
+__all__ = ["Container", "FakeRuntime", "LinuxRuntime", "Runtime", "Stdio"]

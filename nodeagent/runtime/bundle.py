@@ -1,0 +1,86 @@
+"""The container's directory on the host: ``bundle_dir``.
+
+Layout: ``upper/`` and ``work/`` (overlay), ``rootfs/`` (an empty mountpoint on
+the host: the overlay is mounted inside the container's mount namespace only)
+and the generated ``hosts``, ``hostname`` and ``resolv.conf``. Invariant:
+:func:`cleanup` removes exactly what :func:`prepare` made, is idempotent, and
+leaves the bundle dir itself (and the caller's logs in it) alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+
+from nodeagent.runtime.spec import ContainerSpec
+
+RUNTIME_DIRS: tuple[str, ...] = ("rootfs", "upper", "work")
+GENERATED_FILES: tuple[str, ...] = ("hosts", "hostname", "resolv.conf")
+HOST_RESOLV_CONF = "/etc/resolv.conf"
+
+
+def prepare(spec: ContainerSpec) -> None:
+    os.makedirs(spec.bundle_dir, exist_ok=True)
+    for name in RUNTIME_DIRS:
+        os.makedirs(os.path.join(spec.bundle_dir, name), exist_ok=True)
+    _write(spec, "hosts", hosts_file(spec))
+    _write(spec, "hostname", spec.hostname + "\n")
+    _write(spec, "resolv.conf", resolv_conf(spec))
+
+
+def cleanup(spec: ContainerSpec) -> None:
+    for name in RUNTIME_DIRS:
+        shutil.rmtree(os.path.join(spec.bundle_dir, name), ignore_errors=True)
+    for name in GENERATED_FILES:
+        try:
+            os.unlink(os.path.join(spec.bundle_dir, name))
+        except FileNotFoundError:
+            pass
+
+
+def _write(spec: ContainerSpec, name: str, text: str) -> None:
+    with open(os.path.join(spec.bundle_dir, name), "w") as f:
+        f.write(text)
+
+
+def hosts_file(spec: ContainerSpec) -> str:
+    lines = [
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+    ]
+    net = spec.network
+    if net.mode == "bridge" and net.address:
+        lines.append(f"{net.address}\t{spec.hostname}")
+    else:
+        lines.append(f"127.0.1.1\t{spec.hostname}")
+    lines.extend(f"{ip}\t{name}" for name, ip in net.extra_hosts)
+    return "\n".join(lines) + "\n"
+
+
+def resolv_conf(spec: ContainerSpec) -> str:
+    """Explicit DNS servers win; otherwise the host's file minus loopback
+    servers (unreachable from a container), as Docker does."""
+    if spec.network.dns:
+        return "".join(f"nameserver {ip}\n" for ip in spec.network.dns)
+    try:
+        with open(HOST_RESOLV_CONF) as f:
+            host = f.read().splitlines()
+    except OSError:
+        return ""
+    if spec.network.mode == "host":
+        return "\n".join(host) + "\n"
+    out = []
+    for line in host:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver" and _is_loopback(parts[1]):
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n" if out else ""
+
+
+def _is_loopback(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr.split("%")[0]).is_loopback
+    except ValueError:
+        return False

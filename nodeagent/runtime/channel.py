@@ -1,0 +1,110 @@
+"""Messages between the runtime (parent) and its forked setup children.
+
+One report pipe carries child -> parent lines: ``P<pid>`` (the container's
+PID 1, from the intermediate child), ``R`` (setup done, waiting for start) and
+``E<json>`` (a setup step failed: ``{step, args, detail, errno}``). The write
+end is close-on-exec, so EOF right after start means the exec happened.
+One control pipe carries parent -> child bytes: ``N`` (network attached),
+``S`` (start). Invariant: a child that hits any error reports it and
+``_exit(127)``s; it never returns into the caller's code.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from typing import Any
+
+from nodeagent.errors import SetupError
+from nodeagent.runtime._libc import SyscallError
+
+EXIT_SETUP_FAILED = 127
+
+
+def pipe() -> tuple[int, int]:
+    """A close-on-exec pipe whose ends are never 0/1/2 (those become stdio)."""
+    r, w = os.pipe()
+    fds = []
+    for fd in (r, w):
+        if fd < 3:
+            high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+            os.close(fd)
+            fd = high
+        fds.append(fd)
+    return fds[0], fds[1]
+
+
+def send(fd: int, message: bytes) -> None:
+    os.write(fd, message + b"\n")
+
+
+def error_message(step: str, exc: BaseException) -> bytes:
+    if isinstance(exc, SetupError):  # raised by a helper that named its own step
+        body = {"step": exc.step, "args": _jsonable(exc.args_repr), "detail": exc.detail,
+                "errno": exc.errno}
+        return b"E" + json.dumps(body).encode()
+    if isinstance(exc, SyscallError):
+        args: Any = f"{exc.call}{_args(exc.call_args)}"
+    elif isinstance(exc, OSError) and exc.filename is not None:
+        args = str(exc.filename)
+    else:
+        args = None
+    err = exc.errno if isinstance(exc, OSError) and exc.errno else 0
+    detail = str(exc)[:1000] or type(exc).__name__
+    body = {"step": step, "args": args, "detail": detail, "errno": err}
+    return b"E" + json.dumps(body).encode()
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _args(args: tuple[Any, ...]) -> str:
+    return "(" + ", ".join(a.decode() if isinstance(a, bytes) else repr(a) for a in args) + ")"
+
+
+def fail(fd: int, step: str, exc: BaseException) -> None:
+    """Report a failed step and end this child. Never returns."""
+    try:
+        send(fd, error_message(step, exc))
+    finally:
+        os._exit(EXIT_SETUP_FAILED)
+
+
+def to_setup_error(message: bytes) -> SetupError:
+    body = json.loads(message[1:])
+    return SetupError(body["step"], body.get("args"), body.get("detail", ""),
+                      int(body.get("errno") or 0))
+
+
+class Reader:
+    """Line reader on the parent's end of the report pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buf = b""
+        self.eof = False
+
+    def next(self) -> bytes | None:
+        """The next message, or None at EOF (every writer closed or exec'd)."""
+        while b"\n" not in self._buf:
+            if self.eof:
+                return None
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                self.eof = True
+                rest, self._buf = self._buf, b""
+                return rest or None
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -1,0 +1,165 @@
+"""The container's birth: the two forks and PID 1's setup checklist.
+
+Parent P (the runtime's caller) forks C1. C1 unshares the namespaces in
+:data:`spec.NAMESPACES` order except cgroup, forks C2, reports C2's pid and
+exits. C2 is PID 1 of the new pid namespace and runs :data:`INIT_STEPS`.
+
+Joining the cgroup is the slow part on cgroup v1 (the first migration waits
+for an RCU grace period, ~10 ms), so P writes C2's pid into the group *while*
+C2 builds its rootfs, then sends ``C``; C2 waits for it and only then unshares
+the cgroup namespace (its root must be the container's group) and finalizes.
+So the invariant holds: the process is in its cgroup before anything of the
+container's runs. In bridge mode P sends ``N`` (network attached) first.
+
+Then C2 reports ``R`` and blocks until P sends ``S``, then execs. Any failure
+is reported on the close-on-exec report pipe and the child ``_exit(127)``s:
+the exec never happens after a failed step. Nothing here imports or spawns
+after the fork; the plan is built in P.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nodeagent.runtime import _libc, channel, process, rootfs
+from nodeagent.runtime.process import ProcessPlan, run_steps
+from nodeagent.runtime.rootfs import RootfsPlan
+from nodeagent.runtime.spec import NAMESPACES, NetworkConfig
+
+
+@dataclass
+class InitPlan:
+    unshare_flags: int
+    rootfs: RootfsPlan
+    process: ProcessPlan
+    network: NetworkConfig
+    configure_network: Callable[[NetworkConfig], None] | None
+    wait_for_network: bool
+    report_fd: int  # write end, child -> parent
+    control_fd: int  # read end, parent -> child
+
+
+def unshare_flags(network_mode: str) -> int:
+    """Flags C1 unshares: every namespace but cgroup (C2's, once joined)."""
+    flags = 0
+    for name in NAMESPACES:
+        if name == "cgroup" or (name == "net" and network_mode == "host"):
+            continue
+        flags |= _libc.NAMESPACE_FLAGS[name]
+    return flags
+
+
+def spawn(plan: InitPlan) -> int:
+    """Fork C1 (in P). Returns C1's pid; C2's pid arrives on the report pipe."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _intermediate(plan)
+        finally:
+            os._exit(channel.EXIT_SETUP_FAILED)
+    return pid
+
+
+def _intermediate(plan: InitPlan) -> None:
+    report = plan.report_fd
+    try:
+        _close_inherited(plan)
+    except BaseException as exc:
+        channel.fail(report, "close_fds", exc)
+    try:
+        _libc.unshare(plan.unshare_flags)
+    except BaseException as exc:
+        channel.fail(report, "unshare", exc)
+    try:
+        pid = os.fork()
+    except BaseException as exc:
+        channel.fail(report, "fork", exc)
+    if pid == 0:
+        try:
+            _container_init(plan)
+        finally:
+            os._exit(channel.EXIT_SETUP_FAILED)
+    channel.send(report, b"P%d" % pid)
+    os._exit(0)
+
+
+def _close_inherited(plan: InitPlan) -> None:
+    """Close every fd P had except ours and stdio: other containers' pipes
+    must not be held open by this one."""
+    keep = {0, 1, 2, plan.report_fd, plan.control_fd}
+    keep.update(fd for fd in plan.process.stdio if fd is not None)
+    low = 0
+    for fd in sorted(keep):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 20)
+
+
+# --- PID 1's checklist ---------------------------------------------------------
+
+def make_root_private(plan: InitPlan) -> None:
+    rootfs.make_root_private(plan.rootfs)
+
+
+def wait_network(plan: InitPlan) -> None:
+    if plan.wait_for_network:
+        _expect(plan.control_fd, b"N")
+
+
+def configure_network(plan: InitPlan) -> None:
+    if plan.configure_network is not None:
+        plan.configure_network(plan.network)
+
+
+def enter_cgroup_namespace(plan: InitPlan) -> None:
+    _expect(plan.control_fd, b"C")  # P has put us into the container's cgroup
+    if "cgroup" in NAMESPACES:
+        _libc.unshare(_libc.CLONE_NEWCGROUP)
+
+
+def _rootfs_step(fn: Callable[[RootfsPlan], None]) -> Callable[[InitPlan], None]:
+    return lambda plan: fn(plan.rootfs)
+
+
+def _process_step(fn: Callable[[ProcessPlan], None]) -> Callable[[InitPlan], None]:
+    return lambda plan: fn(plan.process)
+
+
+INIT_STEPS: tuple[tuple[str, Callable[[InitPlan], None]], ...] = (
+    ("make_root_private", make_root_private),
+    ("wait_network", wait_network),
+    ("configure_network", configure_network),
+    ("mount_rootfs", _rootfs_step(rootfs.mount_overlay)),
+    ("mountpoints", _rootfs_step(rootfs.make_mountpoints)),
+    ("mount_proc", _rootfs_step(rootfs.mount_proc)),
+    ("mount_sysfs", _rootfs_step(rootfs.mount_sysfs)),
+    ("mount_dev", _rootfs_step(rootfs.mount_dev)),
+    ("bind_etc_files", _rootfs_step(rootfs.bind_etc_files)),
+    ("sethostname", _rootfs_step(rootfs.set_hostname)),
+    ("pivot_root", _rootfs_step(rootfs.pivot)),
+    ("masked_paths", _rootfs_step(rootfs.mask_paths)),
+    ("readonly_paths", _rootfs_step(rootfs.readonly_paths)),
+    ("readonly_rootfs", _rootfs_step(rootfs.readonly_rootfs)),
+    ("cgroup_namespace", enter_cgroup_namespace),
+    *((name, _process_step(fn)) for name, fn in process.FINALIZE_STEPS),
+)
+
+
+def _container_init(plan: InitPlan) -> None:
+    run_steps(INIT_STEPS, plan, plan.report_fd)
+    try:
+        channel.send(plan.report_fd, b"R")
+        _expect(plan.control_fd, b"S")
+    except BaseException as exc:
+        channel.fail(plan.report_fd, "wait_start", exc)
+    process.exec_process(plan.process)
+
+
+def _expect(fd: int, message: bytes) -> None:
+    got = os.read(fd, 1)
+    if got != message:
+        # EOF: the runtime went away or gave up on this container; never exec.
+        raise OSError(0, f"expected {message!r} from the runtime, got {got!r}")

@@ -1,0 +1,438 @@
+"""LinuxRuntime: containers from namespaces, cgroups and overlayfs, in-process.
+
+The caller must be single-threaded (it forks); it becomes a child subreaper so
+each container's PID 1 (a grandchild, after the pid-namespace double fork) and
+each exec'd process become its children. Lifecycle::
+
+    create -> (start) -> running -> wait/exited -> remove
+       \\-> SetupError: everything already undone
+
+Invariants: a failed setup step never execs; every failure path and
+:meth:`LinuxRuntime.remove` leave no process, cgroup, mount, veth or runtime
+dir behind; mounts exist only inside the container's mount namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from nodeagent.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, SetupError
+from nodeagent.runtime import _libc, bundle, channel, enter, init, process, seccomp
+from nodeagent.runtime.api import Container, Stdio
+from nodeagent.runtime.rootfs import RootfsPlan, overlay_options
+from nodeagent.runtime.spec import ContainerSpec, ExitStatus, ProcessSpec
+
+if TYPE_CHECKING:
+    from nodeagent.network import BridgeNetwork
+    from nodeagent.runtime.cgroups import Cgroup, CgroupDriver, CgroupStats
+
+# Exit status reported when the container's pid was not our child (adopted
+# after a supervisor restart): the kernel's status went to someone else.
+UNKNOWN_EXIT = 255
+
+
+@dataclass
+class _Live:
+    """What the runtime keeps per container besides the public handle."""
+
+    cgroup: Cgroup
+    pidfd: int = -1
+    reader: channel.Reader | None = None
+    control_fd: int = -1
+    network_attached: bool = False
+    status: ExitStatus | None = None
+    exec_pids: dict[int, int] = field(default_factory=dict)  # pid -> pidfd
+    handle: Container | None = None
+
+
+class LinuxRuntime:
+    def __init__(self, cgroups: CgroupDriver | None = None,
+                 network: BridgeNetwork | None = None) -> None:
+        if cgroups is None:
+            from nodeagent.runtime.cgroups import detect
+
+            cgroups = detect()
+        self.cgroups = cgroups
+        self.network = network
+        self._live: dict[str, _Live] = {}
+        _libc.prctl(_libc.PR_SET_CHILD_SUBREAPER, 1)
+        seccomp.default_program()  # compile once, up front
+        from nodeagent.network import configure_container_side, loopback_up
+
+        self._configure_container_side = configure_container_side
+        self._loopback_up = loopback_up
+
+    # --- create / start ---------------------------------------------------------
+
+    def create(self, spec: ContainerSpec, stdio: Stdio) -> Container:
+        self._validate(spec)
+        live = _Live(cgroup=self.cgroups.create(_cgroup_name(spec), spec.resources))
+        self._live[spec.id] = live
+        container = Container(spec, 0, time.time())
+        live.handle = container
+        try:
+            bundle.prepare(spec)
+            container.pid = self._spawn_init(spec, stdio, live)
+        except BaseException:
+            self._teardown(container, live)
+            raise
+        return container
+
+    def _validate(self, spec: ContainerSpec) -> None:
+        if spec.id in self._live:
+            raise Conflict(f"container {spec.id[:12]} already exists in this runtime")
+        if spec.network.mode not in ("none", "host", "bridge"):
+            raise InvalidArgument(f"network mode {spec.network.mode!r} is not none|host|bridge")
+        if spec.network.mode == "bridge" and self.network is None:
+            raise InvalidArgument("network mode 'bridge' needs a runtime with a BridgeNetwork")
+        if not spec.rootfs.lower_dirs:
+            raise InvalidArgument("rootfs.lower_dirs is empty")
+
+    def _init_plan(self, spec: ContainerSpec, stdio: Stdio, report_w: int,
+                   control_r: int, live: _Live) -> init.InitPlan:
+        b = spec.bundle_dir
+        mode = spec.network.mode
+        configure = {"bridge": self._configure_container_side,
+                     "none": lambda _cfg: self._loopback_up()}.get(mode)
+        return init.InitPlan(
+            unshare_flags=init.unshare_flags(mode),
+            rootfs=RootfsPlan(
+                rootfs=os.path.join(b, "rootfs"),
+                overlay_data=overlay_options(spec.rootfs.lower_dirs, os.path.join(b, "upper"),
+                                             os.path.join(b, "work")),
+                readonly=spec.rootfs.readonly, bundle_dir=b, hostname=spec.hostname,
+                masked_paths=spec.masked_paths, readonly_paths=spec.readonly_paths,
+            ),
+            process=process.build_plan(spec.process, stdio, spec.hostname, report_w),
+            network=spec.network,
+            configure_network=configure,
+            wait_for_network=mode == "bridge",
+            report_fd=report_w,
+            control_fd=control_r,
+        )
+
+    def _spawn_init(self, spec: ContainerSpec, stdio: Stdio, live: _Live) -> int:
+        report_r, report_w = channel.pipe()
+        live.reader = channel.Reader(report_r)
+        try:
+            control_r, live.control_fd = channel.pipe()
+        except BaseException:
+            os.close(report_w)
+            raise
+        try:
+            plan = self._init_plan(spec, stdio, report_w, control_r, live)
+            c1 = init.spawn(plan)
+        finally:
+            os.close(report_w)
+            os.close(control_r)
+        pid, error = _read_pid(live.reader)
+        if pid:
+            live.pidfd = os.pidfd_open(pid)
+        if error is None and pid == 0:
+            error = SetupError("fork", None, "setup child exited without reporting a pid")
+        if error is not None:
+            _reap(c1)
+            self._raise_after(spec, pid, live, error)
+        if spec.network.mode == "bridge":
+            self._attach_network(spec, pid, live)
+        self._join_cgroup(spec, pid, live)  # overlaps with C2 building its rootfs
+        _reap(c1)
+        msg = live.reader.next()
+        if msg != b"R":
+            self._raise_after(spec, pid, live, _as_error(msg, "init"))
+        return pid
+
+    def _attach_network(self, spec: ContainerSpec, pid: int, live: _Live) -> None:
+        assert self.network is not None
+        try:
+            live.network_attached = True
+            self.network.attach(spec.network, pid)
+            self.network.publish(spec.id, spec.network)
+            os.write(live.control_fd, b"N")
+        except BaseException as exc:
+            err = exc if isinstance(exc, SetupError) else SetupError(
+                "network_attach", spec.network.host_veth, str(exc))
+            self._raise_after(spec, pid, live, err)
+
+    def _join_cgroup(self, spec: ContainerSpec, pid: int, live: _Live) -> None:
+        try:
+            live.cgroup.add_process(pid)
+            os.write(live.control_fd, b"C")
+        except BrokenPipeError:
+            pass  # init already failed: its report follows on the pipe
+        except BaseException as exc:
+            err = exc if isinstance(exc, SetupError) else SetupError(
+                "join_cgroup", {"cgroup": _cgroup_name(spec), "pid": pid}, str(exc))
+            self._raise_after(spec, pid, live, err)
+
+    def _raise_after(self, spec: ContainerSpec, pid: int, live: _Live, err: BaseException) -> None:
+        """Reap a failed init (the error is already known) and re-raise; the
+        caller's except clause tears the rest down."""
+        if pid:
+            _kill_pidfd(live.pidfd, signal.SIGKILL)
+            _reap(pid)
+            live.status = ExitStatus(channel.EXIT_SETUP_FAILED)
+        raise err
+
+    def start(self, container: Container) -> None:
+        live = self._get(container)
+        if live.control_fd < 0 or live.reader is None:
+            raise FailedPrecondition(f"container {container.spec.id[:12]} was already started")
+        try:
+            os.write(live.control_fd, b"S")
+        except BrokenPipeError:
+            pass  # init died; its report (or EOF) tells the rest
+        finally:
+            os.close(live.control_fd)
+            live.control_fd = -1
+        msg = live.reader.next()  # EOF: the close-on-exec pipe closed at exec
+        live.reader.close()
+        live.reader = None
+        if msg is not None:
+            err = _as_error(msg, "exec")
+            try:
+                self._raise_after(container.spec, container.pid, live, err)
+            finally:
+                self._teardown(container, live)
+
+    # --- waiting and signals ------------------------------------------------------
+
+    def wait(self, container: Container, timeout: float | None = None) -> ExitStatus | None:
+        live = self._get(container)
+        if live.status is not None:
+            return live.status
+        if timeout is not None and not _wait_readable(live.pidfd, timeout):
+            return None
+        try:
+            _, status = os.waitpid(container.pid, 0)
+        except ChildProcessError:
+            _wait_readable(live.pidfd, None)
+            live.status = ExitStatus(UNKNOWN_EXIT)
+            return live.status
+        return self.exited(container, status)
+
+    def exited(self, container: Container, wait_status: int) -> ExitStatus:
+        live = self._get(container)
+        oom = False
+        if os.WIFSIGNALED(wait_status) and os.WTERMSIG(wait_status) == signal.SIGKILL:
+            with contextlib.suppress(Exception):
+                oom = live.cgroup.oom_kills() > 0
+        live.status = ExitStatus.from_wait_status(wait_status, oom)
+        return live.status
+
+    def kill(self, container: Container, sig: int) -> None:
+        live = self._get(container)
+        if live.status is None:
+            _kill_pidfd(live.pidfd, sig)
+
+    def stop(self, container: Container, timeout: float | None = None) -> ExitStatus:
+        live = self._get(container)
+        if live.status is not None:
+            return live.status
+        grace = container.spec.stop_timeout if timeout is None else timeout
+        self.kill(container, container.spec.stop_signal)
+        status = self.wait(container, grace)
+        if status is None:
+            self.kill(container, signal.SIGKILL)
+            status = self.wait(container)
+        assert status is not None
+        return status
+
+    # --- exec, stats, adopt ------------------------------------------------------------
+
+    def exec(self, container: Container, process_spec: ProcessSpec, stdio: Stdio) -> int:
+        live = self._get(container)
+        if live.status is not None:
+            raise FailedPrecondition(f"container {container.spec.id[:12]} is not running")
+        report_r, report_w = channel.pipe()
+        reader = channel.Reader(report_r)
+        try:
+            try:
+                plan = enter.ExecPlan(container.pid, live.cgroup, process.build_plan(
+                    process_spec, stdio, container.spec.hostname, report_w), report_w)
+                e1 = enter.spawn(plan)
+            finally:
+                os.close(report_w)
+            pid, error = _read_pid(reader)
+            _reap(e1)
+            if error is None and pid:
+                msg = reader.next()  # EOF = exec'd
+                error = None if msg is None else _as_error(msg, "exec")
+            if error is not None:
+                if pid:
+                    _reap(pid)
+                raise error
+            if not pid:
+                raise SetupError("fork", None, "exec child exited without reporting a pid")
+        finally:
+            reader.close()
+        live.exec_pids[pid] = os.pidfd_open(pid)
+        return pid
+
+    def stats(self, container: Container) -> CgroupStats:
+        return self._get(container).cgroup.stats()
+
+    def adopt(self, spec: ContainerSpec, pid: int) -> Container:
+        cgroup = self.cgroups.open(_cgroup_name(spec))
+        if pid not in cgroup.procs():
+            raise NotFound(f"process {pid} is not in container {spec.id[:12]}'s cgroup")
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            raise NotFound(f"container {spec.id[:12]} process {pid} is gone")
+        try:
+            created = os.stat(f"/proc/{pid}").st_mtime
+        except OSError:
+            created = time.time()
+        container = Container(spec, pid, created)
+        self._live[spec.id] = _Live(cgroup=cgroup, pidfd=pidfd, handle=container,
+                                    network_attached=spec.network.mode == "bridge")
+        return container
+
+    # --- remove ----------------------------------------------------------------------
+
+    def remove(self, container: Container, keep_rootfs: bool = False) -> None:
+        live = self._live.get(container.spec.id)
+        if live is None:
+            self._remove_orphaned(container.spec, keep_rootfs)
+            return
+        self._teardown(container, live, keep_rootfs)
+
+    def cleanup(self) -> None:
+        from nodeagent.runtime.cgroups import remove_parent_if_empty
+
+        remove_parent_if_empty(self.cgroups, "orch")
+
+    def _teardown(self, container: Container, live: _Live, keep_rootfs: bool = False) -> None:
+        """Undo everything create did, in reverse; safe on a half-built container."""
+        spec = container.spec
+        errors: list[BaseException] = []
+        with _collect(errors):
+            live.cgroup.kill_all()
+        if container.pid and live.status is None:
+            _kill_pidfd(live.pidfd, signal.SIGKILL)
+            try:
+                _, status = os.waitpid(container.pid, 0)
+                live.status = ExitStatus.from_wait_status(status)
+            except ChildProcessError:
+                _wait_readable(live.pidfd, 5.0)
+        for pid, fd in live.exec_pids.items():
+            _wait_readable(fd, 5.0)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            os.close(fd)
+        live.exec_pids.clear()
+        with _collect(errors):
+            live.cgroup.remove()
+        if spec.network.mode == "bridge" and self.network is not None and live.network_attached:
+            with _collect(errors):
+                self.network.unpublish(spec.id)
+            with _collect(errors):
+                self.network.detach(spec.network)
+        if not keep_rootfs:
+            with _collect(errors):
+                bundle.cleanup(spec)
+        _close_fds(live)
+        self._live.pop(spec.id, None)
+        if errors:
+            raise errors[0]
+
+    def _remove_orphaned(self, spec: ContainerSpec, keep_rootfs: bool = False) -> None:
+        """remove() of a container this runtime does not track: idempotent cleanup."""
+        try:
+            cgroup = self.cgroups.open(_cgroup_name(spec))
+        except NotFound:
+            pass
+        else:
+            cgroup.kill_all()
+            cgroup.remove()
+        if spec.network.mode == "bridge" and self.network is not None:
+            self.network.unpublish(spec.id)
+            self.network.detach(spec.network)
+        if not keep_rootfs:
+            bundle.cleanup(spec)
+
+    def _get(self, container: Container) -> _Live:
+        live = self._live.get(container.spec.id)
+        if live is None:
+            raise NotFound(f"container {container.spec.id[:12]} is not known to the runtime")
+        return live
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def _cgroup_name(spec: ContainerSpec) -> str:
+    return spec.cgroup_name or f"orch/{spec.id}"
+
+
+def _read_pid(reader: channel.Reader) -> tuple[int, SetupError | None]:
+    """Read until the child's pid report (``P<pid>``) or an error. After an
+    error, keep reading to EOF: the pid may still arrive (the grandchild can
+    fail before the intermediate child reports it), and is needed to reap."""
+    pid, error = 0, None
+    while True:
+        msg = reader.next()
+        if msg is None:
+            return pid, error
+        if msg.startswith(b"P"):
+            pid = int(msg[1:])
+            if error is None:
+                return pid, None
+        else:
+            error = error or _as_error(msg, "setup")
+
+
+def _as_error(msg: bytes | None, step: str) -> SetupError:
+    if msg is not None and msg.startswith(b"E"):
+        return channel.to_setup_error(msg)
+    detail = "setup child exited unexpectedly" if msg is None else f"bad message {msg[:80]!r}"
+    return SetupError(step, None, detail)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def _kill_pidfd(pidfd: int, sig: int) -> None:
+    if pidfd < 0:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        signal.pidfd_send_signal(pidfd, sig)
+
+
+def _wait_readable(fd: int, timeout: float | None) -> bool:
+    """A pidfd is readable once its process has exited."""
+    if fd < 0:
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
+
+
+def _close_fds(live: _Live) -> None:
+    if live.reader is not None:
+        live.reader.close()
+        live.reader = None
+    for attr in ("pidfd", "control_fd"):
+        fd = getattr(live, attr)
+        if fd >= 0:
+            os.close(fd)
+            setattr(live, attr, -1)
+
+
+@contextlib.contextmanager
+def _collect(errors: list[BaseException]) -> Any:
+    try:
+        yield
+    except Exception as exc:
+        errors.append(exc)
+
+
+__all__ = ["LinuxRuntime"]

@@ -1,0 +1,198 @@
+"""What a container is made of: the runtime's input, as plain typed data.
+
+A :class:`ContainerSpec` is complete: the runtime never looks anything up
+(images, names, IP addresses). The agent builds it from the image config and the
+user's options; the supervisor persists it (``to_dict``/``from_dict``) so a
+restarted supervisor can restart or clean up a container.
+
+Invariants:
+- ``rootfs.lower_dirs`` are read-only snapshot directories, topmost layer
+  first (overlayfs ``lowerdir`` order); the runtime never writes to them.
+- ``bundle_dir`` belongs to this container alone: ``upper/``, ``work/``, the
+  generated ``hosts``/``hostname``/``resolv.conf`` files live there.
+- Quantities are in base units: bytes, and CPUs as a float (0.5 = half a CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+# Docker's default capability set (moby/oci/caps/defaults.go).
+DEFAULT_CAPABILITIES: tuple[str, ...] = (
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+)
+
+# Docker's masked paths: hidden from the container (bind of /dev/null for
+# files, an empty read-only tmpfs for directories).
+DEFAULT_MASKED_PATHS: tuple[str, ...] = (
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+
+# Docker's read-only paths: bind-mounted onto themselves, then remounted ro.
+DEFAULT_READONLY_PATHS: tuple[str, ...] = (
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+)
+
+# Namespaces every container gets (user namespaces are not used yet). The
+# order is the order of unshare flags; cgroup comes last so its root is the
+# container's own cgroup, joined just before.
+NAMESPACES: tuple[str, ...] = ("mount", "uts", "ipc", "net", "pid", "cgroup")
+
+NetworkMode = Literal["bridge", "none", "host"]
+
+
+@dataclass(frozen=True)
+class Rlimit:
+    name: str  # e.g. "RLIMIT_NOFILE"
+    soft: int
+    hard: int
+
+
+DEFAULT_RLIMITS: tuple[Rlimit, ...] = (Rlimit("RLIMIT_NOFILE", 1048576, 1048576),)
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    host_port: int
+    container_port: int
+    protocol: Literal["tcp", "udp"] = "tcp"
+    host_ip: str = ""  # "" = every host address, loopback included
+
+
+@dataclass
+class ProcessSpec:
+    """The process to exec, after the image config and overrides are merged."""
+
+    args: list[str]
+    env: list[str] = field(default_factory=list)  # "KEY=value"
+    cwd: str = "/"
+    # "", "uid", "uid:gid", "name" or "name:group"; names resolve through the
+    # container's own /etc/passwd and /etc/group. "" means root.
+    user: str = ""
+    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
+    no_new_privileges: bool = True
+    seccomp: bool = True  # the default profile; False = unconfined
+    rlimits: tuple[Rlimit, ...] = DEFAULT_RLIMITS
+
+
+@dataclass
+class Resources:
+    memory_bytes: int | None = None
+    cpus: float | None = None  # becomes a CFS quota over a 100 ms period
+    pids_limit: int | None = None
+
+
+@dataclass
+class NetworkConfig:
+    """The container's network, decided before create (IPAM already done)."""
+
+    mode: NetworkMode = "none"
+    bridge: str = ""  # host bridge name, bridge mode only
+    address: str = ""  # container address, bridge mode only
+    prefixlen: int = 0
+    gateway: str = ""
+    host_veth: str = ""  # host-side veth name (<= 15 chars)
+    ports: list[PortMapping] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    extra_hosts: list[tuple[str, str]] = field(default_factory=list)  # (name, ip)
+
+
+@dataclass
+class RootfsSpec:
+    lower_dirs: list[str]  # topmost first
+    readonly: bool = False
+
+
+@dataclass
+class ContainerSpec:
+    id: str  # 64 hex chars
+    name: str
+    hostname: str
+    bundle_dir: str
+    rootfs: RootfsSpec
+    process: ProcessSpec
+    resources: Resources = field(default_factory=Resources)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    cgroup_name: str = ""  # relative path under each hierarchy, e.g. "orch/<id>"
+    masked_paths: tuple[str, ...] = DEFAULT_MASKED_PATHS
+    readonly_paths: tuple[str, ...] = DEFAULT_READONLY_PATHS
+    stop_signal: int = int(signal.SIGTERM)
+    stop_timeout: float = 10.0
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContainerSpec:
+        proc = dict(data["process"])
+        proc["capabilities"] = tuple(proc.get("capabilities", DEFAULT_CAPABILITIES))
+        proc["rlimits"] = tuple(Rlimit(**r) for r in proc.get("rlimits", ()))
+        net = dict(data.get("network", {}))
+        net["ports"] = [PortMapping(**p) for p in net.get("ports", [])]
+        net["extra_hosts"] = [tuple(h) for h in net.get("extra_hosts", [])]
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            hostname=data["hostname"],
+            bundle_dir=data["bundle_dir"],
+            rootfs=RootfsSpec(**data["rootfs"]),
+            process=ProcessSpec(**proc),
+            resources=Resources(**data.get("resources", {})),
+            network=NetworkConfig(**net),
+            cgroup_name=data.get("cgroup_name", ""),
+            masked_paths=tuple(data.get("masked_paths", DEFAULT_MASKED_PATHS)),
+            readonly_paths=tuple(data.get("readonly_paths", DEFAULT_READONLY_PATHS)),
+            stop_signal=int(data.get("stop_signal", signal.SIGTERM)),
+            stop_timeout=float(data.get("stop_timeout", 10.0)),
+            labels=dict(data.get("labels", {})),
+        )
+
+
+@dataclass
+class ExitStatus:
+    """How a container's process ended. ``exit_code`` follows the shell rule:
+    128+N for death by signal N; an OOM kill is ``oom_killed`` with 137."""
+
+    exit_code: int
+    signal: int = 0
+    oom_killed: bool = False
+
+    @classmethod
+    def from_wait_status(cls, status: int, oom_killed: bool = False) -> ExitStatus:
+        import os
+
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            return cls(128 + sig, sig, oom_killed)
+        return cls(os.WEXITSTATUS(status), 0, oom_killed)

@@ -1,0 +1,22 @@
+"""The supervisor: the long-lived, single-threaded process that owns containers.
+
+It is to orch what containerd plus its shims are to Docker, in one small
+process: it forks containers through the runtime, is their subreaper (so it
+reaps their PID 1 and records exit codes and signals), pumps their stdout and
+stderr into JSON-lines logs, applies restart policies, and runs stop grace
+periods and exec. It has no gRPC and no threads, so forking from it is safe.
+
+The gRPC agent talks to it over a unix socket with JSON lines (``wire``).
+Because the supervisor outlives the agent, a restarted agent simply reconnects
+and finds every container as it was, exit codes included.
+
+Invariants:
+- a container's record is on disk (``records``) before its process exists,
+  and is updated on every state change, so nothing is lost across restarts;
+- every pid the supervisor reaps is either a container's PID 1 or an exec'd
+  process; both are looked up in ``by_pid``.
+"""
+
+from nodeagent.supervisor.client import SupervisorClient, SupervisorUnavailable
+
+__all__ = ["SupervisorClient", "SupervisorUnavailable"]

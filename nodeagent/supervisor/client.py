@@ -1,0 +1,125 @@
+"""The agent's side of the supervisor socket.
+
+Thread-safe: gRPC handler threads call :meth:`SupervisorClient.call`
+concurrently; one reader thread matches responses to callers by request id
+and hands pushed events to the subscribers' callbacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from nodeagent.errors import AgentError, from_dict
+from nodeagent.supervisor import wire
+
+
+class SupervisorUnavailable(AgentError):
+    code = "unavailable"
+
+
+class _Pending:
+    __slots__ = ("done", "error", "fds", "result")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: AgentError | None = None
+        self.fds: list[int] = []
+
+
+class SupervisorClient:
+    def __init__(self, socket_path: str, on_event: Callable[[str, dict[str, Any]], None] | None = None):
+        self.socket_path = socket_path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            self.sock.connect(socket_path)
+        except OSError as err:
+            self.sock.close()
+            raise SupervisorUnavailable(f"supervisor not reachable at {socket_path}: {err}")
+        self._rids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._on_event = on_event
+        self._closed = False
+        self._reader = threading.Thread(target=self._read_loop, name="supervisor-reader",
+                                        daemon=True)
+        self._reader.start()
+
+    def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
+        result, fds = self.call_fds(op, timeout=timeout, **args)
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                import os
+
+                os.close(fd)
+        return result
+
+    def call_fds(self, op: str, timeout: float | None = None, **args: Any) -> tuple[Any, list[int]]:
+        rid = next(self._rids)
+        pending = _Pending()
+        with self._lock:
+            if self._closed:
+                raise SupervisorUnavailable("connection to the supervisor is closed")
+            self._pending[rid] = pending
+        try:
+            with self._send_lock:
+                wire.send(self.sock, {"rid": rid, "op": op, "args": args})
+        except OSError as err:
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise SupervisorUnavailable(f"supervisor connection failed: {err}")
+        if not pending.done.wait(timeout):
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise AgentError(f"supervisor did not answer {op} within {timeout} s")
+        if pending.error is not None:
+            raise pending.error
+        return pending.result, pending.fds
+
+    def _read_loop(self) -> None:
+        reader = wire.Reader()
+        try:
+            while True:
+                msgs = wire.recv(self.sock, reader)
+                if msgs is None:
+                    break
+                for msg, fds in msgs:
+                    self._deliver(msg, fds)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._closed = True
+                pending, self._pending = self._pending, {}
+            for p in pending.values():
+                p.error = SupervisorUnavailable("the supervisor went away")
+                p.done.set()
+            if self._on_event is not None:
+                self._on_event("disconnected", {})
+
+    def _deliver(self, msg: dict[str, Any], fds: list[int]) -> None:
+        if "event" in msg:
+            if self._on_event is not None:
+                self._on_event(msg["event"], msg.get("data", {}))
+            return
+        with self._lock:
+            pending = self._pending.pop(int(msg.get("rid", 0)), None)
+        if pending is None:
+            return
+        if msg.get("ok"):
+            pending.result = msg.get("result")
+            pending.fds = fds
+        else:
+            pending.error = from_dict(msg.get("error", {}))
+        pending.done.set()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()

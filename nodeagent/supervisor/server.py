@@ -1,0 +1,652 @@
+"""The supervisor's event loop and its operations (see the package docstring).
+
+One thread, one ``selectors`` loop: the listening socket, client connections,
+container output pipes and a self-pipe for signals. Timers (stop grace
+periods, restart backoff) sit in a heap and bound the loop's wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import heapq
+import itertools
+import os
+import selectors
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from nodeagent.errors import AgentError, Conflict, FailedPrecondition, InvalidArgument, NotFound
+from nodeagent.logs import LogWriter
+from nodeagent.restart import Backoff, parse_restart_policy, should_restart
+from nodeagent.runtime import Container, Runtime, Stdio
+from nodeagent.runtime.spec import ContainerSpec, ExitStatus, ProcessSpec
+from nodeagent.supervisor import records, wire
+from nodeagent.supervisor.records import (
+    CREATED,
+    EXITED,
+    REMOVING,
+    RESTARTING,
+    RUNNING,
+    Record,
+)
+
+log = structlog.get_logger("orch.supervisor")
+
+# How long an exited container's output pipes may stay open (held by a dying
+# grandchild) before the exit is reported anyway.
+DRAIN_TIMEOUT = 2.0
+
+
+@dataclass
+class Conn:
+    sock: socket.socket
+    reader: wire.Reader = field(default_factory=wire.Reader)
+    subscribed: bool = False
+    closed: bool = False
+
+
+@dataclass
+class Live:
+    """What exists only while a container's process runs."""
+
+    handle: Container
+    writer: LogWriter
+    pipes: dict[int, str]  # read fd -> stream name
+    exit_status: ExitStatus | None = None
+    drain_timer: int = 0
+
+
+@dataclass
+class Exec:
+    exec_id: int
+    conn: Conn
+    container_id: str
+
+
+Reply = Callable[..., None]
+
+
+class Supervisor:
+    def __init__(
+        self,
+        state_dir: str,
+        run_dir: str,
+        runtime: Runtime,
+        network: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.containers_dir = self.state_dir / "containers"
+        self.run_dir = Path(run_dir)
+        self.socket_path = self.run_dir / "supervisor.sock"
+        self.runtime = runtime
+        self.network = network
+        self.clock = clock
+        self.wallclock = wallclock
+        self.backoffs: dict[str, Backoff] = {}
+        self.records: dict[str, Record] = {}
+        self.live: dict[str, Live] = {}
+        self.by_pid: dict[int, str | Exec] = {}
+        self.waiters: dict[str, list[Callable[[], None]]] = {}
+        self.timers: list[tuple[float, int, Callable[[], None]]] = []
+        self.cancelled: set[int] = set()
+        self.restart_timers: dict[str, int] = {}
+        self._seq = itertools.count(1)
+        self.sel = selectors.DefaultSelector()
+        self.conns: list[Conn] = []
+        self.running = True
+
+    # ---- lifecycle -------------------------------------------------------
+
+    def serve(self) -> None:
+        self.containers_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._load()
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
+        self.sel.register(wake_r, selectors.EVENT_READ, ("signal", None))
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        listener.bind(str(self.socket_path))
+        os.chmod(self.socket_path, 0o600)
+        listener.listen(64)
+        self.sel.register(listener, selectors.EVENT_READ, ("listen", None))
+        log.info("supervisor ready", pid=os.getpid(), containers=len(self.records))
+        self._reap()  # anything that exited while nobody watched
+        while self.running:
+            for key, _ in self.sel.select(self._next_timeout()):
+                kind, obj = key.data
+                if kind == "signal":
+                    self._on_signal(wake_r)
+                elif kind == "listen":
+                    self._accept(listener)
+                elif kind == "conn":
+                    self._on_conn(obj)
+                elif kind == "pipe":
+                    self._on_pipe(key.fd, obj)
+            self._run_timers()
+        listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        log.info("supervisor stopped")
+
+    def _load(self) -> None:
+        """Pick up records from a previous supervisor."""
+        for rec in records.load_all(self.containers_dir):
+            self.records[rec.id] = rec
+            if rec.state in (RUNNING, RESTARTING):
+                alive = rec.pid and records.proc_start_time(rec.pid) == rec.pid_start_time
+                if alive:
+                    # The previous supervisor died with the container running.
+                    # It is not our child, so we cannot learn its exit code;
+                    # we can still stop it and clean up after it.
+                    handle = self.runtime.adopt(rec.spec, rec.pid)
+                    self.live[rec.id] = Live(handle, LogWriter(rec.log_path), {})
+                else:
+                    rec.state, rec.exit_code = EXITED, 255
+                    rec.error = "exit status lost: the supervisor was not running"
+                    rec.finished_at = self.wallclock()
+                    records.save(rec)
+
+    def _on_signal(self, wake_r: int) -> None:
+        try:
+            data = os.read(wake_r, 512)
+        except BlockingIOError:
+            return
+        if signal.SIGTERM in data or signal.SIGINT in data:
+            self._shutdown(stop_containers=True, reply=lambda *_: None)
+        self._reap()
+
+    # ---- timers ----------------------------------------------------------
+
+    def _after(self, delay: float, fn: Callable[[], None]) -> int:
+        seq = next(self._seq)
+        heapq.heappush(self.timers, (self.clock() + delay, seq, fn))
+        return seq
+
+    def _cancel(self, seq: int) -> None:
+        if seq:
+            self.cancelled.add(seq)
+
+    def _next_timeout(self) -> float | None:
+        if not self.timers:
+            return None
+        return max(0.0, self.timers[0][0] - self.clock())
+
+    def _run_timers(self) -> None:
+        now = self.clock()
+        while self.timers and self.timers[0][0] <= now:
+            _, seq, fn = heapq.heappop(self.timers)
+            if seq in self.cancelled:
+                self.cancelled.discard(seq)
+                continue
+            self._guard(fn)
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("supervisor task failed")
+
+    # ---- connections -----------------------------------------------------
+
+    def _accept(self, listener: socket.socket) -> None:
+        sock, _ = listener.accept()
+        sock.setblocking(True)
+        conn = Conn(sock)
+        self.conns.append(conn)
+        self.sel.register(sock, selectors.EVENT_READ, ("conn", conn))
+
+    def _close(self, conn: Conn) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        self.sel.unregister(conn.sock)
+        conn.sock.close()
+        self.conns.remove(conn)
+
+    def _send(self, conn: Conn, msg: dict[str, Any], fds: list[int] | None = None) -> None:
+        if conn.closed:
+            return
+        try:
+            wire.send(conn.sock, msg, fds)
+        except OSError:
+            self._close(conn)
+
+    def _emit(self, event: str, data: dict[str, Any]) -> None:
+        for conn in list(self.conns):
+            if conn.subscribed:
+                self._send(conn, {"event": event, "data": data})
+
+    def _on_conn(self, conn: Conn) -> None:
+        try:
+            msgs = wire.recv(conn.sock, conn.reader)
+        except OSError:
+            msgs = None
+        if msgs is None:
+            self._close(conn)
+            return
+        for msg, fds in msgs:
+            for fd in fds:
+                os.close(fd)
+            self._dispatch(conn, msg)
+
+    def _dispatch(self, conn: Conn, msg: dict[str, Any]) -> None:
+        rid = msg.get("rid")
+        answered = False
+
+        def reply(result: Any, error: AgentError | None = None, fds: list[int] | None = None) -> None:
+            nonlocal answered
+            if answered:
+                return
+            answered = True
+            if error is not None:
+                self._send(conn, {"rid": rid, "ok": False, "error": error.to_dict()})
+            else:
+                self._send(conn, {"rid": rid, "ok": True, "result": result}, fds)
+
+        handler = getattr(self, "op_" + str(msg.get("op")), None)
+        if handler is None:
+            reply(None, InvalidArgument(f"unknown supervisor operation {msg.get('op')!r}"))
+            return
+        try:
+            handler(conn, reply, **msg.get("args", {}))
+        except AgentError as err:
+            reply(None, err)
+        except Exception as err:
+            log.exception("operation failed", op=msg.get("op"))
+            reply(None, AgentError(f"internal error in {msg.get('op')}: {err}"))
+
+    # ---- lookups ---------------------------------------------------------
+
+    def _find(self, ref: str) -> Record:
+        if ref in self.records:
+            return self.records[ref]
+        for rec in self.records.values():
+            if rec.name == ref:
+                return rec
+        matches = [r for r in self.records.values() if ref and r.id.startswith(ref)]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidArgument(f"container id prefix {ref!r} is ambiguous; give more characters")
+        raise NotFound(f"no such container: {ref}")
+
+    def _when_exited(self, rec: Record, fn: Callable[[], None]) -> None:
+        if rec.state in (RUNNING, REMOVING) and rec.id in self.live:
+            self.waiters.setdefault(rec.id, []).append(fn)
+        else:
+            fn()
+
+    # ---- operations ------------------------------------------------------
+
+    def op_ping(self, conn: Conn, reply: Reply) -> None:
+        reply({"pid": os.getpid(), "containers": len(self.records)}, None)
+
+    def op_subscribe(self, conn: Conn, reply: Reply) -> None:
+        conn.subscribed = True
+        reply(True, None)
+
+    def op_list(self, conn: Conn, reply: Reply, all: bool = False) -> None:
+        recs = [r for r in self.records.values() if all or r.state in (RUNNING, RESTARTING)]
+        recs.sort(key=lambda r: r.created_at, reverse=True)
+        reply([r.public() for r in recs], None)
+
+    def op_get(self, conn: Conn, reply: Reply, id: str, full: bool = False) -> None:
+        rec = self._find(id)
+        reply(rec.to_dict() | rec.public() if full else rec.public(), None)
+
+    def op_create(self, conn: Conn, reply: Reply, record: dict[str, Any]) -> None:
+        reply(self._create(record).public(), None)
+
+    def op_run(self, conn: Conn, reply: Reply, record: dict[str, Any]) -> None:
+        rec = self._create(record)
+        try:
+            self._start(rec)
+        except AgentError:
+            if rec.auto_remove:
+                self._remove(rec)
+            raise
+        reply(rec.public(), None)
+
+    def op_start(self, conn: Conn, reply: Reply, id: str) -> None:
+        rec = self._find(id)
+        if rec.state == RUNNING:
+            reply(rec.public(), None)
+            return
+        if rec.state == REMOVING:
+            raise FailedPrecondition(f"container {rec.name} is being removed")
+        self._cancel(self.restart_timers.pop(rec.id, 0))
+        rec.stopped_by_user = False
+        self._start(rec)
+        reply(rec.public(), None)
+
+    def op_stop(self, conn: Conn, reply: Reply, id: str, timeout: float | None = None) -> None:
+        rec = self._find(id)
+        rec.stopped_by_user = True
+        if rec.state == RESTARTING:
+            self._cancel(self.restart_timers.pop(rec.id, 0))
+            rec.state = EXITED
+            records.save(rec)
+        live = self.live.get(rec.id)
+        if rec.state == RUNNING and live is not None:
+            records.save(rec)
+            grace = rec.spec.stop_timeout if timeout is None else timeout
+            self._signal(rec, rec.spec.stop_signal)
+            timer = self._after(grace, lambda: self._signal(rec, signal.SIGKILL))
+            self.waiters.setdefault(rec.id, []).append(lambda: self._cancel(timer))
+        self._when_exited(rec, lambda: reply(rec.public(), None))
+
+    def op_kill(self, conn: Conn, reply: Reply, id: str, signal: int = 9) -> None:
+        rec = self._find(id)
+        if rec.state != RUNNING:
+            raise FailedPrecondition(f"container {rec.name} is not running")
+        self._signal(rec, signal)
+        reply(rec.public(), None)
+
+    def op_wait(self, conn: Conn, reply: Reply, id: str) -> None:
+        rec = self._find(id)
+        self._when_exited(rec, lambda: reply(rec.public(), None))
+
+    def op_remove(self, conn: Conn, reply: Reply, id: str, force: bool = False) -> None:
+        rec = self._find(id)
+        if rec.state == RUNNING and not force:
+            raise Conflict(
+                f"container {rec.name} is running: stop it first, or remove it with -f"
+            )
+        self._cancel(self.restart_timers.pop(rec.id, 0))
+        rec.stopped_by_user = True
+        if rec.state == RUNNING:
+            rec.state = REMOVING
+            records.save(rec)
+            self._signal(rec, signal.SIGKILL)
+        def removed() -> None:
+            self._remove(rec)
+            reply({"id": rec.id}, None)
+
+        self._when_exited(rec, removed)
+
+    def op_stats(self, conn: Conn, reply: Reply, id: str) -> None:
+        rec = self._find(id)
+        live = self.live.get(rec.id)
+        if rec.state != RUNNING or live is None:
+            raise FailedPrecondition(f"container {rec.name} is not running")
+        reply(vars(self.runtime.stats(live.handle)), None)
+
+    def op_exec(self, conn: Conn, reply: Reply, id: str, process: dict[str, Any]) -> None:
+        rec = self._find(id)
+        live = self.live.get(rec.id)
+        if rec.state != RUNNING or live is None:
+            raise FailedPrecondition(f"container {rec.name} is not running")
+        proc = ProcessSpec(**{**process, "capabilities": tuple(rec.spec.process.capabilities)})
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid = self.runtime.exec(live.handle, proc, Stdio(stdout=out_w, stderr=err_w))
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        ex = Exec(next(self._seq), conn, rec.id)
+        self.by_pid[pid] = ex
+        reply({"exec_id": ex.exec_id, "pid": pid}, None, [out_r, err_r])
+        os.close(out_r)
+        os.close(err_r)
+
+    def op_shutdown(self, conn: Conn, reply: Reply, stop_containers: bool = True) -> None:
+        self._shutdown(stop_containers, reply)
+
+    # ---- container lifecycle --------------------------------------------
+
+    def _create(self, data: dict[str, Any]) -> Record:
+        spec = ContainerSpec.from_dict(data["spec"])
+        policy = parse_restart_policy(data.get("restart_policy") or "no")
+        for rec in self.records.values():
+            if rec.name == spec.name:
+                raise Conflict(
+                    f'container name "{spec.name}" is already in use by {rec.id[:12]}: '
+                    "remove that container or choose another name"
+                )
+        if spec.network.mode == "bridge":
+            if self.network is None:
+                raise InvalidArgument("bridge networking is not available on this node")
+            self._check_ports(spec)
+            self.network.ensure()
+            lease = self.network.allocate(spec.id)
+            lease.ports, lease.dns = spec.network.ports, spec.network.dns
+            lease.extra_hosts = spec.network.extra_hosts
+            spec.network = lease
+        rec = Record(
+            spec=spec,
+            image=data.get("image", ""),
+            image_id=data.get("image_id", ""),
+            restart_policy=str(policy),
+            auto_remove=bool(data.get("auto_remove")),
+            config=data.get("config", {}),
+            created_at=self.wallclock(),
+        )
+        records.save(rec)
+        # The log exists from the start, so a client can follow it before the
+        # container runs (and keep reading it after an auto-remove).
+        open(rec.log_path, "ab").close()
+        self.records[rec.id] = rec
+        self._emit("created", rec.public())
+        return rec
+
+    def _check_ports(self, spec: ContainerSpec) -> None:
+        wanted = {(p.host_port, p.protocol) for p in spec.network.ports}
+        for rec in self.records.values():
+            if rec.state not in (RUNNING, RESTARTING, CREATED):
+                continue
+            for p in rec.spec.network.ports:
+                if (p.host_port, p.protocol) in wanted:
+                    raise Conflict(
+                        f"host port {p.host_port}/{p.protocol} is already published "
+                        f"by container {rec.name}"
+                    )
+
+    def _start(self, rec: Record) -> None:
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            handle = self.runtime.create(rec.spec, Stdio(stdout=out_w, stderr=err_w))
+            try:
+                self.runtime.start(handle)
+            except BaseException:
+                self.runtime.remove(handle, keep_rootfs=True)
+                raise
+        except AgentError as err:
+            os.close(out_r)
+            os.close(err_r)
+            rec.state, rec.exit_code, rec.error = EXITED, 127, err.message
+            rec.finished_at = self.wallclock()
+            records.save(rec)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        live = Live(handle, LogWriter(rec.log_path), {out_r: "stdout", err_r: "stderr"})
+        self.live[rec.id] = live
+        self.by_pid[handle.pid] = rec.id
+        for fd in live.pipes:
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, ("pipe", rec.id))
+        rec.state, rec.pid, rec.error = RUNNING, handle.pid, ""
+        rec.pid_start_time = records.proc_start_time(handle.pid)
+        rec.started_at = self.wallclock()
+        rec.exit_code = rec.signal = 0
+        rec.oom_killed = False
+        records.save(rec)
+        self._emit("started", rec.public())
+
+    def _signal(self, rec: Record, sig: int) -> None:
+        live = self.live.get(rec.id)
+        if live is not None and live.exit_status is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.runtime.kill(live.handle, sig)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            owner = self.by_pid.pop(pid, None)
+            if isinstance(owner, Exec):
+                code = os.waitstatus_to_exitcode(status)
+                exit_code = 128 - code if code < 0 else code
+                self._send(owner.conn, {"event": "exec_exit",
+                                        "data": {"exec_id": owner.exec_id, "exit_code": exit_code}})
+            elif owner is not None:
+                self._on_exit(owner, status)
+
+    def _on_exit(self, cid: str, wait_status: int) -> None:
+        live = self.live[cid]
+        live.exit_status = self.runtime.exited(live.handle, wait_status)
+        if live.pipes:
+            self._drain(cid)
+        if live.pipes:  # a straggler still holds the pipe: give it a moment
+            live.drain_timer = self._after(DRAIN_TIMEOUT, lambda: self._finish(cid))
+        else:
+            self._finish(cid)
+
+    def _on_pipe(self, fd: int, cid: str) -> None:
+        live = self.live.get(cid)
+        if live is None:
+            return
+        self._read_pipe(live, fd)
+        if not live.pipes and live.exit_status is not None:
+            self._cancel(live.drain_timer)
+            self._finish(cid)
+
+    def _read_pipe(self, live: Live, fd: int) -> None:
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError as err:
+                if err.errno != errno.EIO:
+                    raise
+                data = b""
+            if not data:
+                self.sel.unregister(fd)
+                os.close(fd)
+                live.writer.write(live.pipes.pop(fd), b"")
+                return
+            live.writer.write(live.pipes[fd], data)
+
+    def _drain(self, cid: str) -> None:
+        live = self.live[cid]
+        for fd in list(live.pipes):
+            self._read_pipe(live, fd)
+
+    def _finish(self, cid: str) -> None:
+        """The container's process is gone and its output drained."""
+        live = self.live.pop(cid)
+        for fd in list(live.pipes):
+            self.sel.unregister(fd)
+            os.close(fd)
+        live.writer.close()
+        rec = self.records[cid]
+        status = live.exit_status or ExitStatus(255)
+        rec.exit_code, rec.signal, rec.oom_killed = (
+            status.exit_code, status.signal, status.oom_killed)
+        rec.finished_at = self.wallclock()
+        removing = rec.state == REMOVING
+        rec.state, rec.pid = EXITED, 0
+        policy = parse_restart_policy(rec.restart_policy)
+        restart = not removing and should_restart(
+            policy, rec.exit_code, rec.restart_count, rec.stopped_by_user)
+        if not restart:
+            self.runtime.remove(live.handle, keep_rootfs=True)
+        records.save(rec)
+        self._emit("exited", rec.public())
+        log.info("container exited", container=rec.name, exit_code=rec.exit_code,
+                 signal=rec.signal, oom_killed=rec.oom_killed)
+        for fn in self.waiters.pop(cid, []):
+            self._guard(fn)
+        if restart:
+            ran_for = rec.finished_at - rec.started_at
+            delay = self.backoffs.setdefault(cid, Backoff()).next_delay(ran_for)
+            rec.state = RESTARTING
+            records.save(rec)
+            self.runtime.remove(live.handle, keep_rootfs=True)
+            self.restart_timers[cid] = self._after(delay, lambda: self._restart(cid))
+        elif rec.auto_remove and cid in self.records:
+            self._remove(rec)
+
+    def _restart(self, cid: str) -> None:
+        self.restart_timers.pop(cid, None)
+        rec = self.records.get(cid)
+        if rec is None or rec.state != RESTARTING:
+            return
+        rec.restart_count += 1
+        try:
+            self._start(rec)
+        except AgentError as err:
+            log.warning("restart failed", container=rec.name, error=err.message)
+            self._emit("exited", rec.public())
+
+    def _remove(self, rec: Record) -> None:
+        """Delete a container that has no process: every trace of it."""
+        self.records.pop(rec.id, None)
+        self.backoffs.pop(rec.id, None)
+        self.runtime.remove(Container(rec.spec, 0))
+        if rec.spec.network.mode == "bridge" and self.network is not None:
+            self.network.release(rec.id)
+        shutil.rmtree(rec.bundle, ignore_errors=True)
+        self._emit("removed", {"id": rec.id, "name": rec.name})
+
+    def _shutdown(self, stop_containers: bool, reply: Callable[..., None]) -> None:
+        if not stop_containers:
+            self.running = False
+            reply(True, None)
+            return
+        pending = [r for r in self.records.values() if r.id in self.live]
+        for rec in list(self.records.values()):
+            self._cancel(self.restart_timers.pop(rec.id, 0))
+            rec.stopped_by_user = True
+        remaining = {r.id for r in pending}
+
+        def finish() -> None:
+            for rec in list(self.records.values()):
+                self._remove(rec)
+            if self.network is not None:
+                self.network.teardown()
+            self.runtime.cleanup()
+            self.running = False
+            reply(True, None)
+
+        def one_done(cid: str) -> None:
+            remaining.discard(cid)
+            if not remaining:
+                finish()
+
+        if not pending:
+            finish()
+            return
+        for rec in pending:
+            rec.state = REMOVING
+            self._signal(rec, rec.spec.stop_signal)
+            self._after(rec.spec.stop_timeout, functools.partial(self._signal, rec, signal.SIGKILL))
+            self.waiters.setdefault(rec.id, []).append(functools.partial(one_done, rec.id))

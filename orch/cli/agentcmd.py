@@ -1,0 +1,114 @@
+"""``orch agent``: run the node agent, in the foreground or detached; stop it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+from orch.cli.client import Agent, CLIError
+
+DETACH_TIMEOUT = 30.0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("agent", help="run the node agent (root)")
+    p.add_argument("action", nargs="?", choices=("run", "stop"), default="run",
+                   help="run (default) or stop a running agent")
+    p.add_argument("--state-dir", default=None, help="state directory (default /var/lib/orch)")
+    p.add_argument("--run-dir", default=None, help="socket directory (default /run/orch)")
+    p.add_argument("--bridge", default="orch0", help="node bridge name")
+    p.add_argument("--subnet", default="10.88.0.0/16", help="container subnet")
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="start in the background and return once ready")
+    p.add_argument("--all", action="store_true",
+                   help="with stop: also stop and remove every container and the node network")
+    p.set_defaults(func=cmd_agent)
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from nodeagent.agent.daemon import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, AgentOptions
+
+    run_dir = args.run_dir
+    if run_dir is None and args.host:
+        from orch.cli.client import socket_path
+
+        run_dir = os.path.dirname(socket_path(args.host)) or None
+    return AgentOptions(state_dir=args.state_dir or DEFAULT_STATE_DIR,
+                        run_dir=run_dir or DEFAULT_RUN_DIR,
+                        bridge=args.bridge, subnet=args.subnet)
+
+
+def cmd_agent(args: argparse.Namespace, agent: Agent) -> int:
+    if os.geteuid() != 0:
+        raise CLIError("the agent needs root (namespaces, cgroups, mounts)")
+    opts = _options(args)
+    agent = Agent(f"unix://{opts.socket}")
+    if args.action == "stop":
+        return _stop(agent, opts, args.all)
+    if args.detach:
+        return _detach(agent, opts, args)
+    from nodeagent.agent import daemon
+    from nodeagent.errors import AgentError
+    from nodeagent.logging import configure_logging
+
+    configure_logging()
+    try:
+        return daemon.run(opts)
+    except AgentError as err:
+        raise CLIError(err.message)
+
+
+def _detach(agent: Agent, opts: Any, args: argparse.Namespace) -> int:
+    from proto import agent_pb2 as pb
+
+    os.makedirs(opts.state_dir, exist_ok=True)
+    log_path = os.path.join(opts.state_dir, "agent.log")
+    cmd = [sys.executable, "-m", "orch", "agent", "--state-dir", opts.state_dir,
+           "--run-dir", opts.run_dir, "--bridge", opts.bridge, "--subnet", opts.subnet]
+    with open(log_path, "ab") as logf:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + DETACH_TIMEOUT
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            raise CLIError(f"the agent exited with code {code} while starting; see {log_path}")
+        if os.path.exists(opts.socket):
+            try:
+                info = agent.call("Info", pb.InfoRequest(), timeout=2)
+            except CLIError:
+                time.sleep(0.05)
+                continue
+            print(f"agent ready: pid {info.agent_pid}, socket {opts.socket}, "
+                  f"state {opts.state_dir}")
+            return 0
+        time.sleep(0.05)
+    raise CLIError(f"the agent did not become ready within {DETACH_TIMEOUT:.0f} s; see {log_path}")
+
+
+def _stop(agent: Agent, opts: Any, everything: bool) -> int:
+    from proto import agent_pb2 as pb
+
+    pid = _agent_pid(opts.run_dir)
+    agent.call("Shutdown", pb.ShutdownRequest(stop_containers=everything), timeout=120)
+    deadline = time.monotonic() + 15
+    while pid and time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    print("agent stopped" + (" with every container and the node network" if everything else ""))
+    return 0
+
+
+def _agent_pid(run_dir: str) -> int:
+    try:
+        with open(os.path.join(run_dir, "agent.lock")) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0

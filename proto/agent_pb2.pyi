@@ -1,0 +1,348 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class InfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class InfoResponse(_message.Message):
+    __slots__ = ("version", "state_dir", "cgroup_version", "containers", "running", "images", "agent_pid", "supervisor_pid", "bridge", "subnet")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_DIR_FIELD_NUMBER: _ClassVar[int]
+    CGROUP_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    AGENT_PID_FIELD_NUMBER: _ClassVar[int]
+    SUPERVISOR_PID_FIELD_NUMBER: _ClassVar[int]
+    BRIDGE_FIELD_NUMBER: _ClassVar[int]
+    SUBNET_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    state_dir: str
+    cgroup_version: int
+    containers: int
+    running: int
+    images: int
+    agent_pid: int
+    supervisor_pid: int
+    bridge: str
+    subnet: str
+    def __init__(self, version: _Optional[str] = ..., state_dir: _Optional[str] = ..., cgroup_version: _Optional[int] = ..., containers: _Optional[int] = ..., running: _Optional[int] = ..., images: _Optional[int] = ..., agent_pid: _Optional[int] = ..., supervisor_pid: _Optional[int] = ..., bridge: _Optional[str] = ..., subnet: _Optional[str] = ...) -> None: ...
+
+class StringList(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PortMapping(_message.Message):
+    __slots__ = ("host_port", "container_port", "protocol", "host_ip")
+    HOST_PORT_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_PORT_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    HOST_IP_FIELD_NUMBER: _ClassVar[int]
+    host_port: int
+    container_port: int
+    protocol: str
+    host_ip: str
+    def __init__(self, host_port: _Optional[int] = ..., container_port: _Optional[int] = ..., protocol: _Optional[str] = ..., host_ip: _Optional[str] = ...) -> None: ...
+
+class ContainerConfig(_message.Message):
+    __slots__ = ("image", "name", "command", "entrypoint", "env", "workdir", "user", "hostname", "ports", "memory_bytes", "cpus", "pids_limit", "restart_policy", "network", "auto_remove", "stop_timeout", "stop_signal", "labels", "read_only")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    WORKDIR_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    PIDS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RESTART_POLICY_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    AUTO_REMOVE_FIELD_NUMBER: _ClassVar[int]
+    STOP_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    STOP_SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    name: str
+    command: StringList
+    entrypoint: StringList
+    env: _containers.RepeatedScalarFieldContainer[str]
+    workdir: str
+    user: str
+    hostname: str
+    ports: _containers.RepeatedCompositeFieldContainer[PortMapping]
+    memory_bytes: int
+    cpus: float
+    pids_limit: int
+    restart_policy: str
+    network: str
+    auto_remove: bool
+    stop_timeout: float
+    stop_signal: str
+    labels: _containers.ScalarMap[str, str]
+    read_only: bool
+    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., command: _Optional[_Union[StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., workdir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., cpus: _Optional[float] = ..., pids_limit: _Optional[int] = ..., restart_policy: _Optional[str] = ..., network: _Optional[str] = ..., auto_remove: _Optional[bool] = ..., stop_timeout: _Optional[float] = ..., stop_signal: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ...) -> None: ...
+
+class RunRequest(_message.Message):
+    __slots__ = ("config", "attach")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    ATTACH_FIELD_NUMBER: _ClassVar[int]
+    config: ContainerConfig
+    attach: bool
+    def __init__(self, config: _Optional[_Union[ContainerConfig, _Mapping]] = ..., attach: _Optional[bool] = ...) -> None: ...
+
+class RunEvent(_message.Message):
+    __slots__ = ("started", "log", "exited")
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    EXITED_FIELD_NUMBER: _ClassVar[int]
+    started: Container
+    log: LogLine
+    exited: Container
+    def __init__(self, started: _Optional[_Union[Container, _Mapping]] = ..., log: _Optional[_Union[LogLine, _Mapping]] = ..., exited: _Optional[_Union[Container, _Mapping]] = ...) -> None: ...
+
+class ContainerRef(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class StopRequest(_message.Message):
+    __slots__ = ("id", "timeout")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    timeout: float
+    def __init__(self, id: _Optional[str] = ..., timeout: _Optional[float] = ...) -> None: ...
+
+class KillRequest(_message.Message):
+    __slots__ = ("id", "signal")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    signal: str
+    def __init__(self, id: _Optional[str] = ..., signal: _Optional[str] = ...) -> None: ...
+
+class RemoveRequest(_message.Message):
+    __slots__ = ("id", "force")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    force: bool
+    def __init__(self, id: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class RemoveResponse(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListRequest(_message.Message):
+    __slots__ = ("all",)
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    all: bool
+    def __init__(self, all: _Optional[bool] = ...) -> None: ...
+
+class ListResponse(_message.Message):
+    __slots__ = ("containers",)
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    containers: _containers.RepeatedCompositeFieldContainer[Container]
+    def __init__(self, containers: _Optional[_Iterable[_Union[Container, _Mapping]]] = ...) -> None: ...
+
+class InspectResponse(_message.Message):
+    __slots__ = ("json",)
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    json: str
+    def __init__(self, json: _Optional[str] = ...) -> None: ...
+
+class Container(_message.Message):
+    __slots__ = ("id", "name", "image", "image_id", "command", "state", "created_at", "started_at", "finished_at", "exit_code", "signal", "oom_killed", "restart_count", "pid", "ip_address", "ports", "restart_policy", "network", "error", "auto_remove")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    OOM_KILLED_FIELD_NUMBER: _ClassVar[int]
+    RESTART_COUNT_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    RESTART_POLICY_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    AUTO_REMOVE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    image: str
+    image_id: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    state: str
+    created_at: float
+    started_at: float
+    finished_at: float
+    exit_code: int
+    signal: int
+    oom_killed: bool
+    restart_count: int
+    pid: int
+    ip_address: str
+    ports: _containers.RepeatedCompositeFieldContainer[PortMapping]
+    restart_policy: str
+    network: str
+    error: str
+    auto_remove: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., image: _Optional[str] = ..., image_id: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., restart_count: _Optional[int] = ..., pid: _Optional[int] = ..., ip_address: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., restart_policy: _Optional[str] = ..., network: _Optional[str] = ..., error: _Optional[str] = ..., auto_remove: _Optional[bool] = ...) -> None: ...
+
+class LogsRequest(_message.Message):
+    __slots__ = ("id", "follow", "tail")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    follow: bool
+    tail: int
+    def __init__(self, id: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ...) -> None: ...
+
+class LogLine(_message.Message):
+    __slots__ = ("time", "stream", "line")
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    time: str
+    stream: str
+    line: str
+    def __init__(self, time: _Optional[str] = ..., stream: _Optional[str] = ..., line: _Optional[str] = ...) -> None: ...
+
+class ExecRequest(_message.Message):
+    __slots__ = ("id", "command", "env", "user", "workdir")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    WORKDIR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    command: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.RepeatedScalarFieldContainer[str]
+    user: str
+    workdir: str
+    def __init__(self, id: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., user: _Optional[str] = ..., workdir: _Optional[str] = ...) -> None: ...
+
+class ExecOutput(_message.Message):
+    __slots__ = ("stdout", "stderr", "exit_code")
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    stdout: bytes
+    stderr: bytes
+    exit_code: int
+    def __init__(self, stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., exit_code: _Optional[int] = ...) -> None: ...
+
+class StatsResponse(_message.Message):
+    __slots__ = ("id", "memory_usage_bytes", "memory_limit_bytes", "cpu_usage_ns", "cpu_nr_periods", "cpu_nr_throttled", "cpu_throttled_ns", "pids_current", "pids_limit", "oom_kills")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CPU_USAGE_NS_FIELD_NUMBER: _ClassVar[int]
+    CPU_NR_PERIODS_FIELD_NUMBER: _ClassVar[int]
+    CPU_NR_THROTTLED_FIELD_NUMBER: _ClassVar[int]
+    CPU_THROTTLED_NS_FIELD_NUMBER: _ClassVar[int]
+    PIDS_CURRENT_FIELD_NUMBER: _ClassVar[int]
+    PIDS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OOM_KILLS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    memory_usage_bytes: int
+    memory_limit_bytes: int
+    cpu_usage_ns: int
+    cpu_nr_periods: int
+    cpu_nr_throttled: int
+    cpu_throttled_ns: int
+    pids_current: int
+    pids_limit: int
+    oom_kills: int
+    def __init__(self, id: _Optional[str] = ..., memory_usage_bytes: _Optional[int] = ..., memory_limit_bytes: _Optional[int] = ..., cpu_usage_ns: _Optional[int] = ..., cpu_nr_periods: _Optional[int] = ..., cpu_nr_throttled: _Optional[int] = ..., cpu_throttled_ns: _Optional[int] = ..., pids_current: _Optional[int] = ..., pids_limit: _Optional[int] = ..., oom_kills: _Optional[int] = ...) -> None: ...
+
+class ImportImageRequest(_message.Message):
+    __slots__ = ("source", "ref")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REF_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    ref: str
+    def __init__(self, source: _Optional[str] = ..., ref: _Optional[str] = ...) -> None: ...
+
+class Image(_message.Message):
+    __slots__ = ("id", "repo_tags", "manifest_digest", "created", "size")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REPO_TAGS_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    repo_tags: _containers.RepeatedScalarFieldContainer[str]
+    manifest_digest: str
+    created: str
+    size: int
+    def __init__(self, id: _Optional[str] = ..., repo_tags: _Optional[_Iterable[str]] = ..., manifest_digest: _Optional[str] = ..., created: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class ListImagesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListImagesResponse(_message.Message):
+    __slots__ = ("images",)
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[Image]
+    def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ...) -> None: ...
+
+class ImageRef(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    def __init__(self, ref: _Optional[str] = ...) -> None: ...
+
+class RemoveImageRequest(_message.Message):
+    __slots__ = ("ref", "force")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    force: bool
+    def __init__(self, ref: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class RemoveImageResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, removed: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ShutdownRequest(_message.Message):
+    __slots__ = ("stop_containers",)
+    STOP_CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    stop_containers: bool
+    def __init__(self, stop_containers: _Optional[bool] = ...) -> None: ...
+
+class ShutdownResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -1,0 +1,269 @@
+"""The node engine end to end: CLI -> agent -> supervisor -> runtime, for real."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.agent.conftest import Engine
+
+
+def wait_for(fn, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
+
+
+def inspect(engine: Engine, ref: str) -> dict:  # type: ignore[type-arg]
+    return json.loads(engine.orch("inspect", ref).stdout)[0]
+
+
+def test_foreground_run_streams_output_and_exit_code(engine: Engine) -> None:
+    p = engine.orch("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3",
+                    check=False)
+    assert p.returncode == 3
+    assert p.stdout == "out\n"
+    assert p.stderr == "err\n"
+
+
+def test_signal_death_propagates(engine: Engine) -> None:
+    p = engine.orch("run", "--rm", "busybox", "sh", "-c", "kill -KILL $$", check=False)
+    assert p.returncode == 137
+
+
+def test_detached_logs_capture_both_streams(engine: Engine) -> None:
+    engine.orch("run", "-d", "--name", "logs1", "busybox", "sh", "-c",
+                "for i in 1 2 3; do echo out$i; echo err$i >&2; done")
+    engine.orch("wait", "logs1")
+    p = engine.orch("logs", "logs1")
+    assert p.stdout.split() == ["out1", "out2", "out3"]
+    assert p.stderr.split() == ["err1", "err2", "err3"]
+    assert engine.orch("logs", "--tail", "1", "logs1").stderr.split() == ["err3"]
+    engine.orch("rm", "logs1")
+
+
+def test_exec_runs_inside_the_container(engine: Engine) -> None:
+    engine.orch("run", "-d", "--name", "ex1", "--hostname", "box1", "busybox", "sleep", "300")
+    try:
+        p = engine.orch("exec", "ex1", "sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '")
+        assert p.stdout.split("\n")[0] == "box1"
+        assert "sleep 300" in p.stdout
+        assert engine.orch("exec", "ex1", "sh", "-c", "exit 4", check=False).returncode == 4
+    finally:
+        engine.orch("rm", "-f", "ex1")
+
+
+def _host_address() -> str:
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"],
+                         capture_output=True, text=True).stdout.split()
+    return out[3].split("/")[0] if len(out) > 3 else "127.0.0.1"
+
+
+def test_published_port_answers_from_the_host(engine: Engine) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    engine.orch("run", "-d", "--name", "web1", "-p", f"{port}:80", "busybox",
+                "httpd", "-f", "-p", "80", "-h", "/www")
+    try:
+        for addr in ("127.0.0.1", _host_address()):
+            def fetch(addr: str = addr) -> str:
+                try:
+                    with urllib.request.urlopen(f"http://{addr}:{port}/", timeout=2) as r:
+                        return r.read().decode()
+                except OSError:
+                    return ""
+            assert "orch" in wait_for(fetch)
+    finally:
+        engine.orch("rm", "-f", "web1")
+
+
+def test_containers_reach_each_other_by_ip(engine: Engine) -> None:
+    engine.orch("run", "-d", "--name", "srv1", "busybox", "httpd", "-f", "-p", "80", "-h", "/www")
+    try:
+        ip = inspect(engine, "srv1")["ip_address"]
+        assert ip
+        p = engine.orch("run", "--rm", "busybox", "wget", "-q", "-O", "-", f"http://{ip}/",
+                        check=False)
+        assert p.returncode == 0, p.stderr
+        assert "orch" in p.stdout
+    finally:
+        engine.orch("rm", "-f", "srv1")
+
+
+def test_restart_on_failure_with_backoff(engine: Engine) -> None:
+    engine.orch("run", "-d", "--name", "rs1", "--restart", "on-failure:3", "busybox",
+                "sh", "-c", "date +%s.%N; exit 1")
+
+    def done() -> dict | None:  # type: ignore[type-arg]
+        doc = inspect(engine, "rs1")
+        return doc if doc["state"] == "exited" and doc["restart_count"] == 3 else None
+
+    doc = wait_for(done, timeout=20)
+    assert doc["exit_code"] == 1
+    starts = [float(x) for x in engine.orch("logs", "rs1").stdout.split()]
+    assert len(starts) == 4
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    # 0.1 s, 0.2 s, 0.4 s: each wait longer than the one before.
+    assert gaps[0] < gaps[2], gaps
+    engine.orch("rm", "rs1")
+
+
+def test_restart_always_restarts_a_clean_exit(engine: Engine) -> None:
+    engine.orch("run", "-d", "--name", "rs2", "--restart", "always", "busybox", "true")
+    wait_for(lambda: inspect(engine, "rs2")["restart_count"] >= 2, timeout=20)
+    engine.orch("stop", "rs2")
+    assert inspect(engine, "rs2")["state"] == "exited"
+    engine.orch("rm", "rs2")
+
+
+def test_stop_honours_the_grace_period(engine: Engine) -> None:
+    engine.orch("run", "-d", "--name", "st1", "busybox", "sh", "-c",
+                "trap 'exit 0' TERM; while true; do sleep 0.1; done")
+    engine.orch("run", "-d", "--name", "st2", "busybox", "sleep", "300")
+    try:
+        t0 = time.monotonic()
+        engine.orch("stop", "-t", "5", "st1")
+        assert time.monotonic() - t0 < 3
+        assert inspect(engine, "st1")["exit_code"] == 0
+        t0 = time.monotonic()
+        engine.orch("stop", "-t", "1", "st2")  # PID 1 without a TERM handler ignores it
+        elapsed = time.monotonic() - t0
+        assert 0.9 < elapsed < 5
+        doc = inspect(engine, "st2")
+        assert doc["exit_code"] == 137 and doc["signal"] == 9
+    finally:
+        engine.orch("rm", "-f", "st1", "st2")
+
+
+def test_memory_limit_oom_kill_is_reported(engine: Engine) -> None:
+    p = engine.orch("run", "--name", "oom1", "--memory", "16Mi", "busybox",
+                    "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1", check=False)
+    assert p.returncode == 137
+    doc = inspect(engine, "oom1")
+    assert doc["oom_killed"] is True
+    assert "OOMKilled" in engine.orch("ps", "-a").stdout
+    engine.orch("rm", "oom1")
+
+
+def test_bad_input_gets_one_line_errors(engine: Engine) -> None:
+    cases = [
+        (["run", "--rm", "nosuchimage"], "not found"),
+        (["run", "--rm", "--memory", "12x", "busybox", "true"], "memory"),
+        (["run", "--rm", "--cpus", "-1", "busybox", "true"], "cpu"),
+        (["run", "--rm", "-p", "99999:80", "busybox", "true"], "port"),
+        (["run", "--rm", "busybox"], "no command"),
+        (["run", "--rm", "busybox", "/no/such/binary"], "/no/such/binary"),
+        (["logs", "nosuchcontainer"], "no such container"),
+        (["run", "--rm", "--restart", "sometimes", "busybox", "true"], "restart"),
+    ]
+    for args, needle in cases:
+        p = engine.orch(*args, check=False)
+        assert p.returncode != 0, args
+        assert "Traceback" not in p.stderr, p.stderr
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0].lower(), (args, p.stderr)
+    engine.orch("run", "-d", "--name", "dup1", "busybox", "sleep", "300")
+    try:
+        p = engine.orch("run", "-d", "--name", "dup1", "busybox", "true", check=False)
+        assert p.returncode != 0 and "already in use" in p.stderr
+    finally:
+        engine.orch("rm", "-f", "dup1")
+    # Nothing leaked from the failed runs.
+    assert engine.orch("ps", "-a", "-q").stdout.strip() == ""
+
+
+def test_agent_not_running_says_how_to_start_it(engine: Engine) -> None:
+    env = {**engine.env, "ORCH_HOST": "unix:///run/orch-test-none/agent.sock"}
+    p = subprocess.run(["python", "-m", "orch", "ps"], env=env, text=True, capture_output=True)
+    assert p.returncode == 1
+    assert "orch agent --detach" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_containers_are_adopted_after_an_agent_restart(engine: Engine) -> None:
+    engine.orch("run", "-d", "--name", "ad1", "busybox", "sh", "-c",
+                "echo before; trap 'exit 0' TERM; while true; do sleep 0.1; done")
+    engine.orch("run", "-d", "--name", "ad2", "busybox", "sh", "-c", "sleep 1; exit 5")
+    info = engine.info()
+    os.kill(info["agent_pid"], signal.SIGKILL)
+    wait_for(lambda: not os.path.exists(f"/proc/{info['agent_pid']}"))
+    time.sleep(1.5)  # ad2 exits while no agent runs
+    engine.start()
+    try:
+        assert engine.info()["supervisor_pid"] == info["supervisor_pid"]
+        ps = engine.orch("ps", "-o", "json").stdout
+        assert [c["name"] for c in json.loads(ps)] == ["ad1"]
+        assert inspect(engine, "ad2")["exit_code"] == 5
+        assert engine.orch("logs", "ad1").stdout == "before\n"
+        assert engine.orch("exec", "ad1", "echo", "hi").stdout == "hi\n"
+        engine.orch("stop", "ad1")
+        assert inspect(engine, "ad1")["exit_code"] == 0
+    finally:
+        engine.orch("rm", "-f", "ad1", "ad2")
+
+
+def _leftovers(engine: Engine, cid: str) -> list[str]:
+    found = []
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if cid in dirs:
+            found.append(f"cgroup {root}/{cid}")
+        if root.count("/") > 5:
+            dirs.clear()
+    mounts = Path("/proc/self/mountinfo").read_text()
+    if cid in mounts:
+        found.append("mount")
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    if f"vo{cid[:10]}" in links:
+        found.append("veth")
+    if (engine.state / "containers" / cid).exists():
+        found.append("bundle")
+    return found
+
+
+def test_nothing_is_left_after_rm(engine: Engine) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cid = engine.orch("run", "-d", "-p", f"{port}:80", "--memory", "32Mi", "busybox",
+                      "sleep", "300").stdout.strip()
+    engine.orch("rm", "-f", cid)
+    assert _leftovers(engine, cid) == []
+    rules = subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True).stdout
+    assert str(port) not in rules
+
+
+@pytest.mark.parametrize("stop_containers", [True])
+def test_nothing_is_left_after_the_agent_shuts_down(tmp_path, stop_containers: bool) -> None:  # type: ignore[no-untyped-def]
+    from tests.agent.conftest import Engine, busybox_rootfs
+
+    tag = os.urandom(2).hex()
+    eng = Engine(state=tmp_path / "state", run=tmp_path / "run", bridge=f"orchs{tag}",
+                 subnet=f"10.216.{int(tag[:2], 16)}.0/24",
+                 env={**os.environ, "ORCH_HOST": f"unix://{tmp_path}/run/agent.sock"})
+    eng.start()
+    eng.orch("image", "import", str(busybox_rootfs(tmp_path / "bb")), "busybox")
+    eng.orch("run", "-d", "--name", "a", "-p", "18093:80", "busybox", "sleep", "300")
+    eng.orch("run", "-d", "--name", "b", "--network", "none", "busybox", "sleep", "300")
+    pids = eng.info()
+    eng.stop_all()
+    for pid in pids.values():
+        assert not os.path.exists(f"/proc/{pid}"), pid
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert f"orchs{tag}" not in links
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert f"orchs{tag}" not in tables
+    assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()

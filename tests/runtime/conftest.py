@@ -1,0 +1,81 @@
+"""Fixtures for the runtime tests: a busybox rootfs (the single lower dir),
+a LinuxRuntime on the host's cgroups, and a spec factory with unique ids."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from nodeagent.runtime import LinuxRuntime
+from nodeagent.runtime.spec import ContainerSpec, ProcessSpec, RootfsSpec
+
+BUSYBOX = "/bin/busybox"
+
+
+def build_busybox_rootfs(root: Path) -> Path:
+    (root / "bin").mkdir(parents=True)
+    (root / "etc").mkdir()
+    shutil.copy(BUSYBOX, root / "bin" / "busybox")
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True)
+    for applet in applets.stdout.split():
+        if applet != "busybox":
+            os.symlink("busybox", root / "bin" / applet)
+    (root / "etc" / "passwd").write_text(
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\napp:x:1000:app\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("runtime tests need root")
+    if not os.path.exists(BUSYBOX):
+        pytest.skip("busybox-static is not installed")
+    return build_busybox_rootfs(tmp_path_factory.mktemp("lower") / "rootfs")
+
+
+CGROUP_PARENT = f"orch-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def cgroup_parent() -> Iterator[str]:
+    yield CGROUP_PARENT
+    from nodeagent.runtime.cgroups import detect, remove_parent_if_empty
+
+    assert remove_parent_if_empty(detect(), CGROUP_PARENT), "test cgroups were left behind"
+
+
+@pytest.fixture
+def runtime(cgroup_parent: str) -> Iterator[LinuxRuntime]:
+    rt = LinuxRuntime()
+    yield rt
+    leftovers = [live.handle for live in rt._live.values()]
+    for handle in leftovers:  # a failing test may leave containers: remove them
+        assert handle is not None
+        rt.remove(handle)
+    assert not leftovers, f"containers left in the runtime: {leftovers}"
+
+
+@pytest.fixture
+def make_spec(tmp_path: Path, busybox_rootfs: Path,
+              cgroup_parent: str) -> Callable[..., ContainerSpec]:
+    def make(args: list[str], **process: object) -> ContainerSpec:
+        cid = uuid.uuid4().hex + uuid.uuid4().hex
+        return ContainerSpec(
+            id=cid,
+            name=f"orch-test-{cid[:8]}",
+            hostname=f"box-{cid[:6]}",
+            bundle_dir=str(tmp_path / f"bundle-{cid[:12]}"),
+            rootfs=RootfsSpec(lower_dirs=[str(busybox_rootfs)]),
+            process=ProcessSpec(args=args, **process),  # type: ignore[arg-type]
+            cgroup_name=f"{cgroup_parent}/{cid[:16]}",
+        )
+
+    return make

@@ -1,0 +1,374 @@
+"""LinuxRuntime against the real kernel: isolation, lifecycle, exec, cleanup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nodeagent.errors import SetupError
+from nodeagent.runtime import Container, LinuxRuntime, Stdio
+from nodeagent.runtime.capabilities import to_mask
+from nodeagent.runtime.spec import DEFAULT_CAPABILITIES, ContainerSpec, ProcessSpec
+
+Spec = Callable[..., ContainerSpec]
+
+
+def run(rt: LinuxRuntime, spec: ContainerSpec, remove: bool = True) -> tuple[int, str]:
+    """create -> start -> wait; returns (exit code, stdout+stderr)."""
+    r, w = os.pipe()
+    try:
+        c = rt.create(spec, Stdio(stdout=w, stderr=w))
+    finally:
+        os.close(w)
+    try:
+        rt.start(c)
+        status = rt.wait(c, timeout=30)
+        assert status is not None, "container did not exit"
+        out = _read_all(r)
+    finally:
+        os.close(r)
+        if remove:
+            rt.remove(c)
+    return status.exit_code, out
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def sh(make_spec: Spec, script: str, **kw: object) -> ContainerSpec:
+    return make_spec(["/bin/sh", "-c", script], **kw)
+
+
+def cgroup_dirs(spec: ContainerSpec) -> list[str]:
+    from nodeagent.runtime.cgroups import detect
+
+    driver = detect()
+    root = getattr(driver, "root", "/sys/fs/cgroup")
+    found = []
+    for dirpath, dirnames, _ in os.walk(root):
+        for d in dirnames:
+            path = os.path.join(dirpath, d)
+            if path.endswith(spec.cgroup_name):
+                found.append(path)
+        if dirpath.count("/") > root.count("/") + 3:
+            dirnames[:] = []
+    return found
+
+
+def mounts_mentioning(text: str) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if text in line]
+
+
+def processes_in_cgroup(spec: ContainerSpec) -> list[int]:
+    pids: list[int] = []
+    for d in cgroup_dirs(spec):
+        with open(os.path.join(d, "cgroup.procs")) as f:
+            pids.extend(int(x) for x in f.read().split())
+    return pids
+
+
+def assert_nothing_left(spec: ContainerSpec, pid: int) -> None:
+    assert cgroup_dirs(spec) == []
+    assert mounts_mentioning(spec.bundle_dir) == []
+    for name in ("rootfs", "upper", "work"):
+        assert not os.path.exists(os.path.join(spec.bundle_dir, name))
+    if pid:
+        assert not os.path.exists(f"/proc/{pid}"), "container process still exists"
+
+
+# --- isolation -----------------------------------------------------------------------
+
+def test_pid1_and_host_processes_invisible(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    code, out = run(runtime, sh(make_spec, "echo $$; ls /proc | grep -E '^[0-9]+$' | wc -l"))
+    assert code == 0
+    pid, count = out.split()
+    assert pid == "1"
+    assert int(count) <= 4  # sh, ls, grep, wc: nothing of the host's
+    assert str(os.getpid()) not in out
+
+
+def test_hostname_is_the_containers(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    spec = sh(make_spec, "hostname; cat /etc/hostname")
+    code, out = run(runtime, spec)
+    assert code == 0
+    assert out.split() == [spec.hostname, spec.hostname]
+    assert os.uname().nodename != spec.hostname
+
+
+def test_host_filesystem_unreachable(runtime: LinuxRuntime, make_spec: Spec,
+                                     tmp_path: Path) -> None:
+    marker = tmp_path / "host-marker-orch"
+    marker.write_text("host")
+    spec = sh(make_spec, f"test -e {marker} && echo VISIBLE; "
+                         "grep ' / / ' /proc/self/mountinfo")
+    code, out = run(runtime, spec)
+    assert code == 0
+    assert "VISIBLE" not in out
+    assert " - overlay " in out
+
+
+def test_writes_stay_out_of_lower_and_other_containers(
+        runtime: LinuxRuntime, make_spec: Spec, busybox_rootfs: Path) -> None:
+    a = sh(make_spec, "echo a > /etc/written-by-a; echo a > /bin/new; rm /bin/ls; "
+                      "sleep 5")
+    r, w = os.pipe()
+    ca = runtime.create(a, Stdio(stdout=w, stderr=w))
+    os.close(w)
+    try:
+        runtime.start(ca)
+        time.sleep(0.3)
+        b = sh(make_spec, "ls /etc/written-by-a /bin/new 2>&1; test -e /bin/ls && echo LS-OK")
+        code, out = run(runtime, b)
+        assert code == 0
+        assert "No such file" in out and "LS-OK" in out
+    finally:
+        runtime.remove(ca)
+        os.close(r)
+    assert not (busybox_rootfs / "etc" / "written-by-a").exists()
+    assert not (busybox_rootfs / "bin" / "new").exists()
+    assert (busybox_rootfs / "bin" / "ls").is_symlink()
+
+
+def test_mount_and_reboot_fail_with_eperm(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    spec = sh(make_spec, "mount -t tmpfs t /tmp 2>&1; echo mount=$?; "
+                         "reboot -f 2>&1; echo reboot=$?; echo alive")
+    code, out = run(runtime, spec)
+    assert code == 0
+    assert "mount=0" not in out and "Operation not permitted" in out
+    assert "alive" in out
+
+
+def test_capabilities_bounded_and_no_new_privs(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    code, out = run(runtime, sh(make_spec, "grep -E 'Cap(Bnd|Eff)|NoNewPrivs|Seccomp:' "
+                                           "/proc/self/status"))
+    assert code == 0
+    fields = dict(line.split(":\t") for line in out.strip().splitlines())
+    assert int(fields["CapBnd"], 16) == to_mask(DEFAULT_CAPABILITIES)
+    assert int(fields["CapEff"], 16) == to_mask(DEFAULT_CAPABILITIES)
+    assert fields["NoNewPrivs"] == "1"
+    assert fields["Seccomp"] == "2"
+
+
+def test_non_root_user_loses_capabilities(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    spec = sh(make_spec, "id -u; id -g; grep -E 'CapEff' /proc/self/status; echo $HOME",
+              user="app")
+    code, out = run(runtime, spec)
+    assert code == 0
+    lines = out.split("\n")
+    assert lines[0] == "1000" and lines[1] == "1000"
+    assert lines[2].split()[1] == "0000000000000000"
+    assert lines[3] == "/home/app"
+
+
+def test_masked_and_readonly_paths(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    # /proc/kcore needs CONFIG_PROC_KCORE; check every masked path the host has.
+    files = [p for p in ("/proc/kcore", "/proc/keys", "/proc/timer_list")
+             if os.path.isfile(p)]
+    dirs = [p for p in ("/proc/acpi", "/sys/firmware") if os.path.isdir(p)]
+    if not files and not dirs:
+        pytest.skip("no maskable path exists on this kernel")
+    script = "".join(f"echo {p}=$(wc -c < {p}); " for p in files)
+    script += "".join(f"echo {p}=$(ls -A {p} | wc -l); " for p in dirs)
+    script += "echo 1 > /proc/sys/kernel/domainname 2>&1; echo write=$?"
+    code, out = run(runtime, sh(make_spec, script))
+    assert code == 0
+    for p in files + dirs:
+        assert f"{p}=0" in out, out
+    assert "write=0" not in out and "Read-only file system" in out
+
+
+# --- exit statuses and signals ----------------------------------------------------
+
+def test_exit_code_propagates(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    assert run(runtime, sh(make_spec, "exit 3"))[0] == 3
+
+
+def test_signal_death_propagates(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    # The kernel ignores SIGKILL sent to a pid namespace's init from inside
+    # it, so "kill -9 self" is shown in a child shell and from the host.
+    assert run(runtime, sh(make_spec, "sh -c 'kill -9 $$'; exit $?"))[0] == 137
+    c = runtime.create(make_spec(["/bin/sleep", "60"]), Stdio())
+    try:
+        runtime.start(c)
+        runtime.kill(c, signal.SIGKILL)
+        status = runtime.wait(c, timeout=10)
+        assert status is not None
+        assert (status.exit_code, status.signal, status.oom_killed) == (137, 9, False)
+    finally:
+        runtime.remove(c)
+
+
+def test_stop_with_trap_exits_fast(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    r, w = os.pipe()
+    c = runtime.create(sh(make_spec, "trap 'exit 7' TERM; echo ready; "
+                                     "while true; do sleep 0.05; done"), Stdio(stdout=w))
+    os.close(w)
+    try:
+        runtime.start(c)
+        assert os.read(r, 6) == b"ready\n"
+        t0 = time.monotonic()
+        status = runtime.stop(c, timeout=10)
+        assert time.monotonic() - t0 < 3
+        assert status.exit_code == 7
+    finally:
+        os.close(r)
+        runtime.remove(c)
+
+
+def test_stop_kills_ignoring_pid1_after_timeout(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    c = runtime.create(make_spec(["/bin/sleep", "60"]), Stdio())
+    try:
+        runtime.start(c)
+        t0 = time.monotonic()
+        status = runtime.stop(c, timeout=1)
+        elapsed = time.monotonic() - t0
+        assert 0.9 <= elapsed < 5
+        assert (status.exit_code, status.signal) == (137, signal.SIGKILL)
+    finally:
+        runtime.remove(c)
+
+
+def test_wait_timeout_returns_none(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    c = runtime.create(make_spec(["/bin/sleep", "60"]), Stdio())
+    try:
+        runtime.start(c)
+        assert runtime.wait(c, timeout=0.1) is None
+    finally:
+        runtime.remove(c)
+
+
+# --- exec ----------------------------------------------------------------------------
+
+def test_exec_joins_the_container(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    spec = sh(make_spec, "echo inside > /tmp-file-orch; exec sleep 60")
+    c = runtime.create(spec, Stdio())
+    r, w = os.pipe()
+    try:
+        runtime.start(c)
+        deadline = time.monotonic() + 5
+        while not os.path.exists(f"/proc/{c.pid}/root/tmp-file-orch"):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        proc = ProcessSpec(args=["/bin/sh", "-c", "hostname; cat /tmp-file-orch; "
+                                 "readlink /proc/self/ns/pid; readlink /proc/1/ns/pid; "
+                                 "grep CapBnd /proc/self/status"])
+        pid = runtime.exec(c, proc, Stdio(stdout=w, stderr=w))
+        os.close(w)
+        w = -1
+        my_cgroups = Path(f"/proc/{pid}/cgroup").read_text()
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0
+        out = _read_all(r).split("\n")
+        assert out[0] == spec.hostname
+        assert out[1] == "inside"
+        assert out[2] == out[3]  # same pid namespace as PID 1
+        assert int(out[4].split()[1], 16) == to_mask(DEFAULT_CAPABILITIES)
+        assert spec.cgroup_name in my_cgroups
+    finally:
+        if w >= 0:
+            os.close(w)
+        os.close(r)
+        runtime.remove(c)
+    assert_nothing_left(spec, c.pid)
+
+
+def test_exec_command_not_found_raises(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    c = runtime.create(make_spec(["/bin/sleep", "60"]), Stdio())
+    try:
+        runtime.start(c)
+        with pytest.raises(SetupError) as info:
+            runtime.exec(c, ProcessSpec(args=["/no/such/command"]), Stdio())
+        assert info.value.step == "exec"
+    finally:
+        runtime.remove(c)
+
+
+# --- failures and cleanup ------------------------------------------------------------
+
+def test_missing_lower_dir_fails_cleanly(runtime: LinuxRuntime, make_spec: Spec,
+                                         tmp_path: Path) -> None:
+    spec = make_spec(["/bin/true"])
+    spec.rootfs.lower_dirs = [str(tmp_path / "does-not-exist")]
+    with pytest.raises(SetupError) as info:
+        runtime.create(spec, Stdio())
+    assert info.value.step == "mount_rootfs"
+    assert "does-not-exist" in str(info.value)
+    assert runtime._live == {}
+    assert_nothing_left(spec, 0)
+
+
+def test_command_not_found_fails_at_start(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    spec = make_spec(["no-such-command-orch"])
+    c = runtime.create(spec, Stdio())
+    with pytest.raises(SetupError) as info:
+        runtime.start(c)
+    assert info.value.step == "exec"
+    assert "no-such-command-orch" in str(info.value)
+    assert_nothing_left(spec, c.pid)
+    runtime.remove(c)  # idempotent after the failure cleaned up
+
+
+def test_unknown_user_fails_setup(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    spec = make_spec(["/bin/true"], user="nobody-orch")
+    with pytest.raises(SetupError) as info:
+        runtime.create(spec, Stdio())
+    assert info.value.step == "resolve_user"
+    assert_nothing_left(spec, 0)
+
+
+def test_remove_leaves_nothing(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    spec = sh(make_spec, "sleep 60 & sleep 60")
+    c = runtime.create(spec, Stdio())
+    runtime.start(c)
+    assert c.pid in processes_in_cgroup(spec)
+    assert mounts_mentioning(spec.bundle_dir) == []  # mounts never reach the host
+    runtime.remove(c)
+    assert_nothing_left(spec, c.pid)
+    runtime.remove(c)  # idempotent
+
+
+def test_remove_of_created_but_not_started(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    spec = make_spec(["/bin/true"])
+    c = runtime.create(spec, Stdio())
+    assert c.pid > 0
+    runtime.remove(c)
+    assert_nothing_left(spec, c.pid)
+
+
+def test_stats_and_adopt(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    spec = make_spec(["/bin/sleep", "60"])
+    c = runtime.create(spec, Stdio())
+    try:
+        runtime.start(c)
+        stats = runtime.stats(c)
+        assert stats.pids_current >= 1
+        other = LinuxRuntime()
+        adopted = other.adopt(spec, c.pid)
+        assert isinstance(adopted, Container) and adopted.pid == c.pid
+        assert other.wait(adopted, timeout=0.05) is None
+        other._live.clear()  # the first runtime owns the cleanup
+    finally:
+        runtime.remove(c)
+
+
+def test_oom_kill_is_reported(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    spec = sh(make_spec, "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived")
+    spec.resources.memory_bytes = 32 << 20
+    c = runtime.create(spec, Stdio())
+    try:
+        runtime.start(c)
+        status = runtime.wait(c, timeout=60)
+        assert status is not None
+        assert (status.exit_code, status.signal, status.oom_killed) == (137, 9, True)
+    finally:
+        runtime.remove(c)
