@@ -51,8 +51,8 @@ class SupervisorClient:
                                         daemon=True)
         self._reader.start()
 
-    def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
-        result, fds = self.call_fds(op, timeout=timeout, **args)
+    def call(self, op: str, wait_timeout: float | None = None, **args: Any) -> Any:
+        result, fds = self.call_fds(op, wait_timeout=wait_timeout, **args)
         for fd in fds:
             with contextlib.suppress(OSError):
                 import os
@@ -60,7 +60,7 @@ class SupervisorClient:
                 os.close(fd)
         return result
 
-    def call_fds(self, op: str, timeout: float | None = None, **args: Any) -> tuple[Any, list[int]]:
+    def call_fds(self, op: str, wait_timeout: float | None = None, **args: Any) -> tuple[Any, list[int]]:
         rid = next(self._rids)
         pending = _Pending()
         with self._lock:
@@ -74,10 +74,10 @@ class SupervisorClient:
             with self._lock:
                 self._pending.pop(rid, None)
             raise SupervisorUnavailable(f"supervisor connection failed: {err}")
-        if not pending.done.wait(timeout):
+        if not pending.done.wait(wait_timeout):
             with self._lock:
                 self._pending.pop(rid, None)
-            raise AgentError(f"supervisor did not answer {op} within {timeout} s")
+            raise AgentError(f"supervisor did not answer {op} within {wait_timeout} s")
         if pending.error is not None:
             raise pending.error
         return pending.result, pending.fds

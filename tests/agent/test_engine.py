@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -41,8 +42,14 @@ def test_foreground_run_streams_output_and_exit_code(engine: Engine) -> None:
 
 
 def test_signal_death_propagates(engine: Engine) -> None:
-    p = engine.orch("run", "--rm", "busybox", "sh", "-c", "kill -KILL $$", check=False)
-    assert p.returncode == 137
+    # PID 1 of a pid namespace cannot be SIGKILLed from inside, so kill it
+    # from the host side, as `docker kill` does.
+    engine.orch("run", "-d", "--name", "sig1", "busybox", "sleep", "300")
+    engine.orch("kill", "-s", "KILL", "sig1")
+    assert engine.orch("wait", "sig1").stdout.strip() == "137"
+    doc = inspect(engine, "sig1")
+    assert (doc["exit_code"], doc["signal"]) == (137, 9)
+    engine.orch("rm", "sig1")
 
 
 def test_detached_logs_capture_both_streams(engine: Engine) -> None:
@@ -107,28 +114,32 @@ def test_containers_reach_each_other_by_ip(engine: Engine) -> None:
 
 def test_restart_on_failure_with_backoff(engine: Engine) -> None:
     engine.orch("run", "-d", "--name", "rs1", "--restart", "on-failure:3", "busybox",
-                "sh", "-c", "date +%s.%N; exit 1")
+                "sh", "-c", "cut -d' ' -f1 /proc/uptime; exit 1")
 
     def done() -> dict | None:  # type: ignore[type-arg]
         doc = inspect(engine, "rs1")
         return doc if doc["state"] == "exited" and doc["restart_count"] == 3 else None
 
-    doc = wait_for(done, timeout=20)
-    assert doc["exit_code"] == 1
-    starts = [float(x) for x in engine.orch("logs", "rs1").stdout.split()]
-    assert len(starts) == 4
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    # 0.1 s, 0.2 s, 0.4 s: each wait longer than the one before.
-    assert gaps[0] < gaps[2], gaps
-    engine.orch("rm", "rs1")
+    try:
+        doc = wait_for(done, timeout=20)
+        assert doc["exit_code"] == 1
+        starts = [float(x) for x in engine.orch("logs", "rs1").stdout.split()]
+        assert len(starts) == 4
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        # 0.1 s, 0.2 s, 0.4 s: each wait longer than the one before.
+        assert gaps[0] < gaps[2], gaps
+    finally:
+        engine.orch("rm", "-f", "rs1")
 
 
 def test_restart_always_restarts_a_clean_exit(engine: Engine) -> None:
     engine.orch("run", "-d", "--name", "rs2", "--restart", "always", "busybox", "true")
-    wait_for(lambda: inspect(engine, "rs2")["restart_count"] >= 2, timeout=20)
-    engine.orch("stop", "rs2")
-    assert inspect(engine, "rs2")["state"] == "exited"
-    engine.orch("rm", "rs2")
+    try:
+        wait_for(lambda: inspect(engine, "rs2")["restart_count"] >= 2, timeout=20)
+        engine.orch("stop", "rs2")
+        assert inspect(engine, "rs2")["state"] == "exited"
+    finally:
+        engine.orch("rm", "-f", "rs2")
 
 
 def test_stop_honours_the_grace_period(engine: Engine) -> None:
@@ -189,7 +200,7 @@ def test_bad_input_gets_one_line_errors(engine: Engine) -> None:
 
 def test_agent_not_running_says_how_to_start_it(engine: Engine) -> None:
     env = {**engine.env, "ORCH_HOST": "unix:///run/orch-test-none/agent.sock"}
-    p = subprocess.run(["python", "-m", "orch", "ps"], env=env, text=True, capture_output=True)
+    p = subprocess.run([sys.executable, "-m", "orch", "ps"], env=env, text=True, capture_output=True)
     assert p.returncode == 1
     assert "orch agent --detach" in p.stderr and "Traceback" not in p.stderr
 
