@@ -278,3 +278,31 @@ def test_nothing_is_left_after_the_agent_shuts_down(tmp_path, stop_containers: b
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert f"orchs{tag}" not in tables
     assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_fork_bomb_stops_at_the_pids_limit(engine: Engine) -> None:
+    p = engine.orch("run", "--rm", "--pids-limit", "10", "busybox", "sh", "-c",
+                    "for i in $(seq 30); do sleep 2 & done; wait", check=False)
+    assert "can't fork" in p.stderr.lower() or "resource temporarily" in p.stderr.lower(), p.stderr
+
+
+def test_cpu_quota_throttles_and_stats_show_it(engine: Engine) -> None:
+    engine.orch("run", "-d", "--name", "cpu1", "--cpus", "0.2", "busybox", "sh", "-c",
+                "while true; do :; done")
+    try:
+        time.sleep(1.5)
+        stats = json.loads(engine.orch("stats", "-o", "json", "cpu1").stdout)[0]
+        assert int(stats["cpu_nr_throttled"]) > 0
+        # 0.2 CPUs over ~1.5 s: well under one full second of CPU time.
+        assert int(stats["cpu_usage_ns"]) < 0.8e9
+    finally:
+        engine.orch("rm", "-f", "cpu1")
+
+
+def test_network_modes(engine: Engine) -> None:
+    none = engine.orch("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net").stdout
+    assert none.split() == ["lo"]
+    bridge = engine.orch("run", "--rm", "busybox", "ls", "/sys/class/net").stdout
+    assert sorted(bridge.split()) == ["eth0", "lo"]
+    host = engine.orch("run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net").stdout
+    assert engine.bridge in host.split()
