@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from typing import Any
@@ -66,6 +65,8 @@ def _detach(agent: Agent, opts: Any, args: argparse.Namespace) -> int:
     from proto import agent_pb2 as pb
 
     os.makedirs(opts.state_dir, exist_ok=True)
+    import subprocess
+
     log_path = os.path.join(opts.state_dir, "agent.log")
     cmd = [sys.executable, "-m", "orch", "agent", "--state-dir", opts.state_dir,
            "--run-dir", opts.run_dir, "--bridge", opts.bridge, "--subnet", opts.subnet]

@@ -1,7 +1,8 @@
 """Connecting to an agent, and turning gRPC failures into one-line errors.
 
-grpc is imported lazily: it costs ~100 ms, and commands that fail early
-(bad flags, bad quantities) should not pay it.
+The transport is ``h2grpc`` (a small HTTP/2 gRPC client), imported lazily
+with the stubs, so commands that fail early (bad flags, bad quantities) pay
+nothing for it.
 """
 
 from __future__ import annotations
@@ -34,58 +35,70 @@ def socket_path(host: str) -> str:
 
 
 class Agent:
-    """A lazily-connected stub for the node-local agent API."""
+    """A lazily-connected client for the node-local agent API."""
+
+    SERVICE = "orch.agent.v1.Agent"
 
     def __init__(self, host: str) -> None:
         self.host = host
-        self._stub: Any = None
         self._channel: Any = None
 
     @property
-    def stub(self) -> Any:
-        if self._stub is None:
+    def channel(self) -> Any:
+        if self._channel is None:
+            from orch.cli.h2grpc import Channel, RpcError
+
             path = socket_path(self.host)
-            if path and not os.path.exists(path):
+            if not path:
+                raise CLIError(f"unsupported agent address {self.host!r}: use unix:///PATH")
+            if not os.path.exists(path):
                 raise CLIError(self.not_running_message())
-            import grpc
-
-            from proto import agent_pb2_grpc
-
-            target = f"unix:{path}" if path else self.host
-            self._channel = grpc.insecure_channel(target)
-            self._stub = agent_pb2_grpc.AgentStub(self._channel)
-        return self._stub
+            try:
+                self._channel = Channel(path)
+            except RpcError as err:
+                raise self.translate(err)
+        return self._channel
 
     def not_running_message(self) -> str:
         return (f"cannot reach the orch agent at {self.host}: is it running? "
                 "Start it with: orch agent --detach")
 
-    def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
-        import grpc
+    def _method(self, method: str) -> tuple[str, Any]:
+        from proto import agent_pb2 as pb
 
+        desc = pb.DESCRIPTOR.services_by_name["Agent"].methods_by_name[method]
+        return f"/{self.SERVICE}/{method}", getattr(pb, desc.output_type.name)
+
+    def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        from orch.cli.h2grpc import RpcError
+
+        path, reply_type = self._method(method)
         try:
-            return getattr(self.stub, method)(request, timeout=timeout)
-        except grpc.RpcError as err:
+            return reply_type.FromString(
+                self.channel.unary(path, request.SerializeToString(), timeout))
+        except RpcError as err:
             raise self.translate(err)
 
     def stream(self, method: str, request: Any) -> Any:
-        import grpc
+        from orch.cli.h2grpc import RpcError
 
+        path, reply_type = self._method(method)
         try:
-            yield from getattr(self.stub, method)(request)
-        except grpc.RpcError as err:
+            for data in self.channel.stream(path, request.SerializeToString()):
+                yield reply_type.FromString(data)
+        except RpcError as err:
             raise self.translate(err)
 
     def translate(self, err: Any) -> CLIError:
-        import grpc
+        from orch.cli.h2grpc import CANCELLED, UNAVAILABLE
 
-        code = err.code()
-        if code == grpc.StatusCode.UNAVAILABLE:
+        if err.code == UNAVAILABLE:
             return CLIError(self.not_running_message())
-        if code == grpc.StatusCode.CANCELLED:
+        if err.code == CANCELLED:
             return CLIError("cancelled", 130)
-        return CLIError(err.details() or str(code))
+        return CLIError(err.details or f"agent error (gRPC status {err.code})")
 
     def close(self) -> None:
         if self._channel is not None:
             self._channel.close()
+            self._channel = None
