@@ -42,16 +42,20 @@ def main() -> int:
             subprocess.run([*ORCH, "image", "import", str(rootfs), "bench-busybox"], check=True,
                            env=env, capture_output=True)
             procs = pids(env)
-            # One container first so lazily-imported code paths are loaded.
-            subprocess.run([*ORCH, "run", "--rm", "bench-busybox", "true"], env=env, check=True)
+            # Idle: the agent and supervisor as started, no container yet. Code
+            # loaded on first use (bridge networking) counts per container.
             time.sleep(0.5)
-            idle = sum(rss_kib(p) for p in procs)
+            idle_each = [rss_kib(p) for p in procs]
+            idle = sum(idle_each)
             for i in range(n):
                 subprocess.run([*ORCH, "run", "-d", "--name", f"idle{i}", "bench-busybox",
                                 "sleep", "3600"], env=env, check=True, capture_output=True)
             time.sleep(1.0)
-            loaded = sum(rss_kib(p) for p in procs)
+            loaded_each = [rss_kib(p) for p in procs]
+            loaded = sum(loaded_each)
     print(f"agent_pid={procs[0]} supervisor_pid={procs[1]} containers={n}")
+    print(f"agent_idle_kib={idle_each[0]} supervisor_idle_kib={idle_each[1]}")
+    print(f"agent_loaded_kib={loaded_each[0]} supervisor_loaded_kib={loaded_each[1]}")
     print(f"rss_idle_kib={idle} rss_loaded_kib={loaded}")
     print(f"agent_idle_mib={idle / 1024:.1f}")
     print(f"per_container_kib={(loaded - idle) / n:.1f}")

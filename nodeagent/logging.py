@@ -1,15 +1,23 @@
-"""structlog set-up shared by the agent and the supervisor: one JSON object
-per line on stderr (the daemons' log files), with context fields."""
+"""Daemon logs: one JSON object per line on stderr, with context fields.
+
+The agent uses structlog (``configure_logging``). The supervisor, which must
+stay small (structlog pulls in asyncio and ssl: ~10 MB of RSS per process),
+uses :class:`JsonLogger`, which writes the same shape of line.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
-
-import structlog
+import time
+import traceback
+from typing import Any
 
 
 def configure_logging(level: int = logging.INFO) -> None:
+    import structlog
+
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -21,3 +29,32 @@ def configure_logging(level: int = logging.INFO) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+class JsonLogger:
+    """``log.info("event", key=value)`` -> ``{"event": ..., "level": ..., ...}``."""
+
+    def __init__(self, name: str, stream: Any = None) -> None:
+        self.name = name
+        self.stream = stream
+
+    def _write(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+        line = json.dumps({**fields, "event": event, "level": level, "logger": self.name,
+                           "timestamp": stamp}, default=str)
+        stream = self.stream or sys.stderr
+        stream.write(line + "\n")
+        stream.flush()
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._write("info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._write("warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._write("error", event, fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        self._write("error", event, {**fields, "exception": traceback.format_exc()})

@@ -18,13 +18,12 @@ bridge's own ``route_localnet``, which disappears with the bridge.
 
 from __future__ import annotations
 
-from pyroute2 import IPRoute
+from typing import Any
 
 from nodeagent.errors import InvalidArgument
-from nodeagent.network import bridge as bridge_mod
 from nodeagent.network import nftables, ports
 from nodeagent.network.ipam import LeaseFile, gateway_of, parse_subnet
-from nodeagent.network.veth import IFNAMSIZ, attach_veth, detach_veth, host_veth_name
+from nodeagent.network.names import IFNAMSIZ, host_veth_name
 from nodeagent.runtime.spec import NetworkConfig
 
 
@@ -39,6 +38,7 @@ class BridgeNetwork:
 
     def ensure(self) -> None:
         """Bridge up with the gateway address, nft table with isolation; idempotent."""
+        IPRoute, bridge_mod, _ = _kernel()
         with IPRoute() as ipr:
             bridge_mod.ensure_bridge(ipr, self.bridge, self.gateway, self.subnet.prefixlen)
         nftables.ensure_table(self.bridge)
@@ -60,12 +60,14 @@ class BridgeNetwork:
             pool.release(container_id)
 
     def attach(self, cfg: NetworkConfig, pid: int) -> None:
+        IPRoute, _, veth = _kernel()
         with IPRoute() as ipr:
-            attach_veth(ipr, cfg, pid)
+            veth.attach_veth(ipr, cfg, pid)
 
     def detach(self, cfg: NetworkConfig) -> None:
+        IPRoute, _, veth = _kernel()
         with IPRoute() as ipr:
-            detach_veth(ipr, cfg)
+            veth.detach_veth(ipr, cfg)
 
     def publish(self, container_id: str, cfg: NetworkConfig) -> None:
         if not cfg.ports:
@@ -84,6 +86,19 @@ class BridgeNetwork:
     def teardown(self) -> None:
         """Remove the bridge, the nft table and the lease file: nothing left."""
         nftables.delete_table(self.bridge)
+        IPRoute, bridge_mod, _ = _kernel()
         with IPRoute() as ipr:
             bridge_mod.teardown_bridge(ipr, self.bridge)
         self.leases.remove()
+
+
+def _kernel() -> tuple[Any, Any, Any]:
+    """The pyroute2-backed modules, imported on first use: a supervisor whose
+    containers use no bridge never pays for them. ``inside`` is loaded here
+    too, in the parent, so forked children find it ready."""
+    from pyroute2 import IPRoute
+
+    from nodeagent.network import bridge, inside, veth
+
+    del inside
+    return IPRoute, bridge, veth

@@ -11,38 +11,20 @@ Invariant: any failure raises :class:`SetupError`; the caller must not exec.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import socket
-import struct
 
 from pyroute2 import IPRoute
 
 from nodeagent.errors import InvalidArgument, SetupError
 from nodeagent.network._netlink import netlink_step
+from nodeagent.network.loopback import loopback_up
 from nodeagent.network.veth import CONTAINER_IFNAME
 from nodeagent.runtime.spec import NetworkConfig
-
-SIOCGIFFLAGS = 0x8913
-SIOCSIFFLAGS = 0x8914
-IFF_UP = 0x1
-_IFREQ = "16sH22x"  # struct ifreq: name[IFNAMSIZ], short flags, rest of the union
 
 # pyroute2 runs its requests on an asyncio loop; creating the default loop
 # policy is the slowest part of a first IPRoute(). Doing it at import, in the
 # long-lived parent, means every forked child inherits it ready-made.
 asyncio.get_event_loop_policy()
-
-
-def loopback_up() -> None:
-    """Bring ``lo`` up with SIOCGIFFLAGS/SIOCSIFFLAGS (no netlink needed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            req = struct.pack(_IFREQ, b"lo", 0)
-            flags = struct.unpack(_IFREQ, fcntl.ioctl(sock, SIOCGIFFLAGS, req))[1]
-            if not flags & IFF_UP:
-                fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | IFF_UP))
-        except OSError as exc:
-            raise SetupError("loopback_up", {"ifname": "lo"}, exc.strerror or "", exc.errno or 0)
 
 
 def configure_container_side(cfg: NetworkConfig) -> None:

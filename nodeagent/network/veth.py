@@ -18,15 +18,10 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from nodeagent.errors import InvalidArgument
 from nodeagent.network._netlink import index_of, netlink_step
+from nodeagent.network.names import IFNAMSIZ
 from nodeagent.runtime.spec import NetworkConfig
 
 CONTAINER_IFNAME = "eth0"
-IFNAMSIZ = 15  # usable characters of a Linux interface name
-
-
-def host_veth_name(container_id: str) -> str:
-    """``vo`` + the id's first 10 characters: unique enough, within IFNAMSIZ."""
-    return "vo" + container_id[:10]
 
 
 def attach_veth(ipr: Any, cfg: NetworkConfig, pid: int) -> None:

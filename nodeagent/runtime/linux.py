@@ -63,9 +63,8 @@ class LinuxRuntime:
         self._live: dict[str, _Live] = {}
         _libc.prctl(_libc.PR_SET_CHILD_SUBREAPER, 1)
         seccomp.default_program()  # compile once, up front
-        from nodeagent.network import configure_container_side, loopback_up
+        from nodeagent.network.loopback import loopback_up
 
-        self._configure_container_side = configure_container_side
         self._loopback_up = loopback_up
 
     # --- create / start ---------------------------------------------------------
@@ -98,7 +97,7 @@ class LinuxRuntime:
                    control_r: int, live: _Live) -> init.InitPlan:
         b = spec.bundle_dir
         mode = spec.network.mode
-        configure = {"bridge": self._configure_container_side,
+        configure = {"bridge": _configure_bridge,
                      "none": lambda _cfg: self._loopback_up()}.get(mode)
         return init.InitPlan(
             unshare_flags=init.unshare_flags(mode),
@@ -436,3 +435,11 @@ def _collect(errors: list[BaseException]) -> Any:
 
 
 __all__ = ["LinuxRuntime"]
+
+
+def _configure_bridge(cfg: Any) -> None:
+    # Runs in the forked child; the parent loaded the module when it attached
+    # the veth (BridgeNetwork), so this import is a dictionary lookup.
+    from nodeagent.network.inside import configure_container_side
+
+    configure_container_side(cfg)

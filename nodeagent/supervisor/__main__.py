@@ -19,12 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subnet", default="10.88.0.0/16")
     args = parser.parse_args(argv)
 
-    from nodeagent.logging import configure_logging
     from nodeagent.network import BridgeNetwork
     from nodeagent.runtime import LinuxRuntime
     from nodeagent.supervisor.server import Supervisor
 
-    configure_logging()
     os.umask(0o022)
     network = BridgeNetwork(os.path.join(args.state_dir, "network"), args.bridge, args.subnet)
     runtime = LinuxRuntime(network=network)

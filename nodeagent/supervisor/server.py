@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from nodeagent.errors import AgentError, Conflict, FailedPrecondition, InvalidArgument, NotFound
+from nodeagent.logging import JsonLogger
 from nodeagent.logs import LogWriter
 from nodeagent.restart import Backoff, parse_restart_policy, should_restart
 from nodeagent.runtime import Container, Runtime, Stdio
@@ -40,7 +39,7 @@ from nodeagent.supervisor.records import (
     Record,
 )
 
-log = structlog.get_logger("orch.supervisor")
+log = JsonLogger("orch.supervisor")
 
 # How long an exited container's output pipes may stay open (held by a dying
 # grandchild) before the exit is reported anyway.
