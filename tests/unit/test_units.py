@@ -169,7 +169,7 @@ def test_format_duration_table(seconds: float, text: str) -> None:
 def test_units_imports_nothing_heavy() -> None:
     # The CLI imports this module at start-up.
     code = (
-        "import sys, re, math; before = set(sys.modules); import orch.units; "
+        "import sys, re, math, __future__; before = set(sys.modules); import orch.units; "
         "new = sorted(set(sys.modules) - before - {'orch', 'orch.units'}); print(new)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
