@@ -124,6 +124,8 @@ class Supervisor:
         os.chmod(self.socket_path, 0o600)
         listener.listen(64)
         self.sel.register(listener, selectors.EVENT_READ, ("listen", None))
+        pid_file = self.run_dir / "supervisor.pid"
+        pid_file.write_text(str(os.getpid()))
         log.info("supervisor ready", pid=os.getpid(), containers=len(self.records))
         self._reap()  # anything that exited while nobody watched
         while self.running:
@@ -139,8 +141,9 @@ class Supervisor:
                     self._on_pipe(key.fd, obj)
             self._run_timers()
         listener.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.socket_path.unlink()
+        for path in (self.socket_path, pid_file):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
         log.info("supervisor stopped")
 
     def _load(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -94,22 +95,45 @@ def _detach(agent: Agent, opts: Any, args: argparse.Namespace) -> int:
 def _stop(agent: Agent, opts: Any, everything: bool) -> int:
     from proto import agent_pb2 as pb
 
-    pid = _agent_pid(opts.run_dir)
-    agent.call("Shutdown", pb.ShutdownRequest(stop_containers=everything), timeout=120)
-    deadline = time.monotonic() + 15
-    while pid and time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
+    pid = _read_pid(os.path.join(opts.run_dir, "agent.lock"))
+    try:
+        agent.call("Shutdown", pb.ShutdownRequest(stop_containers=everything), timeout=120)
+    except CLIError:
+        if not everything:
+            raise
+        # The agent is gone but its supervisor may still hold containers:
+        # SIGTERM makes the supervisor stop them all and clean up.
+        sup = _read_pid(os.path.join(opts.run_dir, "supervisor.pid"))
+        if not sup or not _alive(sup):
+            raise
+        os.kill(sup, signal.SIGTERM)
+        _wait_gone(sup, 120)
+        print("agent was not running; stopped its supervisor, every container and the network")
+        return 0
+    _wait_gone(pid, 15)
     print("agent stopped" + (" with every container and the node network" if everything else ""))
     return 0
 
 
-def _agent_pid(run_dir: str) -> int:
+def _read_pid(path: str) -> int:
     try:
-        with open(os.path.join(run_dir, "agent.lock")) as f:
+        with open(path) as f:
             return int(f.read().strip() or 0)
     except (OSError, ValueError):
         return 0
+
+
+def _alive(pid: int) -> bool:
+    """Running (not a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while pid and _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -272,8 +272,8 @@ def test_nothing_is_left_after_rm(engine: Engine) -> None:
     assert str(port) not in rules
 
 
-@pytest.mark.parametrize("stop_containers", [True])
-def test_nothing_is_left_after_the_agent_shuts_down(tmp_path, stop_containers: bool) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("agent_crashed", [False, True])
+def test_nothing_is_left_after_the_agent_shuts_down(tmp_path, agent_crashed: bool) -> None:  # type: ignore[no-untyped-def]
     from tests.agent.conftest import Engine, busybox_rootfs
 
     tag = os.urandom(2).hex()
@@ -282,10 +282,15 @@ def test_nothing_is_left_after_the_agent_shuts_down(tmp_path, stop_containers: b
                  env={**os.environ, "ORCH_HOST": f"unix://{tmp_path}/run/agent.sock"})
     eng.start()
     eng.orch("image", "import", str(busybox_rootfs(tmp_path / "bb")), "busybox")
-    eng.orch("run", "-d", "--name", "a", "-p", "18093:80", "busybox", "sleep", "300")
-    eng.orch("run", "-d", "--name", "b", "--network", "none", "busybox", "sleep", "300")
+    eng.orch("run", "-d", "--name", "a", "-p", "18093:80", "--stop-timeout", "1", "busybox", "sleep", "300")
+    eng.orch("run", "-d", "--name", "b", "--network", "none", "--stop-timeout", "1", "busybox", "sleep", "300")
     pids = eng.info()
-    eng.stop_all()
+    if agent_crashed:
+        # `orch agent stop --all` must still clean up, through the supervisor.
+        os.kill(pids["agent_pid"], signal.SIGKILL)
+        wait_for(lambda: _gone(pids["agent_pid"]))
+    p = eng.orch("agent", "stop", "--all", "--state-dir", str(eng.state), "--run-dir", str(eng.run))
+    assert "stopped" in p.stdout
     for pid in pids.values():
         assert _gone(pid), pid
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
