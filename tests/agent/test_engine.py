@@ -282,8 +282,10 @@ def test_nothing_is_left_after_the_agent_shuts_down(tmp_path, agent_crashed: boo
                  env={**os.environ, "ORCH_HOST": f"unix://{tmp_path}/run/agent.sock"})
     eng.start()
     eng.orch("image", "import", str(busybox_rootfs(tmp_path / "bb")), "busybox")
-    eng.orch("run", "-d", "--name", "a", "-p", "18093:80", "--stop-timeout", "1", "busybox", "sleep", "300")
-    eng.orch("run", "-d", "--name", "b", "--network", "none", "--stop-timeout", "1", "busybox", "sleep", "300")
+    eng.orch("run", "-d", "--name", "a", "-p", "18093:80", "--stop-timeout", "1", "busybox",
+             "sleep", "300")
+    eng.orch("run", "-d", "--name", "b", "--network", "none", "--stop-timeout", "1", "busybox",
+             "sleep", "300")
     pids = eng.info()
     if agent_crashed:
         # `orch agent stop --all` must still clean up, through the supervisor.
