@@ -88,6 +88,7 @@ def main() -> int:
                 samples["orch_runtime"].append(orch_direct(rt, rootfs, tmp))
                 samples["orch_run_cli"].append(orch_cli(env))
                 samples["runc"].append(runc_run(bundle))
+        rt.cleanup()
     med = {k: median_ms(v) for k, v in samples.items()}
     print(f"iterations={n}")
     for k, v in med.items():
