@@ -18,27 +18,45 @@ __all__ = ["main"]
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise CLIError(f"{self.prog}: {message}", 2)
+        raise CLIError(f"{message} (see '{self.prog} --help')", 2)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from orch.cli import agentcmd, containers, images
+# Which module registers each command. Building every subparser costs ~20 ms,
+# so a command line that names its command only builds that module's.
+_MODULES = {"agent": "agentcmd", "images": "images", "image": "images"}
+_CONTAINER_COMMANDS = ("run", "create", "start", "stop", "kill", "rm", "ps", "logs", "exec",
+                       "inspect", "wait", "stats")
+
+
+def _module_for(argv: list[str]) -> str | None:
+    words = iter(argv)
+    for word in words:
+        if word in ("-H", "--host"):
+            next(words, None)
+        elif not word.startswith("-"):
+            return "containers" if word in _CONTAINER_COMMANDS else _MODULES.get(word)
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    import importlib
 
     parser = _Parser(prog="orch", description="orch: a container engine and orchestrator")
     parser.add_argument("-H", "--host", help="agent address (default: $ORCH_HOST or "
                         "unix:///run/orch/agent.sock)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    agentcmd.register(sub)
-    containers.register(sub)
-    images.register(sub)
+    only = _module_for(argv) if argv is not None else None
+    for name in [only] if only else ["agentcmd", "containers", "images"]:
+        importlib.import_module(f"orch.cli.{name}").register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     agent: Agent | None = None
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+        args = build_parser(argv).parse_args(argv)
         agent = Agent(host_from(args.host))
         return int(args.func(args, agent) or 0)
     except CLIError as err:
