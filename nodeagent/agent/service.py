@@ -175,12 +175,21 @@ class AgentService(pb_grpc.AgentServicer):
             return
         follower = LogFollower(rec["log_path"], tail=tail)
         try:
+            # Like `docker logs -f`: follow until the container stops.
+            running = rec["state"] in ("running", "restarting")
             while context.is_active():
+                stopped = not running or self._stopped(rec["id"])
                 for entry in follower.poll():
                     yield pb.LogLine(time=entry.time, stream=entry.stream, line=entry.line)
+                if stopped:
+                    return
                 self.events.wait_change(0.1)
         finally:
             follower.close()
+
+    def _stopped(self, cid: str) -> bool:
+        final = self.events.exited(cid)
+        return final is not None and final["state"] == "exited"
 
     @handle_errors
     def Exec(self, request: pb.ExecRequest, context: grpc.ServicerContext) -> Iterator[pb.ExecOutput]:

@@ -328,3 +328,14 @@ def test_network_modes(engine: Engine) -> None:
     assert sorted(bridge.split()) == ["eth0", "lo"]
     host = engine.orch("run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net").stdout
     assert engine.bridge in host.split()
+
+
+def test_logs_follow_ends_when_the_container_stops(engine: Engine) -> None:
+    engine.orch("run", "-d", "--name", "lf1", "busybox", "sh", "-c",
+                "echo one; sleep 1; echo two >&2; sleep 0.5; echo three")
+    try:
+        p = engine.orch("logs", "-f", "lf1", timeout=20)
+        assert p.stdout.split() == ["one", "three"]
+        assert p.stderr.split() == ["two"]
+    finally:
+        engine.orch("rm", "-f", "lf1")
