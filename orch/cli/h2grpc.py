@@ -93,8 +93,11 @@ class Channel:
                 if not flags & ACK:
                     self._send(_frame(PING, ACK, 0, payload))
             elif ftype == GOAWAY:
-                code = struct.unpack(">I", payload[4:8])[0]
-                raise RpcError(UNAVAILABLE, f"the agent closed the connection (code {code})")
+                # Streams up to last_stream_id still complete (a server that
+                # shuts down answers the call that asked it to).
+                last, code = struct.unpack(">II", payload[:8])
+                if sid > last & 0x7FFFFFFF:
+                    raise RpcError(UNAVAILABLE, f"the agent closed the connection (code {code})")
             elif stream != sid:
                 continue
             elif ftype == DATA:
