@@ -288,5 +288,7 @@ class AgentService(pb_grpc.AgentServicer):
         if request.stop_containers:
             self.sup.call("shutdown", stop_containers=True)
         if self.stop_server is not None:
-            self.stop_server()
+            # Only once the reply is on its way: stopping the server first
+            # could cut the very call that asked for it.
+            context.add_callback(self.stop_server)
         return pb.ShutdownResponse()
