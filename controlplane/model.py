@@ -86,6 +86,7 @@ class ServiceSpec:
     placement: Placement = field(default_factory=Placement)
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     binpack: bool = False  # scoring: pack nodes instead of spreading
+    stop_grace_period: float = 10.0  # seconds between the stop signal and SIGKILL
 
 
 @dataclass

@@ -37,6 +37,11 @@ class AgentOptions:
     run_dir: str = DEFAULT_RUN_DIR
     bridge: str = "orch0"
     subnet: str = "10.88.0.0/16"
+    join: str = ""  # control plane address; empty: standalone engine
+    token: str = ""
+    listen: str = ""  # also serve the node API on TCP (the control plane proxies logs/exec)
+    name: str = ""
+    labels: dict[str, str] | None = None
 
     @property
     def socket(self) -> str:
@@ -111,7 +116,19 @@ def run(opts: AgentOptions) -> int:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(opts.socket)
     server.add_insecure_port(f"unix:{opts.socket}")
+    if opts.listen and server.add_insecure_port(opts.listen) == 0:
+        raise AgentError(f"cannot listen on {opts.listen}")
     server.start()
+    worker = None
+    if opts.join:
+        import socket
+
+        from nodeagent.cluster import Worker
+
+        worker = Worker(service, client, opts.join, opts.token, opts.name or socket.gethostname(),
+                        opts.listen, opts.labels or {}, opts.state_dir)
+        events.listeners.append(worker.on_event)
+        worker.start()
     os.chmod(opts.socket, 0o660)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -122,6 +139,8 @@ def run(opts: AgentOptions) -> int:
         if events.disconnected:
             log.error("lost the supervisor; exiting")
             break
+    if worker is not None:
+        worker.stop()
     server.stop(grace=2).wait()
     client.close()
     with contextlib.suppress(FileNotFoundError):

@@ -16,6 +16,7 @@ class EventHub:
         self._exec_exits: dict[int, int] = {}
         self._generation = 0
         self.disconnected = False
+        self.listeners: list[Any] = []  # extra callbacks: (event, data)
 
     def __call__(self, event: str, data: dict[str, Any]) -> None:
         with self._cond:
@@ -29,6 +30,8 @@ class EventHub:
                 self.disconnected = True
             self._generation += 1
             self._cond.notify_all()
+        for listener in self.listeners:
+            listener(event, data)
 
     def exited(self, cid: str) -> dict[str, Any] | None:
         with self._cond:

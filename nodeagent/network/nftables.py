@@ -7,7 +7,10 @@ Layout of ``table inet orch_<bridge>``::
     chain output       nat, dstnat   published ports (connections from this host)
     chain postrouting  nat, srcnat   masquerade 127.0.0.0/8 sources leaving via the bridge
     chain forward      filter        isolation: nothing is forwarded between the
-                                     bridge and any other interface
+                                     bridge and any other interface, except
+                                     connections to published ports (DNAT'd:
+                                     other hosts reach them where the host
+                                     forwards, as cluster nodes do)
 
 Invariants: ``ensure_table`` is idempotent (the fixed chains are flushed and
 refilled in the same atomic batch); published-port rules live only in
@@ -71,6 +74,7 @@ add chain {FAMILY} {t} forward {{ type filter hook forward priority filter; poli
 flush chain {FAMILY} {t} postrouting
 flush chain {FAMILY} {t} forward
 add rule {FAMILY} {t} postrouting meta nfproto ipv4 ip saddr 127.0.0.0/8 oifname {br} masquerade
+add rule {FAMILY} {t} forward ct status dnat accept comment "orch published ports"
 add rule {FAMILY} {t} forward iifname {br} oifname != {br} drop comment "orch isolation out"
 add rule {FAMILY} {t} forward oifname {br} iifname != {br} drop comment "orch isolation in"
 """,

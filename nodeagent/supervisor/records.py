@@ -77,6 +77,7 @@ class Record:
             ports=net["ports"],
             network=net["mode"],
             log_path=self.log_path,
+            labels=spec["labels"],
         )
         return data
 

@@ -23,7 +23,9 @@ class _Parser(argparse.ArgumentParser):
 
 # Which module registers each command. Building every subparser costs ~20 ms,
 # so a command line that names its command only builds that module's.
-_MODULES = {"agent": "agentcmd", "images": "images", "image": "images"}
+_MODULES = {"agent": "agentcmd", "images": "images", "image": "images",
+            **dict.fromkeys(("up", "down", "controlplane", "deploy", "scale", "services", "nodes",
+                             "node"), "clustercmd")}
 _CONTAINER_COMMANDS = ("run", "create", "start", "stop", "kill", "rm", "ps", "logs", "exec",
                        "inspect", "wait", "stats")
 
@@ -31,7 +33,7 @@ _CONTAINER_COMMANDS = ("run", "create", "start", "stop", "kill", "rm", "ps", "lo
 def _module_for(argv: list[str]) -> str | None:
     words = iter(argv)
     for word in words:
-        if word in ("-H", "--host"):
+        if word in ("-H", "--host", "-C", "--cluster"):
             next(words, None)
         elif not word.startswith("-"):
             return "containers" if word in _CONTAINER_COMMANDS else _MODULES.get(word)
@@ -44,10 +46,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="orch", description="orch: a container engine and orchestrator")
     parser.add_argument("-H", "--host", help="agent address (default: $ORCH_HOST or "
                         "unix:///run/orch/agent.sock)")
+    parser.add_argument("-C", "--cluster", help="control plane HOST:PORT (default: $ORCH_CLUSTER, "
+                        "or the local cluster of `orch up`)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     only = _module_for(argv) if argv is not None else None
-    for name in [only] if only else ["agentcmd", "containers", "images"]:
+    for name in [only] if only else ["agentcmd", "containers", "images", "clustercmd"]:
         importlib.import_module(f"orch.cli.{name}").register(sub)
     return parser
 

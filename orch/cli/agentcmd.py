@@ -24,6 +24,11 @@ def register(sub: Any) -> None:
     p.add_argument("--subnet", default="10.88.0.0/16", help="container subnet")
     p.add_argument("-d", "--detach", action="store_true",
                    help="start in the background and return once ready")
+    p.add_argument("--join", default="", help="control plane address (HOST:PORT) to join")
+    p.add_argument("--token", default="", help="join token (orch up prints it)")
+    p.add_argument("--listen", default="", help="also serve the node API on HOST:PORT (cluster)")
+    p.add_argument("--name", default="", help="node name (default: the hostname)")
+    p.add_argument("--label", action="append", default=[], metavar="K=V", help="node label")
     p.add_argument("--all", action="store_true",
                    help="with stop: also stop and remove every container and the node network")
     p.set_defaults(func=cmd_agent)
@@ -37,9 +42,18 @@ def _options(args: argparse.Namespace) -> Any:
         from orch.cli.client import socket_path
 
         run_dir = os.path.dirname(socket_path(args.host)) or None
+    labels = {}
+    for item in args.label:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"invalid label {item!r}: expected KEY=VALUE")
+        labels[key] = value
+    if args.join and not args.listen:
+        raise CLIError("--join needs --listen HOST:PORT, where the control plane reaches this node")
     return AgentOptions(state_dir=args.state_dir or DEFAULT_STATE_DIR,
                         run_dir=run_dir or DEFAULT_RUN_DIR,
-                        bridge=args.bridge, subnet=args.subnet)
+                        bridge=args.bridge, subnet=args.subnet, join=args.join, token=args.token,
+                        listen=args.listen, name=args.name, labels=labels)
 
 
 def cmd_agent(args: argparse.Namespace, agent: Agent) -> int:
@@ -71,6 +85,12 @@ def _detach(agent: Agent, opts: Any, args: argparse.Namespace) -> int:
     log_path = os.path.join(opts.state_dir, "agent.log")
     cmd = [sys.executable, "-m", "orch", "agent", "--state-dir", opts.state_dir,
            "--run-dir", opts.run_dir, "--bridge", opts.bridge, "--subnet", opts.subnet]
+    if opts.join:
+        cmd += ["--join", opts.join, "--token", opts.token, "--listen", opts.listen]
+    if opts.name:
+        cmd += ["--name", opts.name]
+    for key, value in (opts.labels or {}).items():
+        cmd += ["--label", f"{key}={value}"]
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                 start_new_session=True, close_fds=True)

@@ -38,6 +38,7 @@ class Agent:
     """A lazily-connected client for the node-local agent API."""
 
     SERVICE = "orch.agent.v1.Agent"
+    MODULE = "proto.agent_pb2"
 
     def __init__(self, host: str) -> None:
         self.host = host
@@ -49,12 +50,10 @@ class Agent:
             from orch.cli.h2grpc import Channel, RpcError
 
             path = socket_path(self.host)
-            if not path:
-                raise CLIError(f"unsupported agent address {self.host!r}: use unix:///PATH")
-            if not os.path.exists(path):
+            if path and not os.path.exists(path):
                 raise CLIError(self.not_running_message())
             try:
-                self._channel = Channel(path)
+                self._channel = Channel(path or self.host)
             except RpcError as err:
                 raise self.translate(err)
         return self._channel
@@ -64,10 +63,13 @@ class Agent:
                 "Start it with: orch agent --detach")
 
     def _method(self, method: str) -> tuple[str, Any]:
-        from proto import agent_pb2 as pb
+        import importlib
 
-        desc = pb.DESCRIPTOR.services_by_name["Agent"].methods_by_name[method]
-        return f"/{self.SERVICE}/{method}", getattr(pb, desc.output_type.name)
+        pb = importlib.import_module(self.MODULE)
+        desc = pb.DESCRIPTOR.services_by_name[self.SERVICE.rsplit(".", 1)[1]].methods_by_name[method]
+        from google.protobuf.message_factory import GetMessageClass
+
+        return f"/{self.SERVICE}/{method}", GetMessageClass(desc.output_type)
 
     def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
         from orch.cli.h2grpc import RpcError
@@ -102,3 +104,14 @@ class Agent:
         if self._channel is not None:
             self._channel.close()
             self._channel = None
+
+
+class Cluster(Agent):
+    """A client for the control plane's CLI-facing API (HOST:PORT)."""
+
+    SERVICE = "orch.cluster.v1.ClusterAPI"
+    MODULE = "proto.cluster_pb2"
+
+    def not_running_message(self) -> str:
+        return (f"cannot reach the control plane at {self.host}: is the cluster up? "
+                "Start one with: orch up")

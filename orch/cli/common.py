@@ -9,7 +9,7 @@ from orch.units import format_duration
 
 
 def add_output(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--output", choices=("table", "json"), default="table",
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table",
                    help="output format")
 
 

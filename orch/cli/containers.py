@@ -69,6 +69,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("ps", help="list containers")
     p.add_argument("-a", "--all", action="store_true", help="include stopped containers")
     p.add_argument("-q", "--quiet", action="store_true", help="ids only")
+    p.add_argument("service", nargs="?", help="cluster mode: the service whose tasks to list")
     add_output(p)
     p.set_defaults(func=cmd_ps)
 
@@ -218,6 +219,8 @@ def cmd_kill(args: argparse.Namespace, agent: Agent) -> int:
 
 
 def cmd_rm(args: argparse.Namespace, agent: Agent) -> int:
+    if (cluster := _cluster(args)) is not None:
+        return int(cluster.cmd_cluster_rm(args))
     return _each(args, agent, "Remove", "RemoveRequest", force=args.force)
 
 
@@ -237,8 +240,20 @@ def ports_text(c: Any) -> str:
                      for p in c.ports)
 
 
+def _cluster(args: argparse.Namespace) -> Any:
+    """The cluster commands module when the CLI is in cluster mode, else None."""
+    from orch.cli import clustercmd
+
+    return clustercmd if clustercmd.cluster_address(args) else None
+
+
 def cmd_ps(args: argparse.Namespace, agent: Agent) -> int:
     from proto import agent_pb2 as pb
+
+    if (cluster := _cluster(args)) is not None:
+        return int(cluster.cmd_cluster_ps(args))
+    if args.service:
+        raise CLIError("ps takes no service on a single engine (no cluster is up)")
 
     containers = agent.call("List", pb.ListRequest(all=args.all)).containers
     if args.quiet:
@@ -260,6 +275,8 @@ def _short(text: str, width: int) -> str:
 def cmd_logs(args: argparse.Namespace, agent: Agent) -> int:
     from proto import agent_pb2 as pb
 
+    if (cluster := _cluster(args)) is not None:
+        return int(cluster.cmd_cluster_logs(args))
     request = pb.LogsRequest(id=args.container, follow=args.follow)
     if args.tail is not None:
         request.tail = args.tail
@@ -274,6 +291,8 @@ def cmd_logs(args: argparse.Namespace, agent: Agent) -> int:
 def cmd_exec(args: argparse.Namespace, agent: Agent) -> int:
     from proto import agent_pb2 as pb
 
+    if (cluster := _cluster(args)) is not None:
+        return int(cluster.cmd_cluster_exec(args))
     if not args.cmd:
         raise CLIError("exec needs a command: orch exec CONTAINER CMD [ARG...]")
     request = pb.ExecRequest(id=args.container, command=args.cmd, env=args.env)

@@ -40,14 +40,20 @@ class RpcError(Exception):
 
 
 class Channel:
-    def __init__(self, path: str, timeout: float | None = None) -> None:
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self._sock.settimeout(timeout)
+    def __init__(self, address: str, timeout: float | None = None) -> None:
+        """``address``: a unix socket path, or HOST:PORT."""
+        host, _, port = address.rpartition(":")
+        unix = address.startswith("/") or not port.isdigit()
+        family = socket.AF_UNIX if unix else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self._sock.settimeout(timeout if timeout is not None else (None if unix else 10.0))
         try:
-            self._sock.connect(path)
+            self._sock.connect(address if unix else (host, int(port)))
         except OSError as err:
             self._sock.close()
-            raise RpcError(UNAVAILABLE, f"connect {path}: {err.strerror or err}")
+            raise RpcError(UNAVAILABLE, f"connect {address}: {err.strerror or err}")
+        if not unix:
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buf = bytearray()
         self._encoder = hpack.Encoder()
         self._decoder = hpack.Decoder()

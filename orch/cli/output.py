@@ -20,6 +20,10 @@ def emit(fmt: str, data: Any, headers: Sequence[str], rows: Sequence[Sequence[An
     if fmt == "json":
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
+    elif fmt == "yaml":
+        import yaml
+
+        yaml.safe_dump(data, sys.stdout, sort_keys=False)
     else:
         print(table(headers, rows))
 

@@ -1,0 +1,275 @@
+"""The CLI-facing gRPC API: deploy, scale, remove; list and get; node
+drain/activate/label; logs and exec proxied to the right agent; events.
+
+Writes go straight to the store with compare-and-swap; the controllers on the
+leader react through their watch. Reads come from the informer's cache.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+
+from controlplane.model import Node, Service, Task, TaskState, to_dict
+from controlplane.store import Change, Informer, Kind, Store, StoreConflict, StoreError
+from proto import agent_pb2 as pb
+from proto import agent_pb2_grpc as pb_grpc
+from proto import cluster_pb2 as cpb
+from proto import cluster_pb2_grpc as cpb_grpc
+
+VERSION = "0.1.0"
+
+
+def _svc(s: Service) -> cpb.Service:
+    return cpb.Service(id=s.id, name=s.spec.name, json=json.dumps({**to_dict(s), "version": s.version}))
+
+
+def _task(t: Task) -> cpb.Task:
+    return cpb.Task(id=t.id, service=t.service_name, node_id=t.node_id,
+                    json=json.dumps({**to_dict(t), "version": t.version}))
+
+
+def _node(n: Node) -> cpb.Node:
+    return cpb.Node(id=n.id, name=n.name, json=json.dumps({**to_dict(n), "version": n.version}))
+
+
+class ClusterAPI(cpb_grpc.ClusterAPIServicer):
+    def __init__(self, store: Store, informer: Informer, replica_id: str,
+                 is_leader: Any, leader_id: Any) -> None:
+        self.store = store
+        self.informer = informer
+        self.replica_id = replica_id
+        self.is_leader = is_leader
+        self.leader_id = leader_id
+        self._watchers: list[queue.Queue[Change]] = []
+        self._lock = threading.Lock()
+        informer.add_handler(self._fan_out)
+
+    # ---- lookups -------------------------------------------------------------
+
+    def _service(self, ref: str, context: grpc.ServicerContext) -> Service:
+        found = self.informer.get(Kind.SERVICE, ref)
+        if not isinstance(found, Service):
+            found = next((s for s in self.informer.services() if s.spec.name == ref), None)
+        if found is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no such service: {ref}")
+        assert isinstance(found, Service)
+        return found
+
+    def _node_ref(self, ref: str, context: grpc.ServicerContext) -> Node:
+        nodes = self.informer.nodes()
+        found = next((n for n in nodes if n.id == ref or n.name == ref), None)
+        if found is None:
+            matches = [n for n in nodes if n.id.startswith(ref)]
+            found = matches[0] if len(matches) == 1 else None
+        if found is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no such node: {ref}")
+        assert found is not None
+        return found
+
+    def _task_ref(self, ref: str, context: grpc.ServicerContext) -> Task:
+        """A task by id, id prefix or name (``web.1`` means slot 1's running task)."""
+        tasks = self.informer.tasks()
+        exact = [t for t in tasks if t.id == ref or t.name == ref]
+        matches = exact or [t for t in tasks if t.id.startswith(ref) or t.name.startswith(ref + ".")
+                            or t.name.startswith(ref)]
+        running = [t for t in matches if t.status.state == TaskState.RUNNING]
+        if len(running) == 1:
+            return running[0]
+        if len(running) > 1:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"task {ref!r} is ambiguous: {', '.join(t.name for t in running[:5])}")
+        if not matches:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no such task: {ref}")
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"task {ref} is not running")
+        raise AssertionError
+
+    # ---- services ------------------------------------------------------------
+
+    def Deploy(self, request: cpb.DeployRequest, context: grpc.ServicerContext) -> cpb.DeployResponse:
+        from controlplane.model import _spec  # the one JSON -> spec decoder
+
+        out = []
+        for raw in request.services_json:
+            spec = _spec(json.loads(raw))
+            out.append(self._apply(spec, context))
+        return cpb.DeployResponse(services=[_svc(s) for s in out])
+
+    def _apply(self, spec: Any, context: grpc.ServicerContext) -> Service:
+        for _ in range(5):
+            now = time.time()
+            existing = next((s for s in self.informer.services() if s.spec.name == spec.name), None)
+            try:
+                if existing is None:
+                    return self.store.create(Service(id=secrets.token_hex(12), spec=spec,
+                                                      created_at=now, updated_at=now))
+                if existing.spec == spec:
+                    return existing
+                return self.store.update(dataclasses.replace(existing, spec=spec, updated_at=now))
+            except StoreConflict:
+                time.sleep(0.05)
+        context.abort(grpc.StatusCode.ABORTED, f"service {spec.name} kept changing; try again")
+        raise AssertionError
+
+    def Scale(self, request: cpb.ScaleRequest, context: grpc.ServicerContext) -> cpb.Service:
+        if request.replicas < 0:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "replicas must not be negative")
+        svc = self._service(request.service, context)
+        if svc.spec.mode != "replicated":
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"service {svc.spec.name} is global: it runs one task per node")
+        spec = dataclasses.replace(svc.spec, replicas=request.replicas)
+        return _svc(self._apply(spec, context))
+
+    def RemoveService(self, request: cpb.ServiceRef, context: grpc.ServicerContext) -> cpb.RemoveResponse:
+        svc = self._service(request.name, context)
+        try:
+            self.store.delete(svc)
+        except StoreConflict:
+            context.abort(grpc.StatusCode.ABORTED, f"service {svc.spec.name} changed; try again")
+        return cpb.RemoveResponse(id=svc.id)
+
+    def GetService(self, request: cpb.ServiceRef, context: grpc.ServicerContext) -> cpb.Service:
+        return _svc(self._service(request.name, context))
+
+    def ListServices(self, request: cpb.ListRequest,
+                     context: grpc.ServicerContext) -> cpb.ListServicesResponse:
+        services = sorted(self.informer.services(), key=lambda s: s.spec.name)
+        return cpb.ListServicesResponse(services=[_svc(s) for s in services])
+
+    def ListTasks(self, request: cpb.ListTasksRequest,
+                  context: grpc.ServicerContext) -> cpb.ListTasksResponse:
+        if request.service:
+            tasks = self.informer.tasks_of_service(self._service(request.service, context).id)
+        else:
+            tasks = self.informer.tasks()
+        if not request.all:
+            tasks = [t for t in tasks if t.desired_state == TaskState.RUNNING
+                     or t.status.state < TaskState.COMPLETE]
+        return cpb.ListTasksResponse(tasks=[_task(t) for t in tasks])
+
+    # ---- nodes ---------------------------------------------------------------
+
+    def ListNodes(self, request: cpb.ListRequest, context: grpc.ServicerContext) -> cpb.ListNodesResponse:
+        return cpb.ListNodesResponse(nodes=[_node(n) for n in sorted(self.informer.nodes(),
+                                                                     key=lambda n: n.name)])
+
+    def UpdateNode(self, request: cpb.UpdateNodeRequest, context: grpc.ServicerContext) -> cpb.Node:
+        if request.availability not in ("", "active", "drain", "pause"):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"invalid availability {request.availability!r}: active, drain or pause")
+        for _ in range(5):
+            node = self._node_ref(request.node, context)
+            labels = {**node.labels, **dict(request.add_labels)}
+            for key in request.remove_labels:
+                labels.pop(key, None)
+            avail = request.availability or node.availability
+            try:
+                return _node(self.store.update(dataclasses.replace(
+                    node, labels=labels, availability=avail)))  # type: ignore[arg-type]
+            except StoreConflict:
+                time.sleep(0.05)  # a heartbeat flush raced us
+        context.abort(grpc.StatusCode.ABORTED, f"node {request.node} kept changing; try again")
+        raise AssertionError
+
+    # ---- logs and exec, through the agents --------------------------------------
+
+    def _agent(self, node_id: str) -> tuple[Node, Any, Any]:
+        node = self.informer.get(Kind.NODE, node_id)
+        if not isinstance(node, Node) or not node.address:
+            raise StoreError(f"node {node_id} has no address")
+        channel = grpc.insecure_channel(node.address)
+        return node, channel, pb_grpc.AgentStub(channel)
+
+    def Logs(self, request: cpb.ServiceLogsRequest,
+             context: grpc.ServicerContext) -> Iterator[cpb.TaskLogLine]:
+        svc = self._service(request.service, context)
+        tasks = [t for t in self.informer.tasks_of_service(svc.id)
+                 if t.node_id and t.status.container_id]
+        lines: queue.Queue[cpb.TaskLogLine | None] = queue.Queue(maxsize=10000)
+        threads = [threading.Thread(target=self._pump_logs, args=(t, request, lines, context),
+                                    daemon=True) for t in tasks]
+        for th in threads:
+            th.start()
+        remaining = len(threads)
+        while remaining and context.is_active():
+            try:
+                item = lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if item is None:
+                remaining -= 1
+            else:
+                yield item
+
+    def _pump_logs(self, task: Task, request: cpb.ServiceLogsRequest,
+                   out: queue.Queue[cpb.TaskLogLine | None], context: grpc.ServicerContext) -> None:
+        try:
+            node, channel, stub = self._agent(task.node_id)
+            req = pb.LogsRequest(id=task.status.container_id, follow=request.follow)
+            if request.HasField("tail"):
+                req.tail = request.tail
+            with channel:
+                stream = stub.Logs(req)
+                context.add_callback(stream.cancel)
+                for line in stream:
+                    out.put(cpb.TaskLogLine(task=task.name, node=node.name, line=line))
+        except (grpc.RpcError, StoreError):
+            pass  # a node that is gone has no logs to give
+        finally:
+            out.put(None)
+
+    def Exec(self, request: cpb.TaskExecRequest,
+             context: grpc.ServicerContext) -> Iterator[pb.ExecOutput]:
+        task = self._task_ref(request.task, context)
+        if task.status.state != TaskState.RUNNING or not task.status.container_id:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"task {task.name} is not running")
+        try:
+            _node_obj, channel, stub = self._agent(task.node_id)
+        except StoreError as err:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+        with channel:
+            try:
+                yield from stub.Exec(pb.ExecRequest(id=task.status.container_id,
+                                                    command=list(request.command)))
+            except grpc.RpcError as err:
+                context.abort(err.code(), err.details() or "exec failed")
+
+    # ---- events and info ---------------------------------------------------------
+
+    def _fan_out(self, change: Change) -> None:
+        with self._lock:
+            for q in self._watchers:
+                q.put(change)
+
+    def Events(self, request: cpb.EventsRequest, context: grpc.ServicerContext) -> Iterator[cpb.Event]:
+        q: queue.Queue[Change] = queue.Queue(maxsize=100000)
+        with self._lock:
+            self._watchers.append(q)
+        try:
+            while context.is_active():
+                try:
+                    change = q.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                action = "delete" if change.type == "delete" else "put"
+                yield cpb.Event(kind=str(change.kind), action=action, id=change.obj.id,
+                                json=json.dumps(to_dict(change.obj)))
+        finally:
+            with self._lock:
+                self._watchers.remove(q)
+
+    def Info(self, request: cpb.InfoRequest, context: grpc.ServicerContext) -> cpb.InfoResponse:
+        return cpb.InfoResponse(version=VERSION, controlplane_id=self.replica_id,
+                                leader=bool(self.is_leader()), leader_id=self.leader_id() or "",
+                                nodes=len(self.informer.nodes()),
+                                services=len(self.informer.services()),
+                                tasks=len(self.informer.tasks()))

@@ -1,0 +1,243 @@
+"""Agent sessions: register, heartbeats, assignments, task status.
+
+No business logic: the dispatcher moves assignments down and status up.
+- Register creates or refreshes the Node object (state ready).
+- Heartbeats are kept in memory and flushed to the store as
+  ``Node.last_heartbeat`` at most every ``FLUSH_INTERVAL``, in one batch for
+  all nodes; the leader's node monitor decides when a node is down.
+- Assignments: first the *full* set of the node's tasks, then changes, fed by
+  the informer (O(changes) per event). A task is assigned while its status is
+  between ASSIGNED and RUNNING; once terminal it is sent as removed.
+- Status arrives in batches and is written in batches; a state never moves
+  backwards (``controllers.can_advance``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import structlog
+
+from controlplane.controllers import HEARTBEAT_INTERVAL, can_advance
+from controlplane.model import Node, NodeResources, Task, TaskState, to_dict
+from controlplane.store import Change, Informer, Kind, Op, Store, StoreConflict, StoreError
+from proto import cluster_pb2 as cpb
+from proto import cluster_pb2_grpc as cpb_grpc
+
+log = structlog.get_logger("orch.dispatcher")
+
+FLUSH_INTERVAL = 1.0
+STATUS_INTERVAL = 0.05
+
+
+def assigned(task: Task) -> bool:
+    return TaskState.ASSIGNED <= task.status.state < TaskState.COMPLETE
+
+
+class _Session:
+    def __init__(self, node_id: str) -> None:
+        self.node_id = node_id
+        self.out: queue.Queue[cpb.DispatcherMessage | None] = queue.Queue()
+        self.sent: set[str] = set()
+        self.lock = threading.Lock()
+
+
+class Dispatcher(cpb_grpc.DispatcherServicer):
+    def __init__(self, store: Store, informer: Informer, token: str,
+                 clock: Any = time.time) -> None:
+        self.store = store
+        self.informer = informer
+        self.token = token
+        self.clock = clock
+        self.sessions: dict[str, _Session] = {}
+        self.heartbeats: dict[str, float] = {}
+        self.status: list[cpb.TaskStatusUpdate] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        informer.add_handler(self._on_change)
+        threading.Thread(target=self._flush_loop, name="dispatcher-flush", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._lock:
+            for s in self.sessions.values():
+                s.out.put(None)
+
+    # ---- the session RPC -------------------------------------------------
+
+    def Session(self, request_iterator: Iterator[cpb.AgentMessage],
+                context: grpc.ServicerContext) -> Iterator[cpb.DispatcherMessage]:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("msg") != "register":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a session starts with Register")
+        reg = first.register
+        if self.token and reg.token != self.token:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong join token")
+        node = self._register(reg)
+        session = _Session(node.id)
+        with self._lock:
+            old = self.sessions.get(node.id)
+            if old is not None:
+                old.out.put(None)  # a node has one session: the newest
+            self.sessions[node.id] = session
+            self.heartbeats[node.id] = self.clock()
+        log.info("node session", node=node.name, node_id=node.id, address=node.address)
+        reader = threading.Thread(target=self._read, args=(request_iterator, node.id, session),
+                                  daemon=True)
+        reader.start()
+        try:
+            yield cpb.DispatcherMessage(registered=cpb.Registered(
+                node_id=node.id, heartbeat_interval=HEARTBEAT_INTERVAL))
+            with session.lock:
+                tasks = [t for t in self.informer.tasks_of_node(node.id) if assigned(t)]
+                session.sent = {t.id for t in tasks}
+                full = cpb.Assignments(full=True, tasks=[_assignment(t) for t in tasks])
+            yield cpb.DispatcherMessage(assignments=full)
+            while context.is_active():
+                try:
+                    msg = session.out.get(timeout=1.0)
+                except queue.Empty:
+                    continue
+                if msg is None:
+                    return
+                yield msg
+        finally:
+            with self._lock:
+                if self.sessions.get(node.id) is session:
+                    del self.sessions[node.id]
+
+    def _read(self, requests: Iterator[cpb.AgentMessage], node_id: str, session: _Session) -> None:
+        try:
+            for msg in requests:
+                kind = msg.WhichOneof("msg")
+                with self._lock:
+                    if self.sessions.get(node_id) is not session:
+                        return
+                    self.heartbeats[node_id] = self.clock()
+                    if kind == "status":
+                        self.status.extend(msg.status.updates)
+        except Exception:
+            pass
+        finally:
+            session.out.put(None)
+
+    def _register(self, reg: cpb.Register) -> Node:
+        for _ in range(5):
+            existing = self.informer.get(Kind.NODE, reg.node_id) if reg.node_id else None
+            if existing is None:
+                existing = next((n for n in self.informer.nodes() if n.name == reg.name), None)
+            now = self.clock()
+            resources = NodeResources(cpus=reg.cpus, memory_bytes=reg.memory_bytes)
+            try:
+                if existing is None:
+                    node = Node(id=reg.node_id or secrets.token_hex(12), name=reg.name,
+                                address=reg.address, labels=dict(reg.labels), resources=resources,
+                                state="ready", last_heartbeat=now)
+                    return self.store.create(node)
+                assert isinstance(existing, Node)
+                node = dataclasses.replace(
+                    existing, address=reg.address, resources=resources, state="ready",
+                    last_heartbeat=now, labels={**dict(reg.labels), **existing.labels})
+                return self.store.update(node)
+            except StoreConflict:
+                time.sleep(0.05)
+        raise StoreError(f"could not register node {reg.name}: too many conflicts")
+
+    # ---- assignments -----------------------------------------------------
+
+    def _on_change(self, change: Change) -> None:
+        if change.kind != Kind.TASK:
+            return
+        task, old = change.obj, change.old
+        assert isinstance(task, Task)
+        for node_id in {task.node_id, getattr(old, "node_id", "")} - {""}:
+            with self._lock:
+                session = self.sessions.get(node_id)
+            if session is None:
+                continue
+            with session.lock:
+                msg = self._delta(session, task, change.type == "delete")
+            if msg is not None:
+                session.out.put(cpb.DispatcherMessage(assignments=msg))
+
+    @staticmethod
+    def _delta(session: _Session, task: Task, deleted: bool) -> cpb.Assignments | None:
+        wanted = not deleted and task.node_id == session.node_id and assigned(task)
+        if wanted:
+            session.sent.add(task.id)
+            return cpb.Assignments(tasks=[_assignment(task)])
+        if task.id in session.sent:
+            session.sent.discard(task.id)
+            return cpb.Assignments(removed=[task.id])
+        return None
+
+    # ---- writing heartbeats and status -----------------------------------
+
+    def _flush_loop(self) -> None:
+        last_heartbeats = 0.0
+        while not self._stop.wait(STATUS_INTERVAL):
+            try:
+                self._flush_status()
+                if self.clock() - last_heartbeats >= FLUSH_INTERVAL:
+                    last_heartbeats = self.clock()
+                    self._flush_heartbeats()
+            except StoreError as err:
+                log.warning("dispatcher write failed", error=str(err))
+
+    def _flush_heartbeats(self) -> None:
+        with self._lock:
+            beats = dict(self.heartbeats)
+            live = set(self.sessions)
+        ops = []
+        for node_id, beat in beats.items():
+            node = self.informer.get(Kind.NODE, node_id)
+            if not isinstance(node, Node) or node_id not in live:
+                continue
+            if beat > node.last_heartbeat:
+                ops.append(Op.update(dataclasses.replace(node, last_heartbeat=beat)))
+        if ops:
+            try:
+                self.store.batch(ops)
+            except StoreConflict:
+                pass  # the node changed meanwhile; the next flush carries the beat
+
+    def _flush_status(self) -> None:
+        with self._lock:
+            updates, self.status = self.status, []
+        if not updates:
+            return
+        latest: dict[str, cpb.TaskStatusUpdate] = {}
+        for u in updates:
+            latest[u.task_id] = u  # within a batch, the last word counts
+        for attempt in range(3):
+            ops = []
+            for u in latest.values():
+                task = self.informer.get(Kind.TASK, u.task_id)
+                if not isinstance(task, Task) or not can_advance(task.status.state, TaskState(u.state)):
+                    continue
+                if task.status.state == u.state and task.status.container_id == u.container_id:
+                    continue
+                status = dataclasses.replace(
+                    task.status, state=TaskState(u.state), message=u.message, error=u.error,
+                    container_id=u.container_id or task.status.container_id,
+                    exit_code=u.exit_code, timestamp=u.timestamp or self.clock())
+                ops.append(Op.update(dataclasses.replace(task, status=status)))
+            if not ops:
+                return
+            try:
+                self.store.batch(ops)
+                return
+            except StoreConflict:
+                time.sleep(0.02 * (attempt + 1))  # let the informer catch up, then retry
+
+
+def _assignment(task: Task) -> cpb.Assignment:
+    return cpb.Assignment(task_id=task.id, json=json.dumps(to_dict(task)))

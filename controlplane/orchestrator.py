@@ -1,0 +1,178 @@
+"""The leader's loop: node monitor, reconciler, scheduler.
+
+Runs only while this replica holds the ``controllers`` leadership. Reads the
+informer's cache (never polls etcd), decides with the pure functions
+(``controllers.diff``, ``NodeMonitor``, ``scheduler.schedule``) and writes the
+result in fenced batches: a deposed leader's writes fail instead of racing
+the new leader's. A conflict just means the cache was behind: the next pass
+sees the newer objects and decides again.
+
+A pass runs when the informer reports a change (debounced by ``SETTLE``),
+when a restart backoff or a heartbeat deadline falls due, and at least every
+``TICK`` seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+
+from controlplane.controllers import NodeMonitor, diff
+from controlplane.model import Node, Task, TaskState
+from controlplane.store import Informer, Leadership, Op, Store, StoreConflict, StoreError
+from scheduler import ClusterSnapshot, NodeInfo, Placed, TaskRequest, schedule
+
+log = structlog.get_logger("orch.orchestrator")
+
+TICK = 1.0
+SETTLE = 0.02
+
+
+class Orchestrator:
+    def __init__(self, store: Store, informer: Informer, leadership: Leadership,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.informer = informer
+        self.leadership = leadership
+        self.clock = clock
+        self.monitor = NodeMonitor()
+        self._wake = threading.Event()
+        self._seed = 0
+
+    def run(self, stop: threading.Event) -> None:
+        self.informer.add_handler(lambda _change: self._wake.set())
+        log.info("leading: controllers started")
+        wakeup: float | None = None
+        while not stop.is_set() and not self.leadership.lost():
+            timeout = TICK if wakeup is None else max(0.0, min(TICK, wakeup - self.clock()))
+            if self._wake.wait(timeout):
+                time.sleep(SETTLE)  # let a burst of changes land in the cache
+            self._wake.clear()
+            try:
+                wakeup = self.pass_once()
+            except StoreConflict:
+                wakeup = None  # the cache was behind; decide again
+                self._wake.set()
+            except StoreError as err:
+                log.warning("orchestrator pass failed", error=str(err))
+                time.sleep(0.2)
+        log.info("controllers stopped", lost=self.leadership.lost())
+
+    def pass_once(self) -> float | None:
+        now = self.clock()
+        nodes = {n.id: n for n in self.informer.nodes()}
+        node_updates = self.monitor.observe(list(nodes.values()), now)
+        if node_updates:
+            self._write([Op.update(n) for n in node_updates])
+            for n in node_updates:
+                log.info("node state", node=n.name, state=n.state)
+            return now  # run again on the fresh cache
+        services = {s.id: s for s in self.informer.services()}
+        tasks = self.informer.tasks()
+        # A task stopped before any node took it has no agent to report its
+        # end: it is shut down here.
+        unstarted = [_shut(t, now) for t in tasks if t.desired_state > TaskState.RUNNING
+                     and t.status.state <= TaskState.PENDING]
+        if unstarted:
+            self._write([Op.update(t) for t in unstarted])
+            return now
+        changes = diff(services, tasks, nodes, now)
+        if not changes.empty:
+            ops = ([Op.create(t) for t in changes.create] + [Op.update(t) for t in changes.update]
+                   + [Op.delete(t) for t in changes.delete])
+            self._write(ops)
+            return now
+        placed = self._schedule(list(nodes.values()), tasks, now)
+        next_check = self.monitor.next_check(list(nodes.values()), now)
+        candidates = [t for t in (changes.wakeup, next_check) if t is not None]
+        return now if placed else (min(candidates) if candidates else None)
+
+    def _schedule(self, nodes: list[Node], tasks: list[Task], now: float) -> bool:
+        pending = [t for t in tasks if t.status.state <= TaskState.PENDING
+                   and t.desired_state == TaskState.RUNNING]
+        if not pending:
+            return False
+        snapshot = ClusterSnapshot(
+            nodes=tuple(node_info(n) for n in nodes),
+            placed=tuple(placed_of(t) for t in tasks if t.node_id and t.status.state < TaskState.COMPLETE
+                         and t.status.state >= TaskState.ASSIGNED),
+        )
+        self._seed += 1
+        preset = [t for t in pending if t.node_id]  # global tasks come with their node
+        free = [t for t in pending if not t.node_id]
+        decisions = {d.task_id: d for d in schedule(snapshot, [task_request(t) for t in free],
+                                                     seed=self._seed)}
+        ops: list[Op] = []
+        by_id = {n.id: n for n in nodes}
+        for task in preset:
+            node = by_id.get(task.node_id)
+            if node is not None and node.state == "ready" and node.availability == "active":
+                ops.append(Op.update(_assign(task, task.node_id, now)))
+        for task in free:
+            d = decisions.get(task.id)
+            if d is None:
+                continue
+            if d.node_id:
+                ops.append(Op.update(_assign(task, d.node_id, now)))
+            elif task.status.message != d.explanation or task.status.state != TaskState.PENDING:
+                ops.append(Op.update(_pending(task, d.explanation, now)))
+        if ops:
+            self._write(ops)
+        return bool(ops)
+
+    def _write(self, ops: list[Op]) -> None:
+        results = self.store.batch(ops, fence=self.leadership)
+        # Decide again only on a cache that holds this write: a pass on a
+        # stale cache would create the same tasks twice.
+        revision = max((obj.version for obj in results if obj is not None), default=0)
+        if revision:
+            self.informer.wait_revision(revision, 5.0)
+
+
+def node_info(n: Node) -> NodeInfo:
+    return NodeInfo(id=n.id, name=n.name, labels=dict(n.labels), ready=n.state == "ready",
+                    active=n.availability == "active", cpus=n.resources.cpus,
+                    memory_bytes=n.resources.memory_bytes)
+
+
+def task_request(t: Task) -> TaskRequest:
+    spec = t.spec
+    return TaskRequest(
+        id=t.id, service=t.service_id, slot=t.slot, cpus=spec.reservations.cpus,
+        memory_bytes=spec.reservations.memory_bytes,
+        constraints=tuple(spec.placement.constraints),
+        preferences=tuple(spec.placement.preferences),
+        max_replicas_per_node=spec.placement.max_replicas_per_node,
+        host_ports=tuple((p.published, p.protocol) for p in spec.ports), binpack=spec.binpack)
+
+
+def placed_of(t: Task) -> Placed:
+    spec = t.spec
+    return Placed(node_id=t.node_id, service=t.service_id, cpus=spec.reservations.cpus,
+                  memory_bytes=spec.reservations.memory_bytes,
+                  host_ports=tuple((p.published, p.protocol) for p in spec.ports))
+
+
+def _assign(task: Task, node_id: str, now: float) -> Task:
+    from dataclasses import replace
+
+    status = replace(task.status, state=TaskState.ASSIGNED, message="assigned", timestamp=now)
+    return replace(task, node_id=node_id, status=status)
+
+
+def _shut(task: Task, now: float) -> Task:
+    from dataclasses import replace
+
+    status = replace(task.status, state=TaskState.SHUTDOWN, message="shut down before it started",
+                     timestamp=now)
+    return replace(task, status=status)
+
+
+def _pending(task: Task, explanation: str, now: float) -> Task:
+    from dataclasses import replace
+
+    status = replace(task.status, state=TaskState.PENDING, message=explanation, timestamp=now)
+    return replace(task, status=status)

@@ -1,0 +1,32 @@
+"""The store: the only code that knows etcd keys, and the informer controllers read.
+
+- ``keys``: builds and parses every key (``/orch/<kind>/<id>``, leader, meta);
+- ``Store``: typed get/list/create/update/delete and batched transactional writes,
+  each comparing the object's ``version`` (its ``mod_revision``); watch; leader
+  election (``campaign`` -> ``Leadership``);
+- ``Informer``: list + watch cache with tasks-by-service/node indexes;
+- errors (see ``errors``)::
+
+    StoreError
+    ├── StoreConflict ── NotLeader
+    ├── StoreUnavailable
+    ├── StoreCompacted
+    └── StoreCorrupt
+
+Invariants: every write is a transaction that compares versions; nothing outside
+this package builds an etcd key or imports pyetcd.
+"""
+
+from .codec import StoreObject, kind_of
+from .election import Leadership
+from .errors import NotLeader, StoreCompacted, StoreConflict, StoreCorrupt, StoreError, StoreUnavailable
+from .informer import Change, Handler, Informer
+from .keys import Kind
+from .store import Op, Snapshot, Store
+from .watch import StoreEvent, Watch
+
+__all__ = [
+    "Change", "Handler", "Informer", "Kind", "Leadership", "NotLeader", "Op", "Snapshot", "Store",
+    "StoreCompacted", "StoreConflict", "StoreCorrupt", "StoreError", "StoreEvent", "StoreObject",
+    "StoreUnavailable", "Watch", "kind_of",
+]

@@ -1,0 +1,68 @@
+"""The store's exceptions: one hierarchy, so callers can catch ``StoreError``.
+
+::
+
+    StoreError
+    ├── StoreConflict      a compare failed: an object changed (or exists, or is gone)
+    │                      since it was read; re-read and retry the decision, never force
+    │   └── NotLeader      a write fenced on a leadership that has been lost
+    ├── StoreUnavailable   etcd did not answer (down, timeout, no endpoint left)
+    ├── StoreCompacted     a revision asked for was compacted away; re-list
+    └── StoreCorrupt       a stored value does not decode; names the key
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["NotLeader", "StoreCompacted", "StoreConflict", "StoreCorrupt", "StoreError",
+           "StoreUnavailable"]
+
+
+class StoreError(Exception):
+    """Base of every store error."""
+
+
+class StoreConflict(StoreError):
+    """Compare-and-swap failed.
+
+    ``conflicts`` names each stale object as ``"<kind>/<id>: expected version E, found F"``
+    (found 0 = absent). ``applied`` is how many ops of a chunked batch were committed
+    before the failing chunk (0 for single writes).
+    """
+
+    def __init__(self, conflicts: Sequence[str], applied: int = 0) -> None:
+        self.conflicts = list(conflicts)
+        self.applied = applied
+        shown = "; ".join(self.conflicts[:5])
+        more = f" (+{len(self.conflicts) - 5} more)" if len(self.conflicts) > 5 else ""
+        done = f"; {applied} earlier ops were committed" if applied else ""
+        super().__init__(f"conflict: {shown}{more}{done}; re-read and retry")
+
+
+class NotLeader(StoreConflict):
+    """The write was fenced on a leadership this candidate no longer holds."""
+
+    def __init__(self, election: str, candidate: str, applied: int = 0) -> None:
+        self.election, self.candidate = election, candidate
+        super().__init__([f"leader/{election}: {candidate} is no longer the leader"], applied)
+
+
+class StoreUnavailable(StoreError):
+    """etcd could not be reached or did not answer in time."""
+
+
+class StoreCompacted(StoreError):
+    """The revision asked for is older than etcd's compaction point."""
+
+    def __init__(self, revision: int, compacted: int) -> None:
+        self.revision, self.compacted = revision, compacted
+        super().__init__(f"revision {revision} is compacted (compaction point {compacted}); re-list")
+
+
+class StoreCorrupt(StoreError):
+    """A stored value could not be decoded."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        super().__init__(f"cannot decode {key}: {reason}")

@@ -1,0 +1,298 @@
+"""The worker: keeps this node's containers equal to its assignment set.
+
+Three threads, each with one job:
+- the session thread holds the gRPC stream to the control plane, reconnecting
+  with backoff; it only records what is assigned;
+- the reconcile thread compares assignments with the containers that exist
+  and starts or stops containers through the supervisor;
+- the status thread sends task status in batches (every ``BATCH_INTERVAL``).
+
+A task's container carries the labels ``orch.task``/``orch.service``; after an
+agent restart the existing containers are found by label and adopted, not
+restarted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import structlog
+
+from controlplane.model import Task, TaskState, task_from_dict
+from nodeagent.errors import AgentError, NotFound
+from proto import agent_pb2 as pb
+from proto import cluster_pb2 as cpb
+
+log = structlog.get_logger("orch.worker")
+
+TASK_LABEL = "orch.task"
+SERVICE_LABEL = "orch.service"
+BATCH_INTERVAL = 0.1
+RECONNECT_MAX = 5.0
+
+
+class Worker:
+    def __init__(self, service: Any, supervisor: Any, join: str, token: str, name: str,
+                 address: str, labels: dict[str, str], state_dir: str) -> None:
+        self.service = service  # AgentService: builds container requests from images
+        self.sup = supervisor
+        self.join = join
+        self.token = token
+        self.name = name
+        self.address = address
+        self.labels = labels
+        self.node_id_path = os.path.join(state_dir, "node_id")
+        self.node_id = _read(self.node_id_path)
+        self.assigned: dict[str, Task] = {}
+        self.containers: dict[str, str] = {}  # task id -> container id
+        self.reported: dict[str, cpb.TaskStatusUpdate] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._outbox: queue.Queue[cpb.AgentMessage | None] | None = None
+        self._pending: list[cpb.TaskStatusUpdate] = []
+        self._full_seen = False
+
+    # ---- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        self._adopt()
+        for target, name in ((self._session_loop, "session"), (self._reconcile_loop, "reconcile"),
+                             (self._status_loop, "status")):
+            threading.Thread(target=target, name=f"worker-{name}", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+        with self._lock:
+            if self._outbox is not None:
+                self._outbox.put(None)
+
+    def _adopt(self) -> None:
+        for rec in self.sup.call("list", all=True):
+            tid = rec.get("labels", {}).get(TASK_LABEL)
+            if tid:
+                self.containers[tid] = rec["id"]
+
+    # ---- session ---------------------------------------------------------
+
+    def _session_loop(self) -> None:
+        delay = 0.2
+        while not self._stopped.is_set():
+            started = time.monotonic()
+            try:
+                self._session()
+            except Exception as err:
+                log.warning("control plane session ended", error=str(err), join=self.join)
+            if time.monotonic() - started > 10:
+                delay = 0.2
+            self._stopped.wait(delay)
+            delay = min(delay * 2, RECONNECT_MAX)
+
+    def _session(self) -> None:
+        import grpc
+
+        from proto import cluster_pb2_grpc
+
+        outbox: queue.Queue[cpb.AgentMessage | None] = queue.Queue()
+        register = cpb.Register(node_id=self.node_id, name=self.name, address=self.address,
+                                labels=self.labels, cpus=float(os.cpu_count() or 1),
+                                memory_bytes=_memory_bytes(), token=self.token)
+        outbox.put(cpb.AgentMessage(register=register))
+
+        def requests() -> Iterator[cpb.AgentMessage]:
+            while True:
+                msg = outbox.get()
+                if msg is None:
+                    return
+                yield msg
+
+        with grpc.insecure_channel(self.join) as channel:
+            stub = cluster_pb2_grpc.DispatcherStub(channel)
+            responses = stub.Session(requests())
+            heartbeat: threading.Thread | None = None
+            try:
+                for msg in responses:
+                    kind = msg.WhichOneof("msg")
+                    if kind == "registered":
+                        self._registered(msg.registered)
+                        with self._lock:
+                            self._outbox = outbox
+                            # Resend what we know: the control plane may have
+                            # missed updates while we were apart.
+                            self._pending = list(self.reported.values())
+                        heartbeat = threading.Thread(
+                            target=self._heartbeat, args=(outbox, msg.registered.heartbeat_interval),
+                            daemon=True)
+                        heartbeat.start()
+                    elif kind == "assignments":
+                        self._assignments(msg.assignments)
+            finally:
+                with self._lock:
+                    self._outbox = None
+                outbox.put(None)
+                with contextlib.suppress(Exception):
+                    responses.cancel()
+
+    def _registered(self, reg: cpb.Registered) -> None:
+        if reg.node_id != self.node_id:
+            self.node_id = reg.node_id
+            with open(self.node_id_path, "w") as f:
+                f.write(reg.node_id)
+        log.info("joined the cluster", node_id=self.node_id, join=self.join)
+
+    def _heartbeat(self, outbox: queue.Queue[cpb.AgentMessage | None], interval: float) -> None:
+        while not self._stopped.wait(interval or 1.0):
+            with self._lock:
+                if self._outbox is not outbox:
+                    return
+            outbox.put(cpb.AgentMessage(heartbeat=True))
+
+    def _assignments(self, msg: cpb.Assignments) -> None:
+        tasks = {a.task_id: task_from_dict(json.loads(a.json)) for a in msg.tasks}
+        with self._lock:
+            if msg.full:
+                self.assigned = tasks
+                self._full_seen = True
+            else:
+                self.assigned.update(tasks)
+                for tid in msg.removed:
+                    self.assigned.pop(tid, None)
+        self._wake.set()
+
+    # ---- reconcile -------------------------------------------------------
+
+    def _reconcile_loop(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            if not self._full_seen:
+                continue
+            with self._lock:
+                assigned = dict(self.assigned)
+            try:
+                self._reconcile(assigned)
+            except Exception:
+                log.exception("reconcile failed")
+
+    def _reconcile(self, assigned: dict[str, Task]) -> None:
+        for tid, task in assigned.items():
+            cid = self.containers.get(tid)
+            if task.desired_state == TaskState.RUNNING:
+                if cid is None and tid not in self.reported:
+                    self._start(task)
+            elif cid is not None:
+                self._stop_async(tid, task, cid, TaskState.SHUTDOWN)
+            elif tid not in self.reported or self.reported[tid].state < TaskState.COMPLETE:
+                self._report(task.id, TaskState.SHUTDOWN, "shut down")
+        for tid in [t for t in self.containers if t not in assigned]:
+            # Not in the set: the control plane no longer wants it here.
+            self._stop_async(tid, None, self.containers[tid], None)
+
+    def _start(self, task: Task) -> None:
+        self._report(task.id, TaskState.STARTING, "starting")
+        try:
+            record = self.service._record_request(container_config(task))
+            rec = self.sup.call("run", record=record)
+        except AgentError as err:
+            state = TaskState.REJECTED if isinstance(err, NotFound) else TaskState.FAILED
+            self._report(task.id, state, "could not start", error=err.message)
+            return
+        self.containers[task.id] = rec["id"]
+        self._report(task.id, TaskState.RUNNING, "running", container_id=rec["id"])
+
+    def _stop_async(self, tid: str, task: Task | None, cid: str, final: TaskState | None) -> None:
+        self.containers.pop(tid, None)
+
+        def stop() -> None:
+            with contextlib.suppress(AgentError):
+                grace = task.spec.stop_grace_period if task is not None else 10.0
+                self.sup.call("stop", id=cid, timeout=grace)
+            with contextlib.suppress(AgentError):
+                self.sup.call("remove", id=cid, force=True)
+            if final is not None:
+                self._report(tid, final, "shut down")
+            else:
+                self.reported.pop(tid, None)
+
+        threading.Thread(target=stop, name="worker-stop", daemon=True).start()
+
+    def on_event(self, event: str, data: dict[str, Any]) -> None:
+        """Supervisor events: a task's container exited."""
+        if event != "exited":
+            return
+        tid = data.get("labels", {}).get(TASK_LABEL)
+        if not tid or self.containers.get(tid) != data["id"]:
+            return  # not a task, or stopped on purpose (reported by the stopper)
+        code = int(data["exit_code"])
+        state = TaskState.COMPLETE if code == 0 else TaskState.FAILED
+        error = "OOMKilled" if data.get("oom_killed") else (f"exit code {code}" if code else "")
+        self._report(tid, state, "exited", error=error, exit_code=code, container_id=data["id"])
+
+    # ---- status ----------------------------------------------------------
+
+    def _report(self, tid: str, state: TaskState, message: str, error: str = "",
+                exit_code: int = 0, container_id: str = "") -> None:
+        update = cpb.TaskStatusUpdate(task_id=tid, state=int(state), message=message, error=error,
+                                      container_id=container_id or self.containers.get(tid, ""),
+                                      exit_code=exit_code, timestamp=time.time())
+        with self._lock:
+            self.reported[tid] = update
+            self._pending.append(update)
+
+    def _status_loop(self) -> None:
+        while not self._stopped.wait(BATCH_INTERVAL):
+            with self._lock:
+                if not self._pending or self._outbox is None:
+                    continue
+                batch, self._pending = self._pending, []
+                self._outbox.put(cpb.AgentMessage(status=cpb.StatusBatch(updates=batch)))
+            # Forget finished tasks the control plane has been told about.
+            with self._lock:
+                for update in batch:
+                    if update.state >= TaskState.COMPLETE and update.task_id not in self.assigned:
+                        self.reported.pop(update.task_id, None)
+
+
+def container_config(task: Task) -> pb.ContainerConfig:
+    spec = task.spec
+    cfg = pb.ContainerConfig(
+        image=spec.image, name=task.name, env=spec.env,
+        ports=[pb.PortMapping(host_port=p.published, container_port=p.target, protocol=p.protocol)
+               for p in spec.ports],
+        memory_bytes=spec.limits.memory_bytes, cpus=spec.limits.cpus, restart_policy="no",
+        network="bridge", labels={**spec.labels, TASK_LABEL: task.id,
+                                  SERVICE_LABEL: task.service_name},
+        stop_timeout=spec.stop_grace_period, hostname=task.name[:63],
+    )
+    if spec.command is not None:
+        cfg.command.values.extend(spec.command)
+    if spec.entrypoint is not None:
+        cfg.entrypoint.values.extend(spec.entrypoint)
+    return cfg
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

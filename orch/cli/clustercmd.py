@@ -1,0 +1,349 @@
+"""Cluster commands: up, down, controlplane, deploy, scale, services, nodes,
+node drain|activate|label, and the cluster forms of ps, rm, logs and exec.
+
+The CLI is in cluster mode when ``-C/--cluster`` or ``$ORCH_CLUSTER`` names a
+control plane, or a local cluster is up (``orch up`` wrote its record);
+``$ORCH_HOST`` (or ``-H``) forces the local engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from orch.cli.client import CLIError, Cluster
+from orch.cli.common import add_output, ago
+from orch.cli.output import emit
+
+DEFAULT_RUN = "/run/orch/cluster"
+DEFAULT_STATE = "/var/lib/orch/cluster"
+
+
+def cluster_address(args: argparse.Namespace) -> str | None:
+    explicit = getattr(args, "cluster", None) or os.environ.get("ORCH_CLUSTER")
+    if explicit:
+        return str(explicit)
+    if getattr(args, "host", None) or os.environ.get("ORCH_HOST"):
+        return None
+    run_dir = os.environ.get("ORCH_CLUSTER_RUN_DIR", DEFAULT_RUN)
+    try:
+        with open(os.path.join(run_dir, "cluster.json")) as f:
+            return str(json.load(f)["controlplane"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def client(args: argparse.Namespace) -> Cluster:
+    addr = cluster_address(args)
+    if addr is None:
+        raise CLIError("no cluster: start one with `orch up`, or point at a control plane with "
+                       "--cluster HOST:PORT or $ORCH_CLUSTER")
+    return Cluster(addr)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("up", help="start a local cluster: etcd, a control plane, N agents")
+    p.add_argument("--nodes", type=int, default=1)
+    p.add_argument("--state-dir", default=DEFAULT_STATE)
+    p.add_argument("--run-dir", default=DEFAULT_RUN)
+    p.add_argument("--subnet", default="10.89.0.0/24", help="the nodes' private network")
+    p.add_argument("--bridge", default="orchup0")
+    p.add_argument("--prefix", default="orch-", help="network namespace name prefix")
+    p.add_argument("--port", type=int, default=7700, help="control plane port")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("down", help="stop the local cluster and remove what it created")
+    p.add_argument("--run-dir", default=DEFAULT_RUN)
+    p.add_argument("--purge", action="store_true", help="also delete its state (etcd data, images)")
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("controlplane", help="run a control plane (foreground)")
+    p.add_argument("--etcd", required=True, help="etcd endpoints, URL[,URL...]")
+    p.add_argument("--listen", default="127.0.0.1:7700", help="ADDR:PORT[,ADDR:PORT...]")
+    p.add_argument("--token", default="", help="join token agents must present")
+    p.add_argument("--state-dir", default="/var/lib/orch/controlplane")
+    p.add_argument("--id", default="", help="this replica's id (default: random)")
+    p.set_defaults(func=cmd_controlplane)
+
+    p = sub.add_parser("deploy", help="apply a manifest and follow it until it runs")
+    p.add_argument("-f", "--file", required=True)
+    p.add_argument("-d", "--detach", action="store_true", help="return at once")
+    p.add_argument("--timeout", type=float, default=300)
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("scale", help="set replica counts: SVC=N [SVC=N...]")
+    p.add_argument("pairs", nargs="+", metavar="SVC=N")
+    p.set_defaults(func=cmd_scale)
+
+    p = sub.add_parser("services", help="list services")
+    add_output(p)
+    p.set_defaults(func=cmd_services)
+
+    p = sub.add_parser("nodes", help="list nodes")
+    add_output(p)
+    p.set_defaults(func=cmd_nodes)
+
+    p = sub.add_parser("node", help="drain, activate or label a node")
+    nsub = p.add_subparsers(dest="node_command", metavar="COMMAND", parser_class=type(p))
+    nsub.required = True
+    for verb in ("drain", "activate"):
+        q = nsub.add_parser(verb, help=f"{verb} a node")
+        q.add_argument("node")
+        q.set_defaults(func=cmd_node_availability, availability="active" if verb == "activate"
+                       else "drain")
+    q = nsub.add_parser("label", help="add K=V or remove K- labels")
+    q.add_argument("node")
+    q.add_argument("labels", nargs="+", metavar="K=V|K-")
+    q.set_defaults(func=cmd_node_label)
+
+
+# ---- local cluster -----------------------------------------------------------
+
+def cmd_up(args: argparse.Namespace, _agent: Any) -> int:
+    from orch.cluster.local import UpError, up
+
+    if os.geteuid() != 0:
+        raise CLIError("orch up needs root (namespaces, cgroups, networks)")
+    t0 = time.monotonic()
+    try:
+        rec = up(args.nodes, args.state_dir, args.run_dir, args.subnet, args.bridge, args.prefix,
+                 args.port)
+    except UpError as err:
+        raise CLIError(str(err))
+    print(f"cluster up: {len(rec.nodes)} node(s) ready in {time.monotonic() - t0:.1f} s")
+    for node in rec.nodes:
+        where = f"netns {node.netns}, " if node.netns else ""
+        print(f"  {node.name}: {where}{node.address}")
+    print(f"control plane: {rec.controlplane} (the CLI finds it; elsewhere: "
+          f"export ORCH_CLUSTER={rec.controlplane})")
+    print(f"join another host: orch agent --join {rec.join} --token {rec.token} "
+          "--listen HOST_ADDR:7701")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace, _agent: Any) -> int:
+    from orch.cluster.local import down
+
+    rec = down(args.run_dir, purge=args.purge)
+    print("no cluster was up" if rec is None else
+          "cluster down" + (" and purged" if args.purge else " (state kept; --purge deletes it)"))
+    return 0
+
+
+def cmd_controlplane(args: argparse.Namespace, _agent: Any) -> int:
+    from controlplane.server import ControlPlaneOptions, serve
+
+    opts = ControlPlaneOptions(etcd=args.etcd.split(","), listen=args.listen.split(","),
+                               token=args.token, state_dir=args.state_dir, id=args.id)
+    return serve(opts)
+
+
+# ---- services ------------------------------------------------------------------
+
+def cmd_deploy(args: argparse.Namespace, _agent: Any) -> int:
+    from controlplane.model import to_dict
+    from orch.manifest import ManifestError, load_manifest
+    from proto import cluster_pb2 as cpb
+
+    try:
+        specs = load_manifest(args.file)
+    except ManifestError as err:
+        raise CLIError(str(err))
+    except OSError as err:
+        raise CLIError(f"{args.file}: {err.strerror}")
+    api = client(args)
+    res = api.call("Deploy", cpb.DeployRequest(services_json=[json.dumps(to_dict(s)) for s in specs]))
+    names = [s.name for s in res.services]
+    print(f"deployed {', '.join(names)}")
+    if args.detach:
+        return 0
+    return follow_rollout(api, names, args.timeout)
+
+
+def follow_rollout(api: Cluster, names: list[str], timeout: float) -> int:
+    """Live progress until every replica runs (0), one is unplaceable (2) or
+    fails (1)."""
+    from proto import cluster_pb2 as cpb
+
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        lines, done, unplaceable, failed = [], True, [], []
+        for name in names:
+            svc = json.loads(api.call("GetService", cpb.ServiceRef(name=name)).json)
+            tasks = [json.loads(t.json) for t in api.call(
+                "ListTasks", cpb.ListTasksRequest(service=name)).tasks]
+            wanted = [t for t in tasks if t["desired_state"] == 5]
+            running = [t for t in wanted if t["status"]["state"] == 5]
+            target = svc["spec"]["replicas"] if svc["spec"]["mode"] == "replicated" else len(wanted)
+            lines.append(f"{name}: {len(running)}/{target} running")
+            done = done and len(running) >= target and len(running) == len(wanted)
+            for t in wanted:
+                msg = t["status"]["message"]
+                if t["status"]["state"] == 1 and msg.startswith("no suitable node"):
+                    unplaceable.append(f"{name} slot {t['slot']}: {msg}")
+            failed += [f"{name} task {t['id'][:12]}: {t['status']['error'] or 'failed'}"
+                       for t in tasks if t["status"]["state"] in (7, 9)
+                       and t["desired_state"] == 5]
+        text = ", ".join(lines)
+        if text != last:
+            print(text, flush=True)
+            last = text
+        if done:
+            return 0
+        if unplaceable:
+            print("unplaceable: " + "; ".join(sorted(set(unplaceable))[:5]), file=sys.stderr)
+            return 2
+        if failed:
+            print("failed: " + "; ".join(failed[:5]), file=sys.stderr)
+            return 1
+        if time.monotonic() > deadline:
+            print(f"not converged after {timeout:.0f} s", file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+
+
+def cmd_scale(args: argparse.Namespace, _agent: Any) -> int:
+    from proto import cluster_pb2 as cpb
+
+    api = client(args)
+    for pair in args.pairs:
+        name, sep, count = pair.partition("=")
+        if not sep or not count.isdigit():
+            raise CLIError(f"invalid scale {pair!r}: expected SERVICE=REPLICAS")
+        api.call("Scale", cpb.ScaleRequest(service=name, replicas=int(count)))
+        print(f"{name} scaled to {count}")
+    return 0
+
+
+def cmd_services(args: argparse.Namespace, _agent: Any) -> int:
+    from proto import cluster_pb2 as cpb
+
+    api = client(args)
+    services = [json.loads(s.json) for s in api.call("ListServices", cpb.ListRequest()).services]
+    tasks = [json.loads(t.json) for t in api.call("ListTasks", cpb.ListTasksRequest()).tasks]
+    rows = []
+    for s in services:
+        mine = [t for t in tasks if t["service_id"] == s["id"] and t["desired_state"] == 5]
+        running = sum(1 for t in mine if t["status"]["state"] == 5)
+        target = s["spec"]["replicas"] if s["spec"]["mode"] == "replicated" else len(mine)
+        ports = ", ".join(f"*:{p['published']}->{p['target']}/{p['protocol']}"
+                          for p in s["spec"]["ports"])
+        rows.append([s["id"][:12], s["spec"]["name"], s["spec"]["mode"], f"{running}/{target}",
+                     s["spec"]["image"], ports])
+    emit(args.output, services, ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], rows)
+    return 0
+
+
+def cmd_cluster_ps(args: argparse.Namespace) -> int:
+    from proto import cluster_pb2 as cpb
+
+    api = client(args)
+    service = args.service or ""
+    tasks = [json.loads(t.json) for t in api.call(
+        "ListTasks", cpb.ListTasksRequest(service=service, all=args.all)).tasks]
+    nodes = {json.loads(n.json)["id"]: json.loads(n.json)["name"]
+             for n in api.call("ListNodes", cpb.ListRequest()).nodes}
+    from controlplane.model import TaskState
+
+    out, rows = [], []
+    for t in sorted(tasks, key=lambda t: (t["service_name"], t["slot"], -t["created_at"])):
+        state = TaskState(t["status"]["state"]).label()
+        desired = TaskState(t["desired_state"]).label()
+        node = nodes.get(t["node_id"], t["node_id"][:12])
+        name = f"{t['service_name']}.{t['slot'] or node}"
+        out.append({"id": t["id"], "name": name, "service": t["service_name"], "slot": t["slot"],
+                    "node": node, "node_id": t["node_id"], "state": state, "desired": desired,
+                    "since": t["status"]["timestamp"], "error": t["status"]["error"],
+                    "message": t["status"]["message"]})
+        rows.append([t["id"][:12], name, node, desired, f"{state} {ago(t['status']['timestamp'])}",
+                     t["status"]["error"] or (t["status"]["message"] if state == "pending" else "")])
+    emit(args.output, out, ["ID", "NAME", "NODE", "DESIRED", "STATE", "ERROR"], rows)
+    return 0
+
+
+def cmd_nodes(args: argparse.Namespace, _agent: Any) -> int:
+    from proto import cluster_pb2 as cpb
+
+    api = client(args)
+    nodes = [json.loads(n.json) for n in api.call("ListNodes", cpb.ListRequest()).nodes]
+    out = [{**n, "address": n["address"]} for n in nodes]
+    rows = [[n["id"][:12], n["name"], n["state"], n["availability"], n["address"],
+             ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items()))] for n in nodes]
+    emit(args.output, out, ["ID", "NAME", "STATE", "AVAILABILITY", "ADDRESS", "LABELS"], rows)
+    return 0
+
+
+def cmd_node_availability(args: argparse.Namespace, _agent: Any) -> int:
+    from proto import cluster_pb2 as cpb
+
+    client(args).call("UpdateNode", cpb.UpdateNodeRequest(node=args.node,
+                                                          availability=args.availability))
+    print(f"{args.node}: {args.availability}")
+    return 0
+
+
+def cmd_node_label(args: argparse.Namespace, _agent: Any) -> int:
+    from proto import cluster_pb2 as cpb
+
+    add, remove = {}, []
+    for item in args.labels:
+        if item.endswith("-") and "=" not in item:
+            remove.append(item[:-1])
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CLIError(f"invalid label {item!r}: expected KEY=VALUE or KEY-")
+        add[key] = value
+    client(args).call("UpdateNode", cpb.UpdateNodeRequest(node=args.node, add_labels=add,
+                                                          remove_labels=remove))
+    print(args.node)
+    return 0
+
+
+def cmd_cluster_rm(args: argparse.Namespace) -> int:
+    from proto import cluster_pb2 as cpb
+
+    api = client(args)
+    for name in args.containers:
+        api.call("RemoveService", cpb.ServiceRef(name=name))
+        print(name)
+    return 0
+
+
+def cmd_cluster_logs(args: argparse.Namespace) -> int:
+    from proto import cluster_pb2 as cpb
+
+    request = cpb.ServiceLogsRequest(service=args.container, follow=args.follow)
+    if args.tail is not None:
+        request.tail = args.tail
+    for item in client(args).stream("Logs", request):
+        out = sys.stdout if item.line.stream == "stdout" else sys.stderr
+        out.write(f"{item.task}@{item.node} | {item.line.line}\n")
+        if args.follow:
+            out.flush()
+    return 0
+
+
+def cmd_cluster_exec(args: argparse.Namespace) -> int:
+    from proto import cluster_pb2 as cpb
+
+    if not args.cmd:
+        raise CLIError("exec needs a command: orch exec TASK CMD [ARG...]")
+    code = 0
+    for out in client(args).stream("Exec", cpb.TaskExecRequest(task=args.container,
+                                                                 command=args.cmd)):
+        kind = out.WhichOneof("output")
+        if kind == "stdout":
+            sys.stdout.buffer.write(out.stdout)
+            sys.stdout.flush()
+        elif kind == "stderr":
+            sys.stderr.buffer.write(out.stderr)
+            sys.stderr.flush()
+        elif kind == "exit_code":
+            code = out.exit_code
+    return code

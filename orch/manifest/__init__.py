@@ -1,0 +1,28 @@
+"""Manifests: YAML files in Compose's service syntax, parsed into ``ServiceSpec`` objects.
+
+A manifest holds a ``services:`` mapping (Compose's ``version:`` and
+``name:`` are accepted and ignored; top-level ``x-*`` keys are ignored so
+they can hold YAML anchors). Each service takes ``image``, ``command``,
+``entrypoint``, ``environment``, ``ports``, ``labels``,
+``stop_grace_period``, ``deploy`` (``mode``, ``replicas``, ``resources``,
+``placement``, ``restart_policy``) and orch's extension ``x-orch``
+(``binpack: true``: fill nodes one by one instead of spreading). The full
+list, with the accepted spellings, is the JSON Schema ``json_schema()``.
+
+Errors: one exception, ``ManifestError`` (a ``ValueError``), whose ``str``
+is one line naming file, line and field path::
+
+    web.yaml:12: services.web.deploy.replicas: expected a non-negative integer, got 'three'
+
+Modules: ``_yaml`` (positioned YAML nodes), ``_values`` (value converters),
+``_table`` (the known keys; the single source for parser and schema),
+``_walk`` (nodes along the table), ``_parse`` (specs and checks across
+keys), ``_schema`` (JSON Schema), ``_dump`` (specs back to YAML).
+"""
+
+from orch.manifest._dump import dump_manifest
+from orch.manifest._errors import ManifestError
+from orch.manifest._parse import load_manifest, parse_manifest
+from orch.manifest._schema import json_schema
+
+__all__ = ["ManifestError", "dump_manifest", "json_schema", "load_manifest", "parse_manifest"]

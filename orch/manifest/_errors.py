@@ -1,0 +1,54 @@
+"""The one exception of the manifest package.
+
+Hierarchy::
+
+    ValueError
+     └── ManifestError      a manifest is unreadable, malformed or impossible
+
+Invariant: every ``ManifestError`` names the file and the 1-based line of the
+offending key or value, and (unless it is a YAML syntax error or a file that
+cannot be read) the dotted field path, so ``str(err)`` is one line a user can
+act on: ``web.yaml:12: services.web.deploy.replicas: expected ...``.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["ManifestError", "field_path"]
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class ManifestError(ValueError):
+    """A manifest problem at ``path:line`` in ``field``; ``message`` says what and what to do."""
+
+    path: str
+    line: int
+    field: str
+    message: str
+
+    def __init__(self, path: str, line: int, field: str, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.field = field
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line > 0 else self.path
+        message = " ".join(self.message.split())  # always one line
+        return f"{where}: {self.field}: {message}" if self.field else f"{where}: {message}"
+
+    def __reduce__(self) -> tuple[type[ManifestError], tuple[str, int, str, str]]:
+        return (ManifestError, (self.path, self.line, self.field, self.message))
+
+
+def field_path(parent: str, key: str | int) -> str:
+    """Extend a dotted field path: ``services.web`` + ``deploy``; list items as ``[2]``;
+    keys with dots or spaces (label names) as ``["com.example.tier"]``."""
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    if not _PLAIN_KEY.match(key):
+        return f'{parent}["{key}"]'
+    return f"{parent}.{key}" if parent else key

@@ -1,0 +1,240 @@
+"""The manifest's known keys: one table that both the parser and the JSON Schema read.
+
+A manifest is Compose's service syntax with its ``deploy`` keys::
+
+    services:
+      web:
+        image: busybox:1.36
+        command: httpd -f -p 80 -h /www
+        ports: ["8080:80"]
+        deploy:
+          replicas: 3
+          resources: {limits: {cpus: "0.25", memory: 32M}}
+        x-orch: {binpack: true}
+
+The table is a tree of ``Section`` (a mapping with a fixed set of keys),
+``MapOf`` (a mapping from user-chosen names, e.g. service names) and ``Leaf``
+(a value with its converter, its JSON Schema fragment and an example).
+
+Invariants:
+- a key is accepted by the parser if and only if it is in this table (plus
+  ``x-*`` keys at the top level, which are ignored so that Compose-style
+  anchors such as ``x-defaults: &defaults`` work);
+- every ``Leaf.example`` is accepted by its converter and by its schema
+  fragment (checked by the tests);
+- ``x-orch`` is orch's extension inside a service: ``binpack: true`` makes
+  the scheduler fill nodes one after another instead of spreading replicas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from orch.manifest import _values as v
+from orch.manifest._yaml import Node
+
+__all__ = ["TOP", "Leaf", "MapOf", "Section", "Shape"]
+
+
+@dataclass(frozen=True)
+class Leaf:
+    convert: Callable[[Node], Any]
+    schema: dict[str, Any]
+    description: str
+    example: Any  # a value as YAML would load it
+
+
+@dataclass(frozen=True)
+class Section:
+    keys: Mapping[str, Shape]
+    description: str
+    required: tuple[str, ...] = ()
+    # Compose keys orch does not take, with what to do instead.
+    unsupported: Mapping[str, str] = field(default_factory=dict)
+    extensions: bool = False  # "x-*" keys allowed and ignored
+
+
+@dataclass(frozen=True)
+class MapOf:
+    value: Section
+    name_pattern: str
+    check_name: Callable[[str], None]
+    description: str
+
+
+Shape = Leaf | Section | MapOf
+
+_STRING_OR_LIST = {
+    "oneOf": [
+        {"type": "string"},
+        {"type": "array", "items": {"type": ["string", "number", "boolean"]}},
+    ]
+}
+_LIST_OR_MAP = {
+    "oneOf": [
+        {"type": "array", "items": {"type": ["string", "number", "boolean"]}},
+        {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}},
+    ]
+}
+_DURATION = {
+    "oneOf": [
+        {"type": "string", "pattern": v.DURATION_PATTERN},
+        {"type": "number", "minimum": 0},
+    ]
+}
+_COUNT = {"type": "integer", "minimum": 0}
+_PORT_NUMBER = {
+    "oneOf": [
+        {"type": "integer", "minimum": 1, "maximum": 65535},
+        {"type": "string", "pattern": r"^\d+$"},
+    ]
+}
+_PORT_ITEM = {
+    "oneOf": [
+        {"type": "string", "pattern": v.PORT_PATTERN, "description": 'short form "PUBLISHED:TARGET[/udp]"'},
+        {
+            "type": "object",
+            "properties": {
+                "published": _PORT_NUMBER,
+                "target": _PORT_NUMBER,
+                "protocol": {"enum": ["tcp", "udp"]},
+            },
+            "required": ["published", "target"],
+            "additionalProperties": False,
+        },
+    ]
+}
+_PREFERENCE_ITEM = {
+    "type": "object",
+    "properties": {"spread": {"type": "string", "pattern": r"^node\.labels\.[A-Za-z0-9_.\-/]+$"}},
+    "required": ["spread"],
+    "additionalProperties": False,
+}
+
+
+def _quantities(description: str) -> Section:
+    return Section(
+        {
+            "cpus": Leaf(v.cpus, {"oneOf": [{"type": "string", "pattern": v.CPUS_PATTERN},
+                                            {"type": "number", "exclusiveMinimum": 0}]},
+                         'CPUs: Compose style ("0.5", 2) or Kubernetes millicores ("500m").', "500m"),
+            "memory": Leaf(v.memory, {"oneOf": [{"type": "string", "pattern": v.MEMORY_PATTERN},
+                                                {"type": "integer", "minimum": 1}]},
+                           'Bytes, or with a binary unit: Compose ("64M", "1g") or Kubernetes ("256Mi").',
+                           "64Mi"),
+        },
+        description,
+    )
+
+
+_RESTART = Section(
+    {
+        "condition": Leaf(v.choice(("none", "on-failure", "any")), {"enum": ["none", "on-failure", "any"]},
+                          "When a finished task is replaced (default any).", "on-failure"),
+        "delay": Leaf(v.duration, _DURATION, "Wait before a replacement starts (default 5s).", "5s"),
+        "max_attempts": Leaf(v.non_negative_int, _COUNT, "Replacements per slot; 0 = unlimited.", 3),
+        "window": Leaf(v.duration, _DURATION, "How long a task must run to count as started.", "1m30s"),
+    },
+    "What happens when a task exits.",
+)
+
+_PLACEMENT = Section(
+    {
+        "constraints": Leaf(v.constraints, {"type": "array", "items": {"type": "string",
+                                                                       "pattern": v.CONSTRAINT_PATTERN}},
+                            "Hard rules: node.labels.KEY==V, node.labels.KEY!=V, node.name==N, node.id==I, "
+                            "node.hostname==N.", ["node.labels.zone==a"]),
+        "preferences": Leaf(v.preferences, {"type": "array", "items": _PREFERENCE_ITEM},
+                            "Spread replicas evenly over the values of a node label.",
+                            [{"spread": "node.labels.zone"}]),
+        "max_replicas_per_node": Leaf(v.non_negative_int, _COUNT,
+                                      "At most this many tasks of the service per node; 0 = no limit.", 1),
+    },
+    "Which nodes may run the tasks.",
+)
+
+_DEPLOY = Section(
+    {
+        "mode": Leaf(v.choice(("replicated", "global")), {"enum": ["replicated", "global"]},
+                     "replicated (a number of tasks) or global (one task per node).", "replicated"),
+        "replicas": Leaf(v.non_negative_int, _COUNT, "Number of tasks (replicated mode; default 1).", 2),
+        "resources": Section(
+            {
+                "limits": _quantities("Most a task may use (cgroup limits)."),
+                "reservations": _quantities("What the scheduler sets aside on a node for each task."),
+            },
+            "CPU and memory limits and reservations.",
+        ),
+        "placement": _PLACEMENT,
+        "restart_policy": _RESTART,
+    },
+    "How the service runs on the cluster.",
+    unsupported={
+        "update_config": "rolling updates are not configurable yet",
+        "rollback_config": "rollbacks are not configurable yet",
+        "endpoint_mode": "orch has no service VIPs yet",
+        "labels": "put labels under the service's 'labels'",
+    },
+)
+
+_X_ORCH = Section(
+    {
+        "binpack": Leaf(v.boolean, {"type": "boolean"},
+                        "Fill nodes one after another instead of spreading replicas (default false).", True),
+    },
+    "orch's own settings.",
+)
+
+_SERVICE = Section(
+    {
+        "image": Leaf(v.image, {"type": "string", "minLength": 1, "pattern": r"^\S+$"},
+                      "Image reference, e.g. busybox:1.36.", "busybox:1.36"),
+        "command": Leaf(v.argv, _STRING_OR_LIST,
+                        "Arguments replacing the image's CMD: a list, or a string split like a shell would.",
+                        "sleep 3600"),
+        "entrypoint": Leaf(v.argv, _STRING_OR_LIST,
+                           "Replaces the image's ENTRYPOINT; [] clears it.", ["/bin/sh", "-c"]),
+        "environment": Leaf(v.environment, _LIST_OR_MAP,
+                            "Variables: a list of NAME=value or a mapping.", {"MODE": "production"}),
+        "ports": Leaf(v.ports, {"type": "array", "items": _PORT_ITEM},
+                      'Published ports: "8080:80", "5353:53/udp" or {published, target, protocol}.',
+                      ["8080:80", {"published": 5353, "target": 53, "protocol": "udp"}]),
+        "labels": Leaf(v.labels, _LIST_OR_MAP, "Labels: a list of key=value or a mapping.",
+                       ["com.example.tier=front"]),
+        "stop_grace_period": Leaf(v.duration, _DURATION,
+                                  "Time between the stop signal and SIGKILL (default 10s).", "30s"),
+        "deploy": _DEPLOY,
+        "x-orch": _X_ORCH,
+    },
+    "One service: a container image run as a number of tasks.",
+    required=("image",),
+    unsupported={
+        "build": "build the image with 'orch build' and name it in 'image'",
+        "container_name": "task names are generated from the service name",
+        "restart": "use deploy.restart_policy",
+        "volumes": "volumes are not supported yet",
+        "networks": "tasks use the node's bridge network; networks are not configurable yet",
+        "depends_on": "services start independently; make them retry their dependencies",
+        "healthcheck": "health checks are not supported yet",
+    },
+)
+
+TOP = Section(
+    {
+        "version": Leaf(v.ignored, {"type": ["string", "number"]}, "Ignored (Compose file version).", "3.8"),
+        "name": Leaf(v.ignored, {"type": "string"}, "Ignored (Compose project name).", "demo"),
+        "services": MapOf(_SERVICE, v.SERVICE_NAME_PATTERN, v.check_service_name,
+                          "Services by name; a name is a DNS label (lower-case letters, digits, '-')."),
+    },
+    "An orch manifest: one or more services in Compose syntax.",
+    required=("services",),
+    unsupported={
+        "networks": "networks are not configurable yet",
+        "volumes": "volumes are not supported yet",
+        "secrets": "secrets are not supported yet",
+        "configs": "configs are not supported yet",
+    },
+    extensions=True,
+)

@@ -1,0 +1,386 @@
+"""Converters from one positioned YAML value to the model's plain values.
+
+Each converter takes a node and returns a value, or raises ``Invalid`` with a
+message; the walker (``_walk``) adds the file, line and field path. A
+converter that knows a more precise spot (the third item of a list, a key of
+a long-form port) says so with ``line`` and ``suffix``.
+
+Invariants: converters are pure; the regular expressions used here are the
+ones the JSON Schema publishes (``_table`` imports them), so the schema and
+the parser accept the same spellings.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import shlex
+from collections.abc import Callable, Collection
+from typing import Literal
+
+from controlplane.model import PortConfig
+from orch.manifest._errors import field_path
+from orch.manifest._yaml import Map, Node, Scalar, Seq, describe
+from orch.units import QuantityError, parse_cpus, parse_memory
+
+__all__ = [
+    "CONSTRAINT_PATTERN",
+    "CPUS_PATTERN",
+    "DURATION_PATTERN",
+    "MEMORY_PATTERN",
+    "PORT_KEYS",
+    "PORT_PATTERN",
+    "PREFERENCE_KEYS",
+    "SERVICE_NAME_PATTERN",
+    "Invalid",
+    "argv",
+    "boolean",
+    "check_service_name",
+    "choice",
+    "constraints",
+    "cpus",
+    "duration",
+    "environment",
+    "ignored",
+    "image",
+    "labels",
+    "memory",
+    "non_negative_int",
+    "ports",
+    "preferences",
+    "unknown_key_message",
+]
+
+
+class Invalid(Exception):
+    """A value is wrong; ``line``/``suffix`` narrow the spot inside the value (item, key)."""
+
+    def __init__(self, message: str, line: int | None = None, suffix: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.suffix = suffix
+
+
+# ---- patterns shared with the JSON Schema --------------------------------
+
+SERVICE_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"  # an RFC 1123 DNS label
+CPUS_PATTERN = r"^\s*(\d+(\.\d*)?|\.\d+)\s*m?\s*$"
+MEMORY_PATTERN = r"^\s*(\d+(\.\d*)?|\.\d+)\s*(b|B|[kKmMgGtTpP][iI]?[bB]?)?\s*$"
+_DURATION_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
+DURATION_PATTERN = rf"^(\d+(\.\d*)?|\.\d+|({_DURATION_PART})+)$"
+PORT_PATTERN = r"^\d+:\d+(/(tcp|udp))?$"
+# node.labels.<key>, node.name/id/hostname, then == or !=, then a value.
+_LABEL_KEY = r"[A-Za-z0-9_.\-/]+"
+CONSTRAINT_PATTERN = rf"^\s*node\.(labels\.{_LABEL_KEY}|name|id|hostname)\s*(==|!=)\s*[^\s=!][^=!]*$"
+PORT_KEYS = ("published", "target", "protocol")
+PREFERENCE_KEYS = ("spread",)
+
+_SERVICE_NAME_RE = re.compile(SERVICE_NAME_PATTERN)
+_DURATION_PART_RE = re.compile(_DURATION_PART)
+_DURATION_RE = re.compile(DURATION_PATTERN)
+_CONSTRAINT_RE = re.compile(
+    rf"^\s*(node\.(?:labels\.{_LABEL_KEY}|name|id|hostname))\s*(==|!=)\s*([^\s=!][^=!]*?)\s*$"
+)
+_ENV_NAME_RE = re.compile(r"^[^=\s]+$")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def unknown_key_message(key: str, known: Collection[str]) -> str:
+    """``unknown key 'replica' (did you mean 'replicas'?)``, else the list of keys."""
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    if close:
+        return f"unknown key {key!r} (did you mean {close[0]!r}?)"
+    return f"unknown key {key!r}; expected one of: {', '.join(sorted(known))}"
+
+
+def check_service_name(name: str) -> None:
+    if not _SERVICE_NAME_RE.match(name):
+        raise Invalid(
+            f"invalid service name {name!r}: use at most 63 lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit (a DNS label)"
+        )
+
+
+# ---- scalars ---------------------------------------------------------------
+
+def _text(node: Node, what: str) -> str:
+    """The text of a non-null scalar (numbers and booleans as written)."""
+    if not isinstance(node, Scalar) or node.value is None:
+        raise Invalid(f"expected {what}, got {describe(node)}")
+    return node.text
+
+
+def _string(node: Node, what: str) -> str:
+    if not isinstance(node, Scalar) or not isinstance(node.value, str):
+        raise Invalid(f"expected {what}, got {describe(node)}")
+    return node.value
+
+
+def ignored(node: Node) -> None:
+    """Keys Compose files carry that mean nothing to orch (``version``, ``name``)."""
+    if not isinstance(node, Scalar):
+        raise Invalid(f"expected a string, got {describe(node)}")
+
+
+def image(node: Node) -> str:
+    ref = _string(node, "an image reference such as busybox:1.36")
+    if not ref or any(ch.isspace() for ch in ref):
+        raise Invalid(f"expected an image reference such as busybox:1.36, got {ref!r}")
+    return ref
+
+
+def non_negative_int(node: Node) -> int:
+    value = node.value if isinstance(node, Scalar) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise Invalid(f"expected a non-negative integer, got {describe(node)}")
+    return value
+
+
+def boolean(node: Node) -> bool:
+    if not isinstance(node, Scalar) or not isinstance(node.value, bool):
+        raise Invalid(f"expected true or false, got {describe(node)}")
+    return node.value
+
+
+def choice(values: tuple[str, ...]) -> Callable[[Node], str]:
+    def convert(node: Node) -> str:
+        if isinstance(node, Scalar) and node.value in values:
+            return str(node.value)
+        raise Invalid(f"expected one of {', '.join(values)}, got {describe(node)}")
+
+    return convert
+
+
+def cpus(node: Node) -> float:
+    value = node.value if isinstance(node, Scalar) else None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise Invalid(f"expected a number of CPUs such as 0.5 or 500m, got {describe(node)}")
+    try:
+        return parse_cpus(repr(value) if isinstance(value, float) else str(value))
+    except QuantityError as err:
+        raise Invalid(str(err))
+
+
+def memory(node: Node) -> int:
+    value = node.value if isinstance(node, Scalar) else None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise Invalid(f"expected a memory size such as 64M or 256Mi, got {describe(node)}")
+    if isinstance(value, int) and value <= 0:
+        raise Invalid(f"expected a memory size of at least 1 byte, got {value}")
+    try:
+        return value if isinstance(value, int) else parse_memory(value)
+    except QuantityError as err:
+        raise Invalid(str(err))
+
+
+def duration(node: Node) -> float:
+    """``5s``, ``1m30s``, ``500ms`` (Go's units) or a number of seconds."""
+    what = "a duration such as 5s, 1m30s, 500ms or a number of seconds"
+    value = node.value if isinstance(node, Scalar) else None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise Invalid(f"expected {what}, got {describe(node)}")
+    if isinstance(value, str):
+        text = value.strip()
+        if not _DURATION_RE.match(text):
+            raise Invalid(f"expected {what}, got {value!r}")
+        if _DURATION_PART_RE.match(text) is None:
+            return float(text)
+        return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART_RE.findall(text))
+    if not math.isfinite(value) or value < 0:
+        raise Invalid(f"expected {what}, got {describe(node)}")
+    return float(value)
+
+
+# ---- commands, environment, labels -----------------------------------------
+
+def argv(node: Node) -> list[str]:
+    """A string (split like a shell would, without running one) or a list of strings."""
+    if isinstance(node, Scalar) and isinstance(node.value, str):
+        try:
+            return shlex.split(node.value)
+        except ValueError as err:
+            raise Invalid(f"cannot split {node.value!r} into arguments: {err}")
+    if not isinstance(node, Seq):
+        raise Invalid(f"expected a string or a list of strings, got {describe(node)}")
+    return [_item_text(item, i, "a string") for i, item in enumerate(node.items)]
+
+
+def _text_at(node: Node, what: str, suffix: str) -> str:
+    try:
+        return _text(node, what)
+    except Invalid as err:
+        raise Invalid(err.message, node.line, suffix)
+
+
+def _item_text(item: Node, index: int, what: str) -> str:
+    return _text_at(item, what, f"[{index}]")
+
+
+def _key_suffix(key: str) -> str:
+    """``.name``, or ``["com.example.tier"]`` for a key with dots."""
+    return field_path("_", key)[1:]
+
+
+def _pairs(node: Node, what: str, bare: str) -> list[tuple[str, str | None, int, str]]:
+    """(name, value, line, field suffix) from ``[K=V, ...]`` or ``{K: V}``; ``bare`` value for ``K``."""
+    if isinstance(node, Map):
+        out: list[tuple[str, str | None, int, str]] = []
+        for entry in node.items:
+            scalar, suffix = entry.value, _key_suffix(entry.key)
+            if not isinstance(scalar, Scalar):
+                raise Invalid(f"expected a string value, got {describe(scalar)}", scalar.line, suffix)
+            out.append((entry.key, None if scalar.value is None else scalar.text, scalar.line, suffix))
+        return out
+    if not isinstance(node, Seq):
+        raise Invalid(f"expected a list of {what} or a mapping, got {describe(node)}")
+    out = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(node.items):
+        text = _item_text(item, i, f"a {what} string")
+        name, sep, value = text.partition("=")
+        if name in seen:
+            raise Invalid(f"duplicate {bare} {name!r} (first at line {seen[name]})", item.line, f"[{i}]")
+        seen[name] = item.line
+        out.append((name, value if sep else None, item.line, f"[{i}]"))
+    return out
+
+
+def environment(node: Node) -> list[str]:
+    env = []
+    for name, value, line, suffix in _pairs(node, "NAME=value", "variable"):
+        if not _ENV_NAME_RE.match(name):
+            raise Invalid(f"invalid variable name {name!r}", line, suffix)
+        if value is None:
+            raise Invalid(
+                f"no value for {name!r}: orch does not copy variables from the deploying shell; "
+                f"write {name}=value", line, suffix,
+            )
+        env.append(f"{name}={value}")
+    return env
+
+
+def labels(node: Node) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value, line, suffix in _pairs(node, "key=value", "label"):
+        if not name or any(ch.isspace() for ch in name):
+            raise Invalid(f"invalid label name {name!r}", line, suffix)
+        out[name] = value or ""
+    return out
+
+
+# ---- ports -----------------------------------------------------------------
+
+def ports(node: Node) -> list[PortConfig]:
+    """``"8080:80"``, ``"8080:80/udp"`` or ``{published: 8080, target: 80, protocol: tcp}``."""
+    if not isinstance(node, Seq):
+        raise Invalid(f"expected a list of ports, got {describe(node)}")
+    return [_port(item, f"[{i}]") for i, item in enumerate(node.items)]
+
+
+def _port(node: Node, suffix: str) -> PortConfig:
+    if isinstance(node, Map):
+        return _long_port(node, suffix)
+    text = _text_at(node, 'a port mapping such as "8080:80" or a mapping', suffix)
+    spec, _, protocol = text.partition("/")
+    parts = spec.split(":")
+    if len(parts) == 1:
+        raise Invalid(f'port {text!r} has no published port; write "PUBLISHED:{text}"', node.line, suffix)
+    if len(parts) > 2 or "-" in spec:
+        raise Invalid(f"port {text!r}: host addresses and port ranges are not supported; "
+                      'write "PUBLISHED:TARGET[/tcp|udp]"', node.line, suffix)
+    published, target = (_port_number(p, node.line, suffix) for p in parts)
+    return PortConfig(published, target, _protocol(protocol or "tcp", node.line, suffix))
+
+
+def _long_port(node: Map, suffix: str) -> PortConfig:
+    values: dict[str, Node] = {}
+    for item in node.items:
+        if item.key not in PORT_KEYS:
+            raise Invalid(unknown_key_message(item.key, PORT_KEYS), item.key_line, f"{suffix}.{item.key}")
+        values[item.key] = item.value
+    for key in ("published", "target"):
+        if key not in values:
+            raise Invalid(f"missing required key {key!r}", node.line, suffix)
+    numbers = []
+    for key in ("published", "target"):
+        value = values[key]
+        if not isinstance(value, Scalar) or isinstance(value.value, bool) or value.value is None:
+            raise Invalid(f"expected a port number, got {describe(value)}", value.line, f"{suffix}.{key}")
+        numbers.append(_port_number(value.text, value.line, f"{suffix}.{key}"))
+    protocol = values.get("protocol")
+    if protocol is None:
+        return PortConfig(numbers[0], numbers[1])
+    text = _text_at(protocol, "tcp or udp", f"{suffix}.protocol")
+    return PortConfig(numbers[0], numbers[1], _protocol(text, protocol.line, f"{suffix}.protocol"))
+
+
+def _port_number(text: str, line: int, suffix: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise Invalid(f"port {text.strip()!r} is out of range: expected 1 to 65535", line, suffix)
+    return int(text)
+
+
+def _protocol(text: str, line: int, suffix: str) -> Literal["tcp", "udp"]:
+    if text not in ("tcp", "udp"):
+        raise Invalid(f"unknown protocol {text!r}: expected tcp or udp", line, suffix)
+    return "udp" if text == "udp" else "tcp"
+
+
+# ---- placement -------------------------------------------------------------
+
+def constraints(node: Node) -> list[str]:
+    """``node.labels.K==V``, ``node.name!=X``, ...; returned without spaces around the operator.
+
+    ``node.hostname`` is Swarm's name for what orch calls the node name: it is
+    stored as ``node.name``.
+    """
+    if not isinstance(node, Seq):
+        raise Invalid(f"expected a list of constraints, got {describe(node)}")
+    out = []
+    for i, item in enumerate(node.items):
+        text = _item_text(item, i, "a constraint string")
+        match = _CONSTRAINT_RE.match(text)
+        if match is None:
+            raise Invalid(_constraint_problem(text), item.line, f"[{i}]")
+        attribute, operator, value = match.groups()
+        if attribute == "node.hostname":
+            attribute = "node.name"
+        out.append(f"{attribute}{operator}{value}")
+    return out
+
+
+def _constraint_problem(text: str) -> str:
+    stripped = text.strip()
+    if stripped.startswith("node.role"):
+        return (f"constraint {text!r}: orch nodes have no manager/worker role; "
+                "label the nodes and use node.labels.KEY==VALUE")
+    if "==" not in stripped and "!=" not in stripped:
+        return f"constraint {text!r} has no operator: expected ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE"
+    return (f"invalid constraint {text!r}: expected node.labels.KEY, node.name, node.id or "
+            "node.hostname, then == or !=, then a value")
+
+
+def preferences(node: Node) -> list[str]:
+    """``[{spread: node.labels.zone}]`` -> ``["node.labels.zone"]``."""
+    if not isinstance(node, Seq):
+        raise Invalid(f"expected a list such as [{{spread: node.labels.zone}}], got {describe(node)}")
+    out = []
+    for i, item in enumerate(node.items):
+        if not isinstance(item, Map):
+            raise Invalid(f"expected a mapping such as {{spread: node.labels.zone}}, got {describe(item)}",
+                          item.line, f"[{i}]")
+        for entry in item.items:
+            if entry.key not in PREFERENCE_KEYS:
+                raise Invalid(unknown_key_message(entry.key, PREFERENCE_KEYS), entry.key_line,
+                              f"[{i}].{entry.key}")
+        spread = next((entry.value for entry in item.items if entry.key == "spread"), None)
+        if spread is None:
+            raise Invalid("missing required key 'spread'", item.line, f"[{i}]")
+        label = _text_at(spread, "a node label such as node.labels.zone", f"[{i}].spread")
+        if not re.fullmatch(rf"node\.labels\.{_LABEL_KEY}", label):
+            raise Invalid(f"cannot spread over {label!r}: expected node.labels.KEY", spread.line,
+                          f"[{i}].spread")
+        out.append(label)
+    return out

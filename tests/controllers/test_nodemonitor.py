@@ -1,0 +1,60 @@
+"""Node liveness from heartbeat age (controlplane/controllers/nodemonitor.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from controllers_helpers import node
+
+from controlplane.controllers import HEARTBEAT_INTERVAL, NODE_GRACE, NodeMonitor
+
+
+@pytest.mark.parametrize(("state", "heartbeat", "now", "expected"), [
+    ("ready", 10.0, 12.9, None),
+    ("ready", 10.0, 13.0, "down"),  # exactly grace old: expired
+    ("ready", 10.0, 99.0, "down"),
+    ("down", 10.0, 99.0, None),
+    ("down", 98.0, 99.0, "ready"),  # heartbeats again
+    ("unknown", 98.0, 99.0, "ready"),  # first heartbeat
+    ("unknown", 0.0, 99.0, "down"),  # registered, never heard from
+])
+def test_observe(state: str, heartbeat: float, now: float, expected: str | None) -> None:
+    n = dataclasses.replace(node("n1", state=state), last_heartbeat=heartbeat)
+    changed = NodeMonitor(grace=3.0).observe([n], now)
+    assert [c.state for c in changed] == ([expected] if expected else [])
+    assert n.state == state  # input untouched
+    if changed:
+        assert dataclasses.replace(changed[0], state=state) == n
+
+
+def test_a_one_second_blip_does_not_flap_but_a_dead_node_is_down_within_grace() -> None:
+    mon = NodeMonitor()
+    n = dataclasses.replace(node("n1"), last_heartbeat=0.0)
+    # heartbeats every HEARTBEAT_INTERVAL, then a 1 s gap, then heartbeats again
+    beats = [i * HEARTBEAT_INTERVAL for i in range(5)]
+    beats += [beats[-1] + 1.0 + HEARTBEAT_INTERVAL * (i + 1) for i in range(5)]
+    t = 0.0
+    while t < beats[-1]:
+        n = dataclasses.replace(n, last_heartbeat=max(b for b in beats if b <= t))
+        assert mon.observe([n], t) == []
+        t += 0.05
+    assert NODE_GRACE >= 2 * HEARTBEAT_INTERVAL + 1.0  # the blip plus a lost heartbeat
+    assert NODE_GRACE + HEARTBEAT_INTERVAL < 5.0  # leaves time to place and start a replacement
+    assert [c.state for c in mon.observe([n], beats[-1] + NODE_GRACE)] == ["down"]
+
+
+def test_next_check_is_the_earliest_expiry_of_a_ready_node() -> None:
+    mon = NodeMonitor(grace=3.0)
+    nodes = [dataclasses.replace(node("a"), last_heartbeat=10.0),
+             dataclasses.replace(node("b"), last_heartbeat=8.0),
+             dataclasses.replace(node("c", state="down"), last_heartbeat=1.0)]
+    assert mon.next_check(nodes, 10.5) == 11.0
+    assert mon.observe(nodes, 11.0)[0].id == "b"
+    assert mon.next_check(nodes, 11.0) == 13.0  # b expires now: observe marks it, no timer
+    assert mon.next_check(nodes[2:], 11.0) is None
+
+
+def test_grace_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="grace"):
+        NodeMonitor(grace=0)

@@ -1,0 +1,155 @@
+"""Properties: valid specs survive spec -> YAML -> spec; any input gives specs or a ManifestError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controlplane.model import Placement, PortConfig, Resources, RestartPolicy, ServiceSpec
+from orch.manifest import ManifestError, dump_manifest, parse_manifest
+from orch.manifest._values import SERVICE_NAME_PATTERN
+
+names = st.from_regex(SERVICE_NAME_PATTERN, fullmatch=True)
+texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+argvs = st.none() | st.lists(texts, max_size=4)
+env_names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.]{0,10}", fullmatch=True)
+label_keys = st.from_regex(r"[a-z][a-z0-9._/-]{0,15}", fullmatch=True)
+seconds = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
+cpus = st.integers(0, 64_000).map(lambda milli: milli / 1000)  # 0 = unset
+memory = st.one_of(st.just(0), st.integers(1, 2**40),
+                   st.tuples(st.integers(1, 4096), st.sampled_from([1024, 1024**2, 1024**3])).map(
+                       lambda t: t[0] * t[1]))
+constraints = st.one_of(
+    st.tuples(label_keys, st.sampled_from(["==", "!="]), st.from_regex(r"[a-z0-9][a-z0-9 -]{0,8}[a-z0-9]",
+                                                                       fullmatch=True)).map(
+        lambda t: f"node.labels.{t[0]}{t[1]}{t[2]}"),
+    st.tuples(st.sampled_from(["node.name", "node.id"]), st.sampled_from(["==", "!="]),
+              st.from_regex(r"[a-z0-9]{1,12}", fullmatch=True)).map("".join),
+)
+
+
+@st.composite
+def resources(draw: st.DrawFn) -> tuple[Resources, Resources]:
+    """Limits and reservations with each reservation at most its limit (when both are set)."""
+    limits = Resources(cpus=draw(cpus), memory_bytes=draw(memory))
+    res_cpus, res_memory = draw(cpus), draw(memory)
+    if limits.cpus:
+        res_cpus = min(res_cpus, limits.cpus)
+    if limits.memory_bytes:
+        res_memory = min(res_memory, limits.memory_bytes)
+    return limits, Resources(cpus=res_cpus, memory_bytes=res_memory)
+
+
+@st.composite
+def spec(draw: st.DrawFn, name: str, ports: list[PortConfig]) -> ServiceSpec:
+    mode = draw(st.sampled_from(["replicated", "global"]))
+    limits, reservations = draw(resources())
+    env_keys = draw(st.lists(env_names, max_size=4, unique=True))
+    return ServiceSpec(
+        name=name,
+        image=draw(st.from_regex(r"[a-z0-9][a-z0-9._/:@-]{0,30}", fullmatch=True)),
+        command=draw(argvs),
+        entrypoint=draw(argvs),
+        env=[f"{key}={draw(texts)}" for key in env_keys],
+        ports=ports,
+        labels=draw(st.dictionaries(label_keys, texts, max_size=3)),
+        mode=mode,
+        replicas=1 if mode == "global" else draw(st.integers(0, 1000)),
+        limits=limits,
+        reservations=reservations,
+        placement=Placement(
+            constraints=draw(st.lists(constraints, max_size=3)),
+            preferences=draw(st.lists(label_keys.map(lambda k: f"node.labels.{k}"), max_size=2)),
+            max_replicas_per_node=draw(st.integers(0, 10)),
+        ),
+        restart_policy=RestartPolicy(
+            condition=draw(st.sampled_from(["none", "on-failure", "any"])),
+            delay=draw(seconds),
+            max_attempts=draw(st.integers(0, 100)),
+            window=draw(seconds),
+        ),
+        binpack=draw(st.booleans()),
+        stop_grace_period=draw(seconds),
+    )
+
+
+@st.composite
+def manifests(draw: st.DrawFn) -> list[ServiceSpec]:
+    service_names = draw(st.lists(names, min_size=1, max_size=4, unique=True))
+    published = draw(st.lists(st.tuples(st.integers(1, 65535), st.sampled_from(["tcp", "udp"])),
+                              max_size=6, unique=True))
+    out = []
+    for index, name in enumerate(service_names):
+        mine = published[index::len(service_names)]  # each published port used by one service only
+        ports = [PortConfig(p, draw(st.integers(1, 65535)), proto) for p, proto in mine]  # type: ignore[arg-type]
+        out.append(draw(spec(name, ports)))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(manifests())
+def test_round_trip(specs: list[ServiceSpec]) -> None:
+    assert parse_manifest(dump_manifest(specs)) == specs
+
+
+@settings(max_examples=200, deadline=None)
+@given(manifests(), st.booleans())
+def test_round_trip_long_port_form(specs: list[ServiceSpec], flow: bool) -> None:
+    """The long port form and flow-style YAML parse to the same specs."""
+    document: dict[str, Any] = yaml.safe_load(dump_manifest(specs))
+    for spec_ in specs:
+        service = document["services"][spec_.name]
+        if spec_.ports:
+            service["ports"] = [{"published": p.published, "target": p.target, "protocol": p.protocol}
+                                for p in spec_.ports]
+    text = yaml.safe_dump(document, default_flow_style=flow, sort_keys=False, allow_unicode=True)
+    assert parse_manifest(text) == specs
+
+
+def _kubernetes_memory(n: int) -> str:
+    for unit, size in (("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024)):
+        if n % size == 0:
+            return f"{n // size}{unit}"
+    return str(n)
+
+
+def _compose_memory(n: int) -> str:
+    for unit, size in (("g", 1024**3), ("m", 1024**2), ("k", 1024)):
+        if n % size == 0:
+            return f"{n // size}{unit}"
+    return f"{n}b"
+
+
+@given(st.integers(1, 64_000), memory.filter(bool))
+def test_quantities_in_both_notations_agree(milli: int, size: int) -> None:
+    def parsed(cpu_text: str, memory_text: str) -> Resources:
+        text = (f"services:\n  web:\n    image: busybox\n    deploy:\n      resources:\n"
+                f"        limits: {{cpus: '{cpu_text}', memory: '{memory_text}'}}\n")
+        return parse_manifest(text)[0].limits
+
+    compose = parsed(repr(milli / 1000), _compose_memory(size))
+    kubernetes = parsed(f"{milli}m", _kubernetes_memory(size))
+    assert compose == kubernetes == Resources(cpus=milli / 1000, memory_bytes=size)
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 70000) | texts,
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.sampled_from(["services", "web", "image", "deploy", "replicas", "ports", "mode",
+                                       "resources", "limits", "cpus", "memory", "command", "x-orch"]),
+                      children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200) | yaml_values.map(lambda v: yaml.safe_dump(v, allow_unicode=True)))
+def test_any_input_gives_specs_or_a_located_error(text: str) -> None:
+    try:
+        parse_manifest(text, "f.yaml")
+    except ManifestError as err:
+        assert str(err).startswith("f.yaml:") and "\n" not in str(err)
+        assert 1 <= err.line <= text.count("\n") + 2
