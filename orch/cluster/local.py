@@ -55,6 +55,7 @@ class ClusterRecord:
     bridge: str = ""
     subnet: str = ""
     prefix: str = ""
+    listen: list[str] = field(default_factory=list)
     nodes: list[NodeRecord] = field(default_factory=list)
 
     def save(self) -> None:
@@ -125,6 +126,7 @@ def start_etcd(rec: ClusterRecord) -> None:
 
 
 def start_controlplane(rec: ClusterRecord, listen: list[str]) -> None:
+    rec.listen = listen
     log = str(Path(rec.state_dir) / "controlplane.log")
     proc = _spawn([sys.executable, "-m", "orch", "controlplane", "--etcd", rec.etcd_endpoint,
                    "--listen", ",".join(listen), "--token", rec.token,
@@ -144,6 +146,30 @@ def start_agent(rec: ClusterRecord, node: NodeRecord, index: int) -> subprocess.
         cmd = netns_exec(node.netns, cmd)
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
+
+
+def agent_pid(node: NodeRecord) -> int:
+    try:
+        return int((Path(node.run_dir) / "agent.lock").read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def restart_agent(run_dir: str, name: str) -> None:
+    """Start a node's agent again (after a crash), as `orch up` started it."""
+    rec = ClusterRecord.load(run_dir)
+    index, node = next((i, n) for i, n in enumerate(rec.nodes, 1) if n.name == name)
+    _, err = start_agent(rec, node, index).communicate()
+    if not Path(node.run_dir, "agent.sock").exists():
+        raise UpError(f"agent {name} failed to start: {err.decode().strip()}")
+
+
+def restart_controlplane(run_dir: str) -> None:
+    """Stop the control plane and start it again on the same etcd."""
+    rec = ClusterRecord.load(run_dir)
+    _stop_pid(rec.controlplane_pid)
+    start_controlplane(rec, rec.listen)
+    rec.save()
 
 
 def import_busybox(rec: ClusterRecord) -> None:

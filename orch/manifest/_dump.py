@@ -20,10 +20,28 @@ __all__ = ["dump_manifest", "spec_to_dict"]
 _BINARY_UNITS = (("Pi", 1024**5), ("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024))
 
 
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that double-quotes strings holding Unicode line breaks.
+
+    PyYAML writes U+0085 raw inside a single-quoted scalar when unicode is
+    allowed, and its own reader then folds it to a space; double quotes
+    escape it.
+    """
+
+
+def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = '"' if any(ch in text for ch in "\x85\u2028\u2029") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
 def dump_manifest(specs: list[ServiceSpec]) -> str:
     """YAML text of a manifest holding ``specs`` in order."""
     doc = {"services": {spec.name: spec_to_dict(spec) for spec in specs}}
-    return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    # allow_unicode=False: escapes such as \x85 (NEL, a YAML line break) stay escaped.
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=False, default_flow_style=False)
 
 
 def spec_to_dict(spec: ServiceSpec) -> dict[str, Any]:

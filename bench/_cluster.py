@@ -1,0 +1,69 @@
+"""A private local cluster for the cluster benchmarks (its own names, so it
+never meets a cluster a user has up); always torn down with --purge."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+RUN = "/run/orch-bench-cluster"
+ENV = {**os.environ, "ORCH_CLUSTER_RUN_DIR": RUN}
+ENV.pop("ORCH_HOST", None)
+ENV.pop("ORCH_CLUSTER", None)
+
+
+def orch(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orch", *args], env=ENV, text=True,
+                          capture_output=True, check=check)
+
+
+def up_args(nodes: int, state: str) -> list[str]:
+    return ["up", "--nodes", str(nodes), "--state-dir", state, "--run-dir", RUN, "--bridge",
+            "orchbench0", "--prefix", "ob-", "--subnet", "10.221.0.0/24", "--port", "17900"]
+
+
+@contextlib.contextmanager
+def cluster(nodes: int) -> Iterator[str]:
+    state = tempfile.mkdtemp(prefix="orch-bench-")
+    orch(*up_args(nodes, state))
+    try:
+        yield state
+    finally:
+        orch("down", "--run-dir", RUN, "--purge", check=False)
+
+
+def deploy(name: str, replicas: int, state: str) -> None:
+    path = Path(state) / f"{name}.yaml"
+    path.write_text(textwrap.dedent(f"""
+        services:
+          {name}:
+            image: busybox
+            command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+            stop_grace_period: 1s
+            deploy:
+              replicas: {replicas}
+    """))
+    orch("deploy", "-f", str(path), "--detach")
+
+
+def running(name: str) -> list[dict[str, Any]]:
+    out = orch("ps", name, "-o", "json").stdout
+    return [t for t in json.loads(out) if t["state"] == "running" and t["desired"] == "running"]
+
+
+def wait(pred: Any, timeout: float = 300, interval: float = 0.05) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():
+            return time.monotonic() - t0
+        time.sleep(interval)
+    raise SystemExit("timed out")

@@ -1,0 +1,255 @@
+"""The cluster end to end: real etcd, the real control plane, three agents in
+network namespaces and real containers. Destructive tests (agent kill,
+control-plane restart) come last: they share the session's cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.cluster.conftest import LocalCluster, wait_for
+
+LOOP = "trap 'exit 0' TERM; while true; do sleep 1; done"
+
+
+def manifest(tmp: Path, text: str) -> str:
+    path = tmp / "m.yaml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+def test_nodes_are_ready(cluster: LocalCluster) -> None:
+    nodes = cluster.nodes()
+    assert sorted(n["name"] for n in nodes) == ["n1", "n2", "n3"]
+    assert {n["state"] for n in nodes} == {"ready"}
+    assert all(n["address"] for n in nodes)
+
+
+def test_spread_then_scale_up_and_down(cluster: LocalCluster, tmp_path: Path) -> None:
+    path = manifest(tmp_path, f"""
+        services:
+          spread:
+            image: busybox
+            command: ["sh", "-c", "{LOOP}"]
+            stop_grace_period: 2s
+            deploy:
+              replicas: 6
+    """)
+    cluster.orch("deploy", "-f", path)
+    assert sorted(cluster.per_node("spread").values()) == [2, 2, 2]
+    cluster.orch("scale", "spread=9")
+    wait_for(lambda: len(cluster.running("spread")) == 9)
+    assert sorted(cluster.per_node("spread").values()) == [3, 3, 3]
+    cluster.orch("scale", "spread=3")
+    wait_for(lambda: len(cluster.running("spread")) == 3)
+    assert sorted(t["slot"] for t in cluster.running("spread")) == [1, 2, 3]
+    cluster.orch("rm", "spread")
+    wait_for(lambda: cluster.tasks("") == [] or all(t["service"] != "spread" for t in cluster.tasks()))
+
+
+def test_web_example_answers_on_every_node(cluster: LocalCluster) -> None:
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "examples/web.yaml").read_text().replace('"8080:80"', '"18080:80"')
+    path = cluster.state / "web.yaml"
+    path.write_text(text)
+    cluster.orch("deploy", "-f", str(path))
+    try:
+        for node in cluster.nodes():
+            host = node["address"].rsplit(":", 1)[0]
+
+            def fetch(host: str = host) -> str:
+                try:
+                    with urllib.request.urlopen(f"http://{host}:18080/", timeout=2) as r:
+                        return r.read().decode()
+                except OSError:
+                    return ""
+
+            assert "hello from orch" in wait_for(fetch, timeout=10)
+    finally:
+        cluster.orch("rm", "web")
+
+
+def test_constraints_pin_and_unplaceable_exits_2(cluster: LocalCluster, tmp_path: Path) -> None:
+    cluster.orch("node", "label", "n2", "zone=b")
+    path = manifest(tmp_path, f"""
+        services:
+          pinned:
+            image: busybox
+            command: ["sh", "-c", "{LOOP}"]
+            stop_grace_period: 2s
+            deploy:
+              replicas: 3
+              placement:
+                constraints: ["node.labels.zone==b"]
+    """)
+    cluster.orch("deploy", "-f", path)
+    assert cluster.per_node("pinned") == {"n2": 3}
+    bad = manifest(tmp_path, f"""
+        services:
+          nowhere:
+            image: busybox
+            command: ["sh", "-c", "{LOOP}"]
+            deploy:
+              replicas: 1
+              placement:
+                constraints: ["node.labels.zone==mars"]
+    """)
+    p = cluster.orch("deploy", "-f", bad, check=False, timeout=60)
+    assert p.returncode == 2, p
+    assert "no suitable node" in p.stderr and "zone==mars" in p.stderr
+    cluster.orch("rm", "pinned")
+    cluster.orch("rm", "nowhere")
+    cluster.orch("node", "label", "n2", "zone-")
+
+
+def test_drain_moves_tasks_off_a_node(cluster: LocalCluster, tmp_path: Path) -> None:
+    path = manifest(tmp_path, f"""
+        services:
+          drainme:
+            image: busybox
+            command: ["sh", "-c", "{LOOP}"]
+            stop_grace_period: 2s
+            deploy:
+              replicas: 4
+    """)
+    cluster.orch("deploy", "-f", path)
+    assert "n1" in cluster.per_node("drainme")
+    cluster.orch("node", "drain", "n1")
+    try:
+        wait_for(lambda: "n1" not in cluster.per_node("drainme")
+                 and len(cluster.running("drainme")) == 4)
+    finally:
+        cluster.orch("node", "activate", "n1")
+        cluster.orch("rm", "drainme")
+
+
+def test_logs_arrive_from_every_node_and_exec_works(cluster: LocalCluster, tmp_path: Path) -> None:
+    talk = "trap 'exit 0' TERM; while true; do echo hello from $(hostname); sleep 0.5; done"
+    path = manifest(tmp_path, f"""
+        services:
+          talker:
+            image: busybox
+            command: ["sh", "-c", "{talk}"]
+            deploy:
+              replicas: 3
+    """)
+    cluster.orch("deploy", "-f", path)
+    try:
+        assert len(cluster.per_node("talker")) == 3
+
+        def every_node() -> set[str]:
+            out = cluster.orch("logs", "talker", "--tail", "5").stdout
+            nodes = {line.split(" | ")[0].split("@")[1] for line in out.splitlines() if " | " in line}
+            return nodes if nodes == {"n1", "n2", "n3"} else set()
+
+        wait_for(every_node, timeout=15)
+        task = cluster.running("talker")[0]
+        p = cluster.orch("exec", task["id"], "hostname")
+        assert p.stdout.strip() and p.returncode == 0
+    finally:
+        cluster.orch("rm", "talker")
+
+
+def test_bad_manifests_name_the_field(cluster: LocalCluster, tmp_path: Path) -> None:
+    path = manifest(tmp_path, """
+        services:
+          oops:
+            image: busybox
+            deploy:
+              replica: 3
+    """)
+    p = cluster.orch("deploy", "-f", path, check=False)
+    assert p.returncode == 1
+    assert "m.yaml:6" in p.stderr and "replica" in p.stderr and "Traceback" not in p.stderr
+    path = manifest(tmp_path, """
+        services:
+          oops:
+            image: busybox
+            deploy:
+              resources:
+                limits:
+                  memory: lots
+    """)
+    p = cluster.orch("deploy", "-f", path, check=False)
+    assert p.returncode == 1 and "memory" in p.stderr and "m.yaml:8" in p.stderr
+
+
+def test_controlplane_restart_loses_and_restarts_nothing(cluster: LocalCluster, tmp_path: Path) -> None:
+    from orch.cluster.local import restart_controlplane
+
+    path = manifest(tmp_path, f"""
+        services:
+          steady:
+            image: busybox
+            command: ["sh", "-c", "{LOOP}"]
+            stop_grace_period: 2s
+            deploy:
+              replicas: 3
+    """)
+    cluster.orch("deploy", "-f", path)
+    before = {t["id"] for t in cluster.running("steady")}
+    restart_controlplane(str(cluster.run))
+    time.sleep(2)  # a full heartbeat window with the new control plane
+    after = wait_for(lambda: {t["id"] for t in cluster.running("steady")} or None)
+    assert after == before
+    assert {n["state"] for n in cluster.nodes()} == {"ready"}
+    cluster.orch("rm", "steady")
+
+
+def test_killed_and_cut_off_node_is_replaced_then_converges(cluster: LocalCluster,
+                                                            tmp_path: Path) -> None:
+    from orch.cluster.hostnet import HostNet
+    from orch.cluster.local import ClusterRecord, agent_pid, restart_agent
+
+    path = manifest(tmp_path, f"""
+        services:
+          ha:
+            image: busybox
+            command: ["sh", "-c", "{LOOP}"]
+            stop_grace_period: 1s
+            deploy:
+              replicas: 6
+    """)
+    cluster.orch("deploy", "-f", path)
+    rec = ClusterRecord.load(str(cluster.run))
+    victim = next(n for n in rec.nodes if n.name == "n3")
+    index = 3
+    net = HostNet(rec.bridge, rec.subnet, rec.prefix)
+    lost = {t["id"] for t in cluster.running("ha") if t["node"] == "n3"}
+    assert lost
+    os.kill(agent_pid(victim), signal.SIGKILL)
+    net.cut(index)
+    t0 = time.monotonic()
+    wait_for(lambda: len(cluster.running("ha")) == 6
+             and "n3" not in cluster.per_node("ha"), timeout=20, interval=0.1)
+    print(f"replaced in {time.monotonic() - t0:.1f} s")
+    assert len(cluster.running("ha")) == 6  # exactly the desired count
+    # The node comes back: it gets a full assignment set without the moved
+    # tasks and stops them; no duplicates remain.
+    net.restore(index)
+    restart_agent(str(cluster.run), "n3")
+    wait_for(lambda: {n["name"]: n["state"] for n in cluster.nodes()}["n3"] == "ready")
+    env = {**os.environ, "ORCH_HOST": f"unix://{victim.run_dir}/agent.sock"}
+
+    def old_gone() -> bool:
+        out = subprocess.run([*_orch(), "ps", "-o", "json"], env=env, text=True,
+                             capture_output=True).stdout
+        names = [c["name"] for c in json.loads(out or "[]")]
+        return not any(name.endswith(tid[:8]) for name in names for tid in lost)
+
+    wait_for(old_gone, timeout=20)
+    time.sleep(1)
+    assert len(cluster.running("ha")) == 6
+    cluster.orch("rm", "ha")
+
+
+def _orch() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "orch"]
