@@ -41,6 +41,10 @@ class Orchestrator:
         self.monitor = NodeMonitor()
         self._wake = threading.Event()
         self._seed = 0
+        # A new leader gives every node a full grace period from its own start
+        # (swarmkit does the same): heartbeats sent while no replica listened,
+        # e.g. during a control-plane restart, must not mark nodes down.
+        self.started = clock()
 
     def run(self, stop: threading.Event) -> None:
         self.informer.add_handler(lambda _change: self._wake.set())
@@ -64,7 +68,7 @@ class Orchestrator:
     def pass_once(self) -> float | None:
         now = self.clock()
         nodes = {n.id: n for n in self.informer.nodes()}
-        node_updates = self.monitor.observe(list(nodes.values()), now)
+        node_updates = self.monitor.observe([_since(n, self.started) for n in nodes.values()], now)
         if node_updates:
             self._write([Op.update(n) for n in node_updates])
             for n in node_updates:
@@ -86,7 +90,7 @@ class Orchestrator:
             self._write(ops)
             return now
         placed = self._schedule(list(nodes.values()), tasks, now)
-        next_check = self.monitor.next_check(list(nodes.values()), now)
+        next_check = self.monitor.next_check([_since(n, self.started) for n in nodes.values()], now)
         candidates = [t for t in (changes.wakeup, next_check) if t is not None]
         return now if placed else (min(candidates) if candidates else None)
 
@@ -161,6 +165,14 @@ def _assign(task: Task, node_id: str, now: float) -> Task:
 
     status = replace(task.status, state=TaskState.ASSIGNED, message="assigned", timestamp=now)
     return replace(task, node_id=node_id, status=status)
+
+
+def _since(node: Node, started: float) -> Node:
+    if node.last_heartbeat >= started or node.state != "ready":
+        return node
+    from dataclasses import replace
+
+    return replace(node, last_heartbeat=started)
 
 
 def _shut(task: Task, now: float) -> Task:

@@ -19,7 +19,7 @@ from controlplane.model import Placement, Resources, RestartPolicy, ServiceSpec
 from orch.manifest._errors import ManifestError
 from orch.manifest._table import TOP
 from orch.manifest._walk import Field, Fields, walk
-from orch.manifest._yaml import load_yaml
+from orch.manifest._yaml import Seq, load_yaml
 from orch.units import format_bytes
 
 __all__ = ["load_manifest", "parse_manifest"]
@@ -127,11 +127,10 @@ def _check_ports(specs: list[ServiceSpec], fields: list[Field], file: str) -> No
         ports = field.value.get("ports")
         if ports is None:
             continue
-        assert ports.node is not None
-        items = getattr(ports.node, "items", ())
+        assert isinstance(ports.node, Seq)  # the ports converter accepts lists only
         for index, port in enumerate(spec.ports):
             key = (port.published, port.protocol)
-            line = items[index].line if index < len(items) else ports.line
+            line = ports.node.items[index].line
             path = f"{ports.path}[{index}]"
             if key in first:
                 raise ManifestError(

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from controlplane.model import Placement, PortConfig, Resources, RestartPolicy, ServiceSpec
 from orch.manifest import ManifestError, dump_manifest, parse_manifest
+from orch.manifest._dump import _Dumper
 from orch.manifest._values import SERVICE_NAME_PATTERN
 
 LOWER = "abcdefghijklmnopqrstuvwxyz"
@@ -121,7 +122,7 @@ def test_round_trip_long_port_form(specs: list[ServiceSpec], flow: bool) -> None
         if spec_.ports:
             service["ports"] = [{"published": p.published, "target": p.target, "protocol": p.protocol}
                                 for p in spec_.ports]
-    text = yaml.safe_dump(document, default_flow_style=flow, sort_keys=False, allow_unicode=False)
+    text = yaml.dump(document, Dumper=_Dumper, default_flow_style=flow, sort_keys=False, allow_unicode=True)
     assert parse_manifest(text) == specs
 
 
@@ -151,14 +152,17 @@ def test_quantities_in_both_notations_agree(milli: int, size: int) -> None:
     assert compose == kubernetes == Resources(cpus=milli / 1000, memory_bytes=size)
 
 
-yaml_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-5, 70000) | texts,
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.sampled_from(["services", "web", "image", "deploy", "replicas", "ports", "mode",
-                                       "resources", "limits", "cpus", "memory", "command", "x-orch"]),
-                      children, max_size=4),
-    max_leaves=20,
-)
+MANIFEST_WORDS = ["services", "web", "image", "deploy", "replicas", "ports", "mode", "resources", "limits",
+                  "cpus", "memory", "command", "x-orch"]
+
+
+def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    mappings = st.dictionaries(st.sampled_from(MANIFEST_WORDS), children, max_size=4)
+    return st.lists(children, max_size=3) | mappings
+
+
+scalars = st.none() | st.booleans() | st.integers(-5, 70000) | texts
+yaml_values = st.recursive(scalars, _containers, max_leaves=20)
 
 
 @settings(max_examples=300, deadline=None)
