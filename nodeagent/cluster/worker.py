@@ -35,7 +35,7 @@ log = structlog.get_logger("orch.worker")
 TASK_LABEL = "orch.task"
 SERVICE_LABEL = "orch.service"
 BATCH_INTERVAL = 0.1
-RECONNECT_MAX = 5.0
+RECONNECT_MAX = 2.0
 
 
 class Worker:
@@ -59,6 +59,7 @@ class Worker:
         self._outbox: queue.Queue[cpb.AgentMessage | None] | None = None
         self._pending: list[cpb.TaskStatusUpdate] = []
         self._full_seen = False
+        self._attempt = -1  # which control-plane address the next session tries
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -84,7 +85,7 @@ class Worker:
     # ---- session ---------------------------------------------------------
 
     def _session_loop(self) -> None:
-        delay = 0.2
+        delay = 0.05
         while not self._stopped.is_set():
             started = time.monotonic()
             try:
@@ -92,7 +93,7 @@ class Worker:
             except Exception as err:
                 log.warning("control plane session ended", error=str(err), join=self.join)
             if time.monotonic() - started > 10:
-                delay = 0.2
+                delay = 0.05
             self._stopped.wait(delay)
             delay = min(delay * 2, RECONNECT_MAX)
 
@@ -114,7 +115,11 @@ class Worker:
                     return
                 yield msg
 
-        with grpc.insecure_channel(self.join) as channel:
+        # Several control-plane replicas: try them in turn, one per attempt.
+        addresses = [a for a in self.join.split(",") if a]
+        self._attempt += 1
+        target = addresses[self._attempt % len(addresses)]
+        with grpc.insecure_channel(target) as channel:
             stub = cluster_pb2_grpc.DispatcherStub(channel)
             responses = stub.Session(requests())
             heartbeat: threading.Thread | None = None

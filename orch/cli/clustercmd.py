@@ -53,7 +53,8 @@ def register(sub: Any) -> None:
     p.add_argument("--subnet", default="10.89.0.0/24", help="the nodes' private network")
     p.add_argument("--bridge", default="orchup0")
     p.add_argument("--prefix", default="orch-", help="network namespace name prefix")
-    p.add_argument("--port", type=int, default=7700, help="control plane port")
+    p.add_argument("--port", type=int, default=7700, help="control plane port (replica i: +i)")
+    p.add_argument("--controlplanes", type=int, default=1, help="control-plane replicas")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("down", help="stop the local cluster and remove what it created")
@@ -111,7 +112,7 @@ def cmd_up(args: argparse.Namespace, _agent: Any) -> int:
     t0 = time.monotonic()
     try:
         rec = up(args.nodes, args.state_dir, args.run_dir, args.subnet, args.bridge, args.prefix,
-                 args.port)
+                 args.port, args.controlplanes)
     except UpError as err:
         raise CLIError(str(err))
     print(f"cluster up: {len(rec.nodes)} node(s) ready in {time.monotonic() - t0:.1f} s")

@@ -51,11 +51,11 @@ class ClusterRecord:
     token: str
     etcd_pid: int = 0
     etcd_endpoint: str = ""
-    controlplane_pid: int = 0
+    controlplane_pids: list[int] = field(default_factory=list)  # one per replica
     bridge: str = ""
     subnet: str = ""
     prefix: str = ""
-    listen: list[str] = field(default_factory=list)
+    listens: list[list[str]] = field(default_factory=list)  # each replica's addresses
     nodes: list[NodeRecord] = field(default_factory=list)
 
     def save(self) -> None:
@@ -109,7 +109,7 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-def start_etcd(rec: ClusterRecord) -> None:
+def spawn_etcd(rec: ClusterRecord) -> subprocess.Popen[bytes]:
     from controlplane.etcd import etcd_binary
 
     data = Path(rec.state_dir) / "etcd"
@@ -122,17 +122,25 @@ def start_etcd(rec: ClusterRecord) -> None:
                    "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
                    "--initial-cluster", f"orch={peer_url}", "--log-level", "warn"], log)
     rec.etcd_pid, rec.etcd_endpoint = proc.pid, url
-    _wait("etcd", lambda: _port_open("127.0.0.1", client), 15, proc, log)
+    return proc
 
 
-def start_controlplane(rec: ClusterRecord, listen: list[str]) -> None:
-    rec.listen = listen
-    log = str(Path(rec.state_dir) / "controlplane.log")
+def wait_etcd(rec: ClusterRecord, proc: subprocess.Popen[bytes]) -> None:
+    port = int(rec.etcd_endpoint.rsplit(":", 1)[1])
+    _wait("etcd", lambda: _port_open("127.0.0.1", port), 15, proc,
+          str(Path(rec.state_dir) / "etcd.log"))
+
+
+def start_controlplane(rec: ClusterRecord, index: int) -> None:
+    listen = rec.listens[index]
+    log = str(Path(rec.state_dir) / f"controlplane{index + 1}.log")
     proc = _spawn([sys.executable, "-m", "orch", "controlplane", "--etcd", rec.etcd_endpoint,
-                   "--listen", ",".join(listen), "--token", rec.token,
+                   "--listen", ",".join(listen), "--token", rec.token, "--id", f"cp{index + 1}",
                    "--state-dir", str(Path(rec.state_dir) / "controlplane")], log)
-    rec.controlplane_pid = proc.pid
-    host, port = rec.controlplane.rsplit(":", 1)
+    while len(rec.controlplane_pids) <= index:
+        rec.controlplane_pids.append(0)
+    rec.controlplane_pids[index] = proc.pid
+    host, port = listen[0].rsplit(":", 1)
     _wait("the control plane", lambda: _port_open(host, int(port)), 30, proc, log)
 
 
@@ -164,18 +172,22 @@ def restart_agent(run_dir: str, name: str) -> None:
         raise UpError(f"agent {name} failed to start: {err.decode().strip()}")
 
 
-def restart_controlplane(run_dir: str) -> None:
-    """Stop the control plane and start it again on the same etcd."""
+def restart_controlplane(run_dir: str, index: int = 0) -> None:
+    """Stop a control-plane replica and start it again on the same etcd."""
     rec = ClusterRecord.load(run_dir)
-    _stop_pid(rec.controlplane_pid)
-    start_controlplane(rec, rec.listen)
+    _stop_pid(rec.controlplane_pids[index])
+    start_controlplane(rec, index)
     rec.save()
 
 
-def import_busybox(rec: ClusterRecord) -> None:
+def build_busybox(rec: ClusterRecord) -> Path:
     rootfs = Path(rec.state_dir) / "busybox-rootfs"
     subprocess.run([str(ROOT / "examples/images/busybox.sh"), str(rootfs)], check=True,
                    capture_output=True)
+    return rootfs
+
+
+def import_busybox(rec: ClusterRecord, rootfs: Path) -> None:
     procs = []
     for node in rec.nodes:
         env = {**os.environ, "ORCH_HOST": f"unix://{node.run_dir}/agent.sock"}
@@ -189,7 +201,7 @@ def import_busybox(rec: ClusterRecord) -> None:
 
 
 def up(nodes: int, state_dir: str, run_dir: str, subnet: str, bridge: str, prefix: str,
-       port: int = CP_PORT) -> ClusterRecord:
+       port: int = CP_PORT, controlplanes: int = 1) -> ClusterRecord:
     if nodes < 1:
         raise UpError("--nodes must be at least 1")
     if (Path(run_dir) / "cluster.json").exists():
@@ -201,9 +213,11 @@ def up(nodes: int, state_dir: str, run_dir: str, subnet: str, bridge: str, prefi
         token_path.write_text(secrets.token_hex(16))
     net = HostNet(bridge, subnet, prefix)
     multi = nodes > 1
-    listen = [f"127.0.0.1:{port}"] + ([f"{net.gateway}:{port}"] if multi else [])
+    agent_side = net.gateway if multi else "127.0.0.1"
+    ports = [port + i for i in range(controlplanes)]
+    listens = [[f"127.0.0.1:{p}"] + ([f"{net.gateway}:{p}"] if multi else []) for p in ports]
     rec = ClusterRecord(state_dir=state_dir, run_dir=run_dir, controlplane=f"127.0.0.1:{port}",
-                        join=f"{net.gateway if multi else '127.0.0.1'}:{port}",
+                        join=",".join(f"{agent_side}:{p}" for p in ports), listens=listens,
                         token=token_path.read_text().strip(),
                         bridge=bridge if multi else "", subnet=subnet, prefix=prefix)
     rec.save()  # from here on, `orch down` can clean up whatever exists
@@ -220,16 +234,22 @@ def up(nodes: int, state_dir: str, run_dir: str, subnet: str, bridge: str, prefi
                 node.netns, node.address = nn.name, nn.address
             rec.nodes.append(node)
             rec.save()
-        start_etcd(rec)
-        rec.save()
-        start_controlplane(rec, listen)
+        # Everything that can start at once does: etcd, the agents (they
+        # retry until the control plane answers) and the image build; the
+        # control plane waits only for etcd.
+        etcd = spawn_etcd(rec)
         rec.save()
         procs = [start_agent(rec, n, i) for i, n in enumerate(rec.nodes, 1)]
+        rootfs = build_busybox(rec)
+        wait_etcd(rec, etcd)
+        for i in range(controlplanes):
+            start_controlplane(rec, i)
+        rec.save()
         for node, proc in zip(rec.nodes, procs, strict=True):
             _, err = proc.communicate()
             if proc.returncode != 0:
                 raise UpError(f"agent {node.name} failed to start: {err.decode().strip()}")
-        import_busybox(rec)
+        import_busybox(rec, rootfs)
         wait_nodes_ready(rec, nodes, 30)
     except BaseException:
         down(run_dir, purge=False)
@@ -300,7 +320,8 @@ def down(run_dir: str, purge: bool = False) -> ClusterRecord | None:
                                           stderr=subprocess.DEVNULL))
     for proc in stops:
         proc.wait()
-    _stop_pid(rec.controlplane_pid)
+    for pid in rec.controlplane_pids:
+        _stop_pid(pid)
     _stop_pid(rec.etcd_pid)
     net = HostNet(rec.bridge or "orchup0", rec.subnet, rec.prefix)
     for i, node in enumerate(rec.nodes, 1):

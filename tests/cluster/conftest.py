@@ -38,8 +38,8 @@ class LocalCluster:
                                  f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
         return proc
 
-    def up(self, nodes: int = 3) -> None:
-        self.orch("up", "--nodes", str(nodes), "--state-dir", str(self.state), "--run-dir",
+    def up(self, nodes: int = 3, controlplanes: int = 2) -> None:
+        self.orch("up", "--nodes", str(nodes), "--controlplanes", str(controlplanes), "--state-dir", str(self.state), "--run-dir",
                   str(self.run), "--bridge", self.bridge, "--prefix", self.prefix, "--subnet",
                   self.subnet, "--port", str(self.port))
 

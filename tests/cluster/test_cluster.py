@@ -194,12 +194,49 @@ def test_controlplane_restart_loses_and_restarts_nothing(cluster: LocalCluster, 
     """)
     cluster.orch("deploy", "-f", path)
     before = {t["id"] for t in cluster.running("steady")}
-    restart_controlplane(str(cluster.run))
+    restart_controlplane(str(cluster.run), 0)
     time.sleep(2)  # a full heartbeat window with the new control plane
     after = wait_for(lambda: {t["id"] for t in cluster.running("steady")} or None)
     assert after == before
     assert {n["state"] for n in cluster.nodes()} == {"ready"}
     cluster.orch("rm", "steady")
+
+
+def test_leader_failover_keeps_tasks(cluster: LocalCluster, tmp_path: Path) -> None:
+    from orch.cli.client import Cluster
+    from orch.cluster.local import ClusterRecord, restart_controlplane
+    from proto import cluster_pb2 as cpb
+
+    path = manifest(tmp_path, f"""
+        services:
+          keep:
+            image: busybox
+            command: ["sh", "-c", "{LOOP}"]
+            stop_grace_period: 1s
+            deploy:
+              replicas: 3
+    """)
+    cluster.orch("deploy", "-f", path)
+    before = {t["id"] for t in cluster.running("keep")}
+    rec = ClusterRecord.load(str(cluster.run))
+    apis = [Cluster(listen[0]) for listen in rec.listens]
+    leader = next(i for i, api in enumerate(apis) if api.call("Info", cpb.InfoRequest()).leader)
+    other = 1 - leader
+    os.kill(rec.controlplane_pids[leader], signal.SIGKILL)
+    t0 = time.monotonic()
+    wait_for(lambda: apis[other].call("Info", cpb.InfoRequest()).leader, timeout=10, interval=0.1)
+    print(f"new leader after {time.monotonic() - t0:.1f} s")
+    cluster.env["ORCH_CLUSTER"] = rec.listens[other][0]
+    try:
+        time.sleep(4)  # past the node grace period: agents moved to the other replica
+        assert {n["state"] for n in cluster.nodes()} == {"ready"}
+        assert {t["id"] for t in cluster.running("keep")} == before
+        restart_controlplane(str(cluster.run), leader)
+        cluster.orch("rm", "keep")
+    finally:
+        cluster.env.pop("ORCH_CLUSTER")
+        for api in apis:
+            api.close()
 
 
 def test_killed_and_cut_off_node_is_replaced_then_converges(cluster: LocalCluster,
