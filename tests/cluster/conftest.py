@@ -39,9 +39,9 @@ class LocalCluster:
         return proc
 
     def up(self, nodes: int = 3, controlplanes: int = 2) -> None:
-        self.orch("up", "--nodes", str(nodes), "--controlplanes", str(controlplanes), "--state-dir", str(self.state), "--run-dir",
-                  str(self.run), "--bridge", self.bridge, "--prefix", self.prefix, "--subnet",
-                  self.subnet, "--port", str(self.port))
+        self.orch("up", "--nodes", str(nodes), "--controlplanes", str(controlplanes),
+                  "--state-dir", str(self.state), "--run-dir", str(self.run), "--bridge", self.bridge,
+                  "--prefix", self.prefix, "--subnet", self.subnet, "--port", str(self.port))
 
     def down(self, purge: bool = True) -> None:
         self.orch("down", "--run-dir", str(self.run), *(["--purge"] if purge else []), check=False)
