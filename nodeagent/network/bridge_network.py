@@ -35,13 +35,24 @@ class BridgeNetwork:
         self.subnet = parse_subnet(subnet)
         self.gateway = str(gateway_of(self.subnet))
         self.leases = LeaseFile(state_dir, bridge, self.subnet)
+        self._ensured = False
+        self._ipr: Any = None  # one netlink socket for the process's lifetime
+
+    def _netlink(self) -> Any:
+        IPRoute, _, _ = _kernel()
+        if self._ipr is None:
+            self._ipr = IPRoute()
+        return self._ipr
 
     def ensure(self) -> None:
-        """Bridge up with the gateway address, nft table with isolation; idempotent."""
-        IPRoute, bridge_mod, _ = _kernel()
-        with IPRoute() as ipr:
-            bridge_mod.ensure_bridge(ipr, self.bridge, self.gateway, self.subnet.prefixlen)
+        """Bridge up with the gateway address, nft table with isolation; idempotent.
+        Done once per process (every container create calls it)."""
+        if self._ensured:
+            return
+        _, bridge_mod, _ = _kernel()
+        bridge_mod.ensure_bridge(self._netlink(), self.bridge, self.gateway, self.subnet.prefixlen)
         nftables.ensure_table(self.bridge)
+        self._ensured = True
 
     def allocate(self, container_id: str) -> NetworkConfig:
         with self.leases.locked() as pool:
@@ -60,14 +71,12 @@ class BridgeNetwork:
             pool.release(container_id)
 
     def attach(self, cfg: NetworkConfig, pid: int) -> None:
-        IPRoute, _, veth = _kernel()
-        with IPRoute() as ipr:
-            veth.attach_veth(ipr, cfg, pid)
+        _, _, veth = _kernel()
+        veth.attach_veth(self._netlink(), cfg, pid)
 
     def detach(self, cfg: NetworkConfig) -> None:
-        IPRoute, _, veth = _kernel()
-        with IPRoute() as ipr:
-            veth.detach_veth(ipr, cfg)
+        _, _, veth = _kernel()
+        veth.detach_veth(self._netlink(), cfg)
 
     def publish(self, container_id: str, cfg: NetworkConfig) -> None:
         if not cfg.ports:
@@ -86,10 +95,13 @@ class BridgeNetwork:
     def teardown(self) -> None:
         """Remove the bridge, the nft table and the lease file: nothing left."""
         nftables.delete_table(self.bridge)
-        IPRoute, bridge_mod, _ = _kernel()
-        with IPRoute() as ipr:
-            bridge_mod.teardown_bridge(ipr, self.bridge)
+        _, bridge_mod, _ = _kernel()
+        bridge_mod.teardown_bridge(self._netlink(), self.bridge)
         self.leases.remove()
+        self._ensured = False
+        if self._ipr is not None:
+            self._ipr.close()
+            self._ipr = None
 
 
 def _kernel() -> tuple[Any, Any, Any]:

@@ -10,39 +10,66 @@ Invariant: any failure raises :class:`SetupError`; the caller must not exec.
 
 from __future__ import annotations
 
-import asyncio
+import fcntl
+import ipaddress
 import socket
-
-from pyroute2 import IPRoute
+import struct
 
 from nodeagent.errors import InvalidArgument, SetupError
-from nodeagent.network._netlink import netlink_step
 from nodeagent.network.loopback import loopback_up
 from nodeagent.network.veth import CONTAINER_IFNAME
 from nodeagent.runtime.spec import NetworkConfig
 
-# pyroute2 runs its requests on an asyncio loop; creating the default loop
-# policy is the slowest part of a first IPRoute(). Doing it at import, in the
-# long-lived parent, means every forked child inherits it ready-made.
-asyncio.get_event_loop_policy()
+SIOCSIFADDR = 0x8916
+SIOCSIFNETMASK = 0x891C
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+SIOCADDRT = 0x890B
+IFF_UP = 0x1
+RTF_UP, RTF_GATEWAY = 0x1, 0x2
+# struct rtentry (linux/route.h), native layout: pad1, dst, gateway, genmask,
+# flags, pad2, pad3, pad4, metric, dev, mtu, window, irtt.
+_RTENTRY = "@L16s16s16sHhLPhPLLH0L"  # 0L: trailing padding, sizeof == 120
+
+
+def _sockaddr_in(ip: str) -> bytes:
+    return struct.pack("=H2s4s8x", socket.AF_INET, b"\0\0", socket.inet_aton(ip))
+
+
+def _ifreq_addr(ifname: str, ip: str) -> bytes:
+    return struct.pack("16s16s8x", ifname.encode(), _sockaddr_in(ip))
 
 
 def configure_container_side(cfg: NetworkConfig) -> None:
-    """lo up; in bridge mode also eth0 address, eth0 up, default route via gateway."""
+    """lo up; in bridge mode also eth0 address, eth0 up, default route via gateway.
+
+    Runs in the forked container init, so it uses plain ioctls (about a
+    millisecond in all) rather than a netlink library's set-up."""
     loopback_up()
     if cfg.mode != "bridge":
         return
     if not (cfg.address and cfg.prefixlen and cfg.gateway):
         raise InvalidArgument("bridge network config lacks address, prefixlen or gateway")
+    netmask = str(ipaddress.ip_network(f"0.0.0.0/{cfg.prefixlen}").netmask)
+    name = CONTAINER_IFNAME
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        _ioctl(sock, SIOCSIFADDR, _ifreq_addr(name, cfg.address), "eth0_address",
+               {"ifname": name, "address": f"{cfg.address}/{cfg.prefixlen}"})
+        _ioctl(sock, SIOCSIFNETMASK, _ifreq_addr(name, netmask), "eth0_netmask",
+               {"ifname": name, "netmask": netmask})
+        req = struct.pack("16sH22x", name.encode(), 0)
+        flags = struct.unpack("16sH22x", _ioctl(sock, SIOCGIFFLAGS, req, "eth0_flags",
+                                                 {"ifname": name}))[1]
+        _ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH22x", name.encode(), flags | IFF_UP),
+               "eth0_up", {"ifname": name})
+        any_addr = _sockaddr_in("0.0.0.0")
+        route = struct.pack(_RTENTRY, 0, any_addr, _sockaddr_in(cfg.gateway), any_addr,
+                            RTF_UP | RTF_GATEWAY, 0, 0, 0, 0, 0, 0, 0, 0)
+        _ioctl(sock, SIOCADDRT, route, "default_route", {"gateway": cfg.gateway})
+
+
+def _ioctl(sock: socket.socket, request: int, arg: bytes, step: str, args: dict[str, str]) -> bytes:
     try:
-        index = socket.if_nametoindex(CONTAINER_IFNAME)  # an ioctl, cheaper than a link dump
+        return bytes(fcntl.ioctl(sock, request, arg))
     except OSError as exc:
-        raise SetupError("eth0_lookup", {"ifname": CONTAINER_IFNAME}, str(exc), exc.errno or 0)
-    with IPRoute() as ipr:
-        addr = {"ifname": CONTAINER_IFNAME, "address": f"{cfg.address}/{cfg.prefixlen}"}
-        with netlink_step("eth0_address", addr):
-            ipr.addr("add", index=index, address=cfg.address, prefixlen=cfg.prefixlen)
-        with netlink_step("eth0_up", {"ifname": CONTAINER_IFNAME}):
-            ipr.link("set", index=index, state="up")
-        with netlink_step("default_route", {"gateway": cfg.gateway}):
-            ipr.route("add", dst="0.0.0.0/0", gateway=cfg.gateway, oif=index)
+        raise SetupError(step, args, exc.strerror or str(exc), exc.errno or 0)

@@ -129,6 +129,6 @@ class LeaseFile:
         tmp = self.path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump({"subnet": str(self.subnet), "leases": leases}, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
+        # No fsync: the rename keeps the file whole, and after a power loss
+        # no container (hence no lease) survives anyway.
         os.replace(tmp, self.path)

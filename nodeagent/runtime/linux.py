@@ -330,8 +330,9 @@ class LinuxRuntime:
         with _collect(errors):
             live.cgroup.remove()
         if spec.network.mode == "bridge" and self.network is not None and live.network_attached:
-            with _collect(errors):
-                self.network.unpublish(spec.id)
+            if spec.network.ports:  # unpublish reads the nft ruleset: skip it when idle
+                with _collect(errors):
+                    self.network.unpublish(spec.id)
             with _collect(errors):
                 self.network.detach(spec.network)
         if not keep_rootfs:
@@ -352,7 +353,8 @@ class LinuxRuntime:
             cgroup.kill_all()
             cgroup.remove()
         if spec.network.mode == "bridge" and self.network is not None:
-            self.network.unpublish(spec.id)
+            if spec.network.ports:
+                self.network.unpublish(spec.id)
             self.network.detach(spec.network)
         if not keep_rootfs:
             bundle.cleanup(spec)
