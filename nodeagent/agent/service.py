@@ -18,7 +18,6 @@ import grpc
 from nodeagent.agent import specbuild
 from nodeagent.agent.events import EventHub
 from nodeagent.errors import AgentError, Conflict, InvalidArgument
-from nodeagent.images import ImageStore
 from nodeagent.logs import LogFollower, read_logs
 from nodeagent.supervisor import SupervisorClient
 from proto import agent_pb2 as pb
@@ -78,7 +77,7 @@ def to_pb(rec: dict[str, Any]) -> pb.Container:
 
 class AgentService(pb_grpc.AgentServicer):
     def __init__(self, state_dir: str, supervisor: SupervisorClient, events: EventHub,
-                 images: ImageStore, stop_server: Any = None, info: dict[str, Any] | None = None):
+                 images: Any, stop_server: Any = None, info: dict[str, Any] | None = None):
         self.state_dir = state_dir
         self.sup = supervisor
         self.events = events
@@ -280,7 +279,7 @@ class AgentService(pb_grpc.AgentServicer):
             version=VERSION, state_dir=self.state_dir,
             containers=len(containers),
             running=sum(1 for c in containers if c["state"] == "running"),
-            images=len(self.images.list()), agent_pid=os.getpid(), **self.info)
+            images=self.images.count(), agent_pid=os.getpid(), **self.info)
 
     @handle_errors
     def Shutdown(self, request: pb.ShutdownRequest,

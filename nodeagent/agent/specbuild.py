@@ -13,10 +13,9 @@ import re
 import secrets
 import signal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodeagent.errors import InvalidArgument
-from nodeagent.images import Image
 from nodeagent.runtime.spec import (
     ContainerSpec,
     NetworkConfig,
@@ -26,6 +25,9 @@ from nodeagent.runtime.spec import (
     RootfsSpec,
 )
 from proto import agent_pb2 as pb
+
+if TYPE_CHECKING:
+    from nodeagent.images import Image
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")

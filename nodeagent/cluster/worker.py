@@ -23,14 +23,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import structlog
-
 from controlplane.model import Task, TaskState, task_from_dict
 from nodeagent.errors import AgentError, NotFound
+from nodeagent.logging import JsonLogger
 from proto import agent_pb2 as pb
 from proto import cluster_pb2 as cpb
 
-log = structlog.get_logger("orch.worker")
+log = JsonLogger("orch.worker")
 
 TASK_LABEL = "orch.task"
 SERVICE_LABEL = "orch.service"

@@ -67,9 +67,6 @@ def cmd_agent(args: argparse.Namespace, agent: Agent) -> int:
         return _detach(agent, opts, args)
     from nodeagent.agent import daemon
     from nodeagent.errors import AgentError
-    from nodeagent.logging import configure_logging
-
-    configure_logging()
     try:
         return daemon.run(opts)
     except AgentError as err:
