@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from orch.cli.client import CLIError, Cluster
-from orch.cli.common import add_output, ago
+from orch.cli.common import add_output, ago, write_exec_output
 from orch.cli.output import emit
 
 DEFAULT_RUN = "/run/orch/cluster"
@@ -335,16 +335,5 @@ def cmd_cluster_exec(args: argparse.Namespace) -> int:
 
     if not args.cmd:
         raise CLIError("exec needs a command: orch exec TASK CMD [ARG...]")
-    code = 0
-    for out in client(args).stream("Exec", cpb.TaskExecRequest(task=args.container,
-                                                                 command=args.cmd)):
-        kind = out.WhichOneof("output")
-        if kind == "stdout":
-            sys.stdout.buffer.write(out.stdout)
-            sys.stdout.flush()
-        elif kind == "stderr":
-            sys.stderr.buffer.write(out.stderr)
-            sys.stderr.flush()
-        elif kind == "exit_code":
-            code = out.exit_code
-    return code
+    request = cpb.TaskExecRequest(task=args.container, command=args.cmd)
+    return write_exec_output(client(args).stream("Exec", request))

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from orch.cli.client import Agent, CLIError
-from orch.cli.common import add_output, ago
+from orch.cli.common import add_output, ago, write_exec_output
 from orch.cli.output import emit, message_dict
 from orch.units import QuantityError, format_bytes, format_duration, parse_cpus, parse_memory
 
@@ -300,18 +300,7 @@ def cmd_exec(args: argparse.Namespace, agent: Agent) -> int:
         request.user = args.user
     if args.workdir is not None:
         request.workdir = args.workdir
-    code = 0
-    for out in agent.stream("Exec", request):
-        kind = out.WhichOneof("output")
-        if kind == "stdout":
-            sys.stdout.buffer.write(out.stdout)
-            sys.stdout.flush()
-        elif kind == "stderr":
-            sys.stderr.buffer.write(out.stderr)
-            sys.stderr.flush()
-        elif kind == "exit_code":
-            code = out.exit_code
-    return code
+    return write_exec_output(agent.stream("Exec", request))
 
 
 def cmd_inspect(args: argparse.Namespace, agent: Agent) -> int:

@@ -24,6 +24,19 @@ def manifest(tmp: Path, text: str) -> str:
     return str(path)
 
 
+def looping(tmp: Path, name: str, replicas: int, grace: str = "1s") -> str:
+    """A manifest of one service that idles and stops at once on SIGTERM."""
+    return manifest(tmp, f"""
+        services:
+          {name}:
+            image: busybox
+            command: ["sh", "-c", "{LOOP}"]
+            stop_grace_period: {grace}
+            deploy:
+              replicas: {replicas}
+    """)
+
+
 def test_nodes_are_ready(cluster: LocalCluster) -> None:
     nodes = cluster.nodes()
     assert sorted(n["name"] for n in nodes) == ["n1", "n2", "n3"]
@@ -32,15 +45,7 @@ def test_nodes_are_ready(cluster: LocalCluster) -> None:
 
 
 def test_spread_then_scale_up_and_down(cluster: LocalCluster, tmp_path: Path) -> None:
-    path = manifest(tmp_path, f"""
-        services:
-          spread:
-            image: busybox
-            command: ["sh", "-c", "{LOOP}"]
-            stop_grace_period: 2s
-            deploy:
-              replicas: 6
-    """)
+    path = looping(tmp_path, "spread", 6, "2s")
     cluster.orch("deploy", "-f", path)
     assert sorted(cluster.per_node("spread").values()) == [2, 2, 2]
     cluster.orch("scale", "spread=9")
@@ -109,15 +114,7 @@ def test_constraints_pin_and_unplaceable_exits_2(cluster: LocalCluster, tmp_path
 
 
 def test_drain_moves_tasks_off_a_node(cluster: LocalCluster, tmp_path: Path) -> None:
-    path = manifest(tmp_path, f"""
-        services:
-          drainme:
-            image: busybox
-            command: ["sh", "-c", "{LOOP}"]
-            stop_grace_period: 2s
-            deploy:
-              replicas: 4
-    """)
+    path = looping(tmp_path, "drainme", 4, "2s")
     cluster.orch("deploy", "-f", path)
     assert "n1" in cluster.per_node("drainme")
     cluster.orch("node", "drain", "n1")
@@ -183,15 +180,7 @@ def test_bad_manifests_name_the_field(cluster: LocalCluster, tmp_path: Path) -> 
 def test_controlplane_restart_loses_and_restarts_nothing(cluster: LocalCluster, tmp_path: Path) -> None:
     from orch.cluster.local import restart_controlplane
 
-    path = manifest(tmp_path, f"""
-        services:
-          steady:
-            image: busybox
-            command: ["sh", "-c", "{LOOP}"]
-            stop_grace_period: 2s
-            deploy:
-              replicas: 3
-    """)
+    path = looping(tmp_path, "steady", 3, "2s")
     cluster.orch("deploy", "-f", path)
     before = {t["id"] for t in cluster.running("steady")}
     restart_controlplane(str(cluster.run), 0)
@@ -207,15 +196,7 @@ def test_leader_failover_keeps_tasks(cluster: LocalCluster, tmp_path: Path) -> N
     from orch.cluster.local import ClusterRecord, restart_controlplane
     from proto import cluster_pb2 as cpb
 
-    path = manifest(tmp_path, f"""
-        services:
-          keep:
-            image: busybox
-            command: ["sh", "-c", "{LOOP}"]
-            stop_grace_period: 1s
-            deploy:
-              replicas: 3
-    """)
+    path = looping(tmp_path, "keep", 3, "1s")
     cluster.orch("deploy", "-f", path)
     before = {t["id"] for t in cluster.running("keep")}
     rec = ClusterRecord.load(str(cluster.run))
@@ -244,15 +225,7 @@ def test_killed_and_cut_off_node_is_replaced_then_converges(cluster: LocalCluste
     from orch.cluster.hostnet import HostNet
     from orch.cluster.local import ClusterRecord, agent_pid, restart_agent
 
-    path = manifest(tmp_path, f"""
-        services:
-          ha:
-            image: busybox
-            command: ["sh", "-c", "{LOOP}"]
-            stop_grace_period: 1s
-            deploy:
-              replicas: 6
-    """)
+    path = looping(tmp_path, "ha", 6, "1s")
     cluster.orch("deploy", "-f", path)
     rec = ClusterRecord.load(str(cluster.run))
     victim = next(n for n in rec.nodes if n.name == "n3")
