@@ -33,13 +33,13 @@ SETTLE = 0.02
 
 class Orchestrator:
     def __init__(self, store: Store, informer: Informer, leadership: Leadership,
-                 clock: Callable[[], float] = time.time) -> None:
+                 wake: threading.Event, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.informer = informer
         self.leadership = leadership
         self.clock = clock
         self.monitor = NodeMonitor()
-        self._wake = threading.Event()
+        self._wake = wake  # set by the informer on every change (the server wires it once)
         self._seed = 0
         # A new leader gives every node a full grace period from its own start
         # (swarmkit does the same): heartbeats sent while no replica listened,
@@ -47,7 +47,6 @@ class Orchestrator:
         self.started = clock()
 
     def run(self, stop: threading.Event) -> None:
-        self.informer.add_handler(lambda _change: self._wake.set())
         log.info("leading: controllers started")
         wakeup: float | None = None
         while not stop.is_set() and not self.leadership.lost():

@@ -87,6 +87,8 @@ def serve(opts: ControlPlaneOptions) -> int:
 
 def _lead(store: Store, informer: Informer, replica: str, stop: threading.Event,
           leading: list[Leadership]) -> None:
+    wake = threading.Event()
+    informer.add_handler(lambda _change: wake.set())
     while not stop.is_set():
         try:
             leadership = store.campaign(ELECTION, replica, LEASE_TTL, stop=stop)
@@ -98,7 +100,7 @@ def _lead(store: Store, informer: Informer, replica: str, stop: threading.Event,
             continue
         leading[:] = [leadership]
         try:
-            Orchestrator(store, informer, leadership).run(stop)
+            Orchestrator(store, informer, leadership, wake).run(stop)
         except Exception:
             log.exception("orchestrator crashed")
         finally:
