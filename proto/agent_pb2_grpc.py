@@ -119,6 +119,36 @@ class AgentStub:
                 request_serializer=proto_dot_agent__pb2.RemoveImageRequest.SerializeToString,
                 response_deserializer=proto_dot_agent__pb2.RemoveImageResponse.FromString,
                 _registered_method=True)
+        self.PruneImages = channel.unary_unary(
+                '/orch.agent.v1.Agent/PruneImages',
+                request_serializer=proto_dot_agent__pb2.PruneImagesRequest.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.RemoveImageResponse.FromString,
+                _registered_method=True)
+        self.DiskUsage = channel.unary_unary(
+                '/orch.agent.v1.Agent/DiskUsage',
+                request_serializer=proto_dot_agent__pb2.DiskUsageRequest.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.InspectResponse.FromString,
+                _registered_method=True)
+        self.Build = channel.unary_stream(
+                '/orch.agent.v1.Agent/Build',
+                request_serializer=proto_dot_agent__pb2.BuildRequest.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.BuildEvent.FromString,
+                _registered_method=True)
+        self.Push = channel.unary_stream(
+                '/orch.agent.v1.Agent/Push',
+                request_serializer=proto_dot_agent__pb2.PushRequest.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.TransferEvent.FromString,
+                _registered_method=True)
+        self.Pull = channel.unary_stream(
+                '/orch.agent.v1.Agent/Pull',
+                request_serializer=proto_dot_agent__pb2.PullRequest.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.TransferEvent.FromString,
+                _registered_method=True)
+        self.Login = channel.unary_unary(
+                '/orch.agent.v1.Agent/Login',
+                request_serializer=proto_dot_agent__pb2.LoginRequest.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.LoginResponse.FromString,
+                _registered_method=True)
         self.Shutdown = channel.unary_unary(
                 '/orch.agent.v1.Agent/Shutdown',
                 request_serializer=proto_dot_agent__pb2.ShutdownRequest.SerializeToString,
@@ -236,6 +266,43 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PruneImages(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiskUsage(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Build(self, request, context):
+        """Build from a Containerfile and a context directory on the agent's host.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Push(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Pull(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Login(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Shutdown(self, request, context):
         """Stops the agent. With stop_containers, stops and removes every container
         and the node network too, leaving nothing behind.
@@ -331,6 +398,36 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.RemoveImage,
                     request_deserializer=proto_dot_agent__pb2.RemoveImageRequest.FromString,
                     response_serializer=proto_dot_agent__pb2.RemoveImageResponse.SerializeToString,
+            ),
+            'PruneImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneImages,
+                    request_deserializer=proto_dot_agent__pb2.PruneImagesRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.RemoveImageResponse.SerializeToString,
+            ),
+            'DiskUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiskUsage,
+                    request_deserializer=proto_dot_agent__pb2.DiskUsageRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.InspectResponse.SerializeToString,
+            ),
+            'Build': grpc.unary_stream_rpc_method_handler(
+                    servicer.Build,
+                    request_deserializer=proto_dot_agent__pb2.BuildRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.BuildEvent.SerializeToString,
+            ),
+            'Push': grpc.unary_stream_rpc_method_handler(
+                    servicer.Push,
+                    request_deserializer=proto_dot_agent__pb2.PushRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.TransferEvent.SerializeToString,
+            ),
+            'Pull': grpc.unary_stream_rpc_method_handler(
+                    servicer.Pull,
+                    request_deserializer=proto_dot_agent__pb2.PullRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.TransferEvent.SerializeToString,
+            ),
+            'Login': grpc.unary_unary_rpc_method_handler(
+                    servicer.Login,
+                    request_deserializer=proto_dot_agent__pb2.LoginRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.LoginResponse.SerializeToString,
             ),
             'Shutdown': grpc.unary_unary_rpc_method_handler(
                     servicer.Shutdown,
@@ -797,6 +894,168 @@ class Agent:
             '/orch.agent.v1.Agent/RemoveImage',
             proto_dot_agent__pb2.RemoveImageRequest.SerializeToString,
             proto_dot_agent__pb2.RemoveImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.agent.v1.Agent/PruneImages',
+            proto_dot_agent__pb2.PruneImagesRequest.SerializeToString,
+            proto_dot_agent__pb2.RemoveImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiskUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.agent.v1.Agent/DiskUsage',
+            proto_dot_agent__pb2.DiskUsageRequest.SerializeToString,
+            proto_dot_agent__pb2.InspectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Build(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/orch.agent.v1.Agent/Build',
+            proto_dot_agent__pb2.BuildRequest.SerializeToString,
+            proto_dot_agent__pb2.BuildEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Push(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/orch.agent.v1.Agent/Push',
+            proto_dot_agent__pb2.PushRequest.SerializeToString,
+            proto_dot_agent__pb2.TransferEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pull(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/orch.agent.v1.Agent/Pull',
+            proto_dot_agent__pb2.PullRequest.SerializeToString,
+            proto_dot_agent__pb2.TransferEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Login(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.agent.v1.Agent/Login',
+            proto_dot_agent__pb2.LoginRequest.SerializeToString,
+            proto_dot_agent__pb2.LoginResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -19,6 +19,7 @@ import time
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nodeagent.errors import AgentError
 from nodeagent.logging import JsonLogger
@@ -173,9 +174,13 @@ class LazyImageStore:
             return 0
         return len({m.get("digest") for m in manifests})
 
-    def __getattr__(self, name: str) -> object:
+    @property
+    def store(self) -> Any:
         if self._store is None:
             from nodeagent.images import ImageStore
 
             self._store = ImageStore(self.root)
-        return getattr(self._store, name)
+        return self._store
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)

@@ -264,6 +264,112 @@ class AgentService(pb_grpc.AgentServicer):
                            "remove them first, or use -f")
         return pb.RemoveImageResponse(removed=self.images.remove(request.ref))
 
+    @handle_errors
+    def PruneImages(self, request: pb.PruneImagesRequest,
+                    context: grpc.ServicerContext) -> pb.RemoveImageResponse:
+        in_use = {c["image_id"] for c in self.sup.call("list", all=True)}
+        removed = self.images.prune(in_use=in_use)
+        return pb.RemoveImageResponse(removed=removed)
+
+    @handle_errors
+    def DiskUsage(self, request: pb.DiskUsageRequest,
+                  context: grpc.ServicerContext) -> pb.InspectResponse:
+        return pb.InspectResponse(json=json.dumps(self.images.disk_usage()))
+
+    @handle_errors
+    def Build(self, request: pb.BuildRequest, context: grpc.ServicerContext) -> Iterator[pb.BuildEvent]:
+        import subprocess
+        import sys
+
+        if not os.path.isdir(request.context):
+            raise InvalidArgument(f"build context {request.context}: not a directory")
+        cmd = [sys.executable, "-m", "nodeagent.images.build", "--state-dir", self.state_dir]
+        if request.containerfile:
+            cmd += ["-f", request.containerfile]
+        if request.tag:
+            cmd += ["-t", request.tag]
+        for key, value in request.build_args.items():
+            cmd += ["--build-arg", f"{key}={value}"]
+        if request.target:
+            cmd += ["--target", request.target]
+        if request.no_cache:
+            cmd.append("--no-cache")
+        cmd.append(request.context)
+        # The builder forks containers for RUN steps, so it is its own
+        # single-threaded process, started by exec (never a fork of this one).
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, text=True)
+        last = ""
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                last = line.rstrip("\n") or last
+                yield pb.BuildEvent(line=line.rstrip("\n"))
+        finally:
+            if proc.poll() is None and not context.is_active():
+                proc.kill()
+            code = proc.wait()
+        if code != 0:
+            raise InvalidArgument(last or f"build failed (exit {code})")
+        ref = request.tag or next((w for w in last.split() if w.startswith("sha256:")), "")
+        yield pb.BuildEvent(image=self._image_pb(self.images.get(ref)))
+
+    def _transfer(self, work: Any, context: grpc.ServicerContext) -> Iterator[pb.TransferEvent]:
+        """Run a push or pull in a thread; stream its progress, then its result."""
+        import queue
+        import threading
+
+        events: queue.Queue[Any] = queue.Queue()
+
+        def progress(kind: str, digest: str, done: int, total: int) -> None:
+            events.put(pb.TransferEvent(kind=kind, digest=digest, done=done, total=total))
+
+        def run() -> None:
+            try:
+                events.put(("result", work(progress)))
+            except BaseException as err:  # handed to the RPC thread below
+                events.put(("error", err))
+
+        threading.Thread(target=run, name="transfer", daemon=True).start()
+        while True:
+            item = events.get()
+            if isinstance(item, tuple):
+                if item[0] == "error":
+                    raise item[1]
+                yield pb.TransferEvent(kind="done", result=str(item[1]))
+                return
+            if context.is_active():
+                yield item
+
+    @handle_errors
+    def Push(self, request: pb.PushRequest, context: grpc.ServicerContext) -> Iterator[pb.TransferEvent]:
+        from nodeagent.images import registry
+
+        remote = request.remote or request.ref
+        auth = registry.load_credentials(self._auth_path, registry.parse_remote(remote).registry)
+        yield from self._transfer(lambda progress: registry.push(
+            self.images.store, request.ref, remote, auth=auth, progress=progress), context)
+
+    @handle_errors
+    def Pull(self, request: pb.PullRequest, context: grpc.ServicerContext) -> Iterator[pb.TransferEvent]:
+        from nodeagent.images import registry
+
+        auth = registry.load_credentials(self._auth_path,
+                                         registry.parse_remote(request.remote).registry)
+        yield from self._transfer(lambda progress: registry.pull(
+            self.images.store, request.remote, auth=auth, progress=progress).id, context)
+
+    @handle_errors
+    def Login(self, request: pb.LoginRequest, context: grpc.ServicerContext) -> pb.LoginResponse:
+        from nodeagent.images import registry
+
+        registry.login(request.registry, request.username, request.password, self._auth_path)
+        return pb.LoginResponse()
+
+    @property
+    def _auth_path(self) -> str:
+        return os.path.join(self.state_dir, "auth.json")
+
     @staticmethod
     def _image_pb(image: Any) -> pb.Image:
         return pb.Image(id=image.id, repo_tags=image.repo_tags,

@@ -1,6 +1,7 @@
 """Local images: an OCI image layout plus read-only unpacked layer snapshots.
 
-Public surface: :class:`ImageStore` (import, get, list, remove, lower_dirs),
+Public surface: :class:`ImageStore` (import, add_image/add_manifest, get, list,
+remove, prune, disk_usage, manifest, lower_dirs),
 the :class:`Image` / :class:`ImageConfig` data, reference helpers, and
 :func:`apply_layer` for safe (whiteout-aware) layer extraction.
 
@@ -14,6 +15,8 @@ Errors (from ``nodeagent.errors``)::
 Invariants: blobs are content-addressed and written atomically; a snapshot
 directory exists only complete and is never modified; every layer is
 unpacked at most once and shared by all images (and containers) using it.
+
+Registry push/pull/login live in the :mod:`nodeagent.images.registry` subpackage.
 """
 
 from nodeagent.images.extract import DEFAULT_MAX_BYTES, UnsafeLayer, apply_layer, clean_member_name

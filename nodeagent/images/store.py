@@ -15,6 +15,9 @@ Invariants:
   removals hold the index lock for their whole read-modify-write, so a
   concurrent removal cannot collect a layer an import is about to reference.
 - An image's id is its config digest; images are read-only once stored.
+- Index rows without a ref annotation are *untagged* images (added by
+  :meth:`ImageStore.add_image` with ``ref=None``, e.g. a pull by digest or an
+  intermediate build step): they keep their blobs alive until :meth:`prune`.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from __future__ import annotations
 import builtins
 import datetime
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from nodeagent.errors import InvalidArgument, NotFound
+from nodeagent.errors import AgentError, InvalidArgument, NotFound
 from nodeagent.images.extract import DEFAULT_MAX_BYTES
 from nodeagent.images.layerbuild import build_layer
 from nodeagent.images.layout import OciLayout
@@ -52,6 +56,11 @@ class _Entry:
     ref: str
     manifest_digest: str
     manifest_size: int
+
+
+# Unreferenced blobs younger than this survive prune(): a pull or build writes
+# its layer blobs before the manifest that references them is indexed.
+PRUNE_GRACE_SECONDS = 600.0
 
 
 class ImageStore:
@@ -81,14 +90,70 @@ class ImageStore:
                 layer.size,
                 **{UNCOMPRESSED_SIZE_ANNOTATION: str(layer.uncompressed_size)},
             )
-            manifest = build_manifest(
-                descriptor(CONFIG_MEDIA_TYPE, cfg_digest, cfg_size), [layer_desc]
-            )
+            manifest = build_manifest(descriptor(CONFIG_MEDIA_TYPE, cfg_digest, cfg_size), [layer_desc])
             man_digest, man_size = self.layout.put_json(manifest)
             replaced = self._tag_locked(full_ref, man_digest, man_size)
             if replaced is not None:
                 self._collect_locked(replaced)
         return self.get(full_ref)
+
+    def add_image(
+        self, ref: str | None, config: dict[str, Any], layers: builtins.list[dict[str, Any]]
+    ) -> Image:
+        """Store ``config`` and an OCI manifest over ``layers``; index it, tagged ``ref`` if given.
+
+        ``layers`` are OCI descriptors (mediaType, digest, size[, annotations]),
+        bottom first, whose blobs are already in the layout; ``config`` is the
+        OCI image config whose ``rootfs.diff_ids`` match them one to one.
+        """
+        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        if len(diff_ids) != len(layers):
+            raise InvalidArgument(f"image config lists {len(diff_ids)} diff_ids for {len(layers)} layers")
+        for layer in layers:
+            if not self.layout.has_blob(layer["digest"]):
+                raise NotFound(f"layer blob {layer['digest']} is not in {self.layout.blob_dir}")
+        cfg_digest, cfg_size = self.layout.put_json(config)
+        manifest = build_manifest(
+            descriptor(CONFIG_MEDIA_TYPE, cfg_digest, cfg_size), [dict(ly) for ly in layers]
+        )
+        man_digest, _ = self.layout.put_json(manifest)
+        return self.add_manifest(ref, man_digest)
+
+    def add_manifest(self, ref: str | None, manifest_digest: str) -> Image:
+        """Index an OCI manifest whose blobs (itself, config, layers) are all in the layout.
+
+        Used by pulls so the stored manifest and config keep their registry
+        digests byte for byte. ``ref=None`` adds an untagged entry (unless the
+        manifest is already indexed).
+        """
+        full_ref = normalize(ref) if ref is not None else None
+        with self.layout.locked():
+            self._checked_manifest(manifest_digest)
+            size = os.path.getsize(self.layout.blob_path(manifest_digest))
+            if full_ref is not None:
+                replaced = self._tag_locked(full_ref, manifest_digest, size)
+                if replaced is not None:
+                    self._collect_locked(replaced)
+            elif not any(r["digest"] == manifest_digest for r in self.layout.read_index()):
+                rows = self.layout.read_index()
+                rows.append(descriptor(MANIFEST_MEDIA_TYPE, manifest_digest, size))
+                self.layout.write_index(rows)
+            return self._load(manifest_digest, self._entries())
+
+    def manifest(self, image: Image) -> dict[str, Any]:
+        """The OCI manifest JSON of ``image`` (as stored; its digest is image.manifest_digest)."""
+        try:
+            return dict(self.layout.read_json(image.manifest_digest))
+        except FileNotFoundError:
+            raise NotFound(f"manifest {image.manifest_digest} of image {image.id} is missing")
+
+    def manifest_bytes(self, image: Image) -> bytes:
+        """The stored manifest blob exactly (what a push sends, so its digest is kept)."""
+        try:
+            with open(self.layout.blob_path(image.manifest_digest), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise NotFound(f"manifest {image.manifest_digest} of image {image.id} is missing")
 
     # -- lookup ------------------------------------------------------------
 
@@ -120,11 +185,9 @@ class ImageStore:
         entries = self._entries()
         seen: dict[str, Image] = {}
         for entry in entries:
-            if entry.manifest_digest not in seen:
+            if entry.ref and entry.manifest_digest not in seen:  # untagged: see prune()
                 seen[entry.manifest_digest] = self._load(entry.manifest_digest, entries)
-        return sorted(
-            seen.values(), key=lambda im: (im.repo_tags[0] if im.repo_tags else "", im.id)
-        )
+        return sorted(seen.values(), key=lambda im: (im.repo_tags[0] if im.repo_tags else "", im.id))
 
     def lower_dirs(self, image: Image) -> builtins.list[str]:
         """Unpack each layer once (keyed by diff_id); topmost layer first."""
@@ -148,19 +211,172 @@ class ImageStore:
         removed: builtins.list[str] = []
         with self.layout.locked():
             rows = self.layout.read_index()
-            keep = [r for r in rows if _ref_of(r) not in tags]
+            keep = [
+                r
+                for r in rows
+                if _ref_of(r) not in tags and (_ref_of(r) or r["digest"] != image.manifest_digest)
+            ]
             self.layout.write_index(keep)
             removed += [f"untagged: {t}" for t in tags]
             removed += self._collect_locked(image.manifest_digest)
         return removed
 
+    def prune(self, grace_seconds: float = PRUNE_GRACE_SECONDS,
+              in_use: builtins.set[str] | frozenset[str] = frozenset()) -> builtins.list[str]:
+        """Drop untagged images; delete blobs and snapshots no indexed image references.
+
+        ``in_use``: image ids (config digests) that containers run from; they
+        stay even when untagged, or their containers would lose their layers.
+
+        Blobs of the dropped images go at once; other unreferenced blobs (and
+        stale ``.tmp-`` files) only when older than ``grace_seconds``, since a
+        pull or build in progress writes blobs before indexing its manifest.
+        Returns Docker-style lines ("deleted: sha256:...").
+        """
+        removed: builtins.list[str] = []
+        with self.layout.locked():
+            rows = self.layout.read_index()
+            def needed(row: dict[str, Any]) -> bool:
+                if _ref_of(row):
+                    return True
+                return bool(in_use) and self.layout.read_json(row["digest"])["config"]["digest"] in in_use
+
+            dropped = [r for r in rows if not needed(r)]
+            keep = [r for r in rows if needed(r)]
+            if dropped:
+                self.layout.write_index(keep)
+            doomed: set[str] = set()
+            for row in dropped:
+                removed.append(f"deleted: {row['digest']}")
+                doomed |= self._blobs_of(row["digest"])[0]
+            live_blobs: set[str] = set()
+            live_diff_ids: set[str] = set()
+            for digest in {r["digest"] for r in keep}:
+                blobs, diff_ids = self._blobs_of(digest)
+                live_blobs |= blobs
+                live_diff_ids |= diff_ids
+            cutoff = time.time() - grace_seconds
+            for name in sorted(os.listdir(self.layout.blob_dir)):
+                path = os.path.join(self.layout.blob_dir, name)
+                digest = "sha256:" + name
+                if name.startswith(".tmp-") or digest not in live_blobs:
+                    if digest not in doomed and _mtime(path) > cutoff:
+                        continue
+                    if _unlink(path) and not name.startswith("."):
+                        removed.append(f"deleted blob: {digest}")
+            for name in sorted(os.listdir(self.snapshots.root)):
+                if name.startswith("."):
+                    continue
+                if "sha256:" + name not in live_diff_ids and self.snapshots.remove("sha256:" + name):
+                    removed.append(f"deleted snapshot: sha256:{name}")
+        return removed
+
+    def disk_usage(self) -> builtins.list[dict[str, Any]]:
+        """Per indexed image: {ref, id, logical_size, shared, unique}; then a "total" row.
+
+        Sizes are apparent bytes of the image's blobs (manifest, config, layers)
+        plus the unpacked snapshots of its layers. A layer (blob + snapshot)
+        used by more than one image counts as ``shared`` in each; the total
+        row's ``logical_size`` sums the images, while its ``disk`` is what the
+        store really holds (every file once, orphans included).
+        """
+        entries = self._entries()
+        by_manifest: dict[str, builtins.list[str]] = {}
+        for row in self.layout.read_index():
+            by_manifest.setdefault(row["digest"], [])
+            if _ref_of(row):
+                by_manifest[row["digest"]].append(_ref_of(row))
+        objects: dict[str, dict[str, int]] = {}  # manifest -> {object key: bytes}
+        users: dict[str, int] = {}
+        for man_digest in by_manifest:
+            objs = self._objects_of(man_digest)
+            objects[man_digest] = objs
+            for key in objs:
+                users[key] = users.get(key, 0) + 1
+        rows: builtins.list[dict[str, Any]] = []
+        shared_once: dict[str, int] = {}
+        for man_digest, refs in by_manifest.items():
+            objs = objects[man_digest]
+            shared = sum(size for key, size in objs.items() if users[key] > 1)
+            shared_once.update({k: v for k, v in objs.items() if users[k] > 1})
+            image = self._load(man_digest, entries)
+            rows.append(
+                {
+                    "ref": sorted(refs)[0] if refs else "<none>",
+                    "refs": sorted(refs),
+                    "id": image.id,
+                    "logical_size": sum(objs.values()),
+                    "shared": shared,
+                    "unique": sum(objs.values()) - shared,
+                }
+            )
+        rows.sort(key=lambda r: (r["ref"], r["id"]))
+        unique_total = sum(r["unique"] for r in rows)
+        rows.append(
+            {
+                "ref": "total",
+                "refs": [],
+                "id": "",
+                "logical_size": sum(r["logical_size"] for r in rows),
+                "shared": sum(shared_once.values()),
+                "unique": unique_total,
+                "disk": _tree_bytes(self.layout.blob_dir) + _tree_bytes(self.snapshots.root),
+            }
+        )
+        return rows
+
     # -- internals ---------------------------------------------------------
+
+    def _checked_manifest(self, manifest_digest: str) -> dict[str, Any]:
+        """Read a manifest and check every blob it names is present."""
+        try:
+            manifest = dict(self.layout.read_json(manifest_digest))
+        except FileNotFoundError:
+            raise NotFound(f"manifest blob {manifest_digest} is not in {self.layout.blob_dir}")
+        if manifest.get("mediaType", MANIFEST_MEDIA_TYPE) != MANIFEST_MEDIA_TYPE:
+            raise InvalidArgument(
+                f"manifest {manifest_digest} has media type {manifest.get('mediaType')!r}; "
+                f"the store holds {MANIFEST_MEDIA_TYPE} only"
+            )
+        for desc in [manifest["config"], *(manifest.get("layers") or [])]:
+            if not self.layout.has_blob(desc["digest"]):
+                raise NotFound(f"blob {desc['digest']} of manifest {manifest_digest} is missing")
+        return manifest
+
+    def _blobs_of(self, manifest_digest: str) -> tuple[set[str], set[str]]:
+        """(blob digests, diff_ids) a manifest references; missing blobs tolerated."""
+        blobs = {manifest_digest}
+        try:
+            manifest = self.layout.read_json(manifest_digest)
+        except FileNotFoundError:
+            return blobs, set()
+        blobs.add(manifest["config"]["digest"])
+        blobs.update(layer["digest"] for layer in manifest.get("layers") or [])
+        try:
+            cfg = self.layout.read_json(manifest["config"]["digest"])
+        except FileNotFoundError:
+            return blobs, set()
+        return blobs, set(cfg["rootfs"]["diff_ids"])
+
+    def _objects_of(self, manifest_digest: str) -> dict[str, int]:
+        """On-disk pieces of one image keyed so equal pieces of two images compare equal."""
+        manifest = self.layout.read_json(manifest_digest)
+        cfg_digest = manifest["config"]["digest"]
+        diff_ids = self.layout.read_json(cfg_digest)["rootfs"]["diff_ids"]
+        out = {
+            manifest_digest: _file_bytes(self.layout.blob_path(manifest_digest)),
+            cfg_digest: _file_bytes(self.layout.blob_path(cfg_digest)),
+        }
+        for layer, diff_id in zip(manifest.get("layers") or [], diff_ids, strict=False):
+            out[layer["digest"]] = _file_bytes(self.layout.blob_path(layer["digest"]))
+            out["snapshot:" + diff_id] = _tree_bytes(self.snapshots.path(diff_id))
+        return out
 
     def _entries(self) -> builtins.list[_Entry]:
         return [
             _Entry(_ref_of(r), r["digest"], int(r.get("size", 0)))
             for r in self.layout.read_index()
-            if r.get("mediaType", MANIFEST_MEDIA_TYPE) == MANIFEST_MEDIA_TYPE and _ref_of(r)
+            if r.get("mediaType", MANIFEST_MEDIA_TYPE) == MANIFEST_MEDIA_TYPE
         ]
 
     def _load(self, manifest_digest: str, entries: builtins.list[_Entry]) -> Image:
@@ -168,12 +384,11 @@ class ImageStore:
         cfg = self.layout.read_json(manifest["config"]["digest"])
         layers = manifest.get("layers") or []
         unpacked = sum(
-            int((layer.get("annotations") or {}).get(UNCOMPRESSED_SIZE_ANNOTATION, 0))
-            for layer in layers
+            int((layer.get("annotations") or {}).get(UNCOMPRESSED_SIZE_ANNOTATION, 0)) for layer in layers
         )
         return Image(
             id=manifest["config"]["digest"],
-            repo_tags=sorted(e.ref for e in entries if e.manifest_digest == manifest_digest),
+            repo_tags=sorted(e.ref for e in entries if e.manifest_digest == manifest_digest and e.ref),
             manifest_digest=manifest_digest,
             created=str(cfg.get("created", "")),
             size=sum(int(layer["size"]) for layer in layers),
@@ -205,10 +420,9 @@ class ImageStore:
         """Point ``full_ref`` at the manifest; returns the manifest it used to name."""
         rows = self.layout.read_index()
         previous = next((r["digest"] for r in rows if _ref_of(r) == full_ref), None)
-        rows = [r for r in rows if _ref_of(r) != full_ref]
-        rows.append(
-            descriptor(MANIFEST_MEDIA_TYPE, man_digest, man_size, **{REF_NAME_ANNOTATION: full_ref})
-        )
+        # The tag replaces its old row and any untagged row of the same manifest.
+        rows = [r for r in rows if _ref_of(r) != full_ref and (_ref_of(r) or r["digest"] != man_digest)]
+        rows.append(descriptor(MANIFEST_MEDIA_TYPE, man_digest, man_size, **{REF_NAME_ANNOTATION: full_ref}))
         rows.sort(key=_ref_of)
         self.layout.write_index(rows)
         return previous if previous != man_digest else None
@@ -223,9 +437,7 @@ class ImageStore:
         for digest in {r["digest"] for r in rows}:
             other = self.layout.read_json(digest)
             in_use_layers.update(layer["digest"] for layer in other.get("layers") or [])
-            in_use_diff_ids.update(
-                self.layout.read_json(other["config"]["digest"])["rootfs"]["diff_ids"]
-            )
+            in_use_diff_ids.update(self.layout.read_json(other["config"]["digest"])["rootfs"]["diff_ids"])
         manifest = self.layout.read_json(manifest_digest)
         config_digest = manifest["config"]["digest"]
         diff_ids = self.layout.read_json(config_digest)["rootfs"]["diff_ids"]
@@ -253,6 +465,46 @@ def _is_tag_of(ref: str, image: Image) -> bool:
 
 def _ref_of(row: dict[str, Any]) -> str:
     return str((row.get("annotations") or {}).get(REF_NAME_ANNOTATION, ""))
+
+
+def _mtime(path: str) -> float:
+    try:
+        return os.lstat(path).st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def _unlink(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise AgentError(f"prune: cannot delete {path}: {e}")
+    return True
+
+
+def _file_bytes(path: str) -> int:
+    try:
+        return os.lstat(path).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _tree_bytes(root: str) -> int:
+    """Apparent size of every file under ``root`` (hardlinked inodes once, symlinks not followed)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except FileNotFoundError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
 
 
 def _now() -> str:

@@ -23,7 +23,8 @@ class _Parser(argparse.ArgumentParser):
 
 # Which module registers each command. Building every subparser costs ~20 ms,
 # so a command line that names its command only builds that module's.
-_MODULES = {"agent": "agentcmd", "images": "images", "image": "images",
+_MODULES = {"agent": "agentcmd", "images": "images", "image": "images", "build": "images",
+            "push": "images", "pull": "images", "login": "images", "system": "images",
             **dict.fromkeys(("up", "down", "controlplane", "deploy", "scale", "services", "nodes",
                              "node"), "clustercmd")}
 _CONTAINER_COMMANDS = ("run", "create", "start", "stop", "kill", "rm", "ps", "logs", "exec",

@@ -37,6 +37,39 @@ def register(sub: Any) -> None:
     p = isub.add_parser("inspect", help="show an image in detail (JSON)")
     p.add_argument("refs", nargs="+")
     p.set_defaults(func=cmd_inspect)
+    p = isub.add_parser("prune", help="remove untagged images and unused layers")
+    p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser("build", help="build an image from a Containerfile")
+    p.add_argument("-f", "--file", default="", help="Containerfile (default: CONTEXT/Containerfile)")
+    p.add_argument("-t", "--tag", default="")
+    p.add_argument("--build-arg", action="append", default=[], metavar="K=V")
+    p.add_argument("--target", default="")
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("context")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("push", help="push an image to a registry")
+    p.add_argument("ref", metavar="NAME[:TAG]")
+    p.add_argument("remote", nargs="?", default="", metavar="REGISTRY/NAME[:TAG]")
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("pull", help="pull an image from a registry")
+    p.add_argument("remote", metavar="REGISTRY/NAME[:TAG|@DIGEST]")
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("login", help="store credentials for a registry")
+    p.add_argument("registry")
+    p.add_argument("-u", "--username", required=True)
+    p.add_argument("-p", "--password", default=None, help="default: read from stdin")
+    p.set_defaults(func=cmd_login)
+
+    p = sub.add_parser("system", help="system information")
+    ssub = p.add_subparsers(dest="system_command", metavar="COMMAND", parser_class=type(p))
+    ssub.required = True
+    q = ssub.add_parser("df", help="image disk use, shared layers counted once")
+    add_output(q)
+    q.set_defaults(func=cmd_df)
 
 
 def cmd_images(args: argparse.Namespace, agent: Agent) -> int:
@@ -86,4 +119,103 @@ def cmd_inspect(args: argparse.Namespace, agent: Agent) -> int:
     docs = [json.loads(agent.call("InspectImage", pb.ImageRef(ref=r)).json) for r in args.refs]
     json.dump(docs, sys.stdout, indent=2)
     sys.stdout.write("\n")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace, agent: Agent) -> int:
+    from proto import agent_pb2 as pb
+
+    for item in agent.call("PruneImages", pb.PruneImagesRequest()).removed:
+        print(item)
+    return 0
+
+
+def cmd_build(args: argparse.Namespace, agent: Agent) -> int:
+    from proto import agent_pb2 as pb
+
+    context = os.path.abspath(args.context)
+    if not os.path.isdir(context):
+        raise CLIError(f"{args.context}: not a directory")
+    build_args = {}
+    for item in args.build_arg:
+        key, sep, value = item.partition("=")
+        if not sep:
+            value = os.environ.get(key, "")
+        build_args[key] = value
+    request = pb.BuildRequest(context=context, tag=args.tag, build_args=build_args,
+                              target=args.target, no_cache=args.no_cache,
+                              containerfile=os.path.abspath(args.file) if args.file else "")
+    for event in agent.stream("Build", request):
+        if event.WhichOneof("event") == "line":
+            print(event.line, flush=True)
+        else:
+            print(f"built {event.image.id}" + (f" {args.tag}" if args.tag else ""))
+    return 0
+
+
+class _Bars:
+    """One line per blob, redrawn in place on a terminal."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.seen: dict[str, tuple[int, int]] = {}
+
+    def update(self, kind: str, digest: str, done: int, total: int) -> None:
+        self.seen[digest] = (done, total)
+        if not self.tty:
+            return
+        pct = 100 * done // total if total else 100
+        bar = "#" * (pct // 5)
+        sys.stderr.write(f"\r{kind:8} {digest[7:19]} [{bar:<20}] {format_bytes(done)}/"
+                         f"{format_bytes(total)}")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _transfer(agent: Agent, method: str, request: object) -> str:
+    bars = _Bars()
+    result = ""
+    for event in agent.stream(method, request):
+        if event.kind == "done":
+            result = event.result
+        else:
+            bars.update(event.kind, event.digest, event.done, event.total)
+    return result
+
+
+def cmd_push(args: argparse.Namespace, agent: Agent) -> int:
+    from proto import agent_pb2 as pb
+
+    digest = _transfer(agent, "Push", pb.PushRequest(ref=args.ref, remote=args.remote))
+    print(f"pushed {args.remote or args.ref}@{digest}")
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace, agent: Agent) -> int:
+    from proto import agent_pb2 as pb
+
+    image_id = _transfer(agent, "Pull", pb.PullRequest(remote=args.remote))
+    print(f"pulled {args.remote}: {image_id}")
+    return 0
+
+
+def cmd_login(args: argparse.Namespace, agent: Agent) -> int:
+    from proto import agent_pb2 as pb
+
+    password = args.password if args.password is not None else sys.stdin.readline().rstrip("\n")
+    agent.call("Login", pb.LoginRequest(registry=args.registry, username=args.username,
+                                        password=password))
+    print(f"login saved for {args.registry}")
+    return 0
+
+
+def cmd_df(args: argparse.Namespace, agent: Agent) -> int:
+    from proto import agent_pb2 as pb
+
+    usage = json.loads(agent.call("DiskUsage", pb.DiskUsageRequest()).json)
+    rows = [[u.get("ref", ""), str(u.get("id", ""))[7:19], format_bytes(int(u.get("logical_size", 0))),
+             format_bytes(int(u.get("unique", 0))), format_bytes(int(u.get("shared", 0)))]
+            for u in usage]
+    emit(args.output, usage, ["IMAGE", "ID", "SIZE", "UNIQUE", "SHARED"], rows)
     return 0

@@ -339,3 +339,22 @@ def test_logs_follow_ends_when_the_container_stops(engine: Engine) -> None:
         assert p.stderr.split() == ["two"]
     finally:
         engine.orch("rm", "-f", "lf1")
+
+
+def test_push_and_pull_through_the_cli(engine: Engine, tmp_path: Path) -> None:
+    from tests.registry.registry_helpers import run_registry
+
+    with run_registry(tmp_path) as reg:
+        remote = f"{reg.addr}/busybox:cli"
+        p = engine.orch("push", "busybox:latest", remote)
+        assert "pushed" in p.stdout
+        engine.orch("image", "rm", "busybox:cli", check=False)
+        p = engine.orch("pull", remote)
+        assert "pulled" in p.stdout
+        images = json.loads(engine.orch("images", "-o", "json").stdout)
+        assert any("busybox:cli" in i["repo_tags"] for i in images)
+        out = engine.orch("run", "--rm", "busybox:cli", "echo", "from the registry").stdout
+        assert out == "from the registry\n"
+        engine.orch("image", "rm", "busybox:cli")
+        df = json.loads(engine.orch("system", "df", "-o", "json").stdout)
+        assert df and all("logical_size" in row for row in df)
