@@ -71,9 +71,16 @@ def check_member(member: tarfile.TarInfo) -> str:
     return rel
 
 
-def apply_layer(tar: str | IO[bytes], dest: str, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-    """Extract ``tar`` (path or readable stream, plain or compressed) onto ``dest``."""
-    applier = _Applier(dest, max_bytes)
+def apply_layer(tar: str | IO[bytes], dest: str, max_bytes: int = DEFAULT_MAX_BYTES,
+                overlay_whiteouts: bool = False) -> None:
+    """Extract ``tar`` (path or readable stream, plain or compressed) onto ``dest``.
+
+    ``overlay_whiteouts``: ``dest`` is one overlayfs lower layer of a stack
+    (a snapshot), so whiteouts become overlayfs's own markers instead of
+    deletions: ``.wh.NAME`` -> a 0:0 character device NAME, ``.wh..wh..opq``
+    -> the ``trusted.overlay.opaque=y`` xattr on its directory. Without this,
+    files a layer deletes would come back from the layers below it."""
+    applier = _Applier(dest, max_bytes, overlay=overlay_whiteouts)
     try:
         if isinstance(tar, str):
             with tarfile.open(tar, mode="r|*") as tf:
@@ -91,6 +98,7 @@ def apply_layer(tar: str | IO[bytes], dest: str, max_bytes: int = DEFAULT_MAX_BY
 class _Applier:
     dest: str
     max_bytes: int
+    overlay: bool = False  # whiteouts become overlayfs markers (see apply_layer)
     total: int = 0
     created: set[str] = field(default_factory=set)  # non-dir members of this layer
     touched: set[str] = field(default_factory=set)  # every path this layer made (+ ancestors)
@@ -246,6 +254,9 @@ class _Applier:
     # -- whiteouts ---------------------------------------------------------
 
     def _whiteout(self, rel: str, base: str) -> None:
+        if self.overlay:
+            self._overlay_marker(rel, base)
+            return
         parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
         try:
             pfd, _ = self._open_parent(rel, create=False)
@@ -260,6 +271,21 @@ class _Applier:
                 victim = base[len(WHITEOUT_PREFIX) :]
                 if victim and _join(parent, victim) not in self.touched:
                     _remove(pfd, victim)
+        finally:
+            os.close(pfd)
+
+    def _overlay_marker(self, rel: str, base: str) -> None:
+        pfd, _ = self._open_parent(rel, create=True)
+        try:
+            if base == OPAQUE_MARKER:
+                os.setxattr(pfd, "trusted.overlay.opaque", b"y")
+                return
+            victim = base[len(WHITEOUT_PREFIX):]
+            if not victim or "/" in victim:
+                return
+            self._replace_existing(pfd, victim, keep_dir=False)
+            # Our own marker, never a device node taken from the layer.
+            os.mknod(victim, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=pfd)
         finally:
             os.close(pfd)
 

@@ -101,7 +101,8 @@ class Snapshotter:
             stream: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw  # type: ignore[assignment]
             with stream:
                 hashed = _HashingReader(stream)
-                apply_layer(hashed, dest, max_bytes=self.max_layer_bytes)  # type: ignore[arg-type]
+                apply_layer(hashed, dest, max_bytes=self.max_layer_bytes,  # type: ignore[arg-type]
+                            overlay_whiteouts=True)
                 actual = hashed.drain()
         if actual != diff_id:
             raise AgentError(

@@ -358,3 +358,32 @@ def test_push_and_pull_through_the_cli(engine: Engine, tmp_path: Path) -> None:
         engine.orch("image", "rm", "busybox:cli")
         df = json.loads(engine.orch("system", "df", "-o", "json").stdout)
         assert df and all("logical_size" in row for row in df)
+
+
+def test_build_run_and_rebuild_from_cache(engine: Engine) -> None:
+    root = Path(__file__).resolve().parents[2]
+    args = ["build", "-t", "site:1", "-f", str(root / "examples/Containerfile"),
+            "--build-arg", "VERSION=9.9", str(root / "examples")]
+    first = engine.orch(*args, timeout=120)
+    assert "built sha256:" in first.stdout
+    second = engine.orch(*args, timeout=120)
+    assert second.stdout.count("CACHED") >= 8, second.stdout
+    assert first.stdout.split()[-2] == second.stdout.split()[-2]  # the same image id
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    engine.orch("run", "-d", "--name", "site1", "-p", f"{port}:8080", "site:1")
+    try:
+        def fetch() -> str:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    return r.read().decode()
+            except OSError:
+                return ""
+        page = wait_for(fetch)
+        assert "built by orch build" in page and "version 9.9" in page
+    finally:
+        engine.orch("rm", "-f", "site1")
+    bad = engine.orch("build", "-f", str(root / "examples/Containerfile"), "--target", "nope",
+                      str(root / "examples"), check=False)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
