@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.build.conftest import write_tree
 
 from nodeagent.images import apply_layer
 from nodeagent.images.build import BuildError, build
 from nodeagent.images.model import Image
 from nodeagent.images.store import ImageStore
+from tests.build.conftest import write_tree
 
 
 class Builder:
