@@ -103,7 +103,24 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
             out.append(self._apply(spec, context))
         return cpb.DeployResponse(services=[_svc(s) for s in out])
 
+    def _pin(self, spec: Any, context: grpc.ServicerContext) -> Any:
+        """Resolve a registry image's tag to its digest now, so every node
+        runs the same bytes however the tag moves later."""
+        from nodeagent.errors import AgentError
+        from nodeagent.images.registry import names_registry, parse_remote, resolve_digest
+
+        if "@" in spec.image or not names_registry(spec.image):
+            return spec
+        try:
+            remote = parse_remote(spec.image)
+            digest = resolve_digest(spec.image)
+        except AgentError as err:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"service {spec.name}: cannot resolve image {spec.image}: {err.message}")
+        return dataclasses.replace(spec, image=f"{remote.registry}/{remote.repository}@{digest}")
+
     def _apply(self, spec: Any, context: grpc.ServicerContext) -> Service:
+        spec = self._pin(spec, context)
         for _ in range(5):
             now = time.time()
             existing = next((s for s in self.informer.services() if s.spec.name == spec.name), None)

@@ -59,6 +59,9 @@ class Worker:
         self._pending: list[cpb.TaskStatusUpdate] = []
         self._full_seen = False
         self._attempt = -1  # which control-plane address the next session tries
+        self.state_dir = state_dir
+        self._pulls: dict[str, threading.Lock] = {}
+        self._pulled: dict[str, str] = {}  # registry ref -> local image id
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -200,10 +203,28 @@ class Worker:
             # Not in the set: the control plane no longer wants it here.
             self._stop_async(tid, None, self.containers[tid], None)
 
+    def _image(self, ref: str) -> str:
+        """A local image for ``ref``; registry images are pulled on demand,
+        one pull per reference at a time (concurrent tasks wait for it)."""
+        from nodeagent.images.registry import load_credentials, names_registry, parse_remote, pull
+
+        if not names_registry(ref):
+            return ref
+        with self._lock:
+            lock = self._pulls.setdefault(ref, threading.Lock())
+        with lock:
+            if ref not in self._pulled:
+                auth = load_credentials(os.path.join(self.state_dir, "auth.json"),
+                                        parse_remote(ref).registry)
+                self._pulled[ref] = pull(self.service.images.store, ref, auth=auth).id
+        return self._pulled[ref]
+
     def _start(self, task: Task) -> None:
         self._report(task.id, TaskState.STARTING, "starting")
         try:
-            record = self.service._record_request(container_config(task))
+            cfg = container_config(task)
+            cfg.image = self._image(task.spec.image)
+            record = self.service._record_request(cfg)
             rec = self.sup.call("run", record=record)
         except AgentError as err:
             state = TaskState.REJECTED if isinstance(err, NotFound) else TaskState.FAILED

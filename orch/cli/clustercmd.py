@@ -55,6 +55,8 @@ def register(sub: Any) -> None:
     p.add_argument("--prefix", default="orch-", help="network namespace name prefix")
     p.add_argument("--port", type=int, default=7700, help="control plane port (replica i: +i)")
     p.add_argument("--controlplanes", type=int, default=1, help="control-plane replicas")
+    p.add_argument("--registry", type=int, nargs="?", const=5000, default=0, metavar="PORT",
+                   help="also start a registry on the cluster network (default port 5000)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("down", help="stop the local cluster and remove what it created")
@@ -112,13 +114,16 @@ def cmd_up(args: argparse.Namespace, _agent: Any) -> int:
     t0 = time.monotonic()
     try:
         rec = up(args.nodes, args.state_dir, args.run_dir, args.subnet, args.bridge, args.prefix,
-                 args.port, args.controlplanes)
+                 args.port, args.controlplanes, args.registry)
     except UpError as err:
         raise CLIError(str(err))
     print(f"cluster up: {len(rec.nodes)} node(s) ready in {time.monotonic() - t0:.1f} s")
     for node in rec.nodes:
         where = f"netns {node.netns}, " if node.netns else ""
         print(f"  {node.name}: {where}{node.address}")
+    if rec.registry:
+        print(f"registry: {rec.registry} (push with ORCH_HOST=unix://{rec.nodes[0].run_dir}/"
+              f"agent.sock orch push IMAGE {rec.registry}/NAME:TAG)")
     print(f"control plane: {rec.controlplane} (the CLI finds it; elsewhere: "
           f"export ORCH_CLUSTER={rec.controlplane})")
     print(f"join another host: orch agent --join {rec.join} --token {rec.token} "

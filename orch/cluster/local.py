@@ -56,6 +56,8 @@ class ClusterRecord:
     subnet: str = ""
     prefix: str = ""
     listens: list[list[str]] = field(default_factory=list)  # each replica's addresses
+    registry: str = ""  # HOST:PORT of the cluster's registry, if started
+    registry_pid: int = 0
     nodes: list[NodeRecord] = field(default_factory=list)
 
     def save(self) -> None:
@@ -180,6 +182,30 @@ def restart_controlplane(run_dir: str, index: int = 0) -> None:
     rec.save()
 
 
+def start_registry(rec: ClusterRecord, host: str, port: int) -> None:
+    """Debian's docker-registry on the cluster's network, so nodes in other
+    network namespaces pull over the network. Plain http: it is listed in
+    $ORCH_INSECURE_REGISTRIES for everything `orch up` starts."""
+    from nodeagent.images.registry.remote import INSECURE_ENV
+
+    root = Path(rec.state_dir) / "registry"
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {root / 'data'}\n"
+        "  delete:\n    enabled: true\n"
+        f"http:\n  addr: {host}:{port}\n"
+    )
+    log = str(root / "registry.log")
+    proc = _spawn(["docker-registry", "serve", str(config)], log)
+    rec.registry, rec.registry_pid = f"{host}:{port}", proc.pid
+    os.environ[INSECURE_ENV] = ",".join(
+        r for r in {*os.environ.get(INSECURE_ENV, "").split(","), rec.registry} if r)
+    _wait("the registry", lambda: _port_open(host, port), 15, proc, log)
+
+
 def build_busybox(rec: ClusterRecord) -> Path:
     rootfs = Path(rec.state_dir) / "busybox-rootfs"
     subprocess.run([str(ROOT / "examples/images/busybox.sh"), str(rootfs)], check=True,
@@ -201,7 +227,7 @@ def import_busybox(rec: ClusterRecord, rootfs: Path) -> None:
 
 
 def up(nodes: int, state_dir: str, run_dir: str, subnet: str, bridge: str, prefix: str,
-       port: int = CP_PORT, controlplanes: int = 1) -> ClusterRecord:
+       port: int = CP_PORT, controlplanes: int = 1, registry_port: int = 0) -> ClusterRecord:
     if nodes < 1:
         raise UpError("--nodes must be at least 1")
     if (Path(run_dir) / "cluster.json").exists():
@@ -237,6 +263,8 @@ def up(nodes: int, state_dir: str, run_dir: str, subnet: str, bridge: str, prefi
         # Everything that can start at once does: etcd, the agents (they
         # retry until the control plane answers) and the image build; the
         # control plane waits only for etcd.
+        if registry_port:
+            start_registry(rec, net.gateway if multi else "127.0.0.1", registry_port)
         etcd = spawn_etcd(rec)
         rec.save()
         procs = [start_agent(rec, n, i) for i, n in enumerate(rec.nodes, 1)]
@@ -322,6 +350,7 @@ def down(run_dir: str, purge: bool = False) -> ClusterRecord | None:
         proc.wait()
     for pid in rec.controlplane_pids:
         _stop_pid(pid)
+    _stop_pid(rec.registry_pid)
     _stop_pid(rec.etcd_pid)
     net = HostNet(rec.bridge or "orchup0", rec.subnet, rec.prefix)
     for i, node in enumerate(rec.nodes, 1):

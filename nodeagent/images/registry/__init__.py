@@ -22,9 +22,9 @@ for byte as stored, so the remote manifest digest equals the local one.
 from nodeagent.images.registry.auth import Credentials, load_credentials
 from nodeagent.images.registry.client import AuthError, DigestMismatch, RegistryError
 from nodeagent.images.registry.login import login
-from nodeagent.images.registry.pull import pull
+from nodeagent.images.registry.pull import pull, resolve_digest
 from nodeagent.images.registry.push import push
-from nodeagent.images.registry.remote import RemoteRef, parse_remote
+from nodeagent.images.registry.remote import RemoteRef, names_registry, parse_remote
 
 __all__ = [
     "AuthError",
@@ -34,7 +34,9 @@ __all__ = [
     "RemoteRef",
     "load_credentials",
     "login",
+    "names_registry",
     "parse_remote",
     "pull",
     "push",
+    "resolve_digest",
 ]

@@ -108,6 +108,19 @@ def pull(
     return store.add_manifest(local_ref, man_digest)
 
 
+def resolve_digest(remote: str, auth: Credentials | None = None) -> str:
+    """The manifest digest a tag points at now (what a deploy pins)."""
+    source = parse_remote(remote)
+    if source.digest:
+        return source.digest
+    client = RegistryClient(source, auth)
+    try:
+        raw, _media = _fetch_manifest(client, source.tag, "")
+    finally:
+        client.close()
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
 def default_local_ref(source: RemoteRef) -> str | None:
     """The local tag of a pull without ``tag_as``: the full remote name, else repository:tag.
 

@@ -95,5 +95,24 @@ def is_loopback(registry: str) -> bool:
         return False
 
 
+INSECURE_ENV = "ORCH_INSECURE_REGISTRIES"
+
+
+def insecure_registries() -> set[str]:
+    """Registries reached over plain http although not on loopback (Docker's
+    --insecure-registry): ``$ORCH_INSECURE_REGISTRIES``, comma-separated
+    HOST:PORT; a local test cluster's registry on its private bridge."""
+    import os
+
+    return {r.strip() for r in os.environ.get(INSECURE_ENV, "").split(",") if r.strip()}
+
+
 def scheme_for(registry: str) -> str:
-    return "http" if is_loopback(registry) else "https"
+    return "http" if is_loopback(registry) or registry in insecure_registries() else "https"
+
+
+def names_registry(image: str) -> bool:
+    """Docker's rule: the first path component is a registry host when it has
+    a dot or a port, or is ``localhost`` ("busybox", "library/app": local)."""
+    first, sep, _ = image.partition("/")
+    return bool(sep) and ("." in first or ":" in first or first == "localhost")
