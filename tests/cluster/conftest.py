@@ -41,7 +41,8 @@ class LocalCluster:
     def up(self, nodes: int = 3, controlplanes: int = 2) -> None:
         self.orch("up", "--nodes", str(nodes), "--controlplanes", str(controlplanes),
                   "--state-dir", str(self.state), "--run-dir", str(self.run), "--bridge", self.bridge,
-                  "--prefix", self.prefix, "--subnet", self.subnet, "--port", str(self.port))
+                  "--prefix", self.prefix, "--subnet", self.subnet, "--port", str(self.port),
+                  "--registry", str(self.port + 50))
 
     def down(self, purge: bool = True) -> None:
         self.orch("down", "--run-dir", str(self.run), *(["--purge"] if purge else []), check=False)

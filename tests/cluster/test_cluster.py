@@ -80,6 +80,47 @@ def test_web_example_answers_on_every_node(cluster: LocalCluster) -> None:
         cluster.orch("rm", "web")
 
 
+def test_built_image_pushed_to_the_cluster_registry_runs_on_every_node(
+        cluster: LocalCluster, tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    rec = cluster.record()
+    n1 = {**cluster.env, "ORCH_HOST": f"unix://{rec['nodes'][0]['run_dir']}/agent.sock"}
+
+    def on_n1(*args: str) -> str:
+        import sys
+
+        proc = subprocess.run([sys.executable, "-m", "orch", *args], env=n1, text=True,
+                              capture_output=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    on_n1("build", "-t", "site:1", "-f", str(root / "examples/Containerfile"), str(root / "examples"))
+    remote = f"{rec['registry']}/site:1"
+    on_n1("push", "site:1", remote)
+    text = (root / "examples/site.yaml").read_text().replace("10.89.0.1:5000/site:1", remote)
+    path = tmp_path / "site.yaml"
+    path.write_text(text.replace('"8081:8080"', '"18081:8080"'))
+    cluster.orch("deploy", "-f", str(path))
+    try:
+        services = json.loads(cluster.orch("services", "-o", "json").stdout)
+        image = next(s["spec"]["image"] for s in services if s["spec"]["name"] == "site")
+        assert "@sha256:" in image  # pinned at deploy
+        assert len(cluster.per_node("site")) == 3  # every node pulled it
+        for node in cluster.nodes():
+            host = node["address"].rsplit(":", 1)[0]
+
+            def fetch(host: str = host) -> str:
+                try:
+                    with urllib.request.urlopen(f"http://{host}:18081/", timeout=2) as r:
+                        return r.read().decode()
+                except OSError:
+                    return ""
+
+            assert "built by orch build" in wait_for(fetch, timeout=10)
+    finally:
+        cluster.orch("rm", "site")
+
+
 def test_constraints_pin_and_unplaceable_exits_2(cluster: LocalCluster, tmp_path: Path) -> None:
     cluster.orch("node", "label", "n2", "zone=b")
     path = manifest(tmp_path, f"""
