@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build-arg", action="append", type=_build_arg, default=[], metavar="K=V")
     p.add_argument("--target", default=None, help="stop at this stage (name or index)")
     p.add_argument("--no-cache", action="store_true", help="ignore the build cache")
+    p.add_argument("--sequential", action="store_true",
+                   help="build stages one after another (no concurrent stage processes)")
     p.add_argument("context")
     args = p.parse_args(argv)
     containerfile = args.file
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = ImageStore(args.state_dir)
         image = build(store, args.context, containerfile, args.tag, dict(args.build_arg), args.target,
-                      args.no_cache, runtime, out)
+                      args.no_cache, runtime, out, parallel=not args.sequential)
     except AgentError as e:
         print(f"error: {e.message}", file=sys.stderr)
         return 1

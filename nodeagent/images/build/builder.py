@@ -15,6 +15,8 @@ import copy
 import datetime
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,7 +63,8 @@ class _State:
 
 def build(store: ImageStore, context: str, containerfile: str, tag: str | None,
           build_args: dict[str, str], target: str | None, no_cache: bool,
-          runtime: LinuxRuntime, out: Out, *, cgroup_parent: str = CGROUP_PARENT) -> Image:
+          runtime: LinuxRuntime, out: Out, *, cgroup_parent: str = CGROUP_PARENT,
+          parallel: bool = True) -> Image:
     """Build ``containerfile`` (a path) with ``context``; tag the result ``tag``.
 
     RUN containers live in cgroups under ``cgroup_parent`` (removed with each container).
@@ -76,6 +79,8 @@ def build(store: ImageStore, context: str, containerfile: str, tag: str | None,
     stages = parse(text, os.path.basename(containerfile))
     builder = _Builder(store, os.path.realpath(context), stages, build_args, no_cache, runtime, out)
     builder.cgroup_parent = cgroup_parent
+    if parallel and not no_cache:
+        builder.prebuild_concurrently(target, containerfile)
     final = builder.run(target)
     for name in sorted(set(build_args) - builder.used_args):
         out(f"warning: build arg {name!r} was not consumed by any ARG")
@@ -130,6 +135,34 @@ class _Builder:
         for stage in needed:
             self.done[stage.index] = self._build_stage(stage)
         return self.done[last.index]
+
+    def prebuild_concurrently(self, target: str | None, containerfile: str) -> None:
+        """Build independent stages at the same time, one process each.
+
+        A stage that uses no other stage can build alongside its siblings.
+        Each runs in its own process (this one forks RUN containers, so no
+        threads here); their steps land in the shared layer cache, and the
+        sequential pass that follows finds them CACHED."""
+        last = self._stage_ref(target) if target is not None else self.stages[-1]
+        if last is None:
+            return
+        leaves = [s for s in self._needed(last)[:-1] if len(self._needed(s)) == 1]
+        if len(leaves) < 2:
+            return
+        self.out(f"building stages {', '.join(s.label for s in leaves)} concurrently")
+        procs = []
+        for stage in leaves:
+            cmd = [sys.executable, "-m", "nodeagent.images.build", "--state-dir", self.store.root,
+                   "-f", containerfile, "--target", stage.name or str(stage.index), "--sequential"]
+            for key, value in self.build_args.items():
+                cmd += ["--build-arg", f"{key}={value}"]
+            procs.append((stage, subprocess.Popen(cmd + [self.context], stdout=subprocess.PIPE,
+                                                  stderr=subprocess.STDOUT, text=True)))
+        for stage, proc in procs:
+            output, _ = proc.communicate()
+            if proc.returncode != 0:
+                lines = [ln for ln in output.splitlines() if ln.strip()]
+                raise BuildError("", f"stage {stage.label}: " + (lines[-1] if lines else "failed"))
 
     def _global_args(self) -> dict[str, str]:
         values: dict[str, str] = {}
