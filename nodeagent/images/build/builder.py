@@ -156,7 +156,7 @@ class _Builder:
                    "-f", containerfile, "--target", stage.name or str(stage.index), "--sequential"]
             for key, value in self.build_args.items():
                 cmd += ["--build-arg", f"{key}={value}"]
-            procs.append((stage, subprocess.Popen(cmd + [self.context], stdout=subprocess.PIPE,
+            procs.append((stage, subprocess.Popen([*cmd, self.context], stdout=subprocess.PIPE,
                                                   stderr=subprocess.STDOUT, text=True)))
         for stage, proc in procs:
             output, _ = proc.communicate()
