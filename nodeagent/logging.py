@@ -8,14 +8,13 @@ uses :class:`JsonLogger`, which writes the same shape of line.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 import traceback
 from typing import Any
 
 
-def configure_logging(level: int = logging.INFO) -> None:
+def configure_logging(level: int = 20) -> None:  # logging.INFO, without importing logging
     import structlog
 
     structlog.configure(
