@@ -359,6 +359,8 @@ def down(run_dir: str, purge: bool = False) -> ClusterRecord | None:
     if rec.bridge:
         net.remove_bridge()
     path.unlink()
+    # The nodes' socket directories (their agents and supervisors are gone).
+    subprocess.run(["rm", "-rf", str(Path(run_dir) / "nodes")], check=False)
     if purge:
         subprocess.run(["rm", "-rf", rec.state_dir], check=False)
     return rec
