@@ -40,7 +40,7 @@ class LayerBlob:
     uncompressed_size: int
 
 
-class _HashingWriter:
+class HashingWriter:
     """Pass-through writer hashing the uncompressed tar stream."""
 
     def __init__(self, out: IO[bytes]) -> None:
@@ -74,7 +74,7 @@ def build_layer(source: str, layout: OciLayout, gzip_level: int = GZIP_LEVEL) ->
             compresslevel=gzip_level,
             mtime=0,
         )
-        hashed = _HashingWriter(gz)  # type: ignore[arg-type]
+        hashed = HashingWriter(gz)  # type: ignore[arg-type]
         with tarfile.open(fileobj=hashed, mode="w|", format=tarfile.PAX_FORMAT) as out:  # type: ignore[call-overload]
             if os.path.isdir(source):
                 _add_directory(out, source)

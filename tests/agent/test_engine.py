@@ -11,12 +11,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.agent.conftest import Engine
+from tests.http_helpers import get_page
 
 
 def wait_for(fn, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
@@ -89,13 +89,7 @@ def test_published_port_answers_from_the_host(engine: Engine) -> None:
                 "httpd", "-f", "-p", "80", "-h", "/www")
     try:
         for addr in ("127.0.0.1", _host_address()):
-            def fetch(addr: str = addr) -> str:
-                try:
-                    with urllib.request.urlopen(f"http://{addr}:{port}/", timeout=2) as r:
-                        return r.read().decode()
-                except OSError:
-                    return ""
-            assert "orch" in wait_for(fetch)
+            assert "orch" in get_page(f"http://{addr}:{port}/")
     finally:
         engine.orch("rm", "-f", "web1")
 
@@ -374,13 +368,7 @@ def test_build_run_and_rebuild_from_cache(engine: Engine) -> None:
         port = s.getsockname()[1]
     engine.orch("run", "-d", "--name", "site1", "-p", f"{port}:8080", "site:1")
     try:
-        def fetch() -> str:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
-                    return r.read().decode()
-            except OSError:
-                return ""
-        page = wait_for(fetch)
+        page = get_page(f"http://127.0.0.1:{port}/")
         assert "built by orch build" in page and "version 9.9" in page
     finally:
         engine.orch("rm", "-f", "site1")

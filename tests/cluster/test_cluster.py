@@ -10,10 +10,10 @@ import signal
 import subprocess
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 from tests.cluster.conftest import LocalCluster, wait_for
+from tests.http_helpers import get_page
 
 LOOP = "trap 'exit 0' TERM; while true; do sleep 1; done"
 
@@ -68,14 +68,7 @@ def test_web_example_answers_on_every_node(cluster: LocalCluster) -> None:
         for node in cluster.nodes():
             host = node["address"].rsplit(":", 1)[0]
 
-            def fetch(host: str = host) -> str:
-                try:
-                    with urllib.request.urlopen(f"http://{host}:18080/", timeout=2) as r:
-                        return r.read().decode()
-                except OSError:
-                    return ""
-
-            assert "hello from orch" in wait_for(fetch, timeout=10)
+            assert "hello from orch" in get_page(f"http://{host}:18080/")
     finally:
         cluster.orch("rm", "web")
 
@@ -109,14 +102,7 @@ def test_built_image_pushed_to_the_cluster_registry_runs_on_every_node(
         for node in cluster.nodes():
             host = node["address"].rsplit(":", 1)[0]
 
-            def fetch(host: str = host) -> str:
-                try:
-                    with urllib.request.urlopen(f"http://{host}:18081/", timeout=2) as r:
-                        return r.read().decode()
-                except OSError:
-                    return ""
-
-            assert "built by orch build" in wait_for(fetch, timeout=10)
+            assert "built by orch build" in get_page(f"http://{host}:18081/")
     finally:
         cluster.orch("rm", "site")
 

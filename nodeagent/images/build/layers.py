@@ -10,7 +10,6 @@ become ``.wh.NAME`` members and an opaque directory (``trusted.overlay.opaque``
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import stat
 import tarfile
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from nodeagent.images.extract import OPAQUE_MARKER, WHITEOUT_PREFIX
-from nodeagent.images.layerbuild import GZIP_LEVEL, LayerBlob
+from nodeagent.images.layerbuild import GZIP_LEVEL, HashingWriter, LayerBlob
 from nodeagent.images.layout import OciLayout
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
@@ -27,19 +26,6 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 # part of a layer when they are empty and the lower layers do not have them.
 GENERATED_FILES = ("etc/hosts", "etc/hostname", "etc/resolv.conf")
 GENERATED_DIRS = ("proc", "sys", "dev", "etc")
-
-
-class _Hashing:
-    def __init__(self, out: IO[bytes]) -> None:
-        self._out = out
-        self.hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self._out.write(data)
-        self.hash.update(data)
-        self.size += len(data)
-        return len(data)
 
 
 @dataclass
@@ -54,7 +40,7 @@ class LayerTar:
         self._writer = self.layout.blob_writer()
         self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._writer,  # type: ignore[arg-type]
                                  compresslevel=GZIP_LEVEL, mtime=0)
-        self._hashed = _Hashing(self._gz)  # type: ignore[arg-type]
+        self._hashed = HashingWriter(self._gz)  # type: ignore[arg-type]
         self._tar = tarfile.open(  # noqa: SIM115 (closed by commit/abort)
             fileobj=self._hashed, mode="w|", format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]
 
@@ -76,7 +62,7 @@ class LayerTar:
         self._tar.close()
         self._gz.close()
         digest = self._writer.commit()
-        return LayerBlob(digest, "sha256:" + self._hashed.hash.hexdigest(), self._writer.size,
+        return LayerBlob(digest, self._hashed.digest, self._writer.size,
                          self._hashed.size)
 
     def abort(self) -> None:
