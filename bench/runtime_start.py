@@ -26,8 +26,9 @@ from nodeagent.runtime.spec import ContainerSpec, ProcessSpec, RootfsSpec
 
 def orch_direct(rt: LinuxRuntime, rootfs: Path, work: Path) -> float:
     cid = secrets.token_hex(32)
-    spec = ContainerSpec(id=cid, name=cid[:12], hostname=cid[:12],
-                         bundle_dir=str(work / cid), rootfs=RootfsSpec([str(rootfs)]),
+    # volatile, as for `orch run --rm`: the writable layer dies with the container
+    spec = ContainerSpec(id=cid, name=cid[:12], hostname=cid[:12], bundle_dir=str(work / cid),
+                         rootfs=RootfsSpec([str(rootfs)], volatile=True),
                          process=ProcessSpec(args=["/bin/true"]), cgroup_name=f"orch/{cid}")
     t0 = time.perf_counter()
     c = rt.create(spec, Stdio())

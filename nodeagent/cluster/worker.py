@@ -296,6 +296,7 @@ def container_config(task: Task) -> pb.ContainerConfig:
         network="bridge", labels={**spec.labels, TASK_LABEL: task.id,
                                   SERVICE_LABEL: task.service_name},
         stop_timeout=spec.stop_grace_period, hostname=task.name[:63],
+        volatile_rootfs=True,  # a task's container runs once; a new task replaces it
     )
     if spec.command is not None:
         cfg.command.values.extend(spec.command)

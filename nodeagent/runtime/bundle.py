@@ -24,6 +24,10 @@ def prepare(spec: ContainerSpec) -> None:
     os.makedirs(spec.bundle_dir, exist_ok=True)
     for name in RUNTIME_DIRS:
         os.makedirs(os.path.join(spec.bundle_dir, name), exist_ok=True)
+    if spec.rootfs.volatile:
+        # A volatile overlay leaves work/work/incompat/volatile behind and
+        # refuses to mount over it again: clear it for a restart.
+        shutil.rmtree(os.path.join(spec.bundle_dir, "work", "work"), ignore_errors=True)
     _write(spec, "hosts", hosts_file(spec))
     _write(spec, "hostname", spec.hostname + "\n")
     _write(spec, "resolv.conf", resolv_conf(spec))

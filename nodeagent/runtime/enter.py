@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from nodeagent.runtime import _libc, channel, process
+from nodeagent.runtime.cgroups import join_self
 from nodeagent.runtime.process import ProcessPlan
 
 # Order of setns; mount last.
@@ -24,7 +24,7 @@ ENTER_ORDER: tuple[str, ...] = ("ipc", "uts", "net", "pid", "cgroup", "mount")
 @dataclass
 class ExecPlan:
     target_pid: int
-    cgroup: Any  # nodeagent.runtime.cgroups.Cgroup
+    cgroup_files: list[str]  # Cgroup.self_join_files() of the container's group
     process: ProcessPlan
     report_fd: int
 
@@ -42,7 +42,7 @@ def spawn(plan: ExecPlan) -> int:
 def _enter(plan: ExecPlan) -> None:
     report = plan.report_fd
     try:
-        plan.cgroup.add_process(os.getpid())
+        join_self(plan.cgroup_files)
     except BaseException as exc:
         channel.fail(report, "join_cgroup", exc)
     fds: list[tuple[str, int]] = []

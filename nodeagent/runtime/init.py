@@ -1,20 +1,21 @@
-"""The container's birth: the two forks and PID 1's setup checklist.
+"""The container's birth: one clone and PID 1's setup checklist.
 
-Parent P (the runtime's caller) forks C1. C1 unshares the namespaces in
-:data:`spec.NAMESPACES` order except cgroup, forks C2, reports C2's pid and
-exits. C2 is PID 1 of the new pid namespace and runs :data:`INIT_STEPS`.
+Parent P (the runtime's caller) clones C straight into new mount, uts, ipc,
+pid and (unless host networking) net namespaces: C is PID 1 of its pid
+namespace and runs :data:`INIT_STEPS`. One clone instead of unshare-then-fork
+saves a second copy of P's address space per container.
 
-Joining the cgroup is the slow part on cgroup v1 (the first migration waits
-for an RCU grace period, ~10 ms), so P writes C2's pid into the group *while*
-C2 builds its rootfs, then sends ``C``; C2 waits for it and only then unshares
-the cgroup namespace (its root must be the container's group) and finalizes.
-So the invariant holds: the process is in its cgroup before anything of the
-container's runs. In bridge mode P sends ``N`` (network attached) first.
+C moves *itself* into the container's cgroup first (``0`` into each
+hierarchy's ``tasks`` on v1, ``cgroup.procs`` on v2; see
+:func:`nodeagent.runtime.cgroups.join_self`), then unshares its cgroup
+namespace, whose root is thus the container's group. So everything C does,
+and everything of the container's, is accounted to the container. In bridge
+mode C waits for P's ``N`` (veth attached) before configuring it.
 
-Then C2 reports ``R`` and blocks until P sends ``S``, then execs. Any failure
+Then C reports ``R`` and blocks until P sends ``S``, then execs. Any failure
 is reported on the close-on-exec report pipe and the child ``_exit(127)``s:
 the exec never happens after a failed step. Nothing here imports or spawns
-after the fork; the plan is built in P.
+after the clone; the plan is built in P.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nodeagent.runtime import _libc, channel, process, rootfs
+from nodeagent.runtime.cgroups import join_self
 from nodeagent.runtime.process import ProcessPlan, run_steps
 from nodeagent.runtime.rootfs import RootfsPlan
 from nodeagent.runtime.spec import NAMESPACES, NetworkConfig
@@ -39,10 +41,12 @@ class InitPlan:
     wait_for_network: bool
     report_fd: int  # write end, child -> parent
     control_fd: int  # read end, parent -> child
+    cgroup_files: list[str]  # written with "0" by C to join its cgroup
 
 
 def unshare_flags(network_mode: str) -> int:
-    """Flags C1 unshares: every namespace but cgroup (C2's, once joined)."""
+    """Namespaces C is cloned into: every one but cgroup (C unshares that once
+    it has joined its group) and, with host networking, net."""
     flags = 0
     for name in NAMESPACES:
         if name == "cgroup" or (name == "net" and network_mode == "host"):
@@ -52,40 +56,17 @@ def unshare_flags(network_mode: str) -> int:
 
 
 def spawn(plan: InitPlan) -> int:
-    """Fork C1 (in P). Returns C1's pid; C2's pid arrives on the report pipe."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            _intermediate(plan)
-        finally:
-            os._exit(channel.EXIT_SETUP_FAILED)
-    return pid
-
-
-def _intermediate(plan: InitPlan) -> None:
-    report = plan.report_fd
-    try:
-        _close_inherited(plan)
-    except BaseException as exc:
-        channel.fail(report, "close_fds", exc)
-    try:
-        _libc.unshare(plan.unshare_flags)
-    except BaseException as exc:
-        channel.fail(report, "unshare", exc)
-    try:
-        pid = os.fork()
-    except BaseException as exc:
-        channel.fail(report, "fork", exc)
+    """Clone C (in P) and return its pid. OSError if the clone itself fails."""
+    pid = _libc.clone_process(plan.unshare_flags)
     if pid == 0:
         try:
             _container_init(plan)
         finally:
             os._exit(channel.EXIT_SETUP_FAILED)
-    channel.send(report, b"P%d" % pid)
-    os._exit(0)
+    return pid
 
 
-def _close_inherited(plan: InitPlan) -> None:
+def close_inherited(plan: InitPlan) -> None:
     """Close every fd P had except ours and stdio: other containers' pipes
     must not be held open by this one."""
     keep = {0, 1, 2, plan.report_fd, plan.control_fd}
@@ -99,6 +80,10 @@ def _close_inherited(plan: InitPlan) -> None:
 
 
 # --- PID 1's checklist ---------------------------------------------------------
+
+def join_cgroup(plan: InitPlan) -> None:
+    join_self(plan.cgroup_files)
+
 
 def make_root_private(plan: InitPlan) -> None:
     rootfs.make_root_private(plan.rootfs)
@@ -115,7 +100,6 @@ def configure_network(plan: InitPlan) -> None:
 
 
 def enter_cgroup_namespace(plan: InitPlan) -> None:
-    _expect(plan.control_fd, b"C")  # P has put us into the container's cgroup
     if "cgroup" in NAMESPACES:
         _libc.unshare(_libc.CLONE_NEWCGROUP)
 
@@ -129,6 +113,9 @@ def _process_step(fn: Callable[[ProcessPlan], None]) -> Callable[[InitPlan], Non
 
 
 INIT_STEPS: tuple[tuple[str, Callable[[InitPlan], None]], ...] = (
+    ("close_fds", close_inherited),
+    ("join_cgroup", join_cgroup),
+    ("cgroup_namespace", enter_cgroup_namespace),
     ("make_root_private", make_root_private),
     ("wait_network", wait_network),
     ("configure_network", configure_network),
@@ -143,7 +130,6 @@ INIT_STEPS: tuple[tuple[str, Callable[[InitPlan], None]], ...] = (
     ("masked_paths", _rootfs_step(rootfs.mask_paths)),
     ("readonly_paths", _rootfs_step(rootfs.readonly_paths)),
     ("readonly_rootfs", _rootfs_step(rootfs.readonly_rootfs)),
-    ("cgroup_namespace", enter_cgroup_namespace),
     *((name, _process_step(fn)) for name, fn in process.FINALIZE_STEPS),
 )
 

@@ -37,6 +37,18 @@ if TYPE_CHECKING:
 UNKNOWN_EXIT = 255
 
 
+def _kernel_at_least(major: int, minor: int) -> bool:
+    try:
+        parts = os.uname().release.split(".")
+        return (int(parts[0]), int(parts[1].split("-")[0])) >= (major, minor)
+    except (IndexError, ValueError):
+        return False
+
+
+# overlayfs "volatile" arrived in Linux 5.10; older kernels reject the option.
+_VOLATILE_OVERLAY = _kernel_at_least(5, 10)
+
+
 @dataclass
 class _Live:
     """What the runtime keeps per container besides the public handle."""
@@ -104,7 +116,8 @@ class LinuxRuntime:
             rootfs=RootfsPlan(
                 rootfs=os.path.join(b, "rootfs"),
                 overlay_data=overlay_options(spec.rootfs.lower_dirs, os.path.join(b, "upper"),
-                                             os.path.join(b, "work")),
+                                             os.path.join(b, "work"),
+                                             spec.rootfs.volatile and _VOLATILE_OVERLAY),
                 readonly=spec.rootfs.readonly, bundle_dir=b, hostname=spec.hostname,
                 masked_paths=spec.masked_paths, readonly_paths=spec.readonly_paths,
             ),
@@ -114,6 +127,7 @@ class LinuxRuntime:
             wait_for_network=mode == "bridge",
             report_fd=report_w,
             control_fd=control_r,
+            cgroup_files=live.cgroup.self_join_files(),
         )
 
     def _spawn_init(self, spec: ContainerSpec, stdio: Stdio, live: _Live) -> int:
@@ -126,22 +140,16 @@ class LinuxRuntime:
             raise
         try:
             plan = self._init_plan(spec, stdio, report_w, control_r, live)
-            c1 = init.spawn(plan)
+            try:
+                pid = init.spawn(plan)
+            except OSError as exc:
+                raise SetupError("clone", hex(plan.unshare_flags), str(exc), exc.errno or 0)
         finally:
             os.close(report_w)
             os.close(control_r)
-        pid, error = _read_pid(live.reader)
-        if pid:
-            live.pidfd = os.pidfd_open(pid)
-        if error is None and pid == 0:
-            error = SetupError("fork", None, "setup child exited without reporting a pid")
-        if error is not None:
-            _reap(c1)
-            self._raise_after(spec, pid, live, error)
+        live.pidfd = os.pidfd_open(pid)
         if spec.network.mode == "bridge":
             self._attach_network(spec, pid, live)
-        self._join_cgroup(spec, pid, live)  # overlaps with C2 building its rootfs
-        _reap(c1)
         msg = live.reader.next()
         if msg != b"R":
             self._raise_after(spec, pid, live, _as_error(msg, "init"))
@@ -154,20 +162,11 @@ class LinuxRuntime:
             self.network.attach(spec.network, pid)
             self.network.publish(spec.id, spec.network)
             os.write(live.control_fd, b"N")
-        except BaseException as exc:
-            err = exc if isinstance(exc, SetupError) else SetupError(
-                "network_attach", spec.network.host_veth, str(exc))
-            self._raise_after(spec, pid, live, err)
-
-    def _join_cgroup(self, spec: ContainerSpec, pid: int, live: _Live) -> None:
-        try:
-            live.cgroup.add_process(pid)
-            os.write(live.control_fd, b"C")
         except BrokenPipeError:
             pass  # init already failed: its report follows on the pipe
         except BaseException as exc:
             err = exc if isinstance(exc, SetupError) else SetupError(
-                "join_cgroup", {"cgroup": _cgroup_name(spec), "pid": pid}, str(exc))
+                "network_attach", spec.network.host_veth, str(exc))
             self._raise_after(spec, pid, live, err)
 
     def _raise_after(self, spec: ContainerSpec, pid: int, live: _Live, err: BaseException) -> None:
@@ -253,7 +252,7 @@ class LinuxRuntime:
         reader = channel.Reader(report_r)
         try:
             try:
-                plan = enter.ExecPlan(container.pid, live.cgroup, process.build_plan(
+                plan = enter.ExecPlan(container.pid, live.cgroup.self_join_files(), process.build_plan(
                     process_spec, stdio, container.spec.hostname, report_w), report_w)
                 e1 = enter.spawn(plan)
             finally:

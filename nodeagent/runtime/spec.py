@@ -131,6 +131,9 @@ class NetworkConfig:
 class RootfsSpec:
     lower_dirs: list[str]  # topmost first
     readonly: bool = False
+    # Skip the writable layer's syncs (overlayfs "volatile"): only for a
+    # layer never reused after a host crash (--rm containers, cluster tasks).
+    volatile: bool = False
 
 
 @dataclass

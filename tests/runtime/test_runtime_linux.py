@@ -341,7 +341,31 @@ def test_remove_of_created_but_not_started(runtime: LinuxRuntime, make_spec: Spe
     spec = make_spec(["/bin/true"])
     c = runtime.create(spec, Stdio())
     assert c.pid > 0
+    # PID 1 moved itself into the group before any setup step ran
+    assert set(processes_in_cgroup(spec)) == {c.pid}
     runtime.remove(c)
+    assert_nothing_left(spec, c.pid)
+
+
+def test_volatile_rootfs_mounts_volatile_and_restarts(runtime: LinuxRuntime,
+                                                      make_spec: Spec) -> None:
+    spec = sh(make_spec, "echo kept >> /data; cat /data; grep ' / ' /proc/self/mountinfo")
+    spec.rootfs.volatile = True
+    outputs = []
+    for keep in (True, False):  # the restart mounts over the same writable layer
+        r, w = os.pipe()
+        try:
+            c = runtime.create(spec, Stdio(stdout=w, stderr=w))
+        finally:
+            os.close(w)
+        runtime.start(c)
+        status = runtime.wait(c, timeout=30)
+        outputs.append(_read_all(r).splitlines())
+        os.close(r)
+        runtime.remove(c, keep_rootfs=keep)
+        assert status is not None and status.exit_code == 0, outputs
+    assert outputs[0][0] == "kept" and "volatile" in outputs[0][1]
+    assert outputs[1][:2] == ["kept", "kept"]
     assert_nothing_left(spec, c.pid)
 
 

@@ -65,6 +65,11 @@ class V1Cgroup:
         for directory in self.directories():
             _fs.write(os.path.join(directory, "cgroup.procs"), str(pid))
 
+    def self_join_files(self) -> list[str]:
+        """``tasks`` moves just the writer: for a single-threaded caller that
+        is the whole process, without the threadgroup lock ``cgroup.procs`` takes."""
+        return [os.path.join(d, "tasks") for d in self.directories()]
+
     def procs(self) -> list[int]:
         seen: set[int] = set()
         for directory in self.directories():

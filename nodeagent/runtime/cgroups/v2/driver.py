@@ -46,6 +46,9 @@ class V2Cgroup:
     def add_process(self, pid: int) -> None:
         _fs.write(self._file("cgroup.procs"), str(pid))
 
+    def self_join_files(self) -> list[str]:
+        return [self._file("cgroup.procs")]
+
     def procs(self) -> list[int]:
         return _fs.read_pids(self._file("cgroup.procs"))
 
