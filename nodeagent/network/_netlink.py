@@ -4,6 +4,7 @@ into a :class:`SetupError` naming the step and its arguments."""
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,13 @@ def netlink_step(step: str, args: Any) -> Iterator[None]:
 
 
 def index_of(ipr: Any, ifname: str) -> int | None:
-    """The interface index of ``ifname`` in the current namespace, or None."""
-    found = ipr.link_lookup(ifname=ifname)
-    return int(found[0]) if found else None
+    """The interface index of ``ifname`` in the current namespace, or None.
+
+    One ioctl (if_nametoindex), not a netlink dump of every link: with a
+    veth per container, a dump parsed in Python made each lookup O(links).
+    ``ipr`` is unused but names the namespace the caller works in (its own).
+    """
+    try:
+        return socket.if_nametoindex(ifname)
+    except OSError:
+        return None
