@@ -134,10 +134,12 @@ def run(opts: AgentOptions) -> int:
     log.info("agent ready", socket=opts.socket, state_dir=opts.state_dir,
              supervisor_pid=sup_info["pid"], supervisor_started=started,
              containers=sup_info["containers"])
+    trim = _malloc_trim()
     while not stop.wait(1.0):
         if events.disconnected:
             log.error("lost the supervisor; exiting")
             break
+        trim()
     if worker is not None:
         worker.stop()
     server.stop(grace=2).wait()
@@ -147,6 +149,18 @@ def run(opts: AgentOptions) -> int:
     os.close(lock_fd)
     log.info("agent stopped")
     return 0
+
+
+def _malloc_trim() -> Any:
+    """Give freed heap back to the OS once a second (glibc keeps it otherwise:
+    an image import or a burst of RPCs would pin its peak for good)."""
+    import ctypes
+
+    try:
+        fn = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: fn(0)
 
 
 def _cgroup_version() -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +37,10 @@ _NOUNS = ("otter", "falcon", "badger", "heron", "lynx", "marten", "newt", "orca"
 
 
 def random_name() -> str:
-    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NOUNS)}_{secrets.token_hex(2)}"
+    raw = os.urandom(6)  # os.urandom, not secrets: the agent spares random+hashlib
+    adjective = _ADJECTIVES[int.from_bytes(raw[:2]) % len(_ADJECTIVES)]
+    noun = _NOUNS[int.from_bytes(raw[2:4]) % len(_NOUNS)]
+    return f"{adjective}_{noun}_{raw[4:].hex()}"
 
 
 def parse_signal(value: str | int, field: str = "stop signal") -> int:
@@ -85,7 +87,7 @@ def host_nameservers(path: str = "/etc/resolv.conf") -> list[str]:
 def build(cfg: pb.ContainerConfig, image: Image, lower_dirs: list[str],
           state_dir: str) -> tuple[ContainerSpec, dict[str, Any]]:
     """The spec, and the record fields the supervisor keeps beside it."""
-    cid = secrets.token_hex(32)
+    cid = os.urandom(32).hex()
     name = cfg.name or random_name()
     if not NAME_RE.match(name):
         raise InvalidArgument(f"invalid container name {name!r}: use letters, digits, _ . -")

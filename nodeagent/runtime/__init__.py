@@ -19,8 +19,28 @@ Errors (nodeagent.errors)::
     NotFound            unknown container handle, adopt of a vanished pid
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from nodeagent.runtime.api import Container, Runtime, Stdio
-from nodeagent.runtime.fake import FakeRuntime
-from nodeagent.runtime.linux import LinuxRuntime
+
+if TYPE_CHECKING:
+    from nodeagent.runtime.fake import FakeRuntime
+    from nodeagent.runtime.linux import LinuxRuntime
 
 __all__ = ["Container", "FakeRuntime", "LinuxRuntime", "Runtime", "Stdio"]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use: the agent imports nodeagent.runtime.spec for the
+    # types alone and never runs containers (ctypes, libseccomp: ~3 MB RSS).
+    if name == "LinuxRuntime":
+        from nodeagent.runtime.linux import LinuxRuntime
+
+        return LinuxRuntime
+    if name == "FakeRuntime":
+        from nodeagent.runtime.fake import FakeRuntime
+
+        return FakeRuntime
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
