@@ -37,12 +37,20 @@ class BridgeNetwork:
         self.leases = LeaseFile(state_dir, bridge, self.subnet)
         self._ensured = False
         self._ipr: Any = None  # one netlink socket for the process's lifetime
+        self._links: Any = None  # rtnl.LinkSocket: the per-container veth requests
 
     def _netlink(self) -> Any:
         IPRoute, _, _ = _kernel()
         if self._ipr is None:
             self._ipr = IPRoute()
         return self._ipr
+
+    def _link_socket(self) -> Any:
+        if self._links is None:
+            from nodeagent.network.rtnl import LinkSocket
+
+            self._links = LinkSocket()
+        return self._links
 
     def ensure(self) -> None:
         """Bridge up with the gateway address, nft table with isolation; idempotent.
@@ -72,11 +80,11 @@ class BridgeNetwork:
 
     def attach(self, cfg: NetworkConfig, pid: int) -> None:
         _, _, veth = _kernel()
-        veth.attach_veth(self._netlink(), cfg, pid)
+        veth.attach_veth(self._link_socket(), cfg, pid)
 
     def detach(self, cfg: NetworkConfig) -> None:
         _, _, veth = _kernel()
-        veth.detach_veth(self._netlink(), cfg)
+        veth.detach_veth(self._link_socket(), cfg)
 
     def publish(self, container_id: str, cfg: NetworkConfig) -> None:
         if not cfg.ports:
@@ -102,6 +110,9 @@ class BridgeNetwork:
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None
+        if self._links is not None:
+            self._links.close()
+            self._links = None
 
 
 def _kernel() -> tuple[Any, Any, Any]:

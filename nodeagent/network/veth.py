@@ -11,50 +11,36 @@ Invariant: ``detach`` is idempotent; deleting the host end deletes the peer.
 
 from __future__ import annotations
 
-import errno
-from typing import Any
-
-from pyroute2.netlink.exceptions import NetlinkError
-
 from nodeagent.errors import InvalidArgument
+from nodeagent.network import rtnl
 from nodeagent.network._netlink import index_of, netlink_step
+from nodeagent.network.rtnl import LinkSocket
 from nodeagent.network.names import IFNAMSIZ
 from nodeagent.runtime.spec import NetworkConfig
 
 CONTAINER_IFNAME = "eth0"
 
 
-def attach_veth(ipr: Any, cfg: NetworkConfig, pid: int) -> None:
+def attach_veth(links: LinkSocket, cfg: NetworkConfig, pid: int) -> None:
     """Create the pair: host end in ``cfg.bridge`` and up, peer ``eth0`` in pid's netns."""
     if not cfg.host_veth or len(cfg.host_veth) > IFNAMSIZ:
         raise InvalidArgument(f"host veth name {cfg.host_veth!r} must be 1..{IFNAMSIZ} chars")
-    bridge = index_of(ipr, cfg.bridge)
+    bridge = index_of(None, cfg.bridge)
     if bridge is None:
         raise InvalidArgument(f"bridge {cfg.bridge!r} does not exist; ensure the network first")
     args = {"ifname": cfg.host_veth, "bridge": cfg.bridge, "pid": pid}
     with netlink_step("veth_create", args):
         # One request: the kernel creates both ends, moves the peer into the
         # target namespace, enslaves the host end and brings it up.
-        ipr.link(
-            "add",
-            ifname=cfg.host_veth,
-            kind="veth",
-            peer={"ifname": CONTAINER_IFNAME, "net_ns_pid": pid},
-            master=bridge,
-            state="up",
-        )
+        links.request(rtnl.veth_request(cfg.host_veth, CONTAINER_IFNAME, pid, bridge))
 
 
-def detach_veth(ipr: Any, cfg: NetworkConfig) -> None:
+def detach_veth(links: LinkSocket, cfg: NetworkConfig) -> None:
     """Delete the host end if it is still there (it vanishes with the netns)."""
     if not cfg.host_veth:
         return
-    index = index_of(ipr, cfg.host_veth)
+    index = index_of(None, cfg.host_veth)
     if index is None:
         return
     with netlink_step("veth_delete", {"ifname": cfg.host_veth}):
-        try:
-            ipr.link("del", index=index)
-        except NetlinkError as exc:
-            if exc.code != errno.ENODEV:  # gone with its namespace since the lookup
-                raise
+        links.delete_link(index)  # False: gone with its namespace since the lookup

@@ -1,0 +1,51 @@
+"""The hand-packed rtnetlink requests, read back by pyroute2's own decoder,
+and one real request/ack round trip."""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+import pytest
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+from nodeagent.network import rtnl
+
+
+def decode(req: tuple[int, int, bytes]) -> ifinfmsg:
+    kind, flags, body = req
+    msg = ifinfmsg(struct.pack("=IHHII", 16 + len(body), kind, flags, 1, 0) + body)
+    msg.decode()
+    return msg
+
+
+def test_veth_request_decodes_as_pyroute2_would_send_it() -> None:
+    req = rtnl.veth_request("vethabc", "eth0", 4321, 7)
+    assert req[0] == rtnl.RTM_NEWLINK and req[1] == rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
+    msg = decode(req)
+    assert msg.get_attr("IFLA_IFNAME") == "vethabc"
+    assert msg.get_attr("IFLA_MASTER") == 7
+    assert msg["flags"] & rtnl.IFF_UP and msg["change"] & rtnl.IFF_UP
+    info = msg.get_attr("IFLA_LINKINFO")
+    assert info.get_attr("IFLA_INFO_KIND") == "veth"
+    peer = info.get_attr("IFLA_INFO_DATA").get_attr("VETH_INFO_PEER")
+    assert peer.get_attr("IFLA_IFNAME") == "eth0"
+    assert peer.get_attr("IFLA_NET_NS_PID") == 4321
+
+
+def test_attributes_are_padded_to_four_bytes() -> None:
+    for name in ("a", "ab", "abc", "abcd"):
+        assert len(rtnl.ifname(name)) % 4 == 0
+
+
+def test_kernel_errors_come_back_as_oserror() -> None:
+    links = rtnl.LinkSocket()
+    try:
+        # No interface has index 0x7fffffff: the kernel answers ENODEV, which
+        # delete_link reports as "already gone".
+        assert links.delete_link(0x7FFFFFFF) is False
+        with pytest.raises(OSError) as err:
+            links.request(rtnl.veth_request("orchtestveth0", "eth0", 0x7FFFFFF0, 1))
+        assert err.value.errno in (errno.ESRCH, errno.ENODEV, errno.EINVAL)
+    finally:
+        links.close()
