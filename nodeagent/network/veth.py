@@ -14,8 +14,8 @@ from __future__ import annotations
 from nodeagent.errors import InvalidArgument
 from nodeagent.network import rtnl
 from nodeagent.network._netlink import index_of, netlink_step
-from nodeagent.network.rtnl import LinkSocket
 from nodeagent.network.names import IFNAMSIZ
+from nodeagent.network.rtnl import LinkSocket
 from nodeagent.runtime.spec import NetworkConfig
 
 CONTAINER_IFNAME = "eth0"
