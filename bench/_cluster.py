@@ -41,7 +41,7 @@ def cluster(nodes: int) -> Iterator[str]:
         orch("down", "--run-dir", RUN, "--purge", check=False)
 
 
-def deploy(name: str, replicas: int, state: str) -> None:
+def deploy(name: str, replicas: int, state: str, detach: bool = True) -> None:
     path = Path(state) / f"{name}.yaml"
     path.write_text(textwrap.dedent(f"""
         services:
@@ -52,7 +52,7 @@ def deploy(name: str, replicas: int, state: str) -> None:
             deploy:
               replicas: {replicas}
     """))
-    orch("deploy", "-f", str(path), "--detach")
+    orch("deploy", "-f", str(path), *(["--detach"] if detach else []))
 
 
 def running(name: str) -> list[dict[str, Any]]:

@@ -1,6 +1,10 @@
 """Deploy 100 replicas of a busybox sleep service on `orch up --nodes 1` and
 on `--nodes 3`; time until all run.
 
+The clock runs around `orch deploy -f` without --detach, which returns once
+every replica runs: the user's own wait. (Polling with one `orch ps` process
+per check would take a core away from the cluster being measured.)
+
     python bench/converge.py [N]    (root)   -> prints replicas_per_s=X last (3 nodes)
 """
 
@@ -11,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._cluster import cluster, deploy, running, wait
+from bench._cluster import cluster, deploy, running
 
 
 def main() -> int:
@@ -22,9 +26,9 @@ def main() -> int:
             import time
 
             t0 = time.monotonic()
-            deploy("sleepers", n, state)
-            wait(lambda: len(running("sleepers")) >= n, interval=0.1)
+            deploy("sleepers", n, state, detach=False)
             elapsed = time.monotonic() - t0
+            assert len(running("sleepers")) == n
             rates[nodes] = n / elapsed
             print(f"nodes={nodes} replicas={n} converge_s={elapsed:.2f} "
                   f"replicas_per_s_{nodes}node={rates[nodes]:.1f}")

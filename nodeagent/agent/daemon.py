@@ -74,7 +74,10 @@ def ensure_supervisor(opts: AgentOptions, on_event: object) -> tuple[SupervisorC
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "nodeagent.supervisor", "--state-dir", opts.state_dir,
-             "--run-dir", opts.run_dir, "--bridge", opts.bridge, "--subnet", opts.subnet],
+             "--run-dir", opts.run_dir, "--bridge", opts.bridge, "--subnet", opts.subnet,
+             # A cluster node will run bridge containers: set the network up
+             # now, not in the first task's start.
+             *(["--warm-network"] if opts.join else [])],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
             close_fds=True,
         )
@@ -127,6 +130,7 @@ def run(opts: AgentOptions) -> int:
         worker = Worker(service, client, opts.join, opts.token, opts.name or socket.gethostname(),
                         opts.listen, opts.labels or {}, opts.state_dir)
         events.listeners.append(worker.on_event)
+        service.images.store.list()  # load the image store before the first task needs it
         worker.start()
     os.chmod(opts.socket, 0o660)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--bridge", default="orch0")
     parser.add_argument("--subnet", default="10.88.0.0/16")
+    parser.add_argument("--warm-network", action="store_true",
+                        help="create the bridge and load the network code at start")
     args = parser.parse_args(argv)
 
     from nodeagent.network import BridgeNetwork
@@ -26,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o022)
     network = BridgeNetwork(os.path.join(args.state_dir, "network"), args.bridge, args.subnet)
     runtime = LinuxRuntime(network=network)
+    if args.warm_network:
+        try:
+            network.ensure()
+        except Exception as exc:  # the first container's start reports it again
+            print(f"orch-supervisor: network setup failed: {exc}", file=sys.stderr, flush=True)
     Supervisor(args.state_dir, args.run_dir, runtime, network).serve()
     return 0
 

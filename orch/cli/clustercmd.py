@@ -210,7 +210,7 @@ def follow_rollout(api: Cluster, names: list[str], timeout: float) -> int:
         if time.monotonic() > deadline:
             print(f"not converged after {timeout:.0f} s", file=sys.stderr)
             return 1
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
 def cmd_scale(args: argparse.Namespace, _agent: Any) -> int:
