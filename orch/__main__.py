@@ -1,5 +1,3 @@
-import sys
+from orch.cli import run
 
-from orch.cli import main
-
-sys.exit(main())
+run()

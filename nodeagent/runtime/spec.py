@@ -71,6 +71,21 @@ NAMESPACES: tuple[str, ...] = ("mount", "uts", "ipc", "net", "pid", "cgroup")
 NetworkMode = Literal["bridge", "none", "host"]
 
 
+def as_plain(value: Any) -> Any:
+    """``dataclasses.asdict`` for these types, an order of magnitude faster:
+    asdict deep-copies every leaf, here all leaves are immutable scalars.
+    Records are serialised on every state change, so this is on the hot path."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: as_plain(v) for k, v in vars(value).items()}
+    if isinstance(value, list):
+        return [as_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(as_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: as_plain(v) for k, v in value.items()}
+    return value
+
+
 @dataclass(frozen=True)
 class Rlimit:
     name: str  # e.g. "RLIMIT_NOFILE"
@@ -154,7 +169,9 @@ class ContainerSpec:
     labels: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        plain = as_plain(self)
+        assert isinstance(plain, dict)
+        return plain
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContainerSpec:

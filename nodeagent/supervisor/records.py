@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeagent.runtime.spec import ContainerSpec
+from nodeagent.runtime.spec import ContainerSpec, as_plain
 
 CREATED = "created"
 RUNNING = "running"
@@ -60,7 +60,8 @@ class Record:
         return str(self.bundle / "container.log")
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {k: v for k, v in vars(self).items() if k != "spec"}
+        data["config"] = as_plain(self.config)
         data["spec"] = self.spec.to_dict()
         return data
 

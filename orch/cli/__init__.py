@@ -9,6 +9,7 @@ exits non-zero; a traceback is a bug.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from orch.cli.client import Agent, CLIError, host_from
@@ -77,5 +78,19 @@ def main(argv: list[str] | None = None) -> int:
             agent.close()
 
 
+def run() -> None:
+    """The ``orch`` command: :func:`main`, then exit without the interpreter's
+    teardown (~15 ms of freeing modules the process will never use again).
+    Every command has finished its work when main returns; stdio is flushed
+    here, and files are closed by the ``with`` blocks that wrote them."""
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        code = code or 141
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
