@@ -9,6 +9,7 @@ imports, allocates threads or takes locks.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 from typing import Any
 
@@ -129,6 +130,9 @@ def clone_process(flags: int) -> int:
                         ctypes.c_ulong(0))
     if pid == 0:
         _pyapi.PyOS_AfterFork_Child()
+        # The child runs a few setup steps and execs: a collection would walk
+        # (and copy-on-write fault) the whole inherited heap for nothing.
+        gc.disable()
         return 0
     err = ctypes.get_errno()
     _pyapi.PyOS_AfterFork_Parent()
