@@ -34,7 +34,6 @@ log = JsonLogger("orch.worker")
 TASK_LABEL = "orch.task"
 SERVICE_LABEL = "orch.service"
 BATCH_INTERVAL = 0.1
-START_CONCURRENCY = 4
 RECONNECT_MAX = 2.0
 
 
@@ -191,15 +190,11 @@ class Worker:
                 log.exception("reconcile failed")
 
     def _reconcile(self, assigned: dict[str, Task]) -> None:
-        starts: list[Task] = []
         for tid, task in assigned.items():
             cid = self.containers.get(tid)
             if task.desired_state == TaskState.RUNNING:
                 if cid is None and tid not in self.reported:
-                    # Reported here, before any start runs: the next pass
-                    # sees it and never starts the task twice.
-                    self._report(task.id, TaskState.STARTING, "starting")
-                    starts.append(task)
+                    self._start(task)
             elif cid is not None:
                 self._stop_async(tid, task, cid, TaskState.SHUTDOWN)
             elif tid not in self.reported or self.reported[tid].state < TaskState.COMPLETE:
@@ -207,16 +202,6 @@ class Worker:
         for tid in [t for t in self.containers if t not in assigned]:
             # Not in the set: the control plane no longer wants it here.
             self._stop_async(tid, None, self.containers[tid], None)
-        if len(starts) > 1:
-            # A few starts in flight: this agent prepares the next request
-            # while the supervisor runs the previous one.
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=START_CONCURRENCY,
-                                    thread_name_prefix="worker-start") as pool:
-                list(pool.map(self._start, starts))
-        elif starts:
-            self._start(starts[0])
 
     def _image(self, ref: str) -> str:
         """A local image for ``ref``; registry images are pulled on demand,
@@ -235,6 +220,7 @@ class Worker:
         return self._pulled[ref]
 
     def _start(self, task: Task) -> None:
+        self._report(task.id, TaskState.STARTING, "starting")
         try:
             cfg = container_config(task)
             cfg.image = self._image(task.spec.image)
