@@ -150,6 +150,10 @@ def run(opts: AgentOptions) -> int:
     client.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(opts.socket)
+    # The lock file goes while still held: an agent starting now creates
+    # (and locks) a fresh one.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(opts.run_dir, "agent.lock"))
     os.close(lock_fd)
     log.info("agent stopped")
     return 0

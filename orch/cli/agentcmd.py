@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -128,6 +129,9 @@ def _stop(agent: Agent, opts: Any, everything: bool) -> int:
         print("agent was not running; stopped its supervisor, every container and the network")
         return 0
     _wait_gone(pid, 15)
+    if everything:
+        with contextlib.suppress(OSError):  # kept while anything else lives there
+            os.rmdir(opts.run_dir)
     print("agent stopped" + (" with every container and the node network" if everything else ""))
     return 0
 

@@ -331,6 +331,17 @@ def _stop_pid(pid: int, timeout: float = 10.0) -> None:
         pass
 
 
+def _rmdir_if_empty(path: Path) -> None:
+    """The run dir, and the default /run/orch above it, when nothing else lives there."""
+    for d in (path, path.parent):
+        if d != path and d != Path("/run/orch"):
+            return
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
+
 def down(run_dir: str, purge: bool = False) -> ClusterRecord | None:
     path = Path(run_dir) / "cluster.json"
     if not path.exists():
@@ -361,6 +372,7 @@ def down(run_dir: str, purge: bool = False) -> ClusterRecord | None:
     path.unlink()
     # The nodes' socket directories (their agents and supervisors are gone).
     subprocess.run(["rm", "-rf", str(Path(run_dir) / "nodes")], check=False)
+    _rmdir_if_empty(Path(run_dir))
     if purge:
         subprocess.run(["rm", "-rf", rec.state_dir], check=False)
     return rec
