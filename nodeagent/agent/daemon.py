@@ -130,7 +130,7 @@ def run(opts: AgentOptions) -> int:
         worker = Worker(service, client, opts.join, opts.token, opts.name or socket.gethostname(),
                         opts.listen, opts.labels or {}, opts.state_dir)
         events.listeners.append(worker.on_event)
-        service.images.store.list()  # load the image store before the first task needs it
+        service.images.load()  # before the first task needs it
         worker.start()
     os.chmod(opts.socket, 0o660)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -138,12 +138,15 @@ def run(opts: AgentOptions) -> int:
     log.info("agent ready", socket=opts.socket, state_dir=opts.state_dir,
              supervisor_pid=sup_info["pid"], supervisor_started=started,
              containers=sup_info["containers"])
-    trim = _malloc_trim()
+    from nodeagent.runtime._libc import malloc_trim
+
     while not stop.wait(1.0):
         if events.disconnected:
             log.error("lost the supervisor; exiting")
             break
-        trim()
+        # Once a second: an image import or a burst of RPCs would otherwise
+        # pin the agent's peak heap for good.
+        malloc_trim()
     if worker is not None:
         worker.stop()
     server.stop(grace=2).wait()
@@ -157,18 +160,6 @@ def run(opts: AgentOptions) -> int:
     os.close(lock_fd)
     log.info("agent stopped")
     return 0
-
-
-def _malloc_trim() -> Any:
-    """Give freed heap back to the OS once a second (glibc keeps it otherwise:
-    an image import or a burst of RPCs would pin its peak for good)."""
-    import ctypes
-
-    try:
-        fn = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return lambda: None
-    return lambda: fn(0)
 
 
 def _cgroup_version() -> int:
@@ -196,13 +187,16 @@ class LazyImageStore:
             return 0
         return len({m.get("digest") for m in manifests})
 
-    @property
-    def store(self) -> Any:
+    def load(self) -> Any:
         if self._store is None:
             from nodeagent.images import ImageStore
 
             self._store = ImageStore(self.root)
         return self._store
+
+    @property
+    def store(self) -> Any:
+        return self.load()
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.store, name)

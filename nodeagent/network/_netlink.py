@@ -24,12 +24,11 @@ def netlink_step(step: str, args: Any) -> Iterator[None]:
         raise SetupError(step, args, exc.strerror or str(exc), exc.errno or 0)
 
 
-def index_of(ipr: Any, ifname: str) -> int | None:
+def index_of(ifname: str) -> int | None:
     """The interface index of ``ifname`` in the current namespace, or None.
 
     One ioctl (if_nametoindex), not a netlink dump of every link: with a
     veth per container, a dump parsed in Python made each lookup O(links).
-    ``ipr`` is unused but names the namespace the caller works in (its own).
     """
     try:
         return socket.if_nametoindex(ifname)

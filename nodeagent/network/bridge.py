@@ -21,11 +21,11 @@ from nodeagent.network._netlink import index_of, netlink_step
 
 def ensure_bridge(ipr: Any, name: str, gateway: str, prefixlen: int) -> int:
     """Bridge ``name`` up with ``gateway/prefixlen``; returns its index."""
-    index = index_of(ipr, name)
+    index = index_of(name)
     if index is None:
         with netlink_step("bridge_create", {"ifname": name}):
             ipr.link("add", ifname=name, kind="bridge")
-        index = index_of(ipr, name)
+        index = index_of(name)
         if index is None:
             raise SetupError("bridge_create", {"ifname": name}, "bridge vanished after creation")
     _ensure_address(ipr, index, name, gateway, prefixlen)
@@ -49,7 +49,7 @@ def teardown_bridge(ipr: Any, name: str) -> None:
     """Delete the bridge's ports, then the bridge (address, routes and sysctls
     go with it). Ports are deleted because a bridge going away only releases
     them: a veth whose container was not detached would stay behind."""
-    index = index_of(ipr, name)
+    index = index_of(name)
     if index is None:
         return
     for port in ipr.get_links(master=index):

@@ -21,9 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 from nodeagent.errors import InvalidArgument
-from nodeagent.network import nftables, ports
+from nodeagent.network import nftables, ports, veth
 from nodeagent.network.ipam import LeaseFile, gateway_of, parse_subnet
 from nodeagent.network.names import IFNAMSIZ, host_veth_name
+from nodeagent.network.rtnl import LinkSocket
 from nodeagent.runtime.spec import NetworkConfig
 
 
@@ -37,18 +38,16 @@ class BridgeNetwork:
         self.leases = LeaseFile(state_dir, bridge, self.subnet)
         self._ensured = False
         self._ipr: Any = None  # one netlink socket for the process's lifetime
-        self._links: Any = None  # rtnl.LinkSocket: the per-container veth requests
+        self._links: LinkSocket | None = None  # the per-container veth requests
 
     def _netlink(self) -> Any:
-        IPRoute, _, _ = _kernel()
+        IPRoute, _ = _kernel()
         if self._ipr is None:
             self._ipr = IPRoute()
         return self._ipr
 
-    def _link_socket(self) -> Any:
+    def _link_socket(self) -> LinkSocket:
         if self._links is None:
-            from nodeagent.network.rtnl import LinkSocket
-
             self._links = LinkSocket()
         return self._links
 
@@ -57,7 +56,7 @@ class BridgeNetwork:
         Done once per process (every container create calls it)."""
         if self._ensured:
             return
-        _, bridge_mod, _ = _kernel()
+        _, bridge_mod = _kernel()
         bridge_mod.ensure_bridge(self._netlink(), self.bridge, self.gateway, self.subnet.prefixlen)
         nftables.ensure_table(self.bridge)
         self._ensured = True
@@ -79,11 +78,9 @@ class BridgeNetwork:
             pool.release(container_id)
 
     def attach(self, cfg: NetworkConfig, pid: int) -> None:
-        _, _, veth = _kernel()
         veth.attach_veth(self._link_socket(), cfg, pid)
 
     def detach(self, cfg: NetworkConfig) -> None:
-        _, _, veth = _kernel()
         veth.detach_veth(self._link_socket(), cfg)
 
     def publish(self, container_id: str, cfg: NetworkConfig) -> None:
@@ -103,7 +100,7 @@ class BridgeNetwork:
     def teardown(self) -> None:
         """Remove the bridge, the nft table and the lease file: nothing left."""
         nftables.delete_table(self.bridge)
-        _, bridge_mod, _ = _kernel()
+        _, bridge_mod = _kernel()
         bridge_mod.teardown_bridge(self._netlink(), self.bridge)
         self.leases.remove()
         self._ensured = False
@@ -115,13 +112,14 @@ class BridgeNetwork:
             self._links = None
 
 
-def _kernel() -> tuple[Any, Any, Any]:
+def _kernel() -> tuple[Any, Any]:
     """The pyroute2-backed modules, imported on first use: a supervisor whose
     containers use no bridge never pays for them. ``inside`` is loaded here
-    too, in the parent, so forked children find it ready."""
+    too, in the parent (by ensure(), before any container is cloned), so
+    cloned children find it ready."""
     from pyroute2 import IPRoute
 
-    from nodeagent.network import bridge, inside, veth
+    from nodeagent.network import bridge, inside
 
     del inside
-    return IPRoute, bridge, veth
+    return IPRoute, bridge

@@ -25,7 +25,7 @@ def attach_veth(links: LinkSocket, cfg: NetworkConfig, pid: int) -> None:
     """Create the pair: host end in ``cfg.bridge`` and up, peer ``eth0`` in pid's netns."""
     if not cfg.host_veth or len(cfg.host_veth) > IFNAMSIZ:
         raise InvalidArgument(f"host veth name {cfg.host_veth!r} must be 1..{IFNAMSIZ} chars")
-    bridge = index_of(None, cfg.bridge)
+    bridge = index_of(cfg.bridge)
     if bridge is None:
         raise InvalidArgument(f"bridge {cfg.bridge!r} does not exist; ensure the network first")
     args = {"ifname": cfg.host_veth, "bridge": cfg.bridge, "pid": pid}
@@ -39,7 +39,7 @@ def detach_veth(links: LinkSocket, cfg: NetworkConfig) -> None:
     """Delete the host end if it is still there (it vanishes with the netns)."""
     if not cfg.host_veth:
         return
-    index = index_of(None, cfg.host_veth)
+    index = index_of(cfg.host_veth)
     if index is None:
         return
     with netlink_step("veth_delete", {"ifname": cfg.host_veth}):

@@ -141,6 +141,11 @@ def clone_process(flags: int) -> int:
     return int(pid)
 
 
+def malloc_trim() -> None:
+    """Hand freed heap back to the OS (glibc keeps a process's peak otherwise)."""
+    _libc.malloc_trim(0)
+
+
 def mount(
     source: str | bytes | None,
     target: str | bytes,

@@ -1,8 +1,9 @@
 """LinuxRuntime: containers from namespaces, cgroups and overlayfs, in-process.
 
-The caller must be single-threaded (it forks); it becomes a child subreaper so
-each container's PID 1 (a grandchild, after the pid-namespace double fork) and
-each exec'd process become its children. Lifecycle::
+The caller must be single-threaded (it clones and forks); it becomes a child
+subreaper so each exec'd process (a grandchild, after the pid-namespace double
+fork of ``enter``) becomes its child, like each container's PID 1, which it
+clones directly. Lifecycle::
 
     create -> (start) -> running -> wait/exited -> remove
        \\-> SetupError: everything already undone

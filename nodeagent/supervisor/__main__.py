@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from nodeagent.network import BridgeNetwork
     from nodeagent.runtime import LinuxRuntime
-    from nodeagent.supervisor.server import Supervisor
+    from nodeagent.supervisor.server import Supervisor, log
 
     os.umask(0o022)
     network = BridgeNetwork(os.path.join(args.state_dir, "network"), args.bridge, args.subnet)
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             network.ensure()
         except Exception as exc:  # the first container's start reports it again
-            print(f"orch-supervisor: network setup failed: {exc}", file=sys.stderr, flush=True)
+            log.warning("network setup failed", error=str(exc))
     Supervisor(args.state_dir, args.run_dir, runtime, network).serve()
     return 0
 

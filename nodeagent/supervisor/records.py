@@ -60,9 +60,8 @@ class Record:
         return str(self.bundle / "container.log")
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in vars(self).items() if k != "spec"}
-        data["config"] = as_plain(self.config)
-        data["spec"] = self.spec.to_dict()
+        data = as_plain(self)
+        assert isinstance(data, dict)
         return data
 
     def public(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ is ready. Everything it starts is recorded in ``<run-dir>/cluster.json`` so
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -332,14 +333,11 @@ def _stop_pid(pid: int, timeout: float = 10.0) -> None:
 
 
 def _rmdir_if_empty(path: Path) -> None:
-    """The run dir, and the default /run/orch above it, when nothing else lives there."""
-    for d in (path, path.parent):
-        if d != path and d != Path("/run/orch"):
-            return
-        try:
-            d.rmdir()
-        except OSError:
-            return
+    """The run dir, and the default one's parent (/run/orch), when nothing else lives there."""
+    with contextlib.suppress(OSError):
+        path.rmdir()
+        if path.parent == Path(DEFAULT_RUN).parent:
+            path.parent.rmdir()
 
 
 def down(run_dir: str, purge: bool = False) -> ClusterRecord | None:

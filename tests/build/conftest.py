@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from nodeagent.images.store import ImageStore
+from tests.runtime_fixtures import cgroup_parent, runtime
+
+__all__ = ["cgroup_parent", "runtime"]  # the container fixtures, shared with tests/runtime
 
 REPO = Path(__file__).resolve().parents[2]
-CGROUP_PARENT = f"orch-buildtest-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="session")
@@ -36,23 +36,6 @@ def store(tmp_path: Path, busybox_dir: Path) -> ImageStore:
     s = ImageStore(str(tmp_path / "state"))
     s.import_rootfs(str(busybox_dir), "busybox:latest")
     return s
-
-
-@pytest.fixture(scope="session")
-def cgroup_parent() -> Iterator[str]:
-    yield CGROUP_PARENT
-    from nodeagent.runtime.cgroups import detect, remove_parent_if_empty
-
-    assert remove_parent_if_empty(detect(), CGROUP_PARENT), "build test cgroups were left behind"
-
-
-@pytest.fixture
-def runtime(cgroup_parent: str) -> Iterator[object]:
-    from nodeagent.runtime import LinuxRuntime
-
-    rt = LinuxRuntime()
-    yield rt
-    assert not rt._live, f"containers left in the runtime: {list(rt._live)}"
 
 
 def write_tree(root: Path, files: dict[str, str]) -> Path:

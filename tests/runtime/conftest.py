@@ -7,13 +7,15 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from nodeagent.runtime import LinuxRuntime
 from nodeagent.runtime.spec import ContainerSpec, ProcessSpec, RootfsSpec
+from tests.runtime_fixtures import cgroup_parent, runtime
+
+__all__ = ["cgroup_parent", "runtime"]  # fixtures shared with tests/build
 
 BUSYBOX = "/bin/busybox"
 
@@ -39,28 +41,6 @@ def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not os.path.exists(BUSYBOX):
         pytest.skip("busybox-static is not installed")
     return build_busybox_rootfs(tmp_path_factory.mktemp("lower") / "rootfs")
-
-
-CGROUP_PARENT = f"orch-test-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="session")
-def cgroup_parent() -> Iterator[str]:
-    yield CGROUP_PARENT
-    from nodeagent.runtime.cgroups import detect, remove_parent_if_empty
-
-    assert remove_parent_if_empty(detect(), CGROUP_PARENT), "test cgroups were left behind"
-
-
-@pytest.fixture
-def runtime(cgroup_parent: str) -> Iterator[LinuxRuntime]:
-    rt = LinuxRuntime()
-    yield rt
-    leftovers = [live.handle for live in rt._live.values()]
-    for handle in leftovers:  # a failing test may leave containers: remove them
-        assert handle is not None
-        rt.remove(handle)
-    assert not leftovers, f"containers left in the runtime: {leftovers}"
 
 
 @pytest.fixture
