@@ -8,8 +8,6 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-from pyroute2.netlink.exceptions import NetlinkError
-
 from nodeagent.errors import SetupError
 
 
@@ -18,8 +16,6 @@ def netlink_step(step: str, args: Any) -> Iterator[None]:
     """Report a failing request as ``SetupError(step, args, strerror, errno)``."""
     try:
         yield
-    except NetlinkError as exc:
-        raise SetupError(step, args, str(exc.args[1] if len(exc.args) > 1 else exc), exc.code)
     except OSError as exc:
         raise SetupError(step, args, exc.strerror or str(exc), exc.errno or 0)
 

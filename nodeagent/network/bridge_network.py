@@ -18,8 +18,6 @@ bridge's own ``route_localnet``, which disappears with the bridge.
 
 from __future__ import annotations
 
-from typing import Any
-
 from nodeagent.errors import InvalidArgument
 from nodeagent.network import nftables, ports, veth
 from nodeagent.network.ipam import LeaseFile, gateway_of, parse_subnet
@@ -37,14 +35,7 @@ class BridgeNetwork:
         self.gateway = str(gateway_of(self.subnet))
         self.leases = LeaseFile(state_dir, bridge, self.subnet)
         self._ensured = False
-        self._ipr: Any = None  # one netlink socket for the process's lifetime
         self._links: LinkSocket | None = None  # the per-container veth requests
-
-    def _netlink(self) -> Any:
-        IPRoute, _ = _kernel()
-        if self._ipr is None:
-            self._ipr = IPRoute()
-        return self._ipr
 
     def _link_socket(self) -> LinkSocket:
         if self._links is None:
@@ -56,8 +47,13 @@ class BridgeNetwork:
         Done once per process (every container create calls it)."""
         if self._ensured:
             return
-        _, bridge_mod = _kernel()
-        bridge_mod.ensure_bridge(self._netlink(), self.bridge, self.gateway, self.subnet.prefixlen)
+        # Loaded in the parent, before any container is cloned, so cloned
+        # children find it ready (see configure_container_side).
+        from nodeagent.network import inside
+        from nodeagent.network.bridge import run_helper
+
+        del inside
+        run_helper("ensure", self.bridge, self.gateway, str(self.subnet.prefixlen))
         nftables.ensure_table(self.bridge)
         self._ensured = True
 
@@ -100,26 +96,12 @@ class BridgeNetwork:
     def teardown(self) -> None:
         """Remove the bridge, the nft table and the lease file: nothing left."""
         nftables.delete_table(self.bridge)
-        _, bridge_mod = _kernel()
-        bridge_mod.teardown_bridge(self._netlink(), self.bridge)
+        from nodeagent.network.bridge import run_helper
+
+        run_helper("teardown", self.bridge)
         self.leases.remove()
         self._ensured = False
-        if self._ipr is not None:
-            self._ipr.close()
-            self._ipr = None
         if self._links is not None:
             self._links.close()
             self._links = None
 
-
-def _kernel() -> tuple[Any, Any]:
-    """The pyroute2-backed modules, imported on first use: a supervisor whose
-    containers use no bridge never pays for them. ``inside`` is loaded here
-    too, in the parent (by ensure(), before any container is cloned), so
-    cloned children find it ready."""
-    from pyroute2 import IPRoute
-
-    from nodeagent.network import bridge, inside
-
-    del inside
-    return IPRoute, bridge

@@ -4,7 +4,7 @@ Creating and deleting a container's veth pair happens once per container, so
 it is the hot path of a rollout. pyroute2's ``IPRoute`` spends ~5 ms of CPU
 per request (message objects, an asyncio round trip); these requests are a
 few dozen bytes of ``struct`` on a plain netlink socket and cost ~0.1 ms. The
-rest of node networking (bridge, addresses, routes) stays on pyroute2.
+bridge, set up once per node, stays on pyroute2 in a helper process (``bridge``).
 
 Wire format (``linux/netlink.h``, ``linux/rtnetlink.h``): a 16-byte
 ``nlmsghdr``, a 16-byte ``ifinfomsg``, then attributes, each a 4-byte

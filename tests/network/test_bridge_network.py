@@ -117,6 +117,33 @@ def test_ensure_is_idempotent_and_bridge_has_gateway(net: BridgeNetwork) -> None
     assert len([i for i in json.loads(rules.stdout)["nftables"] if "rule" in i]) == 3
 
 
+def test_bridge_setup_runs_out_of_process(tmp_path: Path, bridge_name: str, subnet: str) -> None:
+    """The supervisor's process never loads pyroute2 (every clone would copy
+    its pages); a failed bridge step comes back as SetupError naming it."""
+    code = f"""
+import sys
+from nodeagent.errors import SetupError
+from nodeagent.network import BridgeNetwork
+from nodeagent.runtime import LinuxRuntime
+net = BridgeNetwork({str(tmp_path)!r}, {bridge_name!r}, {subnet!r})
+LinuxRuntime(network=net)
+net.ensure()
+error = None
+try:
+    BridgeNetwork({str(tmp_path / "bad")!r}, "orch:x", {subnet!r}).ensure()
+except SetupError as exc:
+    error = exc
+net.teardown()
+print("pyroute2" in sys.modules, error)
+"""
+    out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, check=True)
+    assert bridge_name not in os.listdir("/sys/class/net")
+    loaded, error = out.stdout.strip().split(" ", 1)
+    assert loaded == "False"
+    assert error == ("container setup failed at step 'bridge_create' ({'ifname': 'orch:x'}): "
+                     "Invalid argument")
+
+
 def test_attach_gives_eth0_address_and_default_route(net: BridgeNetwork, make_ns: MakeNs) -> None:
     pid, cfg = start_container(net, make_ns, cid(1))
     addrs = json.loads(nsexec(pid, "ip", "-j", "addr", "show", "eth0").stdout)[0]
