@@ -1,10 +1,12 @@
 """The container's directory on the host: ``bundle_dir``.
 
-Layout: ``upper/`` and ``work/`` (overlay), ``rootfs/`` (an empty mountpoint on
-the host: the overlay is mounted inside the container's mount namespace only)
-and the generated ``hosts``, ``hostname`` and ``resolv.conf``. Invariant:
-:func:`cleanup` removes exactly what :func:`prepare` made, is idempotent, and
-leaves the bundle dir itself (and the caller's logs in it) alone.
+Layout: ``upper/`` and ``work/`` (overlay) and ``rootfs/`` (an empty
+mountpoint on the host: the container's root is assembled on it inside its own
+mount namespace only). The generated ``hosts``, ``hostname`` and
+``resolv.conf`` are computed here (:func:`etc_files`) but written inside the
+container's namespace, in memory (see ``rootfs``). Invariant: :func:`cleanup`
+removes exactly what :func:`prepare` made, is idempotent, and leaves the
+bundle dir itself (and the caller's logs in it) alone.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import shutil
 from nodeagent.runtime.spec import ContainerSpec
 
 RUNTIME_DIRS: tuple[str, ...] = ("rootfs", "upper", "work")
-GENERATED_FILES: tuple[str, ...] = ("hosts", "hostname", "resolv.conf")
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 
 
@@ -28,24 +29,17 @@ def prepare(spec: ContainerSpec) -> None:
         # A volatile overlay leaves work/work/incompat/volatile behind and
         # refuses to mount over it again: clear it for a restart.
         shutil.rmtree(os.path.join(spec.bundle_dir, "work", "work"), ignore_errors=True)
-    _write(spec, "hosts", hosts_file(spec))
-    _write(spec, "hostname", spec.hostname + "\n")
-    _write(spec, "resolv.conf", resolv_conf(spec))
 
 
 def cleanup(spec: ContainerSpec) -> None:
     for name in RUNTIME_DIRS:
         shutil.rmtree(os.path.join(spec.bundle_dir, name), ignore_errors=True)
-    for name in GENERATED_FILES:
-        try:
-            os.unlink(os.path.join(spec.bundle_dir, name))
-        except FileNotFoundError:
-            pass
 
 
-def _write(spec: ContainerSpec, name: str, text: str) -> None:
-    with open(os.path.join(spec.bundle_dir, name), "w") as f:
-        f.write(text)
+def etc_files(spec: ContainerSpec) -> dict[str, str]:
+    """The generated /etc files' contents, by name."""
+    return {"hosts": hosts_file(spec), "hostname": spec.hostname + "\n",
+            "resolv.conf": resolv_conf(spec)}
 
 
 def hosts_file(spec: ContainerSpec) -> str:

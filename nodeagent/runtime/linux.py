@@ -115,11 +115,12 @@ class LinuxRuntime:
         return init.InitPlan(
             unshare_flags=init.unshare_flags(mode),
             rootfs=RootfsPlan(
-                rootfs=os.path.join(b, "rootfs"),
-                overlay_data=overlay_options(spec.rootfs.lower_dirs, os.path.join(b, "upper"),
-                                             os.path.join(b, "work"),
+                staging=os.path.join(b, "rootfs"),
+                overlay_data=overlay_options(os.path.join(b, "rootfs"), spec.rootfs.lower_dirs,
+                                             os.path.join(b, "upper"), os.path.join(b, "work"),
                                              spec.rootfs.volatile and _VOLATILE_OVERLAY),
-                readonly=spec.rootfs.readonly, bundle_dir=b, hostname=spec.hostname,
+                readonly=spec.rootfs.readonly, hostname=spec.hostname,
+                etc_files=bundle.etc_files(spec),
                 masked_paths=spec.masked_paths, readonly_paths=spec.readonly_paths,
             ),
             process=process.build_plan(spec.process, stdio, spec.hostname, report_w),

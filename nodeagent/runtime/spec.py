@@ -8,8 +8,9 @@ restarted supervisor can restart or clean up a container.
 Invariants:
 - ``rootfs.lower_dirs`` are read-only snapshot directories, topmost layer
   first (overlayfs ``lowerdir`` order); the runtime never writes to them.
-- ``bundle_dir`` belongs to this container alone: ``upper/``, ``work/``, the
-  generated ``hosts``/``hostname``/``resolv.conf`` files live there.
+- ``bundle_dir`` belongs to this container alone: ``upper/``, ``work/`` and
+  the ``rootfs/`` mountpoint live there (the generated /etc files live in the
+  container's own namespace, see ``rootfs``).
 - Quantities are in base units: bytes, and CPUs as a float (0.5 = half a CPU).
 """
 

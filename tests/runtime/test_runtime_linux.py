@@ -105,6 +105,32 @@ def test_hostname_is_the_containers(runtime: LinuxRuntime, make_spec: Spec) -> N
     assert os.uname().nodename != spec.hostname
 
 
+def test_generated_etc_files_live_in_memory(runtime: LinuxRuntime, make_spec: Spec,
+                                           busybox_rootfs: Path) -> None:
+    """/etc/hosts, hostname and resolv.conf are generated, bound in, and
+    writable, yet neither the image (which lacks them) nor the container's
+    writable layer gets a copy: they live in the container's namespace."""
+    spec = sh(make_spec, "cat /etc/hosts; echo '10.9.9.9 extra' >> /etc/hosts && "
+                         "grep -c extra /etc/hosts; ls -d /proc /sys /dev")
+    r, w = os.pipe()
+    c = runtime.create(spec, Stdio(stdout=w, stderr=w))
+    os.close(w)
+    try:
+        runtime.start(c)
+        status = runtime.wait(c, timeout=30)
+        out = _read_all(r)
+        assert status is not None and status.exit_code == 0, out
+        assert sorted(os.listdir(spec.bundle_dir)) == ["rootfs", "upper", "work"]
+        assert os.listdir(os.path.join(spec.bundle_dir, "upper")) == []
+        assert os.listdir(os.path.join(spec.bundle_dir, "rootfs")) == []
+    finally:
+        os.close(r)
+        runtime.remove(c)
+    assert f"127.0.1.1\t{spec.hostname}" in out
+    assert out.endswith("\n1\n/dev\n/proc\n/sys\n")
+    assert not (busybox_rootfs / "etc" / "hosts").exists()
+
+
 def test_host_filesystem_unreachable(runtime: LinuxRuntime, make_spec: Spec,
                                      tmp_path: Path) -> None:
     marker = tmp_path / "host-marker-orch"
