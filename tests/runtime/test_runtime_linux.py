@@ -18,8 +18,10 @@ from nodeagent.runtime.spec import DEFAULT_CAPABILITIES, ContainerSpec, ProcessS
 Spec = Callable[..., ContainerSpec]
 
 
-def run(rt: LinuxRuntime, spec: ContainerSpec, remove: bool = True) -> tuple[int, str]:
-    """create -> start -> wait; returns (exit code, stdout+stderr)."""
+def run(rt: LinuxRuntime, spec: ContainerSpec,
+        before_remove: Callable[[], None] | None = None) -> tuple[int, str]:
+    """create -> start -> wait (-> before_remove) -> remove; returns (exit
+    code, stdout+stderr)."""
     r, w = os.pipe()
     try:
         c = rt.create(spec, Stdio(stdout=w, stderr=w))
@@ -30,10 +32,11 @@ def run(rt: LinuxRuntime, spec: ContainerSpec, remove: bool = True) -> tuple[int
         status = rt.wait(c, timeout=30)
         assert status is not None, "container did not exit"
         out = _read_all(r)
+        if before_remove is not None:
+            before_remove()
     finally:
         os.close(r)
-        if remove:
-            rt.remove(c)
+        rt.remove(c)
     return status.exit_code, out
 
 
@@ -112,20 +115,14 @@ def test_generated_etc_files_live_in_memory(runtime: LinuxRuntime, make_spec: Sp
     writable layer gets a copy: they live in the container's namespace."""
     spec = sh(make_spec, "cat /etc/hosts; echo '10.9.9.9 extra' >> /etc/hosts && "
                          "grep -c extra /etc/hosts; ls -d /proc /sys /dev")
-    r, w = os.pipe()
-    c = runtime.create(spec, Stdio(stdout=w, stderr=w))
-    os.close(w)
-    try:
-        runtime.start(c)
-        status = runtime.wait(c, timeout=30)
-        out = _read_all(r)
-        assert status is not None and status.exit_code == 0, out
+
+    def bundle_holds_only_its_dirs() -> None:
         assert sorted(os.listdir(spec.bundle_dir)) == ["rootfs", "upper", "work"]
         assert os.listdir(os.path.join(spec.bundle_dir, "upper")) == []
         assert os.listdir(os.path.join(spec.bundle_dir, "rootfs")) == []
-    finally:
-        os.close(r)
-        runtime.remove(c)
+
+    code, out = run(runtime, spec, before_remove=bundle_holds_only_its_dirs)
+    assert code == 0, out
     assert f"127.0.1.1\t{spec.hostname}" in out
     assert out.endswith("\n1\n/dev\n/proc\n/sys\n")
     assert not (busybox_rootfs / "etc" / "hosts").exists()
