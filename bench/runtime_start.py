@@ -2,7 +2,12 @@
 
 Each iteration runs /bin/true from the same busybox rootfs with no network
 (create -> start -> exit -> cleanup) once per contender, alternating, so
-background noise hits all three alike. Prints medians, then the ratios.
+background noise hits all of them alike. Prints medians, then the ratios.
+
+Like for like: runc runs with a read-only root (``root.readonly`` in the
+config below), so ``orch_runtime`` does too (an overlay with no writable
+layer). ``orch_runtime_writable`` adds the container's own writable layer on
+disk, as ``orch run --rm`` has; it is printed for comparison.
 
     python bench/runtime_start.py [N]        (root; default N=30)
 """
@@ -24,11 +29,11 @@ from nodeagent.runtime import LinuxRuntime, Stdio
 from nodeagent.runtime.spec import ContainerSpec, ProcessSpec, RootfsSpec
 
 
-def orch_direct(rt: LinuxRuntime, rootfs: Path, work: Path) -> float:
+def orch_direct(rt: LinuxRuntime, rootfs: Path, work: Path, readonly: bool = True) -> float:
     cid = secrets.token_hex(32)
     # volatile, as for `orch run --rm`: the writable layer dies with the container
     spec = ContainerSpec(id=cid, name=cid[:12], hostname=cid[:12], bundle_dir=str(work / cid),
-                         rootfs=RootfsSpec([str(rootfs)], volatile=True),
+                         rootfs=RootfsSpec([str(rootfs)], readonly=readonly, volatile=True),
                          process=ProcessSpec(args=["/bin/true"]), cgroup_name=f"orch/{cid}")
     t0 = time.perf_counter()
     c = rt.create(spec, Stdio())
@@ -80,20 +85,24 @@ def main() -> int:
         with agent(tmp / "agent") as env:
             subprocess.run([*ORCH, "image", "import", str(rootfs), "bench-busybox"], check=True,
                            env=env, capture_output=True)
-            samples: dict[str, list[float]] = {"orch_runtime": [], "orch_run_cli": [], "runc": []}
-            for _ in range(3):  # warm caches for everyone
-                orch_direct(rt, rootfs, tmp)
-                orch_cli(env)
-                runc_run(bundle)
-            for _ in range(n):
-                samples["orch_runtime"].append(orch_direct(rt, rootfs, tmp))
-                samples["orch_run_cli"].append(orch_cli(env))
-                samples["runc"].append(runc_run(bundle))
+            contenders = {
+                "orch_runtime": lambda: orch_direct(rt, rootfs, tmp),
+                "orch_runtime_writable": lambda: orch_direct(rt, rootfs, tmp, readonly=False),
+                "orch_run_cli": lambda: orch_cli(env),
+                "runc": lambda: runc_run(bundle),
+            }
+            samples: dict[str, list[float]] = {name: [] for name in contenders}
+            for i in range(n + 3):  # the first three warm caches for everyone
+                for name, run in contenders.items():
+                    elapsed = run()
+                    if i >= 3:
+                        samples[name].append(elapsed)
         rt.cleanup()
     med = {k: median_ms(v) for k, v in samples.items()}
     print(f"iterations={n}")
     for k, v in med.items():
         print(f"{k}_median_ms={v:.1f}")
+    print(f"writable_ratio_vs_runc={med['orch_runtime_writable'] / med['runc']:.2f}")
     print(f"runtime_ratio_vs_runc={med['orch_runtime'] / med['runc']:.2f}")
     print(f"cli_ratio_vs_runc={med['orch_run_cli'] / med['runc']:.2f}")
     return 0

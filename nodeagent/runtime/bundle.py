@@ -1,6 +1,7 @@
 """The container's directory on the host: ``bundle_dir``.
 
-Layout: ``upper/`` and ``work/`` (overlay) and ``rootfs/`` (an empty
+Layout: ``upper/`` and ``work/`` (overlay; none for a read-only rootfs) and
+``rootfs/`` (an empty
 mountpoint on the host: the container's root is assembled on it inside its own
 mount namespace only). The generated ``hosts``, ``hostname`` and
 ``resolv.conf`` are computed here (:func:`etc_files`) but written inside the
@@ -22,13 +23,21 @@ HOST_RESOLV_CONF = "/etc/resolv.conf"
 
 
 def prepare(spec: ContainerSpec) -> None:
-    os.makedirs(spec.bundle_dir, exist_ok=True)
-    for name in RUNTIME_DIRS:
-        os.makedirs(os.path.join(spec.bundle_dir, name), exist_ok=True)
+    """The dirs the container needs: a read-only rootfs has no writable layer."""
+    os.makedirs(os.path.join(spec.bundle_dir, "rootfs"), exist_ok=True)
+    if spec.rootfs.readonly:
+        return
+    for path in writable_dirs(spec):
+        os.makedirs(path, exist_ok=True)
     if spec.rootfs.volatile:
         # A volatile overlay leaves work/work/incompat/volatile behind and
         # refuses to mount over it again: clear it for a restart.
         shutil.rmtree(os.path.join(spec.bundle_dir, "work", "work"), ignore_errors=True)
+
+
+def writable_dirs(spec: ContainerSpec) -> tuple[str, str]:
+    """The overlay's ``upper`` and ``work`` dirs."""
+    return os.path.join(spec.bundle_dir, "upper"), os.path.join(spec.bundle_dir, "work")
 
 
 def cleanup(spec: ContainerSpec) -> None:

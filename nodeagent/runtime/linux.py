@@ -116,9 +116,10 @@ class LinuxRuntime:
             unshare_flags=init.unshare_flags(mode),
             rootfs=RootfsPlan(
                 staging=os.path.join(b, "rootfs"),
-                overlay_data=overlay_options(os.path.join(b, "rootfs"), spec.rootfs.lower_dirs,
-                                             os.path.join(b, "upper"), os.path.join(b, "work"),
-                                             spec.rootfs.volatile and _VOLATILE_OVERLAY),
+                overlay_data=overlay_options(
+                    os.path.join(b, "rootfs"), spec.rootfs.lower_dirs,
+                    None if spec.rootfs.readonly else bundle.writable_dirs(spec),
+                    spec.rootfs.volatile and _VOLATILE_OVERLAY),
                 readonly=spec.rootfs.readonly, hostname=spec.hostname,
                 etc_files=bundle.etc_files(spec),
                 masked_paths=spec.masked_paths, readonly_paths=spec.readonly_paths,

@@ -84,14 +84,18 @@ class RootfsPlan:
         return os.path.join(self.staging, "root")
 
 
-def overlay_options(staging: str, lower_dirs: list[str], upper: str, work: str,
+def overlay_options(staging: str, lower_dirs: list[str], writable: tuple[str, str] | None,
                     volatile: bool = False) -> str:
     """Mount options for the container's overlay: the staging init layer on
-    top of the image's layers. ``volatile`` skips every sync of the upper
-    layer, including the one at unmount that makes a container's exit and
-    cleanup wait on the disk."""
-    lowers = ":".join([os.path.join(staging, "init"), *lower_dirs])
-    opts = f"lowerdir={lowers},upperdir={upper},workdir={work}"
+    top of the image's layers. ``writable`` is the (upper, work) pair;
+    without it (a read-only rootfs) the overlay has no writable layer at all,
+    so it needs nothing on disk.
+    ``volatile`` skips every sync of the upper layer, including the one at
+    unmount that makes a container's exit and cleanup wait on the disk."""
+    opts = "lowerdir=" + ":".join([os.path.join(staging, "init"), *lower_dirs])
+    if writable is None:
+        return opts
+    opts += f",upperdir={writable[0]},workdir={writable[1]}"
     return opts + ",volatile" if volatile else opts
 
 

@@ -128,6 +128,20 @@ def test_generated_etc_files_live_in_memory(runtime: LinuxRuntime, make_spec: Sp
     assert not (busybox_rootfs / "etc" / "hosts").exists()
 
 
+def test_readonly_rootfs_has_no_writable_layer(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    spec = sh(make_spec, "touch /new 2>&1; echo rc=$?; echo x >> /etc/hosts && echo hosts-ok")
+    spec.rootfs.readonly = True
+
+    def nothing_on_disk_but_the_mountpoint() -> None:
+        assert sorted(os.listdir(spec.bundle_dir)) == ["rootfs"]
+
+    code, out = run(runtime, spec, before_remove=nothing_on_disk_but_the_mountpoint)
+    assert code == 0, out
+    assert "Read-only file system" in out and "rc=1" in out
+    assert "hosts-ok" in out
+    assert not os.path.exists(os.path.join(spec.bundle_dir, "rootfs"))
+
+
 def test_host_filesystem_unreachable(runtime: LinuxRuntime, make_spec: Spec,
                                      tmp_path: Path) -> None:
     marker = tmp_path / "host-marker-orch"
