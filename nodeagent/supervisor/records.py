@@ -92,8 +92,9 @@ def save(record: Record) -> None:
     record.bundle.mkdir(parents=True, exist_ok=True)
     path = record.bundle / "record.json"
     tmp = path.with_suffix(".tmp")
+    text = json.dumps(record.to_dict())  # one write: json.dump writes chunk by chunk
     with open(tmp, "w") as f:
-        json.dump(record.to_dict(), f)
+        f.write(text)
     os.replace(tmp, path)
 
 
