@@ -6,11 +6,12 @@ sysctl that disappears with the device), so packets DNAT'ed from 127.0.0.1 may
 leave through it; no host-wide sysctl is touched.
 
 Runs as a one-shot helper process (``python -m nodeagent.network.bridge``),
-never inside the supervisor: the bridge is set up once per node, and pyroute2
-(~15 MB with what it imports) would otherwise sit in the supervisor for good,
-where every container's clone copies its page tables. A failure is printed as
-one report line (:mod:`nodeagent.runtime.channel`'s ``E{step, args, ...}``)
-and exit status 1; :func:`run_helper` turns it back into the ``SetupError``.
+never imported by the supervisor: the bridge is set up once per node, and
+pyroute2 (~15 MB with what it imports) would otherwise sit in the supervisor
+for good, where every container's clone copies its page tables. A failure is
+printed as one report line (:mod:`nodeagent.runtime.channel`'s
+``E{step, args, ...}``) and exit status 1; the parent side
+(``bridge_network.run_bridge_helper``) turns it back into the ``SetupError``.
 
 Invariant: after ``teardown_bridge`` no link named ``name`` exists.
 """
@@ -19,14 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
 
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
 from nodeagent.errors import SetupError
+from nodeagent.network import _netlink
 from nodeagent.network._netlink import index_of
-from nodeagent.network._netlink import netlink_step as _os_step
+from nodeagent.runtime import channel
 
 
 def ensure_bridge(ipr: Any, name: str, gateway: str, prefixlen: int) -> int:
@@ -67,8 +71,8 @@ def teardown_bridge(ipr: Any, name: str) -> None:
         with netlink_step("bridge_port_delete", {"ifname": ifname}):
             try:
                 ipr.link("del", index=port["index"])
-            except Exception as exc:
-                if getattr(exc, "code", None) != errno.ENODEV:  # already gone with its namespace
+            except NetlinkError as exc:
+                if exc.code != errno.ENODEV:  # already gone with its namespace
                     raise
     with netlink_step("bridge_delete", {"ifname": name}):
         ipr.link("del", index=index)
@@ -77,36 +81,14 @@ def teardown_bridge(ipr: Any, name: str) -> None:
 @contextlib.contextmanager
 def netlink_step(step: str, args: Any) -> Iterator[None]:
     """As :func:`nodeagent.network._netlink.netlink_step`, for pyroute2's errors too."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
     try:
-        with _os_step(step, args):
+        with _netlink.netlink_step(step, args):
             yield
     except NetlinkError as exc:
         raise SetupError(step, args, str(exc.args[1] if len(exc.args) > 1 else exc), exc.code)
 
 
-def run_helper(*argv: str) -> None:
-    """Run ``ensure NAME GATEWAY PREFIXLEN`` or ``teardown NAME`` in a helper
-    process; its failure is raised here as the helper's ``SetupError``."""
-    from nodeagent.runtime import channel
-
-    proc = subprocess.run([sys.executable, "-m", __name__, *argv], capture_output=True)
-    if proc.returncode == 0:
-        return
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(b"E"):
-            raise channel.to_setup_error(line)
-    detail = proc.stderr.decode(errors="replace").strip().splitlines()
-    raise SetupError(f"bridge_{argv[0]}", list(argv[1:]),
-                     detail[-1] if detail else f"helper exited with {proc.returncode}")
-
-
 def main(argv: list[str]) -> int:
-    from pyroute2 import IPRoute
-
-    from nodeagent.runtime import channel
-
     try:
         with IPRoute() as ipr:
             if argv[:1] == ["ensure"] and len(argv) == 4:
@@ -117,7 +99,8 @@ def main(argv: list[str]) -> int:
                 raise SetupError("bridge_helper", argv, "usage: ensure NAME GATEWAY PREFIXLEN"
                                  " | teardown NAME")
     except Exception as exc:
-        sys.stdout.buffer.write(channel.error_message(f"bridge_{argv[0] if argv else 'helper'}", exc) + b"\n")
+        step = f"bridge_{argv[0] if argv else 'helper'}"
+        sys.stdout.buffer.write(channel.error_message(step, exc) + b"\n")
         return 1
     return 0
 

@@ -18,7 +18,10 @@ bridge's own ``route_localnet``, which disappears with the bridge.
 
 from __future__ import annotations
 
-from nodeagent.errors import InvalidArgument
+import subprocess
+import sys
+
+from nodeagent.errors import InvalidArgument, SetupError
 from nodeagent.network import nftables, ports, veth
 from nodeagent.network.ipam import LeaseFile, gateway_of, parse_subnet
 from nodeagent.network.names import IFNAMSIZ, host_veth_name
@@ -50,10 +53,9 @@ class BridgeNetwork:
         # Loaded in the parent, before any container is cloned, so cloned
         # children find it ready (see configure_container_side).
         from nodeagent.network import inside
-        from nodeagent.network.bridge import run_helper
 
         del inside
-        run_helper("ensure", self.bridge, self.gateway, str(self.subnet.prefixlen))
+        run_bridge_helper("ensure", self.bridge, self.gateway, str(self.subnet.prefixlen))
         nftables.ensure_table(self.bridge)
         self._ensured = True
 
@@ -96,12 +98,27 @@ class BridgeNetwork:
     def teardown(self) -> None:
         """Remove the bridge, the nft table and the lease file: nothing left."""
         nftables.delete_table(self.bridge)
-        from nodeagent.network.bridge import run_helper
-
-        run_helper("teardown", self.bridge)
+        run_bridge_helper("teardown", self.bridge)
         self.leases.remove()
         self._ensured = False
         if self._links is not None:
             self._links.close()
             self._links = None
 
+
+def run_bridge_helper(*argv: str) -> None:
+    """Run ``nodeagent.network.bridge`` (``ensure NAME GATEWAY PREFIXLEN`` or
+    ``teardown NAME``) in its own process, so pyroute2 never loads here; its
+    failure is raised here as the helper's ``SetupError``."""
+    from nodeagent.runtime import channel
+
+    proc = subprocess.run([sys.executable, "-m", "nodeagent.network.bridge", *argv],
+                          capture_output=True)
+    if proc.returncode == 0:
+        return
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(b"E"):
+            raise channel.to_setup_error(line)
+    detail = proc.stderr.decode(errors="replace").strip().splitlines()
+    raise SetupError(f"bridge_{argv[0]}", list(argv[1:]),
+                     detail[-1] if detail else f"helper exited with {proc.returncode}")

@@ -1,9 +1,8 @@
 """The container's directory on the host: ``bundle_dir``.
 
 Layout: ``upper/`` and ``work/`` (overlay; none for a read-only rootfs) and
-``rootfs/`` (an empty
-mountpoint on the host: the container's root is assembled on it inside its own
-mount namespace only). The generated ``hosts``, ``hostname`` and
+``rootfs/`` (an empty mountpoint on the host: the container's root is
+assembled on it inside its own mount namespace only). The generated ``hosts``, ``hostname`` and
 ``resolv.conf`` are computed here (:func:`etc_files`) but written inside the
 container's namespace, in memory (see ``rootfs``). Invariant: :func:`cleanup`
 removes exactly what :func:`prepare` made, is idempotent, and leaves the
@@ -24,7 +23,7 @@ HOST_RESOLV_CONF = "/etc/resolv.conf"
 
 def prepare(spec: ContainerSpec) -> None:
     """The dirs the container needs: a read-only rootfs has no writable layer."""
-    os.makedirs(os.path.join(spec.bundle_dir, "rootfs"), exist_ok=True)
+    os.makedirs(mountpoint(spec), exist_ok=True)
     if spec.rootfs.readonly:
         return
     for path in writable_dirs(spec):
@@ -33,6 +32,11 @@ def prepare(spec: ContainerSpec) -> None:
         # A volatile overlay leaves work/work/incompat/volatile behind and
         # refuses to mount over it again: clear it for a restart.
         shutil.rmtree(os.path.join(spec.bundle_dir, "work", "work"), ignore_errors=True)
+
+
+def mountpoint(spec: ContainerSpec) -> str:
+    """Where the container's root is assembled, in its own mount namespace."""
+    return os.path.join(spec.bundle_dir, "rootfs")
 
 
 def writable_dirs(spec: ContainerSpec) -> tuple[str, str]:

@@ -108,16 +108,16 @@ class LinuxRuntime:
 
     def _init_plan(self, spec: ContainerSpec, stdio: Stdio, report_w: int,
                    control_r: int, live: _Live) -> init.InitPlan:
-        b = spec.bundle_dir
+        staging = bundle.mountpoint(spec)
         mode = spec.network.mode
         configure = {"bridge": _configure_bridge,
                      "none": lambda _cfg: self._loopback_up()}.get(mode)
         return init.InitPlan(
             unshare_flags=init.unshare_flags(mode),
             rootfs=RootfsPlan(
-                staging=os.path.join(b, "rootfs"),
+                staging=staging,
                 overlay_data=overlay_options(
-                    os.path.join(b, "rootfs"), spec.rootfs.lower_dirs,
+                    staging, spec.rootfs.lower_dirs,
                     None if spec.rootfs.readonly else bundle.writable_dirs(spec),
                     spec.rootfs.volatile and _VOLATILE_OVERLAY),
                 readonly=spec.rootfs.readonly, hostname=spec.hostname,

@@ -63,8 +63,6 @@ DEV_SYMLINKS: tuple[tuple[str, str], ...] = (
     ("/proc/self/fd/2", "stderr"),
 )
 ETC_FILES: tuple[str, ...] = ("hosts", "hostname", "resolv.conf")
-
-
 MOUNTPOINT_DIRS: tuple[str, ...] = ("proc", "sys", "dev", "etc")
 
 
