@@ -8,18 +8,16 @@ exits non-zero; a traceback is a bug.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 from orch.cli.client import Agent, CLIError, host_from
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
 __all__ = ["main"]
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise CLIError(f"{message} (see '{self.prog} --help')", 2)
 
 
 # Which module registers each command. Building every subparser costs ~20 ms,
@@ -42,8 +40,23 @@ def _module_for(argv: list[str]) -> str | None:
     return None
 
 
+def ensure_site() -> None:
+    """Put the installed packages on ``sys.path`` if the interpreter started
+    without them: ``.venv/bin/orch`` runs ``python -S``, because ``orch run``
+    needs only the standard library and this package (see scripts/setup)."""
+    if "site" not in sys.modules:
+        import site
+
+        site.main()
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    import argparse
     import importlib
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise CLIError(f"{message} (see '{self.prog} --help')", 2)
 
     parser = _Parser(prog="orch", description="orch: a container engine and orchestrator")
     parser.add_argument("-H", "--host", help="agent address (default: $ORCH_HOST or "
@@ -62,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     agent: Agent | None = None
     argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["run"]:  # the quick path: see orch.cli.runcmd
+            from orch.cli import runcmd
+
+            values = runcmd.parse_quick(argv[1:])
+            if values is not None:
+                agent = Agent(host_from(None))
+                return runcmd.run(values, agent)
+        ensure_site()
         args = build_parser(argv).parse_args(argv)
         agent = Agent(host_from(args.host))
         return int(args.func(args, agent) or 0)

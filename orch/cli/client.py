@@ -8,7 +8,10 @@ nothing for it.
 from __future__ import annotations
 
 import os
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_HOST = "unix:///run/orch/agent.sock"
 

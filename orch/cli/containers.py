@@ -5,46 +5,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from typing import Any
 
+from orch.cli import runcmd
 from orch.cli.client import Agent, CLIError
 from orch.cli.common import add_output, ago, write_exec_output
 from orch.cli.output import emit, message_dict
-from orch.units import QuantityError, format_bytes, format_duration, parse_cpus, parse_memory
-
-_PORT_RE = re.compile(r"^(?:(?P<ip>[0-9.]+):)?(?P<host>\d+):(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$")
+from orch.units import format_bytes, format_duration
 
 
 def register(sub: Any) -> None:
-    for name, help_text in (("run", "create and start a container"),
-                            ("create", "create a container without starting it")):
+    for name, help_text, func in (("run", "create and start a container", cmd_run),
+                                  ("create", "create a container without starting it", cmd_create)):
         p = sub.add_parser(name, help=help_text)
-        if name == "run":
-            p.add_argument("--rm", action="store_true", help="remove the container when it exits")
-            p.add_argument("-d", "--detach", action="store_true", help="run in the background")
-        p.add_argument("--name", default="")
-        p.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
-        p.add_argument("-p", "--publish", action="append", default=[],
-                       metavar="[IP:]HOST:CONTAINER[/tcp|/udp]")
-        p.add_argument("--memory", "-m", default=None, help="memory limit, e.g. 64Mi")
-        p.add_argument("--cpus", default=None, help="CPU quota, e.g. 0.5 or 500m")
-        p.add_argument("--pids-limit", type=int, default=0)
-        p.add_argument("--restart", default="no",
-                       help="no | on-failure[:N] | always | unless-stopped")
-        p.add_argument("--network", default="bridge", choices=("bridge", "none", "host"))
-        p.add_argument("--entrypoint", default=None)
-        p.add_argument("-w", "--workdir", default=None)
-        p.add_argument("-u", "--user", default=None)
-        p.add_argument("--hostname", default="")
-        p.add_argument("--stop-timeout", type=float, default=None)
-        p.add_argument("--stop-signal", default="")
-        p.add_argument("--read-only", action="store_true")
-        p.add_argument("-l", "--label", action="append", default=[], metavar="K=V")
-        p.add_argument("image")
-        p.add_argument("cmd", nargs=argparse.REMAINDER)
-        p.set_defaults(func=cmd_run if name == "run" else cmd_create)
+        runcmd.register(p, run=name == "run")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("start", help="start created or stopped containers")
     p.add_argument("containers", nargs="+")
@@ -102,97 +78,18 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_stats)
 
 
-# ---- building requests ---------------------------------------------------
-
-def parse_port(text: str) -> dict[str, Any]:
-    m = _PORT_RE.match(text)
-    if not m:
-        raise CLIError(f"invalid port mapping {text!r}: expected [IP:]HOST:CONTAINER[/tcp|/udp]")
-    host, ctr = int(m["host"]), int(m["ctr"])
-    for port in (host, ctr):
-        if not 0 < port < 65536:
-            raise CLIError(f"invalid port mapping {text!r}: ports are 1-65535")
-    return {"host_port": host, "container_port": ctr, "protocol": m["proto"] or "tcp",
-            "host_ip": m["ip"] or ""}
-
-
-def _kv(items: list[str], what: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            raise CLIError(f"invalid {what} {item!r}: expected KEY=VALUE")
-        out[k] = v
-    return out
-
-
-def build_config(args: argparse.Namespace) -> Any:
-    from proto import agent_pb2 as pb
-
-    try:
-        memory = parse_memory(args.memory) if args.memory else 0
-        cpus = parse_cpus(args.cpus) if args.cpus else 0.0
-    except QuantityError as err:
-        raise CLIError(str(err))
-    if args.pids_limit < 0:
-        raise CLIError("invalid --pids-limit: must be positive")
-    _kv(args.env, "environment variable")
-    cfg = pb.ContainerConfig(
-        image=args.image, name=args.name, env=args.env,
-        ports=[pb.PortMapping(**parse_port(p)) for p in args.publish],
-        memory_bytes=memory, cpus=cpus, pids_limit=args.pids_limit,
-        restart_policy=args.restart, network=args.network, hostname=args.hostname,
-        stop_signal=args.stop_signal, read_only=args.read_only, labels=_kv(args.label, "label"),
-        auto_remove=getattr(args, "rm", False),
-    )
-    if args.cmd:
-        cfg.command.values.extend(args.cmd)
-    if args.entrypoint is not None:
-        cfg.entrypoint.values.extend([args.entrypoint] if args.entrypoint else [])
-    if args.workdir is not None:
-        cfg.workdir = args.workdir
-    if args.user is not None:
-        cfg.user = args.user
-    if args.stop_timeout is not None:
-        cfg.stop_timeout = args.stop_timeout
-    return cfg
-
-
 # ---- commands -------------------------------------------------------------
 
 def cmd_create(args: argparse.Namespace, agent: Agent) -> int:
-    print(agent.call("Create", build_config(args)).id)
+    from proto import agent_pb2 as pb
+
+    config = pb.ContainerConfig.FromString(runcmd.encode_config(runcmd.config_fields(vars(args))))
+    print(agent.call("Create", config).id)
     return 0
 
 
 def cmd_run(args: argparse.Namespace, agent: Agent) -> int:
-    from proto import agent_pb2 as pb
-
-    if args.rm and args.restart not in ("no", ""):
-        raise CLIError("--rm and --restart cannot be used together")
-    request = pb.RunRequest(config=build_config(args), attach=not args.detach)
-    try:
-        events = agent.stream("Run", request)
-        for event in events:
-            kind = event.WhichOneof("event")
-            if kind == "started" and args.detach:
-                print(event.started.id)
-                return 0
-            if kind == "log":
-                out = sys.stdout if event.log.stream == "stdout" else sys.stderr
-                out.write(event.log.line + "\n")
-            elif kind == "exited":
-                sys.stdout.flush()
-                if event.exited.oom_killed:
-                    print("orch: container was OOM-killed (memory limit reached)",
-                          file=sys.stderr)
-                return int(event.exited.exit_code)
-    except CLIError as err:
-        # Docker's convention: 127 when the command cannot be found.
-        if "not found" in err.message and "setup failed" in err.message:
-            raise CLIError(err.message, 127)
-        raise CLIError(err.message, 125)
-    raise CLIError("lost the connection to the agent before the container exited", 125)
+    return runcmd.run(vars(args), agent)
 
 
 def _each(args: argparse.Namespace, agent: Agent, method: str, msg: str, **extra: Any) -> int:

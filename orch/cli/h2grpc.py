@@ -4,7 +4,11 @@ Why not grpcio here: importing it costs ~110 ms (it pulls in asyncio and ssl),
 more than a whole container start. The CLI makes one call at a time to a local
 agent, which needs only a sliver of HTTP/2: one connection, sequential
 streams, no TLS, no push, flow control by large windows. Header blocks are
-(de)compressed with ``hpack``. The agent itself still uses grpcio.
+(de)compressed by ``hpack_lite``. The agent itself still uses grpcio.
+
+Start-up cost matters here (``orch run`` is measured against ``runc run``),
+so this module imports only what the interpreter has loaded anyway, plus
+``_socket`` (``socket`` would bring ``enum`` and ``selectors``) and ``struct``.
 
 Unary and server-streaming calls are supported; errors arrive as
 :class:`RpcError` carrying the gRPC status code and message.
@@ -12,13 +16,14 @@ Unary and server-streaming calls are supported; errors arrive as
 
 from __future__ import annotations
 
-import socket
+import _socket
 import struct
-from collections.abc import Iterator
-from typing import Any
-from urllib.parse import unquote
 
-import hpack
+from orch.cli import hpack_lite
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = (
@@ -44,8 +49,8 @@ class Channel:
         """``address``: a unix socket path, or HOST:PORT."""
         host, _, port = address.rpartition(":")
         unix = address.startswith("/") or not port.isdigit()
-        family = socket.AF_UNIX if unix else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        family = _socket.AF_UNIX if unix else _socket.AF_INET
+        self._sock = _socket.socket(family, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
         self._sock.settimeout(timeout if timeout is not None else (None if unix else 10.0))
         try:
             self._sock.connect(address if unix else (host, int(port)))
@@ -53,10 +58,9 @@ class Channel:
             self._sock.close()
             raise RpcError(UNAVAILABLE, f"connect {address}: {err.strerror or err}")
         if not unix:
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         self._buf = bytearray()
-        self._encoder = hpack.Encoder()
-        self._decoder = hpack.Decoder()
+        self._decoder = hpack_lite.Decoder()
         self._next_stream = 1
         self._received = 0
         settings = struct.pack(">HI", SETTINGS_ENABLE_PUSH, 0) + struct.pack(
@@ -77,7 +81,7 @@ class Channel:
     def stream(self, path: str, request: bytes) -> Iterator[bytes]:
         sid = self._next_stream
         self._next_stream += 2
-        block = self._encoder.encode([
+        block = hpack_lite.encode([
             (":method", "POST"), (":scheme", "http"), (":path", path),
             (":authority", "localhost"), ("content-type", "application/grpc"),
             ("te", "trailers"),
@@ -125,7 +129,10 @@ class Channel:
                     block_ends_stream = bool(flags & END_STREAM)
                 block += payload
                 if flags & END_HEADERS:
-                    headers = dict(self._decoder.decode(bytes(block)))
+                    try:
+                        headers = dict(self._decoder.decode(bytes(block)))
+                    except hpack_lite.HPACKError as err:
+                        raise RpcError(13, f"bad response headers: {err}")
                     block.clear()
                     if block_ends_stream or "grpc-status" in headers:
                         _check_status(headers)
@@ -182,13 +189,11 @@ def _unpad(flags: int, payload: bytes) -> bytes:
     return payload
 
 
-def _check_status(headers: dict[Any, Any]) -> None:
-    def get(name: str) -> str:
-        value = headers.get(name, headers.get(name.encode(), ""))
-        return value.decode() if isinstance(value, bytes) else value
-
-    status = get("grpc-status")
+def _check_status(headers: dict[str, str]) -> None:
+    status = headers.get("grpc-status", "")
     if status == "":
-        raise RpcError(13, f"response without grpc-status (HTTP {get(':status')})")
+        raise RpcError(13, f"response without grpc-status (HTTP {headers.get(':status', '')})")
     if status != "0":
-        raise RpcError(int(status), unquote(get("grpc-message")))
+        from urllib.parse import unquote
+
+        raise RpcError(int(status), unquote(headers.get("grpc-message", "")))

@@ -1,0 +1,390 @@
+"""``orch run`` and ``orch create``: their options, the request, the event stream.
+
+``orch run --rm IMAGE CMD`` is measured against ``runc run``, and a Python
+CLI spends most of its time importing. So ``run`` has a quick path that
+needs nothing beyond this module, ``client`` and ``h2grpc``:
+
+- ``parse_quick`` reads the usual command lines (each option spelled in full,
+  values as separate words or ``--opt=value``) from the same ``OPTIONS``
+  table that ``register`` gives argparse. Anything else (abbreviations,
+  ``--help``, ``--``, bad values) returns ``None``, and argparse takes over,
+  with its messages. A property test checks that both agree wherever the
+  quick parser answers;
+- the request is protobuf wire format written by hand (``encode_config``),
+  and the events are read the same way (``decode_event``); tests check both
+  against the generated classes.
+
+Argparse's path uses the same ``config_fields``, encoder and event loop, so
+the two differ only in how the command line is read.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+
+from orch.cli.client import Agent, CLIError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+FLAG, VALUE, APPEND = "flag", "value", "append"
+NETWORKS = ("bridge", "none", "host")
+
+
+class Option:
+    __slots__ = ("choices", "convert", "default", "dest", "help", "kind", "metavar", "names")
+
+    def __init__(self, names: tuple[str, ...], kind: str = VALUE, default: Any = None,
+                 convert: Any = None, choices: tuple[str, ...] | None = None, help: str | None = None,
+                 metavar: str | None = None) -> None:
+        self.names = names
+        self.dest = max(names, key=len).lstrip("-").replace("-", "_")
+        self.kind = kind
+        self.default = False if kind == FLAG else default  # APPEND: a new list each time
+        self.convert = convert
+        self.choices = choices
+        self.help = help
+        self.metavar = metavar
+
+    def argparse_kwargs(self) -> dict[str, Any]:
+        if self.kind == FLAG:
+            return {"action": "store_true", "help": self.help}
+        kwargs: dict[str, Any] = {"default": [] if self.kind == APPEND else self.default,
+                                  "help": self.help}
+        if self.kind == APPEND:
+            kwargs["action"] = "append"
+        for key in ("metavar", "choices"):
+            if getattr(self, key) is not None:
+                kwargs[key] = getattr(self, key)
+        if self.convert is not None:
+            kwargs["type"] = self.convert
+        return kwargs
+
+
+RUN_ONLY = (
+    Option(("--rm",), FLAG, help="remove the container when it exits"),
+    Option(("-d", "--detach"), FLAG, help="run in the background"),
+)
+OPTIONS = (
+    Option(("--name",), default=""),
+    Option(("-e", "--env"), APPEND, metavar="K=V"),
+    Option(("-p", "--publish"), APPEND, metavar="[IP:]HOST:CONTAINER[/tcp|/udp]"),
+    Option(("--memory", "-m"), help="memory limit, e.g. 64Mi"),
+    Option(("--cpus",), help="CPU quota, e.g. 0.5 or 500m"),
+    Option(("--pids-limit",), default=0, convert=int),
+    Option(("--restart",), default="no", help="no | on-failure[:N] | always | unless-stopped"),
+    Option(("--network",), default="bridge", choices=NETWORKS),
+    Option(("--entrypoint",)),
+    Option(("-w", "--workdir")),
+    Option(("-u", "--user")),
+    Option(("--hostname",), default=""),
+    Option(("--stop-timeout",), convert=float),
+    Option(("--stop-signal",), default=""),
+    Option(("--read-only",), FLAG),
+    Option(("-l", "--label"), APPEND, metavar="K=V"),
+)
+
+
+def options(run: bool) -> tuple[Option, ...]:
+    return RUN_ONLY + OPTIONS if run else OPTIONS
+
+
+def register(p: Any, run: bool) -> None:
+    """The options and positionals of ``run`` (or ``create``) on an argparse parser."""
+    import argparse
+
+    for opt in options(run):
+        p.add_argument(*opt.names, **opt.argparse_kwargs())
+    p.add_argument("image")
+    p.add_argument("cmd", nargs=argparse.REMAINDER)
+
+
+# ---- the quick parser ------------------------------------------------------
+
+def parse_quick(argv: list[str], run: bool = True) -> dict[str, Any] | None:
+    """The values argparse would give for ``argv`` (the words after ``run``),
+    or None wherever this parser would have to guess: argparse decides then."""
+    opts = options(run)
+    by_name = {name: opt for opt in opts for name in opt.names}
+    values: dict[str, Any] = {opt.dest: [] if opt.kind == APPEND else opt.default for opt in opts}
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        i += 1
+        if not word.startswith("-") or word == "-":
+            values["image"] = word
+            values["cmd"] = argv[i:]
+            return None if "--" in values["cmd"] else values
+        name, eq, value = word.partition("=") if word.startswith("--") else (word, "", "")
+        opt = by_name.get(name)
+        if opt is None:
+            return None  # --help, --, abbreviations, -dit, -eK=V: argparse's call
+        if opt.kind == FLAG:
+            if eq:
+                return None
+            values[opt.dest] = True
+            continue
+        if not eq:
+            if i >= len(argv) or argv[i].startswith("-"):
+                return None
+            value = argv[i]
+            i += 1
+        if opt.choices is not None and value not in opt.choices:
+            return None
+        if opt.convert is not None:
+            try:
+                value = opt.convert(value)
+            except ValueError:
+                return None
+        if opt.kind == APPEND:
+            values[opt.dest].append(value)
+        else:
+            values[opt.dest] = value
+    return None  # no image: argparse says so
+
+
+# ---- the request -------------------------------------------------------------
+
+def parse_port(text: str) -> dict[str, Any]:
+    import re
+
+    m = re.match(r"^(?:(?P<ip>[0-9.]+):)?(?P<host>\d+):(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$", text)
+    if not m:
+        raise CLIError(f"invalid port mapping {text!r}: expected [IP:]HOST:CONTAINER[/tcp|/udp]")
+    host, ctr = int(m["host"]), int(m["ctr"])
+    for port in (host, ctr):
+        if not 0 < port < 65536:
+            raise CLIError(f"invalid port mapping {text!r}: ports are 1-65535")
+    return {"host_port": host, "container_port": ctr, "protocol": m["proto"] or "tcp",
+            "host_ip": m["ip"] or ""}
+
+
+def _kv(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise CLIError(f"invalid {what} {item!r}: expected KEY=VALUE")
+        out[k] = v
+    return out
+
+
+def config_fields(v: dict[str, Any]) -> dict[str, Any]:
+    """Checked ``ContainerConfig`` fields from parsed options (either parser's).
+
+    ``command``, ``entrypoint``, ``workdir``, ``user`` and ``stop_timeout``
+    are None when not given: the image's values apply then."""
+    memory, cpus = 0, 0.0
+    if v["memory"] or v["cpus"]:
+        from orch.units import QuantityError, parse_cpus, parse_memory
+
+        try:
+            memory = parse_memory(v["memory"]) if v["memory"] else 0
+            cpus = parse_cpus(v["cpus"]) if v["cpus"] else 0.0
+        except QuantityError as err:
+            raise CLIError(str(err))
+    if v["pids_limit"] < 0:
+        raise CLIError("invalid --pids-limit: must be positive")
+    _kv(v["env"], "environment variable")
+    entrypoint = v["entrypoint"]
+    return {
+        "image": v["image"], "name": v["name"], "command": v["cmd"] or None,
+        "entrypoint": None if entrypoint is None else ([entrypoint] if entrypoint else []),
+        "env": v["env"], "workdir": v["workdir"], "user": v["user"], "hostname": v["hostname"],
+        "ports": [parse_port(p) for p in v["publish"]], "memory_bytes": memory, "cpus": cpus,
+        "pids_limit": v["pids_limit"], "restart_policy": v["restart"], "network": v["network"],
+        "auto_remove": bool(v.get("rm")), "stop_timeout": v["stop_timeout"],
+        "stop_signal": v["stop_signal"], "labels": _kv(v["label"], "label"),
+        "read_only": v["read_only"],
+    }
+
+
+# Protobuf wire format (proto/agent.proto), written and read by hand; see the
+# module docstring. Field numbers are those of the .proto file.
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1  # negative int64/int32: two's complement, ten bytes
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _bytes(num: int, data: bytes) -> bytes:
+    return _varint(num << 3 | 2) + _varint(len(data)) + data
+
+
+def _string(num: int, text: str) -> bytes:
+    return _bytes(num, text.encode())
+
+
+def _int(num: int, n: int) -> bytes:
+    return _varint(num << 3) + _varint(n) if n else b""
+
+
+def _double(num: int, x: float) -> bytes:
+    return _varint(num << 3 | 1) + struct.pack("<d", x)
+
+
+def encode_config(c: dict[str, Any], volatile: bool = False) -> bytes:
+    """``ContainerConfig`` in wire format: proto3 defaults are left out, as
+    protobuf does; fields with presence (messages, ``optional``) are written
+    whenever they are set."""
+    out = [_string(1, c["image"]) if c["image"] else b"",
+           _string(2, c["name"]) if c["name"] else b""]
+    for num, key in ((3, "command"), (4, "entrypoint")):
+        if c[key] is not None:
+            out.append(_bytes(num, b"".join(_string(1, s) for s in c[key])))
+    out += [_string(5, e) for e in c["env"]]
+    for num, key in ((6, "workdir"), (7, "user")):
+        if c[key] is not None:
+            out.append(_string(num, c[key]))
+    if c["hostname"]:
+        out.append(_string(8, c["hostname"]))
+    for p in c["ports"]:
+        out.append(_bytes(9, _int(1, p["host_port"]) + _int(2, p["container_port"])
+                          + (_string(3, p["protocol"]) if p["protocol"] else b"")
+                          + (_string(4, p["host_ip"]) if p["host_ip"] else b"")))
+    out += [_int(10, c["memory_bytes"]), _double(11, c["cpus"]) if c["cpus"] else b"",
+            _int(12, c["pids_limit"])]
+    for num, key in ((13, "restart_policy"), (14, "network")):
+        if c[key]:
+            out.append(_string(num, c[key]))
+    out.append(_int(15, int(c["auto_remove"])))
+    if c["stop_timeout"] is not None:
+        out.append(_double(16, c["stop_timeout"]))
+    if c["stop_signal"]:
+        out.append(_string(17, c["stop_signal"]))
+    for k, v in c["labels"].items():
+        out.append(_bytes(18, _string(1, k) + _string(2, v)))
+    out += [_int(19, int(c["read_only"])), _int(20, int(volatile))]
+    return b"".join(out)
+
+
+def encode_run_request(c: dict[str, Any], attach: bool) -> bytes:
+    return _bytes(1, encode_config(c)) + _int(2, int(attach))
+
+
+class WireError(ValueError):
+    """A message that is not valid protobuf wire format."""
+
+
+def decode_fields(data: bytes) -> dict[int, list[Any]]:
+    """Field number -> values: ints for varints, bytes for everything else."""
+    out: dict[int, list[Any]] = {}
+    pos, end = 0, len(data)
+    while pos < end:
+        key, pos = _read_varint(data, pos)
+        wire = key & 7
+        value: Any
+        if wire == 0:
+            value, pos = _read_varint(data, pos)
+        elif wire == 2:
+            length, pos = _read_varint(data, pos)
+            value, pos = data[pos:pos + length], pos + length
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            value, pos = data[pos:pos + size], pos + size
+        else:
+            raise WireError(f"unsupported wire type {wire}")
+        if pos > end:
+            raise WireError("message ends inside a field")
+        out.setdefault(key >> 3, []).append(value)
+    return out
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise WireError("bad varint")
+        byte = data[pos]
+        pos += 1
+        n |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return n, pos
+
+
+def _last(fields: dict[int, list[Any]], num: int, kind: type, default: Any) -> Any:
+    values = fields.get(num)
+    if not values:
+        return default
+    if not isinstance(values[-1], kind):
+        raise WireError(f"field {num} has the wrong wire type")
+    return values[-1]
+
+
+def _text(fields: dict[int, list[Any]], num: int) -> str:
+    return str(_last(fields, num, bytes, b"").decode(errors="replace"))
+
+
+def _int32(n: int) -> int:
+    n &= 0xFFFFFFFF
+    return n - (1 << 32) if n >= 1 << 31 else n
+
+
+EVENTS = {1: "started", 2: "log", 3: "exited"}
+
+
+def decode_event(data: bytes) -> tuple[str, dict[str, Any]]:
+    """A ``RunEvent``: its kind and the fields ``stream_run`` uses."""
+    fields = decode_fields(data)
+    num = max((n for n in fields if n in EVENTS), default=0)  # oneof: the last one wins
+    if not num:
+        return "", {}
+    body = fields[num][-1]
+    if not isinstance(body, bytes):
+        raise WireError(f"event field {num} is not a message")
+    body = decode_fields(body)
+    if num == 2:
+        return "log", {"stream": _text(body, 2), "line": _text(body, 3)}
+    return EVENTS[num], {"id": _text(body, 1), "exit_code": _int32(_last(body, 10, int, 0)),
+                         "oom_killed": bool(_last(body, 12, int, 0))}
+
+
+# ---- the call --------------------------------------------------------------
+
+def run(values: dict[str, Any], agent: Agent) -> int:
+    """``orch run``: create and start; attached, stream the output and return
+    the container's exit code."""
+    if values["rm"] and values["restart"] not in ("no", ""):
+        raise CLIError("--rm and --restart cannot be used together")
+    request = encode_run_request(config_fields(values), attach=not values["detach"])
+    try:
+        for kind, event in _events(agent, request):
+            if kind == "started" and values["detach"]:
+                print(event["id"])
+                return 0
+            if kind == "log":
+                out = sys.stdout if event["stream"] == "stdout" else sys.stderr
+                out.write(event["line"] + "\n")
+            elif kind == "exited":
+                sys.stdout.flush()
+                if event["oom_killed"]:
+                    print("orch: container was OOM-killed (memory limit reached)", file=sys.stderr)
+                return int(event["exit_code"])
+    except CLIError as err:
+        # Docker's convention: 127 when the command cannot be found, 126 when
+        # it cannot be run, 125 for any other failure before it runs.
+        if "setup failed at step 'exec'" in err.message:
+            raise CLIError(err.message, 127 if "No such file" in err.message else 126)
+        raise CLIError(err.message, 125)
+    raise CLIError("lost the connection to the agent before the container exited", 125)
+
+
+def _events(agent: Agent, request: bytes) -> Any:
+    from orch.cli.h2grpc import RpcError
+
+    try:
+        for data in agent.channel.stream(f"/{agent.SERVICE}/Run", request):
+            try:
+                yield decode_event(data)
+            except WireError as err:
+                raise CLIError(f"bad reply from the agent: {err}")
+    except RpcError as err:
+        raise agent.translate(err)
