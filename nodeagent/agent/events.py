@@ -46,7 +46,16 @@ class EventHub:
             self._cond.wait_for(lambda: exec_id in self._exec_exits or self.disconnected, timeout)
             return self._exec_exits.pop(exec_id, None)
 
-    def wait_change(self, timeout: float) -> None:
+    @property
+    def generation(self) -> int:
+        """Counts events; read it before checking state, then ``wait_change(since=...)``."""
         with self._cond:
-            gen = self._generation
+            return self._generation
+
+    def wait_change(self, timeout: float, since: int | None = None) -> None:
+        """Wait for an event after ``since`` (default: from now on). With
+        ``since`` read before a check, an event that lands between the check
+        and this call is not missed."""
+        with self._cond:
+            gen = self._generation if since is None else since
             self._cond.wait_for(lambda: self._generation != gen, timeout)

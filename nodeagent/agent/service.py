@@ -120,6 +120,7 @@ class AgentService(pb_grpc.AgentServicer):
                 raise
             yield pb.RunEvent(started=to_pb(rec))
             while context.is_active():
+                seen = self.events.generation
                 final = self.events.exited(cid)
                 for entry in follower.poll():
                     yield pb.RunEvent(log=pb.LogLine(time=entry.time, stream=entry.stream,
@@ -128,7 +129,7 @@ class AgentService(pb_grpc.AgentServicer):
                     self.events.forget(cid)
                     yield pb.RunEvent(exited=to_pb(final))
                     return
-                self.events.wait_change(0.05)
+                self.events.wait_change(0.05, since=seen)
         finally:
             follower.close()
 

@@ -70,6 +70,12 @@ class ImageStore:
         self.snapshots = Snapshotter(os.path.join(root, "snapshots"), max_layer_bytes)
         self.layout.ensure()
         os.makedirs(self.snapshots.root, exist_ok=True)
+        # Every container start looks its image up. index.json is read again
+        # only when it changed (it is replaced atomically: a new inode);
+        # manifests and configs are content-addressed, so never change.
+        self._index_key: tuple[int, int, int] | None = None
+        self._index_entries: builtins.list[_Entry] = []
+        self._blobs: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     # -- import ------------------------------------------------------------
 
@@ -373,15 +379,29 @@ class ImageStore:
         return out
 
     def _entries(self) -> builtins.list[_Entry]:
-        return [
-            _Entry(_ref_of(r), r["digest"], int(r.get("size", 0)))
-            for r in self.layout.read_index()
-            if r.get("mediaType", MANIFEST_MEDIA_TYPE) == MANIFEST_MEDIA_TYPE
-        ]
+        try:
+            st = os.stat(self.layout.index_path)
+            key: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            key = None
+        if key is None or key != self._index_key:
+            self._index_entries = [
+                _Entry(_ref_of(r), r["digest"], int(r.get("size", 0)))
+                for r in self.layout.read_index()
+                if r.get("mediaType", MANIFEST_MEDIA_TYPE) == MANIFEST_MEDIA_TYPE
+            ]
+            self._index_key = key
+        return list(self._index_entries)
 
     def _load(self, manifest_digest: str, entries: builtins.list[_Entry]) -> Image:
-        manifest = self.layout.read_json(manifest_digest)
-        cfg = self.layout.read_json(manifest["config"]["digest"])
+        blobs = self._blobs.get(manifest_digest)
+        if blobs is None:
+            manifest = self.layout.read_json(manifest_digest)
+            blobs = (manifest, self.layout.read_json(manifest["config"]["digest"]))
+            if len(self._blobs) >= 256:
+                self._blobs.clear()
+            self._blobs[manifest_digest] = blobs
+        manifest, cfg = blobs
         layers = manifest.get("layers") or []
         unpacked = sum(
             int((layer.get("annotations") or {}).get(UNCOMPRESSED_SIZE_ANNOTATION, 0)) for layer in layers

@@ -11,6 +11,7 @@ bundle dir itself (and the caller's logs in it) alone.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import shutil
@@ -31,7 +32,7 @@ def prepare(spec: ContainerSpec) -> None:
     if spec.rootfs.volatile:
         # A volatile overlay leaves work/work/incompat/volatile behind and
         # refuses to mount over it again: clear it for a restart.
-        shutil.rmtree(os.path.join(spec.bundle_dir, "work", "work"), ignore_errors=True)
+        remove_tree(os.path.join(spec.bundle_dir, "work", "work"))
 
 
 def mountpoint(spec: ContainerSpec) -> str:
@@ -46,7 +47,34 @@ def writable_dirs(spec: ContainerSpec) -> tuple[str, str]:
 
 def cleanup(spec: ContainerSpec) -> None:
     for name in RUNTIME_DIRS:
-        shutil.rmtree(os.path.join(spec.bundle_dir, name), ignore_errors=True)
+        remove_tree(os.path.join(spec.bundle_dir, name))
+
+
+def remove_tree(path: str) -> None:
+    """``rm -rf path``, ignoring errors like ``shutil.rmtree(ignore_errors=True)``.
+
+    For the trees of containers that no longer run (nothing writes to them
+    meanwhile): a plain walk with ``scandir``, which takes a third of the
+    system calls of shutil's fd-based walk. Symlinks are removed, never
+    followed. Anything unexpected is left to shutil."""
+    try:
+        with os.scandir(path) as it:
+            entries = list(it)
+    except FileNotFoundError:
+        return
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    try:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                remove_tree(entry.path)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+        os.rmdir(path)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def etc_files(spec: ContainerSpec) -> dict[str, str]:

@@ -60,8 +60,14 @@ class Record:
         return str(self.bundle / "container.log")
 
     def to_dict(self) -> dict[str, Any]:
-        data = as_plain(self)
-        assert isinstance(data, dict)
+        # The spec does not change once the record exists (a restart reuses
+        # it), and it is most of the record: its plain form is made once.
+        # Every state change saves the record and sends an event with it.
+        cached = self.__dict__.get("_spec_plain")
+        if cached is None or cached[0] is not self.spec:
+            cached = self.__dict__["_spec_plain"] = (self.spec, as_plain(self.spec))
+        data = {k: as_plain(v) for k, v in vars(self).items() if k != "spec" and k[0] != "_"}
+        data["spec"] = cached[1]
         return data
 
     def public(self) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import heapq
 import itertools
 import os
 import selectors
-import shutil
 import signal
 import socket
 import time
@@ -28,6 +27,7 @@ from nodeagent.logging import JsonLogger
 from nodeagent.logs import LogWriter
 from nodeagent.restart import Backoff, parse_restart_policy, should_restart
 from nodeagent.runtime import Container, Runtime, Stdio
+from nodeagent.runtime.bundle import remove_tree
 from nodeagent.runtime.spec import ContainerSpec, ExitStatus, ProcessSpec
 from nodeagent.supervisor import records, wire
 from nodeagent.supervisor.records import (
@@ -579,10 +579,17 @@ class Supervisor:
         policy = parse_restart_policy(rec.restart_policy)
         restart = not removing and should_restart(
             policy, rec.exit_code, rec.restart_count, rec.stopped_by_user)
-        if not restart:
+        # An auto-remove container is deleted before anyone hears of its
+        # exit: `orch run --rm` returns once nothing of it is left, as
+        # `docker run --rm` does. Its record is never saved again.
+        gone = not restart and rec.auto_remove and self._delete(rec, live.handle)
+        if not restart and not gone:
             self.runtime.remove(live.handle, keep_rootfs=True)
-        records.save(rec)
+        if not gone:
+            records.save(rec)
         self._emit("exited", rec.public())
+        if gone:
+            self._emit("removed", {"id": rec.id, "name": rec.name})
         log.info("container exited", container=rec.name, exit_code=rec.exit_code,
                  signal=rec.signal, oom_killed=rec.oom_killed)
         for fn in self.waiters.pop(cid, []):
@@ -594,8 +601,6 @@ class Supervisor:
             records.save(rec)
             self.runtime.remove(live.handle, keep_rootfs=True)
             self.restart_timers[cid] = self._after(delay, lambda: self._restart(cid))
-        elif rec.auto_remove and cid in self.records:
-            self._remove(rec)
 
     def _restart(self, cid: str) -> None:
         self.restart_timers.pop(cid, None)
@@ -611,13 +616,19 @@ class Supervisor:
 
     def _remove(self, rec: Record) -> None:
         """Delete a container that has no process: every trace of it."""
-        self.records.pop(rec.id, None)
+        if self._delete(rec):
+            self._emit("removed", {"id": rec.id, "name": rec.name})
+
+    def _delete(self, rec: Record, handle: Container | None = None) -> bool:
+        """``_remove`` without the event; False if it was gone already."""
+        if self.records.pop(rec.id, None) is None:
+            return False
         self.backoffs.pop(rec.id, None)
-        self.runtime.remove(Container(rec.spec, 0))
+        self.runtime.remove(handle if handle is not None else Container(rec.spec, 0))
         if rec.spec.network.mode == "bridge" and self.network is not None:
             self.network.release(rec.id)
-        shutil.rmtree(rec.bundle, ignore_errors=True)
-        self._emit("removed", {"id": rec.id, "name": rec.name})
+        remove_tree(str(rec.bundle))
+        return True
 
     def _shutdown(self, stop_containers: bool, reply: Callable[..., None]) -> None:
         if not stop_containers:
