@@ -54,9 +54,16 @@ def remove_tree(path: str) -> None:
     """``rm -rf path``, ignoring errors like ``shutil.rmtree(ignore_errors=True)``.
 
     For the trees of containers that no longer run (nothing writes to them
-    meanwhile): a plain walk with ``scandir``, which takes a third of the
-    system calls of shutil's fd-based walk. Symlinks are removed, never
+    meanwhile): ``rmdir`` first, then a plain walk with ``scandir``, which
+    takes a third of the system calls of shutil's fd-based walk. Symlinks are removed, never
     followed. Anything unexpected is left to shutil."""
+    try:
+        os.rmdir(path)  # most are empty: the mountpoint, an unused upper dir
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        pass
     try:
         with os.scandir(path) as it:
             entries = list(it)
