@@ -12,6 +12,7 @@ bundle dir itself (and the caller's logs in it) alone.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import os
 import shutil
@@ -55,24 +56,20 @@ def remove_tree(path: str) -> None:
 
     For the trees of containers that no longer run (nothing writes to them
     meanwhile): ``rmdir`` first, then a plain walk with ``scandir``, which
-    takes a third of the system calls of shutil's fd-based walk. Symlinks are removed, never
-    followed. Anything unexpected is left to shutil."""
+    takes a third of the system calls of shutil's fd-based walk. Symlinks
+    are removed, never followed. Anything unexpected is left to shutil."""
     try:
         os.rmdir(path)  # most are empty: the mountpoint, an unused upper dir
         return
     except FileNotFoundError:
         return
-    except OSError:
-        pass
+    except OSError as err:
+        if err.errno != errno.ENOTEMPTY:
+            shutil.rmtree(path, ignore_errors=True)
+            return
     try:
         with os.scandir(path) as it:
             entries = list(it)
-    except FileNotFoundError:
-        return
-    except OSError:
-        shutil.rmtree(path, ignore_errors=True)
-        return
-    try:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 remove_tree(entry.path)

@@ -582,9 +582,11 @@ class Supervisor:
         # An auto-remove container is deleted before anyone hears of its
         # exit: `orch run --rm` returns once nothing of it is left, as
         # `docker run --rm` does. Its record is never saved again.
-        gone = not restart and rec.auto_remove and self._delete(rec, live.handle)
-        if not restart and not gone:
-            self.runtime.remove(live.handle, keep_rootfs=True)
+        gone = False
+        if not restart:
+            gone = rec.auto_remove and self._delete(rec, live.handle)
+            if not gone:
+                self.runtime.remove(live.handle, keep_rootfs=True)
         if not gone:
             records.save(rec)
         self._emit("exited", rec.public())

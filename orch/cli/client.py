@@ -75,22 +75,27 @@ class Agent:
         return f"/{self.SERVICE}/{method}", GetMessageClass(desc.output_type)
 
     def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        """A unary call: ``request`` is a message, or already its wire bytes."""
         from orch.cli.h2grpc import RpcError
 
         path, reply_type = self._method(method)
+        data = request if isinstance(request, bytes) else request.SerializeToString()
         try:
-            return reply_type.FromString(
-                self.channel.unary(path, request.SerializeToString(), timeout))
+            return reply_type.FromString(self.channel.unary(path, data, timeout))
         except RpcError as err:
             raise self.translate(err)
 
     def stream(self, method: str, request: Any) -> Any:
+        _, reply_type = self._method(method)
+        for data in self.stream_bytes(method, request.SerializeToString()):
+            yield reply_type.FromString(data)
+
+    def stream_bytes(self, method: str, request: bytes) -> Any:
+        """A server-streaming call in wire bytes both ways: no protobuf import."""
         from orch.cli.h2grpc import RpcError
 
-        path, reply_type = self._method(method)
         try:
-            for data in self.channel.stream(path, request.SerializeToString()):
-                yield reply_type.FromString(data)
+            yield from self.channel.stream(f"/{self.SERVICE}/{method}", request)
         except RpcError as err:
             raise self.translate(err)
 

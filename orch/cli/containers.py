@@ -81,10 +81,7 @@ def register(sub: Any) -> None:
 # ---- commands -------------------------------------------------------------
 
 def cmd_create(args: argparse.Namespace, agent: Agent) -> int:
-    from proto import agent_pb2 as pb
-
-    config = pb.ContainerConfig.FromString(runcmd.encode_config(runcmd.config_fields(vars(args))))
-    print(agent.call("Create", config).id)
+    print(agent.call("Create", runcmd.encode_config(runcmd.config_fields(vars(args)))).id)
     return 0
 
 

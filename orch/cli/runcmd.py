@@ -378,13 +378,8 @@ def run(values: dict[str, Any], agent: Agent) -> int:
 
 
 def _events(agent: Agent, request: bytes) -> Any:
-    from orch.cli.h2grpc import RpcError
-
-    try:
-        for data in agent.channel.stream(f"/{agent.SERVICE}/Run", request):
-            try:
-                yield decode_event(data)
-            except WireError as err:
-                raise CLIError(f"bad reply from the agent: {err}")
-    except RpcError as err:
-        raise agent.translate(err)
+    for data in agent.stream_bytes("Run", request):
+        try:
+            yield decode_event(data)
+        except WireError as err:
+            raise CLIError(f"bad reply from the agent: {err}")
