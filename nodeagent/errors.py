@@ -79,6 +79,7 @@ _BY_CODE: dict[str, type[AgentError]] = {
 
 def from_dict(data: dict[str, Any]) -> AgentError:
     """Rebuild an error that crossed a process boundary as a dict."""
-    cls = _BY_CODE.get(str(data.get("code")), AgentError)
-    err = cls(str(data.get("message", "unknown error")))
+    code = str(data.get("code", AgentError.code))
+    err = _BY_CODE.get(code, AgentError)(str(data.get("message", "unknown error")))
+    err.code = code  # a subclass's own code (e.g. "registry") survives the trip
     return err

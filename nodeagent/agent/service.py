@@ -240,9 +240,12 @@ class AgentService(pb_grpc.AgentServicer):
 
     @handle_errors
     def ImportImage(self, request: pb.ImportImageRequest, context: grpc.ServicerContext) -> pb.Image:
+        from nodeagent.images.job import run_job
+
         if not os.path.exists(request.source):
             raise InvalidArgument(f"{request.source}: no such file or directory")
-        return self._image_pb(self.images.import_rootfs(request.source, request.ref))
+        return self._image_pb(self.images.get(
+            run_job(self.state_dir, "import", request.source, request.ref)))
 
     @handle_errors
     def ListImages(self, request: pb.ListImagesRequest,
@@ -344,32 +347,25 @@ class AgentService(pb_grpc.AgentServicer):
 
     @handle_errors
     def Push(self, request: pb.PushRequest, context: grpc.ServicerContext) -> Iterator[pb.TransferEvent]:
-        from nodeagent.images import registry
+        from nodeagent.images.job import run_job
 
         remote = request.remote or request.ref
-        auth = registry.load_credentials(self._auth_path, registry.parse_remote(remote).registry)
-        yield from self._transfer(lambda progress: registry.push(
-            self.images.store, request.ref, remote, auth=auth, progress=progress), context)
+        yield from self._transfer(lambda progress: run_job(
+            self.state_dir, "push", request.ref, remote, progress=progress), context)
 
     @handle_errors
     def Pull(self, request: pb.PullRequest, context: grpc.ServicerContext) -> Iterator[pb.TransferEvent]:
-        from nodeagent.images import registry
+        from nodeagent.images.job import run_job
 
-        auth = registry.load_credentials(self._auth_path,
-                                         registry.parse_remote(request.remote).registry)
-        yield from self._transfer(lambda progress: registry.pull(
-            self.images.store, request.remote, auth=auth, progress=progress).id, context)
+        yield from self._transfer(lambda progress: run_job(
+            self.state_dir, "pull", request.remote, progress=progress), context)
 
     @handle_errors
     def Login(self, request: pb.LoginRequest, context: grpc.ServicerContext) -> pb.LoginResponse:
-        from nodeagent.images import registry
+        from nodeagent.images.job import run_job
 
-        registry.login(request.registry, request.username, request.password, self._auth_path)
+        run_job(self.state_dir, "login", request.registry, request.username, stdin=request.password)
         return pb.LoginResponse()
-
-    @property
-    def _auth_path(self) -> str:
-        return os.path.join(self.state_dir, "auth.json")
 
     @staticmethod
     def _image_pb(image: Any) -> pb.Image:

@@ -206,7 +206,8 @@ class Worker:
     def _image(self, ref: str) -> str:
         """A local image for ``ref``; registry images are pulled on demand,
         one pull per reference at a time (concurrent tasks wait for it)."""
-        from nodeagent.images.registry import load_credentials, names_registry, parse_remote, pull
+        from nodeagent.images.job import run_job
+        from nodeagent.images.registry.remote import names_registry
 
         if not names_registry(ref):
             return ref
@@ -214,9 +215,7 @@ class Worker:
             lock = self._pulls.setdefault(ref, threading.Lock())
         with lock:
             if ref not in self._pulled:
-                auth = load_credentials(os.path.join(self.state_dir, "auth.json"),
-                                        parse_remote(ref).registry)
-                self._pulled[ref] = pull(self.service.images.store, ref, auth=auth).id
+                self._pulled[ref] = run_job(self.state_dir, "pull", ref)
         return self._pulled[ref]
 
     def _start(self, task: Task) -> None:

@@ -19,11 +19,32 @@ unpacked at most once and shared by all images (and containers) using it.
 Registry push/pull/login live in the :mod:`nodeagent.images.registry` subpackage.
 """
 
-from nodeagent.images.extract import DEFAULT_MAX_BYTES, UnsafeLayer, apply_layer, clean_member_name
-from nodeagent.images.model import Image, ImageConfig
-from nodeagent.images.reference import Reference, normalize, parse_reference
-from nodeagent.images.store import ImageStore
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from nodeagent._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from nodeagent.images.extract import UnsafeLayer, apply_layer, clean_member_name
+    from nodeagent.images.model import DEFAULT_MAX_BYTES, Image, ImageConfig
+    from nodeagent.images.reference import Reference, normalize, parse_reference
+    from nodeagent.images.store import ImageStore
+
+# Each name loads its module on first use: the node agent looks images up
+# without loading the tar, gzip and hashing code that extraction needs.
+_HOMES = {
+    "DEFAULT_MAX_BYTES": "model",
+    "Image": "model",
+    "ImageConfig": "model",
+    "ImageStore": "store",
+    "Reference": "reference",
+    "UnsafeLayer": "extract",
+    "apply_layer": "extract",
+    "clean_member_name": "extract",
+    "normalize": "reference",
+    "parse_reference": "reference",
+}
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "Image",
@@ -36,3 +57,4 @@ __all__ = [
     "normalize",
     "parse_reference",
 ]
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from nodeagent.errors import AgentError, InvalidArgument
+from nodeagent.images.model import DEFAULT_MAX_BYTES
 
-DEFAULT_MAX_BYTES = 8 << 30
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 _HEADER_COST = 512

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -33,6 +31,9 @@ class BlobWriter:
     """A write-only file that hashes what it is given; :meth:`commit` renames it in place."""
 
     def __init__(self, blob_dir: str) -> None:
+        import hashlib
+        import tempfile
+
         self._dir = blob_dir
         fd, self._tmp = tempfile.mkstemp(dir=blob_dir, prefix=".tmp-")
         self._file: IO[bytes] = os.fdopen(fd, "wb")
@@ -114,6 +115,8 @@ class OciLayout:
 
     def put_bytes(self, data: bytes) -> str:
         """Store ``data`` as a blob (no-op if present); returns its digest."""
+        import hashlib
+
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if self.has_blob(digest):
             return digest
@@ -153,6 +156,8 @@ class OciLayout:
         self._write_atomic(self.index_path, json.dumps(index, indent=2).encode())
 
     def _write_atomic(self, path: str, data: bytes) -> None:
+        import tempfile
+
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:

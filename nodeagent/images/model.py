@@ -17,6 +17,8 @@ LAYER_MEDIA_TYPES_UNCOMPRESSED = ("application/vnd.oci.image.layer.v1.tar",)
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 # Uncompressed tar size of a layer, so Image.unpacked_size needs no unpacking.
 UNCOMPRESSED_SIZE_ANNOTATION = "io.orch.image.layer.uncompressed-size"
+# The most bytes one layer may unpack to.
+DEFAULT_MAX_BYTES = 8 << 30
 
 
 @dataclass

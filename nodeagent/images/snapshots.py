@@ -9,22 +9,22 @@ Invariants:
   lock and re-checks for the finished snapshot after taking it.
 - Removal renames the snapshot away first, so a reader never sees half of one.
 - Snapshots are never written after creation (they are overlayfs lower dirs).
+
+Looking a snapshot up needs only ``os``: the unpacking code (tar, gzip,
+hashing) is imported when a layer is unpacked or removed, so a node agent that
+only starts containers never carries it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import gzip
-import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from typing import IO
 
 from nodeagent.errors import AgentError
-from nodeagent.images.extract import DEFAULT_MAX_BYTES, apply_layer
+from nodeagent.images.model import DEFAULT_MAX_BYTES
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -33,6 +33,8 @@ class _HashingReader:
     """Read-through stream hashing what was read (the uncompressed layer)."""
 
     def __init__(self, src: IO[bytes]) -> None:
+        import hashlib
+
         self._src = src
         self._hash = hashlib.sha256()
 
@@ -65,6 +67,9 @@ class Snapshotter:
         final = self.path(diff_id)
         if os.path.isdir(final):
             return final
+        import shutil
+        import tempfile
+
         with self._locked(diff_id):
             if os.path.isdir(final):
                 return final
@@ -81,6 +86,9 @@ class Snapshotter:
         return final
 
     def remove(self, diff_id: str) -> bool:
+        import shutil
+        import tempfile
+
         final = self.path(diff_id)
         with self._locked(diff_id):
             if not os.path.isdir(final):
@@ -95,6 +103,10 @@ class Snapshotter:
     # -- steps -------------------------------------------------------------
 
     def _unpack(self, diff_id: str, blob_path: str, dest: str) -> None:
+        import gzip
+
+        from nodeagent.images.extract import apply_layer
+
         with open(blob_path, "rb") as raw:
             compressed = raw.read(2) == _GZIP_MAGIC
             raw.seek(0)
@@ -110,6 +122,8 @@ class Snapshotter:
             )
 
     def _remove_stale_temps(self, diff_id: str) -> None:
+        import shutil
+
         prefix = f".tmp-{_hex(diff_id)}-"
         for name in os.listdir(self.root):
             if name.startswith(prefix):

@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodeagent.errors import AgentError, InvalidArgument, NotFound
-from nodeagent.images.extract import DEFAULT_MAX_BYTES
-from nodeagent.images.layerbuild import build_layer
 from nodeagent.images.layout import OciLayout
 from nodeagent.images.model import (
     CONFIG_MEDIA_TYPE,
+    DEFAULT_MAX_BYTES,
     LAYER_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE,
     REF_NAME_ANNOTATION,
@@ -81,6 +80,8 @@ class ImageStore:
 
     def import_rootfs(self, source: str, ref: str, config: ImageConfig | None = None) -> Image:
         """Make a one-layer image of a directory or tarball and tag it ``ref``."""
+        from nodeagent.images.layerbuild import build_layer
+
         full_ref = normalize(ref)
         config = config or ImageConfig()
         with self.layout.locked():

@@ -27,6 +27,7 @@ from nodeagent.logging import JsonLogger
 from nodeagent.logs import LogWriter
 from nodeagent.restart import Backoff, parse_restart_policy, should_restart
 from nodeagent.runtime import Container, Runtime, Stdio
+from nodeagent.runtime._libc import malloc_trim
 from nodeagent.runtime.bundle import remove_tree
 from nodeagent.runtime.spec import ContainerSpec, ExitStatus, ProcessSpec
 from nodeagent.supervisor import records, wire
@@ -127,6 +128,7 @@ class Supervisor:
         pid_file = self.run_dir / "supervisor.pid"
         pid_file.write_text(str(os.getpid()))
         log.info("supervisor ready", pid=os.getpid(), containers=len(self.records))
+        malloc_trim()  # start-up's peak (imports, records) is not needed again
         self._reap()  # anything that exited while nobody watched
         while self.running:
             for key, _ in self.sel.select(self._next_timeout()):

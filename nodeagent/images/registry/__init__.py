@@ -19,13 +19,36 @@ sha256 and size checked, rename); a push sends the manifest last and byte
 for byte as stored, so the remote manifest digest equals the local one.
 """
 
-from nodeagent.images.registry.auth import Credentials, load_credentials
-from nodeagent.images.registry.client import AuthError, DigestMismatch, RegistryError
-from nodeagent.images.registry.login import login
-from nodeagent.images.registry.pull import pull, resolve_digest
-from nodeagent.images.registry.push import push
-from nodeagent.images.registry.remote import RemoteRef, names_registry, parse_remote
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from nodeagent._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from nodeagent.images.registry.auth import Credentials, load_credentials
+    from nodeagent.images.registry.client import AuthError, DigestMismatch, RegistryError
+    from nodeagent.images.registry.login import login
+    from nodeagent.images.registry.pull import pull, resolve_digest
+    from nodeagent.images.registry.push import push
+    from nodeagent.images.registry.remote import RemoteRef, names_registry, parse_remote
+
+# Loaded on first use: checking whether a reference names a registry does not
+# load the HTTP client.
+_HOMES = {
+    "AuthError": "client",
+    "Credentials": "auth",
+    "DigestMismatch": "client",
+    "RegistryError": "client",
+    "RemoteRef": "remote",
+    "load_credentials": "auth",
+    "login": "login",
+    "names_registry": "remote",
+    "parse_remote": "remote",
+    "pull": "pull",
+    "push": "push",
+    "resolve_digest": "pull",
+}
 __all__ = [
     "AuthError",
     "Credentials",
@@ -40,3 +63,4 @@ __all__ = [
     "push",
     "resolve_digest",
 ]
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -1,0 +1,140 @@
+"""Image jobs (import, pull, push, login), each in a process of its own.
+
+The node agent runs these through :func:`run_job` rather than in itself. They
+load the tar, gzip, hashing, TLS and HTTP code, and hold buffers while they
+run; a long-lived agent would carry all of that for good after its first
+pull. In a process of their own they also keep the CPU-heavy hashing and
+(de)compression away from the agent's gRPC threads. Like the builder, a job
+is started by exec, never by forking the agent.
+
+``python -m nodeagent.images.job --state-dir D VERB ARGS...``::
+
+    import SOURCE REF          a one-layer image of a directory or tarball
+    pull REMOTE                from a registry (credentials from D/auth.json)
+    push REF REMOTE            to a registry
+    login REGISTRY USER        the password comes on stdin
+
+An imported or pulled image's layers are unpacked before the job ends, so
+the first container of the image does not wait for them.
+
+The job writes JSON lines on stdout: any number of
+``{"progress": [kind, digest, done, total]}``, then ``{"result": "..."}`` or
+``{"error": {"code": ..., "message": ...}}``. The error keeps the
+:mod:`nodeagent.errors` code, so the agent answers with the same status it
+would have given for the error raised in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from nodeagent.errors import AgentError, from_dict
+
+ProgressFn = Callable[[str, str, int, int], None]
+
+
+def run_job(state_dir: str, verb: str, *args: str, stdin: str = "",
+            progress: ProgressFn | None = None) -> str:
+    """Run one job to its end; its result, or its error raised here."""
+    cmd = [sys.executable, "-m", "nodeagent.images.job", "--state-dir", state_dir, verb, *args]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, close_fds=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    result: str | None = None
+    error: AgentError | None = None
+    other: list[str] = []  # anything not in the protocol: a crash's traceback
+    try:
+        with proc.stdin:
+            proc.stdin.write(stdin.encode())
+        for raw in proc.stdout:
+            msg = _parse(raw)
+            if msg is None:
+                other.append(raw.decode(errors="replace").rstrip())
+            elif "progress" in msg:
+                if progress is not None:
+                    progress(*msg["progress"])
+            elif "result" in msg:
+                result = str(msg["result"])
+            elif "error" in msg:
+                error = from_dict(msg["error"])
+    finally:
+        proc.stdout.close()
+        code = proc.wait()
+    if error is not None:
+        raise error
+    if result is None or code != 0:
+        detail = next((line for line in reversed(other) if line.strip()), f"exit status {code}")
+        raise AgentError(f"image {verb} failed: {detail}")
+    return result
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    try:
+        msg = json.loads(raw)
+    except ValueError:
+        return None
+    return msg if isinstance(msg, dict) else None
+
+
+# -- the job's side ----------------------------------------------------------
+
+
+def _emit(msg: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(msg) + "\n")
+    sys.stdout.flush()
+
+
+def _progress(kind: str, digest: str, done: int, total: int) -> None:
+    _emit({"progress": [kind, digest, done, total]})
+
+
+def _do(state_dir: str, verb: str, args: list[str]) -> str:
+    from nodeagent.errors import InvalidArgument
+    from nodeagent.images.store import ImageStore
+
+    wants = {"import": 2, "pull": 1, "push": 2, "login": 2}
+    if wants.get(verb) != len(args):
+        raise InvalidArgument(f"image job {verb!r} with {len(args)} argument(s)")
+    auth_path = os.path.join(state_dir, "auth.json")
+    if verb == "login":
+        from nodeagent.images.registry import login
+
+        login(args[0], args[1], sys.stdin.read(), auth_path)
+        return ""
+    store = ImageStore(state_dir)
+    if verb == "import":
+        image = store.import_rootfs(args[0], args[1])
+        store.lower_dirs(image)
+        return image.id
+    from nodeagent.images import registry
+
+    remote = args[-1]
+    auth = registry.load_credentials(auth_path, registry.parse_remote(remote).registry)
+    if verb == "push":
+        return registry.push(store, args[0], remote, auth=auth, progress=_progress)
+    image = registry.pull(store, remote, auth=auth, progress=_progress)
+    store.lower_dirs(image)
+    return image.id
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) < 3 or argv[0] != "--state-dir":
+        print("usage: python -m nodeagent.images.job --state-dir DIR VERB ARGS...", file=sys.stderr)
+        return 2
+    try:
+        result = _do(argv[1], argv[2], argv[3:])
+    except AgentError as err:
+        _emit({"error": err.to_dict()})
+        return 1
+    _emit({"result": result})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
