@@ -314,8 +314,10 @@ class LinuxRuntime:
         """Undo everything create did, in reverse; safe on a half-built container."""
         spec = container.spec
         errors: list[BaseException] = []
-        with _collect(errors):
-            live.cgroup.kill_all()
+        init_exited = live.status is not None
+        if not init_exited:
+            with _collect(errors):
+                live.cgroup.kill_all()
         if container.pid and live.status is None:
             _kill_pidfd(live.pidfd, signal.SIGKILL)
             try:
@@ -330,7 +332,12 @@ class LinuxRuntime:
             os.close(fd)
         live.exec_pids.clear()
         with _collect(errors):
-            live.cgroup.remove()
+            # Once init has exited, its pid namespace took every process with
+            # it: the group is usually empty, and one rmdir each removes it.
+            # Only a group still in use is emptied first.
+            if not (init_exited and live.cgroup.try_remove()):
+                live.cgroup.kill_all()
+                live.cgroup.remove()
         if spec.network.mode == "bridge" and self.network is not None and live.network_attached:
             if spec.network.ports:  # unpublish reads the nft ruleset: skip it when idle
                 with _collect(errors):

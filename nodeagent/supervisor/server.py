@@ -88,6 +88,10 @@ class Supervisor:
     ) -> None:
         self.state_dir = Path(state_dir)
         self.containers_dir = self.state_dir / "containers"
+        # Directories of removed containers, deleted once the reply and events
+        # of the step that removed them are out (see _discard).
+        self.trash_dir = self.containers_dir / ".trash"
+        self.trash: list[Path] = []
         self.run_dir = Path(run_dir)
         self.socket_path = self.run_dir / "supervisor.sock"
         self.runtime = runtime
@@ -112,6 +116,7 @@ class Supervisor:
     def serve(self) -> None:
         self.containers_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_tree(str(self.trash_dir))  # left by a supervisor that stopped mid-way
         self._load()
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
@@ -142,6 +147,7 @@ class Supervisor:
                 elif kind == "pipe":
                     self._on_pipe(key.fd, obj)
             self._run_timers()
+            self._empty_trash()
         listener.close()
         for path in (self.socket_path, pid_file):
             with contextlib.suppress(FileNotFoundError):
@@ -631,8 +637,33 @@ class Supervisor:
         self.runtime.remove(handle if handle is not None else Container(rec.spec, 0))
         if rec.spec.network.mode == "bridge" and self.network is not None:
             self.network.release(rec.id)
-        remove_tree(str(rec.bundle))
+        self._discard(rec.bundle)
         return True
+
+    def _discard(self, path: Path) -> None:
+        """Take a removed container's directory out of the way now; delete it
+        after this step's reply and events are sent.
+
+        The container is gone once its processes, mounts, cgroups, addresses
+        and record are: its files (a writable layer may be large, and deleting
+        files is the slowest part of a removal) are garbage, deleted before
+        the next request is read. containerd's snapshotter removes layers
+        asynchronously for the same reason.
+        """
+        target = self.trash_dir / path.name
+        try:
+            self.trash_dir.mkdir(exist_ok=True)
+            os.rename(path, target)
+        except FileNotFoundError:
+            return
+        except OSError:  # e.g. a stale entry of the same name: delete in place
+            remove_tree(str(path))
+            return
+        self.trash.append(target)
+
+    def _empty_trash(self) -> None:
+        while self.trash:
+            remove_tree(str(self.trash.pop()))
 
     def _shutdown(self, stop_containers: bool, reply: Callable[..., None]) -> None:
         if not stop_containers:
@@ -648,6 +679,7 @@ class Supervisor:
         def finish() -> None:
             for rec in list(self.records.values()):
                 self._remove(rec)
+            self._empty_trash()
             if self.network is not None:
                 self.network.teardown()
             self.runtime.cleanup()

@@ -8,7 +8,7 @@ streams, no TLS, no push, flow control by large windows. Header blocks are
 
 Start-up cost matters here (``orch run`` is measured against ``runc run``),
 so this module imports only what the interpreter has loaded anyway, plus
-``_socket`` (``socket`` would bring ``enum`` and ``selectors``) and ``struct``.
+``_socket`` (``socket`` would bring ``enum`` and ``selectors``).
 
 Unary and server-streaming calls are supported; errors arrive as
 :class:`RpcError` carrying the gRPC status code and message.
@@ -17,7 +17,6 @@ Unary and server-streaming calls are supported; errors arrive as
 from __future__ import annotations
 
 import _socket
-import struct
 
 from orch.cli import hpack_lite
 
@@ -63,10 +62,10 @@ class Channel:
         self._decoder = hpack_lite.Decoder()
         self._next_stream = 1
         self._received = 0
-        settings = struct.pack(">HI", SETTINGS_ENABLE_PUSH, 0) + struct.pack(
-            ">HI", SETTINGS_INITIAL_WINDOW_SIZE, BIG_WINDOW)
+        settings = (_u16(SETTINGS_ENABLE_PUSH) + _u32(0)
+                    + _u16(SETTINGS_INITIAL_WINDOW_SIZE) + _u32(BIG_WINDOW))
         self._sock.sendall(PREFACE + _frame(SETTINGS, 0, 0, settings)
-                           + _frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", BIG_WINDOW - 65535)))
+                           + _frame(WINDOW_UPDATE, 0, 0, _u32(BIG_WINDOW - 65535)))
 
     def close(self) -> None:
         self._sock.close()
@@ -86,7 +85,7 @@ class Channel:
             (":authority", "localhost"), ("content-type", "application/grpc"),
             ("te", "trailers"),
         ])
-        body = b"\x00" + struct.pack(">I", len(request)) + request
+        body = b"\x00" + _u32(len(request)) + request
         self._send(_frame(HEADERS, END_HEADERS, sid, block) + _frame(DATA, END_STREAM, sid, body))
         yield from self._responses(sid)
 
@@ -105,7 +104,7 @@ class Channel:
             elif ftype == GOAWAY:
                 # Streams up to last_stream_id still complete (a server that
                 # shuts down answers the call that asked it to).
-                last, code = struct.unpack(">II", payload[:8])
+                last, code = _n(payload[:4]), _n(payload[4:8])
                 if sid > last & 0x7FFFFFFF:
                     raise RpcError(UNAVAILABLE, f"the agent closed the connection (code {code})")
             elif stream != sid:
@@ -114,7 +113,7 @@ class Channel:
                 data += _unpad(flags, payload)
                 self._account(len(payload), sid)
                 while len(data) >= 5:
-                    length = struct.unpack(">I", data[1:5])[0]
+                    length = _n(data[1:5])
                     if len(data) < 5 + length:
                         break
                     yield bytes(data[5:5 + length])
@@ -138,13 +137,13 @@ class Channel:
                         _check_status(headers)
                         return
             elif ftype == RST_STREAM:
-                code = struct.unpack(">I", payload[:4])[0]
+                code = _n(payload[:4])
                 raise RpcError(CANCELLED if code == 8 else 13, f"stream reset (code {code})")
 
     def _account(self, n: int, sid: int) -> None:
         self._received += n
         if self._received >= WINDOW_REFILL:
-            inc = struct.pack(">I", self._received)
+            inc = _u32(self._received)
             self._send(_frame(WINDOW_UPDATE, 0, 0, inc) + _frame(WINDOW_UPDATE, 0, sid, inc))
             self._received = 0
 
@@ -173,13 +172,25 @@ class Channel:
         head = self._read_exact(9)
         length = int.from_bytes(head[:3], "big")
         ftype, flags = head[3], head[4]
-        stream = struct.unpack(">I", head[5:9])[0] & 0x7FFFFFFF
+        stream = _n(head[5:9]) & 0x7FFFFFFF
         return ftype, flags, stream, self._read_exact(length)
 
 
 def _frame(ftype: int, flags: int, stream: int, payload: bytes) -> bytes:
-    return len(payload).to_bytes(3, "big") + bytes((ftype, flags)) + struct.pack(
-        ">I", stream) + payload
+    return len(payload).to_bytes(3, "big") + bytes((ftype, flags)) + _u32(stream) + payload
+
+
+def _u16(n: int) -> bytes:
+    return n.to_bytes(2, "big")
+
+
+def _u32(n: int) -> bytes:
+    return n.to_bytes(4, "big")
+
+
+def _n(raw: bytes | bytearray) -> int:
+    """A big-endian unsigned field."""
+    return int.from_bytes(raw, "big")
 
 
 def _unpad(flags: int, payload: bytes) -> bytes:

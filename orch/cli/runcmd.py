@@ -20,7 +20,6 @@ the two differ only in how the command line is read.
 
 from __future__ import annotations
 
-import struct
 import sys
 
 from orch.cli.client import Agent, CLIError
@@ -227,6 +226,8 @@ def _int(num: int, n: int) -> bytes:
 
 
 def _double(num: int, x: float) -> bytes:
+    import struct  # only --cpus needs it
+
     return _varint(num << 3 | 1) + struct.pack("<d", x)
 
 

@@ -276,6 +276,11 @@ def _leftovers(engine: Engine, cid: str) -> list[str]:
         found.append("veth")
     if (engine.state / "containers" / cid).exists():
         found.append("bundle")
+    # A removed container's files are deleted once the removal is answered,
+    # before the supervisor reads its next request (this ps).
+    engine.orch("ps", "-a")
+    if any((engine.state / "containers" / ".trash").glob("*")):
+        found.append("trash")
     return found
 
 
@@ -319,6 +324,25 @@ def test_nothing_is_left_after_the_agent_shuts_down(tmp_path, agent_crashed: boo
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
     assert f"orchs{tag}" not in tables
     assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_a_new_supervisor_deletes_what_an_interrupted_removal_left(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.agent.conftest import Engine
+
+    tag = os.urandom(2).hex()
+    eng = Engine(state=tmp_path / "state", run=tmp_path / "run", bridge=f"orcht{tag}",
+                 subnet=f"10.217.{int(tag[:2], 16)}.0/24",
+                 env={**os.environ, "ORCH_HOST": f"unix://{tmp_path}/run/agent.sock"})
+    leftover = eng.state / "containers" / ".trash" / ("ab" * 32)
+    (leftover / "upper" / "etc").mkdir(parents=True)
+    (leftover / "upper" / "etc" / "written").write_text("x")
+    (leftover / "record.json").write_text("{}")
+    eng.start()
+    try:
+        assert not leftover.exists()
+        assert json.loads(eng.orch("ps", "-a", "-o", "json").stdout) == []
+    finally:
+        eng.orch("agent", "stop", "--all", "--state-dir", str(eng.state), "--run-dir", str(eng.run))
 
 
 def test_fork_bomb_stops_at_the_pids_limit(engine: Engine) -> None:

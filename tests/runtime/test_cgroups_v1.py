@@ -283,6 +283,8 @@ def test_real_kill_all_and_remove(v1: Harness) -> None:
     while len(group.procs()) < 4 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert len(group.procs()) == 4
+    assert not group.try_remove()  # in use: nothing removed, no waiting
+    assert len(group.procs()) == 4
     with pytest.raises(FailedPrecondition, match="busy"):
         group.remove()  # live processes: retries, then says what is left
     assert v1.driver.open(group.name).procs() == group.procs()
@@ -290,8 +292,9 @@ def test_real_kill_all_and_remove(v1: Harness) -> None:
     group.kill_all()
     assert group.procs() == []
     assert child.wait(timeout=5) == -9
-    group.remove()
+    assert group.try_remove()
     group.remove()  # idempotent
+    assert group.try_remove()
     for hierarchy in v1.driver.hierarchies.values():
         assert not os.path.exists(os.path.join(hierarchy, group.name))
     with pytest.raises(NotFound):

@@ -261,11 +261,13 @@ def test_real_v2_lifecycle_with_cgroup_kill(real_v2) -> None:
     child.stdin.close()
     assert child.pid in group.procs()
     assert not remove_parent_if_empty(driver, parent)  # a child group remains
+    assert not group.try_remove()  # in use
     group.kill_all()
     assert group.procs() == []
     assert child.wait(timeout=5) == -9
-    group.remove()
+    assert group.try_remove()
     group.remove()  # idempotent
+    assert group.try_remove()
     assert not os.path.exists(os.path.join(UNIFIED, parent, "c1"))
     with pytest.raises(NotFound):
         driver.open(f"{parent}/c1")

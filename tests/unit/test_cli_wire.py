@@ -186,3 +186,35 @@ def test_config_fields_name_the_bad_option() -> None:
                             ({"label": ["novalue"]}, "label")):
         with pytest.raises(CLIError, match=message):
             runcmd.config_fields({**base, **change})
+
+
+# ---- start-up ----------------------------------------------------------------
+
+
+def test_the_quick_path_loads_no_module_it_does_not_need() -> None:
+    """`orch run` starts without site; what it imports is its start-up cost."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = (f"import sys; sys.path.append({str(root)!r}); import orch.cli, orch.cli.runcmd, "
+            "orch.cli.h2grpc, orch.cli.hpack_lite; print(' '.join(sorted(sys.modules)))")
+    loaded = set(subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())
+    heavy = {"os", "site", "re", "struct", "typing", "enum", "socket", "argparse", "collections",
+             "google.protobuf", "grpc", "hpack", "logging"}
+    assert loaded & heavy == set()
+
+
+@pytest.mark.parametrize("value", ["unix:///tmp/a.sock", "", "ünï\udcff"])
+def test_getenv_and_exists_match_os(monkeypatch: pytest.MonkeyPatch, value: str, tmp_path: Any) -> None:
+    import os
+
+    from orch.cli import client
+
+    monkeypatch.setenv("ORCH_TEST_VALUE", value)
+    assert client.getenv("ORCH_TEST_VALUE") == os.environ.get("ORCH_TEST_VALUE")
+    assert client.getenv("ORCH_TEST_UNSET_NAME") is None
+    for path in (str(tmp_path), str(tmp_path / "missing"), "", "a\0b"):
+        assert client.exists(path) == os.path.exists(path)

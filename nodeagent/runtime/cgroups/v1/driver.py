@@ -106,6 +106,10 @@ class V1Cgroup:
     def remove(self) -> None:
         _procs.rmdir_all(self.directories(), self.procs)
 
+    def try_remove(self) -> bool:
+        """One rmdir per hierarchy, no waiting: True if the group is gone."""
+        return all([_fs.rmdir(d) for d in self.directories()])
+
 
 class V1Driver:
     version = 1

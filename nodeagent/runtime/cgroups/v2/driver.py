@@ -83,6 +83,10 @@ class V2Cgroup:
     def remove(self) -> None:
         _procs.rmdir_all([self.path], self.procs)
 
+    def try_remove(self) -> bool:
+        """One rmdir, no waiting: True if the group is gone."""
+        return _fs.rmdir(self.path)
+
 
 class V2Driver:
     version = 2
