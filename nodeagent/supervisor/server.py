@@ -634,7 +634,10 @@ class Supervisor:
         if self.records.pop(rec.id, None) is None:
             return False
         self.backoffs.pop(rec.id, None)
-        self.runtime.remove(handle if handle is not None else Container(rec.spec, 0))
+        # The runtime undoes processes, cgroups and network; the directories
+        # (its writable layer among them) go with the rest of the bundle.
+        self.runtime.remove(handle if handle is not None else Container(rec.spec, 0),
+                            keep_rootfs=True)
         if rec.spec.network.mode == "bridge" and self.network is not None:
             self.network.release(rec.id)
         self._discard(rec.bundle)
