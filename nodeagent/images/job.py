@@ -49,8 +49,11 @@ def run_job(state_dir: str, verb: str, *args: str, stdin: str = "",
     error: AgentError | None = None
     other: list[str] = []  # anything not in the protocol: a crash's traceback
     try:
-        with proc.stdin:
-            proc.stdin.write(stdin.encode())
+        try:
+            with proc.stdin:
+                proc.stdin.write(stdin.encode())
+        except BrokenPipeError:  # it ended without reading: its output says why
+            pass
         for raw in proc.stdout:
             msg = _parse(raw)
             if msg is None:
