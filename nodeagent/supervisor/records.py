@@ -141,8 +141,12 @@ def load(path: str) -> Record | None:
     record alone."""
     with open(path, "rb") as f:
         data = f.read()
-    lines = data.split(b"\n")  # the part after the last newline is torn (or empty)
-    for i in range(len(lines) - 2, -1, -1):
+    # The part after the last newline is empty, torn, or a whole record whose
+    # newline never came (as is the single document an older supervisor wrote).
+    lines = data.split(b"\n")
+    for i in range(len(lines) - 1, -1, -1):
+        if not lines[i]:
+            continue
         try:
             record = Record.from_dict(json.loads(lines[i]))
         except (ValueError, TypeError, KeyError):

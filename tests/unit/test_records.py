@@ -71,3 +71,18 @@ def test_the_file_is_compacted_past_the_limit(tmp_path: Path, monkeypatch: pytes
     assert json.loads(path.read_bytes().splitlines()[-1])["restart_count"] == 29
     assert records.load_all(tmp_path / "containers")[0].restart_count == 29
     assert not (rec.bundle / "record.json.tmp").exists()
+
+
+def test_a_record_without_its_newline_is_whole(tmp_path: Path) -> None:
+    """A single JSON document (as written before records were appended), or a
+    write cut off just before its newline, is a complete record."""
+    rec = record(tmp_path)
+    rec.bundle.mkdir(parents=True)
+    path = rec.bundle / "record.json"
+    path.write_text(json.dumps(rec.to_dict()))
+    [loaded] = records.load_all(tmp_path / "containers")
+    assert loaded.spec == rec.spec
+    assert path.read_bytes().endswith(b"\n")
+    rec.state = records.RUNNING
+    records.save(rec)
+    assert records.load_all(tmp_path / "containers")[0].state == records.RUNNING
