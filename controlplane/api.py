@@ -126,15 +126,23 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
             existing = next((s for s in self.informer.services() if s.spec.name == spec.name), None)
             try:
                 if existing is None:
-                    return self.store.create(Service(id=secrets.token_hex(12), spec=spec,
-                                                      created_at=now, updated_at=now))
+                    return self._written(self.store.create(Service(
+                        id=secrets.token_hex(12), spec=spec, created_at=now, updated_at=now)))
                 if existing.spec == spec:
                     return existing
-                return self.store.update(dataclasses.replace(existing, spec=spec, updated_at=now))
+                return self._written(self.store.update(
+                    dataclasses.replace(existing, spec=spec, updated_at=now)))
             except StoreConflict:
                 time.sleep(0.05)
         context.abort(grpc.StatusCode.ABORTED, f"service {spec.name} kept changing; try again")
         raise AssertionError
+
+    def _written(self, obj: Any, revision: int = 0) -> Any:
+        """Read your writes: return once this replica's cache holds the write,
+        so a get or list that follows it (as `orch deploy` does) sees it.
+        Bounded: a cache that lags more than 5 s answers with what it has."""
+        self.informer.wait_revision(revision or obj.version, 5.0)
+        return obj
 
     def Scale(self, request: cpb.ScaleRequest, context: grpc.ServicerContext) -> cpb.Service:
         if request.replicas < 0:
@@ -152,6 +160,7 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
             self.store.delete(svc)
         except StoreConflict:
             context.abort(grpc.StatusCode.ABORTED, f"service {svc.spec.name} changed; try again")
+        self._written(svc, self.store.revision())
         return cpb.RemoveResponse(id=svc.id)
 
     def GetService(self, request: cpb.ServiceRef, context: grpc.ServicerContext) -> cpb.Service:
@@ -190,8 +199,8 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
                 labels.pop(key, None)
             avail = request.availability or node.availability
             try:
-                return _node(self.store.update(dataclasses.replace(
-                    node, labels=labels, availability=avail)))  # type: ignore[arg-type]
+                return _node(self._written(self.store.update(dataclasses.replace(
+                    node, labels=labels, availability=avail))))  # type: ignore[arg-type]
             except StoreConflict:
                 time.sleep(0.05)  # a heartbeat flush raced us
         context.abort(grpc.StatusCode.ABORTED, f"node {request.node} kept changing; try again")
