@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import selectors
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -22,6 +22,9 @@ from nodeagent.logs import LogFollower, read_logs
 from nodeagent.supervisor import SupervisorClient
 from proto import agent_pb2 as pb
 from proto import agent_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from nodeagent.images.job import Progress
 
 VERSION = "0.1.0"
 
@@ -318,47 +321,29 @@ class AgentService(pb_grpc.AgentServicer):
         ref = request.tag or next((w for w in last.split() if w.startswith("sha256:")), "")
         yield pb.BuildEvent(image=self._image_pb(self.images.get(ref)))
 
-    def _transfer(self, work: Any, context: grpc.ServicerContext) -> Iterator[pb.TransferEvent]:
-        """Run a push or pull in a thread; stream its progress, then its result."""
-        import queue
-        import threading
-
-        events: queue.Queue[Any] = queue.Queue()
-
-        def progress(kind: str, digest: str, done: int, total: int) -> None:
-            events.put(pb.TransferEvent(kind=kind, digest=digest, done=done, total=total))
-
-        def run() -> None:
-            try:
-                events.put(("result", work(progress)))
-            except BaseException as err:  # handed to the RPC thread below
-                events.put(("error", err))
-
-        threading.Thread(target=run, name="transfer", daemon=True).start()
+    @staticmethod
+    def _transfer(job: Generator[Progress, None, str]) -> Iterator[pb.TransferEvent]:
+        """Stream a push or pull job's progress, then its result."""
         while True:
-            item = events.get()
-            if isinstance(item, tuple):
-                if item[0] == "error":
-                    raise item[1]
-                yield pb.TransferEvent(kind="done", result=str(item[1]))
+            try:
+                kind, digest, done, total = next(job)
+            except StopIteration as finished:
+                yield pb.TransferEvent(kind="done", result=finished.value)
                 return
-            if context.is_active():
-                yield item
+            yield pb.TransferEvent(kind=kind, digest=digest, done=done, total=total)
 
     @handle_errors
     def Push(self, request: pb.PushRequest, context: grpc.ServicerContext) -> Iterator[pb.TransferEvent]:
-        from nodeagent.images.job import run_job
+        from nodeagent.images.job import follow_job
 
-        remote = request.remote or request.ref
-        yield from self._transfer(lambda progress: run_job(
-            self.state_dir, "push", request.ref, remote, progress=progress), context)
+        yield from self._transfer(follow_job(self.state_dir, "push", request.ref,
+                                             request.remote or request.ref))
 
     @handle_errors
     def Pull(self, request: pb.PullRequest, context: grpc.ServicerContext) -> Iterator[pb.TransferEvent]:
-        from nodeagent.images.job import run_job
+        from nodeagent.images.job import follow_job
 
-        yield from self._transfer(lambda progress: run_job(
-            self.state_dir, "pull", request.remote, progress=progress), context)
+        yield from self._transfer(follow_job(self.state_dir, "pull", request.remote))
 
     @handle_errors
     def Login(self, request: pb.LoginRequest, context: grpc.ServicerContext) -> pb.LoginResponse:

@@ -30,17 +30,20 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Generator
 from typing import Any
 
-from nodeagent.errors import AgentError, from_dict
+from nodeagent.errors import AgentError, InvalidArgument, from_dict
 
-ProgressFn = Callable[[str, str, int, int], None]
+Progress = tuple[str, str, int, int]  # kind, digest, bytes done, bytes in all
 
 
-def run_job(state_dir: str, verb: str, *args: str, stdin: str = "",
-            progress: ProgressFn | None = None) -> str:
-    """Run one job to its end; its result, or its error raised here."""
+def follow_job(state_dir: str, verb: str, *args: str,
+               stdin: str = "") -> Generator[Progress, None, str]:
+    """Run one job, yielding its progress as it comes. The generator returns
+    the job's result, or raises its error. A caller that stops early leaves
+    the job to finish unwatched (its output is dropped; subprocess reaps it),
+    so a pull whose client went away still lands in the store."""
     cmd = [sys.executable, "-m", "nodeagent.images.job", "--state-dir", state_dir, verb, *args]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, close_fds=True)
@@ -59,21 +62,31 @@ def run_job(state_dir: str, verb: str, *args: str, stdin: str = "",
             if msg is None:
                 other.append(raw.decode(errors="replace").rstrip())
             elif "progress" in msg:
-                if progress is not None:
-                    progress(*msg["progress"])
+                kind, digest, done, total = msg["progress"]
+                yield kind, digest, done, total
             elif "result" in msg:
                 result = str(msg["result"])
             elif "error" in msg:
                 error = from_dict(msg["error"])
     finally:
         proc.stdout.close()
-        code = proc.wait()
+    code = proc.wait()
     if error is not None:
         raise error
     if result is None or code != 0:
         detail = next((line for line in reversed(other) if line.strip()), f"exit status {code}")
         raise AgentError(f"image {verb} failed: {detail}")
     return result
+
+
+def run_job(state_dir: str, verb: str, *args: str, stdin: str = "") -> str:
+    """Run one job to its end: its result, or its error raised here."""
+    job = follow_job(state_dir, verb, *args, stdin=stdin)
+    while True:
+        try:
+            next(job)
+        except StopIteration as finished:
+            return str(finished.value)
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:
@@ -88,8 +101,11 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
 
 
 def _emit(msg: dict[str, object]) -> None:
-    sys.stdout.write(json.dumps(msg) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps(msg) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # nobody follows any more: the job goes on regardless
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
 
 
 def _progress(kind: str, digest: str, done: int, total: int) -> None:
@@ -97,7 +113,6 @@ def _progress(kind: str, digest: str, done: int, total: int) -> None:
 
 
 def _do(state_dir: str, verb: str, args: list[str]) -> str:
-    from nodeagent.errors import InvalidArgument
     from nodeagent.images.store import ImageStore
 
     wants = {"import": 2, "pull": 1, "push": 2, "login": 2}

@@ -21,8 +21,9 @@ Errors (nodeagent.errors)::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from nodeagent._lazy import lazy_exports
 from nodeagent.runtime.api import Container, Runtime, Stdio
 
 if TYPE_CHECKING:
@@ -30,17 +31,6 @@ if TYPE_CHECKING:
     from nodeagent.runtime.linux import LinuxRuntime
 
 __all__ = ["Container", "FakeRuntime", "LinuxRuntime", "Runtime", "Stdio"]
-
-
-def __getattr__(name: str) -> Any:
-    # Loaded on first use: the agent imports nodeagent.runtime.spec for the
-    # types alone and never runs containers (ctypes, libseccomp: ~3 MB RSS).
-    if name == "LinuxRuntime":
-        from nodeagent.runtime.linux import LinuxRuntime
-
-        return LinuxRuntime
-    if name == "FakeRuntime":
-        from nodeagent.runtime.fake import FakeRuntime
-
-        return FakeRuntime
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Loaded on first use: the agent imports nodeagent.runtime.spec for the types
+# alone and never runs containers (ctypes, libseccomp: ~3 MB RSS).
+__getattr__ = lazy_exports(__name__, {"FakeRuntime": "fake", "LinuxRuntime": "linux"})

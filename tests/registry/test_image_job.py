@@ -12,8 +12,18 @@ from registry_helpers import Registry
 
 from nodeagent.errors import AgentError, InvalidArgument, NotFound
 from nodeagent.images import ImageStore
-from nodeagent.images.job import run_job
+from nodeagent.images.job import Progress, follow_job, run_job
 from nodeagent.images.registry import AuthError
+
+
+def followed(state: Path, verb: str, *args: str) -> tuple[list[Progress], str]:
+    """A job's progress as it was yielded, and its result."""
+    job, seen = follow_job(str(state), verb, *args), []
+    while True:
+        try:
+            seen.append(next(job))
+        except StopIteration as finished:
+            return seen, finished.value
 
 
 def test_import_push_pull_with_progress_and_unpacked_layers(
@@ -25,15 +35,12 @@ def test_import_push_pull_with_progress_and_unpacked_layers(
     # Unpacked by the job: the first container does not wait for its layers.
     assert all(ImageStore(str(a)).snapshots.exists(d) for d in image.diff_ids)
 
-    pushed: list[tuple[str, str, int, int]] = []
-    digest = run_job(str(a), "push", "busybox:job", f"{registry.addr}/bb:1",
-                     progress=lambda *e: pushed.append(e))
+    pushed, digest = followed(a, "push", "busybox:job", f"{registry.addr}/bb:1")
     assert digest == image.manifest_digest
     assert {d for _, d, _, _ in pushed} >= set(image.layer_digests)
 
-    pulled: list[tuple[str, str, int, int]] = []
-    assert run_job(str(b), "pull", f"{registry.addr}/bb:1",
-                   progress=lambda *e: pulled.append(e)) == image_id
+    pulled, pulled_id = followed(b, "pull", f"{registry.addr}/bb:1")
+    assert pulled_id == image_id
     store_b = ImageStore(str(b))
     assert all(store_b.snapshots.exists(d) for d in store_b.get(image_id).diff_ids)
     assert any(done == total > 0 for _, _, done, total in pulled)
@@ -71,3 +78,25 @@ def test_a_job_that_dies_is_an_error_naming_why(tmp_path: Path, busybox_rootfs: 
     with pytest.raises(AgentError, match=r"image import failed: .*(Error|error)") as err:
         run_job(str(not_a_dir), "import", str(busybox_rootfs), "x:1")
     assert type(err.value) is AgentError and err.value.code == "internal"
+
+
+def test_a_pull_nobody_follows_any_more_still_lands(
+        registry: Registry, tmp_path: Path, busybox_rootfs: Path) -> None:
+    """As when `orch pull`'s client goes away: the agent stops reading, the job goes on."""
+    import time
+
+    a, b = tmp_path / "state-a", tmp_path / "state-b"
+    image_id = run_job(str(a), "import", str(busybox_rootfs), "busybox:job")
+    run_job(str(a), "push", "busybox:job", f"{registry.addr}/bb:2")
+    job = follow_job(str(b), "pull", f"{registry.addr}/bb:2")
+    next(job)  # the first progress event, then nobody listens
+    job.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if ImageStore(str(b)).get("bb:2").id == image_id:
+                break
+        except AgentError:
+            pass
+        time.sleep(0.1)
+    assert ImageStore(str(b)).get("bb:2").id == image_id
