@@ -21,6 +21,9 @@ from nodeagent.runtime.spec import ContainerSpec
 
 RUNTIME_DIRS: tuple[str, ...] = ("rootfs", "upper", "work")
 HOST_RESOLV_CONF = "/etc/resolv.conf"
+FS_IOC_GETFLAGS = 0x80086601  # _IOR('f', 1, long)
+FS_IOC_SETFLAGS = 0x40086602  # _IOW('f', 2, long)
+FS_TOPDIR_FL = 0x00020000
 
 
 def prepare(spec: ContainerSpec) -> None:
@@ -34,6 +37,36 @@ def prepare(spec: ContainerSpec) -> None:
         # A volatile overlay leaves work/work/incompat/volatile behind and
         # refuses to mount over it again: clear it for a restart.
         remove_tree(os.path.join(spec.bundle_dir, "work", "work"))
+
+
+def spread_subdirs(path: str) -> bool:
+    """Ask the filesystem to spread ``path``'s subdirectories (the bundles)
+    over its allocation groups, as it spreads top-level directories.
+
+    On ext4 this is the Orlov allocator's top-dir hint (``chattr +T``). A
+    container's create and removal allocate and free a dozen inodes (bundle,
+    upper, work, log, the overlay's own checks at mount). Kept in one group,
+    every allocation there has to step over all the inodes freed in the last
+    minutes, which ext4 skips when it has no journal: on such a disk an inode
+    took over 200 us instead of 50 after a few hundred containers. False (and
+    nothing changed) where the filesystem has no such hint."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        flags = bytearray(8)
+        fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags, True)
+        value = int.from_bytes(flags, "little")
+        if not value & FS_TOPDIR_FL:
+            fcntl.ioctl(fd, FS_IOC_SETFLAGS, (value | FS_TOPDIR_FL).to_bytes(8, "little"))
+        return True
+    except OSError:  # ENOTTY, EOPNOTSUPP: tmpfs, overlay, ...
+        return False
+    finally:
+        os.close(fd)
 
 
 def mountpoint(spec: ContainerSpec) -> str:

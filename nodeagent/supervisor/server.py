@@ -28,7 +28,7 @@ from nodeagent.logs import LogWriter
 from nodeagent.restart import Backoff, parse_restart_policy, should_restart
 from nodeagent.runtime import Container, Runtime, Stdio
 from nodeagent.runtime._libc import malloc_trim
-from nodeagent.runtime.bundle import remove_tree
+from nodeagent.runtime.bundle import remove_tree, spread_subdirs
 from nodeagent.runtime.spec import ContainerSpec, ExitStatus, ProcessSpec
 from nodeagent.supervisor import records, wire
 from nodeagent.supervisor.records import (
@@ -115,6 +115,7 @@ class Supervisor:
 
     def serve(self) -> None:
         self.containers_dir.mkdir(parents=True, exist_ok=True)
+        spread_subdirs(str(self.containers_dir))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         remove_tree(str(self.trash_dir))  # left by a supervisor that stopped mid-way
         self._load()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -97,3 +99,64 @@ def test_lease_file_for_other_subnet_is_refused(tmp_path: Path) -> None:
         LeaseFile(str(tmp_path), "x", ipaddress.IPv4Network("10.199.8.0/29")).locked(),
     ):
         pass
+
+
+def test_lease_changes_are_appended_not_replaced(tmp_path: Path) -> None:
+    lf = LeaseFile(str(tmp_path), "x", NET)
+    with lf.locked() as pool:
+        pool.allocate("a")
+    inode = os.stat(lf.path).st_ino
+    with lf.locked() as pool:
+        pool.allocate("b")
+    with lf.locked() as pool:
+        pool.release("a")
+    assert os.stat(lf.path).st_ino == inode  # no file was replaced
+    lines = Path(lf.path).read_text().splitlines()
+    assert len(lines) == 3
+    assert json.loads(lines[2]) == {"set": {}, "del": ["a"]}
+    assert LeaseFile(str(tmp_path), "x", NET).leases() == {"b": "10.199.7.3"}
+
+
+def test_a_change_by_another_process_is_seen(tmp_path: Path) -> None:
+    mine, theirs = LeaseFile(str(tmp_path), "x", NET), LeaseFile(str(tmp_path), "x", NET)
+    with mine.locked() as pool:
+        pool.allocate("a")
+    with theirs.locked() as pool:
+        assert pool.allocate("b") == ipaddress.IPv4Address("10.199.7.3")
+    with mine.locked() as pool:  # its cached leases are stale: it reads again
+        assert pool.allocate("c") == ipaddress.IPv4Address("10.199.7.4")
+    assert theirs.leases() == {"a": "10.199.7.2", "b": "10.199.7.3", "c": "10.199.7.4"}
+
+
+def test_a_torn_last_line_is_ignored_then_rewritten(tmp_path: Path) -> None:
+    lf = LeaseFile(str(tmp_path), "x", NET)
+    with lf.locked() as pool:
+        pool.allocate("a")
+    with open(lf.path, "a") as f:
+        f.write('{"set": {"b": "10.19')  # a crash mid-write
+    fresh = LeaseFile(str(tmp_path), "x", NET)
+    assert fresh.leases() == {"a": "10.199.7.2"}
+    with fresh.locked() as pool:
+        pool.allocate("c")
+    assert Path(lf.path).read_text().count("\n") == 1  # one whole snapshot
+    assert LeaseFile(str(tmp_path), "x", NET).leases() == {"a": "10.199.7.2", "c": "10.199.7.3"}
+
+
+def test_an_older_single_document_file_loads(tmp_path: Path) -> None:
+    path = tmp_path / "ipam-x.json"
+    path.write_text(json.dumps({"subnet": str(NET), "leases": {"a": "10.199.7.2"}}))  # no newline
+    lf = LeaseFile(str(tmp_path), "x", NET)
+    with lf.locked() as pool:
+        assert pool.allocate("b") == ipaddress.IPv4Address("10.199.7.3")
+    assert LeaseFile(str(tmp_path), "x", NET).leases() == {"a": "10.199.7.2", "b": "10.199.7.3"}
+
+
+def test_the_journal_is_compacted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LeaseFile, "COMPACT_BYTES", 512)
+    lf = LeaseFile(str(tmp_path), "x", NET)
+    for i in range(40):
+        with lf.locked() as pool:
+            pool.allocate(f"c{i % 3}")
+            pool.release(f"c{(i + 1) % 3}")
+        assert os.path.getsize(lf.path) < 512 + 100
+    assert LeaseFile(str(tmp_path), "x", NET).leases() == lf.leases()
