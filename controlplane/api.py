@@ -18,8 +18,18 @@ from typing import Any
 
 import grpc
 
-from controlplane.model import Node, Service, Task, TaskState, to_dict
-from controlplane.store import Change, Informer, Kind, Store, StoreConflict, StoreError
+from controlplane.model import Node, Service, Task, TaskState
+from controlplane.store import (
+    Change,
+    Informer,
+    Kind,
+    Store,
+    StoreConflict,
+    StoreError,
+    StoreObject,
+    encode,
+    kind_of,
+)
 from proto import agent_pb2 as pb
 from proto import agent_pb2_grpc as pb_grpc
 from proto import cluster_pb2 as cpb
@@ -28,17 +38,31 @@ from proto import cluster_pb2_grpc as cpb_grpc
 VERSION = "0.1.0"
 
 
+def _json(obj: StoreObject, specs: dict[int, str] | None = None) -> str:
+    """``model.to_dict(obj)`` plus its ``version``, as JSON: the store's encoder
+    (``specs`` memoises the spec the tasks of one service share)."""
+    body = encode(obj, specs).decode()
+    return f'{body[:-1]},"version":{obj.version}}}'
+
+
 def _svc(s: Service) -> cpb.Service:
-    return cpb.Service(id=s.id, name=s.spec.name, json=json.dumps({**to_dict(s), "version": s.version}))
+    return cpb.Service(id=s.id, name=s.spec.name, json=_json(s))
 
 
-def _task(t: Task) -> cpb.Task:
-    return cpb.Task(id=t.id, service=t.service_name, node_id=t.node_id,
-                    json=json.dumps({**to_dict(t), "version": t.version}))
+def _task(t: Task, specs: dict[int, str] | None = None) -> cpb.Task:
+    return cpb.Task(id=t.id, service=t.service_name, node_id=t.node_id, json=_json(t, specs))
 
 
 def _node(n: Node) -> cpb.Node:
-    return cpb.Node(id=n.id, name=n.name, json=json.dumps({**to_dict(n), "version": n.version}))
+    return cpb.Node(id=n.id, name=n.name, json=_json(n))
+
+
+def _service_name(obj: StoreObject) -> str | None:
+    if isinstance(obj, Task):
+        return obj.service_name
+    if isinstance(obj, Service):
+        return obj.spec.name
+    return None
 
 
 class ClusterAPI(cpb_grpc.ClusterAPIServicer):
@@ -180,7 +204,8 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
         if not request.all:
             tasks = [t for t in tasks if t.desired_state == TaskState.RUNNING
                      or t.status.state < TaskState.COMPLETE]
-        return cpb.ListTasksResponse(tasks=[_task(t) for t in tasks])
+        specs: dict[int, str] = {}  # the tasks keep their specs alive meanwhile
+        return cpb.ListTasksResponse(tasks=[_task(t, specs) for t in tasks])
 
     # ---- nodes ---------------------------------------------------------------
 
@@ -277,18 +302,37 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
                 q.put(change)
 
     def Events(self, request: cpb.EventsRequest, context: grpc.ServicerContext) -> Iterator[cpb.Event]:
+        """Changes as they reach this replica's cache; see ``EventsRequest``."""
+        names = set(request.services)
         q: queue.Queue[Change] = queue.Queue(maxsize=100000)
         with self._lock:
             self._watchers.append(q)
         try:
+            if request.initial:
+                # Registered first: a change made while the snapshot is read
+                # is in the snapshot, the queue, or both (a client keeps the
+                # newest version of each object).
+                everything: list[StoreObject] = [*self.informer.services(), *self.informer.tasks()]
+                snapshot = [o for o in everything if not names or _service_name(o) in names]
+                specs: dict[int, str] = {}
+                for obj in snapshot:
+                    yield cpb.Event(kind=str(kind_of(obj)), action="put", id=obj.id,
+                                    json=_json(obj, specs), version=obj.version)
+                del specs, snapshot, everything
+                yield cpb.Event(action="synced")
+            wait = request.keepalive if request.keepalive > 0 else 0.5
             while context.is_active():
                 try:
-                    change = q.get(timeout=0.5)
+                    change = q.get(timeout=wait)
                 except queue.Empty:
+                    if request.keepalive > 0:
+                        yield cpb.Event(action="keepalive")
+                    continue
+                if names and _service_name(change.obj) not in names:
                     continue
                 action = "delete" if change.type == "delete" else "put"
                 yield cpb.Event(kind=str(change.kind), action=action, id=change.obj.id,
-                                json=json.dumps(to_dict(change.obj)))
+                                json=_json(change.obj), version=change.obj.version)
         finally:
             with self._lock:
                 self._watchers.remove(q)

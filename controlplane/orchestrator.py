@@ -22,7 +22,7 @@ import structlog
 
 from controlplane.controllers import NodeMonitor, diff
 from controlplane.model import Node, Task, TaskState
-from controlplane.store import Informer, Leadership, Op, Store, StoreConflict, StoreError
+from controlplane.store import Change, Informer, Leadership, Op, Store, StoreConflict, StoreError
 from scheduler import ClusterSnapshot, NodeInfo, Placed, TaskRequest, schedule
 
 log = structlog.get_logger("orch.orchestrator")
@@ -133,6 +133,21 @@ class Orchestrator:
         revision = max((obj.version for obj in results if obj is not None), default=0)
         if revision:
             self.informer.wait_revision(revision, 5.0)
+
+
+def needs_pass(change: Change) -> bool:
+    """Whether a change can alter what a pass decides. A task's progress on
+    its node (assigned -> preparing -> starting -> running) cannot: every
+    rule reads whether a task is alive, its desired state and its node, and
+    the scheduler whether it is placed. A rollout of N replicas makes 2N
+    such changes; each woke a pass over every task before."""
+    old, new = change.old, change.obj
+    if change.type != "update" or not isinstance(old, Task) or not isinstance(new, Task):
+        return True
+    progressed = (TaskState.ASSIGNED <= old.status.state < TaskState.COMPLETE
+                  and TaskState.ASSIGNED <= new.status.state < TaskState.COMPLETE)
+    return not (progressed and old.desired_state == new.desired_state
+                and old.node_id == new.node_id)
 
 
 def node_info(n: Node) -> NodeInfo:

@@ -21,7 +21,7 @@ import structlog
 
 from controlplane.api import ClusterAPI
 from controlplane.dispatcher import Dispatcher
-from controlplane.orchestrator import Orchestrator
+from controlplane.orchestrator import Orchestrator, needs_pass
 from controlplane.store import Informer, Leadership, Store
 from proto import cluster_pb2_grpc as cpb_grpc
 
@@ -88,7 +88,7 @@ def serve(opts: ControlPlaneOptions) -> int:
 def _lead(store: Store, informer: Informer, replica: str, stop: threading.Event,
           leading: list[Leadership]) -> None:
     wake = threading.Event()
-    informer.add_handler(lambda _change: wake.set())
+    informer.add_handler(lambda change: wake.set() if needs_pass(change) else None)
     while not stop.is_set():
         try:
             leadership = store.campaign(ELECTION, replica, LEASE_TTL, stop=stop)

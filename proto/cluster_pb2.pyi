@@ -149,20 +149,28 @@ class TaskExecRequest(_message.Message):
     def __init__(self, task: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EventsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("services", "initial", "keepalive")
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_FIELD_NUMBER: _ClassVar[int]
+    KEEPALIVE_FIELD_NUMBER: _ClassVar[int]
+    services: _containers.RepeatedScalarFieldContainer[str]
+    initial: bool
+    keepalive: float
+    def __init__(self, services: _Optional[_Iterable[str]] = ..., initial: _Optional[bool] = ..., keepalive: _Optional[float] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("kind", "action", "id", "json")
+    __slots__ = ("kind", "action", "id", "json", "version")
     KIND_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     JSON_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     kind: str
     action: str
     id: str
     json: str
-    def __init__(self, kind: _Optional[str] = ..., action: _Optional[str] = ..., id: _Optional[str] = ..., json: _Optional[str] = ...) -> None: ...
+    version: int
+    def __init__(self, kind: _Optional[str] = ..., action: _Optional[str] = ..., id: _Optional[str] = ..., json: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class InfoRequest(_message.Message):
     __slots__ = ()

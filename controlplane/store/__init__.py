@@ -17,7 +17,7 @@ Invariants: every write is a transaction that compares versions; nothing outside
 this package builds an etcd key or imports pyetcd.
 """
 
-from .codec import StoreObject, kind_of
+from .codec import StoreObject, encode, kind_of
 from .election import Leadership
 from .errors import NotLeader, StoreCompacted, StoreConflict, StoreCorrupt, StoreError, StoreUnavailable
 from .informer import Change, Handler, Informer
@@ -28,5 +28,5 @@ from .watch import StoreEvent, Watch
 __all__ = [
     "Change", "Handler", "Informer", "Kind", "Leadership", "NotLeader", "Op", "Snapshot", "Store",
     "StoreCompacted", "StoreConflict", "StoreCorrupt", "StoreError", "StoreEvent", "StoreObject",
-    "StoreUnavailable", "Watch", "kind_of",
+    "StoreUnavailable", "Watch", "encode", "kind_of",
 ]

@@ -172,45 +172,40 @@ def cmd_deploy(args: argparse.Namespace, _agent: Any) -> int:
 
 def follow_rollout(api: Cluster, names: list[str], timeout: float) -> int:
     """Live progress until every replica runs (0), one is unplaceable (2) or
-    fails (1)."""
+    fails (1). One Events stream: the services' state, then their changes."""
+    from orch.cli.rollout import Rollout
     from proto import cluster_pb2 as cpb
 
     deadline = time.monotonic() + timeout
+    rollout = Rollout(names)
     last = ""
-    while True:
-        lines, done, unplaceable, failed = [], True, [], []
-        for name in names:
-            svc = json.loads(api.call("GetService", cpb.ServiceRef(name=name)).json)
-            tasks = [json.loads(t.json) for t in api.call(
-                "ListTasks", cpb.ListTasksRequest(service=name)).tasks]
-            wanted = [t for t in tasks if t["desired_state"] == 5]
-            running = [t for t in wanted if t["status"]["state"] == 5]
-            target = svc["spec"]["replicas"] if svc["spec"]["mode"] == "replicated" else len(wanted)
-            lines.append(f"{name}: {len(running)}/{target} running")
-            done = done and len(running) >= target and len(running) == len(wanted)
-            for t in wanted:
-                msg = t["status"]["message"]
-                if t["status"]["state"] == 1 and msg.startswith("no suitable node"):
-                    unplaceable.append(f"{name} slot {t['slot']}: {msg}")
-            failed += [f"{name} task {t['id'][:12]}: {t['status']['error'] or 'failed'}"
-                       for t in tasks if t["status"]["state"] in (7, 9)
-                       and t["desired_state"] == 5]
-        text = ", ".join(lines)
-        if text != last:
-            print(text, flush=True)
-            last = text
-        if done:
+    request = cpb.EventsRequest(services=names, initial=True, keepalive=0.5)
+    for event in api.stream("Events", request):
+        if event.action in ("put", "delete"):
+            if not rollout.apply(event.kind, event.action, event.id, event.json, event.version):
+                continue
+            if not rollout.synced:
+                continue
+        elif event.action == "synced":
+            rollout.synced = True
+        verdict = rollout.verdict()
+        if verdict.missing:
+            raise CLIError(f"no such service: {', '.join(verdict.missing)} (removed meanwhile?)")
+        if verdict.text != last:
+            print(verdict.text, flush=True)
+            last = verdict.text
+        if verdict.done:
             return 0
-        if unplaceable:
-            print("unplaceable: " + "; ".join(sorted(set(unplaceable))[:5]), file=sys.stderr)
+        if verdict.unplaceable:
+            print("unplaceable: " + "; ".join(verdict.unplaceable[:5]), file=sys.stderr)
             return 2
-        if failed:
-            print("failed: " + "; ".join(failed[:5]), file=sys.stderr)
+        if verdict.failed:
+            print("failed: " + "; ".join(verdict.failed[:5]), file=sys.stderr)
             return 1
         if time.monotonic() > deadline:
             print(f"not converged after {timeout:.0f} s", file=sys.stderr)
             return 1
-        time.sleep(0.1)
+    raise CLIError("the control plane ended the event stream; see orch ps")
 
 
 def cmd_scale(args: argparse.Namespace, _agent: Any) -> int:

@@ -1,0 +1,83 @@
+"""Which informer changes wake the leader's pass (``orchestrator.needs_pass``),
+and that the ones that do not cannot change what a pass decides."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from controllers_helpers import node, nodes_of, service, services_of, task
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controlplane.controllers import diff
+from controlplane.model import Task, TaskState, TaskStatus
+from controlplane.orchestrator import needs_pass
+from controlplane.store import Change, Kind
+
+SVC = service("s1", replicas=3)
+S = TaskState
+
+
+def _with(t: Task, state: TaskState | None = None, **kw: object) -> Task:
+    if state is not None:
+        kw["status"] = TaskStatus(state=state, message=state.label())
+    return dataclasses.replace(t, **kw)  # type: ignore[arg-type]
+
+
+def _update(old: Task, new: Task) -> Change:
+    return Change(Kind.TASK, "update", new, old)
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    (S.ASSIGNED, S.STARTING), (S.STARTING, S.RUNNING), (S.ASSIGNED, S.RUNNING),
+    (S.PREPARING, S.STARTING), (S.RUNNING, S.RUNNING),
+])
+def test_progress_on_its_node_does_not_wake(before: TaskState, after: TaskState) -> None:
+    t = task("t1", SVC, state=before)
+    assert not needs_pass(_update(t, _with(t, after)))
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    (S.PENDING, S.ASSIGNED), (S.NEW, S.PENDING), (S.RUNNING, S.FAILED), (S.RUNNING, S.COMPLETE),
+    (S.STARTING, S.REJECTED), (S.RUNNING, S.ORPHANED), (S.RUNNING, S.SHUTDOWN),
+])
+def test_scheduling_and_endings_wake(before: TaskState, after: TaskState) -> None:
+    t = task("t1", SVC, state=before)
+    assert needs_pass(_update(t, _with(t, after)))
+
+
+def test_desired_state_node_and_membership_changes_wake() -> None:
+    t = task("t1", SVC, state=S.RUNNING)
+    assert needs_pass(_update(t, _with(t, desired_state=S.SHUTDOWN)))
+    assert needs_pass(_update(t, _with(t, node_id="n2")))
+    assert needs_pass(Change(Kind.TASK, "add", t, None))
+    assert needs_pass(Change(Kind.TASK, "delete", t, t))
+    assert needs_pass(Change(Kind.SERVICE, "update", SVC, SVC))
+    n = node("n1")
+    assert needs_pass(Change(Kind.NODE, "update", n, n))
+
+
+BAND = [S.ASSIGNED, S.PREPARING, S.STARTING, S.RUNNING]
+
+
+@given(st.lists(st.tuples(st.sampled_from(list(TaskState)),
+                          st.sampled_from([S.RUNNING, S.SHUTDOWN, S.COMPLETE])),
+                min_size=1, max_size=6),
+       st.integers(0, 5), st.sampled_from(BAND), st.integers(0, 4))
+def test_a_change_that_does_not_wake_leaves_the_pass_unchanged(
+        states: list[tuple[TaskState, TaskState]], pick: int, new_state: TaskState,
+        replicas: int) -> None:
+    svc = service("s1", replicas=replicas)
+    nodes = nodes_of(node("n1"), node("n2"))
+    tasks = [task(f"t{i}", svc, slot=i % 3 + 1, node_id=f"n{i % 2 + 1}", state=state, desired=desired)
+             for i, (state, desired) in enumerate(states)]
+    i = pick % len(tasks)
+    moved = [*tasks[:i], _with(tasks[i], new_state), *tasks[i + 1:]]
+    if needs_pass(_update(tasks[i], moved[i])):
+        return
+    a = diff(services_of(svc), tasks, nodes, 100.0, new_id=iter(map(str, range(99))).__next__)
+    b = diff(services_of(svc), moved, nodes, 100.0, new_id=iter(map(str, range(99))).__next__)
+    assert [t.slot for t in a.create] == [t.slot for t in b.create]
+    assert sorted(t.id for t in a.update) == sorted(t.id for t in b.update)
+    assert sorted(t.id for t in a.delete) == sorted(t.id for t in b.delete)

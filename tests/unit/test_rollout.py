@@ -1,0 +1,64 @@
+"""``orch deploy``'s view of a rollout, folded from events (pure)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from orch.cli.rollout import Rollout
+
+
+def svc(name: str = "web", replicas: int = 2, mode: str = "replicated") -> str:
+    return json.dumps({"id": f"id-{name}", "spec": {"name": name, "replicas": replicas, "mode": mode}})
+
+
+def task(tid: str, state: int, desired: int = 5, service: str = "web", message: str = "",
+         error: str = "", slot: int = 1) -> str:
+    data: dict[str, Any] = {"id": tid, "service_name": service, "slot": slot, "desired_state": desired,
+                            "status": {"state": state, "message": message, "error": error}}
+    return json.dumps(data)
+
+
+def test_converges_when_every_wanted_replica_runs() -> None:
+    r = Rollout(["web"])
+    r.apply("services", "put", "id-web", svc(), 1)
+    r.apply("tasks", "put", "t1", task("t1", 5), 2)
+    r.apply("tasks", "put", "t2", task("t2", 4, slot=2), 3)
+    v = r.verdict()
+    assert (v.text, v.done) == ("web: 1/2 running", False)
+    r.apply("tasks", "put", "t2", task("t2", 5, slot=2), 4)
+    assert r.verdict().done
+    # An old replica still shutting down does not count, and does not hold it up.
+    r.apply("tasks", "put", "t0", task("t0", 5, desired=8), 5)
+    assert r.verdict().done
+
+
+def test_an_older_event_never_undoes_a_newer_one() -> None:
+    r = Rollout(["web"])
+    r.apply("services", "put", "id-web", svc(replicas=1), 1)
+    assert r.apply("tasks", "put", "t1", task("t1", 5), 9)
+    assert not r.apply("tasks", "put", "t1", task("t1", 4), 7)  # from the queue, after the snapshot
+    assert r.verdict().done
+
+
+def test_unplaceable_failed_and_removed() -> None:
+    r = Rollout(["web", "db"])
+    r.apply("services", "put", "id-web", svc(), 1)
+    r.apply("services", "put", "id-db", svc("db", 1), 1)
+    r.apply("tasks", "put", "t1", task("t1", 1, message="no suitable node (3 nodes: 3 lack memory)"), 2)
+    r.apply("tasks", "put", "t2", task("t2", 7, service="db", error="exit code 3"), 3)
+    v = r.verdict()
+    assert v.unplaceable == ["web slot 1: no suitable node (3 nodes: 3 lack memory)"]
+    assert v.failed == ["db task t2: exit code 3"]
+    r.apply("services", "delete", "id-db", svc("db", 1), 4)
+    assert r.verdict().missing == ["db"]
+
+
+def test_global_services_count_what_is_wanted() -> None:
+    r = Rollout(["agent"])
+    r.apply("services", "put", "id-agent", svc("agent", 0, "global"), 1)
+    r.apply("tasks", "put", "t1", task("t1", 5, service="agent"), 2)
+    r.apply("tasks", "put", "t2", task("t2", 2, service="agent"), 2)
+    assert r.verdict().text == "agent: 1/2 running"
+    r.apply("tasks", "delete", "t2", "", 3)
+    assert r.verdict().done
