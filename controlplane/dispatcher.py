@@ -8,8 +8,9 @@ No business logic: the dispatcher moves assignments down and status up.
 - Assignments: first the *full* set of the node's tasks, then changes, fed by
   the informer (O(changes) per event). A task is assigned while its status is
   between ASSIGNED and RUNNING; once terminal it is sent as removed.
-- Status arrives in batches and is written in batches; a state never moves
-  backwards (``controllers.can_advance``).
+- Status arrives in batches and is written in batches (what arrived within
+  ``STATUS_WINDOW`` of the first update, in one transaction); a state never
+  moves backwards (``controllers.can_advance``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from proto import cluster_pb2_grpc as cpb_grpc
 log = structlog.get_logger("orch.dispatcher")
 
 FLUSH_INTERVAL = 1.0
-STATUS_INTERVAL = 0.05
+STATUS_WINDOW = 0.02
 
 
 def assigned(task: Task) -> bool:
@@ -62,11 +63,13 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
         self.status: list[cpb.TaskStatusUpdate] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._status_ready = threading.Event()
         informer.add_handler(self._on_change)
         threading.Thread(target=self._flush_loop, name="dispatcher-flush", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._status_ready.set()
         with self._lock:
             for s in self.sessions.values():
                 s.out.put(None)
@@ -124,6 +127,7 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                     self.heartbeats[node_id] = self.clock()
                     if kind == "status":
                         self.status.extend(msg.status.updates)
+                        self._status_ready.set()
         except Exception:
             pass
         finally:
@@ -183,7 +187,9 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
 
     def _flush_loop(self) -> None:
         last_heartbeats = 0.0
-        while not self._stop.wait(STATUS_INTERVAL):
+        while not self._stop.is_set():
+            if self._status_ready.wait(FLUSH_INTERVAL) and not self._stop.wait(STATUS_WINDOW):
+                self._status_ready.clear()
             try:
                 self._flush_status()
                 if self.clock() - last_heartbeats >= FLUSH_INTERVAL:

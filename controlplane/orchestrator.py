@@ -49,15 +49,17 @@ class Orchestrator:
     def run(self, stop: threading.Event) -> None:
         log.info("leading: controllers started")
         wakeup: float | None = None
+        wrote = False  # the last pass wrote, and its cache already holds the write
         while not stop.is_set() and not self.leadership.lost():
             timeout = TICK if wakeup is None else max(0.0, min(TICK, wakeup - self.clock()))
-            if self._wake.wait(timeout):
+            if self._wake.wait(timeout) and not wrote:
                 time.sleep(SETTLE)  # let a burst of changes land in the cache
             self._wake.clear()
             try:
                 wakeup = self.pass_once()
+                wrote = wakeup is not None and wakeup <= self.clock()
             except StoreConflict:
-                wakeup = None  # the cache was behind; decide again
+                wakeup, wrote = None, False  # the cache was behind; decide again
                 self._wake.set()
             except StoreError as err:
                 log.warning("orchestrator pass failed", error=str(err))
@@ -84,7 +86,10 @@ class Orchestrator:
             return now
         changes = diff(services, tasks, nodes, now)
         if not changes.empty:
-            ops = ([Op.create(t) for t in changes.create] + [Op.update(t) for t in changes.update]
+            # New tasks are placed before they are stored: one write each,
+            # not a pending one and then its assignment.
+            created = self._place(list(nodes.values()), tasks, changes.create, now)
+            ops = ([Op.create(t) for t in created] + [Op.update(t) for t in changes.update]
                    + [Op.delete(t) for t in changes.delete])
             self._write(ops)
             return now
@@ -94,37 +99,51 @@ class Orchestrator:
         return now if placed else (min(candidates) if candidates else None)
 
     def _schedule(self, nodes: list[Node], tasks: list[Task], now: float) -> bool:
+        """Place the stored tasks that wait for a node; True if any changed."""
         pending = [t for t in tasks if t.status.state <= TaskState.PENDING
                    and t.desired_state == TaskState.RUNNING]
         if not pending:
             return False
+        ops = [Op.update(t) for t, was in zip(self._place(nodes, tasks, pending, now), pending,
+                                              strict=True) if t is not was]
+        if ops:
+            self._write(ops)
+        return bool(ops)
+
+    def _place(self, nodes: list[Node], tasks: list[Task], pending: list[Task], now: float) -> list[Task]:
+        """``pending`` with each task assigned to a node, or (when none fits)
+        pending with the scheduler's explanation; a task with nothing to
+        change is returned as it is. ``tasks`` are the placed ones to count."""
+        if not pending:
+            return []
         snapshot = ClusterSnapshot(
             nodes=tuple(node_info(n) for n in nodes),
             placed=tuple(placed_of(t) for t in tasks if t.node_id and t.status.state < TaskState.COMPLETE
                          and t.status.state >= TaskState.ASSIGNED),
         )
         self._seed += 1
-        preset = [t for t in pending if t.node_id]  # global tasks come with their node
-        free = [t for t in pending if not t.node_id]
+        free = [t for t in pending if not t.node_id and t.desired_state == TaskState.RUNNING]
         decisions = {d.task_id: d for d in schedule(snapshot, [task_request(t) for t in free],
                                                      seed=self._seed)}
-        ops: list[Op] = []
         by_id = {n.id: n for n in nodes}
-        for task in preset:
-            node = by_id.get(task.node_id)
-            if node is not None and node.state == "ready" and node.availability == "active":
-                ops.append(Op.update(_assign(task, task.node_id, now)))
-        for task in free:
-            d = decisions.get(task.id)
-            if d is None:
-                continue
-            if d.node_id:
-                ops.append(Op.update(_assign(task, d.node_id, now)))
-            elif task.status.message != d.explanation or task.status.state != TaskState.PENDING:
-                ops.append(Op.update(_pending(task, d.explanation, now)))
-        if ops:
-            self._write(ops)
-        return bool(ops)
+        out: list[Task] = []
+        for task in pending:
+            if task.desired_state != TaskState.RUNNING:
+                out.append(task)
+            elif task.node_id:  # global tasks come with their node
+                node = by_id.get(task.node_id)
+                fits = node is not None and node.state == "ready" and node.availability == "active"
+                out.append(_assign(task, task.node_id, now) if fits else task)
+            else:
+                d = decisions.get(task.id)
+                if d is not None and d.node_id:
+                    out.append(_assign(task, d.node_id, now))
+                elif d is not None and (task.status.message != d.explanation
+                                        or task.status.state != TaskState.PENDING):
+                    out.append(_pending(task, d.explanation, now))
+                else:
+                    out.append(task)
+        return out
 
     def _write(self, ops: list[Op]) -> None:
         results = self.store.batch(ops, fence=self.leadership)

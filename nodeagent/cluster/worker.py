@@ -5,7 +5,8 @@ Three threads, each with one job:
   with backoff; it only records what is assigned;
 - the reconcile thread compares assignments with the containers that exist
   and starts or stops containers through the supervisor;
-- the status thread sends task status in batches (every ``BATCH_INTERVAL``).
+- the status thread sends task status in batches: the first update wakes it,
+  and it sends what arrived within ``BATCH_WINDOW`` as one message.
 
 A task's container carries the labels ``orch.task``/``orch.service``; after an
 agent restart the existing containers are found by label and adopted, not
@@ -33,7 +34,7 @@ log = JsonLogger("orch.worker")
 
 TASK_LABEL = "orch.task"
 SERVICE_LABEL = "orch.service"
-BATCH_INTERVAL = 0.1
+BATCH_WINDOW = 0.02
 RECONNECT_MAX = 2.0
 
 
@@ -57,6 +58,7 @@ class Worker:
         self._stopped = threading.Event()
         self._outbox: queue.Queue[cpb.AgentMessage | None] | None = None
         self._pending: list[cpb.TaskStatusUpdate] = []
+        self._status_ready = threading.Event()
         self._full_seen = False
         self._attempt = -1  # which control-plane address the next session tries
         self.state_dir = state_dir
@@ -135,6 +137,7 @@ class Worker:
                             # Resend what we know: the control plane may have
                             # missed updates while we were apart.
                             self._pending = list(self.reported.values())
+                        self._status_ready.set()
                         heartbeat = threading.Thread(
                             target=self._heartbeat, args=(outbox, msg.registered.heartbeat_interval),
                             daemon=True)
@@ -270,9 +273,16 @@ class Worker:
         with self._lock:
             self.reported[tid] = update
             self._pending.append(update)
+        self._status_ready.set()
 
     def _status_loop(self) -> None:
-        while not self._stopped.wait(BATCH_INTERVAL):
+        while not self._stopped.is_set():
+            # Updates wait here while no session is up; a new session's
+            # registration sends them all anyway (see _session).
+            self._status_ready.wait(1.0)
+            self._status_ready.clear()
+            if self._stopped.wait(BATCH_WINDOW):
+                return
             with self._lock:
                 if not self._pending or self._outbox is None:
                     continue
