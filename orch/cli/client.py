@@ -94,12 +94,16 @@ class Agent:
 
     def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
         """A unary call: ``request`` is a message, or already its wire bytes."""
+        _, reply_type = self._method(method)
+        data = request if isinstance(request, bytes) else request.SerializeToString()
+        return reply_type.FromString(self.call_bytes(method, data, timeout))
+
+    def call_bytes(self, method: str, request: bytes, timeout: float | None = None) -> bytes:
+        """A unary call in wire bytes both ways: no protobuf import."""
         from orch.cli.h2grpc import RpcError
 
-        path, reply_type = self._method(method)
-        data = request if isinstance(request, bytes) else request.SerializeToString()
         try:
-            return reply_type.FromString(self.channel.unary(path, data, timeout))
+            return bytes(self.channel.unary(f"/{self.SERVICE}/{method}", request, timeout))
         except RpcError as err:
             raise self.translate(err)
 

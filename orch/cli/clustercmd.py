@@ -152,8 +152,8 @@ def cmd_controlplane(args: argparse.Namespace, _agent: Any) -> int:
 
 def cmd_deploy(args: argparse.Namespace, _agent: Any) -> int:
     from controlplane.model import to_dict
+    from orch.cli.pbwire import decode_deploy_response, encode_deploy_request
     from orch.manifest import ManifestError, load_manifest
-    from proto import cluster_pb2 as cpb
 
     try:
         specs = load_manifest(args.file)
@@ -162,8 +162,9 @@ def cmd_deploy(args: argparse.Namespace, _agent: Any) -> int:
     except OSError as err:
         raise CLIError(f"{args.file}: {err.strerror}")
     api = client(args)
-    res = api.call("Deploy", cpb.DeployRequest(services_json=[json.dumps(to_dict(s)) for s in specs]))
-    names = [s.name for s in res.services]
+    # In wire format by hand: the deploy path does without protobuf.
+    reply = api.call_bytes("Deploy", encode_deploy_request([json.dumps(to_dict(s)) for s in specs]))
+    names = decode_deploy_response(reply)
     print(f"deployed {', '.join(names)}")
     if args.detach:
         return 0
@@ -173,20 +174,21 @@ def cmd_deploy(args: argparse.Namespace, _agent: Any) -> int:
 def follow_rollout(api: Cluster, names: list[str], timeout: float) -> int:
     """Live progress until every replica runs (0), one is unplaceable (2) or
     fails (1). One Events stream: the services' state, then their changes."""
+    from orch.cli.pbwire import decode_cluster_event, encode_events_request
     from orch.cli.rollout import Rollout
-    from proto import cluster_pb2 as cpb
 
     deadline = time.monotonic() + timeout
     rollout = Rollout(names)
     last = ""
-    request = cpb.EventsRequest(services=names, initial=True, keepalive=0.5)
-    for event in api.stream("Events", request):
-        if event.action in ("put", "delete"):
-            if not rollout.apply(event.kind, event.action, event.id, event.json, event.version):
+    request = encode_events_request(names, initial=True, keepalive=0.5)
+    for data in api.stream_bytes("Events", request):
+        kind, action, ident, body, version = decode_cluster_event(data)
+        if action in ("put", "delete"):
+            if not rollout.apply(kind, action, ident, body, version):
                 continue
             if not rollout.synced:
                 continue
-        elif event.action == "synced":
+        elif action == "synced":
             rollout.synced = True
         verdict = rollout.verdict()
         if verdict.missing:

@@ -5,13 +5,15 @@ list + watch (one Events stream: the current state, then changes).
 each service and task and says where the rollout stands. The verdict:
 converged (every wanted replica runs), unplaceable (a task the scheduler
 cannot place), failed (a wanted task failed or was rejected), or waiting.
+Each event costs O(1): counts per service are kept as tasks change, so a
+rollout of N replicas (some 3N events) is not N² work.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 RUNNING = 5
 PENDING = 1
@@ -27,19 +29,33 @@ class Verdict:
     missing: list[str]  # services that were removed meanwhile
 
 
+class _Seen(NamedTuple):
+    """What one task contributes to its service's counts."""
+
+    service: str
+    wanted: bool
+    running: bool
+    unplaceable: str
+    failed: str
+
+
 @dataclass
 class Rollout:
     names: list[str]
     services: dict[str, dict[str, Any]] = field(default_factory=dict)  # by name
-    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # by id
     versions: dict[str, int] = field(default_factory=dict)  # object id -> newest version seen
     synced: bool = False
+    _tasks: dict[str, _Seen] = field(default_factory=dict)
+    _wanted: dict[str, int] = field(default_factory=dict)
+    _running: dict[str, int] = field(default_factory=dict)
+    _unplaceable: dict[str, str] = field(default_factory=dict)  # task id -> line
+    _failed: dict[str, str] = field(default_factory=dict)
 
     def apply(self, kind: str, action: str, ident: str, data: str, version: int) -> bool:
         """Fold one event in; False if it was older than what is known."""
         if action == "delete":
             self.versions.pop(ident, None)
-            self.tasks.pop(ident, None)
+            self._forget(ident)
             for name, svc in list(self.services.items()):
                 if svc["id"] == ident:
                     del self.services[name]
@@ -49,34 +65,55 @@ class Rollout:
         self.versions[ident] = version
         obj = json.loads(data)
         if kind == "tasks":
-            self.tasks[ident] = obj
+            self._forget(ident)
+            self._count(ident, obj)
         elif kind == "services":
             self.services[obj["spec"]["name"]] = obj
         return True
 
+    def _count(self, ident: str, t: dict[str, Any]) -> None:
+        name, status = t["service_name"], t["status"]
+        wanted = t["desired_state"] == RUNNING
+        state = status["state"]
+        seen = _Seen(
+            name, wanted, wanted and state == RUNNING,
+            f"{name} slot {t['slot']}: {status['message']}" if wanted and state == PENDING
+            and status["message"].startswith("no suitable node") else "",
+            f"{name} task {ident[:12]}: {status['error'] or 'failed'}"
+            if wanted and state in FAILED_STATES else "")
+        self._tasks[ident] = seen
+        self._wanted[name] = self._wanted.get(name, 0) + seen.wanted
+        self._running[name] = self._running.get(name, 0) + seen.running
+        if seen.unplaceable:
+            self._unplaceable[ident] = seen.unplaceable
+        if seen.failed:
+            self._failed[ident] = seen.failed
+
+    def _forget(self, ident: str) -> None:
+        seen = self._tasks.pop(ident, None)
+        if seen is None:
+            return
+        self._wanted[seen.service] -= seen.wanted
+        self._running[seen.service] -= seen.running
+        self._unplaceable.pop(ident, None)
+        self._failed.pop(ident, None)
+
     def verdict(self) -> Verdict:
-        by_service: dict[str, list[dict[str, Any]]] = {name: [] for name in self.names}
-        for t in self.tasks.values():
-            if t["service_name"] in by_service:
-                by_service[t["service_name"]].append(t)
-        lines, done, unplaceable, failed, missing = [], True, [], [], []
+        lines, done, missing = [], True, []
         for name in self.names:
             svc = self.services.get(name)
             if svc is None:
                 missing.append(name)
                 done = False
                 continue
-            tasks = by_service[name]
-            wanted = [t for t in tasks if t["desired_state"] == RUNNING]
-            running = [t for t in wanted if t["status"]["state"] == RUNNING]
+            wanted, running = self._wanted.get(name, 0), self._running.get(name, 0)
             spec = svc["spec"]
-            target = spec["replicas"] if spec["mode"] == "replicated" else len(wanted)
-            lines.append(f"{name}: {len(running)}/{target} running")
-            done = done and len(running) >= target and len(running) == len(wanted)
-            for t in wanted:
-                msg = t["status"]["message"]
-                if t["status"]["state"] == PENDING and msg.startswith("no suitable node"):
-                    unplaceable.append(f"{name} slot {t['slot']}: {msg}")
-                if t["status"]["state"] in FAILED_STATES:
-                    failed.append(f"{name} task {t['id'][:12]}: {t['status']['error'] or 'failed'}")
-        return Verdict(", ".join(lines), done, sorted(set(unplaceable)), failed, missing)
+            target = spec["replicas"] if spec["mode"] == "replicated" else wanted
+            lines.append(f"{name}: {running}/{target} running")
+            done = done and running >= target and running == wanted
+        names = set(self.names)
+        return Verdict(", ".join(lines), done,
+                       sorted({u for i, u in self._unplaceable.items()
+                               if self._tasks[i].service in names}),
+                       [f for i, f in self._failed.items() if self._tasks[i].service in names],
+                       missing)

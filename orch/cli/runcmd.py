@@ -23,6 +23,17 @@ from __future__ import annotations
 import sys
 
 from orch.cli.client import Agent, CLIError
+from orch.cli.pbwire import (
+    WireError,
+    decode_fields,
+    field_bytes,
+    field_double,
+    field_int,
+    field_string,
+    int32,
+    last_value,
+    text_value,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -200,133 +211,46 @@ def config_fields(v: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# Protobuf wire format (proto/agent.proto), written and read by hand; see the
-# module docstring. Field numbers are those of the .proto file.
-
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1  # negative int64/int32: two's complement, ten bytes
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _bytes(num: int, data: bytes) -> bytes:
-    return _varint(num << 3 | 2) + _varint(len(data)) + data
-
-
-def _string(num: int, text: str) -> bytes:
-    return _bytes(num, text.encode())
-
-
-def _int(num: int, n: int) -> bytes:
-    return _varint(num << 3) + _varint(n) if n else b""
-
-
-def _double(num: int, x: float) -> bytes:
-    import struct  # only --cpus needs it
-
-    return _varint(num << 3 | 1) + struct.pack("<d", x)
-
+# Protobuf wire format (proto/agent.proto), written and read by hand with
+# ``pbwire``; see the module docstring. Field numbers are those of the .proto.
 
 def encode_config(c: dict[str, Any], volatile: bool = False) -> bytes:
     """``ContainerConfig`` in wire format: proto3 defaults are left out, as
     protobuf does; fields with presence (messages, ``optional``) are written
     whenever they are set."""
-    out = [_string(1, c["image"]) if c["image"] else b"",
-           _string(2, c["name"]) if c["name"] else b""]
+    out = [field_string(1, c["image"]) if c["image"] else b"",
+           field_string(2, c["name"]) if c["name"] else b""]
     for num, key in ((3, "command"), (4, "entrypoint")):
         if c[key] is not None:
-            out.append(_bytes(num, b"".join(_string(1, s) for s in c[key])))
-    out += [_string(5, e) for e in c["env"]]
+            out.append(field_bytes(num, b"".join(field_string(1, s) for s in c[key])))
+    out += [field_string(5, e) for e in c["env"]]
     for num, key in ((6, "workdir"), (7, "user")):
         if c[key] is not None:
-            out.append(_string(num, c[key]))
+            out.append(field_string(num, c[key]))
     if c["hostname"]:
-        out.append(_string(8, c["hostname"]))
+        out.append(field_string(8, c["hostname"]))
     for p in c["ports"]:
-        out.append(_bytes(9, _int(1, p["host_port"]) + _int(2, p["container_port"])
-                          + (_string(3, p["protocol"]) if p["protocol"] else b"")
-                          + (_string(4, p["host_ip"]) if p["host_ip"] else b"")))
-    out += [_int(10, c["memory_bytes"]), _double(11, c["cpus"]) if c["cpus"] else b"",
-            _int(12, c["pids_limit"])]
+        out.append(field_bytes(9, field_int(1, p["host_port"]) + field_int(2, p["container_port"])
+                          + (field_string(3, p["protocol"]) if p["protocol"] else b"")
+                          + (field_string(4, p["host_ip"]) if p["host_ip"] else b"")))
+    out += [field_int(10, c["memory_bytes"]), field_double(11, c["cpus"]) if c["cpus"] else b"",
+            field_int(12, c["pids_limit"])]
     for num, key in ((13, "restart_policy"), (14, "network")):
         if c[key]:
-            out.append(_string(num, c[key]))
-    out.append(_int(15, int(c["auto_remove"])))
+            out.append(field_string(num, c[key]))
+    out.append(field_int(15, int(c["auto_remove"])))
     if c["stop_timeout"] is not None:
-        out.append(_double(16, c["stop_timeout"]))
+        out.append(field_double(16, c["stop_timeout"]))
     if c["stop_signal"]:
-        out.append(_string(17, c["stop_signal"]))
+        out.append(field_string(17, c["stop_signal"]))
     for k, v in c["labels"].items():
-        out.append(_bytes(18, _string(1, k) + _string(2, v)))
-    out += [_int(19, int(c["read_only"])), _int(20, int(volatile))]
+        out.append(field_bytes(18, field_string(1, k) + field_string(2, v)))
+    out += [field_int(19, int(c["read_only"])), field_int(20, int(volatile))]
     return b"".join(out)
 
 
 def encode_run_request(c: dict[str, Any], attach: bool) -> bytes:
-    return _bytes(1, encode_config(c)) + _int(2, int(attach))
-
-
-class WireError(ValueError):
-    """A message that is not valid protobuf wire format."""
-
-
-def decode_fields(data: bytes) -> dict[int, list[Any]]:
-    """Field number -> values: ints for varints, bytes for everything else."""
-    out: dict[int, list[Any]] = {}
-    pos, end = 0, len(data)
-    while pos < end:
-        key, pos = _read_varint(data, pos)
-        wire = key & 7
-        value: Any
-        if wire == 0:
-            value, pos = _read_varint(data, pos)
-        elif wire == 2:
-            length, pos = _read_varint(data, pos)
-            value, pos = data[pos:pos + length], pos + length
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-            value, pos = data[pos:pos + size], pos + size
-        else:
-            raise WireError(f"unsupported wire type {wire}")
-        if pos > end:
-            raise WireError("message ends inside a field")
-        out.setdefault(key >> 3, []).append(value)
-    return out
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    n = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise WireError("bad varint")
-        byte = data[pos]
-        pos += 1
-        n |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return n, pos
-
-
-def _last(fields: dict[int, list[Any]], num: int, kind: type, default: Any) -> Any:
-    values = fields.get(num)
-    if not values:
-        return default
-    if not isinstance(values[-1], kind):
-        raise WireError(f"field {num} has the wrong wire type")
-    return values[-1]
-
-
-def _text(fields: dict[int, list[Any]], num: int) -> str:
-    return str(_last(fields, num, bytes, b"").decode(errors="replace"))
-
-
-def _int32(n: int) -> int:
-    n &= 0xFFFFFFFF
-    return n - (1 << 32) if n >= 1 << 31 else n
+    return field_bytes(1, encode_config(c)) + field_int(2, int(attach))
 
 
 EVENTS = {1: "started", 2: "log", 3: "exited"}
@@ -343,9 +267,9 @@ def decode_event(data: bytes) -> tuple[str, dict[str, Any]]:
         raise WireError(f"event field {num} is not a message")
     body = decode_fields(body)
     if num == 2:
-        return "log", {"stream": _text(body, 2), "line": _text(body, 3)}
-    return EVENTS[num], {"id": _text(body, 1), "exit_code": _int32(_last(body, 10, int, 0)),
-                         "oom_killed": bool(_last(body, 12, int, 0))}
+        return "log", {"stream": text_value(body, 2), "line": text_value(body, 3)}
+    return EVENTS[num], {"id": text_value(body, 1), "exit_code": int32(last_value(body, 10, int, 0)),
+                         "oom_killed": bool(last_value(body, 12, int, 0))}
 
 
 # ---- the call --------------------------------------------------------------

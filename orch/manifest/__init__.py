@@ -20,9 +20,18 @@ Modules: ``_yaml`` (positioned YAML nodes), ``_values`` (value converters),
 keys), ``_schema`` (JSON Schema), ``_dump`` (specs back to YAML).
 """
 
-from orch.manifest._dump import dump_manifest
+from typing import TYPE_CHECKING
+
+from nodeagent._lazy import lazy_exports
 from orch.manifest._errors import ManifestError
 from orch.manifest._parse import load_manifest, parse_manifest
-from orch.manifest._schema import json_schema
+
+if TYPE_CHECKING:
+    from orch.manifest._dump import dump_manifest
+    from orch.manifest._schema import json_schema
+
+# `orch deploy` only parses: the dumper (decimal, YAML's emitter) and the
+# schema load when used.
+__getattr__ = lazy_exports(__name__, {"dump_manifest": "_dump", "json_schema": "_schema"})
 
 __all__ = ["ManifestError", "dump_manifest", "json_schema", "load_manifest", "parse_manifest"]

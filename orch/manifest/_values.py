@@ -12,7 +12,6 @@ the parser accept the same spellings.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import shlex
@@ -89,6 +88,8 @@ _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m
 
 def unknown_key_message(key: str, known: Collection[str]) -> str:
     """``unknown key 'replica' (did you mean 'replicas'?)``, else the list of keys."""
+    import difflib  # only for a bad key
+
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
     if close:
         return f"unknown key {key!r} (did you mean {close[0]!r}?)"

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orch.cli import build_parser, hpack_lite, runcmd
+from orch.cli import build_parser, hpack_lite, pbwire, runcmd
 from orch.cli.client import CLIError
 from proto import agent_pb2 as pb
+from proto import cluster_pb2 as cpb
 
 # ---- HPACK -------------------------------------------------------------------
 
@@ -218,3 +219,32 @@ def test_getenv_and_exists_match_os(monkeypatch: pytest.MonkeyPatch, value: str,
     assert client.getenv("ORCH_TEST_UNSET_NAME") is None
     for path in (str(tmp_path), str(tmp_path / "missing"), "", "a\0b"):
         assert client.exists(path) == os.path.exists(path)
+
+
+# ---- cluster.proto: orch deploy's messages ---------------------------------
+
+@given(st.lists(st.text(max_size=40), max_size=4))
+def test_deploy_request_matches_protobuf(services: list[str]) -> None:
+    got = cpb.DeployRequest.FromString(pbwire.encode_deploy_request(services))
+    assert list(got.services_json) == services
+
+
+def test_deploy_response_matches_protobuf() -> None:
+    reply = cpb.DeployResponse(services=[cpb.Service(id="i1", name="web", json="{}"),
+                                         cpb.Service(id="i2", name="db")])
+    assert pbwire.decode_deploy_response(reply.SerializeToString()) == ["web", "db"]
+
+
+@given(st.lists(st.text(max_size=20), max_size=3), st.booleans(),
+       st.floats(min_value=0, max_value=60, allow_nan=False))
+def test_events_request_matches_protobuf(services: list[str], initial: bool, keepalive: float) -> None:
+    got = cpb.EventsRequest.FromString(pbwire.encode_events_request(services, initial, keepalive))
+    assert (list(got.services), got.initial, got.keepalive) == (services, initial, keepalive)
+
+
+@given(st.text(max_size=10), st.sampled_from(["put", "delete", "synced", "keepalive"]),
+       st.text(max_size=30), st.text(max_size=200), st.integers(-(1 << 63), (1 << 63) - 1))
+def test_cluster_event_matches_protobuf(kind: str, action: str, ident: str, body: str,
+                                        version: int) -> None:
+    event = cpb.Event(kind=kind, action=action, id=ident, json=body, version=version)
+    assert pbwire.decode_cluster_event(event.SerializeToString()) == (kind, action, ident, body, version)

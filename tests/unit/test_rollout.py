@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from orch.cli.rollout import Rollout
 
 
@@ -62,3 +65,43 @@ def test_global_services_count_what_is_wanted() -> None:
     assert r.verdict().text == "agent: 1/2 running"
     r.apply("tasks", "delete", "t2", "", 3)
     assert r.verdict().done
+
+
+def _reference(names: list[str], services: dict[str, Any], tasks: dict[str, Any]) -> tuple[Any, ...]:
+    """The verdict computed from scratch over the latest tasks."""
+    lines, done, unplaceable, failed = [], True, set(), []
+    for name in names:
+        spec = services[name]["spec"]
+        mine = [t for t in tasks.values() if t["service_name"] == name]
+        wanted = [t for t in mine if t["desired_state"] == 5]
+        running = [t for t in wanted if t["status"]["state"] == 5]
+        target = spec["replicas"] if spec["mode"] == "replicated" else len(wanted)
+        lines.append(f"{name}: {len(running)}/{target} running")
+        done = done and len(running) >= target and len(running) == len(wanted)
+        for t in wanted:
+            if t["status"]["state"] == 1 and t["status"]["message"].startswith("no suitable node"):
+                unplaceable.add(f"{name} slot {t['slot']}: {t['status']['message']}")
+            if t["status"]["state"] in (7, 9):
+                failed.append(f"{name} task {t['id'][:12]}: {t['status']['error'] or 'failed'}")
+    return ", ".join(lines), done, sorted(unplaceable), sorted(failed)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["t1", "t2", "t3", "t4"]), st.sampled_from(["web", "db"]),
+                          st.sampled_from([1, 2, 4, 5, 7, 9]), st.sampled_from([5, 8]),
+                          st.booleans()), max_size=30))
+def test_counts_kept_per_event_equal_counting_from_scratch(
+        events: list[tuple[str, str, int, int, bool]]) -> None:
+    r = Rollout(["web", "db"])
+    r.apply("services", "put", "id-web", svc("web", 2), 1)
+    r.apply("services", "put", "id-db", svc("db", 1), 1)
+    latest: dict[str, Any] = {}
+    for version, (tid, service, state, desired, delete) in enumerate(events, start=2):
+        if delete:
+            r.apply("tasks", "delete", tid, "", version)
+            latest.pop(tid, None)
+            continue
+        data = task(tid, state, desired, service, message="no suitable node" if state == 1 else "")
+        r.apply("tasks", "put", tid, data, version)
+        latest[tid] = json.loads(data)
+    v = r.verdict()
+    assert (v.text, v.done, v.unplaceable, sorted(v.failed)) == _reference(r.names, r.services, latest)
