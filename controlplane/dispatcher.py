@@ -16,7 +16,6 @@ No business logic: the dispatcher moves assignments down and status up.
 from __future__ import annotations
 
 import dataclasses
-import json
 import queue
 import secrets
 import threading
@@ -28,8 +27,8 @@ import grpc
 import structlog
 
 from controlplane.controllers import HEARTBEAT_INTERVAL, can_advance
-from controlplane.model import Node, NodeResources, Task, TaskState, to_dict
-from controlplane.store import Change, Informer, Kind, Op, Store, StoreConflict, StoreError
+from controlplane.model import Node, NodeResources, Task, TaskState
+from controlplane.store import Change, Informer, Kind, Op, Store, StoreConflict, StoreError, encode
 from proto import cluster_pb2 as cpb
 from proto import cluster_pb2_grpc as cpb_grpc
 
@@ -168,14 +167,20 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             if session is None:
                 continue
             with session.lock:
-                msg = self._delta(session, task, change.type == "delete")
+                msg = self._delta(session, task, change.type == "delete", old)
             if msg is not None:
                 session.out.put(cpb.DispatcherMessage(assignments=msg))
 
     @staticmethod
-    def _delta(session: _Session, task: Task, deleted: bool) -> cpb.Assignments | None:
+    def _delta(session: _Session, task: Task, deleted: bool,
+               old: object = None) -> cpb.Assignments | None:
         wanted = not deleted and task.node_id == session.node_id and assigned(task)
         if wanted:
+            if (task.id in session.sent and isinstance(old, Task)
+                    and old.desired_state == task.desired_state and old.node_id == task.node_id):
+                # Only its status moved (the node's own report): the node has
+                # it already. A task's spec never changes; a new spec is a new task.
+                return None
             session.sent.add(task.id)
             return cpb.Assignments(tasks=[_assignment(task)])
         if task.id in session.sent:
@@ -246,4 +251,4 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
 
 
 def _assignment(task: Task) -> cpb.Assignment:
-    return cpb.Assignment(task_id=task.id, json=json.dumps(to_dict(task)))
+    return cpb.Assignment(task_id=task.id, json=encode(task).decode())
