@@ -23,7 +23,9 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
+from nodeagent import jsonlines
 from nodeagent.errors import AgentError, FailedPrecondition, InvalidArgument
 
 
@@ -78,19 +80,26 @@ class AddressPool:
         self.leases.pop(container_id, None)
 
 
+class _Known(NamedTuple):
+    """The lease file as this process last read or wrote it."""
+
+    inode: int
+    size: int
+    leases: dict[str, str]
+    whole: bool  # ends with a whole line; else the next change rewrites it
+    # (an older single-document file, or a torn line)
+
+
 class LeaseFile:
     """The leases of one subnet on disk, under ``state_dir``.
 
     The file is JSON lines: a snapshot ``{"subnet", "leases"}`` first, then
     one change per line, ``{"set": {id: address}, "del": [id, ...]}``,
-    appended in one write. A torn last line (a crash mid-write) is ignored.
-    Past :data:`COMPACT_BYTES` the file is rewritten as one snapshot (temp
-    file + rename). Appending instead of replacing the file on every lease
-    keeps a container's create and removal from allocating and freeing an
-    inode each (on a disk mounted with online discard, a freed block is a
-    synchronous TRIM). The parsed leases are kept while the file stays as
-    this process last left it (same inode and size), so a lease under the
-    lock reads nothing."""
+    appended in one write (see ``nodeagent.jsonlines`` for why). A torn
+    last line (a crash mid-write) is ignored. Past :data:`COMPACT_BYTES` the
+    file is rewritten as one snapshot. The parsed leases are kept while the
+    file stays as this process last left it (same inode and size), so a
+    lease under the lock reads nothing."""
 
     COMPACT_BYTES = 64 * 1024
 
@@ -98,10 +107,7 @@ class LeaseFile:
         self.path = os.path.join(state_dir, f"ipam-{name}.json")
         self.lock_path = self.path + ".lock"
         self.subnet = subnet
-        # What this process last read or wrote: inode, size, leases, and
-        # whether the file ends with a whole line (else the next change
-        # rewrites it: an older single-document file, or a torn line).
-        self._known: tuple[int, int, dict[str, str], bool] | None = None
+        self._known: _Known | None = None
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[AddressPool]:
@@ -135,8 +141,9 @@ class LeaseFile:
         try:
             with open(self.path, "rb") as f:
                 st = os.fstat(f.fileno())
-                if self._known is not None and self._known[:2] == (st.st_ino, st.st_size):
-                    return dict(self._known[2])
+                known = self._known
+                if known is not None and (known.inode, known.size) == (st.st_ino, st.st_size):
+                    return dict(known.leases)
                 data = f.read()
         except FileNotFoundError:
             self._known = None
@@ -164,36 +171,26 @@ class LeaseFile:
                 leases.update((str(k), str(v)) for k, v in change.get("set", {}).items())
                 for cid in change.get("del", []):
                     leases.pop(str(cid), None)
-        self._known = (st.st_ino, st.st_size, dict(leases), data.endswith(b"\n"))
+        self._known = _Known(st.st_ino, st.st_size, dict(leases), data.endswith(b"\n"))
         return leases
 
     def _write(self, before: dict[str, str], leases: dict[str, str]) -> None:
         known = self._known
-        if known is None or known[1] > self.COMPACT_BYTES or not known[3]:
+        if known is None or known.size > self.COMPACT_BYTES or not known.whole:
             self._rewrite(leases)
             return
         change = {"set": {k: v for k, v in leases.items() if before.get(k) != v},
                   "del": [k for k in before if k not in leases]}
         line = (json.dumps(change, sort_keys=True) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         try:
-            written = os.write(fd, line)
-            size = os.fstat(fd).st_size
-        finally:
-            os.close(fd)
-        if written != len(line):
-            self._rewrite(leases)  # leaves no torn line behind, or raises
+            size = jsonlines.append(self.path, line)
+        except OSError:
+            self._rewrite(leases)  # e.g. a short write: the whole file, or the error
             return
-        self._known = (known[0], size, dict(leases), True)
+        self._known = _Known(known.inode, size, dict(leases), True)
 
     def _rewrite(self, leases: dict[str, str]) -> None:
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"subnet": str(self.subnet), "leases": leases}, f, sort_keys=True)
-            f.write("\n")
-        # No fsync: the rename keeps the file whole, and after a power loss
-        # no container (hence no lease) survives anyway.
-        os.replace(tmp, self.path)
+        snapshot = json.dumps({"subnet": str(self.subnet), "leases": leases}, sort_keys=True)
+        jsonlines.replace(self.path, (snapshot + "\n").encode())
         st = os.stat(self.path)
-        self._known = (st.st_ino, st.st_size, dict(leases), True)
-
+        self._known = _Known(st.st_ino, st.st_size, dict(leases), True)

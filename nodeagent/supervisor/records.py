@@ -15,13 +15,13 @@ rewritten (temp file + rename) only once it grows past :data:`COMPACT_BYTES`.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nodeagent import jsonlines
 from nodeagent.runtime.spec import ContainerSpec, as_plain
 
 CREATED = "created"
@@ -105,34 +105,13 @@ class Record:
 
 # A record is about 2 KB: some thirty changes between rewrites.
 COMPACT_BYTES = 64 * 1024
-_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
 def save(record: Record) -> None:
     line = (json.dumps(record.to_dict()) + "\n").encode()
     path = os.path.join(record.spec.bundle_dir, "record.json")
-    try:
-        fd = os.open(path, _APPEND, 0o644)
-    except FileNotFoundError:
-        os.makedirs(record.spec.bundle_dir, exist_ok=True)
-        fd = os.open(path, _APPEND, 0o644)
-    try:
-        written = os.write(fd, line)
-        end = os.lseek(fd, 0, os.SEEK_CUR)
-        if written != len(line):  # e.g. the disk is full: leave no torn line behind
-            os.ftruncate(fd, end - written)
-            raise OSError(errno.ENOSPC, f"{path}: short write ({written} of {len(line)} bytes)")
-    finally:
-        os.close(fd)
-    if end > COMPACT_BYTES:
-        _rewrite(path, line)
-
-
-def _rewrite(path: str, line: bytes) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(line)
-    os.replace(tmp, path)
+    if jsonlines.append(path, line, create=True) > COMPACT_BYTES:
+        jsonlines.replace(path, line)
 
 
 def load(path: str) -> Record | None:
@@ -152,7 +131,7 @@ def load(path: str) -> Record | None:
         except (ValueError, TypeError, KeyError):
             continue
         if i != len(lines) - 2 or lines[-1] or len(data) > COMPACT_BYTES:
-            _rewrite(path, lines[i] + b"\n")
+            jsonlines.replace(path, lines[i] + b"\n")
         return record
     return None
 

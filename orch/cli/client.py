@@ -83,18 +83,19 @@ class Agent:
         return (f"cannot reach the orch agent at {self.host}: is it running? "
                 "Start it with: orch agent --detach")
 
-    def _method(self, method: str) -> tuple[str, Any]:
+    def _reply_type(self, method: str) -> Any:
+        """The generated class of ``method``'s reply."""
         import importlib
 
         pb = importlib.import_module(self.MODULE)
         desc = pb.DESCRIPTOR.services_by_name[self.SERVICE.rsplit(".", 1)[1]].methods_by_name[method]
         from google.protobuf.message_factory import GetMessageClass
 
-        return f"/{self.SERVICE}/{method}", GetMessageClass(desc.output_type)
+        return GetMessageClass(desc.output_type)
 
     def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
         """A unary call: ``request`` is a message, or already its wire bytes."""
-        _, reply_type = self._method(method)
+        reply_type = self._reply_type(method)
         data = request if isinstance(request, bytes) else request.SerializeToString()
         return reply_type.FromString(self.call_bytes(method, data, timeout))
 
@@ -108,7 +109,7 @@ class Agent:
             raise self.translate(err)
 
     def stream(self, method: str, request: Any) -> Any:
-        _, reply_type = self._method(method)
+        reply_type = self._reply_type(method)
         for data in self.stream_bytes(method, request.SerializeToString()):
             yield reply_type.FromString(data)
 

@@ -99,6 +99,10 @@ def int32(n: int) -> int:
     return n - (1 << 32) if n >= 1 << 31 else n
 
 
+def int64(n: int) -> int:
+    return n - (1 << 64) if n >= 1 << 63 else n
+
+
 
 
 # ---- proto/cluster.proto: what `orch deploy` sends and reads ----------------
@@ -127,7 +131,5 @@ def encode_events_request(services: list[str], initial: bool, keepalive: float) 
 def decode_cluster_event(data: bytes) -> tuple[str, str, str, str, int]:
     """``Event``: kind, action, id, json, version."""
     f = decode_fields(data)
-    version = last_value(f, 5, int, 0)
-    if version >= 1 << 63:
-        version -= 1 << 64
-    return text_value(f, 1), text_value(f, 2), text_value(f, 3), text_value(f, 4), version
+    return (text_value(f, 1), text_value(f, 2), text_value(f, 3), text_value(f, 4),
+            int64(last_value(f, 5, int, 0)))
