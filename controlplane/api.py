@@ -130,11 +130,15 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
     def _pin(self, spec: Any, context: grpc.ServicerContext) -> Any:
         """Resolve a registry image's tag to its digest now, so every node
         runs the same bytes however the tag moves later."""
-        from nodeagent.errors import AgentError
-        from nodeagent.images.registry import names_registry, parse_remote, resolve_digest
+        from nodeagent.images.registry import names_registry
 
         if "@" in spec.image or not names_registry(spec.image):
             return spec
+        # Only now the HTTP client: loading it costs a local image's first
+        # deploy ~20 ms for nothing.
+        from nodeagent.errors import AgentError
+        from nodeagent.images.registry import parse_remote, resolve_digest
+
         try:
             remote = parse_remote(spec.image)
             digest = resolve_digest(spec.image)

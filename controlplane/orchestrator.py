@@ -7,8 +7,9 @@ result in fenced batches: a deposed leader's writes fail instead of racing
 the new leader's. A conflict just means the cache was behind: the next pass
 sees the newer objects and decides again.
 
-A pass runs when the informer reports a change (debounced by ``SETTLE``),
-when a restart backoff or a heartbeat deadline falls due, and at least every
+A pass runs when the informer reports a change (debounced by ``SETTLE``, but
+at once for a user's request: a service written through the API), when a
+restart backoff or a heartbeat deadline falls due, and at least every
 ``TICK`` seconds.
 """
 
@@ -22,7 +23,16 @@ import structlog
 
 from controlplane.controllers import NodeMonitor, diff
 from controlplane.model import Node, Task, TaskState
-from controlplane.store import Change, Informer, Leadership, Op, Store, StoreConflict, StoreError
+from controlplane.store import (
+    Change,
+    Informer,
+    Kind,
+    Leadership,
+    Op,
+    Store,
+    StoreConflict,
+    StoreError,
+)
 from scheduler import ClusterSnapshot, NodeInfo, Placed, TaskRequest, schedule
 
 log = structlog.get_logger("orch.orchestrator")
@@ -33,13 +43,15 @@ SETTLE = 0.02
 
 class Orchestrator:
     def __init__(self, store: Store, informer: Informer, leadership: Leadership,
-                 wake: threading.Event, clock: Callable[[], float] = time.time) -> None:
+                 wake: threading.Event, clock: Callable[[], float] = time.time,
+                 prompt: threading.Event | None = None) -> None:
         self.store = store
         self.informer = informer
         self.leadership = leadership
         self.clock = clock
         self.monitor = NodeMonitor()
         self._wake = wake  # set by the informer on every change (the server wires it once)
+        self._prompt = prompt or threading.Event()  # set with wake for a user's request
         self._seed = 0
         # A new leader gives every node a full grace period from its own start
         # (swarmkit does the same): heartbeats sent while no replica listened,
@@ -52,9 +64,10 @@ class Orchestrator:
         wrote = False  # the last pass wrote, and its cache already holds the write
         while not stop.is_set() and not self.leadership.lost():
             timeout = TICK if wakeup is None else max(0.0, min(TICK, wakeup - self.clock()))
-            if self._wake.wait(timeout) and not wrote:
+            if self._wake.wait(timeout) and not wrote and not self._prompt.is_set():
                 time.sleep(SETTLE)  # let a burst of changes land in the cache
             self._wake.clear()
+            self._prompt.clear()
             try:
                 wakeup = self.pass_once()
                 wrote = wakeup is not None and wakeup <= self.clock()
@@ -167,6 +180,12 @@ def needs_pass(change: Change) -> bool:
                   and TaskState.ASSIGNED <= new.status.state < TaskState.COMPLETE)
     return not (progressed and old.desired_state == new.desired_state
                 and old.node_id == new.node_id)
+
+
+def is_request(change: Change) -> bool:
+    """A service created, changed or removed: a user waits on the pass it
+    wakes (``orch deploy``, ``scale``, ``rm``), so it skips the settle."""
+    return change.kind == Kind.SERVICE
 
 
 def node_info(n: Node) -> NodeInfo:

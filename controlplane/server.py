@@ -21,8 +21,8 @@ import structlog
 
 from controlplane.api import ClusterAPI
 from controlplane.dispatcher import Dispatcher
-from controlplane.orchestrator import Orchestrator, needs_pass
-from controlplane.store import Informer, Leadership, Store
+from controlplane.orchestrator import Orchestrator, is_request, needs_pass
+from controlplane.store import Change, Informer, Leadership, Store
 from proto import cluster_pb2_grpc as cpb_grpc
 
 log = structlog.get_logger("orch.controlplane")
@@ -87,8 +87,15 @@ def serve(opts: ControlPlaneOptions) -> int:
 
 def _lead(store: Store, informer: Informer, replica: str, stop: threading.Event,
           leading: list[Leadership]) -> None:
-    wake = threading.Event()
-    informer.add_handler(lambda change: wake.set() if needs_pass(change) else None)
+    wake, prompt = threading.Event(), threading.Event()
+
+    def on_change(change: Change) -> None:
+        if needs_pass(change):
+            if is_request(change):
+                prompt.set()
+            wake.set()
+
+    informer.add_handler(on_change)
     while not stop.is_set():
         try:
             leadership = store.campaign(ELECTION, replica, LEASE_TTL, stop=stop)
@@ -100,7 +107,7 @@ def _lead(store: Store, informer: Informer, replica: str, stop: threading.Event,
             continue
         leading[:] = [leadership]
         try:
-            Orchestrator(store, informer, leadership, wake).run(stop)
+            Orchestrator(store, informer, leadership, wake, prompt=prompt).run(stop)
         except Exception:
             log.exception("orchestrator crashed")
         finally:

@@ -6,7 +6,8 @@ Three threads, each with one job:
 - the reconcile thread compares assignments with the containers that exist
   and starts or stops containers through the supervisor;
 - the status thread sends task status in batches: the first update wakes it,
-  and it sends what arrived within ``BATCH_WINDOW`` as one message.
+  and it sends what arrived within ``BATCH_WINDOW`` as one message. A
+  "starting" update waits ``STARTING_QUIET`` first (see :class:`StatusQueue`).
 
 A task's container carries the labels ``orch.task``/``orch.service``; after an
 agent restart the existing containers are found by label and adopted, not
@@ -35,7 +36,52 @@ log = JsonLogger("orch.worker")
 TASK_LABEL = "orch.task"
 SERVICE_LABEL = "orch.service"
 BATCH_WINDOW = 0.02
+STARTING_QUIET = 0.25
 RECONNECT_MAX = 2.0
+
+
+class StatusQueue:
+    """Task status updates waiting to be sent (the caller holds a lock).
+
+    "starting" is held back for ``quiet`` seconds and dropped if a later
+    update for the task comes first: most starts end within that, and their
+    "starting" would be one more write per task, for the control plane, etcd
+    and every watcher, just before "running". A start that takes longer
+    (a pull, a slow disk) is still shown as starting.
+    """
+
+    def __init__(self, quiet: float = STARTING_QUIET) -> None:
+        self.quiet = quiet
+        self._pending: list[cpb.TaskStatusUpdate] = []
+        self._held: dict[str, cpb.TaskStatusUpdate] = {}
+
+    def add(self, update: cpb.TaskStatusUpdate) -> bool:
+        """Queue ``update``; False when it is held back (nothing to send yet)."""
+        if update.state == TaskState.STARTING:
+            self._held[update.task_id] = update
+            return False
+        self._held.pop(update.task_id, None)
+        self._pending.append(update)
+        return True
+
+    def replace(self, updates: list[cpb.TaskStatusUpdate]) -> None:
+        """Send ``updates`` (all of them: a new session's resend) instead."""
+        self._held.clear()
+        self._pending = list(updates)
+
+    def next_due(self) -> float | None:
+        """When the oldest held update falls due; None if none is held."""
+        if not self._held:
+            return None
+        return min(u.timestamp for u in self._held.values()) + self.quiet
+
+    def take(self, now: float) -> list[cpb.TaskStatusUpdate]:
+        """Everything due by ``now``, oldest first; the queue keeps the rest."""
+        for tid, update in list(self._held.items()):
+            if update.timestamp + self.quiet <= now:
+                self._pending.append(self._held.pop(tid))
+        batch, self._pending = self._pending, []
+        return batch
 
 
 class Worker:
@@ -57,7 +103,7 @@ class Worker:
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._outbox: queue.Queue[cpb.AgentMessage | None] | None = None
-        self._pending: list[cpb.TaskStatusUpdate] = []
+        self._status = StatusQueue()
         self._status_ready = threading.Event()
         self._full_seen = False
         self._attempt = -1  # which control-plane address the next session tries
@@ -136,7 +182,7 @@ class Worker:
                             self._outbox = outbox
                             # Resend what we know: the control plane may have
                             # missed updates while we were apart.
-                            self._pending = list(self.reported.values())
+                            self._status.replace(list(self.reported.values()))
                         self._status_ready.set()
                         heartbeat = threading.Thread(
                             target=self._heartbeat, args=(outbox, msg.registered.heartbeat_interval),
@@ -272,21 +318,26 @@ class Worker:
                                       exit_code=exit_code, timestamp=time.time())
         with self._lock:
             self.reported[tid] = update
-            self._pending.append(update)
-        self._status_ready.set()
+            ready = self._status.add(update)
+        if ready:
+            self._status_ready.set()
 
     def _status_loop(self) -> None:
         while not self._stopped.is_set():
             # Updates wait here while no session is up; a new session's
             # registration sends them all anyway (see _session).
-            self._status_ready.wait(1.0)
+            with self._lock:
+                due = self._status.next_due()
+            self._status_ready.wait(1.0 if due is None else min(1.0, max(0.0, due - time.time())))
             self._status_ready.clear()
             if self._stopped.wait(BATCH_WINDOW):
                 return
             with self._lock:
-                if not self._pending or self._outbox is None:
+                if self._outbox is None:
                     continue
-                batch, self._pending = self._pending, []
+                batch = self._status.take(time.time())
+                if not batch:
+                    continue
                 self._outbox.put(cpb.AgentMessage(status=cpb.StatusBatch(updates=batch)))
             # Forget finished tasks the control plane has been told about.
             with self._lock:

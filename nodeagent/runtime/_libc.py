@@ -117,21 +117,29 @@ _held_syscall.restype = ctypes.c_long
 
 def clone_process(flags: int) -> int:
     """fork() into new namespaces: ``clone(flags | SIGCHLD)`` with Python's
-    fork hooks around it. Returns 0 in the child and its pid in the parent.
+    fork hooks run in the parent. Returns 0 in the child and its pid in the
+    parent.
 
     One call replaces unshare-then-fork (whose intermediate child costs a
     second copy of the caller's address space). The caller must be
-    single-threaded, as for os.fork(); the child is a full copy of it, with
-    the same rules as any forked child.
+    single-threaded, as for os.fork().
+
+    The child is a copy for a short life: it makes calls, then execs or
+    ``_exit``s. It skips Python's after-fork work (``PyOS_AfterFork_Child``):
+    with one thread there is no lock to reset, and the hooks modules register
+    (threading's bookkeeping, random's reseed, ...) prepare a child that goes
+    on running Python. Running them cost the child ~100 copy-on-write faults
+    and ~15% of its CPU. So the child must not start threads, import, or rely
+    on a hook; a signal that arrived just before the clone may still run its
+    (inherited) handler in the child.
     """
     _pyapi.PyOS_BeforeFork()
     pid = _held_syscall(ctypes.c_long(_SYS_CLONE), ctypes.c_ulong(flags | SIGCHLD),
                         ctypes.c_void_p(0), ctypes.c_void_p(0), ctypes.c_void_p(0),
                         ctypes.c_ulong(0))
     if pid == 0:
-        _pyapi.PyOS_AfterFork_Child()
-        # The child runs a few setup steps and execs: a collection would walk
-        # (and copy-on-write fault) the whole inherited heap for nothing.
+        # A collection would walk (and copy-on-write fault) the whole
+        # inherited heap for nothing.
         gc.disable()
         return 0
     err = ctypes.get_errno()

@@ -68,9 +68,7 @@ def build_plan(process: ProcessSpec, stdio: Stdio, hostname: str, report_fd: int
     mask = capabilities.to_mask(process.capabilities)
     # Signals the parent ignores stay ignored across execve; the container
     # must start with default dispositions (Python itself ignores SIGPIPE).
-    ignored = [int(s) for s in signal.valid_signals()
-               if s not in (signal.SIGKILL, signal.SIGSTOP)
-               and signal.getsignal(s) == signal.SIG_IGN]
+    ignored = [s for s in _CATCHABLE if signal.getsignal(s) == signal.SIG_IGN]
     return ProcessPlan(
         args=list(process.args), env=env, cwd=process.cwd or "/", user=process.user,
         cap_mask=mask, cap_drop=capabilities.to_drop(mask, _LAST_CAP),
@@ -82,6 +80,9 @@ def build_plan(process: ProcessSpec, stdio: Stdio, hostname: str, report_fd: int
 
 
 _LAST_CAP = capabilities.last_cap()
+# As plain ints: valid_signals() makes an enum of each, on every container.
+_CATCHABLE = tuple(int(s) for s in signal.valid_signals()
+                   if s not in (signal.SIGKILL, signal.SIGSTOP))
 _CAP_SYS_RESOURCE = 24
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from controlplane.controllers import diff
 from controlplane.model import Task, TaskState, TaskStatus
-from controlplane.orchestrator import needs_pass
+from controlplane.orchestrator import is_request, needs_pass
 from controlplane.store import Change, Kind
 
 SVC = service("s1", replicas=3)
@@ -81,3 +81,15 @@ def test_a_change_that_does_not_wake_leaves_the_pass_unchanged(
     assert [t.slot for t in a.create] == [t.slot for t in b.create]
     assert sorted(t.id for t in a.update) == sorted(t.id for t in b.update)
     assert sorted(t.id for t in a.delete) == sorted(t.id for t in b.delete)
+
+
+def test_only_service_changes_are_requests() -> None:
+    """A service written through the API wakes the pass at once (no settle):
+    a user waits on it. Task and node changes come in bursts and settle."""
+    for kind in ("add", "update", "delete"):
+        assert is_request(Change(Kind.SERVICE, kind, SVC, SVC if kind != "add" else None))
+    t = task("t1", SVC, state=S.RUNNING)
+    assert not is_request(Change(Kind.TASK, "add", t, None))
+    assert not is_request(_update(t, _with(t, S.FAILED)))
+    n = node("n1")
+    assert not is_request(Change(Kind.NODE, "update", n, n))
