@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-import traceback
 from typing import Any
 
 
@@ -56,4 +55,6 @@ class JsonLogger:
         self._write("error", event, fields)
 
     def exception(self, event: str, **fields: Any) -> None:
+        import traceback
+
         self._write("error", event, {**fields, "exception": traceback.format_exc()})

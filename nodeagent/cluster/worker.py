@@ -27,6 +27,7 @@ from typing import Any
 
 from controlplane.model import Task, TaskState, task_from_dict
 from nodeagent.errors import AgentError, NotFound
+from nodeagent.images.registry.remote import names_registry  # loaded here, not on the first task
 from nodeagent.logging import JsonLogger
 from proto import agent_pb2 as pb
 from proto import cluster_pb2 as cpb
@@ -255,11 +256,10 @@ class Worker:
     def _image(self, ref: str) -> str:
         """A local image for ``ref``; registry images are pulled on demand,
         one pull per reference at a time (concurrent tasks wait for it)."""
-        from nodeagent.images.job import run_job
-        from nodeagent.images.registry.remote import names_registry
-
         if not names_registry(ref):
             return ref
+        from nodeagent.images.job import run_job
+
         with self._lock:
             lock = self._pulls.setdefault(ref, threading.Lock())
         with lock:

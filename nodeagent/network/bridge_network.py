@@ -18,7 +18,6 @@ bridge's own ``route_localnet``, which disappears with the bridge.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 from nodeagent.errors import InvalidArgument, SetupError
@@ -110,6 +109,8 @@ def run_bridge_helper(*argv: str) -> None:
     """Run ``nodeagent.network.bridge`` (``ensure NAME GATEWAY PREFIXLEN`` or
     ``teardown NAME``) in its own process, so pyroute2 never loads here; its
     failure is raised here as the helper's ``SetupError``."""
+    import subprocess  # not at import: the supervisor clones itself per container
+
     from nodeagent.runtime import channel
 
     proc = subprocess.run([sys.executable, "-m", "nodeagent.network.bridge", *argv],

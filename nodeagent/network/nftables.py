@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from typing import Any
 
 from nodeagent.errors import SetupError
@@ -38,6 +37,8 @@ def table_name(bridge: str) -> str:
 
 def run_nft(script: str, step: str = "nft") -> None:
     """Apply ``script`` as one atomic batch (``nft -f -``)."""
+    import subprocess  # not at import: the supervisor clones itself per container
+
     proc = subprocess.run([NFT, "-f", "-"], input=script, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SetupError(step, {"cmd": "nft -f -", "script": script}, proc.stderr.strip())
@@ -46,6 +47,8 @@ def run_nft(script: str, step: str = "nft") -> None:
 def list_rules(table: str, chain: str) -> list[dict[str, Any]]:
     """The rules of one chain as nft JSON objects (with ``handle``); [] if absent."""
     cmd = [NFT, "-j", "list", "chain", FAMILY, table, chain]
+    import subprocess
+
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         if "No such file or directory" in proc.stderr:
@@ -57,6 +60,8 @@ def list_rules(table: str, chain: str) -> list[dict[str, Any]]:
 
 def table_exists(table: str) -> bool:
     cmd = [NFT, "list", "table", FAMILY, table]
+    import subprocess
+
     return subprocess.run(cmd, capture_output=True).returncode == 0
 
 

@@ -15,7 +15,6 @@ import contextlib
 import errno
 import ipaddress
 import os
-import shutil
 
 from nodeagent.runtime.spec import ContainerSpec
 
@@ -98,7 +97,7 @@ def remove_tree(path: str) -> None:
         return
     except OSError as err:
         if err.errno != errno.ENOTEMPTY:
-            shutil.rmtree(path, ignore_errors=True)
+            _rmtree(path)
             return
     try:
         with os.scandir(path) as it:
@@ -111,7 +110,13 @@ def remove_tree(path: str) -> None:
                     os.unlink(entry.path)
         os.rmdir(path)
     except OSError:
-        shutil.rmtree(path, ignore_errors=True)
+        _rmtree(path)
+
+
+def _rmtree(path: str) -> None:
+    import shutil  # rarely needed, and it loads lzma, bz2 and zlib
+
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def etc_files(spec: ContainerSpec) -> dict[str, str]:

@@ -17,6 +17,15 @@ Invariants:
   process; both are looked up in ``by_pid``.
 """
 
-from nodeagent.supervisor.client import SupervisorClient, SupervisorUnavailable
+from typing import TYPE_CHECKING
 
+from nodeagent._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from nodeagent.supervisor.client import SupervisorClient, SupervisorUnavailable
+
+# The client (threads, for the agent) loads on first use: the supervisor
+# itself never needs it, and a lighter supervisor is a cheaper clone.
+__getattr__ = lazy_exports(__name__, {"SupervisorClient": "client",
+                                      "SupervisorUnavailable": "client"})
 __all__ = ["SupervisorClient", "SupervisorUnavailable"]

@@ -1,39 +1,68 @@
-"""``python -m nodeagent.supervisor --state-dir D --run-dir R``
+"""``python -m nodeagent.supervisor --state-dir D --run-dir R [--bridge NAME]
+[--subnet CIDR] [--warm-network]``
 
 Started by the agent (through exec, never a fork of the gRPC process) in its
-own session, so it outlives the agent.
+own session, so it outlives the agent. The options are read by hand, not by
+argparse: every container is a clone of this process, and argparse is a
+third of a MiB more to copy and tear down each time.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
+USAGE = ("usage: python -m nodeagent.supervisor --state-dir D --run-dir R "
+         "[--bridge NAME] [--subnet CIDR] [--warm-network]")
+_VALUED = {"--state-dir": "state_dir", "--run-dir": "run_dir", "--bridge": "bridge",
+           "--subnet": "subnet"}
+
+
+def parse_args(argv: list[str]) -> dict[str, str | bool]:
+    """The options as a dict; SystemExit(2) with the usage on a bad one."""
+    opts: dict[str, str | bool] = {"bridge": "orch0", "subnet": "10.88.0.0/16",
+                                   "warm_network": False}
+    args = iter(argv)
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if arg == "--warm-network":
+            opts["warm_network"] = True  # create the bridge and load the network code at start
+        elif name in _VALUED:
+            value = value if eq else next(args, "")
+            if not value:
+                _usage_error(f"{name} needs a value")
+            opts[_VALUED[name]] = value
+        else:
+            _usage_error(f"unknown argument {arg!r}")
+    for required in ("--state-dir", "--run-dir"):
+        if _VALUED[required] not in opts:
+            _usage_error(f"{required} is required")
+    return opts
+
+
+def _usage_error(message: str) -> None:
+    print(f"{USAGE}\norch-supervisor: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="orch-supervisor")
-    parser.add_argument("--state-dir", required=True)
-    parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--bridge", default="orch0")
-    parser.add_argument("--subnet", default="10.88.0.0/16")
-    parser.add_argument("--warm-network", action="store_true",
-                        help="create the bridge and load the network code at start")
-    args = parser.parse_args(argv)
+    opts = parse_args(sys.argv[1:] if argv is None else argv)
+    state_dir, run_dir = str(opts["state_dir"]), str(opts["run_dir"])
 
     from nodeagent.network import BridgeNetwork
     from nodeagent.runtime import LinuxRuntime
     from nodeagent.supervisor.server import Supervisor, log
 
     os.umask(0o022)
-    network = BridgeNetwork(os.path.join(args.state_dir, "network"), args.bridge, args.subnet)
+    network = BridgeNetwork(os.path.join(state_dir, "network"), str(opts["bridge"]),
+                            str(opts["subnet"]))
     runtime = LinuxRuntime(network=network)
-    if args.warm_network:
+    if opts["warm_network"]:
         try:
             network.ensure()
         except Exception as exc:  # the first container's start reports it again
             log.warning("network setup failed", error=str(exc))
-    Supervisor(args.state_dir, args.run_dir, runtime, network).serve()
+    Supervisor(state_dir, run_dir, runtime, network).serve()
     return 0
 
 
