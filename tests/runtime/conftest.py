@@ -59,3 +59,30 @@ def make_spec(tmp_path: Path, busybox_rootfs: Path,
         )
 
     return make
+
+
+@pytest.fixture
+def kernel_cgroupfs(monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[str]]:
+    """Make a fake cgroupfs act as the kernel's: ``files(dir)`` appear in a
+    group when it is made. Returns the list that records each control file
+    written, by name."""
+    from nodeagent.runtime.cgroups import _fs
+
+    def install(files: Callable[[Path], dict[str, str]]) -> list[str]:
+        real_mkdir, real_write, written = _fs.mkdir, _fs.write, []
+
+        def mkdir(path: str) -> bool:
+            created = real_mkdir(path)
+            for filename, content in files(Path(path)).items():
+                (Path(path) / filename).write_text(content)
+            return created
+
+        def write(path: str, value: str) -> None:
+            written.append(Path(path).name)
+            real_write(path, value)
+
+        monkeypatch.setattr(_fs, "mkdir", mkdir)
+        monkeypatch.setattr(_fs, "write", write)
+        return written
+
+    return install

@@ -8,7 +8,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -97,6 +97,21 @@ def test_create_without_limits_writes_unlimited(tmp_path: Path) -> None:
     assert (groups["memory"] / "memory.limit_in_bytes").read_text() == "-1"
     assert (groups["memory"] / "memory.memsw.limit_in_bytes").read_text() == "-1"
     assert (groups["pids"] / "pids.max").read_text() == "max"
+
+
+def test_a_new_group_gets_only_the_wanted_limits(
+        tmp_path: Path, kernel_cgroupfs: Callable[..., list[str]]) -> None:
+    """A group this call creates already has no limits (the kernel's
+    defaults): only what is asked for is written."""
+    groups = make_fake_v1(tmp_path, "orch/c1")
+    written = kernel_cgroupfs(lambda d: V1_FILES[d.parent.parent.name])
+    V1Driver(str(tmp_path)).create("orch/c2", Resources(pids_limit=8))
+    assert written == ["pids.max"]
+    assert (groups["pids"].parent / "c2" / "pids.max").read_text() == "8"
+    written.clear()
+    V1Driver(str(tmp_path)).create("orch/c2", Resources())  # it exists now: reset all
+    assert sorted(written) == sorted(["cpu.cfs_period_us", "cpu.cfs_quota_us", "pids.max",
+                                      "memory.limit_in_bytes", "memory.memsw.limit_in_bytes"])
 
 
 def test_without_swap_accounting_only_the_limit_is_written(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,18 @@ def test_create_without_limits_restores_max(tmp_path: Path) -> None:
     assert (leaf / "memory.swap.max").read_text() == "max"
     assert (leaf / "cpu.max").read_text() == "max 100000"
     assert (leaf / "pids.max").read_text() == "max"
+
+
+def test_a_new_group_gets_only_the_wanted_limits(
+        tmp_path: Path, kernel_cgroupfs: Callable[..., list[str]]) -> None:
+    """A group this call creates already has no limits: only what is asked
+    for is written."""
+    make_fake_v2(tmp_path, "orch")
+    written = kernel_cgroupfs(lambda d: GROUP_FILES)
+    V2Driver(str(tmp_path)).create("orch/c2", Resources(memory_bytes=1 << 20))
+    assert sorted(w for w in written if w != "cgroup.subtree_control") == ["memory.max",
+                                                                          "memory.swap.max"]
+    assert (tmp_path / "orch" / "c2" / "memory.max").read_text() == str(1 << 20)
 
 
 def test_missing_controller_files_fine_without_limits(tmp_path: Path) -> None:

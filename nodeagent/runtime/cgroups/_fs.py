@@ -96,10 +96,21 @@ def read_pids(path: str) -> list[int]:
     return [int(tok) for tok in (text or "").split()]
 
 
-def mkdir(path: str) -> None:
-    """Create ``path`` and its parents; an existing directory is fine."""
+def mkdir(path: str) -> bool:
+    """Create ``path`` and its parents; an existing directory is fine.
+    True if this call created ``path``: a new group holds the kernel's
+    defaults (no limits), so nothing needs writing for an unlimited one."""
     try:
-        os.makedirs(path, exist_ok=True)
+        try:
+            os.mkdir(path)
+            return True
+        except FileNotFoundError:
+            os.makedirs(path)
+            return True
+        except FileExistsError:
+            if not os.path.isdir(path):
+                raise
+            return False
     except OSError as e:
         raise SetupError("cgroup mkdir", path, e.strerror or str(e), e.errno or 0)
 

@@ -139,18 +139,19 @@ class V1Driver:
         self._require("cpu", resources.cpus)
         self._require("pids", resources.pids_limit)
         group = V1Cgroup(name, self.hierarchies)
-        for directory in group.directories():
-            _fs.mkdir(directory)
-        self._apply(group, resources)
+        created = [_fs.mkdir(directory) for directory in group.directories()]
+        self._apply(group, resources, fresh=all(created))
         return group
 
-    def _apply(self, group: V1Cgroup, resources: Resources) -> None:
+    def _apply(self, group: V1Cgroup, resources: Resources, fresh: bool) -> None:
+        """Write the limits; a ``fresh`` group already has none, so an
+        unlimited resource needs no write (three fewer per container)."""
         # Missing hierarchies were already checked against the wanted limits.
-        if mem := group.directory_of("memory"):
+        if (mem := group.directory_of("memory")) and not (fresh and resources.memory_bytes is None):
             memory.apply(mem, resources.memory_bytes)
-        if cpu_dir := group.directory_of("cpu"):
+        if (cpu_dir := group.directory_of("cpu")) and not (fresh and resources.cpus is None):
             cpu.apply(cpu_dir, resources.cpus)
-        if pid_dir := group.directory_of("pids"):
+        if (pid_dir := group.directory_of("pids")) and not (fresh and resources.pids_limit is None):
             pids.apply(pid_dir, resources.pids_limit)
 
     def open(self, name: str) -> V1Cgroup:

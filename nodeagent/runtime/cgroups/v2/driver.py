@@ -104,10 +104,13 @@ class V2Driver:
             _fs.mkdir(directory)
         enable_controllers(directory)
         group = V2Cgroup(name, self.root)
-        _fs.mkdir(group.path)
-        memory.apply(group.path, resources.memory_bytes)
-        cpu.apply(group.path, resources.cpus)
-        pids.apply(group.path, resources.pids_limit)
+        fresh = _fs.mkdir(group.path)  # a new group has no limits: write only the wanted ones
+        if not (fresh and resources.memory_bytes is None):
+            memory.apply(group.path, resources.memory_bytes)
+        if not (fresh and resources.cpus is None):
+            cpu.apply(group.path, resources.cpus)
+        if not (fresh and resources.pids_limit is None):
+            pids.apply(group.path, resources.pids_limit)
         return group
 
     def open(self, name: str) -> V2Cgroup:
