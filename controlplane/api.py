@@ -119,13 +119,22 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
     # ---- services ------------------------------------------------------------
 
     def Deploy(self, request: cpb.DeployRequest, context: grpc.ServicerContext) -> cpb.DeployResponse:
+        out = [self._apply(spec, context) for spec in self._specs(request, context)]
+        return cpb.DeployResponse(services=[_svc(s) for s in out])
+
+    def _specs(self, request: cpb.DeployRequest, context: grpc.ServicerContext) -> list[Any]:
+        """The services to apply: a manifest's (parsed here, so the CLI need
+        not load YAML and the model: half its start-up), or ready specs."""
+        if request.manifest:
+            from orch.manifest import ManifestError, parse_manifest
+
+            try:
+                return parse_manifest(request.manifest, request.manifest_path or "<manifest>")
+            except ManifestError as err:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         from controlplane.model import _spec  # the one JSON -> spec decoder
 
-        out = []
-        for raw in request.services_json:
-            spec = _spec(json.loads(raw))
-            out.append(self._apply(spec, context))
-        return cpb.DeployResponse(services=[_svc(s) for s in out])
+        return [_spec(json.loads(raw)) for raw in request.services_json]
 
     def _pin(self, spec: Any, context: grpc.ServicerContext) -> Any:
         """Resolve a registry image's tag to its digest now, so every node

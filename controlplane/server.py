@@ -9,6 +9,7 @@ touching healthy tasks (they are state in etcd, not in any replica).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import secrets
 import signal
@@ -73,6 +74,10 @@ def serve(opts: ControlPlaneOptions) -> int:
     elector = threading.Thread(target=_lead, args=(store, informer, replica, stop, leading),
                                name="elector", daemon=True)
     elector.start()
+    # The manifest parser (YAML and the checks) is loaded now, off the
+    # request path: the first `orch deploy` does not wait for it.
+    threading.Thread(target=importlib.import_module, args=("orch.manifest",),
+                     name="warm-manifest", daemon=True).start()
     stop.wait()
     log.info("control plane stopping", id=replica)
     if leading:

@@ -40,10 +40,14 @@ class Node(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., json: _Optional[str] = ...) -> None: ...
 
 class DeployRequest(_message.Message):
-    __slots__ = ("services_json",)
+    __slots__ = ("services_json", "manifest", "manifest_path")
     SERVICES_JSON_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_PATH_FIELD_NUMBER: _ClassVar[int]
     services_json: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, services_json: _Optional[_Iterable[str]] = ...) -> None: ...
+    manifest: str
+    manifest_path: str
+    def __init__(self, services_json: _Optional[_Iterable[str]] = ..., manifest: _Optional[str] = ..., manifest_path: _Optional[str] = ...) -> None: ...
 
 class DeployResponse(_message.Message):
     __slots__ = ("services",)

@@ -151,19 +151,20 @@ def cmd_controlplane(args: argparse.Namespace, _agent: Any) -> int:
 # ---- services ------------------------------------------------------------------
 
 def cmd_deploy(args: argparse.Namespace, _agent: Any) -> int:
-    from controlplane.model import to_dict
     from orch.cli.pbwire import decode_deploy_response, encode_deploy_request
-    from orch.manifest import ManifestError, load_manifest
 
     try:
-        specs = load_manifest(args.file)
-    except ManifestError as err:
-        raise CLIError(str(err))
+        with open(args.file, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise CLIError(f"{args.file}: not UTF-8 text: {err.reason} at byte {err.start}")
     except OSError as err:
-        raise CLIError(f"{args.file}: {err.strerror}")
+        raise CLIError(f"{args.file}: cannot read the manifest: {err.strerror or err}")
     api = client(args)
-    # In wire format by hand: the deploy path does without protobuf.
-    reply = api.call_bytes("Deploy", encode_deploy_request([json.dumps(to_dict(s)) for s in specs]))
+    # The control plane parses the manifest (errors name this file, line
+    # and field), so this process loads neither YAML nor the model. In wire
+    # format by hand: the deploy path does without protobuf.
+    reply = api.call_bytes("Deploy", encode_deploy_request([], text, args.file))
     names = decode_deploy_response(reply)
     print(f"deployed {', '.join(names)}")
     if args.detach:

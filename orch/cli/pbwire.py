@@ -107,9 +107,15 @@ def int64(n: int) -> int:
 
 # ---- proto/cluster.proto: what `orch deploy` sends and reads ----------------
 
-def encode_deploy_request(services_json: list[str]) -> bytes:
+def encode_deploy_request(services_json: list[str], manifest: str = "",
+                          manifest_path: str = "") -> bytes:
     """``DeployRequest``."""
-    return b"".join(field_string(1, j) for j in services_json)
+    out = b"".join(field_string(1, j) for j in services_json)
+    if manifest:
+        out += field_string(2, manifest)
+    if manifest_path:
+        out += field_string(3, manifest_path)
+    return out
 
 
 def decode_deploy_response(data: bytes) -> list[str]:

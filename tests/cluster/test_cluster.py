@@ -206,6 +206,15 @@ def test_bad_manifests_name_the_field(cluster: LocalCluster, tmp_path: Path) -> 
     """)
     p = cluster.orch("deploy", "-f", path, check=False)
     assert p.returncode == 1 and "memory" in p.stderr and "m.yaml:8" in p.stderr
+    # The control plane parses the manifest; what the CLI cannot read is
+    # reported by the CLI, naming the file.
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"services:\n  caf\xe9:\n    image: busybox\n")
+    p = cluster.orch("deploy", "-f", str(latin), check=False)
+    assert p.returncode == 1 and "latin.yaml: not UTF-8 text" in p.stderr
+    p = cluster.orch("deploy", "-f", str(tmp_path / "nope.yaml"), check=False)
+    assert p.returncode == 1 and "nope.yaml: cannot read the manifest" in p.stderr
+    assert "Traceback" not in p.stderr
 
 
 def test_controlplane_restart_loses_and_restarts_nothing(cluster: LocalCluster, tmp_path: Path) -> None:

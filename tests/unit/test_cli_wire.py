@@ -223,10 +223,11 @@ def test_getenv_and_exists_match_os(monkeypatch: pytest.MonkeyPatch, value: str,
 
 # ---- cluster.proto: orch deploy's messages ---------------------------------
 
-@given(st.lists(st.text(max_size=40), max_size=4))
-def test_deploy_request_matches_protobuf(services: list[str]) -> None:
-    got = cpb.DeployRequest.FromString(pbwire.encode_deploy_request(services))
+@given(st.lists(st.text(max_size=40), max_size=4), st.text(max_size=200), st.text(max_size=40))
+def test_deploy_request_matches_protobuf(services: list[str], manifest: str, path: str) -> None:
+    got = cpb.DeployRequest.FromString(pbwire.encode_deploy_request(services, manifest, path))
     assert list(got.services_json) == services
+    assert (got.manifest, got.manifest_path) == (manifest, path)
 
 
 def test_deploy_response_matches_protobuf() -> None:
