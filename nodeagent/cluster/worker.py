@@ -25,9 +25,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+# json_format (the agent records each task's request with it) and the
+# registry check load with the worker, not on a node's first task.
+from google.protobuf import json_format  # noqa: F401
+
 from controlplane.model import Task, TaskState, task_from_dict
 from nodeagent.errors import AgentError, NotFound
-from nodeagent.images.registry.remote import names_registry  # loaded here, not on the first task
+from nodeagent.images.registry.remote import names_registry
 from nodeagent.logging import JsonLogger
 from proto import agent_pb2 as pb
 from proto import cluster_pb2 as cpb

@@ -13,6 +13,7 @@ setuid so capset can restore the permitted set for root and non-root alike
 
 from __future__ import annotations
 
+import _signal
 import os
 import resource
 import signal
@@ -68,7 +69,8 @@ def build_plan(process: ProcessSpec, stdio: Stdio, hostname: str, report_fd: int
     mask = capabilities.to_mask(process.capabilities)
     # Signals the parent ignores stay ignored across execve; the container
     # must start with default dispositions (Python itself ignores SIGPIPE).
-    ignored = [s for s in _CATCHABLE if signal.getsignal(s) == signal.SIG_IGN]
+    # _signal: signal.getsignal makes an enum of every answer.
+    ignored = [s for s in _CATCHABLE if _signal.getsignal(s) == _signal.SIG_IGN]
     return ProcessPlan(
         args=list(process.args), env=env, cwd=process.cwd or "/", user=process.user,
         cap_mask=mask, cap_drop=capabilities.to_drop(mask, _LAST_CAP),

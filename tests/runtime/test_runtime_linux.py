@@ -196,6 +196,16 @@ def test_capabilities_bounded_and_no_new_privs(runtime: LinuxRuntime, make_spec:
     assert fields["Seccomp"] == "2"
 
 
+def test_signals_start_with_default_dispositions(runtime: LinuxRuntime,
+                                                 make_spec: Spec) -> None:
+    """Signals the runtime's process ignores (Python ignores SIGPIPE) would
+    stay ignored across exec: the container must start with none ignored."""
+    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN  # the premise
+    code, out = run(runtime, make_spec(["/bin/grep", "SigIgn", "/proc/self/status"]))
+    assert code == 0
+    assert int(out.split()[1], 16) == 0, out
+
+
 def test_non_root_user_loses_capabilities(runtime: LinuxRuntime, make_spec: Spec) -> None:
     spec = sh(make_spec, "id -u; id -g; grep -E 'CapEff' /proc/self/status; echo $HOME",
               user="app")
