@@ -12,7 +12,6 @@ rollout of N replicas (some 3N events) is not N² work.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 RUNNING = 5
@@ -20,8 +19,7 @@ PENDING = 1
 FAILED_STATES = (7, 9)  # failed, rejected
 
 
-@dataclass
-class Verdict:
+class Verdict(NamedTuple):
     text: str  # "web: 2/3 running, db: 1/1 running"
     done: bool
     unplaceable: list[str]
@@ -39,17 +37,19 @@ class _Seen(NamedTuple):
     failed: str
 
 
-@dataclass
 class Rollout:
-    names: list[str]
-    services: dict[str, dict[str, Any]] = field(default_factory=dict)  # by name
-    versions: dict[str, int] = field(default_factory=dict)  # object id -> newest version seen
-    synced: bool = False
-    _tasks: dict[str, _Seen] = field(default_factory=dict)
-    _wanted: dict[str, int] = field(default_factory=dict)
-    _running: dict[str, int] = field(default_factory=dict)
-    _unplaceable: dict[str, str] = field(default_factory=dict)  # task id -> line
-    _failed: dict[str, str] = field(default_factory=dict)
+    # A plain class (as Verdict is a NamedTuple): dataclasses would load
+    # inspect, ast and dis, a fifth of `orch deploy`'s start-up.
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.services: dict[str, dict[str, Any]] = {}  # by name
+        self.versions: dict[str, int] = {}  # object id -> newest version seen
+        self.synced = False
+        self._tasks: dict[str, _Seen] = {}
+        self._wanted: dict[str, int] = {}
+        self._running: dict[str, int] = {}
+        self._unplaceable: dict[str, str] = {}  # task id -> line
+        self._failed: dict[str, str] = {}
 
     def apply(self, kind: str, action: str, ident: str, data: str, version: int) -> bool:
         """Fold one event in; False if it was older than what is known."""
