@@ -43,6 +43,16 @@ SERVICE_LABEL = "orch.service"
 BATCH_WINDOW = 0.02
 STARTING_QUIET = 0.25
 RECONNECT_MAX = 2.0
+# Until it first joins, a node retries faster: `orch up` starts the agents
+# with the control plane, and a retry that just missed its start would make
+# the cluster wait up to RECONNECT_MAX more. A refused connect costs little.
+JOIN_RETRY_MAX = 0.2
+
+
+def next_retry(delay: float, joined: bool) -> float:
+    """The wait before the next session attempt: doubling, up to
+    RECONNECT_MAX once the node has joined and JOIN_RETRY_MAX before."""
+    return min(delay * 2, RECONNECT_MAX if joined else JOIN_RETRY_MAX)
 
 
 class StatusQueue:
@@ -111,6 +121,7 @@ class Worker:
         self._status = StatusQueue()
         self._status_ready = threading.Event()
         self._full_seen = False
+        self._joined = False  # registered with a control plane at least once
         self._attempt = -1  # which control-plane address the next session tries
         self.state_dir = state_dir
         self._pulls: dict[str, threading.Lock] = {}
@@ -150,7 +161,7 @@ class Worker:
             if time.monotonic() - started > 10:
                 delay = 0.05
             self._stopped.wait(delay)
-            delay = min(delay * 2, RECONNECT_MAX)
+            delay = next_retry(delay, self._joined)
 
     def _session(self) -> None:
         import grpc
@@ -203,6 +214,7 @@ class Worker:
                     responses.cancel()
 
     def _registered(self, reg: cpb.Registered) -> None:
+        self._joined = True
         if reg.node_id != self.node_id:
             self.node_id = reg.node_id
             with open(self.node_id_path, "w") as f:

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controlplane.model import TaskState
-from nodeagent.cluster.worker import StatusQueue
+from nodeagent.cluster.worker import JOIN_RETRY_MAX, RECONNECT_MAX, StatusQueue, next_retry
 from proto import cluster_pb2 as cpb
 
 S = TaskState
@@ -85,3 +85,17 @@ def test_nothing_but_a_superseded_starting_is_lost(steps: list) -> None:  # type
         if u.state == S.STARTING:
             later = [v for v in added if v.task_id == u.task_id and v.timestamp > u.timestamp]
             assert not later or later[0].timestamp >= u.timestamp + 0.25
+
+
+def test_a_joining_node_retries_often_and_a_joined_one_backs_off() -> None:
+    """Before its first session a node retries every JOIN_RETRY_MAX at most
+    (`orch up` starts agents with the control plane); once joined, a lost
+    control plane is retried with backoff up to RECONNECT_MAX."""
+    delays = [0.05]
+    for _ in range(8):
+        delays.append(next_retry(delays[-1], joined=False))
+    assert max(delays) == JOIN_RETRY_MAX < RECONNECT_MAX
+    delays = [0.05]
+    for _ in range(8):
+        delays.append(next_retry(delays[-1], joined=True))
+    assert delays[:4] == [0.05, 0.1, 0.2, 0.4] and max(delays) == RECONNECT_MAX
