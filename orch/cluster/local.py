@@ -209,8 +209,11 @@ def start_registry(rec: ClusterRecord, host: str, port: int) -> None:
 
 def build_busybox(rec: ClusterRecord) -> Path:
     rootfs = Path(rec.state_dir) / "busybox-rootfs"
-    subprocess.run([str(ROOT / "examples/images/busybox.sh"), str(rootfs)], check=True,
-                   capture_output=True)
+    script = str(ROOT / "examples/images/busybox.sh")
+    # Under busybox's own shell its ~270 `ln`s run in-process (NOFORK
+    # applets), not as processes: 0.3 -> 0.1 s of CPU while the nodes start.
+    shell = ["/bin/busybox", "sh"] if os.access("/bin/busybox", os.X_OK) else []
+    subprocess.run([*shell, script, str(rootfs)], check=True, capture_output=True)
     return rootfs
 
 
