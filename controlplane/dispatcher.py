@@ -8,8 +8,9 @@ No business logic: the dispatcher moves assignments down and status up.
 - Assignments: first the *full* set of the node's tasks, then changes, fed by
   the informer (O(changes) per event). A task is assigned while its status is
   between ASSIGNED and RUNNING; once terminal it is sent as removed.
-- Status arrives in batches and is written in batches (what arrived within
-  ``STATUS_WINDOW`` of the first update, in one transaction); a state never
+- Status arrives in batches and is written in batches, at most one
+  transaction per ``STATUS_WINDOW``: an update after a quiet spell is written
+  at once, one in a busy spell with the rest of its window; a state never
   moves backwards (``controllers.can_advance``).
 """
 
@@ -192,11 +193,14 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
 
     def _flush_loop(self) -> None:
         last_heartbeats = 0.0
+        last_status = 0.0  # monotonic time of the last status write
         while not self._stop.is_set():
-            if self._status_ready.wait(FLUSH_INTERVAL) and not self._stop.wait(STATUS_WINDOW):
+            if self._status_ready.wait(FLUSH_INTERVAL) and not self._stop.wait(
+                    max(0.0, last_status + STATUS_WINDOW - time.monotonic())):
                 self._status_ready.clear()
             try:
-                self._flush_status()
+                if self._flush_status():
+                    last_status = time.monotonic()
                 if self.clock() - last_heartbeats >= FLUSH_INTERVAL:
                     last_heartbeats = self.clock()
                     self._flush_heartbeats()
@@ -220,11 +224,12 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             except StoreConflict:
                 pass  # the node changed meanwhile; the next flush carries the beat
 
-    def _flush_status(self) -> None:
+    def _flush_status(self) -> bool:
+        """Write the pending status; True if there was any."""
         with self._lock:
             updates, self.status = self.status, []
         if not updates:
-            return
+            return False
         latest: dict[str, cpb.TaskStatusUpdate] = {}
         for u in updates:
             latest[u.task_id] = u  # within a batch, the last word counts
@@ -242,12 +247,13 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                     exit_code=u.exit_code, timestamp=u.timestamp or self.clock())
                 ops.append(Op.update(dataclasses.replace(task, status=status)))
             if not ops:
-                return
+                return True
             try:
                 self.store.batch(ops)
-                return
+                return True
             except StoreConflict:
                 time.sleep(0.02 * (attempt + 1))  # let the informer catch up, then retry
+        return True
 
 
 def _assignment(task: Task) -> cpb.Assignment:

@@ -5,9 +5,10 @@ Three threads, each with one job:
   with backoff; it only records what is assigned;
 - the reconcile thread compares assignments with the containers that exist
   and starts or stops containers through the supervisor;
-- the status thread sends task status in batches: the first update wakes it,
-  and it sends what arrived within ``BATCH_WINDOW`` as one message. A
-  "starting" update waits ``STARTING_QUIET`` first (see :class:`StatusQueue`).
+- the status thread sends task status in batches, at most one message per
+  ``BATCH_WINDOW``: an update after a quiet spell goes at once, one in a busy
+  spell with the rest of its window. A "starting" update waits
+  ``STARTING_QUIET`` first (see :class:`StatusQueue`).
 
 A task's container carries the labels ``orch.task``/``orch.service``; after an
 agent restart the existing containers are found by label and adopted, not
@@ -339,6 +340,7 @@ class Worker:
             self._status_ready.set()
 
     def _status_loop(self) -> None:
+        last_sent = 0.0  # monotonic time of the last batch
         while not self._stopped.is_set():
             # Updates wait here while no session is up; a new session's
             # registration sends them all anyway (see _session).
@@ -346,7 +348,7 @@ class Worker:
                 due = self._status.next_due()
             self._status_ready.wait(1.0 if due is None else min(1.0, max(0.0, due - time.time())))
             self._status_ready.clear()
-            if self._stopped.wait(BATCH_WINDOW):
+            if self._stopped.wait(max(0.0, last_sent + BATCH_WINDOW - time.monotonic())):
                 return
             with self._lock:
                 if self._outbox is None:
@@ -355,6 +357,7 @@ class Worker:
                 if not batch:
                     continue
                 self._outbox.put(cpb.AgentMessage(status=cpb.StatusBatch(updates=batch)))
+                last_sent = time.monotonic()
             # Forget finished tasks the control plane has been told about.
             with self._lock:
                 for update in batch:
