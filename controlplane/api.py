@@ -36,6 +36,7 @@ from proto import cluster_pb2 as cpb
 from proto import cluster_pb2_grpc as cpb_grpc
 
 VERSION = "0.1.0"
+EVENT_BATCH = 500  # events per EventBatches message at most
 
 
 def _json(obj: StoreObject, specs: dict[int, str] | None = None) -> str:
@@ -316,6 +317,24 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
 
     def Events(self, request: cpb.EventsRequest, context: grpc.ServicerContext) -> Iterator[cpb.Event]:
         """Changes as they reach this replica's cache; see ``EventsRequest``."""
+        return (event for event in self._events(request, context) if event is not None)
+
+    def EventBatches(self, request: cpb.EventsRequest,
+                     context: grpc.ServicerContext) -> Iterator[cpb.EventBatch]:
+        """The events of ``Events``, each message carrying all that were ready
+        (at most ``EVENT_BATCH``): one message per change cost the control
+        plane and the client far more than the change itself."""
+        batch: list[cpb.Event] = []
+        for event in self._events(request, context):
+            if event is not None:
+                batch.append(event)
+            if batch and (event is None or len(batch) >= EVENT_BATCH):
+                yield cpb.EventBatch(events=batch)
+                batch = []
+
+    def _events(self, request: cpb.EventsRequest,
+                context: grpc.ServicerContext) -> Iterator[cpb.Event | None]:
+        """The events for ``request``, and None whenever no more are ready."""
         names = set(request.services)
         q: queue.Queue[Change] = queue.Queue(maxsize=100000)
         with self._lock:
@@ -336,11 +355,15 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
             wait = request.keepalive if request.keepalive > 0 else 0.5
             while context.is_active():
                 try:
-                    change = q.get(timeout=wait)
+                    change = q.get_nowait()
                 except queue.Empty:
-                    if request.keepalive > 0:
-                        yield cpb.Event(action="keepalive")
-                    continue
+                    yield None
+                    try:
+                        change = q.get(timeout=wait)
+                    except queue.Empty:
+                        if request.keepalive > 0:
+                            yield cpb.Event(action="keepalive")
+                        continue
                 if names and _service_name(change.obj) not in names:
                     continue
                 action = "delete" if change.type == "delete" else "put"

@@ -176,6 +176,12 @@ class Event(_message.Message):
     version: int
     def __init__(self, kind: _Optional[str] = ..., action: _Optional[str] = ..., id: _Optional[str] = ..., json: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
+class EventBatch(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
 class InfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

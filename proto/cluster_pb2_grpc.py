@@ -92,6 +92,11 @@ class ClusterAPIStub:
                 request_serializer=proto_dot_cluster__pb2.EventsRequest.SerializeToString,
                 response_deserializer=proto_dot_cluster__pb2.Event.FromString,
                 _registered_method=True)
+        self.EventBatches = channel.unary_stream(
+                '/orch.cluster.v1.ClusterAPI/EventBatches',
+                request_serializer=proto_dot_cluster__pb2.EventsRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.EventBatch.FromString,
+                _registered_method=True)
         self.Info = channel.unary_unary(
                 '/orch.cluster.v1.ClusterAPI/Info',
                 request_serializer=proto_dot_cluster__pb2.InfoRequest.SerializeToString,
@@ -170,6 +175,14 @@ class ClusterAPIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EventBatches(self, request, context):
+        """The same events, as many as are ready in each message: a rollout's
+        hundreds of changes in a few dozen messages (what `orch deploy` follows).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Info(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -233,6 +246,11 @@ def add_ClusterAPIServicer_to_server(servicer, server):
                     servicer.Events,
                     request_deserializer=proto_dot_cluster__pb2.EventsRequest.FromString,
                     response_serializer=proto_dot_cluster__pb2.Event.SerializeToString,
+            ),
+            'EventBatches': grpc.unary_stream_rpc_method_handler(
+                    servicer.EventBatches,
+                    request_deserializer=proto_dot_cluster__pb2.EventsRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.EventBatch.SerializeToString,
             ),
             'Info': grpc.unary_unary_rpc_method_handler(
                     servicer.Info,
@@ -539,6 +557,33 @@ class ClusterAPI:
             '/orch.cluster.v1.ClusterAPI/Events',
             proto_dot_cluster__pb2.EventsRequest.SerializeToString,
             proto_dot_cluster__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EventBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/EventBatches',
+            proto_dot_cluster__pb2.EventsRequest.SerializeToString,
+            proto_dot_cluster__pb2.EventBatch.FromString,
             options,
             channel_credentials,
             insecure,

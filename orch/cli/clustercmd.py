@@ -174,23 +174,23 @@ def cmd_deploy(args: argparse.Namespace, _agent: Any) -> int:
 
 def follow_rollout(api: Cluster, names: list[str], timeout: float) -> int:
     """Live progress until every replica runs (0), one is unplaceable (2) or
-    fails (1). One Events stream: the services' state, then their changes."""
-    from orch.cli.pbwire import decode_cluster_event, encode_events_request
+    fails (1). One stream (EventBatches): the services' state, then their changes."""
+    from orch.cli.pbwire import decode_event_batch, encode_events_request
     from orch.cli.rollout import Rollout
 
     deadline = time.monotonic() + timeout
     rollout = Rollout(names)
     last = ""
     request = encode_events_request(names, initial=True, keepalive=0.5)
-    for data in api.stream_bytes("Events", request):
-        kind, action, ident, body, version = decode_cluster_event(data)
-        if action in ("put", "delete"):
-            if not rollout.apply(kind, action, ident, body, version):
-                continue
-            if not rollout.synced:
-                continue
-        elif action == "synced":
-            rollout.synced = True
+    for data in api.stream_bytes("EventBatches", request):
+        changed = False
+        for kind, action, ident, body, version in decode_event_batch(data):
+            if action in ("put", "delete"):
+                changed = rollout.apply(kind, action, ident, body, version) or changed
+            elif action == "synced":
+                rollout.synced = changed = True
+        if not rollout.synced or (not changed and time.monotonic() < deadline):
+            continue
         verdict = rollout.verdict()
         if verdict.missing:
             raise CLIError(f"no such service: {', '.join(verdict.missing)} (removed meanwhile?)")

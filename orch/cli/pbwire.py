@@ -134,6 +134,16 @@ def encode_events_request(services: list[str], initial: bool, keepalive: float) 
             + (field_double(3, keepalive) if keepalive else b""))
 
 
+def decode_event_batch(data: bytes) -> list[tuple[str, str, str, str, int]]:
+    """``EventBatch``: each event as :func:`decode_cluster_event` gives it."""
+    out = []
+    for body in decode_fields(data).get(1, []):
+        if not isinstance(body, bytes):
+            raise WireError("event batch field 1 is not a message")
+        out.append(decode_cluster_event(body))
+    return out
+
+
 def decode_cluster_event(data: bytes) -> tuple[str, str, str, str, int]:
     """``Event``: kind, action, id, json, version."""
     f = decode_fields(data)

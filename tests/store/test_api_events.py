@@ -87,3 +87,30 @@ def test_an_idle_stream_sends_keepalives(api: ClusterAPI) -> None:
         assert [out.get(timeout=10).action for _ in range(2)] == ["keepalive", "keepalive"]
     finally:
         ctx.active = False
+
+
+def test_batches_carry_the_same_events_as_they_become_ready(api: ClusterAPI,
+                                                            store: Store) -> None:
+    """EventBatches: the snapshot and "synced" in one message, then each
+    change as it comes; flattened, the same events Events sends."""
+    web = store.create(make_service("web", 3))
+    tasks = [store.create(make_task(web, i)) for i in (1, 2)]
+    api.informer.wait_revision(store.revision(), 10)
+    out: queue.Queue[cpb.EventBatch] = queue.Queue()
+    ctx = Context()
+    request = cpb.EventsRequest(services=["web"], initial=True)
+
+    def run() -> None:
+        for batch in api.EventBatches(request, ctx):  # type: ignore[arg-type]
+            out.put(batch)
+
+    threading.Thread(target=run, daemon=True).start()
+    try:
+        first = out.get(timeout=10)
+        assert [(e.action, e.id) for e in first.events] == [
+            ("put", web.id), *(("put", t.id) for t in tasks), ("synced", "")]
+        t3 = store.create(make_task(web, 3))
+        batch = out.get(timeout=10)
+        assert [(e.action, e.id, e.version) for e in batch.events] == [("put", t3.id, t3.version)]
+    finally:
+        ctx.active = False

@@ -249,3 +249,12 @@ def test_cluster_event_matches_protobuf(kind: str, action: str, ident: str, body
                                         version: int) -> None:
     event = cpb.Event(kind=kind, action=action, id=ident, json=body, version=version)
     assert pbwire.decode_cluster_event(event.SerializeToString()) == (kind, action, ident, body, version)
+
+
+@given(st.lists(st.tuples(st.text(max_size=10), st.sampled_from(["put", "delete", "synced"]),
+                          st.text(max_size=30), st.text(max_size=100),
+                          st.integers(0, (1 << 63) - 1)), max_size=5))
+def test_event_batch_matches_protobuf(events: list[tuple[str, str, str, str, int]]) -> None:
+    batch = cpb.EventBatch(events=[cpb.Event(kind=k, action=a, id=i, json=j, version=v)
+                                   for k, a, i, j, v in events])
+    assert pbwire.decode_event_batch(batch.SerializeToString()) == events
