@@ -48,6 +48,7 @@ RECONNECT_MAX = 2.0
 # with the control plane, and a retry that just missed its start would make
 # the cluster wait up to RECONNECT_MAX more. A refused connect costs little.
 JOIN_RETRY_MAX = 0.2
+JOIN_LOG_EVERY = 10.0
 
 
 def next_retry(delay: float, joined: bool) -> float:
@@ -153,12 +154,15 @@ class Worker:
 
     def _session_loop(self) -> None:
         delay = 0.05
+        quiet_until = 0.0  # a node still joining says why at most every JOIN_LOG_EVERY
         while not self._stopped.is_set():
             started = time.monotonic()
             try:
                 self._session()
             except Exception as err:
-                log.warning("control plane session ended", error=str(err), join=self.join)
+                if self._joined or started >= quiet_until:
+                    log.warning("control plane session ended", error=str(err), join=self.join)
+                    quiet_until = started + JOIN_LOG_EVERY
             if time.monotonic() - started > 10:
                 delay = 0.05
             self._stopped.wait(delay)
