@@ -94,6 +94,14 @@ def text_value(fields: dict[int, list[Any]], num: int) -> str:
     return str(last_value(fields, num, bytes, b"").decode(errors="replace"))
 
 
+def messages(data: bytes, num: int) -> list[bytes]:
+    """The embedded messages of repeated field ``num``."""
+    out = decode_fields(data).get(num, [])
+    if not all(isinstance(body, bytes) for body in out):
+        raise WireError(f"field {num} is not a message")
+    return out
+
+
 def int32(n: int) -> int:
     n &= 0xFFFFFFFF
     return n - (1 << 32) if n >= 1 << 31 else n
@@ -120,12 +128,7 @@ def encode_deploy_request(services_json: list[str], manifest: str = "",
 
 def decode_deploy_response(data: bytes) -> list[str]:
     """``DeployResponse``: the names of the services, in order."""
-    out = []
-    for body in decode_fields(data).get(1, []):
-        if not isinstance(body, bytes):
-            raise WireError("service field 1 is not a message")
-        out.append(text_value(decode_fields(body), 2))
-    return out
+    return [text_value(decode_fields(body), 2) for body in messages(data, 1)]
 
 
 def encode_events_request(services: list[str], initial: bool, keepalive: float) -> bytes:
@@ -136,12 +139,7 @@ def encode_events_request(services: list[str], initial: bool, keepalive: float) 
 
 def decode_event_batch(data: bytes) -> list[tuple[str, str, str, str, int]]:
     """``EventBatch``: each event as :func:`decode_cluster_event` gives it."""
-    out = []
-    for body in decode_fields(data).get(1, []):
-        if not isinstance(body, bytes):
-            raise WireError("event batch field 1 is not a message")
-        out.append(decode_cluster_event(body))
-    return out
+    return [decode_cluster_event(body) for body in messages(data, 1)]
 
 
 def decode_cluster_event(data: bytes) -> tuple[str, str, str, str, int]:

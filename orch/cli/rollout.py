@@ -1,12 +1,12 @@
 """What `orch deploy` shows while it waits: the services' tasks, followed by
-list + watch (one Events stream: the current state, then changes).
+list + watch (one EventBatches stream: the current state, then changes).
 
 :class:`Rollout` is the pure part: it folds events into the latest version of
 each service and task and says where the rollout stands. The verdict:
 converged (every wanted replica runs), unplaceable (a task the scheduler
 cannot place), failed (a wanted task failed or was rejected), or waiting.
 Each event costs O(1): counts per service are kept as tasks change, so a
-rollout of N replicas (some 3N events) is not N² work.
+rollout of N replicas (two or three events per replica) is not N² work.
 """
 
 from __future__ import annotations

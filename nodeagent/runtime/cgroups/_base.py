@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from nodeagent.errors import InvalidArgument
 from nodeagent.runtime.spec import Resources
@@ -59,6 +59,16 @@ class CgroupDriver(Protocol):
     def create(self, name: str, resources: Resources) -> Cgroup: ...
     def open(self, name: str) -> Cgroup: ...
     def remove_parent_if_empty(self, name: str) -> bool: ...
+
+
+def limits_to_write(resources: Resources, fresh: bool) -> dict[str, Any]:
+    """Controller -> limit (None: unlimited) that a group's files must be
+    set to. A ``fresh`` group (just made) holds the kernel's defaults, no
+    limits, so only the limits asked for are written; a group that existed
+    before gets every one, unlimited ones included, to reset it."""
+    wanted = {"memory": resources.memory_bytes, "cpu": resources.cpus,
+              "pids": resources.pids_limit}
+    return {c: v for c, v in wanted.items() if not fresh or v is not None}
 
 
 def join_self(files: list[str]) -> None:

@@ -15,13 +15,19 @@ Invariants:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from nodeagent.errors import FailedPrecondition, NotFound, SetupError
 from nodeagent.runtime.spec import Resources
 
 from .. import _fs, _procs
-from .._base import CgroupStats, validate_name, validate_resources
+from .._base import CgroupStats, limits_to_write, validate_name, validate_resources
 from . import cpu, cpuacct, memory, pids
+
+# Each controller's writer of one limit (None: unlimited).
+_APPLY: dict[str, Callable[[str, Any], None]] = {
+    "memory": memory.apply, "cpu": cpu.apply, "pids": pids.apply}
 
 CONTROLLERS: tuple[str, ...] = ("cpu", "cpuacct", "memory", "pids")
 
@@ -144,15 +150,10 @@ class V1Driver:
         return group
 
     def _apply(self, group: V1Cgroup, resources: Resources, fresh: bool) -> None:
-        """Write the limits; a ``fresh`` group already has none, so an
-        unlimited resource needs no write (three fewer per container)."""
         # Missing hierarchies were already checked against the wanted limits.
-        if (mem := group.directory_of("memory")) and not (fresh and resources.memory_bytes is None):
-            memory.apply(mem, resources.memory_bytes)
-        if (cpu_dir := group.directory_of("cpu")) and not (fresh and resources.cpus is None):
-            cpu.apply(cpu_dir, resources.cpus)
-        if (pid_dir := group.directory_of("pids")) and not (fresh and resources.pids_limit is None):
-            pids.apply(pid_dir, resources.pids_limit)
+        for controller, value in limits_to_write(resources, fresh).items():
+            if directory := group.directory_of(controller):
+                _APPLY[controller](directory, value)
 
     def open(self, name: str) -> V1Cgroup:
         validate_name(name)

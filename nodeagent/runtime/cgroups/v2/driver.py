@@ -13,13 +13,19 @@ Invariants:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
 from nodeagent.errors import NotFound
 from nodeagent.runtime.spec import Resources
 
 from .. import _fs, _procs
-from .._base import CgroupStats, validate_name, validate_resources
+from .._base import CgroupStats, limits_to_write, validate_name, validate_resources
 from . import cpu, memory, pids
+
+# Each controller's writer of one limit (None: unlimited).
+_APPLY: dict[str, Callable[[str, Any], None]] = {
+    "memory": memory.apply, "cpu": cpu.apply, "pids": pids.apply}
 
 WANTED_CONTROLLERS: tuple[str, ...] = ("cpu", "memory", "pids")
 
@@ -104,13 +110,9 @@ class V2Driver:
             _fs.mkdir(directory)
         enable_controllers(directory)
         group = V2Cgroup(name, self.root)
-        fresh = _fs.mkdir(group.path)  # a new group has no limits: write only the wanted ones
-        if not (fresh and resources.memory_bytes is None):
-            memory.apply(group.path, resources.memory_bytes)
-        if not (fresh and resources.cpus is None):
-            cpu.apply(group.path, resources.cpus)
-        if not (fresh and resources.pids_limit is None):
-            pids.apply(group.path, resources.pids_limit)
+        fresh = _fs.mkdir(group.path)
+        for controller, value in limits_to_write(resources, fresh).items():
+            _APPLY[controller](group.path, value)
         return group
 
     def open(self, name: str) -> V2Cgroup:
