@@ -29,6 +29,7 @@ NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
 RTM_NEWLINK = 16
 RTM_DELLINK = 17
+RTM_SETLINK = 19
 IFF_UP = 0x1
 
 IFLA_IFNAME = 3
@@ -67,15 +68,23 @@ def ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
     return _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change)
 
 
-def veth_request(host: str, peer: str, peer_pid: int, master: int) -> tuple[int, int, bytes]:
-    """RTM_NEWLINK for a veth pair: ``host`` up and enslaved to ``master``,
-    ``peer`` created inside the network namespace of ``peer_pid``."""
+def veth_request(host: str, peer: str, peer_pid: int, master: int,
+                 up: bool = True) -> tuple[int, int, bytes]:
+    """RTM_NEWLINK for a veth pair: ``host`` enslaved to ``master`` (and up,
+    unless ``up`` is False), ``peer`` created inside the network namespace of
+    ``peer_pid``."""
     peer_info = ifinfomsg() + ifname(peer) + u32(IFLA_NET_NS_PID, peer_pid)
-    body = (ifinfomsg(flags=IFF_UP, change=IFF_UP) + ifname(host) + u32(IFLA_MASTER, master)
+    flags = IFF_UP if up else 0
+    body = (ifinfomsg(flags=flags, change=flags) + ifname(host) + u32(IFLA_MASTER, master)
             + nested(IFLA_LINKINFO,
                      attr(IFLA_INFO_KIND, b"veth"),
                      nested(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_info))))
     return RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body
+
+
+def up_request(name: str) -> tuple[int, int, bytes]:
+    """RTM_SETLINK bringing the link named ``name`` up."""
+    return RTM_SETLINK, 0, ifinfomsg(flags=IFF_UP, change=IFF_UP) + ifname(name)
 
 
 def delete_request(index: int) -> tuple[int, int, bytes]:

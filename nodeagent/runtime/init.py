@@ -28,7 +28,7 @@ from nodeagent.runtime import _libc, channel, process, rootfs
 from nodeagent.runtime.cgroups import join_self
 from nodeagent.runtime.process import ProcessPlan, run_steps
 from nodeagent.runtime.rootfs import RootfsPlan
-from nodeagent.runtime.spec import NAMESPACES, NetworkConfig
+from nodeagent.runtime.spec import NAMESPACES
 
 
 @dataclass
@@ -36,8 +36,7 @@ class InitPlan:
     unshare_flags: int
     rootfs: RootfsPlan
     process: ProcessPlan
-    network: NetworkConfig
-    configure_network: Callable[[NetworkConfig], None] | None
+    configure_network: Callable[[], None] | None  # packed in P (network.inside)
     wait_for_network: bool
     report_fd: int  # write end, child -> parent
     control_fd: int  # read end, parent -> child
@@ -96,7 +95,7 @@ def wait_network(plan: InitPlan) -> None:
 
 def configure_network(plan: InitPlan) -> None:
     if plan.configure_network is not None:
-        plan.configure_network(plan.network)
+        plan.configure_network()
 
 
 def enter_cgroup_namespace(plan: InitPlan) -> None:

@@ -76,9 +76,9 @@ class LinuxRuntime:
         self._live: dict[str, _Live] = {}
         _libc.prctl(_libc.PR_SET_CHILD_SUBREAPER, 1)
         seccomp.default_program()  # compile once, up front
-        from nodeagent.network.loopback import loopback_up
+        from nodeagent.network.inside import container_side
 
-        self._loopback_up = loopback_up
+        self._container_side = container_side
 
     # --- create / start ---------------------------------------------------------
 
@@ -110,8 +110,7 @@ class LinuxRuntime:
                    control_r: int, live: _Live) -> init.InitPlan:
         staging = bundle.mountpoint(spec)
         mode = spec.network.mode
-        configure = {"bridge": _configure_bridge,
-                     "none": lambda _cfg: self._loopback_up()}.get(mode)
+        configure = None if mode == "host" else self._container_side(spec.network)
         return init.InitPlan(
             unshare_flags=init.unshare_flags(mode),
             rootfs=RootfsPlan(
@@ -125,7 +124,6 @@ class LinuxRuntime:
                 masked_paths=spec.masked_paths, readonly_paths=spec.readonly_paths,
             ),
             process=process.build_plan(spec.process, stdio, spec.hostname, report_w),
-            network=spec.network,
             configure_network=configure,
             wait_for_network=mode == "bridge",
             report_fd=report_w,
@@ -447,10 +445,3 @@ def _collect(errors: list[BaseException]) -> Any:
 
 __all__ = ["LinuxRuntime"]
 
-
-def _configure_bridge(cfg: Any) -> None:
-    # Runs in the forked child; the parent loaded the module when it attached
-    # the veth (BridgeNetwork), so this import is a dictionary lookup.
-    from nodeagent.network.inside import configure_container_side
-
-    configure_container_side(cfg)

@@ -166,6 +166,25 @@ def test_attach_gives_eth0_address_and_default_route(net: BridgeNetwork, make_ns
     assert "eth0" not in nsexec(pid, "ip", "link").stdout
 
 
+def test_neither_veth_end_has_ipv6(net: BridgeNetwork, make_ns: MakeNs) -> None:
+    """The network is IPv4 only: neither end gets a link-local address (whose
+    probes every new bridge port would flood to all the others); lo keeps ::1."""
+    if not os.path.exists("/proc/sys/net/ipv6"):
+        pytest.skip("kernel without IPv6")
+    pid, cfg = start_container(net, make_ns, cid(1))
+    inside = json.loads(nsexec(pid, "ip", "-j", "addr", "show", "eth0").stdout)[0]
+    assert [a for a in inside["addr_info"] if a["family"] == "inet6"] == []
+    assert nsexec(pid, "cat", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6").stdout.strip() == "1"
+    assert "::1" in nsexec(pid, "ip", "-6", "addr", "show", "lo").stdout
+    host = json.loads(subprocess.run(["ip", "-j", "addr", "show", cfg.host_veth],
+                                     capture_output=True, text=True, check=True).stdout)[0]
+    assert [a for a in host["addr_info"] if a["family"] == "inet6"] == []
+    assert "UP" in host["flags"]
+    with open(f"/proc/sys/net/ipv6/conf/{cfg.host_veth}/disable_ipv6") as f:
+        assert f.read().strip() == "1"
+    net.detach(cfg)
+
+
 def test_two_containers_reach_each_other(
     net: BridgeNetwork, make_ns: MakeNs, ns_procs: list
 ) -> None:

@@ -33,6 +33,16 @@ def test_veth_request_decodes_as_pyroute2_would_send_it() -> None:
     assert peer.get_attr("IFLA_NET_NS_PID") == 4321
 
 
+def test_veth_request_may_leave_the_host_end_down_and_up_request_raises_it() -> None:
+    msg = decode(rtnl.veth_request("vethabc", "eth0", 4321, 7, up=False))
+    assert not msg["flags"] & rtnl.IFF_UP and not msg["change"] & rtnl.IFF_UP
+    kind, flags, _ = up = rtnl.up_request("vethabc")
+    assert kind == rtnl.RTM_SETLINK and flags == 0
+    msg = decode(up)
+    assert msg.get_attr("IFLA_IFNAME") == "vethabc"
+    assert msg["flags"] & rtnl.IFF_UP and msg["change"] & rtnl.IFF_UP
+
+
 def test_attributes_are_padded_to_four_bytes() -> None:
     for name in ("a", "ab", "abc", "abcd"):
         assert len(rtnl.ifname(name)) % 4 == 0
