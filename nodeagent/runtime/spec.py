@@ -16,7 +16,6 @@ Invariants:
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -72,11 +71,17 @@ NAMESPACES: tuple[str, ...] = ("mount", "uts", "ipc", "net", "pid", "cgroup")
 NetworkMode = Literal["bridge", "none", "host"]
 
 
+_LEAVES = frozenset({str, int, float, bool, type(None), bytes})
+
+
 def as_plain(value: Any) -> Any:
     """``dataclasses.asdict`` for these types, an order of magnitude faster:
     asdict deep-copies every leaf, here all leaves are immutable scalars.
     Records are serialised on every state change, so this is on the hot path."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    kind = type(value)
+    if kind in _LEAVES:
+        return value
+    if hasattr(kind, "__dataclass_fields__"):
         return {k: as_plain(v) for k, v in vars(value).items()}
     if isinstance(value, list):
         return [as_plain(v) for v in value]

@@ -66,7 +66,7 @@ class Record:
 
     @property
     def log_path(self) -> str:
-        return str(self.bundle / "container.log")
+        return os.path.join(self.spec.bundle_dir, "container.log")
 
     def to_dict(self) -> dict[str, Any]:
         # The spec does not change once the record exists (a restart reuses
@@ -75,7 +75,9 @@ class Record:
         cached = self.__dict__.get("_spec_plain")
         if cached is None or cached[0] is not self.spec:
             cached = self.__dict__["_spec_plain"] = (self.spec, as_plain(self.spec))
-        data = {k: as_plain(v) for k, v in vars(self).items() if k != "spec" and k[0] != "_"}
+        # The other fields are scalars, and config is plain JSON data (it came
+        # as JSON): they need no conversion.
+        data = {k: v for k, v in vars(self).items() if k != "spec" and k[0] != "_"}
         data["spec"] = cached[1]
         return data
 
