@@ -42,6 +42,7 @@ class AgentOptions:
     listen: str = ""  # also serve the node API on TCP (the control plane proxies logs/exec)
     name: str = ""
     labels: dict[str, str] | None = None
+    max_starting: int = 0  # container starts at once (cluster); 0: one per CPU, up to 4
 
     @property
     def socket(self) -> str:
@@ -149,7 +150,7 @@ def run(opts: AgentOptions) -> int:
         from nodeagent.cluster import Worker
 
         worker = Worker(service, client, opts.join, opts.token, opts.name or socket.gethostname(),
-                        opts.listen, opts.labels or {}, opts.state_dir)
+                        opts.listen, opts.labels or {}, opts.state_dir, opts.max_starting)
         events.listeners.append(worker.on_event)
         service.images.load()  # before the first task needs it
         worker.start()

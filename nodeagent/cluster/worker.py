@@ -4,7 +4,8 @@ Three threads, each with one job:
 - the session thread holds the gRPC stream to the control plane, reconnecting
   with backoff; it only records what is assigned;
 - the reconcile thread compares assignments with the containers that exist
-  and starts or stops containers through the supervisor;
+  and starts or stops containers through the supervisor (several starts
+  at once, see ``MAX_STARTING``; each answer wakes it again);
 - the status thread sends task status in batches, at most one message per
   ``BATCH_WINDOW``: an update after a quiet spell goes at once, one in a busy
   spell with the rest of its window. A "starting" update waits
@@ -49,6 +50,16 @@ RECONNECT_MAX = 2.0
 # the cluster wait up to RECONNECT_MAX more. A refused connect costs little.
 JOIN_RETRY_MAX = 0.2
 JOIN_LOG_EVERY = 10.0
+# Starts a node has with its supervisor at once, by default: while one
+# container's PID 1 sets itself up, the supervisor starts the next. Each start
+# keeps about one CPU busy (the supervisor, the PID 1, the agent), and more
+# starts than CPUs only add copy-on-write faults (the supervisor writes to
+# pages its live children share): the default is one per CPU, up to this.
+MAX_STARTING = 4
+
+
+def default_max_starting() -> int:
+    return max(1, min(MAX_STARTING, len(os.sched_getaffinity(0))))
 
 
 def next_retry(delay: float, joined: bool) -> float:
@@ -103,7 +114,8 @@ class StatusQueue:
 
 class Worker:
     def __init__(self, service: Any, supervisor: Any, join: str, token: str, name: str,
-                 address: str, labels: dict[str, str], state_dir: str) -> None:
+                 address: str, labels: dict[str, str], state_dir: str,
+                 max_starting: int = 0) -> None:
         self.service = service  # AgentService: builds container requests from images
         self.sup = supervisor
         self.join = join
@@ -115,6 +127,8 @@ class Worker:
         self.node_id = _read(self.node_id_path)
         self.assigned: dict[str, Task] = {}
         self.containers: dict[str, str] = {}  # task id -> container id
+        self.starting: set[str] = set()  # task ids whose start awaits the supervisor
+        self.max_starting = max_starting or default_max_starting()
         self.reported: dict[str, cpb.TaskStatusUpdate] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -262,17 +276,21 @@ class Worker:
 
     def _reconcile(self, assigned: dict[str, Task]) -> None:
         for tid, task in assigned.items():
+            if tid in self.starting:
+                continue  # decided again once its start has answered
             cid = self.containers.get(tid)
             if task.desired_state == TaskState.RUNNING:
-                if cid is None and tid not in self.reported:
+                if cid is None and tid not in self.reported and len(self.starting) < self.max_starting:
                     self._start(task)
             elif cid is not None:
                 self._stop_async(tid, task, cid, TaskState.SHUTDOWN)
             elif tid not in self.reported or self.reported[tid].state < TaskState.COMPLETE:
                 self._report(task.id, TaskState.SHUTDOWN, "shut down")
-        for tid in [t for t in self.containers if t not in assigned]:
+        with self._lock:
+            gone = [(t, cid) for t, cid in self.containers.items() if t not in assigned]
+        for tid, cid in gone:
             # Not in the set: the control plane no longer wants it here.
-            self._stop_async(tid, None, self.containers[tid], None)
+            self._stop_async(tid, None, cid, None)
 
     def _image(self, ref: str) -> str:
         """A local image for ``ref``; registry images are pulled on demand,
@@ -289,18 +307,35 @@ class Worker:
         return self._pulled[ref]
 
     def _start(self, task: Task) -> None:
+        """Ask the supervisor to run the task's container, without waiting:
+        its answer comes to :meth:`_started` (the supervisor sets up several
+        containers at once)."""
         self._report(task.id, TaskState.STARTING, "starting")
         try:
             cfg = container_config(task)
             cfg.image = self._image(task.spec.image)
             record = self.service._record_request(cfg)
-            rec = self.sup.call("run", record=record)
+            with self._lock:
+                self.starting.add(task.id)
+            self.sup.call_async("run", lambda rec, err: self._started(task.id, rec, err),
+                                record=record)
         except AgentError as err:
+            self._started(task.id, None, err)
+
+    def _started(self, tid: str, rec: dict[str, Any] | None, err: AgentError | None) -> None:
+        """The supervisor's answer to a start (on its reader thread, before
+        any later event of the container: an exit finds it in containers)."""
+        if err is not None or rec is None:
+            err = err or AgentError("the supervisor answered a start without a container")
             state = TaskState.REJECTED if isinstance(err, NotFound) else TaskState.FAILED
-            self._report(task.id, state, "could not start", error=err.message)
-            return
-        self.containers[task.id] = rec["id"]
-        self._report(task.id, TaskState.RUNNING, "running", container_id=rec["id"])
+            self._report(tid, state, "could not start", error=err.message)
+        else:
+            with self._lock:
+                self.containers[tid] = rec["id"]
+            self._report(tid, TaskState.RUNNING, "running", container_id=rec["id"])
+        with self._lock:
+            self.starting.discard(tid)
+        self._wake.set()
 
     def _stop_async(self, tid: str, task: Task | None, cid: str, final: TaskState | None) -> None:
         self.containers.pop(tid, None)

@@ -7,6 +7,7 @@ its exit with :meth:`FakeRuntime.set_exit` (or ``exit_codes`` before start).
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class FakeRuntime:
         self.ignore_stop_signal: set[str] = set()  # ids whose PID 1 ignores stop_signal
         self.procs: dict[str, _FakeProc] = {}
         self._pids = itertools.count(10_000)
+        self._launch_fds: dict[str, int] = {}
         self._clock = clock
 
     def _rec(self, verb: str, container_id: str) -> None:
@@ -60,6 +62,26 @@ class FakeRuntime:
         proc.started = True
         if container.spec.id in self.exit_codes:
             proc.status = ExitStatus(self.exit_codes[container.spec.id])
+
+    def launch(self, spec: ContainerSpec, stdio: Stdio) -> Container:
+        """create + start; the launch reads as done at once (its fd is at EOF)."""
+        container = self.create(spec, stdio)
+        self.start(container)
+        r, w = os.pipe2(os.O_CLOEXEC)
+        os.close(w)
+        self._launch_fds[spec.id] = r
+        return container
+
+    def launch_fd(self, container: Container) -> int:
+        fd = self._launch_fds.get(container.spec.id)
+        if fd is None:
+            raise FailedPrecondition(f"container {container.spec.id[:12]} is not being launched")
+        return fd
+
+    def launched(self, container: Container) -> bool:
+        os.close(self.launch_fd(container))
+        del self._launch_fds[container.spec.id]
+        return True
 
     def set_exit(self, container: Container, exit_code: int, sig: int = 0,
                  oom_killed: bool = False) -> None:

@@ -12,7 +12,8 @@ namespace, whose root is thus the container's group. So everything C does,
 and everything of the container's, is accounted to the container. In bridge
 mode C waits for P's ``N`` (veth attached) before configuring it.
 
-Then C reports ``R`` and blocks until P sends ``S``, then execs. Any failure
+Then C reports ``R`` and blocks until P sends ``S``, then execs (a launch,
+``start_now``, execs at once: P learns of it from EOF alone). Any failure
 is reported on the close-on-exec report pipe and the child ``_exit(127)``s:
 the exec never happens after a failed step. Nothing here imports or spawns
 after the clone; the plan is built in P.
@@ -41,6 +42,7 @@ class InitPlan:
     report_fd: int  # write end, child -> parent
     control_fd: int  # read end, parent -> child
     cgroup_files: list[str]  # written with "0" by C to join its cgroup
+    start_now: bool = False  # launch: exec right after setup, no R/S handshake
 
 
 def unshare_flags(network_mode: str) -> int:
@@ -135,11 +137,12 @@ INIT_STEPS: tuple[tuple[str, Callable[[InitPlan], None]], ...] = (
 
 def _container_init(plan: InitPlan) -> None:
     run_steps(INIT_STEPS, plan, plan.report_fd)
-    try:
-        channel.send(plan.report_fd, b"R")
-        _expect(plan.control_fd, b"S")
-    except BaseException as exc:
-        channel.fail(plan.report_fd, "wait_start", exc)
+    if not plan.start_now:
+        try:
+            channel.send(plan.report_fd, b"R")
+            _expect(plan.control_fd, b"S")
+        except BaseException as exc:
+            channel.fail(plan.report_fd, "wait_start", exc)
     process.exec_process(plan.process)
 
 

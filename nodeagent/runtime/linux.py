@@ -83,6 +83,42 @@ class LinuxRuntime:
     # --- create / start ---------------------------------------------------------
 
     def create(self, spec: ContainerSpec, stdio: Stdio) -> Container:
+        return self._create(spec, stdio, start_now=False)
+
+    def launch(self, spec: ContainerSpec, stdio: Stdio) -> Container:
+        """create and start in one step, without waiting for either: PID 1
+        sets up and execs on its own while the caller goes on (a supervisor
+        starts the next container meanwhile). Once :meth:`launch_fd` is
+        readable, :meth:`launched` says whether the exec happened (True) or
+        is still to come (False), or raises the SetupError of a failed step
+        with everything already undone."""
+        return self._create(spec, stdio, start_now=True)
+
+    def launch_fd(self, container: Container) -> int:
+        reader = self._get(container).reader
+        if reader is None:
+            raise FailedPrecondition(f"container {container.spec.id[:12]} is not being launched")
+        return reader.fd
+
+    def launched(self, container: Container) -> bool:
+        live = self._get(container)
+        if live.reader is None:
+            raise FailedPrecondition(f"container {container.spec.id[:12]} is not being launched")
+        try:
+            msg = live.reader.next()
+        except BlockingIOError:
+            return False
+        if msg is None:  # EOF: the close-on-exec pipe closed at exec
+            live.reader.close()
+            live.reader = None
+            return True
+        try:
+            self._raise_after(container.spec, container.pid, live, _as_error(msg, "setup"))
+        finally:
+            self._teardown(container, live)
+        return False  # not reached: _raise_after raises
+
+    def _create(self, spec: ContainerSpec, stdio: Stdio, start_now: bool) -> Container:
         self._validate(spec)
         live = _Live(cgroup=self.cgroups.create(_cgroup_name(spec), spec.resources))
         self._live[spec.id] = live
@@ -90,7 +126,7 @@ class LinuxRuntime:
         live.handle = container
         try:
             bundle.prepare(spec)
-            container.pid = self._spawn_init(spec, stdio, live)
+            container.pid = self._spawn_init(spec, stdio, live, start_now)
         except BaseException:
             self._teardown(container, live)
             raise
@@ -131,7 +167,7 @@ class LinuxRuntime:
             cgroup_files=live.cgroup.self_join_files(),
         )
 
-    def _spawn_init(self, spec: ContainerSpec, stdio: Stdio, live: _Live) -> int:
+    def _spawn_init(self, spec: ContainerSpec, stdio: Stdio, live: _Live, start_now: bool) -> int:
         report_r, report_w = channel.pipe()
         live.reader = channel.Reader(report_r)
         try:
@@ -141,6 +177,7 @@ class LinuxRuntime:
             raise
         try:
             plan = self._init_plan(spec, stdio, report_w, control_r, live)
+            plan.start_now = start_now
             try:
                 pid = init.spawn(plan)
             except OSError as exc:
@@ -151,6 +188,11 @@ class LinuxRuntime:
         live.pidfd = os.pidfd_open(pid)
         if spec.network.mode == "bridge":
             self._attach_network(spec, pid, live)
+        if start_now:
+            os.close(live.control_fd)  # nothing more to say: no start to send
+            live.control_fd = -1
+            os.set_blocking(live.reader.fd, False)
+            return pid
         msg = live.reader.next()
         if msg != b"R":
             self._raise_after(spec, pid, live, _as_error(msg, "init"))

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import socket
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from nodeagent.errors import AgentError, from_dict
+from nodeagent.logging import JsonLogger
 from nodeagent.supervisor import wire
 
 
@@ -22,14 +24,32 @@ class SupervisorUnavailable(AgentError):
     code = "unavailable"
 
 
-class _Pending:
-    __slots__ = ("done", "error", "fds", "result")
+log = JsonLogger("orch.supervisor-client")
 
-    def __init__(self) -> None:
+Callback = Callable[[Any, "AgentError | None"], None]
+
+
+class _Pending:
+    __slots__ = ("callback", "done", "error", "fds", "result")
+
+    def __init__(self, callback: Callback | None = None) -> None:
         self.done = threading.Event()
         self.result: Any = None
         self.error: AgentError | None = None
         self.fds: list[int] = []
+        self.callback = callback
+
+    def finish(self) -> None:
+        if self.callback is None:
+            self.done.set()
+            return
+        for fd in self.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        try:
+            self.callback(self.result, self.error)
+        except Exception:  # the reader thread must go on
+            log.exception("supervisor reply callback failed")
 
 
 class SupervisorClient:
@@ -55,14 +75,29 @@ class SupervisorClient:
         result, fds = self.call_fds(op, wait_timeout=wait_timeout, **args)
         for fd in fds:
             with contextlib.suppress(OSError):
-                import os
-
                 os.close(fd)
         return result
 
+    def call_async(self, op: str, callback: Callback, **args: Any) -> None:
+        """Send ``op`` and return at once: ``callback(result, error)`` runs on
+        the reader thread when the answer comes (error set if it failed or the
+        connection was lost), before any later event is delivered. It must
+        not block."""
+        self._send(op, args, _Pending(callback))
+
     def call_fds(self, op: str, wait_timeout: float | None = None, **args: Any) -> tuple[Any, list[int]]:
-        rid = next(self._rids)
         pending = _Pending()
+        rid = self._send(op, args, pending)
+        if not pending.done.wait(wait_timeout):
+            with self._lock:
+                self._pending.pop(rid, None)
+            raise AgentError(f"supervisor did not answer {op} within {wait_timeout} s")
+        if pending.error is not None:
+            raise pending.error
+        return pending.result, pending.fds
+
+    def _send(self, op: str, args: dict[str, Any], pending: _Pending) -> int:
+        rid = next(self._rids)
         with self._lock:
             if self._closed:
                 raise SupervisorUnavailable("connection to the supervisor is closed")
@@ -74,13 +109,7 @@ class SupervisorClient:
             with self._lock:
                 self._pending.pop(rid, None)
             raise SupervisorUnavailable(f"supervisor connection failed: {err}")
-        if not pending.done.wait(wait_timeout):
-            with self._lock:
-                self._pending.pop(rid, None)
-            raise AgentError(f"supervisor did not answer {op} within {wait_timeout} s")
-        if pending.error is not None:
-            raise pending.error
-        return pending.result, pending.fds
+        return rid
 
     def _read_loop(self) -> None:
         reader = wire.Reader()
@@ -99,7 +128,7 @@ class SupervisorClient:
                 pending, self._pending = self._pending, {}
             for p in pending.values():
                 p.error = SupervisorUnavailable("the supervisor went away")
-                p.done.set()
+                p.finish()
             if self._on_event is not None:
                 self._on_event("disconnected", {})
 
@@ -117,7 +146,7 @@ class SupervisorClient:
             pending.fds = fds
         else:
             pending.error = from_dict(msg.get("error", {}))
-        pending.done.set()
+        pending.finish()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

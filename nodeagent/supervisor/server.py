@@ -67,6 +67,16 @@ class Live:
 
 
 @dataclass
+class Launch:
+    """A container whose process is still setting up (see LinuxRuntime.launch)."""
+
+    handle: Container
+    fd: int  # readable once the exec happened or the set-up failed
+    pipes: dict[int, str]  # its output pipes: read fd -> stream name
+    done: Callable[[AgentError | None], None]
+
+
+@dataclass
 class Exec:
     exec_id: int
     conn: Conn
@@ -106,6 +116,11 @@ class Supervisor:
         self.timers: list[tuple[float, int, Callable[[], None]]] = []
         self.cancelled: set[int] = set()
         self.restart_timers: dict[str, int] = {}
+        # Containers being launched, the requests about them that wait for
+        # the launch to end, and what waits for every launch to end (shutdown).
+        self.launching: dict[str, Launch] = {}
+        self.deferred: dict[str, list[tuple[Conn, dict[str, Any]]]] = {}
+        self.after_launches: list[Callable[[], None]] = []
         self._seq = itertools.count(1)
         self.sel = selectors.DefaultSelector()
         self.conns: list[Conn] = []
@@ -147,6 +162,8 @@ class Supervisor:
                     self._on_conn(obj)
                 elif kind == "pipe":
                     self._on_pipe(key.fd, obj)
+                elif kind == "launch":
+                    self._on_launch(obj)
             self._run_timers()
             self._empty_trash()
         listener.close()
@@ -270,6 +287,8 @@ class Supervisor:
             else:
                 self._send(conn, {"rid": rid, "ok": True, "result": result}, fds)
 
+        if self.launching and self._defer(conn, msg):
+            return
         handler = getattr(self, "op_" + str(msg.get("op")), None)
         if handler is None:
             reply(None, InvalidArgument(f"unknown supervisor operation {msg.get('op')!r}"))
@@ -281,6 +300,23 @@ class Supervisor:
         except Exception as err:
             log.exception("operation failed", op=msg.get("op"))
             reply(None, AgentError(f"internal error in {msg.get('op')}: {err}"))
+
+    def _defer(self, conn: Conn, msg: dict[str, Any]) -> bool:
+        """Hold a request about a container still being launched until the
+        launch has ended: every operation sees a container either not yet
+        started, or running, or failed to start. (A shutdown waits for every
+        launch: see _shutdown.)"""
+        ref = msg.get("args", {}).get("id")
+        if not isinstance(ref, str):
+            return False
+        try:
+            cid = self._find(ref).id
+        except AgentError:
+            return False
+        if cid not in self.launching:
+            return False
+        self.deferred.setdefault(cid, []).append((conn, msg))
+        return True
 
     # ---- lookups ---------------------------------------------------------
 
@@ -326,13 +362,13 @@ class Supervisor:
 
     def op_run(self, conn: Conn, reply: Reply, record: dict[str, Any]) -> None:
         rec = self._create(record)
-        try:
-            self._start(rec)
-        except AgentError:
-            if rec.auto_remove:
+
+        def done(err: AgentError | None) -> None:
+            if err is not None and rec.auto_remove:
                 self._remove(rec)
-            raise
-        reply(rec.public(), None)
+            reply(None if err else rec.public(), err)
+
+        self._start(rec, done)
 
     def op_start(self, conn: Conn, reply: Reply, id: str) -> None:
         rec = self._find(id)
@@ -343,8 +379,7 @@ class Supervisor:
             raise FailedPrecondition(f"container {rec.name} is being removed")
         self._cancel(self.restart_timers.pop(rec.id, 0))
         rec.stopped_by_user = False
-        self._start(rec)
-        reply(rec.public(), None)
+        self._start(rec, lambda err: reply(None if err else rec.public(), err))
 
     def op_stop(self, conn: Conn, reply: Reply, id: str, timeout: float | None = None) -> None:
         rec = self._find(id)
@@ -473,29 +508,71 @@ class Supervisor:
                         f"by container {rec.name}"
                     )
 
-    def _start(self, rec: Record) -> None:
+    def _start(self, rec: Record, done: Callable[[AgentError | None], None]) -> None:
+        """Launch the container's process and go on; ``done`` hears how it
+        went once the process runs (None) or its set-up failed (the error)."""
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
-            handle = self.runtime.create(rec.spec, Stdio(stdout=out_w, stderr=err_w))
-            try:
-                self.runtime.start(handle)
-            except BaseException:
-                self.runtime.remove(handle, keep_rootfs=True)
-                raise
+            handle = self.runtime.launch(rec.spec, Stdio(stdout=out_w, stderr=err_w))
         except AgentError as err:
             os.close(out_r)
             os.close(err_r)
-            rec.state, rec.exit_code, rec.error = EXITED, 127, err.message
-            rec.finished_at = self.wallclock()
-            records.save(rec)
-            raise
+            self._start_failed(rec, err)
+            done(err)
+            return
         finally:
             os.close(out_w)
             os.close(err_w)
-        live = Live(handle, LogWriter(rec.log_path), {out_r: "stdout", err_r: "stderr"})
+        launch = Launch(handle, self.runtime.launch_fd(handle),
+                        {out_r: "stdout", err_r: "stderr"}, done)
+        self.launching[rec.id] = launch
+        self.by_pid[handle.pid] = rec.id  # an exit is never missed, even mid-launch
+        self.sel.register(launch.fd, selectors.EVENT_READ, ("launch", rec.id))
+
+    def _on_launch(self, cid: str) -> None:
+        launch = self.launching[cid]
+        rec = self.records[cid]
+        self.sel.unregister(launch.fd)  # before the runtime closes it
+        try:
+            if not self.runtime.launched(launch.handle):
+                self.sel.register(launch.fd, selectors.EVENT_READ, ("launch", cid))
+                return
+        except Exception as exc:
+            if isinstance(exc, AgentError):
+                err = exc  # the runtime has undone the container
+            else:
+                log.exception("launch failed", container=rec.name)
+                err = AgentError(f"internal error while starting: {exc}")
+                with contextlib.suppress(Exception):
+                    self.runtime.remove(launch.handle, keep_rootfs=True)
+            del self.launching[cid]
+            self.by_pid.pop(launch.handle.pid, None)
+            for fd in launch.pipes:
+                os.close(fd)
+            self._start_failed(rec, err)
+            self._guard(functools.partial(launch.done, err))
+        else:
+            del self.launching[cid]
+            self._running(rec, launch)
+            self._guard(functools.partial(launch.done, None))
+        for conn, msg in self.deferred.pop(cid, []):
+            if not conn.closed:
+                self._dispatch(conn, msg)
+        if not self.launching:
+            waiting, self.after_launches = self.after_launches, []
+            for fn in waiting:
+                self._guard(fn)
+
+    def _start_failed(self, rec: Record, err: AgentError) -> None:
+        rec.state, rec.exit_code, rec.error = EXITED, 127, err.message
+        rec.finished_at = self.wallclock()
+        records.save(rec)
+
+    def _running(self, rec: Record, launch: Launch) -> None:
+        handle = launch.handle
+        live = Live(handle, LogWriter(rec.log_path), launch.pipes)
         self.live[rec.id] = live
-        self.by_pid[handle.pid] = rec.id
         for fd in live.pipes:
             os.set_blocking(fd, False)
             self.sel.register(fd, selectors.EVENT_READ, ("pipe", rec.id))
@@ -531,6 +608,12 @@ class Supervisor:
                 self._on_exit(owner, status)
 
     def _on_exit(self, cid: str, wait_status: int) -> None:
+        if cid in self.launching:
+            # Gone before its launch was read: the outcome is on the report
+            # pipe already (its writer is gone with the process).
+            self._on_launch(cid)
+            if cid not in self.live:
+                return  # the set-up failed, and the launch reported it
         live = self.live[cid]
         live.exit_status = self.runtime.exited(live.handle, wait_status)
         if live.pipes:
@@ -619,11 +702,13 @@ class Supervisor:
         if rec is None or rec.state != RESTARTING:
             return
         rec.restart_count += 1
-        try:
-            self._start(rec)
-        except AgentError as err:
-            log.warning("restart failed", container=rec.name, error=err.message)
-            self._emit("exited", rec.public())
+
+        def done(err: AgentError | None) -> None:
+            if err is not None:
+                log.warning("restart failed", container=rec.name, error=err.message)
+                self._emit("exited", rec.public())
+
+        self._start(rec, done)
 
     def _remove(self, rec: Record) -> None:
         """Delete a container that has no process: every trace of it."""
@@ -670,6 +755,9 @@ class Supervisor:
             remove_tree(str(self.trash.pop()))
 
     def _shutdown(self, stop_containers: bool, reply: Callable[..., None]) -> None:
+        if self.launching:
+            self.after_launches.append(lambda: self._shutdown(stop_containers, reply))
+            return
         if not stop_containers:
             self.running = False
             reply(True, None)

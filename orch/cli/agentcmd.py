@@ -30,6 +30,8 @@ def register(sub: Any) -> None:
     p.add_argument("--listen", default="", help="also serve the node API on HOST:PORT (cluster)")
     p.add_argument("--name", default="", help="node name (default: the hostname)")
     p.add_argument("--label", action="append", default=[], metavar="K=V", help="node label")
+    p.add_argument("--max-starting", type=int, default=0, metavar="N",
+                   help="container starts at once (default: one per CPU, up to 4)")
     p.add_argument("--all", action="store_true",
                    help="with stop: also stop and remove every container and the node network")
     p.set_defaults(func=cmd_agent)
@@ -49,12 +51,15 @@ def _options(args: argparse.Namespace) -> Any:
         if not sep or not key:
             raise CLIError(f"invalid label {item!r}: expected KEY=VALUE")
         labels[key] = value
+    if args.max_starting < 0:
+        raise CLIError(f"--max-starting must be 0 (one per CPU) or more, not {args.max_starting}")
     if args.join and not args.listen:
         raise CLIError("--join needs --listen HOST:PORT, where the control plane reaches this node")
     return AgentOptions(state_dir=args.state_dir or DEFAULT_STATE_DIR,
                         run_dir=run_dir or DEFAULT_RUN_DIR,
                         bridge=args.bridge, subnet=args.subnet, join=args.join, token=args.token,
-                        listen=args.listen, name=args.name, labels=labels)
+                        listen=args.listen, name=args.name, labels=labels,
+                        max_starting=args.max_starting)
 
 
 def cmd_agent(args: argparse.Namespace, agent: Agent) -> int:
@@ -87,6 +92,8 @@ def _detach(agent: Agent, opts: Any, args: argparse.Namespace) -> int:
         cmd += ["--join", opts.join, "--token", opts.token, "--listen", opts.listen]
     if opts.name:
         cmd += ["--name", opts.name]
+    if opts.max_starting:
+        cmd += ["--max-starting", str(opts.max_starting)]
     for key, value in (opts.labels or {}).items():
         cmd += ["--label", f"{key}={value}"]
     with open(log_path, "ab") as logf:

@@ -152,7 +152,10 @@ def start_agent(rec: ClusterRecord, node: NodeRecord, index: int) -> subprocess.
     cmd = [sys.executable, "-m", "orch", "agent", "--detach", "--state-dir", node.state_dir,
            "--run-dir", node.run_dir, "--bridge", "orch0", "--subnet", f"10.88.{index}.0/24",
            "--join", rec.join, "--token", rec.token, "--listen", f"{node.address}:{AGENT_PORT}",
-           "--name", node.name, "--label", f"node={node.name}"]
+           "--name", node.name, "--label", f"node={node.name}",
+           # The nodes share this machine's CPUs: each starts as many
+           # containers at once as its share is (each start keeps about one busy).
+           "--max-starting", str(max(1, (os.cpu_count() or 1) // max(1, len(rec.nodes))))]
     if node.netns:
         cmd = netns_exec(node.netns, cmd)
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

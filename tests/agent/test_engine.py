@@ -296,6 +296,32 @@ def test_nothing_is_left_after_rm(engine: Engine) -> None:
     assert str(port) not in rules
 
 
+def test_requests_about_a_container_being_launched_wait_for_the_launch(engine: Engine) -> None:
+    """The supervisor starts a container and reads its next request while the
+    container's PID 1 sets up. A request about that container, sent right
+    behind the start, is answered once the launch has ended: the start is
+    answered running, the removal after it, and nothing is left."""
+    from nodeagent.supervisor import wire
+
+    cid = engine.orch("create", "busybox", "sleep", "300").stdout.strip()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(30)
+        sock.connect(str(engine.run / "supervisor.sock"))
+        sock.sendall(wire.encode({"rid": 1, "op": "start", "args": {"id": cid}})
+                     + wire.encode({"rid": 2, "op": "get", "args": {"id": cid}})
+                     + wire.encode({"rid": 3, "op": "remove", "args": {"id": cid, "force": True}}))
+        reader, replies = wire.Reader(), []
+        while len(replies) < 3:
+            got = wire.recv(sock, reader)
+            assert got is not None, "the supervisor closed the connection"
+            replies += [msg for msg, _ in got if "rid" in msg]
+    assert [r["rid"] for r in replies] == [1, 2, 3]
+    assert all(r["ok"] for r in replies), replies
+    assert replies[0]["result"]["state"] == "running"
+    assert replies[1]["result"]["state"] == "running" and replies[1]["result"]["pid"] > 0
+    assert _leftovers(engine, cid) == []
+
+
 @pytest.mark.parametrize("agent_crashed", [False, True])
 def test_nothing_is_left_after_the_agent_shuts_down(tmp_path, agent_crashed: bool) -> None:  # type: ignore[no-untyped-def]
     from tests.agent.conftest import Engine, busybox_rootfs

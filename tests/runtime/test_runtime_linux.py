@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.errors import SetupError
+from nodeagent.errors import FailedPrecondition, SetupError
 from nodeagent.runtime import Container, LinuxRuntime, Stdio
 from nodeagent.runtime.capabilities import to_mask
 from nodeagent.runtime.spec import DEFAULT_CAPABILITIES, ContainerSpec, ProcessSpec
@@ -361,6 +361,53 @@ def test_command_not_found_fails_at_start(runtime: LinuxRuntime, make_spec: Spec
         runtime.start(c)
     assert info.value.step == "exec"
     assert "no-such-command-orch" in str(info.value)
+    assert_nothing_left(spec, c.pid)
+    runtime.remove(c)  # idempotent after the failure cleaned up
+
+
+def launch_outcome(rt: LinuxRuntime, c: Container) -> bool:
+    """Poll a launch as the supervisor does: whenever its fd is readable."""
+    import select
+
+    fd = rt.launch_fd(c)
+    while True:
+        select.select([fd], [], [], 30)
+        if rt.launched(c):
+            return True
+
+
+def test_launch_runs_without_a_start_and_reports_the_exec(runtime: LinuxRuntime,
+                                                          make_spec: Spec) -> None:
+    r, w = os.pipe()
+    spec = sh(make_spec, "echo launched; exit 7")
+    try:
+        c = runtime.launch(spec, Stdio(stdout=w))
+    finally:
+        os.close(w)
+    try:
+        assert launch_outcome(runtime, c)
+        with pytest.raises(FailedPrecondition):
+            runtime.launch_fd(c)  # over: nothing more to read
+        status = runtime.wait(c, timeout=30)
+        assert status is not None and status.exit_code == 7
+        assert _read_all(r) == "launched\n"
+        with pytest.raises(FailedPrecondition):
+            runtime.start(c)  # a launch needs no start
+    finally:
+        os.close(r)
+        runtime.remove(c)
+    assert_nothing_left(spec, c.pid)
+
+
+@pytest.mark.parametrize("command,step", [(["no-such-command-orch"], "exec"),
+                                          (["/bin/true"], "resolve_user")])
+def test_a_failed_launch_raises_its_step_with_everything_undone(
+        runtime: LinuxRuntime, make_spec: Spec, command: list[str], step: str) -> None:
+    spec = make_spec(command, **({"user": "nobody-orch"} if step == "resolve_user" else {}))
+    c = runtime.launch(spec, Stdio())
+    with pytest.raises(SetupError) as info:
+        launch_outcome(runtime, c)
+    assert info.value.step == step
     assert_nothing_left(spec, c.pid)
     runtime.remove(c)  # idempotent after the failure cleaned up
 

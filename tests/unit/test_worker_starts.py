@@ -1,0 +1,111 @@
+"""The worker's starts: several at once with the supervisor, never more than
+its limit, each task started once, and a container's exit heard even when it
+comes right after the start's answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlplane.model import ServiceSpec, Task, TaskState
+from nodeagent.cluster import worker as worker_mod
+from nodeagent.cluster.worker import Worker
+from nodeagent.errors import AgentError
+
+
+class FakeService:
+    def _record_request(self, cfg: Any) -> dict[str, Any]:
+        return {"name": cfg.name}
+
+
+class FakeSupervisor:
+    """Holds each run's callback until the test answers it."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, Any]] = []
+
+    def call_async(self, op: str, callback: Any, **args: Any) -> None:
+        assert op == "run"
+        self.runs.append((args["record"]["name"], callback))
+
+    def answer(self, index: int, cid: str = "", error: AgentError | None = None) -> str:
+        name, callback = self.runs[index]
+        callback(None if error else {"id": cid or f"c-{name}"}, error)
+        return name
+
+
+def make_worker(max_starting: int) -> tuple[Worker, FakeSupervisor]:
+    sup = FakeSupervisor()
+    w = Worker(FakeService(), sup, "127.0.0.1:1", "t", "n1", "127.0.0.1:2", {}, "/nonexistent",
+               max_starting=max_starting)
+    return w, sup
+
+
+def tasks(n: int) -> dict[str, Task]:
+    spec = ServiceSpec(name="web", image="busybox")
+    return {f"t{i}": Task(id=f"t{i}", service_id="s", service_name="web", slot=i + 1, spec=spec)
+            for i in range(n)}
+
+
+def states(w: Worker) -> dict[str, TaskState]:
+    return {tid: TaskState(u.state) for tid, u in w.reported.items()}
+
+
+def test_starts_go_out_up_to_the_limit_and_each_answer_lets_the_next_go() -> None:
+    w, sup = make_worker(max_starting=2)
+    assigned = tasks(5)
+    w._reconcile(assigned)
+    assert len(sup.runs) == 2 and w.starting == {"t0", "t1"}
+    w._reconcile(assigned)  # nothing answered yet: nothing more, nothing twice
+    assert len(sup.runs) == 2
+    sup.answer(0)
+    assert w.containers == {"t0": "c-web.1.t0"} and w.starting == {"t1"}
+    assert w._wake.is_set()
+    w._reconcile(assigned)
+    assert len(sup.runs) == 3
+    for i in (1, 2):
+        sup.answer(i)
+    w._reconcile(assigned)
+    for i in (3, 4):
+        sup.answer(i)
+    w._reconcile(assigned)
+    assert len(sup.runs) == 5 and len({name for name, _ in sup.runs}) == 5
+    assert set(states(w).values()) == {TaskState.RUNNING} and not w.starting
+
+
+def test_a_failed_start_is_reported_and_frees_its_place() -> None:
+    w, sup = make_worker(max_starting=1)
+    assigned = tasks(2)
+    w._reconcile(assigned)
+    sup.answer(0, error=AgentError("exec: no such file"))
+    assert states(w)["t0"] == TaskState.FAILED and w.reported["t0"].error == "exec: no such file"
+    w._reconcile(assigned)
+    assert [name for name, _ in sup.runs] == ["web.1.t0", "web.2.t1"]
+
+
+def test_an_exit_right_after_the_answer_is_heard() -> None:
+    """The supervisor sends the run's answer, then the exit: the answer's
+    callback has made the container known before the event is delivered."""
+    w, sup = make_worker(max_starting=1)
+    w._reconcile(tasks(1))
+    sup.answer(0, cid="c0")
+    w.on_event("exited", {"id": "c0", "exit_code": 3,
+                          "labels": {worker_mod.TASK_LABEL: "t0"}})
+    assert states(w)["t0"] == TaskState.FAILED and w.reported["t0"].exit_code == 3
+
+
+def test_a_task_taken_away_while_starting_is_stopped_once_its_start_answers() -> None:
+    w, sup = make_worker(max_starting=1)
+    assigned = tasks(1)
+    w._reconcile(assigned)
+    stopped: list[str] = []
+    w._stop_async = lambda tid, task, cid, final: stopped.append(cid)  # type: ignore[method-assign]
+    w._reconcile({})  # gone from the set while its start is out: left alone
+    assert stopped == []
+    sup.answer(0, cid="c0")
+    w._reconcile({})
+    assert stopped == ["c0"]
+
+
+def test_the_default_limit_is_one_start_per_cpu_up_to_the_cap() -> None:
+    w, _ = make_worker(max_starting=0)
+    assert 1 <= w.max_starting <= worker_mod.MAX_STARTING
