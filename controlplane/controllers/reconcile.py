@@ -87,7 +87,12 @@ def alive(task: Task) -> bool:
 
 
 def same_spec(a: ServiceSpec, b: ServiceSpec) -> bool:
-    """Specs equal but for ``replicas``: scaling never replaces a task."""
+    """Specs equal but for ``replicas``: scaling never replaces a task.
+    (Checked for every task on every pass: compared in place, not copied.)"""
+    if a is b:
+        return True
+    if a.replicas == b.replicas:
+        return a == b
     return dataclasses.replace(a, replicas=0) == dataclasses.replace(b, replicas=0)
 
 

@@ -128,7 +128,9 @@ def run(opts: AgentOptions) -> int:
     lock_fd = _lock(opts.run_dir)
     events = EventHub()
     client, started = ensure_supervisor(opts, events)
-    sup_info = client.call("subscribe") and client.call("ping")
+    # The events the agent acts on (EventHub): not "created", one per container.
+    sup_info = (client.call("subscribe", events=["started", "exited", "removed"])
+                and client.call("ping"))
     stop = threading.Event()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"))
     service = AgentService(

@@ -52,6 +52,7 @@ class Conn:
     sock: socket.socket
     reader: wire.Reader = field(default_factory=wire.Reader)
     subscribed: bool = False
+    events: frozenset[str] | None = None  # what a subscriber wants; None: every event
     closed: bool = False
 
 
@@ -257,7 +258,7 @@ class Supervisor:
 
     def _emit(self, event: str, data: dict[str, Any]) -> None:
         for conn in list(self.conns):
-            if conn.subscribed:
+            if conn.subscribed and (conn.events is None or event in conn.events):
                 self._send(conn, {"event": event, "data": data})
 
     def _on_conn(self, conn: Conn) -> None:
@@ -344,8 +345,10 @@ class Supervisor:
     def op_ping(self, conn: Conn, reply: Reply) -> None:
         reply({"pid": os.getpid(), "containers": len(self.records)}, None)
 
-    def op_subscribe(self, conn: Conn, reply: Reply) -> None:
+    def op_subscribe(self, conn: Conn, reply: Reply, events: list[str] | None = None) -> None:
+        """Push events to this connection: those named, or every one."""
         conn.subscribed = True
+        conn.events = None if events is None else frozenset(events)
         reply(True, None)
 
     def op_list(self, conn: Conn, reply: Reply, all: bool = False) -> None:

@@ -322,6 +322,25 @@ def test_requests_about_a_container_being_launched_wait_for_the_launch(engine: E
     assert _leftovers(engine, cid) == []
 
 
+def test_a_subscriber_gets_the_events_it_names(engine: Engine) -> None:
+    from nodeagent.supervisor import wire
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(30)
+        sock.connect(str(engine.run / "supervisor.sock"))
+        sock.sendall(wire.encode({"rid": 1, "op": "subscribe", "args": {"events": ["exited"]}}))
+        reader = wire.Reader()
+        assert wire.recv(sock, reader) == [({"rid": 1, "ok": True, "result": True}, [])]
+        cid = engine.orch("run", "-d", "busybox", "true").stdout.strip()
+        events = []
+        while not events:
+            got = wire.recv(sock, reader)
+            assert got is not None
+            events += [msg["event"] for msg, _ in got if msg.get("data", {}).get("id") == cid]
+    assert events == ["exited"]  # not created, not started
+    engine.orch("rm", cid)
+
+
 @pytest.mark.parametrize("agent_crashed", [False, True])
 def test_nothing_is_left_after_the_agent_shuts_down(tmp_path, agent_crashed: bool) -> None:  # type: ignore[no-untyped-def]
     from tests.agent.conftest import Engine, busybox_rootfs

@@ -218,3 +218,18 @@ def test_a_failing_slot_walks_through_backoff_to_its_attempt_limit() -> None:
     holders = [t for t in tasks if t.desired_state in (R, C)]
     assert [(t.attempt, t.desired_state) for t in holders] == [(3, C)]
     assert by_id(tasks).keys() >= {"new-1", "new-2", "new-3", "new-4"}
+
+
+def test_same_spec_ignores_replicas_and_nothing_else() -> None:
+    import dataclasses
+
+    from controlplane.controllers.reconcile import same_spec
+    from controlplane.model import ServiceSpec
+
+    base = ServiceSpec(name="web", image="busybox", replicas=3)
+    assert same_spec(base, base)
+    assert same_spec(base, dataclasses.replace(base))  # equal, not the same object
+    assert same_spec(base, dataclasses.replace(base, replicas=9))
+    assert not same_spec(base, dataclasses.replace(base, image="busybox:2"))
+    assert not same_spec(base, dataclasses.replace(base, image="busybox:2", replicas=9))
+    assert not same_spec(base, dataclasses.replace(base, env=["A=1"]))
