@@ -42,7 +42,7 @@ class AgentOptions:
     listen: str = ""  # also serve the node API on TCP (the control plane proxies logs/exec)
     name: str = ""
     labels: dict[str, str] | None = None
-    max_starting: int = 0  # container starts at once (cluster); 0: one per CPU, up to 4
+    max_starting: int = 0  # container launches at once; 0: one per CPU, up to 4
 
     @property
     def socket(self) -> str:
@@ -78,7 +78,8 @@ def ensure_supervisor(opts: AgentOptions, on_event: object) -> tuple[SupervisorC
              "--run-dir", opts.run_dir, "--bridge", opts.bridge, "--subnet", opts.subnet,
              # A cluster node will run bridge containers: set the network up
              # now, not in the first task's start.
-             *(["--warm-network"] if opts.join else [])],
+             *(["--warm-network"] if opts.join else []),
+             *(["--max-launching", str(opts.max_starting)] if opts.max_starting else [])],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True,
             close_fds=True,
         )

@@ -4,8 +4,8 @@ Three threads, each with one job:
 - the session thread holds the gRPC stream to the control plane, reconnecting
   with backoff; it only records what is assigned;
 - the reconcile thread compares assignments with the containers that exist
-  and starts or stops containers through the supervisor (several starts
-  at once, see ``MAX_STARTING``; each answer wakes it again);
+  and starts or stops containers through the supervisor (a few starts
+  out at once, see ``MAX_STARTING``; each answer wakes it again);
 - the status thread sends task status in batches, at most one message per
   ``BATCH_WINDOW``: an update after a quiet spell goes at once, one in a busy
   spell with the rest of its window. A "starting" update waits
@@ -50,11 +50,9 @@ RECONNECT_MAX = 2.0
 # the cluster wait up to RECONNECT_MAX more. A refused connect costs little.
 JOIN_RETRY_MAX = 0.2
 JOIN_LOG_EVERY = 10.0
-# Starts a node has with its supervisor at once, by default: while one
-# container's PID 1 sets itself up, the supervisor starts the next. Each start
-# keeps about one CPU busy (the supervisor, the PID 1, the agent), and more
-# starts than CPUs only add copy-on-write faults (the supervisor writes to
-# pages its live children share): the default is one per CPU, up to this.
+# The supervisor launches as many containers at once as the node has CPUs
+# for (see supervisor.server.MAX_LAUNCHING); the worker keeps one start more
+# than that with it, so the next is there the moment a launch ends.
 MAX_STARTING = 4
 
 
@@ -128,7 +126,7 @@ class Worker:
         self.assigned: dict[str, Task] = {}
         self.containers: dict[str, str] = {}  # task id -> container id
         self.starting: set[str] = set()  # task ids whose start awaits the supervisor
-        self.max_starting = max_starting or default_max_starting()
+        self.max_in_flight = (max_starting or default_max_starting()) + 1
         self.reported: dict[str, cpb.TaskStatusUpdate] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -280,7 +278,7 @@ class Worker:
                 continue  # decided again once its start has answered
             cid = self.containers.get(tid)
             if task.desired_state == TaskState.RUNNING:
-                if cid is None and tid not in self.reported and len(self.starting) < self.max_starting:
+                if cid is None and tid not in self.reported and len(self.starting) < self.max_in_flight:
                     self._start(task)
             elif cid is not None:
                 self._stop_async(tid, task, cid, TaskState.SHUTDOWN)

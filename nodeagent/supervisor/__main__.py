@@ -1,5 +1,5 @@
 """``python -m nodeagent.supervisor --state-dir D --run-dir R [--bridge NAME]
-[--subnet CIDR] [--warm-network]``
+[--subnet CIDR] [--warm-network] [--max-launching N]``
 
 Started by the agent (through exec, never a fork of the gRPC process) in its
 own session, so it outlives the agent. The options are read by hand, not by
@@ -13,9 +13,9 @@ import os
 import sys
 
 USAGE = ("usage: python -m nodeagent.supervisor --state-dir D --run-dir R "
-         "[--bridge NAME] [--subnet CIDR] [--warm-network]")
+         "[--bridge NAME] [--subnet CIDR] [--warm-network] [--max-launching N]")
 _VALUED = {"--state-dir": "state_dir", "--run-dir": "run_dir", "--bridge": "bridge",
-           "--subnet": "subnet"}
+           "--subnet": "subnet", "--max-launching": "max_launching"}
 
 
 def parse_args(argv: list[str]) -> dict[str, str | bool]:
@@ -37,6 +37,9 @@ def parse_args(argv: list[str]) -> dict[str, str | bool]:
     for required in ("--state-dir", "--run-dir"):
         if _VALUED[required] not in opts:
             _usage_error(f"{required} is required")
+    limit = str(opts.get("max_launching", "0"))
+    if not limit.isdigit():
+        _usage_error(f"--max-launching needs a whole number, not {limit!r}")
     return opts
 
 
@@ -62,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             network.ensure()
         except Exception as exc:  # the first container's start reports it again
             log.warning("network setup failed", error=str(exc))
-    Supervisor(state_dir, run_dir, runtime, network).serve()
+    Supervisor(state_dir, run_dir, runtime, network,
+               max_launching=int(str(opts.get("max_launching", "0")))).serve()
     return 0
 
 

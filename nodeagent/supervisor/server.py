@@ -45,6 +45,15 @@ log = JsonLogger("orch.supervisor")
 # How long an exited container's output pipes may stay open (held by a dying
 # grandchild) before the exit is reported anyway.
 DRAIN_TIMEOUT = 2.0
+# Launches at once, by default: one per CPU, up to this. A container's PID 1
+# sets itself up on one CPU while the supervisor starts the next on another;
+# more launches than CPUs only add copy-on-write faults (the supervisor's
+# writes to pages its live children share).
+MAX_LAUNCHING = 4
+
+
+def default_max_launching() -> int:
+    return max(1, min(MAX_LAUNCHING, len(os.sched_getaffinity(0))))
 
 
 @dataclass
@@ -96,6 +105,7 @@ class Supervisor:
         network: Any = None,
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], float] = time.time,
+        max_launching: int = 0,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.containers_dir = self.state_dir / "containers"
@@ -122,6 +132,10 @@ class Supervisor:
         self.launching: dict[str, Launch] = {}
         self.deferred: dict[str, list[tuple[Conn, dict[str, Any]]]] = {}
         self.after_launches: list[Callable[[], None]] = []
+        # At most this many launches at once; later starts wait their turn
+        # here, so the next is ready the moment one ends.
+        self.max_launching = max_launching or default_max_launching()
+        self.start_queue: list[tuple[Conn, dict[str, Any]]] = []
         self._seq = itertools.count(1)
         self.sel = selectors.DefaultSelector()
         self.conns: list[Conn] = []
@@ -288,7 +302,10 @@ class Supervisor:
             else:
                 self._send(conn, {"rid": rid, "ok": True, "result": result}, fds)
 
-        if self.launching and self._defer(conn, msg):
+        if (self.launching or self.start_queue) and self._defer(conn, msg):
+            return
+        if msg.get("op") in ("run", "start") and len(self.launching) >= self.max_launching:
+            self.start_queue.append((conn, msg))
             return
         handler = getattr(self, "op_" + str(msg.get("op")), None)
         if handler is None:
@@ -303,10 +320,11 @@ class Supervisor:
             reply(None, AgentError(f"internal error in {msg.get('op')}: {err}"))
 
     def _defer(self, conn: Conn, msg: dict[str, Any]) -> bool:
-        """Hold a request about a container still being launched until the
-        launch has ended: every operation sees a container either not yet
-        started, or running, or failed to start. (A shutdown waits for every
-        launch: see _shutdown.)"""
+        """Hold a request about a container being launched, or waiting for its
+        turn to be, until the launch has ended: every operation sees a
+        container either not yet started, or running, or failed to start, and
+        none overtakes the start. (A shutdown waits for every launch: see
+        _shutdown.)"""
         ref = msg.get("args", {}).get("id")
         if not isinstance(ref, str):
             return False
@@ -314,10 +332,29 @@ class Supervisor:
             cid = self._find(ref).id
         except AgentError:
             return False
-        if cid not in self.launching:
+        if not self._starting(cid):
             return False
         self.deferred.setdefault(cid, []).append((conn, msg))
         return True
+
+    def _starting(self, cid: str) -> bool:
+        """Being launched, or a start for it waits in the queue."""
+        if cid in self.launching:
+            return True
+        for _, msg in self.start_queue:
+            if msg.get("op") == "start":
+                try:
+                    if self._find(str(msg.get("args", {}).get("id"))).id == cid:
+                        return True
+                except AgentError:
+                    pass
+        return False
+
+    def _release_deferred(self) -> None:
+        for cid in [c for c in self.deferred if not self._starting(c)]:
+            for conn, msg in self.deferred.pop(cid):
+                if not conn.closed:
+                    self._dispatch(conn, msg)
 
     # ---- lookups ---------------------------------------------------------
 
@@ -559,9 +596,11 @@ class Supervisor:
             del self.launching[cid]
             self._running(rec, launch)
             self._guard(functools.partial(launch.done, None))
-        for conn, msg in self.deferred.pop(cid, []):
+        while self.start_queue and len(self.launching) < self.max_launching:
+            conn, msg = self.start_queue.pop(0)
             if not conn.closed:
                 self._dispatch(conn, msg)
+        self._release_deferred()
         if not self.launching:
             waiting, self.after_launches = self.after_launches, []
             for fn in waiting:

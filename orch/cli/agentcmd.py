@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
     p.add_argument("--name", default="", help="node name (default: the hostname)")
     p.add_argument("--label", action="append", default=[], metavar="K=V", help="node label")
     p.add_argument("--max-starting", type=int, default=0, metavar="N",
-                   help="container starts at once (default: one per CPU, up to 4)")
+                   help="containers set up at once (default: one per CPU, up to 4)")
     p.add_argument("--all", action="store_true",
                    help="with stop: also stop and remove every container and the node network")
     p.set_defaults(func=cmd_agent)

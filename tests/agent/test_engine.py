@@ -322,6 +322,36 @@ def test_requests_about_a_container_being_launched_wait_for_the_launch(engine: E
     assert _leftovers(engine, cid) == []
 
 
+def test_starts_beyond_the_launch_limit_wait_their_turn(engine: Engine) -> None:
+    """More starts than the supervisor launches at once, sent in one go: each
+    is answered running (launches may end in any order), and a request about
+    a container whose start is still waiting is answered after that start."""
+    from nodeagent.supervisor import wire
+    from nodeagent.supervisor.server import MAX_LAUNCHING
+
+    n = MAX_LAUNCHING + 2
+    cids = [engine.orch("create", "busybox", "sleep", "300").stdout.strip() for _ in range(n)]
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(30)
+            sock.connect(str(engine.run / "supervisor.sock"))
+            sock.sendall(b"".join(wire.encode({"rid": i, "op": "start", "args": {"id": cid}})
+                                  for i, cid in enumerate(cids))
+                         # about the last, whose start waits its turn: after that start
+                         + wire.encode({"rid": n, "op": "get", "args": {"id": cids[-1]}}))
+            reader, replies = wire.Reader(), []
+            while len(replies) < n + 1:
+                got = wire.recv(sock, reader)
+                assert got is not None, "the supervisor closed the connection"
+                replies += [msg for msg, _ in got if "rid" in msg]
+        order = [r["rid"] for r in replies]
+        assert sorted(order) == list(range(n + 1))
+        assert order.index(n - 1) < order.index(n)
+        assert [r["result"]["state"] for r in replies] == ["running"] * (n + 1), replies
+    finally:
+        engine.orch("rm", "-f", *cids)
+
+
 def test_a_subscriber_gets_the_events_it_names(engine: Engine) -> None:
     from nodeagent.supervisor import wire
 

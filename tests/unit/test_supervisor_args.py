@@ -10,9 +10,9 @@ from nodeagent.supervisor.__main__ import parse_args
 
 def test_the_agents_arguments() -> None:
     opts = parse_args(["--state-dir", "/s", "--run-dir", "/r", "--bridge", "orchb0",
-                       "--subnet", "10.1.0.0/24", "--warm-network"])
+                       "--subnet", "10.1.0.0/24", "--warm-network", "--max-launching", "2"])
     assert opts == {"state_dir": "/s", "run_dir": "/r", "bridge": "orchb0",
-                    "subnet": "10.1.0.0/24", "warm_network": True}
+                    "subnet": "10.1.0.0/24", "warm_network": True, "max_launching": "2"}
 
 
 def test_defaults_and_the_equals_form() -> None:
@@ -25,6 +25,8 @@ def test_defaults_and_the_equals_form() -> None:
     (["--run-dir", "/r"], "--state-dir is required"),
     (["--state-dir", "/s", "--run-dir"], "--run-dir needs a value"),
     (["--state-dir", "/s", "--run-dir", "/r", "--bogus"], "unknown argument '--bogus'"),
+    (["--state-dir", "/s", "--run-dir", "/r", "--max-launching", "two"],
+     "--max-launching needs a whole number, not 'two'"),
 ])
 def test_bad_arguments_exit_2_with_the_reason(argv: list[str], message: str,
                                               capsys: pytest.CaptureFixture[str]) -> None:

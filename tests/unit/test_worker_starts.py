@@ -1,6 +1,6 @@
-"""The worker's starts: several at once with the supervisor, never more than
-its limit, each task started once, and a container's exit heard even when it
-comes right after the start's answer."""
+"""The worker's starts: several out with the supervisor at once (one more
+than it launches at once), never more, each task started once, and a
+container's exit heard even when it comes right after the start's answer."""
 
 from __future__ import annotations
 
@@ -50,8 +50,8 @@ def states(w: Worker) -> dict[str, TaskState]:
     return {tid: TaskState(u.state) for tid, u in w.reported.items()}
 
 
-def test_starts_go_out_up_to_the_limit_and_each_answer_lets_the_next_go() -> None:
-    w, sup = make_worker(max_starting=2)
+def test_starts_go_out_one_more_than_the_launch_limit_and_each_answer_lets_the_next_go() -> None:
+    w, sup = make_worker(max_starting=1)  # one launch at once, one start waiting its turn
     assigned = tasks(5)
     w._reconcile(assigned)
     assert len(sup.runs) == 2 and w.starting == {"t0", "t1"}
@@ -74,12 +74,12 @@ def test_starts_go_out_up_to_the_limit_and_each_answer_lets_the_next_go() -> Non
 
 def test_a_failed_start_is_reported_and_frees_its_place() -> None:
     w, sup = make_worker(max_starting=1)
-    assigned = tasks(2)
+    assigned = tasks(3)
     w._reconcile(assigned)
     sup.answer(0, error=AgentError("exec: no such file"))
     assert states(w)["t0"] == TaskState.FAILED and w.reported["t0"].error == "exec: no such file"
     w._reconcile(assigned)
-    assert [name for name, _ in sup.runs] == ["web.1.t0", "web.2.t1"]
+    assert [name for name, _ in sup.runs] == ["web.1.t0", "web.2.t1", "web.3.t2"]
 
 
 def test_an_exit_right_after_the_answer_is_heard() -> None:
@@ -108,4 +108,4 @@ def test_a_task_taken_away_while_starting_is_stopped_once_its_start_answers() ->
 
 def test_the_default_limit_is_one_start_per_cpu_up_to_the_cap() -> None:
     w, _ = make_worker(max_starting=0)
-    assert 1 <= w.max_starting <= worker_mod.MAX_STARTING
+    assert 2 <= w.max_in_flight <= worker_mod.MAX_STARTING + 1
