@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 from collections.abc import Iterator
 from typing import IO
 
@@ -143,8 +144,11 @@ class Snapshotter:
             os.close(fd)
 
 
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
 def _hex(diff_id: str) -> str:
     algo, _, hexpart = diff_id.partition(":")
-    if algo != "sha256" or len(hexpart) != 64 or not all(c in "0123456789abcdef" for c in hexpart):
+    if algo != "sha256" or not _SHA256_HEX.fullmatch(hexpart):
         raise AgentError(f"unsupported diff_id {diff_id!r}")
     return hexpart
