@@ -178,7 +178,7 @@ class Supervisor:
                 elif kind == "pipe":
                     self._on_pipe(key.fd, obj)
                 elif kind == "launch":
-                    self._on_launch(obj)
+                    self._on_launch(obj, key.fd)
             self._run_timers()
             self._empty_trash()
         listener.close()
@@ -570,8 +570,13 @@ class Supervisor:
         self.by_pid[handle.pid] = rec.id  # an exit is never missed, even mid-launch
         self.sel.register(launch.fd, selectors.EVENT_READ, ("launch", rec.id))
 
-    def _on_launch(self, cid: str) -> None:
-        launch = self.launching[cid]
+    def _on_launch(self, cid: str, fd: int | None = None) -> None:
+        """The launch's fd is readable (or its process is gone): learn how it
+        went. An event from an earlier select() about a launch already
+        finished (by its process's exit, just before) is stale: ignored."""
+        launch = self.launching.get(cid)
+        if launch is None or (fd is not None and fd != launch.fd):
+            return
         rec = self.records[cid]
         self.sel.unregister(launch.fd)  # before the runtime closes it
         try:

@@ -155,7 +155,7 @@ def start_agent(rec: ClusterRecord, node: NodeRecord, index: int) -> subprocess.
            "--name", node.name, "--label", f"node={node.name}",
            # The nodes share this machine's CPUs: each starts as many
            # containers at once as its share is (each start keeps about one busy).
-           "--max-starting", str(max(1, (os.cpu_count() or 1) // max(1, len(rec.nodes))))]
+           "--max-starting", str(max(1, len(os.sched_getaffinity(0)) // max(1, len(rec.nodes))))]
     if node.netns:
         cmd = netns_exec(node.netns, cmd)
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -352,6 +352,34 @@ def test_starts_beyond_the_launch_limit_wait_their_turn(engine: Engine) -> None:
         engine.orch("rm", "-f", *cids)
 
 
+def test_containers_that_exit_at_once_are_each_reported(engine: Engine) -> None:
+    """A process gone the moment it exec'd: its exit (SIGCHLD) and the end of
+    its launch arrive together. Every start is answered, every exit reported,
+    and the supervisor stays up."""
+    from nodeagent.supervisor import wire
+
+    n = 12
+    cids = [engine.orch("create", "busybox", "true").stdout.strip() for _ in range(n)]
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(30)
+            sock.connect(str(engine.run / "supervisor.sock"))
+            sock.sendall(wire.encode({"rid": 0, "op": "subscribe", "args": {"events": ["exited"]}})
+                         + b"".join(wire.encode({"rid": i + 1, "op": "start", "args": {"id": cid}})
+                                    for i, cid in enumerate(cids)))
+            reader, replies, exited = wire.Reader(), [], set()
+            while len(replies) < n + 1 or len(exited) < n:
+                got = wire.recv(sock, reader)
+                assert got is not None, "the supervisor closed the connection"
+                replies += [msg for msg, _ in got if "rid" in msg]
+                exited |= {msg["data"]["id"] for msg, _ in got if msg.get("event") == "exited"}
+        assert all(r["ok"] for r in replies), replies
+        assert exited == set(cids)
+        assert all(inspect(engine, cid)["exit_code"] == 0 for cid in cids)
+    finally:
+        engine.orch("rm", "-f", *cids)
+
+
 def test_a_subscriber_gets_the_events_it_names(engine: Engine) -> None:
     from nodeagent.supervisor import wire
 
