@@ -593,8 +593,8 @@ class Supervisor:
                     self.runtime.remove(launch.handle, keep_rootfs=True)
             del self.launching[cid]
             self.by_pid.pop(launch.handle.pid, None)
-            for fd in launch.pipes:
-                os.close(fd)
+            for pipe_fd in launch.pipes:
+                os.close(pipe_fd)
             self._start_failed(rec, err)
             self._guard(functools.partial(launch.done, err))
         else:
@@ -661,6 +661,9 @@ class Supervisor:
             self._on_launch(cid)
             if cid not in self.live:
                 return  # the set-up failed, and the launch reported it
+        if cid not in self.live:
+            log.error("exit of a container not running", container=cid[:12])
+            return
         live = self.live[cid]
         live.exit_status = self.runtime.exited(live.handle, wait_status)
         if live.pipes:
