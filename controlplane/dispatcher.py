@@ -37,6 +37,9 @@ log = structlog.get_logger("orch.dispatcher")
 
 FLUSH_INTERVAL = 1.0
 STATUS_WINDOW = 0.02
+# Assignment changes queued for a node go out as one message, up to this
+# many: a rollout's burst is a few messages, not one per task.
+MAX_DELTAS = 500
 
 
 def assigned(task: Task) -> bool:
@@ -111,7 +114,11 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                     continue
                 if msg is None:
                     return
-                yield msg
+                batch, ended = _drain(session.out, msg)
+                yield msg if len(batch) == 1 else cpb.DispatcherMessage(
+                    assignments=merge_deltas(batch))
+                if ended:
+                    return
         finally:
             with self._lock:
                 if self.sessions.get(node.id) is session:
@@ -254,6 +261,38 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             except StoreConflict:
                 time.sleep(0.02 * (attempt + 1))  # let the informer catch up, then retry
         return True
+
+
+def _drain(out: queue.Queue[cpb.DispatcherMessage | None], first: cpb.DispatcherMessage,
+           ) -> tuple[list[cpb.Assignments], bool]:
+    """``first`` and the deltas queued behind it (up to MAX_DELTAS), and
+    whether the session's end came with them."""
+    batch = [first.assignments]
+    while len(batch) < MAX_DELTAS:
+        try:
+            more = out.get_nowait()
+        except queue.Empty:
+            return batch, False
+        if more is None:
+            return batch, True
+        batch.append(more.assignments)
+    return batch, False
+
+
+def merge_deltas(deltas: list[cpb.Assignments]) -> cpb.Assignments:
+    """Assignment changes in order, as one: each task's last change wins (a
+    task assigned, then removed, is removed; removed, then assigned, is
+    assigned), so the node ends where applying them one by one would."""
+    last: dict[str, cpb.Assignment | None] = {}
+    for delta in deltas:
+        for a in delta.tasks:
+            last.pop(a.task_id, None)
+            last[a.task_id] = a
+        for tid in delta.removed:
+            last.pop(tid, None)
+            last[tid] = None
+    return cpb.Assignments(tasks=[a for a in last.values() if a is not None],
+                           removed=[tid for tid, a in last.items() if a is None])
 
 
 def _assignment(task: Task) -> cpb.Assignment:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import queue
 
 from controllers_helpers import service, task
+from hypothesis import given
+from hypothesis import strategies as st
 
-from controlplane.dispatcher import Dispatcher, _Session
+from controlplane.dispatcher import Dispatcher, _drain, _Session, merge_deltas
 from controlplane.model import TaskState, TaskStatus, task_from_dict
 from controlplane.store import encode
+from proto import cluster_pb2 as cpb
 
 SVC = service("s1")
 
@@ -43,3 +47,41 @@ def test_a_task_the_node_was_never_sent_is_sent_on_any_change() -> None:
     msg = Dispatcher._delta(session, t, False, dataclasses.replace(t, status=TaskStatus(TaskState.STARTING)))
     assert msg is not None
     assert encode(t).decode() == msg.tasks[0].json
+
+
+def _apply(node: dict[str, str], delta: cpb.Assignments) -> None:
+    """What a node does with a delta (nodeagent.cluster.worker._assignments)."""
+    node.update({a.task_id: a.json for a in delta.tasks})
+    for tid in delta.removed:
+        node.pop(tid, None)
+
+
+_DELTA = st.lists(st.tuples(st.sampled_from(["t1", "t2", "t3"]), st.booleans(),
+                            st.sampled_from(["a", "b"])), max_size=4)
+
+
+@given(start=st.dictionaries(st.sampled_from(["t1", "t2", "t3"]), st.just("x")),
+       deltas=st.lists(_DELTA, min_size=1, max_size=6))
+def test_merged_deltas_leave_a_node_where_applying_them_one_by_one_would(
+        start: dict[str, str], deltas: list[list[tuple[str, bool, str]]]) -> None:
+    msgs = [cpb.Assignments(tasks=[cpb.Assignment(task_id=t, json=j) for t, add, j in d if add],
+                            removed=[t for t, add, _ in d if not add]) for d in deltas]
+    one_by_one, merged = dict(start), dict(start)
+    for msg in msgs:
+        _apply(one_by_one, msg)
+    _apply(merged, merge_deltas(msgs))
+    assert merged == one_by_one
+
+
+def test_queued_deltas_go_as_one_message_and_the_end_is_kept() -> None:
+    out: queue.Queue[cpb.DispatcherMessage | None] = queue.Queue()
+    first, *rest = [cpb.DispatcherMessage(assignments=cpb.Assignments(
+        tasks=[cpb.Assignment(task_id=f"t{i}", json="{}")])) for i in range(3)]
+    for msg in rest:
+        out.put(msg)
+    batch, ended = _drain(out, first)
+    assert [d.tasks[0].task_id for d in batch] == ["t0", "t1", "t2"] and not ended
+    out.put(rest[0])
+    out.put(None)
+    batch, ended = _drain(out, first)
+    assert len(batch) == 2 and ended
