@@ -285,12 +285,8 @@ def merge_deltas(deltas: list[cpb.Assignments]) -> cpb.Assignments:
     assigned), so the node ends where applying them one by one would."""
     last: dict[str, cpb.Assignment | None] = {}
     for delta in deltas:
-        for a in delta.tasks:
-            last.pop(a.task_id, None)
-            last[a.task_id] = a
-        for tid in delta.removed:
-            last.pop(tid, None)
-            last[tid] = None
+        last.update((a.task_id, a) for a in delta.tasks)
+        last.update((tid, None) for tid in delta.removed)
     return cpb.Assignments(tasks=[a for a in last.values() if a is not None],
                            removed=[tid for tid, a in last.items() if a is None])
 

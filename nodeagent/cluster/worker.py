@@ -5,7 +5,7 @@ Three threads, each with one job:
   with backoff; it only records what is assigned;
 - the reconcile thread compares assignments with the containers that exist
   and starts or stops containers through the supervisor (a few starts
-  out at once, see ``MAX_STARTING``; each answer wakes it again);
+  out at once, see ``supervisor.MAX_LAUNCHING``; each answer wakes it again);
 - the status thread sends task status in batches, at most one message per
   ``BATCH_WINDOW``: an update after a quiet spell goes at once, one in a busy
   spell with the rest of its window. A "starting" update waits
@@ -35,6 +35,7 @@ from controlplane.model import Task, TaskState, task_from_dict
 from nodeagent.errors import AgentError, NotFound
 from nodeagent.images.registry.remote import names_registry
 from nodeagent.logging import JsonLogger
+from nodeagent.supervisor import default_max_launching
 from proto import agent_pb2 as pb
 from proto import cluster_pb2 as cpb
 
@@ -50,14 +51,6 @@ RECONNECT_MAX = 2.0
 # the cluster wait up to RECONNECT_MAX more. A refused connect costs little.
 JOIN_RETRY_MAX = 0.2
 JOIN_LOG_EVERY = 10.0
-# The supervisor launches as many containers at once as the node has CPUs
-# for (see supervisor.server.MAX_LAUNCHING); the worker keeps one start more
-# than that with it, so the next is there the moment a launch ends.
-MAX_STARTING = 4
-
-
-def default_max_starting() -> int:
-    return max(1, min(MAX_STARTING, len(os.sched_getaffinity(0))))
 
 
 def next_retry(delay: float, joined: bool) -> float:
@@ -126,7 +119,9 @@ class Worker:
         self.assigned: dict[str, Task] = {}
         self.containers: dict[str, str] = {}  # task id -> container id
         self.starting: set[str] = set()  # task ids whose start awaits the supervisor
-        self.max_in_flight = (max_starting or default_max_starting()) + 1
+        # One start more than the supervisor launches at once: the next is
+        # there the moment a launch ends.
+        self.max_in_flight = (max_starting or default_max_launching()) + 1
         self.reported: dict[str, cpb.TaskStatusUpdate] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()

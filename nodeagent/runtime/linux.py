@@ -21,7 +21,7 @@ import select
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from nodeagent.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, SetupError
 from nodeagent.runtime import _libc, bundle, channel, enter, init, process, seccomp
@@ -116,7 +116,6 @@ class LinuxRuntime:
             self._raise_after(container.spec, container.pid, live, _as_error(msg, "setup"))
         finally:
             self._teardown(container, live)
-        return False  # not reached: _raise_after raises
 
     def _create(self, spec: ContainerSpec, stdio: Stdio, start_now: bool) -> Container:
         self._validate(spec)
@@ -212,7 +211,8 @@ class LinuxRuntime:
                 "network_attach", spec.network.host_veth, str(exc))
             self._raise_after(spec, pid, live, err)
 
-    def _raise_after(self, spec: ContainerSpec, pid: int, live: _Live, err: BaseException) -> None:
+    def _raise_after(self, spec: ContainerSpec, pid: int, live: _Live,
+                     err: BaseException) -> NoReturn:
         """Reap a failed init (the error is already known) and re-raise; the
         caller's except clause tears the rest down."""
         if pid:

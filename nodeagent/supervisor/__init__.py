@@ -17,6 +17,7 @@ Invariants:
   process; both are looked up in ``by_pid``.
 """
 
+import os
 from typing import TYPE_CHECKING
 
 from nodeagent._lazy import lazy_exports
@@ -28,4 +29,15 @@ if TYPE_CHECKING:
 # itself never needs it, and a lighter supervisor is a cheaper clone.
 __getattr__ = lazy_exports(__name__, {"SupervisorClient": "client",
                                       "SupervisorUnavailable": "client"})
-__all__ = ["SupervisorClient", "SupervisorUnavailable"]
+__all__ = ["MAX_LAUNCHING", "SupervisorClient", "SupervisorUnavailable", "default_max_launching"]
+
+# Containers a node sets up at once, by default: one per CPU, up to this. A
+# container's PID 1 sets itself up on one CPU while the supervisor starts the
+# next on another; more launches than CPUs only add copy-on-write faults (the
+# supervisor's writes to pages its live children share). The supervisor
+# queues starts beyond its limit; the agent's worker keeps one more out.
+MAX_LAUNCHING = 4
+
+
+def default_max_launching() -> int:
+    return max(1, min(MAX_LAUNCHING, len(os.sched_getaffinity(0))))

@@ -30,7 +30,7 @@ from nodeagent.runtime import Container, Runtime, Stdio
 from nodeagent.runtime._libc import malloc_trim
 from nodeagent.runtime.bundle import remove_tree, spread_subdirs
 from nodeagent.runtime.spec import ContainerSpec, ExitStatus, ProcessSpec
-from nodeagent.supervisor import records, wire
+from nodeagent.supervisor import default_max_launching, records, wire
 from nodeagent.supervisor.records import (
     CREATED,
     EXITED,
@@ -45,15 +45,6 @@ log = JsonLogger("orch.supervisor")
 # How long an exited container's output pipes may stay open (held by a dying
 # grandchild) before the exit is reported anyway.
 DRAIN_TIMEOUT = 2.0
-# Launches at once, by default: one per CPU, up to this. A container's PID 1
-# sets itself up on one CPU while the supervisor starts the next on another;
-# more launches than CPUs only add copy-on-write faults (the supervisor's
-# writes to pages its live children share).
-MAX_LAUNCHING = 4
-
-
-def default_max_launching() -> int:
-    return max(1, min(MAX_LAUNCHING, len(os.sched_getaffinity(0))))
 
 
 @dataclass
@@ -579,28 +570,27 @@ class Supervisor:
             return
         rec = self.records[cid]
         self.sel.unregister(launch.fd)  # before the runtime closes it
+        err: AgentError | None = None
         try:
             if not self.runtime.launched(launch.handle):
                 self.sel.register(launch.fd, selectors.EVENT_READ, ("launch", cid))
                 return
+        except AgentError as exc:
+            err = exc  # the runtime has undone the container
         except Exception as exc:
-            if isinstance(exc, AgentError):
-                err = exc  # the runtime has undone the container
-            else:
-                log.exception("launch failed", container=rec.name)
-                err = AgentError(f"internal error while starting: {exc}")
-                with contextlib.suppress(Exception):
-                    self.runtime.remove(launch.handle, keep_rootfs=True)
-            del self.launching[cid]
+            log.exception("launch failed", container=rec.name)
+            err = AgentError(f"internal error while starting: {exc}")
+            with contextlib.suppress(Exception):
+                self.runtime.remove(launch.handle, keep_rootfs=True)
+        del self.launching[cid]
+        if err is None:
+            self._running(rec, launch)
+        else:
             self.by_pid.pop(launch.handle.pid, None)
             for pipe_fd in launch.pipes:
                 os.close(pipe_fd)
             self._start_failed(rec, err)
-            self._guard(functools.partial(launch.done, err))
-        else:
-            del self.launching[cid]
-            self._running(rec, launch)
-            self._guard(functools.partial(launch.done, None))
+        self._guard(functools.partial(launch.done, err))
         while self.start_queue and len(self.launching) < self.max_launching:
             conn, msg = self.start_queue.pop(0)
             if not conn.closed:

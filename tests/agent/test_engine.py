@@ -326,8 +326,7 @@ def test_starts_beyond_the_launch_limit_wait_their_turn(engine: Engine) -> None:
     """More starts than the supervisor launches at once, sent in one go: each
     is answered running (launches may end in any order), and a request about
     a container whose start is still waiting is answered after that start."""
-    from nodeagent.supervisor import wire
-    from nodeagent.supervisor.server import MAX_LAUNCHING
+    from nodeagent.supervisor import MAX_LAUNCHING, wire
 
     n = MAX_LAUNCHING + 2
     cids = [engine.orch("create", "busybox", "sleep", "300").stdout.strip() for _ in range(n)]

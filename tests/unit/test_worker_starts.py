@@ -10,6 +10,7 @@ from controlplane.model import ServiceSpec, Task, TaskState
 from nodeagent.cluster import worker as worker_mod
 from nodeagent.cluster.worker import Worker
 from nodeagent.errors import AgentError
+from nodeagent.supervisor import MAX_LAUNCHING
 
 
 class FakeService:
@@ -108,4 +109,4 @@ def test_a_task_taken_away_while_starting_is_stopped_once_its_start_answers() ->
 
 def test_the_default_limit_is_one_start_per_cpu_up_to_the_cap() -> None:
     w, _ = make_worker(max_starting=0)
-    assert 2 <= w.max_in_flight <= worker_mod.MAX_STARTING + 1
+    assert 2 <= w.max_in_flight <= MAX_LAUNCHING + 1
