@@ -3,7 +3,9 @@
 #
 # Usage: examples/images/busybox.sh [OUTDIR]     (default: ./busybox-rootfs)
 # Needs Debian's busybox-static (/bin/busybox, statically linked, so the
-# rootfs needs no libc). Idempotent: rerunning refreshes the same tree.
+# rootfs needs no libc). Idempotent: rerunning refreshes the same tree and
+# leaves what is already right untouched (mtimes included), so importing the
+# tree again gives the same layer, and the same image layers.
 # Prints the rootfs directory on stdout.
 set -eu
 
@@ -32,20 +34,29 @@ chmod 0700 "$OUT/root"
 
 # The binary, then one symlink per applet (bin/ for all: the default PATH
 # covers the other dirs, which exist for scripts that hard-code them).
-cp -f "$BUSYBOX" "$OUT/bin/busybox"
+cmp -s "$BUSYBOX" "$OUT/bin/busybox" 2>/dev/null || cp -f "$BUSYBOX" "$OUT/bin/busybox"
 chmod 0755 "$OUT/bin/busybox"
 for applet in $("$OUT/bin/busybox" --list); do
     [ "$applet" = busybox ] && continue
-    ln -sfn busybox "$OUT/bin/$applet"
+    [ -L "$OUT/bin/$applet" ] || ln -sfn busybox "$OUT/bin/$applet"
 done
 
-cat >"$OUT/etc/passwd" <<'PASSWD'
+# put FILE: stdin becomes FILE, unless FILE already holds exactly that (the
+# draft is written outside the tree: a file made and deleted in etc/ would
+# change etc/'s mtime).
+put() {
+    draft=$(mktemp)
+    cat >"$draft"
+    if cmp -s "$draft" "$1"; then rm -f "$draft"; else cp "$draft" "$1" && rm -f "$draft"; fi
+}
+
+put "$OUT/etc/passwd" <<'PASSWD'
 root:x:0:0:root:/root:/bin/sh
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false
 app:x:1000:1000:app:/home/app:/bin/sh
 PASSWD
 
-cat >"$OUT/etc/group" <<'GROUP'
+put "$OUT/etc/group" <<'GROUP'
 root:x:0:
 nogroup:x:65534:
 app:x:1000:
@@ -53,7 +64,7 @@ GROUP
 
 chown 1000:1000 "$OUT/home/app" 2>/dev/null || true
 
-cat >"$OUT/www/index.html" <<'HTML'
+put "$OUT/www/index.html" <<'HTML'
 <!doctype html>
 <html>
 <head><title>orch</title></head>

@@ -17,7 +17,9 @@ Invariants:
 - An image's id is its config digest; images are read-only once stored.
 - Index rows without a ref annotation are *untagged* images (added by
   :meth:`ImageStore.add_image` with ``ref=None``, e.g. a pull by digest or an
-  intermediate build step): they keep their blobs alive until :meth:`prune`.
+  intermediate build step, or left *dangling* when an import or pull moved
+  their tag to a new image): they keep their blobs and snapshots alive until
+  :meth:`prune`, which spares those containers still use.
 """
 
 from __future__ import annotations
@@ -99,9 +101,7 @@ class ImageStore:
             )
             manifest = build_manifest(descriptor(CONFIG_MEDIA_TYPE, cfg_digest, cfg_size), [layer_desc])
             man_digest, man_size = self.layout.put_json(manifest)
-            replaced = self._tag_locked(full_ref, man_digest, man_size)
-            if replaced is not None:
-                self._collect_locked(replaced)
+            self._tag_locked(full_ref, man_digest, man_size)
         return self.get(full_ref)
 
     def add_image(
@@ -138,9 +138,7 @@ class ImageStore:
             self._checked_manifest(manifest_digest)
             size = os.path.getsize(self.layout.blob_path(manifest_digest))
             if full_ref is not None:
-                replaced = self._tag_locked(full_ref, manifest_digest, size)
-                if replaced is not None:
-                    self._collect_locked(replaced)
+                self._tag_locked(full_ref, manifest_digest, size)
             elif not any(r["digest"] == manifest_digest for r in self.layout.read_index()):
                 rows = self.layout.read_index()
                 rows.append(descriptor(MANIFEST_MEDIA_TYPE, manifest_digest, size))
@@ -437,16 +435,19 @@ class ImageStore:
             )
         return next(iter(matches.values()))
 
-    def _tag_locked(self, full_ref: str, man_digest: str, man_size: int) -> str | None:
-        """Point ``full_ref`` at the manifest; returns the manifest it used to name."""
+    def _tag_locked(self, full_ref: str, man_digest: str, man_size: int) -> None:
+        """Point ``full_ref`` at the manifest. The image the tag named before
+        stays, untagged (dangling, as in Docker): containers may still run
+        from its layers, so only :meth:`prune` deletes it."""
         rows = self.layout.read_index()
-        previous = next((r["digest"] for r in rows if _ref_of(r) == full_ref), None)
+        previous = next((r for r in rows if _ref_of(r) == full_ref), None)
         # The tag replaces its old row and any untagged row of the same manifest.
         rows = [r for r in rows if _ref_of(r) != full_ref and (_ref_of(r) or r["digest"] != man_digest)]
         rows.append(descriptor(MANIFEST_MEDIA_TYPE, man_digest, man_size, **{REF_NAME_ANNOTATION: full_ref}))
+        if previous is not None and all(r["digest"] != previous["digest"] for r in rows):
+            rows.append(descriptor(MANIFEST_MEDIA_TYPE, previous["digest"], previous["size"]))
         rows.sort(key=_ref_of)
         self.layout.write_index(rows)
-        return previous if previous != man_digest else None
 
     def _collect_locked(self, manifest_digest: str) -> builtins.list[str]:
         """Delete the manifest, its config and unshared layers/snapshots if untagged."""

@@ -40,6 +40,24 @@ def test_busybox_rootfs_layout_and_idempotence(tmp_path: Path) -> None:
     assert "hello from orch" in (out / "www/index.html").read_text()
 
 
+def test_busybox_rebuild_changes_nothing_so_the_layer_is_the_same(tmp_path: Path) -> None:
+    """`orch up` on a kept state dir rebuilds the tree and imports it again:
+    the same tree must give the same layer (a new one would replace the
+    image under the containers the restored tasks run)."""
+    out = tmp_path / "bb"
+    _build(out)
+    store = ImageStore(str(tmp_path / "state"))
+    (out / "www/index.html").write_text("changed")
+    _build(out)  # puts the page back: a changed file is refreshed
+    assert "hello from orch" in (out / "www/index.html").read_text()
+    before = {p: os.lstat(p).st_mtime_ns for p in out.rglob("*")}
+    _build(out)
+    assert {p: os.lstat(p).st_mtime_ns for p in out.rglob("*")} == before
+    again = store.import_rootfs(str(out), "busybox")
+    _build(out)
+    assert store.import_rootfs(str(out), "busybox").diff_ids == again.diff_ids
+
+
 def test_busybox_rootfs_imports_and_runs_from_its_snapshot(tmp_path: Path) -> None:
     out = _build(tmp_path / "bb")
     store = ImageStore(str(tmp_path / "state"))

@@ -242,15 +242,28 @@ def test_remove_one_of_two_tags_only_untags(store: ImageStore, rootfs: Path) -> 
     assert _blob_files(store) == set()
 
 
-def test_retag_collects_the_replaced_image(store: ImageStore, rootfs: Path, tmp_path: Path) -> None:
+def test_retag_leaves_the_replaced_image_dangling_until_prune(store: ImageStore, rootfs: Path,
+                                                              tmp_path: Path) -> None:
     old = store.import_rootfs(str(rootfs), "app")
+    [old_lower] = store.lower_dirs(old)
     other = tmp_path / "other"
     other.mkdir()
     (other / "f").write_text("new")
     new = store.import_rootfs(str(other), "app")
     assert store.get("app").id == new.id
+    # Containers started from the old image still have their layers (as in
+    # Docker, the old image is now <none>:<none>), until a prune.
+    assert store.get(old.id).repo_tags == []
+    assert store.lower_dirs(store.get(old.id)) == [old_lower]
+    assert [i.id for i in store.list()] == [new.id]
+    assert store.prune(in_use={old.id}) == []
+    assert Path(old_lower, "etc", "conf").exists()
+    lines = store.prune()
+    assert f"deleted: {old.manifest_digest}" in lines
     assert old.layer_digests[0].removeprefix("sha256:") not in _blob_files(store)
     assert not Path(store.layout.blob_path(old.manifest_digest)).exists()
+    assert not Path(old_lower).exists()
+    assert store.get("app").id == new.id
 
 
 def test_get_by_name_tag_id_and_prefix(store: ImageStore, rootfs: Path) -> None:
