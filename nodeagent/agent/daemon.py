@@ -155,6 +155,7 @@ def run(opts: AgentOptions) -> int:
         worker = Worker(service, client, opts.join, opts.token, opts.name or socket.gethostname(),
                         opts.listen, opts.labels or {}, opts.state_dir, opts.max_starting)
         events.listeners.append(worker.on_event)
+        service.before_stopping_containers.append(worker.stop)
         service.images.load()  # before the first task needs it
         worker.start()
     os.chmod(opts.socket, 0o660)

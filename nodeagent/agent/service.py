@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -87,6 +87,9 @@ class AgentService(pb_grpc.AgentServicer):
         self.images = images
         self.stop_server = stop_server
         self.info = info or {}
+        # Run by a Shutdown that stops the containers, before it does (the
+        # worker leaves the cluster first: see Worker.stop).
+        self.before_stopping_containers: list[Callable[[], None]] = []
 
     # ---- containers -----------------------------------------------------
 
@@ -373,6 +376,8 @@ class AgentService(pb_grpc.AgentServicer):
     def Shutdown(self, request: pb.ShutdownRequest,
                  context: grpc.ServicerContext) -> pb.ShutdownResponse:
         if request.stop_containers:
+            for hook in self.before_stopping_containers:
+                hook()
             self.sup.call("shutdown", stop_containers=True)
         if self.stop_server is not None:
             # Only once the reply is on its way: stopping the server first

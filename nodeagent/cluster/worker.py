@@ -145,6 +145,11 @@ class Worker:
             threading.Thread(target=target, name=f"worker-{name}", daemon=True).start()
 
     def stop(self) -> None:
+        """Leave the cluster: no more starts, and no more status. Called
+        before a node shutdown stops its containers: those exits are the
+        node going down, not task failures; the control plane sees the node
+        go and decides (its tasks are orphaned and replaced, or, when the
+        whole cluster comes back up, the node starts them again)."""
         self._stopped.set()
         self._wake.set()
         with self._lock:
@@ -362,6 +367,8 @@ class Worker:
 
     def _report(self, tid: str, state: TaskState, message: str, error: str = "",
                 exit_code: int = 0, container_id: str = "") -> None:
+        if self._stopped.is_set():
+            return
         update = cpb.TaskStatusUpdate(task_id=tid, state=int(state), message=message, error=error,
                                       container_id=container_id or self.containers.get(tid, ""),
                                       exit_code=exit_code, timestamp=time.time())

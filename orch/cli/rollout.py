@@ -4,7 +4,11 @@ list + watch (one EventBatches stream: the current state, then changes).
 :class:`Rollout` is the pure part: it folds events into the latest version of
 each service and task and says where the rollout stands. The verdict:
 converged (every wanted replica runs), unplaceable (a task the scheduler
-cannot place), failed (a wanted task failed or was rejected), or waiting.
+cannot place), failed (a wanted task failed or was rejected while the
+deploy watched), or waiting. A task already failed when the stream began
+(``synced`` not yet set) is history, not this rollout's failure: e.g. the
+replicas `orch down` stopped, which their replacements are about to take
+over; it still counts as wanted and not running until it is replaced.
 Each event costs O(1): counts per service are kept as tasks change, so a
 rollout of N replicas (two or three events per replica) is not N² work.
 """
@@ -80,7 +84,7 @@ class Rollout:
             f"{name} slot {t['slot']}: {status['message']}" if wanted and state == PENDING
             and status["message"].startswith("no suitable node") else "",
             f"{name} task {ident[:12]}: {status['error'] or 'failed'}"
-            if wanted and state in FAILED_STATES else "")
+            if wanted and state in FAILED_STATES and self.synced else "")
         self._tasks[ident] = seen
         self._wanted[name] = self._wanted.get(name, 0) + seen.wanted
         self._running[name] = self._running.get(name, 0) + seen.running

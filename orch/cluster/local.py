@@ -351,6 +351,13 @@ def down(run_dir: str, purge: bool = False) -> ClusterRecord | None:
     if not path.exists():
         return None
     rec = ClusterRecord.load(run_dir)
+    # The control planes go first: a cluster going down is not its nodes
+    # failing one by one. Stopped while the control plane watched, each node
+    # would be marked down and its tasks replaced (on nodes also going down);
+    # this way the state is kept as it was, and `orch up` restarts the same
+    # tasks on the same nodes.
+    for pid in rec.controlplane_pids:
+        _stop_pid(pid)
     stops = []
     for node in rec.nodes:
         if Path(node.run_dir, "agent.sock").exists() or Path(node.run_dir, "supervisor.pid").exists():
@@ -363,8 +370,6 @@ def down(run_dir: str, purge: bool = False) -> ClusterRecord | None:
                                           stderr=subprocess.DEVNULL))
     for proc in stops:
         proc.wait()
-    for pid in rec.controlplane_pids:
-        _stop_pid(pid)
     _stop_pid(rec.registry_pid)
     _stop_pid(rec.etcd_pid)
     net = HostNet(rec.bridge or "orchup0", rec.subnet, rec.prefix)

@@ -49,12 +49,30 @@ def test_unplaceable_failed_and_removed() -> None:
     r.apply("services", "put", "id-web", svc(), 1)
     r.apply("services", "put", "id-db", svc("db", 1), 1)
     r.apply("tasks", "put", "t1", task("t1", 1, message="no suitable node (3 nodes: 3 lack memory)"), 2)
+    r.synced = True
     r.apply("tasks", "put", "t2", task("t2", 7, service="db", error="exit code 3"), 3)
     v = r.verdict()
     assert v.unplaceable == ["web slot 1: no suitable node (3 nodes: 3 lack memory)"]
     assert v.failed == ["db task t2: exit code 3"]
     r.apply("services", "delete", "id-db", svc("db", 1), 4)
     assert r.verdict().missing == ["db"]
+
+
+def test_a_failure_from_before_the_deploy_is_history() -> None:
+    """A replica already failed when the watch began (say, stopped by `orch
+    down`, its replacement not made yet) does not fail this deploy; the
+    deploy waits for its replacement instead."""
+    r = Rollout(["web"])
+    r.apply("services", "put", "id-web", svc(replicas=1), 1)
+    r.apply("tasks", "put", "t1", task("t1", 7, error="exit code 137"), 2)
+    r.synced = True
+    v = r.verdict()
+    assert (v.failed, v.done, v.text) == ([], False, "web: 0/1 running")
+    r.apply("tasks", "put", "t1", task("t1", 7, desired=8, error="exit code 137"), 3)
+    r.apply("tasks", "put", "t2", task("t2", 5), 4)
+    assert r.verdict().done
+    r.apply("tasks", "put", "t2", task("t2", 7, error="exit code 1"), 5)
+    assert r.verdict().failed == ["web task t2: exit code 1"]
 
 
 def test_global_services_count_what_is_wanted() -> None:
@@ -94,6 +112,7 @@ def test_counts_kept_per_event_equal_counting_from_scratch(
     r = Rollout(["web", "db"])
     r.apply("services", "put", "id-web", svc("web", 2), 1)
     r.apply("services", "put", "id-db", svc("db", 1), 1)
+    r.synced = True  # every failure below happens while the deploy watches
     latest: dict[str, Any] = {}
     for version, (tid, service, state, desired, delete) in enumerate(events, start=2):
         if delete:

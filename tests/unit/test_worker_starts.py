@@ -110,3 +110,16 @@ def test_a_task_taken_away_while_starting_is_stopped_once_its_start_answers() ->
 def test_the_default_limit_is_one_start_per_cpu_up_to_the_cap() -> None:
     w, _ = make_worker(max_starting=0)
     assert 2 <= w.max_in_flight <= MAX_LAUNCHING + 1
+
+
+def test_a_stopped_worker_reports_nothing_more() -> None:
+    """A node shutdown stops the worker before its containers: their exits
+    are the node going down, not task failures."""
+    w, sup = make_worker(max_starting=1)
+    w._reconcile(tasks(1))
+    sup.answer(0, cid="c0")
+    assert states(w) == {"t0": TaskState.RUNNING}
+    w.stop()
+    w.on_event("exited", {"id": "c0", "exit_code": 137, "labels": {worker_mod.TASK_LABEL: "t0"}})
+    assert states(w) == {"t0": TaskState.RUNNING}
+    assert w._status.take(float("inf")) == [w.reported["t0"]]  # only what came before
