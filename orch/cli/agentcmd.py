@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from orch.cli.client import Agent, CLIError
+from orch.pids import alive
 
 DETACH_TIMEOUT = 30.0
 
@@ -129,7 +130,7 @@ def _stop(agent: Agent, opts: Any, everything: bool) -> int:
         # The agent is gone but its supervisor may still hold containers:
         # SIGTERM makes the supervisor stop them all and clean up.
         sup = _read_pid(os.path.join(opts.run_dir, "supervisor.pid"))
-        if not sup or not _alive(sup):
+        if not sup or not alive(sup):
             raise
         os.kill(sup, signal.SIGTERM)
         _wait_gone(sup, 120)
@@ -151,17 +152,7 @@ def _read_pid(path: str) -> int:
         return 0
 
 
-def _alive(pid: int) -> bool:
-    """Running (not a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
-
-
 def _wait_gone(pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while pid and _alive(pid) and time.monotonic() < deadline:
+    while pid and alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from orch.cluster.hostnet import HostNet
+from orch.pids import alive
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STATE = "/var/lib/orch/cluster"
@@ -322,16 +323,14 @@ def _stop_pid(pid: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        try:
             done, _ = os.waitpid(pid, os.WNOHANG)
             if done:
                 return
         except ChildProcessError:
             pass
-        time.sleep(0.05)
+        if not alive(pid):
+            return
+        time.sleep(0.02)
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
