@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,11 +35,14 @@ def up_args(nodes: int, state: str) -> list[str]:
 @contextlib.contextmanager
 def cluster(nodes: int) -> Iterator[str]:
     state = tempfile.mkdtemp(prefix="orch-bench-")
-    orch(*up_args(nodes, state))
     try:
+        orch(*up_args(nodes, state))
         yield state
     finally:
+        # Also after a failed `orch up` (which stops what it started, but
+        # keeps its state dir): --purge removes the dir either way.
         orch("down", "--run-dir", RUN, "--purge", check=False)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def deploy(name: str, replicas: int, state: str, detach: bool = True) -> None:
