@@ -23,9 +23,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodeagent.errors import SetupError
+
+if TYPE_CHECKING:
+    import subprocess
 
 NFT = "nft"
 FAMILY = "inet"
@@ -35,34 +38,34 @@ def table_name(bridge: str) -> str:
     return "orch_" + re.sub(r"[^A-Za-z0-9_]", "_", bridge)
 
 
-def run_nft(script: str, step: str = "nft") -> None:
-    """Apply ``script`` as one atomic batch (``nft -f -``)."""
+def _nft(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``nft ARGS`` and return the completed process (text output)."""
     import subprocess  # not at import: the supervisor clones itself per container
 
-    proc = subprocess.run([NFT, "-f", "-"], input=script, capture_output=True, text=True)
+    return subprocess.run([NFT, *args], input=stdin, capture_output=True, text=True)
+
+
+def run_nft(script: str, step: str = "nft") -> None:
+    """Apply ``script`` as one atomic batch (``nft -f -``)."""
+    proc = _nft(["-f", "-"], script)
     if proc.returncode != 0:
         raise SetupError(step, {"cmd": "nft -f -", "script": script}, proc.stderr.strip())
 
 
 def list_rules(table: str, chain: str) -> list[dict[str, Any]]:
     """The rules of one chain as nft JSON objects (with ``handle``); [] if absent."""
-    cmd = [NFT, "-j", "list", "chain", FAMILY, table, chain]
-    import subprocess
-
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    args = ["-j", "list", "chain", FAMILY, table, chain]
+    proc = _nft(args)
     if proc.returncode != 0:
         if "No such file or directory" in proc.stderr:
             return []
-        raise SetupError("nft_list", {"cmd": " ".join(cmd)}, proc.stderr.strip())
+        raise SetupError("nft_list", {"cmd": " ".join([NFT, *args])}, proc.stderr.strip())
     items = json.loads(proc.stdout).get("nftables", [])
     return [item["rule"] for item in items if "rule" in item]
 
 
 def table_exists(table: str) -> bool:
-    cmd = [NFT, "list", "table", FAMILY, table]
-    import subprocess
-
-    return subprocess.run(cmd, capture_output=True).returncode == 0
+    return _nft(["list", "table", FAMILY, table]).returncode == 0
 
 
 def ensure_table(bridge: str) -> None:
