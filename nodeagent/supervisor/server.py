@@ -7,6 +7,7 @@ periods, restart backoff) sit in a heap and bound the loop's wait.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import functools
@@ -126,7 +127,8 @@ class Supervisor:
         # At most this many launches at once; later starts wait their turn
         # here, so the next is ready the moment one ends.
         self.max_launching = max_launching or default_max_launching()
-        self.start_queue: list[tuple[Conn, dict[str, Any]]] = []
+        # (conn, request, the container a "start" names; "" for a run).
+        self.start_queue: collections.deque[tuple[Conn, dict[str, Any], str]] = collections.deque()
         self._seq = itertools.count(1)
         self.sel = selectors.DefaultSelector()
         self.conns: list[Conn] = []
@@ -296,7 +298,7 @@ class Supervisor:
         if (self.launching or self.start_queue) and self._defer(conn, msg):
             return
         if msg.get("op") in ("run", "start") and len(self.launching) >= self.max_launching:
-            self.start_queue.append((conn, msg))
+            self.start_queue.append((conn, msg, self._started_id(msg)))
             return
         handler = getattr(self, "op_" + str(msg.get("op")), None)
         if handler is None:
@@ -328,18 +330,19 @@ class Supervisor:
         self.deferred.setdefault(cid, []).append((conn, msg))
         return True
 
+    def _started_id(self, msg: dict[str, Any]) -> str:
+        """The id of the container a "start" request names ("" for a run, or
+        a name that matches none: its handler will say so)."""
+        if msg.get("op") != "start":
+            return ""
+        try:
+            return self._find(str(msg.get("args", {}).get("id"))).id
+        except AgentError:
+            return ""
+
     def _starting(self, cid: str) -> bool:
         """Being launched, or a start for it waits in the queue."""
-        if cid in self.launching:
-            return True
-        for _, msg in self.start_queue:
-            if msg.get("op") == "start":
-                try:
-                    if self._find(str(msg.get("args", {}).get("id"))).id == cid:
-                        return True
-                except AgentError:
-                    pass
-        return False
+        return cid in self.launching or any(queued == cid for _, _, queued in self.start_queue)
 
     def _release_deferred(self) -> None:
         for cid in [c for c in self.deferred if not self._starting(c)]:
@@ -592,7 +595,7 @@ class Supervisor:
             self._start_failed(rec, err)
         self._guard(functools.partial(launch.done, err))
         while self.start_queue and len(self.launching) < self.max_launching:
-            conn, msg = self.start_queue.pop(0)
+            conn, msg, _ = self.start_queue.popleft()
             if not conn.closed:
                 self._dispatch(conn, msg)
         self._release_deferred()
