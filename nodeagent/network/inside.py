@@ -16,15 +16,10 @@ import ipaddress
 import socket
 import struct
 from collections.abc import Callable
+from typing import Any
 
 from nodeagent.errors import InvalidArgument, SetupError
-from nodeagent.network.loopback import (
-    IFF_UP,
-    IFREQ_FLAGS,
-    SIOCGIFFLAGS,
-    SIOCSIFFLAGS,
-    loopback_up,
-)
+from nodeagent.network.loopback import link_up, loopback_up
 from nodeagent.network.veth import CONTAINER_IFNAME, disable_ipv6
 from nodeagent.runtime.spec import NetworkConfig
 
@@ -69,9 +64,7 @@ def container_side(cfg: NetworkConfig) -> Callable[[], None]:
                {"ifname": name, "address": f"{cfg.address}/{cfg.prefixlen}"})
     mask = (SIOCSIFNETMASK, _ifreq_addr(name, netmask), "eth0_netmask",
             {"ifname": name, "netmask": netmask})
-    get_flags = (SIOCGIFFLAGS, struct.pack(IFREQ_FLAGS, name.encode(), 0), "eth0_flags",
-                 {"ifname": name})
-    up_args = {"ifname": name}
+    ifname = name.encode()
     default_route = (SIOCADDRT, route, "default_route", {"gateway": cfg.gateway})
 
     def configure() -> None:
@@ -80,16 +73,19 @@ def container_side(cfg: NetworkConfig) -> Callable[[], None]:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             _ioctl(sock, *address)
             _ioctl(sock, *mask)
-            flags = struct.unpack(IFREQ_FLAGS, _ioctl(sock, *get_flags))[1]
-            _ioctl(sock, SIOCSIFFLAGS, struct.pack(IFREQ_FLAGS, name.encode(), flags | IFF_UP),
-                   "eth0_up", up_args)
+            _step("eth0_up", {"ifname": name}, link_up, sock, ifname)
             _ioctl(sock, *default_route)
 
     return configure
 
 
 def _ioctl(sock: socket.socket, request: int, arg: bytes, step: str, args: dict[str, str]) -> bytes:
+    return bytes(_step(step, args, fcntl.ioctl, sock, request, arg))
+
+
+def _step(step: str, args: dict[str, str], fn: Callable[..., Any], *call_args: Any) -> Any:
+    """``fn(*call_args)``, its OSError raised as the SetupError of ``step``."""
     try:
-        return bytes(fcntl.ioctl(sock, request, arg))
+        return fn(*call_args)
     except OSError as exc:
         raise SetupError(step, args, exc.strerror or str(exc), exc.errno or 0)
