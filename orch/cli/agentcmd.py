@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from orch.cli.client import Agent, CLIError
-from orch.pids import alive
+from orch.pids import alive, wait_exit
 
 DETACH_TIMEOUT = 30.0
 
@@ -133,10 +133,11 @@ def _stop(agent: Agent, opts: Any, everything: bool) -> int:
         if not sup or not alive(sup):
             raise
         os.kill(sup, signal.SIGTERM)
-        _wait_gone(sup, 120)
+        wait_exit(sup, 120)
         print("agent was not running; stopped its supervisor, every container and the network")
         return 0
-    _wait_gone(pid, 15)
+    if pid:
+        wait_exit(pid, 15)
     if everything:
         with contextlib.suppress(OSError):  # kept while anything else lives there
             os.rmdir(opts.run_dir)
@@ -152,7 +153,3 @@ def _read_pid(path: str) -> int:
         return 0
 
 
-def _wait_gone(pid: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while pid and alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)

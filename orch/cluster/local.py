@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from orch.cluster.hostnet import HostNet
-from orch.pids import alive
+from orch.pids import wait_exit
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STATE = "/var/lib/orch/cluster"
@@ -320,17 +320,11 @@ def _stop_pid(pid: int, timeout: float = 10.0) -> None:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-        except ChildProcessError:
-            pass
-        if not alive(pid):
-            return
-        time.sleep(0.02)
+    exited = wait_exit(pid, timeout)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reap it, if it is ours
+    if exited:
+        return
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 
-from orch.pids import alive
+from orch.pids import alive, wait_exit
 
 
 def test_running_zombie_and_gone() -> None:
@@ -25,3 +25,19 @@ def test_running_zombie_and_gone() -> None:
         sleeper.wait()
         quick.wait()
     assert not alive(quick.pid)
+
+
+def test_wait_exit_sees_an_exit_without_reaping_it() -> None:
+    sleeper = subprocess.Popen(["sleep", "30"])
+    quick = subprocess.Popen(["true"])
+    try:
+        assert wait_exit(quick.pid, 10)  # a zombie: exited, not reaped
+        assert not alive(quick.pid)
+        assert not wait_exit(sleeper.pid, 0.05)
+        sleeper.terminate()
+        assert wait_exit(sleeper.pid, 10)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        quick.wait()
+    assert wait_exit(quick.pid, 0)  # gone altogether
