@@ -8,13 +8,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from bench._common import ORCH
 
 RUN = "/run/orch-bench-cluster"
 ENV = {**os.environ, "ORCH_CLUSTER_RUN_DIR": RUN}
@@ -23,7 +24,7 @@ ENV.pop("ORCH_CLUSTER", None)
 
 
 def orch(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "orch", *args], env=ENV, text=True,
+    return subprocess.run([*ORCH, *args], env=ENV, text=True,
                           capture_output=True, check=check)
 
 
@@ -46,12 +47,14 @@ def cluster(nodes: int) -> Iterator[str]:
 
 
 def deploy(name: str, replicas: int, state: str, detach: bool = True) -> None:
+    """A busybox sleep service (``sleep`` as PID 1 ignores SIGTERM, so a
+    stop takes the 1 s grace and a SIGKILL; no bench times a stop)."""
     path = Path(state) / f"{name}.yaml"
     path.write_text(textwrap.dedent(f"""
         services:
           {name}:
             image: busybox
-            command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+            command: ["sleep", "3600"]
             stop_grace_period: 1s
             deploy:
               replicas: {replicas}

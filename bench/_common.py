@@ -12,7 +12,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORCH = [sys.executable, "-m", "orch"]
+
+
+def _orch_command() -> list[str]:
+    """The ``orch`` command a user runs: the console script beside this
+    Python (scripts/setup writes it), else ``python -m orch``."""
+    script = Path(sys.executable).with_name("orch")
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "orch"]
+
+
+ORCH = _orch_command()
 
 
 def busybox_rootfs(dest: Path) -> Path:

@@ -48,7 +48,7 @@ def orch_direct(rt: LinuxRuntime, rootfs: Path, work: Path, readonly: bool = Tru
 
 def orch_cli(env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    subprocess.run([*ORCH_FAST, "run", "--rm", "--network", "none", "bench-busybox", "/bin/true"],
+    subprocess.run([*ORCH, "run", "--rm", "--network", "none", "bench-busybox", "/bin/true"],
                    check=True, env=env)
     return time.perf_counter() - t0
 
@@ -70,9 +70,6 @@ def runc_run(bundle: Path) -> float:
     subprocess.run(["runc", "run", "--bundle", str(bundle), "orchbench" + secrets.token_hex(4)],
                    check=True, stdin=subprocess.DEVNULL)
     return time.perf_counter() - t0
-
-
-ORCH_FAST = [str(Path(sys.executable).parent / "orch")]
 
 
 def main() -> int:
