@@ -8,7 +8,9 @@ Three threads, each with one job:
   out at once, see ``supervisor.MAX_LAUNCHING``; each answer wakes it again);
 - the status thread sends task status in batches, at most one message per
   ``BATCH_WINDOW``: an update after a quiet spell goes at once, one in a busy
-  spell with the rest of its window. A "starting" update waits
+  spell with the rest of its window, unless the node has settled (nothing
+  starting, nothing left to start): then no more updates are on their way
+  to join it, and it goes at once. A "starting" update waits
   ``STARTING_QUIET`` first (see :class:`StatusQueue`).
 
 A task's container carries the labels ``orch.task``/``orch.service``; after an
@@ -119,6 +121,7 @@ class Worker:
         self.assigned: dict[str, Task] = {}
         self.containers: dict[str, str] = {}  # task id -> container id
         self.starting: set[str] = set()  # task ids whose start awaits the supervisor
+        self.waiting = 0  # starts the last reconcile pass left for later (in-flight limit)
         # One start more than the supervisor launches at once: the next is
         # there the moment a launch ends.
         self.max_in_flight = (max_starting or default_max_launching()) + 1
@@ -129,6 +132,7 @@ class Worker:
         self._outbox: queue.Queue[cpb.AgentMessage | None] | None = None
         self._status = StatusQueue()
         self._status_ready = threading.Event()
+        self._settled_event = threading.Event()  # cuts a batch window short (or stop)
         self._full_seen = False
         self._joined = False  # registered with a control plane at least once
         self._attempt = -1  # which control-plane address the next session tries
@@ -152,6 +156,7 @@ class Worker:
         whole cluster comes back up, the node starts them again)."""
         self._stopped.set()
         self._wake.set()
+        self._settled_event.set()
         with self._lock:
             if self._outbox is not None:
                 self._outbox.put(None)
@@ -273,13 +278,17 @@ class Worker:
                 log.exception("reconcile failed")
 
     def _reconcile(self, assigned: dict[str, Task]) -> None:
+        waiting = 0
         for tid, task in assigned.items():
             if tid in self.starting:
                 continue  # decided again once its start has answered
             cid = self.containers.get(tid)
             if task.desired_state == TaskState.RUNNING:
-                if cid is None and tid not in self.reported and len(self.starting) < self.max_in_flight:
-                    self._start(task)
+                if cid is None and tid not in self.reported:
+                    if len(self.starting) < self.max_in_flight:
+                        self._start(task)
+                    else:
+                        waiting += 1
             elif cid is not None:
                 self._stop_async(tid, task, cid, TaskState.SHUTDOWN)
             elif tid not in self.reported or self.reported[tid].state < TaskState.COMPLETE:
@@ -289,6 +298,8 @@ class Worker:
         for tid, cid in gone:
             # Not in the set: the control plane no longer wants it here.
             self._stop_async(tid, None, cid, None)
+        with self._lock:
+            self.waiting = waiting
 
     def _image(self, ref: str) -> str:
         """A local image for ``ref``; registry images are pulled on demand,
@@ -333,6 +344,9 @@ class Worker:
             self._report(tid, TaskState.RUNNING, "running", container_id=rec["id"])
         with self._lock:
             self.starting.discard(tid)
+            settled = self._settled()
+        if settled:
+            self._settled_event.set()
         self._wake.set()
 
     def _stop_async(self, tid: str, task: Task | None, cid: str, final: TaskState | None) -> None:
@@ -387,7 +401,7 @@ class Worker:
                 due = self._status.next_due()
             self._status_ready.wait(1.0 if due is None else min(1.0, max(0.0, due - time.time())))
             self._status_ready.clear()
-            if self._stopped.wait(max(0.0, last_sent + BATCH_WINDOW - time.monotonic())):
+            if self._rest_of_window(last_sent + BATCH_WINDOW):
                 return
             with self._lock:
                 if self._outbox is None:
@@ -402,6 +416,23 @@ class Worker:
                 for update in batch:
                     if update.state >= TaskState.COMPLETE and update.task_id not in self.assigned:
                         self.reported.pop(update.task_id, None)
+
+    def _settled(self) -> bool:
+        """Nothing starting and nothing left to start (the caller holds the
+        lock): no status update is on its way, so none is worth waiting for."""
+        return not self.starting and not self.waiting
+
+    def _rest_of_window(self, end: float) -> bool:
+        """Wait until ``end`` (monotonic), or less once the node has settled;
+        True if the worker stopped meanwhile."""
+        while not self._stopped.is_set():
+            rest = end - time.monotonic()
+            with self._lock:
+                if rest <= 0 or self._settled():
+                    return False
+            self._settled_event.wait(rest)
+            self._settled_event.clear()
+        return True
 
 
 def container_config(task: Task) -> pb.ContainerConfig:

@@ -4,6 +4,8 @@ container's exit heard even when it comes right after the start's answer."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from controlplane.model import ServiceSpec, Task, TaskState
@@ -123,3 +125,30 @@ def test_a_stopped_worker_reports_nothing_more() -> None:
     w.on_event("exited", {"id": "c0", "exit_code": 137, "labels": {worker_mod.TASK_LABEL: "t0"}})
     assert states(w) == {"t0": TaskState.RUNNING}
     assert w._status.take(float("inf")) == [w.reported["t0"]]  # only what came before
+
+
+def test_a_batch_window_waits_while_starts_are_out_and_ends_once_the_node_settles() -> None:
+    """Status waits for the rest of its window only while more updates are
+    on their way: a start still out, or one waiting its turn. The last
+    start's answer ends the window at once."""
+    w, sup = make_worker(max_starting=1)
+    w._reconcile(tasks(3))  # two out, one waiting its turn
+    assert w.waiting == 1 and not w._settled()
+    ended = threading.Event()
+    threading.Thread(target=lambda: (w._rest_of_window(time.monotonic() + 60), ended.set()),
+                     daemon=True).start()
+    sup.answer(0)
+    w._reconcile(tasks(3))  # the waiting one goes out
+    sup.answer(1)
+    assert w.waiting == 0 and w.starting == {"t2"}
+    assert not ended.wait(0.05)  # still a start out: the window goes on
+    sup.answer(2)
+    assert ended.wait(10)  # settled: the window ends long before its 60 s
+    assert w._rest_of_window(time.monotonic() + 60) is False  # and a new one does not wait
+
+
+def test_a_stop_ends_a_batch_window() -> None:
+    w, _ = make_worker(max_starting=1)
+    w._reconcile(tasks(1))
+    w.stop()
+    assert w._rest_of_window(time.monotonic() + 60) is True
