@@ -32,6 +32,7 @@ from controlplane.store import (
     Store,
     StoreConflict,
     StoreError,
+    StoreObject,
 )
 from scheduler import ClusterSnapshot, NodeInfo, Placed, TaskRequest, schedule
 
@@ -39,6 +40,7 @@ log = structlog.get_logger("orch.orchestrator")
 
 TICK = 1.0
 SETTLE = 0.02
+FIRST_WRITE_PER_NODE = 2  # new tasks per node in a big create's first, small write
 
 
 class Orchestrator:
@@ -104,7 +106,9 @@ class Orchestrator:
             created = self._place(list(nodes.values()), tasks, changes.create, now)
             ops = ([Op.create(t) for t in created] + [Op.update(t) for t in changes.update]
                    + [Op.delete(t) for t in changes.delete])
-            self._write(ops)
+            # A few tasks per node go first, in a small write of their own:
+            # the nodes start on them while the rest is written.
+            self._write(ops, first=FIRST_WRITE_PER_NODE * len(nodes))
             return now
         placed = self._schedule(list(nodes.values()), tasks, now)
         next_check = self.monitor.next_check([_since(n, self.started) for n in nodes.values()], now)
@@ -158,13 +162,21 @@ class Orchestrator:
                     out.append(task)
         return out
 
-    def _write(self, ops: list[Op]) -> None:
-        results = self.store.batch(ops, fence=self.leadership)
-        # Decide again only on a cache that holds this write: a pass on a
-        # stale cache would create the same tasks twice.
-        revision = max((obj.version for obj in results if obj is not None), default=0)
-        if revision:
-            self.informer.wait_revision(revision, 5.0)
+    def _write(self, ops: list[Op], first: int = 0) -> None:
+        """Write ``ops`` (the first ``first`` of them in a write of their own)."""
+        results: list[StoreObject | None] = []
+        try:
+            if 0 < first < len(ops):
+                results = self.store.batch(ops[:first], fence=self.leadership)
+                ops = ops[first:]
+            results += self.store.batch(ops, fence=self.leadership)
+        finally:
+            # Decide again only on a cache that holds this write (or the part
+            # of it that was written before a conflict): a pass on a stale
+            # cache would create the same tasks twice.
+            revision = max((obj.version for obj in results if obj is not None), default=0)
+            if revision:
+                self.informer.wait_revision(revision, 5.0)
 
 
 def needs_pass(change: Change) -> bool:
