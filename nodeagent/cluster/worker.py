@@ -9,8 +9,8 @@ Three threads, each with one job:
 - the status thread sends task status in batches, at most one message per
   ``BATCH_WINDOW``: an update after a quiet spell goes at once, one in a busy
   spell with the rest of its window, unless the node has settled (nothing
-  starting, nothing left to start): then no more updates are on their way
-  to join it, and it goes at once. A "starting" update waits
+  starting or stopping, nothing left to start): then no more updates are on
+  their way to join it, and it goes at once. A "starting" update waits
   ``STARTING_QUIET`` first (see :class:`StatusQueue`).
 
 A task's container carries the labels ``orch.task``/``orch.service``; after an
@@ -122,6 +122,7 @@ class Worker:
         self.containers: dict[str, str] = {}  # task id -> container id
         self.starting: set[str] = set()  # task ids whose start awaits the supervisor
         self.waiting = 0  # starts the last reconcile pass left for later (in-flight limit)
+        self.stopping = 0  # stops out with the supervisor
         # One start more than the supervisor launches at once: the next is
         # there the moment a launch ends.
         self.max_in_flight = (max_starting or default_max_launching()) + 1
@@ -344,6 +345,14 @@ class Worker:
             self._report(tid, TaskState.RUNNING, "running", container_id=rec["id"])
         with self._lock:
             self.starting.discard(tid)
+        self._done_one()
+
+    def _done_one(self, stop: bool = False) -> None:
+        """A start (or a stop) has answered: wake the reconcile pass, and end
+        a batch window if that was the last one out."""
+        with self._lock:
+            if stop:
+                self.stopping -= 1
             settled = self._settled()
         if settled:
             self._settled_event.set()
@@ -351,17 +360,22 @@ class Worker:
 
     def _stop_async(self, tid: str, task: Task | None, cid: str, final: TaskState | None) -> None:
         self.containers.pop(tid, None)
+        with self._lock:
+            self.stopping += 1
 
         def stop() -> None:
-            with contextlib.suppress(AgentError):
-                grace = task.spec.stop_grace_period if task is not None else 10.0
-                self.sup.call("stop", id=cid, timeout=grace)
-            with contextlib.suppress(AgentError):
-                self.sup.call("remove", id=cid, force=True)
-            if final is not None:
-                self._report(tid, final, "shut down")
-            else:
-                self.reported.pop(tid, None)
+            try:
+                with contextlib.suppress(AgentError):
+                    grace = task.spec.stop_grace_period if task is not None else 10.0
+                    self.sup.call("stop", id=cid, timeout=grace)
+                with contextlib.suppress(AgentError):
+                    self.sup.call("remove", id=cid, force=True)
+                if final is not None:
+                    self._report(tid, final, "shut down")
+                else:
+                    self.reported.pop(tid, None)
+            finally:
+                self._done_one(stop=True)
 
         threading.Thread(target=stop, name="worker-stop", daemon=True).start()
 
@@ -418,9 +432,10 @@ class Worker:
                         self.reported.pop(update.task_id, None)
 
     def _settled(self) -> bool:
-        """Nothing starting and nothing left to start (the caller holds the
-        lock): no status update is on its way, so none is worth waiting for."""
-        return not self.starting and not self.waiting
+        """Nothing starting or stopping and nothing left to start (the caller
+        holds the lock): no status update is on its way, so none is worth
+        waiting for."""
+        return not self.starting and not self.waiting and not self.stopping
 
     def _rest_of_window(self, end: float) -> bool:
         """Wait until ``end`` (monotonic), or less once the node has settled;

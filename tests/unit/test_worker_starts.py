@@ -49,6 +49,18 @@ def tasks(n: int) -> dict[str, Task]:
             for i in range(n)}
 
 
+def window_in_thread(w: Worker) -> threading.Event:
+    """A 60 s batch window waited out on a thread; the event is set when it ends."""
+    ended = threading.Event()
+
+    def wait() -> None:
+        w._rest_of_window(time.monotonic() + 60)
+        ended.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    return ended
+
+
 def states(w: Worker) -> dict[str, TaskState]:
     return {tid: TaskState(u.state) for tid, u in w.reported.items()}
 
@@ -134,9 +146,7 @@ def test_a_batch_window_waits_while_starts_are_out_and_ends_once_the_node_settle
     w, sup = make_worker(max_starting=1)
     w._reconcile(tasks(3))  # two out, one waiting its turn
     assert w.waiting == 1 and not w._settled()
-    ended = threading.Event()
-    threading.Thread(target=lambda: (w._rest_of_window(time.monotonic() + 60), ended.set()),
-                     daemon=True).start()
+    ended = window_in_thread(w)
     sup.answer(0)
     w._reconcile(tasks(3))  # the waiting one goes out
     sup.answer(1)
@@ -152,3 +162,26 @@ def test_a_stop_ends_a_batch_window() -> None:
     w._reconcile(tasks(1))
     w.stop()
     assert w._rest_of_window(time.monotonic() + 60) is True
+
+
+def test_a_stop_out_keeps_a_batch_window_and_its_end_ends_it() -> None:
+    """A scale-down's stops report as they end: while one is out, their
+    reports still gather in a window."""
+    w, sup = make_worker(max_starting=1)
+    w._reconcile(tasks(1))
+    sup.answer(0, cid="c0")
+    assert w._settled()
+    release = threading.Event()
+    calls: list[str] = []
+
+    def call(op: str, **args: Any) -> None:
+        calls.append(op)
+        release.wait(10)
+
+    sup.call = call  # type: ignore[attr-defined]
+    w._reconcile({})  # t0 is no longer assigned: its stop goes out
+    assert w.stopping == 1 and not w._settled()
+    ended = window_in_thread(w)
+    assert not ended.wait(0.05)
+    release.set()
+    assert ended.wait(10) and calls == ["stop", "remove"] and w.stopping == 0
