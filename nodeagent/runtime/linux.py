@@ -95,27 +95,28 @@ class LinuxRuntime:
         return self._create(spec, stdio, start_now=True)
 
     def launch_fd(self, container: Container) -> int:
-        reader = self._get(container).reader
-        if reader is None:
-            raise FailedPrecondition(f"container {container.spec.id[:12]} is not being launched")
-        return reader.fd
+        return self._launch_reader(container)[1].fd
 
     def launched(self, container: Container) -> bool:
-        live = self._get(container)
-        if live.reader is None:
-            raise FailedPrecondition(f"container {container.spec.id[:12]} is not being launched")
+        live, reader = self._launch_reader(container)
         try:
-            msg = live.reader.next()
+            msg = reader.next()
         except BlockingIOError:
             return False
         if msg is None:  # EOF: the close-on-exec pipe closed at exec
-            live.reader.close()
+            reader.close()
             live.reader = None
             return True
         try:
             self._raise_after(container.spec, container.pid, live, _as_error(msg, "setup"))
         finally:
             self._teardown(container, live)
+
+    def _launch_reader(self, container: Container) -> tuple[_Live, channel.Reader]:
+        live = self._get(container)
+        if live.reader is None:
+            raise FailedPrecondition(f"container {container.spec.id[:12]} is not being launched")
+        return live, live.reader
 
     def _create(self, spec: ContainerSpec, stdio: Stdio, start_now: bool) -> Container:
         self._validate(spec)

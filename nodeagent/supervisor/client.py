@@ -29,6 +29,13 @@ log = JsonLogger("orch.supervisor-client")
 Callback = Callable[[Any, "AgentError | None"], None]
 
 
+def _close_fds(fds: list[int]) -> None:
+    """Close the fds a reply carried that the caller does not take."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
 class _Pending:
     __slots__ = ("callback", "done", "error", "fds", "result")
 
@@ -43,9 +50,7 @@ class _Pending:
         if self.callback is None:
             self.done.set()
             return
-        for fd in self.fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        _close_fds(self.fds)  # the callback gets the result only
         try:
             self.callback(self.result, self.error)
         except Exception:  # the reader thread must go on
@@ -73,9 +78,7 @@ class SupervisorClient:
 
     def call(self, op: str, wait_timeout: float | None = None, **args: Any) -> Any:
         result, fds = self.call_fds(op, wait_timeout=wait_timeout, **args)
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        _close_fds(fds)
         return result
 
     def call_async(self, op: str, callback: Callback, **args: Any) -> None:
