@@ -2,9 +2,9 @@
 an address pool persisted under the state dir, and one nftables table per
 bridge for published ports and isolation.
 
-Public surface: :class:`BridgeNetwork` (parent side, in the supervisor),
-:func:`configure_container_side` and :func:`loopback_up` (child side, inside
-the container's network namespace before exec).
+Public surface: :class:`BridgeNetwork` (the host side, in the supervisor).
+The container side is set up inside the container's network namespace by
+its init, from what :func:`~nodeagent.network.inside.container_side` says.
 
 Invariants: container subnets never route out through the uplink (nft
 forward drop, no outbound masquerade); ``teardown`` leaves the host as found.
@@ -14,30 +14,11 @@ naming the step and its arguments.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from nodeagent.network.bridge_network import BridgeNetwork
 from nodeagent.network.ipam import AddressPool, PoolExhausted
-from nodeagent.network.loopback import loopback_up
-
-if TYPE_CHECKING:
-    from nodeagent.network.inside import configure_container_side
-
-
-def __getattr__(name: str) -> Any:
-    # pyroute2 costs ~10 MB and ~100 ms to import: only a process that sets up
-    # bridge networking loads it (see bridge_network).
-    if name == "configure_container_side":
-        from nodeagent.network.inside import configure_container_side
-
-        return configure_container_side
-    raise AttributeError(name)
-
 
 __all__ = [
     "AddressPool",
     "BridgeNetwork",
     "PoolExhausted",
-    "configure_container_side",
-    "loopback_up",
 ]

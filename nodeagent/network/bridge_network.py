@@ -6,7 +6,7 @@ pairs (``veth``) and the nft table (``nftables``, ``ports``). Lifecycle::
     ensure()                       bridge + gateway + nft table (idempotent)
     allocate(id) -> cfg            lease persisted under state_dir
     attach(cfg, pid)               parent side, once the child's net ns exists
-    configure_container_side(cfg)  child side, inside the ns (see inside.py)
+    inside.container_side(cfg)     what the container's init sets up inside
     publish(id, cfg)               DNAT for cfg.ports
     unpublish(id); detach(cfg); release(id)
     teardown()                     bridge, nft table and lease file removed
@@ -49,11 +49,6 @@ class BridgeNetwork:
         Done once per process (every container create calls it)."""
         if self._ensured:
             return
-        # Loaded in the parent, before any container is cloned, so cloned
-        # children find it ready (see configure_container_side).
-        from nodeagent.network import inside
-
-        del inside
         run_bridge_helper("ensure", self.bridge, self.gateway, str(self.subnet.prefixlen))
         nftables.ensure_table(self.bridge)
         self._ensured = True

@@ -3,7 +3,7 @@
 The host end is named ``cfg.host_veth``, enslaved to the bridge and up; the
 peer is created directly inside the container's network namespace (addressed
 by a pid living in it) as ``eth0``, so it never appears on the host under a
-name that could collide. The container side configures ``eth0`` itself (see
+name that could collide. The container's init configures ``eth0`` itself (see
 ``inside.py``).
 
 Neither end has IPv6: the network is IPv4 only (as Docker does for a
@@ -22,11 +22,10 @@ import os
 from nodeagent.errors import InvalidArgument, SetupError
 from nodeagent.network import rtnl
 from nodeagent.network._netlink import index_of, netlink_step
+from nodeagent.network.inside import CONTAINER_IFNAME
 from nodeagent.network.names import IFNAMSIZ
 from nodeagent.network.rtnl import LinkSocket
 from nodeagent.runtime.spec import NetworkConfig
-
-CONTAINER_IFNAME = "eth0"
 
 
 def attach_veth(links: LinkSocket, cfg: NetworkConfig, pid: int) -> None:

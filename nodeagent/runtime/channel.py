@@ -1,12 +1,14 @@
-"""Messages between the runtime (parent) and its forked setup children.
+"""Messages between the runtime and ``orch-init`` (``init.c``).
 
-One report pipe carries child -> parent lines: ``P<pid>`` (the container's
-PID 1, from the intermediate child), ``R`` (setup done, waiting for start) and
-``E<json>`` (a setup step failed: ``{step, args, detail, errno}``). The write
-end is close-on-exec, so EOF right after start means the exec happened.
-One control pipe carries parent -> child bytes: ``N`` (network attached),
-``S`` (start). Invariant: a child that hits any error reports it and
-``_exit(127)``s; it never returns into the caller's code.
+One report pipe carries child -> runtime lines: ``P<pid>`` (the container's
+PID 1, or an exec'd process, from the spawned helper), ``R`` (setup done,
+waiting for start) and ``E<json>`` (a setup step failed: ``{step, args,
+detail, errno}``). The write end is close-on-exec, so EOF right after start
+means the exec happened. One control pipe carries runtime -> child bytes:
+``N`` (network attached), ``S`` (start). Invariant: a child that hits any
+error reports it and ``_exit(127)``s; it never execs after a failed step.
+The same ``E`` message reports the bridge helper's failures
+(:func:`error_message`).
 """
 
 from __future__ import annotations
@@ -33,10 +35,6 @@ def pipe() -> tuple[int, int]:
             fd = high
         fds.append(fd)
     return fds[0], fds[1]
-
-
-def send(fd: int, message: bytes) -> None:
-    os.write(fd, message + b"\n")
 
 
 def error_message(step: str, exc: BaseException) -> bytes:
@@ -66,14 +64,6 @@ def _jsonable(value: Any) -> Any:
 
 def _args(args: tuple[Any, ...]) -> str:
     return "(" + ", ".join(a.decode() if isinstance(a, bytes) else repr(a) for a in args) + ")"
-
-
-def fail(fd: int, step: str, exc: BaseException) -> None:
-    """Report a failed step and end this child. Never returns."""
-    try:
-        send(fd, error_message(step, exc))
-    finally:
-        os._exit(EXIT_SETUP_FAILED)
 
 
 def to_setup_error(message: bytes) -> SetupError:

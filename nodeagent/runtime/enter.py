@@ -1,24 +1,22 @@
 """``exec``: a new process inside a running container.
 
-P forks E1. E1 joins the container's cgroup, opens every namespace of the
+The runtime R posix_spawns ``orch-init exec`` (``init.c``; see ``native``).
+That process E1 joins the container's cgroup, opens every namespace of the
 container's PID 1 first (/proc paths stop resolving once it enters the mount
 namespace), enters them with the mount namespace last (entering it resets
-root and cwd to the container's root), forks E2 (which lands in the pid
-namespace), reports E2's pid and exits. E2 runs the finalize checklist and
-execs. Same report-pipe rule as create: any failure -> report, _exit(127).
+root and cwd to the container's root), clones E2 onto R (``CLONE_PARENT``;
+E2 lands in the pid namespace), reports E2's pid and exits. E2 runs the
+process checklist (see ``process``) and execs. Step names: join_cgroup,
+open_namespace, setns_<ns>, fork, then the checklist's. Same report-pipe
+rule as create: any failure -> report, _exit(127).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-from nodeagent.runtime import _libc, channel, process
-from nodeagent.runtime.cgroups import join_self
+from nodeagent.runtime import native, process
 from nodeagent.runtime.process import ProcessPlan
-
-# Order of setns; mount last.
-ENTER_ORDER: tuple[str, ...] = ("ipc", "uts", "net", "pid", "cgroup", "mount")
 
 
 @dataclass
@@ -30,43 +28,7 @@ class ExecPlan:
 
 
 def spawn(plan: ExecPlan) -> int:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            _enter(plan)
-        finally:
-            os._exit(channel.EXIT_SETUP_FAILED)
-    return pid
-
-
-def _enter(plan: ExecPlan) -> None:
-    report = plan.report_fd
-    try:
-        join_self(plan.cgroup_files)
-    except BaseException as exc:
-        channel.fail(report, "join_cgroup", exc)
-    fds: list[tuple[str, int]] = []
-    for name in ENTER_ORDER:
-        path = f"/proc/{plan.target_pid}/ns/{_libc.NAMESPACE_PROC_NAMES[name]}"
-        try:
-            fds.append((name, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
-        except BaseException as exc:
-            channel.fail(report, "open_namespace", exc)
-    for name, fd in fds:
-        try:
-            _libc.setns(fd, _libc.NAMESPACE_FLAGS[name])
-            os.close(fd)
-        except BaseException as exc:
-            channel.fail(report, f"setns_{name}", exc)
-    try:
-        pid = os.fork()
-    except BaseException as exc:
-        channel.fail(report, "fork", exc)
-    if pid == 0:
-        try:
-            process.run_steps(process.FINALIZE_STEPS, plan.process, report)
-            process.exec_process(plan.process)
-        finally:
-            os._exit(channel.EXIT_SETUP_FAILED)
-    channel.send(report, b"P%d" % pid)
-    os._exit(0)
+    """Spawn E1 and return its pid; SetupError if the spawn fails."""
+    entries = [("target", plan.target_pid), *(("cgfile", path) for path in plan.cgroup_files),
+               *process.entries(plan.process)]
+    return native.spawn("exec", entries, process.fds(plan.process))

@@ -1,35 +1,42 @@
-"""The container's birth: one clone and PID 1's setup checklist.
+"""The container's birth: one spawn of ``orch-init`` and PID 1's checklist.
 
-Parent P (the runtime's caller) clones C straight into new mount, uts, ipc,
-pid and (unless host networking) net namespaces: C is PID 1 of its pid
-namespace and runs :data:`INIT_STEPS`. One clone instead of unshare-then-fork
-saves a second copy of P's address space per container.
+The runtime R posix_spawns ``orch-init init`` (``init.c``; see ``native``)
+with this plan. That process clones C onto R (``CLONE_PARENT``) straight into
+new mount, uts, ipc, pid and (unless host networking) net namespaces, reports
+``P<pid>`` and exits. C is R's child and PID 1 of its pid namespace, and runs
+PID 1's checklist, whose step names a SetupError reports:
+
+    close_fds, join_cgroup, cgroup_namespace, make_root_private,
+    wait_network, configure_network (loopback_up, disable_ipv6,
+    eth0_address, eth0_netmask, eth0_up, default_route), mount_staging,
+    mount_rootfs, mount_proc, mount_sysfs, mount_dev, bind_etc_files,
+    sethostname, pivot_root, masked_paths, readonly_paths, readonly_rootfs,
+    then the process checklist (see ``process``).
 
 C moves *itself* into the container's cgroup first (``0`` into each
 hierarchy's ``tasks`` on v1, ``cgroup.procs`` on v2; see
-:func:`nodeagent.runtime.cgroups.join_self`), then unshares its cgroup
-namespace, whose root is thus the container's group. So everything C does,
-and everything of the container's, is accounted to the container. In bridge
-mode C waits for P's ``N`` (veth attached) before configuring it.
+:meth:`~nodeagent.runtime.cgroups.Cgroup.self_join_files`), then unshares its
+cgroup namespace, whose root is thus the container's group. So everything C
+does, and everything of the container's, is accounted to the container. In
+bridge mode C waits for R's ``N`` (veth attached) before configuring it.
 
-Then C reports ``R`` and blocks until P sends ``S``, then execs (a launch,
-``start_now``, execs at once: P learns of it from EOF alone). Any failure
-is reported on the close-on-exec report pipe and the child ``_exit(127)``s:
-the exec never happens after a failed step. Nothing here imports or spawns
-after the clone; the plan is built in P.
+Then C reports ``R`` and blocks until R sends ``S``, then execs (a launch,
+``start_now``, execs at once: R learns of it from EOF alone). Any failure
+is reported on the close-on-exec report pipe and C ``_exit(127)``s: the exec
+never happens after a failed step.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from nodeagent.runtime import _libc, channel, process, rootfs
-from nodeagent.runtime.cgroups import join_self
-from nodeagent.runtime.process import ProcessPlan, run_steps
+from nodeagent.network.inside import container_side
+from nodeagent.runtime import _libc, native, process
+from nodeagent.runtime.native import Entry
+from nodeagent.runtime.process import ProcessPlan
 from nodeagent.runtime.rootfs import RootfsPlan
-from nodeagent.runtime.spec import NAMESPACES
+from nodeagent.runtime.spec import NAMESPACES, NetworkConfig
 
 
 @dataclass
@@ -37,10 +44,9 @@ class InitPlan:
     unshare_flags: int
     rootfs: RootfsPlan
     process: ProcessPlan
-    configure_network: Callable[[], None] | None  # packed in P (network.inside)
-    wait_for_network: bool
-    report_fd: int  # write end, child -> parent
-    control_fd: int  # read end, parent -> child
+    network: NetworkConfig
+    report_fd: int  # write end, child -> runtime
+    control_fd: int  # read end, runtime -> child
     cgroup_files: list[str]  # written with "0" by C to join its cgroup
     start_now: bool = False  # launch: exec right after setup, no R/S handshake
 
@@ -56,98 +62,30 @@ def unshare_flags(network_mode: str) -> int:
     return flags
 
 
+def entries(plan: InitPlan) -> Iterator[Entry]:
+    """The plan as ``orch-init`` entries (see ``native``)."""
+    yield "flags", plan.unshare_flags
+    yield "control", plan.control_fd
+    yield "start_now", int(plan.start_now)
+    yield "cgroupns", int("cgroup" in NAMESPACES)
+    for path in plan.cgroup_files:
+        yield "cgfile", path
+    yield from container_side(plan.network)
+    rootfs = plan.rootfs
+    yield "staging", rootfs.staging
+    yield "overlay", rootfs.overlay_data
+    yield "readonly", int(rootfs.readonly)
+    yield "hostname", rootfs.hostname
+    for name, content in rootfs.etc_files.items():
+        yield "etc", f"{name}={content}"
+    for path in rootfs.masked_paths:
+        yield "masked", path
+    for path in rootfs.readonly_paths:
+        yield "ro", path
+    yield from process.entries(plan.process)
+
+
 def spawn(plan: InitPlan) -> int:
-    """Clone C (in P) and return its pid. OSError if the clone itself fails."""
-    pid = _libc.clone_process(plan.unshare_flags)
-    if pid == 0:
-        try:
-            _container_init(plan)
-        finally:
-            os._exit(channel.EXIT_SETUP_FAILED)
-    return pid
-
-
-def close_inherited(plan: InitPlan) -> None:
-    """Close every fd P had except ours and stdio: other containers' pipes
-    must not be held open by this one."""
-    keep = {0, 1, 2, plan.report_fd, plan.control_fd}
-    keep.update(fd for fd in plan.process.stdio if fd is not None)
-    low = 0
-    for fd in sorted(keep):
-        if fd > low:
-            os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, 1 << 20)
-
-
-# --- PID 1's checklist ---------------------------------------------------------
-
-def join_cgroup(plan: InitPlan) -> None:
-    join_self(plan.cgroup_files)
-
-
-def make_root_private(plan: InitPlan) -> None:
-    rootfs.make_root_private(plan.rootfs)
-
-
-def wait_network(plan: InitPlan) -> None:
-    if plan.wait_for_network:
-        _expect(plan.control_fd, b"N")
-
-
-def configure_network(plan: InitPlan) -> None:
-    if plan.configure_network is not None:
-        plan.configure_network()
-
-
-def enter_cgroup_namespace(plan: InitPlan) -> None:
-    if "cgroup" in NAMESPACES:
-        _libc.unshare(_libc.CLONE_NEWCGROUP)
-
-
-def _rootfs_step(fn: Callable[[RootfsPlan], None]) -> Callable[[InitPlan], None]:
-    return lambda plan: fn(plan.rootfs)
-
-
-def _process_step(fn: Callable[[ProcessPlan], None]) -> Callable[[InitPlan], None]:
-    return lambda plan: fn(plan.process)
-
-
-INIT_STEPS: tuple[tuple[str, Callable[[InitPlan], None]], ...] = (
-    ("close_fds", close_inherited),
-    ("join_cgroup", join_cgroup),
-    ("cgroup_namespace", enter_cgroup_namespace),
-    ("make_root_private", make_root_private),
-    ("wait_network", wait_network),
-    ("configure_network", configure_network),
-    ("mount_staging", _rootfs_step(rootfs.mount_staging)),
-    ("mount_rootfs", _rootfs_step(rootfs.mount_overlay)),
-    ("mount_proc", _rootfs_step(rootfs.mount_proc)),
-    ("mount_sysfs", _rootfs_step(rootfs.mount_sysfs)),
-    ("mount_dev", _rootfs_step(rootfs.mount_dev)),
-    ("bind_etc_files", _rootfs_step(rootfs.bind_etc_files)),
-    ("sethostname", _rootfs_step(rootfs.set_hostname)),
-    ("pivot_root", _rootfs_step(rootfs.pivot)),
-    ("masked_paths", _rootfs_step(rootfs.mask_paths)),
-    ("readonly_paths", _rootfs_step(rootfs.readonly_paths)),
-    ("readonly_rootfs", _rootfs_step(rootfs.readonly_rootfs)),
-    *((name, _process_step(fn)) for name, fn in process.FINALIZE_STEPS),
-)
-
-
-def _container_init(plan: InitPlan) -> None:
-    run_steps(INIT_STEPS, plan, plan.report_fd)
-    if not plan.start_now:
-        try:
-            channel.send(plan.report_fd, b"R")
-            _expect(plan.control_fd, b"S")
-        except BaseException as exc:
-            channel.fail(plan.report_fd, "wait_start", exc)
-    process.exec_process(plan.process)
-
-
-def _expect(fd: int, message: bytes) -> None:
-    got = os.read(fd, 1)
-    if got != message:
-        # EOF: the runtime went away or gave up on this container; never exec.
-        raise OSError(0, f"expected {message!r} from the runtime, got {got!r}")
+    """Spawn ``orch-init init`` and return its pid; it reports C's pid on the
+    report pipe (``P<pid>``), then exits. SetupError if the spawn fails."""
+    return native.spawn("init", entries(plan), [plan.control_fd, *process.fds(plan.process)])

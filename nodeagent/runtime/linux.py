@@ -1,9 +1,9 @@
 """LinuxRuntime: containers from namespaces, cgroups and overlayfs, in-process.
 
-The caller must be single-threaded (it clones and forks); it becomes a child
-subreaper so each exec'd process (a grandchild, after the pid-namespace double
-fork of ``enter``) becomes its child, like each container's PID 1, which it
-clones directly. Lifecycle::
+Each container's PID 1 and each exec'd process is the caller's own child:
+``orch-init`` (spawned per container or exec, see ``native``) clones them
+onto the caller with CLONE_PARENT. The caller is also made a child
+subreaper, so nothing of ours can end up reparented elsewhere. Lifecycle::
 
     create -> (start) -> running -> wait/exited -> remove
        \\-> SetupError: everything already undone
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from nodeagent.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, SetupError
-from nodeagent.runtime import _libc, bundle, channel, enter, init, process, seccomp
+from nodeagent.runtime import _libc, bundle, channel, enter, init, native, process, seccomp
 from nodeagent.runtime.api import Container, Stdio
 from nodeagent.runtime.rootfs import RootfsPlan, overlay_options
 from nodeagent.runtime.spec import ContainerSpec, ExitStatus, ProcessSpec
@@ -74,11 +74,9 @@ class LinuxRuntime:
         self.cgroups = cgroups
         self.network = network
         self._live: dict[str, _Live] = {}
+        native.check_built()
         _libc.prctl(_libc.PR_SET_CHILD_SUBREAPER, 1)
         seccomp.default_program()  # compile once, up front
-        from nodeagent.network.inside import container_side
-
-        self._container_side = container_side
 
     # --- create / start ---------------------------------------------------------
 
@@ -145,10 +143,8 @@ class LinuxRuntime:
     def _init_plan(self, spec: ContainerSpec, stdio: Stdio, report_w: int,
                    control_r: int, live: _Live) -> init.InitPlan:
         staging = bundle.mountpoint(spec)
-        mode = spec.network.mode
-        configure = None if mode == "host" else self._container_side(spec.network)
         return init.InitPlan(
-            unshare_flags=init.unshare_flags(mode),
+            unshare_flags=init.unshare_flags(spec.network.mode),
             rootfs=RootfsPlan(
                 staging=staging,
                 overlay_data=overlay_options(
@@ -160,8 +156,7 @@ class LinuxRuntime:
                 masked_paths=spec.masked_paths, readonly_paths=spec.readonly_paths,
             ),
             process=process.build_plan(spec.process, stdio, spec.hostname, report_w),
-            configure_network=configure,
-            wait_for_network=mode == "bridge",
+            network=spec.network,
             report_fd=report_w,
             control_fd=control_r,
             cgroup_files=live.cgroup.self_join_files(),
@@ -178,13 +173,16 @@ class LinuxRuntime:
         try:
             plan = self._init_plan(spec, stdio, report_w, control_r, live)
             plan.start_now = start_now
-            try:
-                pid = init.spawn(plan)
-            except OSError as exc:
-                raise SetupError("clone", hex(plan.unshare_flags), str(exc), exc.errno or 0)
+            helper = init.spawn(plan)
         finally:
             os.close(report_w)
             os.close(control_r)
+        pid, error = _read_pid(live.reader)
+        _reap(helper)
+        if error is not None:
+            raise error
+        if not pid:
+            raise SetupError("clone", hex(plan.unshare_flags), "orch-init exited without a pid")
         live.pidfd = os.pidfd_open(pid)
         if spec.network.mode == "bridge":
             self._attach_network(spec, pid, live)

@@ -1,11 +1,14 @@
-"""Turning a set-up child into the container's process: the finalize checklist.
+"""The process a container runs: its plan, built and checked in the runtime.
 
-Shared by a container's PID 1 (after its rootfs is ready) and by ``exec``.
-:func:`build_plan` runs in the parent and precomputes everything (masks,
-rlimit numbers, the seccomp program) so the forked child only makes calls.
+Shared by a container's PID 1 and by ``exec``. :func:`build_plan` runs in
+the runtime and precomputes everything (masks, rlimit numbers, the seccomp
+program); :func:`entries` hands it to ``orch-init`` (``init.c``), whose
+process checklist makes only the calls: rlimits, resolve_user, cwd, stdio,
+drop_bounding_caps, no_new_privs, seccomp, setgroups, setuid, capset,
+close_fds, then exec. Those names are the steps a SetupError reports.
 
-Order matters and is why it is a checklist: the bounding set is dropped and
-seccomp loaded while the child still has CAP_SYS_ADMIN (loading without
+Order matters in that checklist: the bounding set is dropped and seccomp
+loaded while the child still has CAP_SYS_ADMIN (loading without
 no_new_privs needs it); groups and gid before uid; PR_SET_KEEPCAPS around
 setuid so capset can restore the permitted set for root and non-root alike
 (execve then clears a non-root user's capabilities, as in Docker).
@@ -13,21 +16,15 @@ setuid so capset can restore the permitted set for root and non-root alike
 
 from __future__ import annotations
 
-import _signal
-import os
 import resource
-import signal
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TypeVar
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-from nodeagent.errors import InvalidArgument, SetupError
-from nodeagent.runtime import _libc, capabilities, channel, seccomp
+from nodeagent.errors import InvalidArgument
+from nodeagent.runtime import capabilities, seccomp
 from nodeagent.runtime.api import Stdio
+from nodeagent.runtime.native import Entry
 from nodeagent.runtime.spec import ProcessSpec
-from nodeagent.runtime.user import ResolvedUser, resolve
-
-T = TypeVar("T")
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -41,12 +38,10 @@ class ProcessPlan:
     cap_mask: int
     cap_drop: list[int]
     no_new_privs: bool
-    seccomp: _libc.SeccompProgram | None
+    seccomp: bytes | None  # a classic-BPF program
     rlimits: list[tuple[int, int, int]]
     stdio: tuple[int | None, int | None, int | None]
     report_fd: int
-    resolved: ResolvedUser | None = None
-    ignored_signals: list[int] = field(default_factory=list)
 
 
 def build_plan(process: ProcessSpec, stdio: Stdio, hostname: str, report_fd: int) -> ProcessPlan:
@@ -67,24 +62,17 @@ def build_plan(process: ProcessSpec, stdio: Stdio, hostname: str, report_fd: int
             raise InvalidArgument(f"unknown rlimit {rl.name!r}")
         rlimits.append(_fit_rlimit(number, rl.soft, rl.hard))
     mask = capabilities.to_mask(process.capabilities)
-    # Signals the parent ignores stay ignored across execve; the container
-    # must start with default dispositions (Python itself ignores SIGPIPE).
-    # _signal: signal.getsignal makes an enum of every answer.
-    ignored = [s for s in _CATCHABLE if _signal.getsignal(s) == _signal.SIG_IGN]
     return ProcessPlan(
         args=list(process.args), env=env, cwd=process.cwd or "/", user=process.user,
         cap_mask=mask, cap_drop=capabilities.to_drop(mask, _LAST_CAP),
         no_new_privs=process.no_new_privileges,
         seccomp=seccomp.default_program() if process.seccomp else None,
         rlimits=rlimits, stdio=(stdio.stdin, stdio.stdout, stdio.stderr),
-        report_fd=report_fd, ignored_signals=ignored,
+        report_fd=report_fd,
     )
 
 
 _LAST_CAP = capabilities.last_cap()
-# As plain ints: valid_signals() makes an enum of each, on every container.
-_CATCHABLE = tuple(int(s) for s in signal.valid_signals()
-                   if s not in (signal.SIGKILL, signal.SIGSTOP))
 _CAP_SYS_RESOURCE = 24
 
 
@@ -113,119 +101,31 @@ def _fit_rlimit(number: int, soft: int, hard: int) -> tuple[int, int, int]:
     return number, soft, hard
 
 
-# --- the checklist (runs in the child) ---------------------------------------
-
-def set_rlimits(plan: ProcessPlan) -> None:
-    for number, soft, hard in plan.rlimits:
-        resource.setrlimit(number, (soft, hard))
+_UNSIGNED = (1 << 64) - 1  # RLIM_INFINITY is -1 here and ~0 to the kernel
 
 
-def resolve_user(plan: ProcessPlan) -> None:
-    try:
-        plan.resolved = resolve(plan.user)
-    except LookupError as exc:
-        raise SetupError("resolve_user", plan.user, str(exc))
-    plan.env.setdefault("HOME", plan.resolved.home)
-
-
-def change_dir(plan: ProcessPlan) -> None:
-    try:
-        os.chdir(plan.cwd)
-    except FileNotFoundError:
-        os.makedirs(plan.cwd, mode=0o755)  # Docker creates a missing workdir
-        os.chdir(plan.cwd)
-
-
-def connect_stdio(plan: ProcessPlan) -> None:
-    # Move every source above the others first, so swapped fds survive.
-    null = -1
-    sources = []
-    for fd in plan.stdio:
-        if fd is None:
-            if null < 0:
-                null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
-            fd = null
-        sources.append(os.dup(fd) if fd < 3 else fd)
-    for target, fd in enumerate(sources):
-        os.dup2(fd, target, inheritable=True)
-
-
-def drop_bounding_caps(plan: ProcessPlan) -> None:
+def entries(plan: ProcessPlan) -> Iterator[Entry]:
+    """The plan as ``orch-init`` entries (see ``native``)."""
+    for arg in plan.args:
+        yield "arg", arg
+    for key, value in plan.env.items():
+        yield "env", f"{key}={value}"
+    yield "cwd", plan.cwd
+    yield "user", plan.user
+    yield "capmask", plan.cap_mask
     for cap in plan.cap_drop:
-        _libc.prctl(_libc.PR_CAPBSET_DROP, cap)
-
-
-def set_no_new_privs(plan: ProcessPlan) -> None:
-    if plan.no_new_privs:
-        _libc.prctl(_libc.PR_SET_NO_NEW_PRIVS, 1)
-
-
-def load_seccomp(plan: ProcessPlan) -> None:
+        yield "capdrop", cap
+    yield "nnp", int(plan.no_new_privs)
     if plan.seccomp is not None:
-        plan.seccomp.load()
+        yield "seccomp", plan.seccomp.hex()
+    for number, soft, hard in plan.rlimits:
+        yield "rlimit", f"{number}:{soft & _UNSIGNED}:{hard & _UNSIGNED}"
+    for name, fd in zip(("stdin", "stdout", "stderr"), plan.stdio, strict=True):
+        if fd is not None:
+            yield name, fd
+    yield "report", plan.report_fd
 
 
-def set_groups(plan: ProcessPlan) -> None:
-    assert plan.resolved is not None
-    os.setgroups(plan.resolved.groups)
-    os.setresgid(plan.resolved.gid, plan.resolved.gid, plan.resolved.gid)
-
-
-def set_user(plan: ProcessPlan) -> None:
-    assert plan.resolved is not None
-    _libc.prctl(_libc.PR_SET_KEEPCAPS, 1)
-    os.setresuid(plan.resolved.uid, plan.resolved.uid, plan.resolved.uid)
-    _libc.prctl(_libc.PR_SET_KEEPCAPS, 0)
-
-
-def set_capabilities(plan: ProcessPlan) -> None:
-    _libc.capset(plan.cap_mask, plan.cap_mask, plan.cap_mask)
-
-
-def reset_signals(plan: ProcessPlan) -> None:
-    for sig in plan.ignored_signals:
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-
-
-def mark_fds_cloexec(plan: ProcessPlan) -> None:
-    _libc.close_range_cloexec(3)
-
-
-Step = Callable[[ProcessPlan], None]
-
-# Everything up to the point where only execve is left.
-FINALIZE_STEPS: tuple[tuple[str, Step], ...] = (
-    ("rlimits", set_rlimits),
-    ("resolve_user", resolve_user),
-    ("cwd", change_dir),
-    ("stdio", connect_stdio),
-    ("drop_bounding_caps", drop_bounding_caps),
-    ("no_new_privs", set_no_new_privs),
-    ("seccomp", load_seccomp),
-    ("setgroups", set_groups),
-    ("setuid", set_user),
-    ("capset", set_capabilities),
-    ("reset_signals", reset_signals),
-    ("close_fds", mark_fds_cloexec),
-)
-
-
-def run_steps(steps: Sequence[tuple[str, Callable[[T], None]]], plan: T, report_fd: int) -> None:
-    """Run a checklist; on the first failure report it and _exit (never returns)."""
-    for name, fn in steps:
-        try:
-            fn(plan)
-        except BaseException as exc:
-            channel.fail(report_fd, name, exc)
-
-
-def exec_process(plan: ProcessPlan) -> None:
-    """execvpe with PATH from the container env; reports and exits on failure."""
-    try:
-        os.execvpe(plan.args[0], plan.args, plan.env)
-    except OSError as exc:
-        err = SetupError("exec", plan.args, exc.strerror or str(exc), exc.errno or 0)
-        channel.fail(plan.report_fd, "exec", err)
-    except BaseException as exc:
-        channel.fail(plan.report_fd, "exec", exc)
+def fds(plan: ProcessPlan) -> list[int]:
+    """The fds ``orch-init`` must inherit for this plan."""
+    return [plan.report_fd, *(fd for fd in plan.stdio if fd is not None)]

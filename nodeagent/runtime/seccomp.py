@@ -2,15 +2,15 @@
 
 Default action ALLOW; the calls that reach across the container boundary
 (mounts, module loading, keyrings, namespaces, kexec, bpf, ...) fail with
-EPERM. The program is built in the parent so a container's setup only pays
-for one ``prctl(PR_SET_SECCOMP)``.
+EPERM. The program is built in the runtime so a container's setup (``init.c``)
+only pays for one ``prctl(PR_SET_SECCOMP)``.
 
 For the architectures in :data:`SYSCALL_NUMBERS` the program is written here,
 in the shape libseccomp gives this profile: check the audit arch (anything
 else is killed), on x86_64 kill x32-ABI numbers, then one compare per denied
 call. Loading libseccomp's Python binding instead cost the supervisor 1.2 MiB
-(it loads ``ctypes.util`` and with it subprocess, shutil, lzma, ...), which
-every container's clone copies and every exec tears down. The tests check
+(it loads ``ctypes.util`` and with it subprocess, shutil, lzma, ...). The
+tests check
 these programs against libseccomp's for every syscall number; other
 architectures still compile through libseccomp.
 """
@@ -20,8 +20,6 @@ from __future__ import annotations
 import errno
 import os
 import struct
-
-from nodeagent.runtime._libc import SeccompProgram
 
 DENIED_SYSCALLS: tuple[str, ...] = (
     "mount", "umount2", "pivot_root", "reboot", "kexec_load", "kexec_file_load",
@@ -73,7 +71,7 @@ RET_KILL_THREAD = 0x00000000
 RET_ERRNO = 0x00050000
 RET_ALLOW = 0x7FFF0000
 
-_cached: SeccompProgram | None = None
+_cached: bytes | None = None
 
 
 def build(arch: str, denied: tuple[str, ...] = DENIED_SYSCALLS) -> bytes:
@@ -128,13 +126,12 @@ def compile_with_libseccomp(arch: int | None = None,
         return f.read()
 
 
-def default_program() -> SeccompProgram:
+def default_program() -> bytes:
     """The compiled default profile (built on first use, then reused)."""
     global _cached
     if _cached is None:
         arch = os.uname().machine
-        bpf = build(arch) if arch in SYSCALL_NUMBERS else compile_with_libseccomp()
-        _cached = SeccompProgram(bpf)
+        _cached = build(arch) if arch in SYSCALL_NUMBERS else compile_with_libseccomp()
     return _cached
 
 

@@ -1,10 +1,10 @@
 """The supervisor: the long-lived, single-threaded process that owns containers.
 
 It is to orch what containerd plus its shims are to Docker, in one small
-process: it forks containers through the runtime, is their subreaper (so it
+process: it starts containers through the runtime and is their parent (so it
 reaps their PID 1 and records exit codes and signals), pumps their stdout and
 stderr into JSON-lines logs, applies restart policies, and runs stop grace
-periods and exec. It has no gRPC and no threads, so forking from it is safe.
+periods and exec. It has no gRPC and no threads.
 
 The gRPC agent talks to it over a unix socket with JSON lines (``wire``).
 Because the supervisor outlives the agent, a restarted agent simply reconnects
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from nodeagent.supervisor.client import SupervisorClient, SupervisorUnavailable
 
 # The client (threads, for the agent) loads on first use: the supervisor
-# itself never needs it, and a lighter supervisor is a cheaper clone.
+# itself never needs it.
 __getattr__ = lazy_exports(__name__, {"SupervisorClient": "client",
                                       "SupervisorUnavailable": "client"})
 __all__ = ["MAX_LAUNCHING", "SupervisorClient", "SupervisorUnavailable", "default_max_launching"]

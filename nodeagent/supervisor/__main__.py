@@ -3,8 +3,7 @@
 
 Started by the agent (through exec, never a fork of the gRPC process) in its
 own session, so it outlives the agent. The options are read by hand, not by
-argparse: every container is a clone of this process, and argparse is a
-third of a MiB more to copy and tear down each time.
+argparse, which is a third of a MiB more for a few flags.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 
+from nodeagent.runtime.spec import NetworkConfig
+
 PYTHON = sys.executable
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -48,3 +50,15 @@ def nsexec(pid: int, *cmd: str, check: bool = True) -> subprocess.CompletedProce
     return subprocess.run(
         ["nsenter", f"--net=/proc/{pid}/ns/net", *cmd], capture_output=True, text=True, check=check
     )
+
+
+def configure_container_side(pid: int, cfg: NetworkConfig) -> None:
+    """What a container's init does to its side of the network, done with
+    ip(8) for the stand-in containers here (the init's own set-up is tested
+    through the runtime, in tests/runtime): lo up; eth0 without IPv6, with
+    its address, up; the default route via the gateway."""
+    nsexec(pid, "ip", "link", "set", "lo", "up")
+    nsexec(pid, "sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=1")
+    nsexec(pid, "ip", "addr", "add", f"{cfg.address}/{cfg.prefixlen}", "dev", "eth0")
+    nsexec(pid, "ip", "link", "set", "eth0", "up")
+    nsexec(pid, "ip", "route", "add", "default", "via", cfg.gateway)

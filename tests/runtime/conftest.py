@@ -30,7 +30,7 @@ def build_busybox_rootfs(root: Path) -> Path:
             os.symlink("busybox", root / "bin" / applet)
     (root / "etc" / "passwd").write_text(
         "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n")
-    (root / "etc" / "group").write_text("root:x:0:\napp:x:1000:app\n")
+    (root / "etc" / "group").write_text("root:x:0:\napp:x:1000:app\nextra:x:2000:app,other\n")
     return root
 
 

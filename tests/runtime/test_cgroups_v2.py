@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nodeagent.errors import InvalidArgument, NotFound, SetupError
-from nodeagent.runtime.cgroups import V2Driver, join_self, remove_parent_if_empty
+from nodeagent.runtime.cgroups import V2Driver, remove_parent_if_empty
 from nodeagent.runtime.spec import Resources
 
 GROUP_FILES = {
@@ -194,12 +194,10 @@ def test_add_process_and_procs(tmp_path: Path) -> None:
     assert group.procs() == [7, 9]
 
 
-def test_self_join_writes_zero_to_procs(tmp_path: Path) -> None:
+def test_self_join_is_through_procs(tmp_path: Path) -> None:
     leaf = make_fake_v2(tmp_path, "orch/c1")
     group = V2Driver(str(tmp_path)).open("orch/c1")
     assert group.self_join_files() == [str(leaf / "cgroup.procs")]
-    join_self(group.self_join_files())
-    assert (leaf / "cgroup.procs").read_text() == "0"
 
 
 def test_open_and_stats_of_missing_group(tmp_path: Path) -> None:

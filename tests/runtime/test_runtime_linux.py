@@ -13,7 +13,7 @@ import pytest
 from nodeagent.errors import FailedPrecondition, SetupError
 from nodeagent.runtime import Container, LinuxRuntime, Stdio
 from nodeagent.runtime.capabilities import to_mask
-from nodeagent.runtime.spec import DEFAULT_CAPABILITIES, ContainerSpec, ProcessSpec
+from nodeagent.runtime.spec import DEFAULT_CAPABILITIES, ContainerSpec, ProcessSpec, Rlimit
 
 Spec = Callable[..., ContainerSpec]
 
@@ -215,6 +215,41 @@ def test_non_root_user_loses_capabilities(runtime: LinuxRuntime, make_spec: Spec
     assert lines[0] == "1000" and lines[1] == "1000"
     assert lines[2].split()[1] == "0000000000000000"
     assert lines[3] == "/home/app"
+
+
+@pytest.mark.parametrize("user,expected", [
+    ("", "0 0 0"),
+    ("app", "1000 1000 1000 2000"),  # the image's groups list app in extra
+    ("1000", "1000 1000 1000 2000"),
+    ("app:root", "1000 0 0"),  # a group given: no supplementary ones
+    ("4242", "4242 0 0"),  # a number need not be in /etc/passwd
+    ("4242:77", "4242 77 77"),
+])
+def test_user_forms_resolve_through_the_images_files(runtime: LinuxRuntime, make_spec: Spec,
+                                                     user: str, expected: str) -> None:
+    code, out = run(runtime, sh(make_spec, "echo $(id -u) $(id -g) $(id -G)", user=user))
+    assert code == 0, out
+    assert out.split() == expected.split()
+
+
+def test_unknown_group_fails_setup_naming_it(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    spec = make_spec(["/bin/true"], user="app:nogroup")
+    with pytest.raises(SetupError) as info:
+        runtime.create(spec, Stdio())
+    assert info.value.step == "resolve_user"
+    assert "group 'nogroup': no matching entries in /etc/group" in str(info.value)
+    assert_nothing_left(spec, 0)
+
+
+def test_process_settings_reach_the_process(runtime: LinuxRuntime, make_spec: Spec) -> None:
+    """A PATH search, the env, HOME from /etc/passwd, the rlimit, and a
+    missing working directory made (as Docker does)."""
+    spec = make_spec(["sh", "-c", "pwd; ulimit -Sn; ulimit -Hn; echo $HOME; echo \"$GREETING\""],
+                     cwd="/made/on/demand", env=["GREETING=hi  there"],
+                     rlimits=(Rlimit("RLIMIT_NOFILE", 1000, 2000),))
+    code, out = run(runtime, spec)
+    assert code == 0, out
+    assert out.splitlines() == ["/made/on/demand", "1000", "2000", "/root", "hi  there"]
 
 
 def test_masked_and_readonly_paths(runtime: LinuxRuntime, make_spec: Spec) -> None:
@@ -490,3 +525,40 @@ def test_oom_kill_is_reported(runtime: LinuxRuntime, make_spec: Spec) -> None:
         assert (status.exit_code, status.signal, status.oom_killed) == (137, 9, True)
     finally:
         runtime.remove(c)
+
+
+# --- networking ------------------------------------------------------------------------
+
+def test_bridge_container_configures_its_side(cgroup_parent: str, make_spec: Spec,
+                                              tmp_path: Path) -> None:
+    """The init's network set-up: lo up (keeping ::1), eth0 with its address
+    and no IPv6 (the network is IPv4 only), the default route via the
+    bridge's gateway, which answers."""
+    import secrets
+
+    from nodeagent.network import BridgeNetwork
+
+    bridge = "orcht" + secrets.token_hex(2)
+    net = BridgeNetwork(str(tmp_path / "net"), bridge=bridge,
+                        subnet=f"10.199.{secrets.randbelow(256)}.0/24")
+    net.ensure()
+    try:
+        rt = LinuxRuntime(network=net)
+        spec = sh(make_spec, "ip -o -4 addr show eth0; ip route; ip -o link show lo;"
+                  " ip -o -6 addr; cat /proc/sys/net/ipv6/conf/eth0/disable_ipv6;"
+                  f" ping -c1 -W2 {net.gateway} >/dev/null && echo gateway-answers")
+        spec.network = net.allocate(spec.id)
+        cfg = spec.network
+        code, out = run(rt, spec)
+        net.release(spec.id)
+    finally:
+        net.teardown()
+    assert code == 0, out
+    lines = out.splitlines()
+    assert f"inet {cfg.address}/{cfg.prefixlen}" in lines[0]
+    assert f"default via {cfg.gateway} dev eth0" in out
+    assert "<LOOPBACK,UP" in out
+    assert "::1" in out and "eth0" not in "".join(x for x in lines if "inet6" in x)
+    assert lines[-2] == "1"
+    assert lines[-1] == "gateway-answers"
+    assert not os.path.exists(f"/sys/class/net/{cfg.host_veth}")

@@ -19,7 +19,7 @@ Errors (nodeagent.errors)::
     FailedPrecondition  no cgroup hierarchy; a group still busy after remove's retries
 """
 
-from ._base import Cgroup, CgroupDriver, CgroupStats, cpu_quota_us, join_self
+from ._base import Cgroup, CgroupDriver, CgroupStats, cpu_quota_us
 from .detect import detect
 from .v1 import V1Driver
 from .v2 import V2Driver
@@ -41,6 +41,5 @@ __all__ = [
     "V2Driver",
     "cpu_quota_us",
     "detect",
-    "join_self",
     "remove_parent_if_empty",
 ]

@@ -12,7 +12,6 @@ Invariants:
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,7 +43,10 @@ class Cgroup(Protocol):
     name: str
 
     def add_process(self, pid: int) -> None: ...
-    def self_join_files(self) -> list[str]: ...
+    def self_join_files(self) -> list[str]:
+        """The files a process writes ``0`` to, to move itself into the
+        group (a container's init does, in ``init.c``)."""
+        ...
     def procs(self) -> list[int]: ...
     def stats(self) -> CgroupStats: ...
     def oom_kills(self) -> int: ...
@@ -69,23 +71,6 @@ def limits_to_write(resources: Resources, fresh: bool) -> dict[str, Any]:
     wanted = {"memory": resources.memory_bytes, "cpu": resources.cpus,
               "pids": resources.pids_limit}
     return {c: v for c, v in wanted.items() if not fresh or v is not None}
-
-
-def join_self(files: list[str]) -> None:
-    """Move the calling process into a group by writing ``0`` to each of its
-    :meth:`Cgroup.self_join_files`. Safe in a freshly forked child.
-
-    A single-threaded process moving itself through v1's ``tasks`` file skips
-    the kernel's global threadgroup lock, whose writer waits for an RCU grace
-    period (several ms): that is the slow part of joining a v1 group from
-    outside.
-    """
-    for path in files:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, b"0")
-        finally:
-            os.close(fd)
 
 
 def cpu_quota_us(cpus: float) -> int:

@@ -1,0 +1,34 @@
+"""The runtime's side of orch-init: the plan's encoding, and a clear error
+when the binary is not built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nodeagent.errors import FailedPrecondition, SetupError
+from nodeagent.runtime import LinuxRuntime, native
+
+
+def test_plan_entries_are_nul_terminated_key_values() -> None:
+    assert native.encode([("arg", "sh"), ("arg", "a=b"), ("nnp", 1)]) == b"arg=sh\0arg=a=b\0nnp=1\0"
+
+
+def test_a_nul_in_the_plan_is_refused_naming_the_key() -> None:
+    with pytest.raises(SetupError) as info:
+        native.encode([("env", "A=x\0y")])
+    assert info.value.step == "plan" and info.value.args_repr == "env"
+
+
+def test_a_runtime_without_the_binary_says_how_to_build_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(native, "BINARY", str(tmp_path / "orch-init"))
+    with pytest.raises(FailedPrecondition, match="run scripts/setup"):
+        LinuxRuntime()
+
+
+def test_the_built_binary_is_from_the_current_source() -> None:
+    """scripts/setup rebuilds it when init.c is newer."""
+    binary, source = Path(native.BINARY), Path(native.SOURCE)
+    assert binary.stat().st_mtime >= source.stat().st_mtime
