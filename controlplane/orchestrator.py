@@ -165,16 +165,20 @@ class Orchestrator:
     def _write(self, ops: list[Op], first: int = 0) -> None:
         """Write ``ops`` (the first ``first`` of them in a write of their own)."""
         results: list[StoreObject | None] = []
+        committed = 0  # of the part of a batch committed before a conflict
         try:
             if 0 < first < len(ops):
                 results = self.store.batch(ops[:first], fence=self.leadership)
                 ops = ops[first:]
             results += self.store.batch(ops, fence=self.leadership)
+        except StoreConflict as conflict:
+            committed = conflict.revision
+            raise
         finally:
             # Decide again only on a cache that holds this write (or the part
             # of it that was written before a conflict): a pass on a stale
             # cache would create the same tasks twice.
-            revision = max((obj.version for obj in results if obj is not None), default=0)
+            revision = max([committed, *(obj.version for obj in results if obj is not None)])
             if revision:
                 self.informer.wait_revision(revision, 5.0)
 

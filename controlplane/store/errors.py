@@ -28,24 +28,29 @@ class StoreConflict(StoreError):
 
     ``conflicts`` names each stale object as ``"<kind>/<id>: expected version E, found F"``
     (found 0 = absent). ``applied`` is how many ops of a chunked batch were committed
-    before the failing chunk (0 for single writes).
+    before the failing chunk (0 for single writes), and ``revision`` the etcd revision
+    they were committed at (0 when none were): a cache at that revision holds them.
     """
 
-    def __init__(self, conflicts: Sequence[str], applied: int = 0) -> None:
+    def __init__(self, conflicts: Sequence[str], applied: int = 0, revision: int = 0) -> None:
         self.conflicts = list(conflicts)
-        self.applied = applied
+        self.applied = applied  # set by a chunked batch once it knows
+        self.revision = revision
+        super().__init__(self.conflicts)
+
+    def __str__(self) -> str:
         shown = "; ".join(self.conflicts[:5])
         more = f" (+{len(self.conflicts) - 5} more)" if len(self.conflicts) > 5 else ""
-        done = f"; {applied} earlier ops were committed" if applied else ""
-        super().__init__(f"conflict: {shown}{more}{done}; re-read and retry")
+        done = f"; {self.applied} earlier ops were committed" if self.applied else ""
+        return f"conflict: {shown}{more}{done}; re-read and retry"
 
 
 class NotLeader(StoreConflict):
     """The write was fenced on a leadership this candidate no longer holds."""
 
-    def __init__(self, election: str, candidate: str, applied: int = 0) -> None:
+    def __init__(self, election: str, candidate: str) -> None:
         self.election, self.candidate = election, candidate
-        super().__init__([f"leader/{election}: {candidate} is no longer the leader"], applied)
+        super().__init__([f"leader/{election}: {candidate} is no longer the leader"])
 
 
 class StoreUnavailable(StoreError):

@@ -8,7 +8,7 @@ Invariants:
 - ``batch`` writes up to ``max_txn_ops`` ops per transaction, all-or-nothing within
   each transaction; larger batches are split into transactions applied in order, and
   a conflict in one stops the rest (``StoreConflict.applied`` tells how many ops
-  were committed before it);
+  were committed before it, ``StoreConflict.revision`` at which revision);
 - a write may be *fenced* on a ``Leadership``: it then also compares the leader key's
   create revision, so a deposed leader cannot write (``NotLeader``);
 - ``list_all`` reads every kind at one revision, in pages, so the snapshot is
@@ -195,11 +195,17 @@ class Store:
         _check_batch(ops)
         results: list[StoreObject | None] = []
         step = max(1, self.max_txn_ops - (1 if fence else 0))
+        revision = 0  # of the last transaction committed
         for start in range(0, len(ops), step):
-            results.extend(self._txn(ops[start:start + step], fence, applied=start))
+            try:
+                revision, done = self._txn(ops[start:start + step], fence)
+            except StoreConflict as conflict:
+                conflict.applied, conflict.revision = start, revision
+                raise
+            results.extend(done)
         return results
 
-    def _txn(self, ops: Sequence[Op], fence: Leadership | None, applied: int) -> list[StoreObject | None]:
+    def _txn(self, ops: Sequence[Op], fence: Leadership | None) -> tuple[int, list[StoreObject | None]]:
         compare = [tx.Mod(op.key) == op.expected for op in ops]
         specs: dict[int, str] = {}  # ops keep every spec alive while this memo is used
         success: list[Any] = [tx.Delete(op.key) if op.action == "delete"
@@ -209,12 +215,12 @@ class Store:
         with translate(f"txn of {len(ops)} ops"):
             ok, responses = self._kv.transaction(compare=compare, success=success, failure=[])
         if not ok:
-            raise self._conflict(ops, fence, applied)
+            raise self._conflict(ops, fence)
         revision = _txn_revision(responses)
-        return [None if op.action == "delete" else dataclasses.replace(op.obj, version=revision)
-                for op in ops]
+        return revision, [None if op.action == "delete" else dataclasses.replace(op.obj, version=revision)
+                          for op in ops]
 
-    def _conflict(self, ops: Sequence[Op], fence: Leadership | None, applied: int) -> StoreConflict:
+    def _conflict(self, ops: Sequence[Op], fence: Leadership | None) -> StoreConflict:
         """Name what failed. Read after the failed txn (not inside it, which would send every
         value back on each success too): a key changed since is reported as found then."""
         gets: list[Any] = [tx.Get(op.key) for op in ops] + ([tx.Get(fence.key)] if fence else [])
@@ -224,14 +230,14 @@ class Store:
             leader = found[-1]
             if not leader or leader[0][1].create_revision != fence.revision:
                 fence.mark_lost("a fenced write found another leader term")
-                return NotLeader(fence.name, fence.candidate_id, applied)
+                return NotLeader(fence.name, fence.candidate_id)
         conflicts = []
         for op, kvs in zip(ops, found, strict=False):
             found_rev = kvs[0][1].mod_revision if kvs else 0
             if found_rev != op.expected:
                 conflicts.append(f"{op.key.removeprefix(keys.ROOT)}: {op.action} expected version "
                                  f"{op.expected}, found {found_rev}")
-        return StoreConflict(conflicts, applied)
+        return StoreConflict(conflicts)
 
     # ---- watch ------------------------------------------------------------
 

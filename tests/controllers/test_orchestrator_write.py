@@ -17,15 +17,20 @@ from controlplane.store import Op, StoreConflict, StoreObject
 
 
 class FakeStore:
-    def __init__(self, fail_call: int = 0) -> None:
+    def __init__(self, fail_call: int = 0, committed_before: int = 0) -> None:
         self.calls: list[int] = []
         self.revision = 10
         self.fail_call = fail_call  # which batch call (1-based) conflicts
+        self.committed_before = committed_before  # ops its own chunks committed first
 
     def batch(self, ops: Sequence[Op], fence: Any = None) -> list[StoreObject | None]:
         self.calls.append(len(ops))
         if len(self.calls) == self.fail_call:
-            raise StoreConflict(["tasks/x"])
+            conflict = StoreConflict(["tasks/x"])
+            if self.committed_before:  # as Store.batch reports its earlier chunks
+                self.revision += 1
+                conflict.applied, conflict.revision = self.committed_before, self.revision
+            raise conflict
         self.revision += 1
         return [dataclasses.replace(op.obj, version=self.revision) for op in ops]
 
@@ -72,3 +77,11 @@ def test_a_conflict_in_the_first_write_waits_for_nothing() -> None:
     with pytest.raises(StoreConflict):
         orch._write(creates(5), first=2)
     assert store.calls == [2] and informer.waited == []
+
+
+def test_a_conflict_in_a_later_chunk_waits_for_the_chunks_before_it() -> None:
+    store = FakeStore(fail_call=2, committed_before=1)
+    orch, informer = orchestrator(store)
+    with pytest.raises(StoreConflict):
+        orch._write(creates(5), first=2)
+    assert informer.waited == [12]  # the second batch's committed chunk, after the first's 11

@@ -95,7 +95,11 @@ def test_chunked_batch_stops_at_the_failing_chunk(store: Store) -> None:
         with pytest.raises(StoreConflict) as err:
             small.batch(ops)
         assert err.value.applied == 2
-        assert len(small.list_tasks()) == 3  # the first chunk, plus the task that was there
+        assert "2 earlier ops were committed" in str(err.value)
+        stored = small.list_tasks()
+        assert len(stored) == 3  # the first chunk, plus the task that was there
+        first_chunk = {t.version for t in stored if t.id != taken.id}
+        assert first_chunk == {err.value.revision}  # a cache at it holds the first chunk
     finally:
         small.close()
 
