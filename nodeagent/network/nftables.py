@@ -40,7 +40,7 @@ def table_name(bridge: str) -> str:
 
 def _nft(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``nft ARGS`` and return the completed process (text output)."""
-    import subprocess  # not at import: the supervisor clones itself per container
+    import subprocess  # not at import: a supervisor without published ports never needs it
 
     return subprocess.run([NFT, *args], input=stdin, capture_output=True, text=True)
 

@@ -49,7 +49,7 @@ def attach_veth(links: LinkSocket, cfg: NetworkConfig, pid: int) -> None:
 def disable_ipv6(name: str) -> None:
     """Turn IPv6 off on interface ``name`` of the caller's network namespace
     (before it is up, so it never starts). A kernel without IPv6 has nothing
-    to turn off. Safe in a forked child: two calls, no allocation to speak of."""
+    to turn off. (The container's end is its init's work, see ``inside.py``.)"""
     try:
         fd = os.open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", os.O_WRONLY | os.O_CLOEXEC)
         try:

@@ -47,9 +47,6 @@ NAMESPACE_FLAGS: dict[str, int] = {
 MS_RDONLY = 1
 MNT_DETACH = 2
 
-# <sys/prctl.h>
-PR_SET_CHILD_SUBREAPER = 36
-
 
 class SyscallError(OSError):
     """A failed call, with the call's name and arguments kept for reports."""
@@ -94,11 +91,3 @@ def mount(
 
 def umount2(target: str | bytes, flags: int = 0) -> None:
     _check(_libc.umount2(_b(target), flags), "umount2", target, flags)
-
-
-def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    res = _libc.prctl(
-        option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4),
-        ctypes.c_ulong(arg5),
-    )
-    return _check(res, "prctl", option, arg2, arg3, arg4, arg5)

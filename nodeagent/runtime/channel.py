@@ -19,7 +19,6 @@ import os
 from typing import Any
 
 from nodeagent.errors import SetupError
-from nodeagent.runtime._libc import SyscallError
 
 EXIT_SETUP_FAILED = 127
 
@@ -42,12 +41,7 @@ def error_message(step: str, exc: BaseException) -> bytes:
         body = {"step": exc.step, "args": _jsonable(exc.args_repr), "detail": exc.detail,
                 "errno": exc.errno}
         return b"E" + json.dumps(body).encode()
-    if isinstance(exc, SyscallError):
-        args: Any = f"{exc.call}{_args(exc.call_args)}"
-    elif isinstance(exc, OSError) and exc.filename is not None:
-        args = str(exc.filename)
-    else:
-        args = None
+    args = str(exc.filename) if isinstance(exc, OSError) and exc.filename is not None else None
     err = exc.errno if isinstance(exc, OSError) and exc.errno else 0
     detail = str(exc)[:1000] or type(exc).__name__
     body = {"step": step, "args": args, "detail": detail, "errno": err}
@@ -60,10 +54,6 @@ def _jsonable(value: Any) -> Any:
         return value
     except (TypeError, ValueError):
         return repr(value)
-
-
-def _args(args: tuple[Any, ...]) -> str:
-    return "(" + ", ".join(a.decode() if isinstance(a, bytes) else repr(a) for a in args) + ")"
 
 
 def to_setup_error(message: bytes) -> SetupError:

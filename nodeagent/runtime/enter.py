@@ -23,8 +23,7 @@ from nodeagent.runtime.process import ProcessPlan
 class ExecPlan:
     target_pid: int
     cgroup_files: list[str]  # Cgroup.self_join_files() of the container's group
-    process: ProcessPlan
-    report_fd: int
+    process: ProcessPlan  # with the report fd
 
 
 def spawn(plan: ExecPlan) -> int:

@@ -44,8 +44,7 @@ class InitPlan:
     unshare_flags: int
     rootfs: RootfsPlan
     process: ProcessPlan
-    network: NetworkConfig
-    report_fd: int  # write end, child -> runtime
+    network: NetworkConfig  # the report fd is the process plan's
     control_fd: int  # read end, runtime -> child
     cgroup_files: list[str]  # written with "0" by C to join its cgroup
     start_now: bool = False  # launch: exec right after setup, no R/S handshake

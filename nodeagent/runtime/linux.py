@@ -2,8 +2,7 @@
 
 Each container's PID 1 and each exec'd process is the caller's own child:
 ``orch-init`` (spawned per container or exec, see ``native``) clones them
-onto the caller with CLONE_PARENT. The caller is also made a child
-subreaper, so nothing of ours can end up reparented elsewhere. Lifecycle::
+onto the caller with CLONE_PARENT. Lifecycle::
 
     create -> (start) -> running -> wait/exited -> remove
        \\-> SetupError: everything already undone
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from nodeagent.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, SetupError
-from nodeagent.runtime import _libc, bundle, channel, enter, init, native, process, seccomp
+from nodeagent.runtime import bundle, channel, enter, init, native, process, seccomp
 from nodeagent.runtime.api import Container, Stdio
 from nodeagent.runtime.rootfs import RootfsPlan, overlay_options
 from nodeagent.runtime.spec import ContainerSpec, ExitStatus, ProcessSpec
@@ -75,7 +74,6 @@ class LinuxRuntime:
         self.network = network
         self._live: dict[str, _Live] = {}
         native.check_built()
-        _libc.prctl(_libc.PR_SET_CHILD_SUBREAPER, 1)
         seccomp.default_program()  # compile once, up front
 
     # --- create / start ---------------------------------------------------------
@@ -157,7 +155,6 @@ class LinuxRuntime:
             ),
             process=process.build_plan(spec.process, stdio, spec.hostname, report_w),
             network=spec.network,
-            report_fd=report_w,
             control_fd=control_r,
             cgroup_files=live.cgroup.self_join_files(),
         )
@@ -295,7 +292,7 @@ class LinuxRuntime:
         try:
             try:
                 plan = enter.ExecPlan(container.pid, live.cgroup.self_join_files(), process.build_plan(
-                    process_spec, stdio, container.spec.hostname, report_w), report_w)
+                    process_spec, stdio, container.spec.hostname, report_w))
                 e1 = enter.spawn(plan)
             finally:
                 os.close(report_w)

@@ -43,11 +43,6 @@ class RootfsPlan:
     masked_paths: tuple[str, ...]
     readonly_paths: tuple[str, ...]
 
-    @property
-    def rootfs(self) -> str:
-        """Where the container's root is assembled (the overlay's mountpoint)."""
-        return os.path.join(self.staging, "root")
-
 
 def overlay_options(staging: str, lower_dirs: list[str], writable: tuple[str, str] | None,
                     volatile: bool = False) -> str:

@@ -33,9 +33,8 @@ __all__ = ["MAX_LAUNCHING", "SupervisorClient", "SupervisorUnavailable", "defaul
 
 # Containers a node sets up at once, by default: one per CPU, up to this. A
 # container's PID 1 sets itself up on one CPU while the supervisor starts the
-# next on another; more launches than CPUs only add copy-on-write faults (the
-# supervisor's writes to pages its live children share). The supervisor
-# queues starts beyond its limit; the agent's worker keeps one more out.
+# next on another; more launches than CPUs only contend for them. The
+# supervisor queues starts beyond its limit; the agent's worker keeps one more out.
 MAX_LAUNCHING = 4
 
 
