@@ -53,6 +53,7 @@ class PortConfig:
 class Resources:
     cpus: float = 0.0
     memory_bytes: int = 0
+    pids: int = 0  # limits only: 0 = the node's default, -1 = unlimited
 
 
 @dataclass
@@ -87,6 +88,7 @@ class ServiceSpec:
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     binpack: bool = False  # scoring: pack nodes instead of spreading
     stop_grace_period: float = 10.0  # seconds between the stop signal and SIGKILL
+    storage_size: int = 0  # bytes the writable layer may hold (storage_opt size); 0 = no limit
 
 
 @dataclass

@@ -11,7 +11,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("version", "state_dir", "cgroup_version", "containers", "running", "images", "agent_pid", "supervisor_pid", "bridge", "subnet")
+    __slots__ = ("version", "state_dir", "cgroup_version", "containers", "running", "images", "agent_pid", "supervisor_pid", "bridge", "subnet", "storage_limit", "default_pids_limit")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_DIR_FIELD_NUMBER: _ClassVar[int]
     CGROUP_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -22,6 +22,8 @@ class InfoResponse(_message.Message):
     SUPERVISOR_PID_FIELD_NUMBER: _ClassVar[int]
     BRIDGE_FIELD_NUMBER: _ClassVar[int]
     SUBNET_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_PIDS_LIMIT_FIELD_NUMBER: _ClassVar[int]
     version: str
     state_dir: str
     cgroup_version: int
@@ -32,7 +34,9 @@ class InfoResponse(_message.Message):
     supervisor_pid: int
     bridge: str
     subnet: str
-    def __init__(self, version: _Optional[str] = ..., state_dir: _Optional[str] = ..., cgroup_version: _Optional[int] = ..., containers: _Optional[int] = ..., running: _Optional[int] = ..., images: _Optional[int] = ..., agent_pid: _Optional[int] = ..., supervisor_pid: _Optional[int] = ..., bridge: _Optional[str] = ..., subnet: _Optional[str] = ...) -> None: ...
+    storage_limit: str
+    default_pids_limit: int
+    def __init__(self, version: _Optional[str] = ..., state_dir: _Optional[str] = ..., cgroup_version: _Optional[int] = ..., containers: _Optional[int] = ..., running: _Optional[int] = ..., images: _Optional[int] = ..., agent_pid: _Optional[int] = ..., supervisor_pid: _Optional[int] = ..., bridge: _Optional[str] = ..., subnet: _Optional[str] = ..., storage_limit: _Optional[str] = ..., default_pids_limit: _Optional[int] = ...) -> None: ...
 
 class StringList(_message.Message):
     __slots__ = ("values",)
@@ -53,7 +57,7 @@ class PortMapping(_message.Message):
     def __init__(self, host_port: _Optional[int] = ..., container_port: _Optional[int] = ..., protocol: _Optional[str] = ..., host_ip: _Optional[str] = ...) -> None: ...
 
 class ContainerConfig(_message.Message):
-    __slots__ = ("image", "name", "command", "entrypoint", "env", "workdir", "user", "hostname", "ports", "memory_bytes", "cpus", "pids_limit", "restart_policy", "network", "auto_remove", "stop_timeout", "stop_signal", "labels", "read_only", "volatile_rootfs")
+    __slots__ = ("image", "name", "command", "entrypoint", "env", "workdir", "user", "hostname", "ports", "memory_bytes", "cpus", "pids_limit", "restart_policy", "network", "auto_remove", "stop_timeout", "stop_signal", "labels", "read_only", "volatile_rootfs", "storage_size_bytes")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +85,7 @@ class ContainerConfig(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     VOLATILE_ROOTFS_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     image: str
     name: str
     command: StringList
@@ -101,7 +106,8 @@ class ContainerConfig(_message.Message):
     labels: _containers.ScalarMap[str, str]
     read_only: bool
     volatile_rootfs: bool
-    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., command: _Optional[_Union[StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., workdir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., cpus: _Optional[float] = ..., pids_limit: _Optional[int] = ..., restart_policy: _Optional[str] = ..., network: _Optional[str] = ..., auto_remove: _Optional[bool] = ..., stop_timeout: _Optional[float] = ..., stop_signal: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., volatile_rootfs: _Optional[bool] = ...) -> None: ...
+    storage_size_bytes: int
+    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., command: _Optional[_Union[StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., workdir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., cpus: _Optional[float] = ..., pids_limit: _Optional[int] = ..., restart_policy: _Optional[str] = ..., network: _Optional[str] = ..., auto_remove: _Optional[bool] = ..., stop_timeout: _Optional[float] = ..., stop_signal: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., volatile_rootfs: _Optional[bool] = ..., storage_size_bytes: _Optional[int] = ...) -> None: ...
 
 class RunRequest(_message.Message):
     __slots__ = ("config", "attach")
