@@ -30,6 +30,7 @@ from controlplane.store import (
     encode,
     kind_of,
 )
+from orch.units import MAX_REPLICAS
 from proto import agent_pb2 as pb
 from proto import agent_pb2_grpc as pb_grpc
 from proto import cluster_pb2 as cpb
@@ -55,7 +56,8 @@ def _task(t: Task, specs: dict[int, str] | None = None) -> cpb.Task:
 
 
 def _node(n: Node) -> cpb.Node:
-    return cpb.Node(id=n.id, name=n.name, json=_json(n))
+    shown = dataclasses.replace(n, api_token="") if n.api_token else n  # the node's secret stays here
+    return cpb.Node(id=n.id, name=n.name, json=_json(shown))
 
 
 def _service_name(obj: StoreObject) -> str | None:
@@ -64,6 +66,22 @@ def _service_name(obj: StoreObject) -> str | None:
     if isinstance(obj, Service):
         return obj.spec.name
     return None
+
+
+class _Metadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """Adds fixed metadata (a bearer token) to every call of a channel."""
+
+    def __init__(self, metadata: list[tuple[str, str]]) -> None:
+        self.metadata = metadata
+
+    def _details(self, details: Any) -> Any:
+        return details._replace(metadata=[*(details.metadata or ()), *self.metadata])
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
 
 
 class ClusterAPI(cpb_grpc.ClusterAPIServicer):
@@ -125,17 +143,33 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
 
     def _specs(self, request: cpb.DeployRequest, context: grpc.ServicerContext) -> list[Any]:
         """The services to apply: a manifest's (parsed here, so the CLI need
-        not load YAML and the model: half its start-up), or ready specs."""
-        if request.manifest:
-            from orch.manifest import ManifestError, parse_manifest
+        not load YAML and the model: half its start-up), or ready specs held
+        to the same rules (``check_specs``). An empty manifest is an error,
+        not a deploy of nothing: its path comes without text."""
+        from orch.manifest import ManifestError, check_specs, parse_manifest
 
-            try:
+        try:
+            if request.manifest or request.manifest_path:
                 return parse_manifest(request.manifest, request.manifest_path or "<manifest>")
-            except ManifestError as err:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            if not request.services_json:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              "nothing to deploy: give a manifest or service specs")
+            return check_specs(self._decoded(request.services_json, context), "services_json")
+        except ManifestError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        raise AssertionError
+
+    def _decoded(self, services_json: Any, context: grpc.ServicerContext) -> list[Any]:
         from controlplane.model import _spec  # the one JSON -> spec decoder
 
-        return [_spec(json.loads(raw)) for raw in request.services_json]
+        specs = []
+        for index, raw in enumerate(services_json):
+            try:
+                specs.append(_spec(json.loads(raw)))
+            except (ValueError, TypeError, KeyError, AttributeError) as err:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"services_json[{index}]: not a service spec: {err}")
+        return specs
 
     def _pin(self, spec: Any, context: grpc.ServicerContext) -> Any:
         """Resolve a registry image's tag to its digest now, so every node
@@ -158,6 +192,11 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
         return dataclasses.replace(spec, image=f"{remote.registry}/{remote.repository}@{digest}")
 
     def _apply(self, spec: Any, context: grpc.ServicerContext) -> Service:
+        # Every way in has checked this already; a count beyond it would have
+        # the orchestrator create tasks until the process runs out of memory.
+        if not 0 <= spec.replicas <= MAX_REPLICAS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"service {spec.name}: {spec.replicas} replicas is beyond 0 to {MAX_REPLICAS}")
         spec = self._pin(spec, context)
         for _ in range(5):
             now = time.time()
@@ -183,8 +222,10 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
         return obj
 
     def Scale(self, request: cpb.ScaleRequest, context: grpc.ServicerContext) -> cpb.Service:
-        if request.replicas < 0:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "replicas must not be negative")
+        if not 0 <= request.replicas <= MAX_REPLICAS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"invalid replicas {request.replicas}: expected 0 to {MAX_REPLICAS} "
+                          "(orch's maximum per service)")
         svc = self._service(request.service, context)
         if svc.spec.mode != "replicated":
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
@@ -248,10 +289,15 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
     # ---- logs and exec, through the agents --------------------------------------
 
     def _agent(self, node_id: str) -> tuple[Node, Any, Any]:
+        """The node, a channel to its API and a stub whose calls carry the
+        node's API token (the only calls it serves over TCP: logs, exec, stats)."""
+        from nodeagent.auth import bearer
+
         node = self.informer.get(Kind.NODE, node_id)
         if not isinstance(node, Node) or not node.address:
             raise StoreError(f"node {node_id} has no address")
-        channel = grpc.insecure_channel(node.address)
+        channel = grpc.intercept_channel(grpc.insecure_channel(node.address),
+                                         _Metadata(bearer(node.api_token)))
         return node, channel, pb_grpc.AgentStub(channel)
 
     def Logs(self, request: cpb.ServiceLogsRequest,

@@ -17,6 +17,7 @@ No business logic: the dispatcher moves assignments down and status up.
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import queue
 import secrets
 import threading
@@ -56,10 +57,11 @@ class _Session:
 
 class Dispatcher(cpb_grpc.DispatcherServicer):
     def __init__(self, store: Store, informer: Informer, token: str,
-                 clock: Any = time.time) -> None:
+                 clock: Any = time.time, protected_ports: list[int] | None = None) -> None:
         self.store = store
         self.informer = informer
         self.token = token
+        self.protected_ports = protected_ports or []
         self.clock = clock
         self.sessions: dict[str, _Session] = {}
         self.heartbeats: dict[str, float] = {}
@@ -85,8 +87,9 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
         if first is None or first.WhichOneof("msg") != "register":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a session starts with Register")
         reg = first.register
-        if self.token and reg.token != self.token:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong join token")
+        if self.token and not hmac.compare_digest(reg.token, self.token):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                          "wrong join token: this control plane does not accept it")
         node = self._register(reg)
         session = _Session(node.id)
         with self._lock:
@@ -101,7 +104,8 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
         reader.start()
         try:
             yield cpb.DispatcherMessage(registered=cpb.Registered(
-                node_id=node.id, heartbeat_interval=HEARTBEAT_INTERVAL))
+                node_id=node.id, heartbeat_interval=HEARTBEAT_INTERVAL,
+                protected_ports=self.protected_ports))
             with session.lock:
                 tasks = [t for t in self.informer.tasks_of_node(node.id) if assigned(t)]
                 session.sent = {t.id for t in tasks}
@@ -151,12 +155,13 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                 if existing is None:
                     node = Node(id=reg.node_id or secrets.token_hex(12), name=reg.name,
                                 address=reg.address, labels=dict(reg.labels), resources=resources,
-                                state="ready", last_heartbeat=now)
+                                state="ready", last_heartbeat=now, api_token=reg.api_token)
                     return self.store.create(node)
                 assert isinstance(existing, Node)
                 node = dataclasses.replace(
                     existing, address=reg.address, resources=resources, state="ready",
-                    last_heartbeat=now, labels={**dict(reg.labels), **existing.labels})
+                    last_heartbeat=now, labels={**dict(reg.labels), **existing.labels},
+                    api_token=reg.api_token)
                 return self.store.update(node)
             except StoreConflict:
                 time.sleep(0.05)

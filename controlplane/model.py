@@ -145,6 +145,9 @@ class Node:
     state: Literal["ready", "down", "unknown"] = "unknown"
     availability: Literal["active", "drain", "pause"] = "active"
     last_heartbeat: float = 0.0
+    # What the control plane presents to this node's API (the node made it);
+    # never shown to clients.
+    api_token: str = ""
     version: int = 0
 
 

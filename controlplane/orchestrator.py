@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import structlog
 
-from controlplane.controllers import NodeMonitor, diff
-from controlplane.model import Node, Task, TaskState
+from controlplane.controllers import NodeMonitor, diff, oversized
+from controlplane.model import Node, Service, Task, TaskState
 from controlplane.store import (
     Change,
     Informer,
@@ -34,6 +34,7 @@ from controlplane.store import (
     StoreError,
     StoreObject,
 )
+from orch.units import MAX_REPLICAS
 from scheduler import ClusterSnapshot, NodeInfo, Placed, TaskRequest, schedule
 
 log = structlog.get_logger("orch.orchestrator")
@@ -55,6 +56,7 @@ class Orchestrator:
         self._wake = wake  # set by the informer on every change (the server wires it once)
         self._prompt = prompt or threading.Event()  # set with wake for a user's request
         self._seed = 0
+        self._reported: set[tuple[str, int]] = set()  # oversized services logged, by id and version
         # A new leader gives every node a full grace period from its own start
         # (swarmkit does the same): heartbeats sent while no replica listened,
         # e.g. during a control-plane restart, must not mark nodes down.
@@ -91,6 +93,7 @@ class Orchestrator:
                 log.info("node state", node=n.name, state=n.state)
             return now  # run again on the fresh cache
         services = {s.id: s for s in self.informer.services()}
+        self._report_oversized(services.values())
         tasks = self.informer.tasks()
         # A task stopped before any node took it has no agent to report its
         # end: it is shut down here.
@@ -114,6 +117,17 @@ class Orchestrator:
         next_check = self.monitor.next_check([_since(n, self.started) for n in nodes.values()], now)
         candidates = [t for t in (changes.wakeup, next_check) if t is not None]
         return now if placed else (min(candidates) if candidates else None)
+
+    def _report_oversized(self, services: Iterable[Service]) -> None:
+        """Log, once per version, each stored service the reconciler skips for its replica count
+        (the API refuses one; a store written by other means, or by an older version, may hold one)."""
+        for service in services:
+            key = (service.id, service.version)
+            if oversized(service) and key not in self._reported:
+                self._reported.add(key)
+                log.error("service skipped: its replica count is beyond the limit; scale it or remove it",
+                          service=service.spec.name, replicas=service.spec.replicas,
+                          limit=MAX_REPLICAS)
 
     def _schedule(self, nodes: list[Node], tasks: list[Task], now: float) -> bool:
         """Place the stored tasks that wait for a node; True if any changed."""

@@ -21,6 +21,7 @@ import grpc
 import structlog
 
 from controlplane.api import ClusterAPI
+from controlplane.apierrors import store_errors
 from controlplane.dispatcher import Dispatcher
 from controlplane.orchestrator import Orchestrator, is_request, needs_pass
 from controlplane.store import Change, Informer, Leadership, Store
@@ -32,45 +33,136 @@ ELECTION = "controllers"
 LEASE_TTL = 2  # seconds: a dead leader is replaced within about this
 
 
+JOIN_TOKEN_ENV = "ORCH_JOIN_TOKEN"
+ADMIN_TOKEN_ENV = "ORCH_ADMIN_TOKEN"
+DEFAULT_SOCKET = "/run/orch/controlplane.sock"
+ETCD_PORTS = (2379, 2380)  # etcd's client and peer ports, wherever etcd runs
+
+
+class ControlPlaneError(Exception):
+    """A bad option or a resource the control plane cannot get: one line for the user."""
+
+
 @dataclass
 class ControlPlaneOptions:
     etcd: list[str]
     listen: list[str] = field(default_factory=lambda: ["127.0.0.1:7700"])
-    token: str = ""
     state_dir: str = "/var/lib/orch/controlplane"
     id: str = ""
+    # Secrets come from 0600 files (or the environment), never from argv.
+    # Without a file, the token is made in the state dir on first start.
+    token_file: str = ""
+    admin_token_file: str = ""
+    # The local CLI's door: a root-only unix socket, which needs no token.
+    socket: str = DEFAULT_SOCKET
+
+
+def check_options(opts: ControlPlaneOptions) -> None:
+    """Refuse bad addresses before anything starts (ControlPlaneError)."""
+    from controlplane.store._client import parse_endpoint
+
+    if not opts.etcd or not all(opts.etcd):
+        raise ControlPlaneError("--etcd needs one or more endpoints, http://HOST:PORT[,...]")
+    for endpoint in opts.etcd:
+        try:
+            parse_endpoint(endpoint)
+        except ValueError as err:
+            raise ControlPlaneError(f"--etcd: {err}")
+    if not opts.listen or not all(opts.listen):
+        raise ControlPlaneError("--listen needs one or more addresses, HOST:PORT[,...]")
+    for addr in opts.listen:
+        check_address(addr, "--listen")
+
+
+def check_address(addr: str, flag: str) -> None:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ControlPlaneError(f"{flag}: invalid address {addr!r}: expected HOST:PORT with a port "
+                                "from 1 to 65535")
+
+
+def _tokens(opts: ControlPlaneOptions) -> tuple[str, str]:
+    """(join token, admin token), from their files or the environment, or
+    made in the state dir on first start."""
+    from nodeagent.auth import TokenError, token_from, write_token
+
+    try:
+        join = token_from(opts.token_file, JOIN_TOKEN_ENV) or write_token(
+            os.path.join(opts.state_dir, "join-token"))
+        admin = token_from(opts.admin_token_file, ADMIN_TOKEN_ENV) or write_token(
+            os.path.join(opts.state_dir, "admin-token"))
+    except (TokenError, OSError) as err:
+        raise ControlPlaneError(str(err))
+    return join, admin
+
+
+def _bind(server: grpc.Server, addr: str) -> None:
+    try:
+        bound = server.add_insecure_port(addr)
+    except RuntimeError as err:  # grpcio raises where older ones returned 0
+        raise ControlPlaneError(f"cannot listen on {addr}: {err}")
+    if bound == 0:
+        raise ControlPlaneError(f"cannot listen on {addr}: address in use or not on this host")
+
+
+def _unix_server(path: str) -> grpc.Server:
+    """A server on a unix socket only root can open (0600 in a 0700 dir)."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="cp-local"),
+                         interceptors=[store_errors()])
+    old = os.umask(0o177)  # the socket is 0600 from its creation
+    try:
+        _bind(server, f"unix:{path}")
+    finally:
+        os.umask(old)
+    return server
 
 
 def serve(opts: ControlPlaneOptions) -> int:
+    """Run until SIGTERM/SIGINT; ControlPlaneError for what the user must fix."""
+    from nodeagent.auth import interceptor
     from nodeagent.logging import configure_logging
 
+    check_options(opts)
     configure_logging()
-    os.makedirs(opts.state_dir, exist_ok=True)
+    os.makedirs(opts.state_dir, mode=0o700, exist_ok=True)
+    join_token, admin_token = _tokens(opts)
     replica = opts.id or secrets.token_hex(6)
     store = Store(opts.etcd)
     informer = Informer(store).start()
     if not informer.wait_synced(30):
-        log.error("could not read the cluster state from etcd", etcd=opts.etcd)
-        return 1
+        raise ControlPlaneError(f"could not read the cluster state from etcd at {','.join(opts.etcd)} "
+                                "within 30 s: is etcd running?")
     stop = threading.Event()
     leading: list[Leadership] = []
 
     def is_leader() -> bool:
         return bool(leading) and not leading[0].lost()
 
-    dispatcher = Dispatcher(store, informer, opts.token)
+    dispatcher = Dispatcher(store, informer, join_token, protected_ports=_protected_ports(opts))
     api = ClusterAPI(store, informer, replica, is_leader, lambda: store.leader(ELECTION))
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="cp"))
+    # TCP: agents' sessions (join token in Register) and the CLI API, which
+    # needs the admin token there.
+    guard = interceptor(lambda: admin_token, ("/orch.cluster.v1.ClusterAPI/",),
+                        what="the control plane's API over TCP")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="cp"),
+                         interceptors=[guard, store_errors()])
     cpb_grpc.add_ClusterAPIServicer_to_server(api, server)  # type: ignore[no-untyped-call]
     cpb_grpc.add_DispatcherServicer_to_server(dispatcher, server)  # type: ignore[no-untyped-call]
+    local = _unix_server(opts.socket) if opts.socket else None
+    if local is not None:
+        cpb_grpc.add_ClusterAPIServicer_to_server(api, local)  # type: ignore[no-untyped-call]
     for addr in opts.listen:
-        if server.add_insecure_port(addr) == 0:
-            log.error("cannot listen", address=addr)
-            return 1
+        _bind(server, addr)
     server.start()
+    if local is not None:
+        local.start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("control plane ready", id=replica, listen=opts.listen, etcd=opts.etcd)
+    log.info("control plane ready", id=replica, listen=opts.listen, socket=opts.socket, etcd=opts.etcd)
     elector = threading.Thread(target=_lead, args=(store, informer, replica, stop, leading),
                                name="elector", daemon=True)
     elector.start()
@@ -84,10 +176,24 @@ def serve(opts: ControlPlaneOptions) -> int:
         with contextlib.suppress(Exception):
             leading[0].resign()
     dispatcher.stop()
+    if local is not None:
+        local.stop(grace=1)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(opts.socket)
     server.stop(grace=1).wait()
     informer.stop()
     store.close()
     return 0
+
+
+def _protected_ports(opts: ControlPlaneOptions) -> list[int]:
+    """What containers must never reach: this control plane's and etcd's ports."""
+    from controlplane.store._client import parse_endpoint
+
+    ports = {int(addr.rpartition(":")[2]) for addr in opts.listen} | set(ETCD_PORTS)
+    for endpoint in opts.etcd:
+        ports.add(parse_endpoint(endpoint)[1])
+    return sorted(ports)
 
 
 def _lead(store: Store, informer: Informer, replica: str, stop: threading.Event,

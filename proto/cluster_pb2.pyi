@@ -205,7 +205,7 @@ class InfoResponse(_message.Message):
     def __init__(self, version: _Optional[str] = ..., controlplane_id: _Optional[str] = ..., leader: _Optional[bool] = ..., leader_id: _Optional[str] = ..., nodes: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ...) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("node_id", "name", "address", "labels", "cpus", "memory_bytes", "token")
+    __slots__ = ("node_id", "name", "address", "labels", "cpus", "memory_bytes", "token", "api_token")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +220,7 @@ class Register(_message.Message):
     CPUS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    API_TOKEN_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     name: str
     address: str
@@ -227,7 +228,8 @@ class Register(_message.Message):
     cpus: float
     memory_bytes: int
     token: str
-    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., token: _Optional[str] = ...) -> None: ...
+    api_token: str
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., token: _Optional[str] = ..., api_token: _Optional[str] = ...) -> None: ...
 
 class TaskStatusUpdate(_message.Message):
     __slots__ = ("task_id", "state", "message", "error", "container_id", "exit_code", "timestamp")
@@ -282,12 +284,14 @@ class Assignments(_message.Message):
     def __init__(self, full: _Optional[bool] = ..., tasks: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Registered(_message.Message):
-    __slots__ = ("node_id", "heartbeat_interval")
+    __slots__ = ("node_id", "heartbeat_interval", "protected_ports")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    PROTECTED_PORTS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     heartbeat_interval: float
-    def __init__(self, node_id: _Optional[str] = ..., heartbeat_interval: _Optional[float] = ...) -> None: ...
+    protected_ports: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, node_id: _Optional[str] = ..., heartbeat_interval: _Optional[float] = ..., protected_ports: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class DispatcherMessage(_message.Message):
     __slots__ = ("registered", "assignments")

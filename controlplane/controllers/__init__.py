@@ -1,7 +1,8 @@
 """Controllers: the leader's pure decision logic over services, tasks and nodes.
 
 - ``reconcile.diff``: services + tasks + nodes -> ``Changes`` (create, update,
-  delete tasks; ``wakeup`` for a delayed restart); ``apply`` shows the result.
+  delete tasks; ``wakeup`` for a delayed restart); ``apply`` shows the result;
+  ``oversized``: a stored service beyond the replica limit, which it skips.
 - ``NodeMonitor``: heartbeat age -> node ready/down.
 - ``advance``: task status moves forward only; a terminal status is final.
 - ``restart``: restart condition, attempts and backoff.
@@ -17,7 +18,7 @@ else raises on well-typed input.
 
 from .changes import Changes, apply
 from .nodemonitor import HEARTBEAT_INTERVAL, NODE_GRACE, NodeMonitor
-from .reconcile import TASK_HISTORY, IdFactory, diff, holds_slot, random_id, same_spec
+from .reconcile import TASK_HISTORY, IdFactory, diff, holds_slot, oversized, random_id, same_spec
 from .restart import MAX_RESTART_DELAY, restart_allowed, restart_delay, restart_due
 from .transitions import TransitionError, advance, can_advance
 
@@ -35,6 +36,7 @@ __all__ = [
     "can_advance",
     "diff",
     "holds_slot",
+    "oversized",
     "random_id",
     "restart_allowed",
     "restart_delay",

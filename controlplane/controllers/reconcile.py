@@ -38,6 +38,12 @@ Rules, in the order one pass applies them:
    kept); in slots that no longer exist (above ``replicas``, or a global
    task's node that is gone) none are kept.
 
+A replicated service asking for more than ``MAX_REPLICAS`` (``orch.units``;
+every way in refuses it, but one may already be stored) is skipped: its tasks
+are left as they are and none are created, so one bad spec cannot make the
+control plane create tasks until it runs out of memory. ``oversized`` names
+such services so the driver can report them.
+
 New tasks are ``PENDING`` with desired running; replicated ones have no node
 (the scheduler assigns one), global ones carry their node already (the
 scheduler only checks that it fits).
@@ -63,6 +69,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 
 from controlplane.model import Node, Service, ServiceSpec, Task, TaskState, TaskStatus
+from orch.units import MAX_REPLICAS
 
 from .changes import Changes
 from .placement import keeps_global, starts_global
@@ -76,6 +83,11 @@ TASK_HISTORY = 4  # retired, finished tasks kept per slot (with its holder: 5, l
 
 def random_id() -> str:
     return uuid.uuid4().hex
+
+
+def oversized(service: Service) -> bool:
+    """A replicated service beyond ``MAX_REPLICAS``, which ``diff`` skips."""
+    return service.spec.mode == "replicated" and service.spec.replicas > MAX_REPLICAS
 
 
 def holds_slot(task: Task) -> bool:
@@ -131,8 +143,10 @@ class _Pass:
             by_service[t.service_id].append(t)
         for sid in sorted(set(services) | set(by_service)):
             ids = [t.id for t in by_service.get(sid, [])]
-            self._orphan_lost(ids)
             service = services.get(sid)
+            if service is not None and oversized(service):
+                continue
+            self._orphan_lost(ids)
             if service is None:
                 self._removed_service(ids)
             elif service.spec.mode == "global":

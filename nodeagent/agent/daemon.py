@@ -23,7 +23,8 @@ from typing import Any
 
 from nodeagent.errors import AgentError
 from nodeagent.logging import JsonLogger
-from nodeagent.supervisor import SupervisorClient, SupervisorUnavailable
+from nodeagent.supervisor import ALREADY_RUNNING, SupervisorClient, SupervisorUnavailable
+from orch.units import DEFAULT_PIDS_LIMIT
 
 log = JsonLogger("orch.agent")
 
@@ -43,6 +44,8 @@ class AgentOptions:
     name: str = ""
     labels: dict[str, str] | None = None
     max_starting: int = 0  # container launches at once; 0: one per CPU, up to 4
+    # pids limit of a container whose config sets none; 0: no default
+    default_pids_limit: int = DEFAULT_PIDS_LIMIT
 
     @property
     def socket(self) -> str:
@@ -65,10 +68,21 @@ def _lock(run_dir: str) -> int:
     return fd
 
 
-def ensure_supervisor(opts: AgentOptions, on_event: object) -> tuple[SupervisorClient, bool]:
-    """Connect to the running supervisor, or start one. Returns (client, started)."""
+def ensure_supervisor(opts: AgentOptions, on_event: object,
+                      client: SupervisorClient | None = None) -> tuple[SupervisorClient, bool]:
+    """Connect to the running supervisor, or start one. Returns (client, started).
+    With ``client``, whose supervisor went away, that client reconnects
+    instead of a new one being made: the service, the worker and the event
+    hub hold it."""
+
+    def connect() -> SupervisorClient:
+        if client is None:
+            return SupervisorClient(opts.supervisor_socket, on_event=on_event)  # type: ignore[arg-type]
+        client.reconnect()
+        return client
+
     try:
-        return SupervisorClient(opts.supervisor_socket, on_event=on_event), False  # type: ignore[arg-type]
+        return connect(), False
     except SupervisorUnavailable:
         pass
     log_path = os.path.join(opts.state_dir, "supervisor.log")
@@ -85,14 +99,121 @@ def ensure_supervisor(opts: AgentOptions, on_event: object) -> tuple[SupervisorC
         )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = Path(log_path).read_text(errors="replace").strip().splitlines()[-5:]
-            raise AgentError("the supervisor failed to start: " + " | ".join(tail))
+        if proc.poll() is not None and proc.returncode != ALREADY_RUNNING:
+            # Its last line says why: its one-line error, or a traceback's last.
+            lines = Path(log_path).read_text(errors="replace").strip().splitlines()
+            raise AgentError(f"the supervisor failed to start: {lines[-1] if lines else ''} "
+                             f"(see {log_path})")
         try:
-            return SupervisorClient(opts.supervisor_socket, on_event=on_event), True  # type: ignore[arg-type]
+            return connect(), True
         except SupervisorUnavailable:
-            time.sleep(0.02)
+            if proc.poll() in (None, ALREADY_RUNNING):  # the other one may still be starting
+                time.sleep(0.02)
     raise AgentError(f"the supervisor did not come up within 15 s; see {log_path}")
+
+
+# A supervisor that dies more often than this within RESTART_WINDOW seconds
+# is not started again: the agent exits, saying why. So does one that fails
+# to start START_ATTEMPTS times in a row.
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
+START_ATTEMPTS = 3
+
+
+class SupervisorWatch:
+    """Starts a new supervisor when the agent's dies.
+
+    Its containers died with it (see ``nodeagent.supervisor.recovery``); the
+    new one records them as killed and tears them down as it starts. This
+    reconnects the one client everything in the agent holds (which subscribes
+    again), tells the event hub of each killed container (a foreground run,
+    a log follower), and has the cluster worker report their tasks. If no
+    supervisor can be started, ``fatal`` hears why: the agent exits.
+    """
+
+    def __init__(self, opts: AgentOptions, client: SupervisorClient, events: Any, service: Any,
+                 worker: Any, stop: threading.Event, fatal: Any) -> None:
+        self.opts, self.client, self.events = opts, client, events
+        self.service, self.worker, self.stop, self.fatal = service, worker, stop, fatal
+        self._expected = threading.Event()  # a Shutdown stops it on purpose
+        self._lock = threading.Lock()
+        self._pending = False
+        self._busy = False
+        self._deaths: list[float] = []
+
+    def expect_exit(self) -> None:
+        """The supervisor is about to be stopped on purpose: no new one."""
+        self._expected.set()
+
+    def on_event(self, event: str, data: dict[str, Any]) -> None:
+        if event == "disconnected":
+            self.lost()
+
+    def lost(self) -> None:
+        """The connection to the supervisor is gone: replace it (in a thread
+        of its own; a loss during a replacement is handled after it)."""
+        if self._expected.is_set() or self.stop.is_set():
+            return
+        with self._lock:
+            self._pending = True
+            if self._busy:
+                return
+            self._busy = True
+        threading.Thread(target=self._run, name="supervisor-restart", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pending or self.stop.is_set() or self._expected.is_set():
+                    self._pending = self._busy = False
+                    return
+                self._pending = False
+            try:
+                self._replace()
+            except SupervisorUnavailable:
+                pass  # the new one went away too: its disconnect comes next
+            except Exception:  # it runs; what it reported is lost, not the agent
+                log.exception("telling the agent of the new supervisor failed")
+
+    def _replace(self) -> None:
+        if self.client.connected:
+            return
+        old = self.service.info.get("supervisor_pid")
+        now = time.monotonic()
+        self._deaths = [t for t in self._deaths if now - t < RESTART_WINDOW] + [now]
+        if len(self._deaths) > MAX_RESTARTS:
+            self._give_up(f"the supervisor died {len(self._deaths)} times within "
+                          f"{RESTART_WINDOW:g} s; see {self.opts.state_dir}/supervisor.log")
+            return
+        log.error("lost the supervisor: its containers were killed with it; starting a new one",
+                  supervisor_pid=old)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                ensure_supervisor(self.opts, self.events, self.client)
+                break
+            except SupervisorUnavailable:
+                return  # the new one went away too: its disconnect comes next
+            except Exception as exc:
+                reason = exc.message if isinstance(exc, AgentError) else str(exc)
+                log.error("a new supervisor failed to start", attempt=attempt, error=reason)
+                if attempt == START_ATTEMPTS:
+                    self._give_up(f"could not start a new supervisor: {reason}")
+                    return
+                if self.stop.wait(1.0):
+                    return  # the agent stops anyway
+        info = self.client.call("ping")
+        self.service.info["supervisor_pid"] = info["pid"]
+        killed = list(info.get("killed", []))
+        for rec in killed:  # their "exited" went out before anyone listened
+            self.events("exited", rec)
+        if self.worker is not None:
+            self.worker.resync()
+        log.warning("started a new supervisor", supervisor_pid=info["pid"], previous_pid=old,
+                    killed=[rec["name"] for rec in killed], containers=info["containers"])
+
+    def _give_up(self, reason: str) -> None:
+        log.error("cannot replace the supervisor; the agent exits", reason=reason)
+        self.fatal(reason)
 
 
 def _import_grpc() -> Any:
@@ -118,7 +239,9 @@ def _import_grpc() -> Any:
 
 
 def run(opts: AgentOptions) -> int:
-    """Serve until SIGTERM/SIGINT or a Shutdown call. Containers keep running."""
+    """Serve until SIGTERM/SIGINT or a Shutdown call. Containers keep running.
+    A supervisor that dies is replaced (SupervisorWatch); if none can be
+    started, the agent exits with the reason."""
     grpc = _import_grpc()
     from nodeagent.agent.events import EventHub
     from nodeagent.agent.service import AgentService
@@ -133,31 +256,45 @@ def run(opts: AgentOptions) -> int:
     sup_info = (client.call("subscribe", events=["started", "exited", "removed"])
                 and client.call("ping"))
     stop = threading.Event()
+    failure: list[str] = []  # why the agent must exit (the worker cannot join)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"))
     service = AgentService(
         opts.state_dir, client, events, LazyImageStore(opts.state_dir), stop_server=stop.set,
         info={"supervisor_pid": sup_info["pid"], "bridge": opts.bridge, "subnet": opts.subnet,
-              "cgroup_version": _cgroup_version()},
+              "cgroup_version": _cgroup_version(), "default_pids_limit": opts.default_pids_limit},
     )
     pb_grpc.add_AgentServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     with contextlib.suppress(FileNotFoundError):
         os.unlink(opts.socket)
     server.add_insecure_port(f"unix:{opts.socket}")
-    if opts.listen and server.add_insecure_port(opts.listen) == 0:
-        raise AgentError(f"cannot listen on {opts.listen}")
+    node_api = _node_api(grpc, service, opts) if opts.listen else None
+    if opts.listen:
+        # Before any container can start: containers never reach the node API.
+        client.call("protect", ports=[listen_port(opts.listen)])
     server.start()
     worker = None
+
+    def fail(reason: str) -> None:
+        """The agent cannot go on (the worker cannot join, no supervisor can
+        be started): it stops, and exits with ``reason``."""
+        failure.append(reason)
+        stop.set()
+
     if opts.join:
         import socket
 
         from nodeagent.cluster import Worker
 
         worker = Worker(service, client, opts.join, opts.token, opts.name or socket.gethostname(),
-                        opts.listen, opts.labels or {}, opts.state_dir, opts.max_starting)
+                        opts.listen, opts.labels or {}, opts.state_dir, opts.max_starting,
+                        api_token=node_api_token(opts.state_dir), on_fatal=fail)
         events.listeners.append(worker.on_event)
         service.before_stopping_containers.append(worker.stop)
         service.images.load()  # before the first task needs it
         worker.start()
+    watch = SupervisorWatch(opts, client, events, service, worker, stop, fail)
+    events.listeners.append(watch.on_event)
+    service.before_stopping_containers.append(watch.expect_exit)
     os.chmod(opts.socket, 0o660)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -168,13 +305,14 @@ def run(opts: AgentOptions) -> int:
 
     while not stop.wait(1.0):
         if events.disconnected:
-            log.error("lost the supervisor; exiting")
-            break
+            watch.lost()  # in case it went before the watch listened
         # Once a second: an image import or a burst of RPCs would otherwise
         # pin the agent's peak heap for good.
         malloc_trim()
     if worker is not None:
         worker.stop()
+    if node_api is not None:
+        node_api.stop(grace=1)
     server.stop(grace=2).wait()
     client.close()
     with contextlib.suppress(FileNotFoundError):
@@ -184,8 +322,52 @@ def run(opts: AgentOptions) -> int:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(opts.run_dir, "agent.lock"))
     os.close(lock_fd)
+    if failure:
+        log.error("agent stopped", reason=failure[0])
+        raise AgentError(failure[0])
     log.info("agent stopped")
     return 0
+
+
+def listen_port(listen: str) -> int:
+    return int(listen.rpartition(":")[2])
+
+
+# What the node API serves on TCP: what the control plane proxies for the
+# CLI. Everything else (run, build, import, push, pull: they take host paths)
+# stays on the root-only unix socket.
+NODE_API_METHODS = ("Logs", "Exec", "Stats")
+NODE_API_TOKEN = "node-api-token"
+
+
+def _node_api(grpc: Any, service: Any, opts: AgentOptions) -> Any:
+    """The node API on ``opts.listen``: the methods above, for callers that
+    present this node's API token (the control plane, which learns it from
+    the node's Register); started here."""
+    from nodeagent.auth import interceptor
+    from proto import agent_pb2_grpc as pb_grpc
+
+    token = node_api_token(opts.state_dir)
+    prefix = "/orch.agent.v1.Agent/"
+    guard = interceptor(lambda: token, (prefix,), {prefix + m for m in NODE_API_METHODS},
+                        what="this node's API over TCP")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="node-api"),
+                         interceptors=[guard])
+    pb_grpc.add_AgentServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+    try:
+        bound = server.add_insecure_port(opts.listen)
+    except RuntimeError as err:
+        raise AgentError(f"cannot listen on {opts.listen}: {err}")
+    if bound == 0:
+        raise AgentError(f"cannot listen on {opts.listen}")
+    server.start()
+    return server
+
+
+def node_api_token(state_dir: str) -> str:
+    from nodeagent.auth import write_token
+
+    return write_token(os.path.join(state_dir, NODE_API_TOKEN))
 
 
 def _cgroup_version() -> int:

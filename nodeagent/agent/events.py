@@ -1,4 +1,8 @@
-"""Supervisor events, fanned out to the gRPC handlers that wait on them."""
+"""Supervisor events, fanned out to the gRPC handlers that wait on them.
+
+Besides the supervisor's own events, the client's ``"disconnected"`` (the
+supervisor went away) and ``"connected"`` (a new one took over) pass here.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ class EventHub:
                 self._exec_exits[int(data["exec_id"])] = int(data["exit_code"])
             elif event == "disconnected":
                 self.disconnected = True
+            elif event == "connected":
+                self.disconnected = False
             self._generation += 1
             self._cond.notify_all()
         for listener in self.listeners:

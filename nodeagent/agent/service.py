@@ -97,7 +97,8 @@ class AgentService(pb_grpc.AgentServicer):
         if not cfg.image:
             raise InvalidArgument("no image given")
         image = self.images.get(cfg.image)
-        spec, extra = specbuild.build(cfg, image, self.images.lower_dirs(image), self.state_dir)
+        spec, extra = specbuild.build(cfg, image, self.images.lower_dirs(image), self.state_dir,
+                                      self.info.get("default_pids_limit", 0))
         from google.protobuf.json_format import MessageToDict
 
         return {"spec": spec.to_dict(), "config": MessageToDict(cfg), **extra}
@@ -207,7 +208,7 @@ class AgentService(pb_grpc.AgentServicer):
             "args": list(request.command),
             "env": specbuild.merge_env(proc["env"], list(request.env)),
             "cwd": request.workdir if request.HasField("workdir") else proc["cwd"],
-            "user": request.user if request.HasField("user") else proc["user"],
+            "user": specbuild.check_user(request.user) if request.HasField("user") else proc["user"],
         }
         result, fds = self.sup.call_fds("exec", id=request.id, process=process)
         yield from self._pump_exec(fds)
@@ -370,7 +371,19 @@ class AgentService(pb_grpc.AgentServicer):
             version=VERSION, state_dir=self.state_dir,
             containers=len(containers),
             running=sum(1 for c in containers if c["state"] == "running"),
-            images=self.images.count(), agent_pid=os.getpid(), **self.info)
+            images=self.images.count(), agent_pid=os.getpid(),
+            storage_limit=self._storage_limit(), **self.info)
+
+    def _storage_limit(self) -> str:
+        """How a writable-layer size limit is kept here (a project quota, or a
+        loop-mounted filesystem per container), asked anew each time (the
+        state dir may be remounted while the agent runs)."""
+        from nodeagent.runtime import loopfs
+
+        try:
+            return loopfs.detect(os.path.join(self.state_dir, "containers")).describe()
+        except OSError as err:
+            return f"not enforced: cannot inspect {self.state_dir}: {err.strerror}"
 
     @handle_errors
     def Shutdown(self, request: pb.ShutdownRequest,

@@ -4,6 +4,14 @@ Docker's merge rules: the request's entrypoint/command replace the image's;
 its env is added to the image's (same key: the request wins); workdir and user
 fall back to the image's. Everything the runtime needs is decided here, so the
 runtime never looks anything up.
+
+This is the agent's edge: every engine request passes here, whichever client
+sent it, so every value is checked here against ``orch.units``' limits (the
+CLI and the manifest check the same limits earlier, for better messages): a
+name, hostname, numeric uid, stop timeout, pids limit, memory or CPU count
+out of range, or a NUL in an argument or variable, is ``InvalidArgument``.
+A pids limit of 0 means the node's default (``default_pids_limit``; 0: none),
+-1 means unlimited.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from nodeagent.runtime.spec import (
     Resources,
     RootfsSpec,
 )
+from orch import units
 from proto import agent_pb2 as pb
 
 if TYPE_CHECKING:
@@ -84,19 +93,63 @@ def host_nameservers(path: str = "/etc/resolv.conf") -> list[str]:
     return out
 
 
+def check_user(user: str) -> str:
+    """A user spec as the runtime takes it: a numeric uid or gid beyond 32 bits
+    would be truncated, and 4294967295 is (uid_t)-1, "unchanged" (root)."""
+    try:
+        units.check_user(user)
+    except units.QuantityError as err:
+        raise InvalidArgument(str(err))
+    return user
+
+
+def _checked(check: Any, *values: Any) -> None:
+    try:
+        check(*values)
+    except units.QuantityError as err:
+        raise InvalidArgument(str(err))
+
+
+def _no_nul(values: list[str], what: str) -> list[str]:
+    if any("\0" in value for value in values):
+        raise InvalidArgument(f"invalid {what}: a NUL character cannot be passed to a process")
+    return values
+
+
+def _resources(cfg: pb.ContainerConfig, default_pids_limit: int) -> Resources:
+    """The cgroup limits: 0 is none (pids: the node's default), each value within its limit."""
+    if cfg.memory_bytes < 0:
+        raise InvalidArgument(f"invalid memory limit {cfg.memory_bytes}: must be positive (or 0 for none)")
+    _checked(units.check_memory, cfg.memory_bytes)
+    if cfg.cpus:
+        _checked(units.check_cpus, cfg.cpus)
+    _checked(units.check_pids_limit, cfg.pids_limit)
+    pids = cfg.pids_limit or default_pids_limit
+    return Resources(memory_bytes=cfg.memory_bytes or None, cpus=cfg.cpus or None,
+                     pids_limit=pids if pids > 0 else None)
+
+
+def _stop_timeout(cfg: pb.ContainerConfig) -> float:
+    stop_timeout = cfg.stop_timeout if cfg.HasField("stop_timeout") else 10.0
+    _checked(units.check_seconds, stop_timeout, units.MAX_STOP_GRACE_PERIOD, "stop timeout")
+    return stop_timeout
+
+
 def build(cfg: pb.ContainerConfig, image: Image, lower_dirs: list[str],
-          state_dir: str) -> tuple[ContainerSpec, dict[str, Any]]:
+          state_dir: str, default_pids_limit: int = 0) -> tuple[ContainerSpec, dict[str, Any]]:
     """The spec, and the record fields the supervisor keeps beside it."""
     cid = os.urandom(32).hex()
     name = cfg.name or random_name()
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise InvalidArgument(f"invalid container name {name!r}: use letters, digits, _ . -")
+    if cfg.hostname:
+        _checked(units.check_hostname, cfg.hostname)
     entrypoint = list(cfg.entrypoint.values) if cfg.HasField("entrypoint") else list(
         image.config.entrypoint)
     command = list(cfg.command.values) if cfg.HasField("command") else list(image.config.cmd)
     if cfg.HasField("entrypoint") and not cfg.HasField("command"):
         command = []  # Docker: a new entrypoint drops the image's Cmd
-    args = entrypoint + command
+    args = _no_nul(entrypoint + command, "command")
     if not args:
         raise InvalidArgument(
             f"no command specified: image {image.repo_tags[0] if image.repo_tags else image.id} "
@@ -109,13 +162,15 @@ def build(cfg: pb.ContainerConfig, image: Image, lower_dirs: list[str],
         protocol = p.protocol or "tcp"
         if protocol not in ("tcp", "udp"):
             raise InvalidArgument(f"invalid protocol {protocol!r} for port {p.host_port}: tcp or udp")
+        if not (0 < p.host_port < 65536 and 0 < p.container_port < 65536):
+            raise InvalidArgument(f"invalid port mapping {p.host_port}:{p.container_port}: ports are 1-65535")
         ports.append(PortMapping(p.host_port, p.container_port, protocol, p.host_ip))  # type: ignore[arg-type]
     if ports and network != "bridge":
         raise InvalidArgument(f"published ports need the bridge network, not {network!r}")
     stop_signal = parse_signal(cfg.stop_signal or image.config.stop_signal or "SIGTERM")
-    stop_timeout = cfg.stop_timeout if cfg.HasField("stop_timeout") else 10.0
-    if stop_timeout < 0:
-        raise InvalidArgument("stop timeout must not be negative")
+    stop_timeout = _stop_timeout(cfg)
+    (cwd,) = _no_nul([cfg.workdir if cfg.HasField("workdir") else (image.config.working_dir or "/")],
+                     "working directory")
     dns = host_nameservers() if network == "bridge" else []
     spec = ContainerSpec(
         id=cid,
@@ -123,18 +178,15 @@ def build(cfg: pb.ContainerConfig, image: Image, lower_dirs: list[str],
         hostname=cfg.hostname or cid[:12],
         bundle_dir=os.path.join(state_dir, "containers", cid),
         rootfs=RootfsSpec(lower_dirs=lower_dirs, readonly=cfg.read_only,
-                          volatile=cfg.auto_remove or cfg.volatile_rootfs),
+                          volatile=cfg.auto_remove or cfg.volatile_rootfs,
+                          size_bytes=storage_size(cfg, state_dir)),
         process=ProcessSpec(
             args=args,
-            env=merge_env(list(image.config.env), list(cfg.env)),
-            cwd=cfg.workdir if cfg.HasField("workdir") else (image.config.working_dir or "/"),
-            user=cfg.user if cfg.HasField("user") else image.config.user,
+            env=_no_nul(merge_env(list(image.config.env), list(cfg.env)), "environment"),
+            cwd=cwd,
+            user=check_user(cfg.user if cfg.HasField("user") else image.config.user),
         ),
-        resources=Resources(
-            memory_bytes=cfg.memory_bytes or None,
-            cpus=cfg.cpus or None,
-            pids_limit=cfg.pids_limit or None,
-        ),
+        resources=_resources(cfg, default_pids_limit),
         network=NetworkConfig(mode=network, ports=ports, dns=dns),  # type: ignore[arg-type]
         cgroup_name=f"orch/{cid}",
         stop_signal=stop_signal,
@@ -149,3 +201,25 @@ def build(cfg: pb.ContainerConfig, image: Image, lower_dirs: list[str],
         "auto_remove": cfg.auto_remove,
     }
     return spec, extra
+
+
+def storage_size(cfg: pb.ContainerConfig, state_dir: str) -> int:
+    """The writable layer's size limit (0: none), at least ``loopfs.MIN_SIZE``,
+    refused (never dropped) where this node can enforce it neither with a
+    project quota nor with a loop filesystem. A read-only rootfs has no
+    writable layer: any limit holds there trivially."""
+    size = int(cfg.storage_size_bytes)
+    if size < 0:
+        raise InvalidArgument(f"invalid storage size {size}: must be positive (or 0 for none)")
+    if not size:
+        return 0
+    from nodeagent.runtime import loopfs
+
+    if size < loopfs.MIN_SIZE:
+        raise InvalidArgument(f"invalid storage size {size}: the smallest is {loopfs.MIN_SIZE} "
+                              f"bytes (1 MiB), as a writable layer needs room for its own metadata")
+    if not cfg.read_only:
+        support = loopfs.detect(os.path.join(state_dir, "containers"))
+        if not support.enforced:
+            raise InvalidArgument(support.refusal(size))
+    return size

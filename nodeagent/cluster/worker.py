@@ -26,7 +26,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 # json_format (the agent records each task's request with it) and the
@@ -108,11 +108,15 @@ class StatusQueue:
 class Worker:
     def __init__(self, service: Any, supervisor: Any, join: str, token: str, name: str,
                  address: str, labels: dict[str, str], state_dir: str,
-                 max_starting: int = 0) -> None:
+                 max_starting: int = 0, api_token: str = "",
+                 on_fatal: Callable[[str], None] | None = None) -> None:
         self.service = service  # AgentService: builds container requests from images
         self.sup = supervisor
         self.join = join
         self.token = token
+        self.api_token = api_token  # the control plane presents it to this node's API
+        # Called when this node can never join (a wrong token): the agent exits.
+        self.on_fatal = on_fatal
         self.name = name
         self.address = address
         self.labels = labels
@@ -163,10 +167,27 @@ class Worker:
                 self._outbox.put(None)
 
     def _adopt(self) -> None:
+        """Map the supervisor's task containers to their tasks: at start
+        (after an agent restart) and after a new supervisor replaced a dead
+        one. A container newly mapped and found exited had its exit go
+        unseen (it was killed with its supervisor): reported now."""
         for rec in self.sup.call("list", all=True):
             tid = rec.get("labels", {}).get(TASK_LABEL)
-            if tid:
-                self.containers[tid] = rec["id"]
+            if not tid:
+                continue
+            with self._lock:
+                new = tid not in self.containers and tid not in self.starting
+                if new:
+                    self.containers[tid] = rec["id"]
+            if new and rec["state"] == "exited":
+                self.on_event("exited", rec)
+
+    def resync(self) -> None:
+        """A new supervisor replaced a dead one (see the agent's
+        SupervisorWatch): pick up the containers of starts that were out
+        then, which its predecessor's death ended, and report them."""
+        self._adopt()
+        self._wake.set()
 
     # ---- session ---------------------------------------------------------
 
@@ -178,6 +199,9 @@ class Worker:
             try:
                 self._session()
             except Exception as err:
+                if _refused(err):
+                    self._refused(err)
+                    return
                 if self._joined or started >= quiet_until:
                     log.warning("control plane session ended", error=str(err), join=self.join)
                     quiet_until = started + JOIN_LOG_EVERY
@@ -194,7 +218,8 @@ class Worker:
         outbox: queue.Queue[cpb.AgentMessage | None] = queue.Queue()
         register = cpb.Register(node_id=self.node_id, name=self.name, address=self.address,
                                 labels=self.labels, cpus=float(os.cpu_count() or 1),
-                                memory_bytes=_memory_bytes(), token=self.token)
+                                memory_bytes=_memory_bytes(), token=self.token,
+                                api_token=self.api_token)
         outbox.put(cpb.AgentMessage(register=register))
 
         def requests() -> Iterator[cpb.AgentMessage]:
@@ -236,7 +261,22 @@ class Worker:
                 with contextlib.suppress(Exception):
                     responses.cancel()
 
+    def _refused(self, err: Exception) -> None:
+        """The control plane will not have this node: retrying cannot help."""
+        reason = (f"the control plane at {self.join} refused this node: "
+                  f"{getattr(err, 'details', lambda: str(err))()}; check the join token "
+                  "(--token-file or $ORCH_JOIN_TOKEN)")
+        log.error("cannot join the cluster", error=reason)
+        self.stop()
+        if self.on_fatal is not None:
+            self.on_fatal(reason)
+
     def _registered(self, reg: cpb.Registered) -> None:
+        if self.address:
+            # Before the assignments are read: no task starts before the
+            # control plane's and etcd's ports are fenced off from containers.
+            own = int(self.address.rpartition(":")[2])
+            self.sup.call("protect", ports=sorted({own, *reg.protected_ports}))
         self._joined = True
         if reg.node_id != self.node_id:
             self.node_id = reg.node_id
@@ -389,6 +429,8 @@ class Worker:
         code = int(data["exit_code"])
         state = TaskState.COMPLETE if code == 0 else TaskState.FAILED
         error = "OOMKilled" if data.get("oom_killed") else (f"exit code {code}" if code else "")
+        # The supervisor's word on why, if it has one ("killed: its supervisor ... died").
+        error = str(data.get("error") or "") or error
         self._report(tid, state, "exited", error=error, exit_code=code, container_id=data["id"])
 
     # ---- status ----------------------------------------------------------
@@ -451,15 +493,18 @@ class Worker:
 
 
 def container_config(task: Task) -> pb.ContainerConfig:
+    """The engine request for ``task``: its spec's values, pids 0 = the node's default."""
     spec = task.spec
     cfg = pb.ContainerConfig(
         image=spec.image, name=task.name, env=spec.env,
         ports=[pb.PortMapping(host_port=p.published, container_port=p.target, protocol=p.protocol)
                for p in spec.ports],
-        memory_bytes=spec.limits.memory_bytes, cpus=spec.limits.cpus, restart_policy="no",
-        network="bridge", labels={**spec.labels, TASK_LABEL: task.id,
-                                  SERVICE_LABEL: task.service_name},
-        stop_timeout=spec.stop_grace_period, hostname=task.name[:63],
+        memory_bytes=spec.limits.memory_bytes, cpus=spec.limits.cpus, pids_limit=spec.limits.pids,
+        restart_policy="no", network="bridge",
+        labels={**spec.labels, TASK_LABEL: task.id, SERVICE_LABEL: task.service_name},
+        # A hostname label may not end in '.' or '-', where a cut can fall.
+        stop_timeout=spec.stop_grace_period, hostname=task.name[:63].rstrip(".-"),
+        storage_size_bytes=spec.storage_size,
         volatile_rootfs=True,  # a task's container runs once; a new task replaces it
     )
     if spec.command is not None:
@@ -467,6 +512,16 @@ def container_config(task: Task) -> pb.ContainerConfig:
     if spec.entrypoint is not None:
         cfg.entrypoint.values.extend(spec.entrypoint)
     return cfg
+
+
+def _refused(err: Exception) -> bool:
+    """A session error that says this node is not accepted (wrong token)."""
+    code = getattr(err, "code", None)
+    if not callable(code):
+        return False
+    import grpc
+
+    return bool(code() == grpc.StatusCode.UNAUTHENTICATED)
 
 
 def _read(path: str) -> str:

@@ -38,6 +38,7 @@ class BridgeNetwork:
         self.leases = LeaseFile(state_dir, bridge, self.subnet)
         self._ensured = False
         self._links: LinkSocket | None = None  # the per-container veth requests
+        self.protected: list[int] = []  # orch's ports on this node (see protect)
 
     def _link_socket(self) -> LinkSocket:
         if self._links is None:
@@ -75,11 +76,23 @@ class BridgeNetwork:
     def detach(self, cfg: NetworkConfig) -> None:
         veth.detach_veth(self._link_socket(), cfg)
 
+    def protect(self, ports: list[int]) -> None:
+        """Fence ``ports`` off from containers on any local address (orch's
+        own: the node API, and the control plane's and etcd's); they cannot
+        be published either."""
+        self.ensure()
+        nftables.protect_ports(self.bridge, ports)
+        self.protected = sorted(set(ports))
+
     def publish(self, container_id: str, cfg: NetworkConfig) -> None:
         if not cfg.ports:
             return
         if not cfg.address:
             raise InvalidArgument("cannot publish ports of a container without an address")
+        reserved = sorted({p.host_port for p in cfg.ports if p.protocol == "tcp"} & set(self.protected))
+        if reserved:
+            raise InvalidArgument(f"host port {reserved[0]}/tcp is reserved for orch on this node; "
+                                  "publish another port")
         # The lease lock also serialises publishers, so the conflict check
         # and the rule insertion are one step for concurrent callers.
         with self.leases.locked():

@@ -11,6 +11,15 @@ Layout of ``table inet orch_<bridge>``::
                                      connections to published ports (DNAT'd:
                                      other hosts reach them where the host
                                      forwards, as cluster nodes do)
+    chain guard        filter, input orch's own ports: connections from the bridge
+                                     to any local address on a port in the set
+                                     ``orch_ports`` (the node API, and the control
+                                     plane's and etcd's where they share the
+                                     host) are refused, and so is anything sent
+                                     from the bridge to 127.0.0.0/8 (the bridge
+                                     has route_localnet, and a container with
+                                     CAP_NET_RAW could forge such packets)
+    set orch_ports     inet_service  filled by ``protect_ports``
 
 Invariants: ``ensure_table`` is idempotent (the fixed chains are flushed and
 refilled in the same atomic batch); published-port rules live only in
@@ -85,9 +94,37 @@ add rule {FAMILY} {t} postrouting meta nfproto ipv4 ip saddr 127.0.0.0/8 oifname
 add rule {FAMILY} {t} forward ct status dnat accept comment "orch published ports"
 add rule {FAMILY} {t} forward iifname {br} oifname != {br} drop comment "orch isolation out"
 add rule {FAMILY} {t} forward oifname {br} iifname != {br} drop comment "orch isolation in"
+add set {FAMILY} {t} orch_ports {{ type inet_service; }}
+add chain {FAMILY} {t} guard {{ type filter hook input priority filter; policy accept; }}
+flush chain {FAMILY} {t} guard
+add rule {FAMILY} {t} guard iifname {br} ct direction original meta nfproto ipv4 ip daddr 127.0.0.0/8 \
+drop comment "orch: no loopback from containers"
+add rule {FAMILY} {t} guard iifname {br} ct direction original tcp dport @orch_ports \
+reject with tcp reset comment "orch: containers never reach orch's ports"
 """,
         step="nft_ensure_table",
     )
+
+
+def protect_ports(bridge: str, ports: list[int]) -> None:
+    """Make ``ports`` the set the guard chain refuses (atomically replaced)."""
+    t = table_name(bridge)
+    elements = ", ".join(str(int(p)) for p in sorted(set(ports)))
+    script = f"flush set {FAMILY} {t} orch_ports\n"
+    if elements:
+        script += f"add element {FAMILY} {t} orch_ports {{ {elements} }}\n"
+    run_nft(script, step="nft_protect_ports")
+
+
+def protected_ports(bridge: str) -> list[int]:
+    """The ports in the guard's set ([] without the table)."""
+    proc = _nft(["-j", "list", "set", FAMILY, table_name(bridge), "orch_ports"])
+    if proc.returncode != 0:
+        return []
+    for item in json.loads(proc.stdout).get("nftables", []):
+        if "set" in item:
+            return sorted(int(e) for e in item["set"].get("elem", []) if isinstance(e, int))
+    return []
 
 
 def delete_table(bridge: str) -> None:

@@ -7,6 +7,19 @@ assembled on it inside its own mount namespace only). The generated ``hosts``, `
 container's namespace, in memory (see ``rootfs``). Invariant: :func:`cleanup`
 removes exactly what :func:`prepare` made, is idempotent, and leaves the
 bundle dir itself (and the caller's logs in it) alone.
+
+A writable layer with a size limit (``rootfs.size_bytes``) has it from
+:func:`prepare` on, before the container's first write: a project quota on
+``upper/`` and ``work/`` where the state dir's filesystem enforces one
+(``quota``), else a filesystem of that size of its own, ``layer.img``
+loop-mounted on ``layer/``, with ``upper/`` and ``work/`` inside it
+(``loopfs``; the image, once made, is the record of which). :func:`release`
+drops the quota or unmounts the layer (its image stays: a stopped
+container keeps its layer), and the next :func:`prepare` (a restart) sets
+or mounts it again. Every removal ends in :func:`release` or
+:func:`cleanup`: ``LinuxRuntime.remove`` calls the one and its teardown
+the other, also for what a dead supervisor left. Containers without a
+limit never touch either module.
 """
 
 from __future__ import annotations
@@ -16,9 +29,14 @@ import errno
 import ipaddress
 import os
 
+from nodeagent.errors import AgentError, SetupError
 from nodeagent.runtime.spec import ContainerSpec
 
-RUNTIME_DIRS: tuple[str, ...] = ("rootfs", "upper", "work")
+# The layer's own filesystem (``loopfs.IMAGE``, ``loopfs.MOUNT``), named
+# here so that containers without a limit never import loopfs.
+LAYER_IMAGE = "layer.img"
+LAYER_MOUNT = "layer"
+RUNTIME_DIRS: tuple[str, ...] = ("rootfs", "upper", "work", LAYER_MOUNT)
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 FS_IOC_GETFLAGS = 0x80086601  # _IOR('f', 1, long)
 FS_IOC_SETFLAGS = 0x40086602  # _IOW('f', 2, long)
@@ -30,12 +48,17 @@ def prepare(spec: ContainerSpec) -> None:
     os.makedirs(mountpoint(spec), exist_ok=True)
     if spec.rootfs.readonly:
         return
+    on_loop = bool(spec.rootfs.size_bytes) and _choose_loop(spec)
+    if on_loop:
+        mount_layer(spec)
     for path in writable_dirs(spec):
         os.makedirs(path, exist_ok=True)
+    if spec.rootfs.size_bytes and not on_loop:
+        limit(spec)
     if spec.rootfs.volatile:
         # A volatile overlay leaves work/work/incompat/volatile behind and
         # refuses to mount over it again: clear it for a restart.
-        remove_tree(os.path.join(spec.bundle_dir, "work", "work"))
+        remove_tree(os.path.join(writable_dirs(spec)[1], "work"))
 
 
 def spread_subdirs(path: str) -> bool:
@@ -74,13 +97,86 @@ def mountpoint(spec: ContainerSpec) -> str:
 
 
 def writable_dirs(spec: ContainerSpec) -> tuple[str, str]:
-    """The overlay's ``upper`` and ``work`` dirs."""
-    return os.path.join(spec.bundle_dir, "upper"), os.path.join(spec.bundle_dir, "work")
+    """The overlay's ``upper`` and ``work`` dirs: in the bundle dir, or on
+    the layer's own filesystem where it has one."""
+    base = spec.bundle_dir
+    if spec.rootfs.size_bytes and os.path.exists(os.path.join(base, LAYER_IMAGE)):
+        base = os.path.join(base, LAYER_MOUNT)
+    return os.path.join(base, "upper"), os.path.join(base, "work")
+
+
+def _choose_loop(spec: ContainerSpec) -> bool:
+    """Whether the limited layer goes on a filesystem of its own: it is
+    there already (a restart), or project quotas are not enforced here."""
+    from nodeagent.runtime import quota  # only containers with a limit need it
+
+    if os.path.exists(os.path.join(spec.bundle_dir, LAYER_IMAGE)):
+        return True
+    try:
+        return not quota.detect(spec.bundle_dir).enforced
+    except OSError as err:
+        raise SetupError("storage_limit", spec.bundle_dir, str(err), err.errno or 0) from None
+
+
+def mount_layer(spec: ContainerSpec) -> None:
+    """Make (once) and mount the layer's filesystem of ``rootfs.size_bytes``;
+    a SetupError, with nothing left mounted or attached, where it fails."""
+    from nodeagent.runtime import loopfs
+
+    try:
+        loopfs.make(spec.bundle_dir, spec.rootfs.size_bytes)
+        loopfs.mount(spec.bundle_dir)
+    except (loopfs.LoopError, OSError) as err:
+        raise SetupError("storage_loop", loopfs.image_path(spec.bundle_dir), str(err),
+                         getattr(err, "errno", 0) or 0) from None
+
+
+def limit(spec: ContainerSpec) -> None:
+    """Hold the writable layer to ``rootfs.size_bytes`` with a project quota;
+    a SetupError where this node cannot, so the container never runs
+    without its limit."""
+    from nodeagent.runtime import quota
+
+    upper = writable_dirs(spec)[0]
+    try:
+        quota.apply_limit(writable_dirs(spec), spec.rootfs.size_bytes, seed=spec.id)
+    except (quota.QuotaError, OSError) as err:
+        raise SetupError("storage_quota", upper, str(err), getattr(err, "errno", 0) or 0) from None
+
+
+def release(spec: ContainerSpec) -> None:
+    """Drop the writable layer's size limit, if it has one: unmount its
+    filesystem (the loop device goes with it; the image stays), or clear
+    its project quota. An unmount that fails is raised (the removal is tried
+    again); a quota left behind is harmless: it belongs to a project id no
+    file carries once the layer is deleted, and ``quota`` hands such an id
+    out again."""
+    if not spec.rootfs.size_bytes or spec.rootfs.readonly:
+        return
+    if (os.path.exists(os.path.join(spec.bundle_dir, LAYER_IMAGE))
+            or os.path.ismount(os.path.join(spec.bundle_dir, LAYER_MOUNT))):
+        from nodeagent.runtime import loopfs
+
+        try:
+            loopfs.unmount(spec.bundle_dir)
+        except loopfs.LoopError as err:
+            raise AgentError(f"cannot unmount the writable layer of container "
+                             f"{spec.id[:12]}: {err}") from None
+        return
+    from nodeagent.runtime import quota
+
+    with contextlib.suppress(quota.QuotaError, OSError):
+        quota.clear_limit(writable_dirs(spec)[0])
 
 
 def cleanup(spec: ContainerSpec) -> None:
+    release(spec)
     for name in RUNTIME_DIRS:
         remove_tree(os.path.join(spec.bundle_dir, name))
+    if spec.rootfs.size_bytes:
+        for name in (LAYER_IMAGE, LAYER_IMAGE + ".new"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(spec.bundle_dir, name))
 
 
 def remove_tree(path: str) -> None:

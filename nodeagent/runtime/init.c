@@ -26,6 +26,18 @@
  * runtime's child), reports "P<pid>" and exits. E runs the process
  * checklist and execs.
  *
+ * Both die with the runtime. The runtime owns what they cannot do without:
+ * their output pipes' read ends and their exit status (only a parent can
+ * wait for it). So C and E set PR_SET_PDEATHSIG to SIGKILL as the last step
+ * before execve (step parent_death): any euid/egid/fsuid change, as the
+ * process checklist makes, clears the setting. The runtime may die before
+ * that prctl, and a dead parent sends no signal: so I first opens a pidfd
+ * for the runtime the plan names and checks it is still its parent
+ * (watch_runtime), and C or E, right after the prctl, polls that pidfd and
+ * the report pipe without waiting: a readable pidfd, or a report pipe with
+ * no reader left (the runtime holds the read end until the exec), means the
+ * runtime is gone, and it exits.
+ *
  * Any failure writes E{"step", "args", "detail", "errno"} on the report pipe
  * and _exit(127)s: the exec never happens after a failed step. The report
  * pipe is close-on-exec, so EOF after the last message means the exec
@@ -42,6 +54,7 @@
 #include <net/if.h>
 #include <net/route.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -152,9 +165,11 @@ struct plan {
 	const char *staging, *overlay, *hostname;
 	/* exec */
 	int target;
+	/* both: the runtime's pid (0: not watched) and, once open, its pidfd */
+	int runtime, runtime_fd;
 };
 
-static struct plan P = {.stdio = {-1, -1, -1}, .report = -1, .control = -1};
+static struct plan P = {.stdio = {-1, -1, -1}, .report = -1, .control = -1, .runtime_fd = -1};
 
 /* --- reporting ----------------------------------------------------------- */
 
@@ -283,6 +298,7 @@ static void parse_plan(char *data, size_t len)
 		else if (!strcmp(e, "overlay")) P.overlay = v;
 		else if (!strcmp(e, "hostname")) P.hostname = v;
 		else if (!strcmp(e, "target")) P.target = (int)num(v);
+		else if (!strcmp(e, "runtime")) P.runtime = (int)num(v);
 	}
 	if (!P.cwd) P.cwd = "/";
 	if (!P.user) P.user = "";
@@ -330,7 +346,7 @@ static void make_dir(const char *step, const char *path, mode_t mode)
 static void close_inherited(void)
 {
 	int keep[8], n = 0;
-	int cand[] = {P.report, P.control, P.stdio[0], P.stdio[1], P.stdio[2]};
+	int cand[] = {P.report, P.control, P.stdio[0], P.stdio[1], P.stdio[2], P.runtime_fd};
 	for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++) {
 		if (cand[i] < 3)
 			continue;
@@ -897,6 +913,69 @@ static void finalize(void)
 		fail_call("close_fds", "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)");
 }
 
+/* --- dying with the runtime ---------------------------------------------- */
+
+/* In I, before it clones: a pidfd for the runtime the plan names, which
+ * must still be I's parent (it spawned I). A pidfd opened before the check
+ * cannot name a later process that reused the pid: the check shows the
+ * runtime was alive, as I's parent, after the open. The fd is kept above
+ * 0..2 (those become the process's stdio) and closes at exec. */
+static void watch_runtime(void)
+{
+	if (P.runtime <= 0)
+		return;
+	char detail[128];
+	int fd = (int)syscall(SYS_pidfd_open, P.runtime, 0);
+	if (fd < 0 && errno == ESRCH) {
+		snprintf(detail, sizeof(detail), "the runtime (pid %d) is gone", P.runtime);
+		fail("watch_runtime", NULL, detail, ESRCH);
+	}
+	if (fd < 0)
+		fail_call("watch_runtime", "pidfd_open(%d)", P.runtime);
+	if (fd < 3) {
+		int high = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		if (high < 0)
+			fail_call("watch_runtime", "fcntl(%d, F_DUPFD_CLOEXEC, 3)", fd);
+		close(fd);
+		fd = high;
+	}
+	pid_t parent = getppid();
+	if (parent != P.runtime) {
+		snprintf(detail, sizeof(detail), "the runtime (pid %d) is gone: orch-init's parent is %d",
+			 P.runtime, (int)parent);
+		fail("watch_runtime", NULL, detail, ESRCH);
+	}
+	P.runtime_fd = fd;
+}
+
+/* In C or E, the last step before execve (after every credential change,
+ * which would clear it): SIGKILL when the runtime dies. If the runtime died
+ * before the prctl, no signal will come; then its pidfd is readable, or the
+ * report pipe has lost its only reader (an exiting process closes its files
+ * before it signals its children, so a prctl too late for the signal finds
+ * the pipe so), and the process ends here instead of running unowned. */
+static void parent_death(void)
+{
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		fail_call("parent_death", "prctl(PR_SET_PDEATHSIG, SIGKILL)");
+	struct pollfd pfd[2] = {{.fd = P.runtime_fd, .events = POLLIN}, {.fd = P.report}};
+	int r;
+	do
+		r = poll(pfd, 2, 0);
+	while (r < 0 && errno == EINTR);
+	if (r < 0)
+		fail_call("parent_death", "poll(pidfd of %d, report pipe)", P.runtime);
+	char detail[96];
+	if (pfd[0].revents & (POLLIN | POLLHUP)) {
+		snprintf(detail, sizeof(detail), "the runtime (pid %d) exited", P.runtime);
+		fail("parent_death", NULL, detail, ESRCH);
+	}
+	if (pfd[1].revents & POLLERR) {
+		snprintf(detail, sizeof(detail), "the runtime (pid %d) closed the report pipe", P.runtime);
+		fail("parent_death", NULL, detail, EPIPE);
+	}
+}
+
 /* --- the two modes ------------------------------------------------------- */
 
 /* Clone onto the runtime (CLONE_PARENT) and report the child's pid; the
@@ -929,6 +1008,7 @@ static void container_init(void)
 		report_line("R\n");
 		expect("wait_start", 'S');
 	}
+	parent_death();
 	exec_process();
 }
 
@@ -956,6 +1036,7 @@ static void enter_container(void)
 	}
 	clone_child(0, "fork");
 	finalize();
+	parent_death();
 	exec_process();
 }
 
@@ -991,6 +1072,7 @@ int main(int argc, char **argv)
 	}
 	fcntl(P.report, F_SETFD, FD_CLOEXEC);
 	reset_signals();
+	watch_runtime();
 	if (!strcmp(argv[1], "init"))
 		container_init();
 	else

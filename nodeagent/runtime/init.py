@@ -1,17 +1,19 @@
 """The container's birth: one spawn of ``orch-init`` and PID 1's checklist.
 
 The runtime R posix_spawns ``orch-init init`` (``init.c``; see ``native``)
-with this plan. That process clones C onto R (``CLONE_PARENT``) straight into
-new mount, uts, ipc, pid and (unless host networking) net namespaces, reports
-``P<pid>`` and exits. C is R's child and PID 1 of its pid namespace, and runs
-PID 1's checklist, whose step names a SetupError reports:
+with this plan. That process opens a pidfd for R, whose pid the plan names,
+and checks R is still its parent (step ``watch_runtime``); it clones C onto R
+(``CLONE_PARENT``) straight into new mount, uts, ipc, pid and (unless host
+networking) net namespaces, reports ``P<pid>`` and exits. C is R's child and
+PID 1 of its pid namespace, and runs PID 1's checklist, whose step names a
+SetupError reports:
 
     close_fds, join_cgroup, cgroup_namespace, make_root_private,
     wait_network, configure_network (loopback_up, disable_ipv6,
     eth0_address, eth0_netmask, eth0_up, default_route), mount_staging,
     mount_rootfs, mount_proc, mount_sysfs, mount_dev, bind_etc_files,
     sethostname, pivot_root, masked_paths, readonly_paths, readonly_rootfs,
-    then the process checklist (see ``process``).
+    then the process checklist (see ``process``), and last ``parent_death``.
 
 C moves *itself* into the container's cgroup first (``0`` into each
 hierarchy's ``tasks`` on v1, ``cgroup.procs`` on v2; see
@@ -24,6 +26,16 @@ Then C reports ``R`` and blocks until R sends ``S``, then execs (a launch,
 ``start_now``, execs at once: R learns of it from EOF alone). Any failure
 is reported on the close-on-exec report pipe and C ``_exit(127)``s: the exec
 never happens after a failed step.
+
+A container dies with its runtime: its output pipes and its exit status
+belong to R, and nothing else could collect them. Just before the exec,
+after every credential change (each clears the setting), C sets
+``PR_SET_PDEATHSIG`` to SIGKILL and then polls R's pidfd and the report pipe
+(R holds its read end until the exec): if R died before the prctl took
+effect, no signal would come, so C exits instead of running unowned
+(``parent_death``). A process that later execs a set-user-ID binary
+loses the setting; the supervisor that replaces a dead one kills what is
+left in the container's cgroup.
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ class InitPlan:
     network: NetworkConfig  # the report fd is the process plan's
     control_fd: int  # read end, runtime -> child
     cgroup_files: list[str]  # written with "0" by C to join its cgroup
+    runtime_pid: int  # R, whose death C follows (0: no check that it is alive)
     start_now: bool = False  # launch: exec right after setup, no R/S handshake
 
 
@@ -64,6 +77,7 @@ def unshare_flags(network_mode: str) -> int:
 def entries(plan: InitPlan) -> Iterator[Entry]:
     """The plan as ``orch-init`` entries (see ``native``)."""
     yield "flags", plan.unshare_flags
+    yield "runtime", plan.runtime_pid
     yield "control", plan.control_fd
     yield "start_now", int(plan.start_now)
     yield "cgroupns", int("cgroup" in NAMESPACES)

@@ -2,7 +2,8 @@
 
 Each container's PID 1 and each exec'd process is the caller's own child:
 ``orch-init`` (spawned per container or exec, see ``native``) clones them
-onto the caller with CLONE_PARENT. Lifecycle::
+onto the caller with CLONE_PARENT, and they die with the caller (SIGKILL as
+their parent-death signal; see ``init``). Lifecycle::
 
     create -> (start) -> running -> wait/exited -> remove
        \\-> SetupError: everything already undone
@@ -10,6 +11,8 @@ onto the caller with CLONE_PARENT. Lifecycle::
 Invariants: a failed setup step never execs; every failure path and
 :meth:`LinuxRuntime.remove` leave no process, cgroup, mount, veth or runtime
 dir behind; mounts exist only inside the container's mount namespace.
+What an earlier runtime process left (a container that outlived it) is
+adopted only to be killed and removed (:meth:`LinuxRuntime.adopt`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ if TYPE_CHECKING:
 # after a supervisor restart): the kernel's status went to someone else.
 UNKNOWN_EXIT = 255
 
+# How long the removal of an adopted container may wait for its cgroup to
+# empty once killed. A process freeing a large address space, or one in an
+# uninterruptible sleep, takes longer than the second a removal allows.
+RECLAIM_TIMEOUT = 10.0
+
 
 def _kernel_at_least(major: int, minor: int) -> bool:
     try:
@@ -61,6 +69,7 @@ class _Live:
     status: ExitStatus | None = None
     exec_pids: dict[int, int] = field(default_factory=dict)  # pid -> pidfd
     handle: Container | None = None
+    adopted: bool = False  # left by an earlier runtime process: not our child
 
 
 class LinuxRuntime:
@@ -157,6 +166,7 @@ class LinuxRuntime:
             network=spec.network,
             control_fd=control_r,
             cgroup_files=live.cgroup.self_join_files(),
+            runtime_pid=_own_pid(),  # the container dies with this process
         )
 
     def _spawn_init(self, spec: ContainerSpec, stdio: Stdio, live: _Live, start_now: bool) -> int:
@@ -174,7 +184,8 @@ class LinuxRuntime:
         finally:
             os.close(report_w)
             os.close(control_r)
-        pid, error = _read_pid(live.reader)
+        early: list[bytes] = []  # PID 1 may report "R" before the helper's "P" arrives
+        pid, error = _read_pid(live.reader, early)
         _reap(helper)
         if error is not None:
             raise error
@@ -188,7 +199,7 @@ class LinuxRuntime:
             live.control_fd = -1
             os.set_blocking(live.reader.fd, False)
             return pid
-        msg = live.reader.next()
+        msg = early.pop() if early else live.reader.next()
         if msg != b"R":
             self._raise_after(spec, pid, live, _as_error(msg, "init"))
         return pid
@@ -316,19 +327,25 @@ class LinuxRuntime:
         return self._get(container).cgroup.stats()
 
     def adopt(self, spec: ContainerSpec, pid: int) -> Container:
+        """What an earlier runtime process left of a container, to kill and
+        remove (:meth:`remove` waits up to RECLAIM_TIMEOUT for its cgroup to
+        empty): its PID 1 ``pid``, or with ``pid`` 0 whatever its cgroup holds.
+        NotFound if its cgroup is gone, or ``pid`` is not in it."""
         cgroup = self.cgroups.open(_cgroup_name(spec))
-        if pid not in cgroup.procs():
-            raise NotFound(f"process {pid} is not in container {spec.id[:12]}'s cgroup")
+        pidfd = -1
+        if pid:
+            if pid not in cgroup.procs():
+                raise NotFound(f"process {pid} is not in container {spec.id[:12]}'s cgroup")
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                raise NotFound(f"container {spec.id[:12]} process {pid} is gone")
         try:
-            pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            raise NotFound(f"container {spec.id[:12]} process {pid} is gone")
-        try:
-            created = os.stat(f"/proc/{pid}").st_mtime
+            created = os.stat(f"/proc/{pid}").st_mtime if pid else time.time()
         except OSError:
             created = time.time()
         container = Container(spec, pid, created)
-        self._live[spec.id] = _Live(cgroup=cgroup, pidfd=pidfd, handle=container,
+        self._live[spec.id] = _Live(cgroup=cgroup, pidfd=pidfd, handle=container, adopted=True,
                                     network_attached=spec.network.mode == "bridge")
         return container
 
@@ -338,8 +355,10 @@ class LinuxRuntime:
         live = self._live.get(container.spec.id)
         if live is None:
             self._remove_orphaned(container.spec, keep_rootfs)
-            return
-        self._teardown(container, live, keep_rootfs)
+        else:
+            self._teardown(container, live, keep_rootfs)
+        # A kept writable layer's size limit goes too: a restart's create sets it again.
+        bundle.release(container.spec)
 
     def cleanup(self) -> None:
         from nodeagent.runtime.cgroups import remove_parent_if_empty
@@ -351,7 +370,10 @@ class LinuxRuntime:
         spec = container.spec
         errors: list[BaseException] = []
         init_exited = live.status is not None
-        if not init_exited:
+        if live.adopted:
+            with _collect(errors):
+                _empty_cgroup(live.cgroup, RECLAIM_TIMEOUT)
+        elif not init_exited:
             with _collect(errors):
                 live.cgroup.kill_all()
         if container.pid and live.status is None:
@@ -394,8 +416,8 @@ class LinuxRuntime:
             cgroup = self.cgroups.open(_cgroup_name(spec))
         except NotFound:
             pass
-        else:
-            cgroup.kill_all()
+        else:  # left by an earlier runtime process, maybe still in use
+            _empty_cgroup(cgroup, RECLAIM_TIMEOUT)
             cgroup.remove()
         if spec.network.mode == "bridge" and self.network is not None:
             if spec.network.ports:
@@ -413,20 +435,49 @@ class LinuxRuntime:
 
 # --- helpers ---------------------------------------------------------------------------
 
+# The pid a container's init is told to follow (this process); a module
+# attribute so a test can name one that has exited.
+_own_pid = os.getpid
+
+
 def _cgroup_name(spec: ContainerSpec) -> str:
     return spec.cgroup_name or f"orch/{spec.id}"
 
 
-def _read_pid(reader: channel.Reader) -> tuple[int, SetupError | None]:
+def _empty_cgroup(cgroup: Cgroup, timeout: float) -> None:
+    """Kill every process in ``cgroup`` until none is left, for up to
+    ``timeout`` seconds (each kill_all waits for the group on its own);
+    FailedPrecondition naming what is left after that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        cgroup.kill_all()
+        left = cgroup.procs()
+        if not left:
+            return
+        if time.monotonic() >= deadline:
+            raise FailedPrecondition(f"cgroup {cgroup.name} still holds processes {left} "
+                                     f"{timeout:g} s after they were killed")
+
+
+def _read_pid(reader: channel.Reader, early: list[bytes] | None = None,
+              ) -> tuple[int, SetupError | None]:
     """Read until the child's pid report (``P<pid>``) or an error. After an
     error, keep reading to EOF: the pid may still arrive (the grandchild can
-    fail before the intermediate child reports it), and is needed to reap."""
+    fail before the intermediate child reports it), and is needed to reap.
+
+    Both processes write to the one pipe, so PID 1's "ready" (``R``) can
+    come first when it has nothing to wait for (no network to be attached)
+    and the helper is slow to be scheduled: it goes to ``early``, not taken
+    for an error (which would then wait for an EOF that PID 1, waiting for
+    its start, never sends)."""
     pid, error = 0, None
     while True:
         msg = reader.next()
         if msg is None:
             return pid, error
-        if msg.startswith(b"P"):
+        if msg == b"R" and early is not None and error is None:
+            early.append(msg)
+        elif msg.startswith(b"P"):
             pid = int(msg[1:])
             if error is None:
                 return pid, None

@@ -155,6 +155,10 @@ class RootfsSpec:
     # Skip the writable layer's syncs (overlayfs "volatile"): only for a
     # layer never reused after a host crash (--rm containers, cluster tasks).
     volatile: bool = False
+    # The writable layer's size limit in bytes (0: none), kept by a project
+    # quota on its upper and work dirs, or by a filesystem of its own (see
+    # ``bundle``).
+    size_bytes: int = 0
 
 
 @dataclass

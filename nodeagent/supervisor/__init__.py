@@ -10,11 +10,19 @@ The gRPC agent talks to it over a unix socket with JSON lines (``wire``).
 Because the supervisor outlives the agent, a restarted agent simply reconnects
 and finds every container as it was, exit codes included.
 
+The containers do not outlive the supervisor: it holds their output pipes
+and is the only process that can learn their exit, so they die with it
+(their parent-death signal), and the supervisor the agent starts next records
+them as killed, removes what is left of them and applies restart policies
+(``recovery``). The agent carries on with the new one.
+
 Invariants:
 - a container's record is on disk (``records``) before its process exists,
   and is updated on every state change, so nothing is lost across restarts;
 - every pid the supervisor reaps is either a container's PID 1 or an exec'd
-  process; both are looked up in ``by_pid``.
+  process; both are looked up in ``by_pid``;
+- no container runs without the supervisor that started it, and no record
+  says "running" once its supervisor is gone.
 """
 
 import os
@@ -29,7 +37,12 @@ if TYPE_CHECKING:
 # itself never needs it.
 __getattr__ = lazy_exports(__name__, {"SupervisorClient": "client",
                                       "SupervisorUnavailable": "client"})
-__all__ = ["MAX_LAUNCHING", "SupervisorClient", "SupervisorUnavailable", "default_max_launching"]
+__all__ = ["ALREADY_RUNNING", "MAX_LAUNCHING", "SupervisorClient", "SupervisorUnavailable",
+           "default_max_launching"]
+
+# Exit code of a supervisor that found another one serving its run dir (it
+# holds RUN/supervisor.lock): whoever started it connects to that one.
+ALREADY_RUNNING = 3
 
 # Containers a node sets up at once, by default: one per CPU, up to this. A
 # container's PID 1 sets itself up on one CPU while the supervisor starts the

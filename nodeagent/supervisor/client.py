@@ -3,6 +3,13 @@
 Thread-safe: gRPC handler threads call :meth:`SupervisorClient.call`
 concurrently; one reader thread matches responses to callers by request id
 and hands pushed events to the subscribers' callbacks.
+
+One client lasts for the agent's life, across supervisors: when one dies the
+connection ends (every call out fails, and ``on_event`` hears
+``"disconnected"``), and :meth:`SupervisorClient.reconnect` connects the
+same client to its successor (``on_event`` hears ``"connected"`` first). It
+then makes again the last call of each of :data:`REPLAYED`, which set up a
+connection or a supervisor, so the new one is set up as the old one was.
 """
 
 from __future__ import annotations
@@ -27,6 +34,10 @@ class SupervisorUnavailable(AgentError):
 log = JsonLogger("orch.supervisor-client")
 
 Callback = Callable[[Any, "AgentError | None"], None]
+
+# Calls whose effect a new supervisor lacks: the events this connection
+# wants, and the ports fenced off from containers.
+REPLAYED = ("subscribe", "protect")
 
 
 def _close_fds(fds: list[int]) -> None:
@@ -57,28 +68,70 @@ class _Pending:
             log.exception("supervisor reply callback failed")
 
 
+def _connect(socket_path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(socket_path)
+    except OSError as err:
+        sock.close()
+        raise SupervisorUnavailable(f"supervisor not reachable at {socket_path}: {err}")
+    return sock
+
+
 class SupervisorClient:
     def __init__(self, socket_path: str, on_event: Callable[[str, dict[str, Any]], None] | None = None):
         self.socket_path = socket_path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        try:
-            self.sock.connect(socket_path)
-        except OSError as err:
-            self.sock.close()
-            raise SupervisorUnavailable(f"supervisor not reachable at {socket_path}: {err}")
+        self.sock = _connect(socket_path)
         self._rids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._on_event = on_event
         self._closed = False
-        self._reader = threading.Thread(target=self._read_loop, name="supervisor-reader",
-                                        daemon=True)
-        self._reader.start()
+        self._replay: dict[str, dict[str, Any]] = {}  # op -> the args of its last call
+        self._reader = self._start_reader(self.sock)
+
+    def _start_reader(self, sock: socket.socket) -> threading.Thread:
+        reader = threading.Thread(target=self._read_loop, args=(sock,), name="supervisor-reader",
+                                  daemon=True)
+        reader.start()
+        return reader
+
+    @property
+    def connected(self) -> bool:
+        with self._lock:
+            return not self._closed
+
+    def reconnect(self) -> None:
+        """Connect to the supervisor now listening at ``socket_path``, after
+        the previous one went away, and replay the REPLAYED calls.
+        SupervisorUnavailable if none listens (or it goes away meanwhile);
+        nothing happens while the connection is still up."""
+        with self._lock:
+            if not self._closed:
+                return
+        sock = _connect(self.socket_path)
+        with self._send_lock, self._lock:
+            old, self.sock, self._closed = self.sock, sock, False
+            replay = list(self._replay.items())
+        old.close()
+        if self._on_event is not None:
+            self._on_event("connected", {})  # before any event of the new connection
+        self._reader = self._start_reader(sock)
+        for op, args in replay:
+            try:
+                self.call(op, **args)
+            except SupervisorUnavailable:
+                raise
+            except AgentError as err:  # the new one refuses it: said, not fatal
+                log.error("the new supervisor refused a replayed call", op=op, error=err.message)
 
     def call(self, op: str, wait_timeout: float | None = None, **args: Any) -> Any:
         result, fds = self.call_fds(op, wait_timeout=wait_timeout, **args)
         _close_fds(fds)
+        if op in REPLAYED:
+            with self._lock:
+                self._replay[op] = args
         return result
 
     def call_async(self, op: str, callback: Callback, **args: Any) -> None:
@@ -114,16 +167,16 @@ class SupervisorClient:
             raise SupervisorUnavailable(f"supervisor connection failed: {err}")
         return rid
 
-    def _read_loop(self) -> None:
+    def _read_loop(self, sock: socket.socket) -> None:
         reader = wire.Reader()
         try:
             while True:
-                msgs = wire.recv(self.sock, reader)
+                msgs = wire.recv(sock, reader)
                 if msgs is None:
                     break
                 for msg, fds in msgs:
                     self._deliver(msg, fds)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a torn or bad line
             pass
         finally:
             with self._lock:

@@ -3,6 +3,11 @@
 One thread, one ``selectors`` loop: the listening socket, client connections,
 container output pipes and a self-pipe for signals. Timers (stop grace
 periods, restart backoff) sit in a heap and bound the loop's wait.
+
+Invariant: nothing a client sends, and nothing a record holds, ends the loop.
+Every event it handles and every timer it runs is guarded (an exception is
+logged and the loop goes on), and every delay is clamped (:func:`clamp_delay`)
+so that no deadline, and no wait handed to ``select``, can overflow.
 """
 
 from __future__ import annotations
@@ -26,12 +31,12 @@ from typing import Any
 from nodeagent.errors import AgentError, Conflict, FailedPrecondition, InvalidArgument, NotFound
 from nodeagent.logging import JsonLogger
 from nodeagent.logs import LogWriter
-from nodeagent.restart import Backoff, parse_restart_policy, should_restart
+from nodeagent.restart import Backoff, RestartPolicy, parse_restart_policy, should_restart
 from nodeagent.runtime import Container, Runtime, Stdio
 from nodeagent.runtime._libc import malloc_trim
 from nodeagent.runtime.bundle import remove_tree, spread_subdirs
 from nodeagent.runtime.spec import ContainerSpec, ExitStatus, ProcessSpec
-from nodeagent.supervisor import default_max_launching, records, wire
+from nodeagent.supervisor import default_max_launching, records, recovery, wire
 from nodeagent.supervisor.records import (
     CREATED,
     EXITED,
@@ -46,6 +51,28 @@ log = JsonLogger("orch.supervisor")
 # How long an exited container's output pipes may stay open (held by a dying
 # grandchild) before the exit is reported anyway.
 DRAIN_TIMEOUT = 2.0
+
+# The longest a timer is set for, and the longest one select() waits. A stop
+# timeout of 1e400 s (infinite) or 99999999999999 h means "never" in practice:
+# a century is as good, and keeps the deadline a finite float. The loop
+# wakes at least hourly and computes its wait again, so select() never gets
+# a timeout past what epoll takes (an int of milliseconds).
+MAX_TIMER_DELAY = 100 * 365 * 86400.0
+MAX_WAIT = 3600.0
+
+
+def clamp_delay(delay: object) -> float:
+    """``delay`` seconds as a timer takes them: 0 for a negative, NaN or
+    non-numeric delay (the timer fires at once), at most MAX_TIMER_DELAY."""
+    try:
+        value = float(delay)  # type: ignore[arg-type]
+    except OverflowError:  # an int past any float: as long as it gets
+        return MAX_TIMER_DELAY
+    except (TypeError, ValueError):
+        return 0.0
+    if not value > 0:
+        return 0.0
+    return min(value, MAX_TIMER_DELAY)
 
 
 @dataclass
@@ -133,6 +160,10 @@ class Supervisor:
         self.sel = selectors.DefaultSelector()
         self.conns: list[Conn] = []
         self.running = True
+        # The public records of containers a dead supervisor left that this
+        # one found killed and did not restart (see _load, op_ping): their
+        # "exited" events went out before any client could listen.
+        self.killed: list[dict[str, Any]] = []
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -141,7 +172,7 @@ class Supervisor:
         spread_subdirs(str(self.containers_dir))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         remove_tree(str(self.trash_dir))  # left by a supervisor that stopped mid-way
-        self._load()
+        self._load(recovery.previous_pid(str(self.run_dir / "supervisor.pid")))
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
@@ -156,47 +187,111 @@ class Supervisor:
         self.sel.register(listener, selectors.EVENT_READ, ("listen", None))
         pid_file = self.run_dir / "supervisor.pid"
         pid_file.write_text(str(os.getpid()))
-        log.info("supervisor ready", pid=os.getpid(), containers=len(self.records))
+        log.info("supervisor ready", pid=os.getpid(), containers=len(self.records),
+                 killed=len(self.killed))
         malloc_trim()  # start-up's peak (imports, records) is not needed again
-        self._reap()  # anything that exited while nobody watched
+        self._guard(self._reap)  # anything that exited while nobody watched
         while self.running:
-            for key, _ in self.sel.select(self._next_timeout()):
-                kind, obj = key.data
-                if kind == "signal":
-                    self._on_signal(wake_r)
-                elif kind == "listen":
-                    self._accept(listener)
-                elif kind == "conn":
-                    self._on_conn(obj)
-                elif kind == "pipe":
-                    self._on_pipe(key.fd, obj)
-                elif kind == "launch":
-                    self._on_launch(obj, key.fd)
-            self._run_timers()
-            self._empty_trash()
+            try:
+                ready = self.sel.select(self._next_timeout())
+            except Exception:
+                log.exception("select failed")
+                ready = []
+            for key, _ in ready:
+                self._guard(functools.partial(self._on_ready, key, wake_r, listener))
+            self._guard(self._run_timers)
+            self._guard(self._empty_trash)
         listener.close()
         for path in (self.socket_path, pid_file):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         log.info("supervisor stopped")
 
-    def _load(self) -> None:
-        """Pick up records from a previous supervisor."""
-        for rec in records.load_all(self.containers_dir):
+    def _on_ready(self, key: selectors.SelectorKey, wake_r: int, listener: socket.socket) -> None:
+        kind, obj = key.data
+        if kind == "signal":
+            self._on_signal(wake_r)
+        elif kind == "listen":
+            self._accept(listener)
+        elif kind == "conn":
+            self._on_conn(obj)
+        elif kind == "pipe":
+            self._on_pipe(key.fd, obj)
+        elif kind == "launch":
+            self._on_launch(obj, key.fd)
+
+    # ---- a dead supervisor's containers (see recovery) ------------------
+
+    def _load(self, previous_pid: int = 0) -> None:
+        """Pick up the records a previous supervisor left (``previous_pid``:
+        its pid, if known). Its containers died with it, or die here; each is
+        torn down as a normal exit is and recorded as killed, and restart
+        policies are applied as Docker's daemon applies them at start."""
+        loaded = records.load_all(self.containers_dir)
+        for rec in loaded:
             self.records[rec.id] = rec
-            if rec.state in (RUNNING, RESTARTING):
-                alive = rec.pid and records.proc_start_time(rec.pid) == rec.pid_start_time
-                if alive:
-                    # The previous supervisor died with the container running.
-                    # It is not our child, so we cannot learn its exit code;
-                    # we can still stop it and clean up after it.
-                    handle = self.runtime.adopt(rec.spec, rec.pid)
-                    self.live[rec.id] = Live(handle, LogWriter(rec.log_path), {})
-                else:
-                    rec.state, rec.exit_code = EXITED, 255
-                    rec.error = "exit status lost: the supervisor was not running"
-                    rec.finished_at = self.wallclock()
-                    records.save(rec)
+        error = recovery.killed_error(previous_pid)
+        for rec in loaded:
+            self._guard(functools.partial(self._recover, rec, error))
+
+    def _recover(self, rec: Record, error: str) -> None:
+        if rec.state == RUNNING:
+            try:
+                self._reclaim(rec, error)
+            except Exception as exc:
+                # Whatever failed, the record must not stay "running" with a
+                # dead pid; a removal tries the cleanup again.
+                log.exception("recovering a container failed", container=rec.name)
+                self.live.pop(rec.id, None)
+                rec.state, rec.pid = EXITED, 0
+                rec.exit_code, rec.signal = recovery.KILLED_EXIT, recovery.KILLED_SIGNAL
+                rec.error = f"{error} (its cleanup failed: {exc})"
+                rec.finished_at = self.wallclock()
+                records.save(rec)
+                self.killed.append(rec.public())
+        elif rec.state == RESTARTING:
+            # Between two runs: the previous supervisor had decided to
+            # restart it. A relaunch it had under way may have left a cgroup.
+            self._undo(rec, self._leftovers(rec) or Container(rec.spec, 0))
+            self.restart_timers[rec.id] = self._after(0, functools.partial(self._restart, rec.id))
+        elif rec.state == REMOVING:
+            self._remove(rec)  # the removal asked for, finished
+        else:
+            # Created or exited: a start under way when the previous
+            # supervisor died may have left a process and a cgroup.
+            handle = self._leftovers(rec)
+            if handle is not None:
+                log.warning("removing what an interrupted start left", container=rec.name)
+                self._undo(rec, handle)
+
+    def _leftovers(self, rec: Record) -> Container | None:
+        """A handle on what is left of ``rec``'s container in the runtime
+        (its cgroup, and what runs in it), to remove; None if nothing is."""
+        try:
+            return self.runtime.adopt(rec.spec, 0)
+        except NotFound:
+            return None
+
+    def _reclaim(self, rec: Record, error: str) -> None:
+        """A container that was running under the previous supervisor: kill
+        what is left of it (its PID 1 may have outlived the supervisor:
+        exec'ing a set-user-ID binary clears the parent-death signal), then
+        finish it as a normal exit, killed by SIGKILL."""
+        handle: Container | None = None
+        if rec.pid and rec.pid_start_time and records.proc_start_time(rec.pid) == rec.pid_start_time:
+            with contextlib.suppress(NotFound):
+                handle = self.runtime.adopt(rec.spec, rec.pid)
+        outlived = handle is not None
+        if handle is None:
+            handle = self._leftovers(rec) or Container(rec.spec, 0)
+        rec.error = error
+        self.live[rec.id] = Live(handle, LogWriter(rec.log_path), {},
+                                 ExitStatus(recovery.KILLED_EXIT, recovery.KILLED_SIGNAL))
+        log.warning("container killed: its supervisor died", container=rec.name,
+                    previous_pid=rec.pid, outlived_its_supervisor=outlived)
+        self._finish(rec.id, at_start=True)
+        if rec.state == EXITED:  # not restarting: clients hear of it (see op_ping)
+            self.killed.append(rec.public())
 
     def _on_signal(self, wake_r: int) -> None:
         try:
@@ -211,17 +306,19 @@ class Supervisor:
 
     def _after(self, delay: float, fn: Callable[[], None]) -> int:
         seq = next(self._seq)
-        heapq.heappush(self.timers, (self.clock() + delay, seq, fn))
+        heapq.heappush(self.timers, (self.clock() + clamp_delay(delay), seq, fn))
         return seq
 
     def _cancel(self, seq: int) -> None:
         if seq:
             self.cancelled.add(seq)
 
-    def _next_timeout(self) -> float | None:
+    def _next_timeout(self) -> float:
+        """How long select() may wait: until the next timer, at most MAX_WAIT."""
         if not self.timers:
-            return None
-        return max(0.0, self.timers[0][0] - self.clock())
+            return MAX_WAIT
+        wait = self.timers[0][0] - self.clock()
+        return min(MAX_WAIT, wait) if wait > 0 else 0.0
 
     def _run_timers(self) -> None:
         now = self.clock()
@@ -374,7 +471,17 @@ class Supervisor:
     # ---- operations ------------------------------------------------------
 
     def op_ping(self, conn: Conn, reply: Reply) -> None:
-        reply({"pid": os.getpid(), "containers": len(self.records)}, None)
+        """This supervisor, and the containers it found killed with the one
+        before it (their records as they were then: exited with the error)."""
+        reply({"pid": os.getpid(), "containers": len(self.records), "killed": self.killed}, None)
+
+    def op_protect(self, conn: Conn, reply: Reply, ports: list[int]) -> None:
+        """Fence orch's TCP ports off from every container (nftables); they
+        cannot be published either. The agent says which on every connect."""
+        if self.network is None:
+            raise FailedPrecondition("this supervisor has no bridge network")
+        self.network.protect([int(p) for p in ports])
+        reply(sorted(self.network.protected), None)
 
     def op_subscribe(self, conn: Conn, reply: Reply, events: list[str] | None = None) -> None:
         """Push events to this connection: those named, or every one."""
@@ -454,8 +561,15 @@ class Supervisor:
             rec.state = REMOVING
             records.save(rec)
             self._signal(rec, signal.SIGKILL)
+
         def removed() -> None:
-            self._remove(rec)
+            try:
+                self._remove(rec)
+            except Exception as exc:  # the record stays: a later remove tries again
+                log.exception("remove failed", container=rec.name)
+                reply(None, exc if isinstance(exc, AgentError)
+                      else AgentError(f"internal error while removing {rec.name}: {exc}"))
+                return
             reply({"id": rec.id}, None)
 
         self._when_exited(rec, removed)
@@ -491,6 +605,10 @@ class Supervisor:
         os.close(err_r)
 
     def op_shutdown(self, conn: Conn, reply: Reply, stop_containers: bool = True) -> None:
+        if not stop_containers and (self.live or self.launching):
+            # They would die with this process (their parent-death signal).
+            raise FailedPrecondition("containers are running: a supervisor cannot exit without "
+                                     "them; stop them first, or shut down with stop_containers")
         self._shutdown(stop_containers, reply)
 
     # ---- container lifecycle --------------------------------------------
@@ -545,11 +663,25 @@ class Supervisor:
     def _start(self, rec: Record, done: Callable[[AgentError | None], None]) -> None:
         """Launch the container's process and go on; ``done`` hears how it
         went once the process runs (None) or its set-up failed (the error)."""
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        pipes: list[int] = []
+        try:
+            for _ in range(2):
+                pipes.extend(os.pipe2(os.O_CLOEXEC))
+        except OSError as exc:  # out of fds: this start fails, the loop goes on
+            for fd in pipes:
+                os.close(fd)
+            failed = AgentError(f"cannot create the container's output pipes: {exc}")
+            self._start_failed(rec, failed)
+            done(failed)
+            return
+        out_r, out_w, err_r, err_w = pipes
         try:
             handle = self.runtime.launch(rec.spec, Stdio(stdout=out_w, stderr=err_w))
-        except AgentError as err:
+        except Exception as exc:
+            err = exc if isinstance(exc, AgentError) else AgentError(
+                f"internal error while starting: {exc}")
+            if not isinstance(exc, AgentError):
+                log.exception("launch failed", container=rec.name)
             os.close(out_r)
             os.close(err_r)
             self._start_failed(rec, err)
@@ -645,7 +777,8 @@ class Supervisor:
                 self._send(owner.conn, {"event": "exec_exit",
                                         "data": {"exec_id": owner.exec_id, "exit_code": exit_code}})
             elif owner is not None:
-                self._on_exit(owner, status)
+                # One exit's failure must not leave the other zombies unread.
+                self._guard(functools.partial(self._on_exit, owner, status))
 
     def _on_exit(self, cid: str, wait_status: int) -> None:
         if cid in self.launching:
@@ -697,8 +830,10 @@ class Supervisor:
         for fd in list(live.pipes):
             self._read_pipe(live, fd)
 
-    def _finish(self, cid: str) -> None:
-        """The container's process is gone and its output drained."""
+    def _finish(self, cid: str, at_start: bool = False) -> None:
+        """The container's process is gone and its output drained. With
+        ``at_start``, it is a dead supervisor's container, found by this one
+        as it starts: restart policies apply as at a daemon's start."""
         live = self.live.pop(cid)
         for fd in list(live.pipes):
             self.sel.unregister(fd)
@@ -711,17 +846,22 @@ class Supervisor:
         rec.finished_at = self.wallclock()
         removing = rec.state == REMOVING
         rec.state, rec.pid = EXITED, 0
-        policy = parse_restart_policy(rec.restart_policy)
-        restart = not removing and should_restart(
+        policy = _policy(rec)
+        decide = recovery.restart_at_start if at_start else should_restart
+        restart = not removing and decide(
             policy, rec.exit_code, rec.restart_count, rec.stopped_by_user)
         # An auto-remove container is deleted before anyone hears of its
         # exit: `orch run --rm` returns once nothing of it is left, as
         # `docker run --rm` does. Its record is never saved again.
         gone = False
         if not restart:
-            gone = rec.auto_remove and self._delete(rec, live.handle)
+            if rec.auto_remove:
+                try:
+                    gone = self._delete(rec, live.handle)
+                except Exception:  # kept as an exited record: `orch rm` tries again
+                    log.exception("auto-remove failed", container=rec.name)
             if not gone:
-                self.runtime.remove(live.handle, keep_rootfs=True)
+                self._undo(rec, live.handle)
         if not gone:
             records.save(rec)
         self._emit("exited", rec.public())
@@ -733,11 +873,21 @@ class Supervisor:
             self._guard(fn)
         if restart:
             ran_for = rec.finished_at - rec.started_at
-            delay = self.backoffs.setdefault(cid, Backoff()).next_delay(ran_for)
+            delay = 0.0 if at_start else self.backoffs.setdefault(cid, Backoff()).next_delay(ran_for)
             rec.state = RESTARTING
             records.save(rec)
-            self.runtime.remove(live.handle, keep_rootfs=True)
+            self._undo(rec, live.handle)
             self.restart_timers[cid] = self._after(delay, lambda: self._restart(cid))
+
+    def _undo(self, rec: Record, handle: Container) -> None:
+        """The runtime's side of a container that has exited: its processes,
+        cgroup and network (the writable layer stays). A failure is logged,
+        not raised: the record must still say the container exited, and a
+        later removal tries again (the runtime's remove is idempotent)."""
+        try:
+            self.runtime.remove(handle, keep_rootfs=True)
+        except Exception as exc:
+            log.error("container cleanup failed", container=rec.name, error=str(exc))
 
     def _restart(self, cid: str) -> None:
         self.restart_timers.pop(cid, None)
@@ -751,6 +901,15 @@ class Supervisor:
                 log.warning("restart failed", container=rec.name, error=err.message)
                 self._emit("exited", rec.public())
 
+        if rec.spec.network.mode == "bridge" and self.network is not None:
+            try:
+                self.network.ensure()  # gone after a reboot; once per process otherwise
+            except Exception as exc:
+                err = exc if isinstance(exc, AgentError) else AgentError(
+                    f"cannot set up the bridge network: {exc}")
+                self._start_failed(rec, err)
+                done(err)
+                return
         self._start(rec, done)
 
     def _remove(self, rec: Record) -> None:
@@ -759,14 +918,17 @@ class Supervisor:
             self._emit("removed", {"id": rec.id, "name": rec.name})
 
     def _delete(self, rec: Record, handle: Container | None = None) -> bool:
-        """``_remove`` without the event; False if it was gone already."""
-        if self.records.pop(rec.id, None) is None:
+        """``_remove`` without the event; False if it was gone already. If
+        the runtime cannot undo it, that error is raised and the record
+        stays, for another try."""
+        if self.records.get(rec.id) is not rec:
             return False
-        self.backoffs.pop(rec.id, None)
         # The runtime undoes processes, cgroups and network; the directories
         # (its writable layer among them) go with the rest of the bundle.
         self.runtime.remove(handle if handle is not None else Container(rec.spec, 0),
                             keep_rootfs=True)
+        del self.records[rec.id]
+        self.backoffs.pop(rec.id, None)
         if rec.spec.network.mode == "bridge" and self.network is not None:
             self.network.release(rec.id)
         self._discard(rec.bundle)
@@ -812,12 +974,13 @@ class Supervisor:
         remaining = {r.id for r in pending}
 
         def finish() -> None:
+            # Each step guarded: the supervisor stops and answers whatever fails.
             for rec in list(self.records.values()):
-                self._remove(rec)
-            self._empty_trash()
+                self._guard(functools.partial(self._remove, rec))
+            self._guard(self._empty_trash)
             if self.network is not None:
-                self.network.teardown()
-            self.runtime.cleanup()
+                self._guard(self.network.teardown)
+            self._guard(self.runtime.cleanup)
             self.running = False
             reply(True, None)
 
@@ -834,3 +997,13 @@ class Supervisor:
             self._signal(rec, rec.spec.stop_signal)
             self._after(rec.spec.stop_timeout, functools.partial(self._signal, rec, signal.SIGKILL))
             self.waiters.setdefault(rec.id, []).append(functools.partial(one_done, rec.id))
+
+
+def _policy(rec: Record) -> RestartPolicy:
+    """The record's restart policy; "no" if it cannot be read (a record
+    from another version): such a container is never restarted by mistake."""
+    try:
+        return parse_restart_policy(rec.restart_policy)
+    except AgentError:
+        log.warning("unreadable restart policy", container=rec.name, policy=rec.restart_policy)
+        return RestartPolicy("no")

@@ -27,7 +27,7 @@ _MODULES = {"agent": "agentcmd", "images": "images", "image": "images", "build":
             **dict.fromkeys(("up", "down", "controlplane", "deploy", "scale", "services", "nodes",
                              "node"), "clustercmd")}
 _CONTAINER_COMMANDS = ("run", "create", "start", "stop", "kill", "rm", "ps", "logs", "exec",
-                       "inspect", "wait", "stats")
+                       "inspect", "wait", "stats", "info")
 
 
 def _module_for(argv: list[str]) -> str | None:

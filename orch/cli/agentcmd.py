@@ -14,12 +14,17 @@ from orch.cli.client import Agent, CLIError
 from orch.pids import alive, wait_exit
 
 DETACH_TIMEOUT = 30.0
+JOIN_TOKEN_ENV = "ORCH_JOIN_TOKEN"
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("agent", help="run the node agent (root)")
-    p.add_argument("action", nargs="?", choices=("run", "stop"), default="run",
-                   help="run (default) or stop a running agent")
+    p.add_argument("action", nargs="?", choices=("run", "stop", "restart"), default="run",
+                   help="run (default) or stop a running agent; restart a node's agent of the "
+                   "local cluster (--node)")
+    p.add_argument("--node", default="", metavar="NAME",
+                   help="with restart: the node of `orch up`'s cluster; --run-dir is then the "
+                   "cluster's (default /run/orch/cluster)")
     p.add_argument("--state-dir", default=None, help="state directory (default /var/lib/orch)")
     p.add_argument("--run-dir", default=None, help="socket directory (default /run/orch)")
     p.add_argument("--bridge", default="orch0", help="node bridge name")
@@ -27,12 +32,16 @@ def register(sub: Any) -> None:
     p.add_argument("-d", "--detach", action="store_true",
                    help="start in the background and return once ready")
     p.add_argument("--join", default="", help="control plane address (HOST:PORT) to join")
-    p.add_argument("--token", default="", help="join token (orch up prints it)")
+    p.add_argument("--token-file", default="", metavar="FILE",
+                   help="file holding the join token (0600; or $ORCH_JOIN_TOKEN)")
+    p.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: see _token
     p.add_argument("--listen", default="", help="also serve the node API on HOST:PORT (cluster)")
     p.add_argument("--name", default="", help="node name (default: the hostname)")
     p.add_argument("--label", action="append", default=[], metavar="K=V", help="node label")
     p.add_argument("--max-starting", type=int, default=0, metavar="N",
                    help="containers set up at once (default: one per CPU, up to 4)")
+    p.add_argument("--default-pids-limit", default=None, metavar="N",
+                   help="pids limit of containers that set none (default 4096; 0: none)")
     p.add_argument("--all", action="store_true",
                    help="with stop: also stop and remove every container and the node network")
     p.set_defaults(func=cmd_agent)
@@ -56,16 +65,62 @@ def _options(args: argparse.Namespace) -> Any:
         raise CLIError(f"--max-starting must be 0 (one per CPU) or more, not {args.max_starting}")
     if args.join and not args.listen:
         raise CLIError("--join needs --listen HOST:PORT, where the control plane reaches this node")
+    if args.listen:
+        _check_address(args.listen, "--listen")
+    for addr in filter(None, args.join.split(",")):
+        _check_address(addr, "--join")
     return AgentOptions(state_dir=args.state_dir or DEFAULT_STATE_DIR,
                         run_dir=run_dir or DEFAULT_RUN_DIR,
-                        bridge=args.bridge, subnet=args.subnet, join=args.join, token=args.token,
+                        bridge=args.bridge, subnet=args.subnet, join=args.join,
+                        token=_token(args) if args.join else "",
                         listen=args.listen, name=args.name, labels=labels,
-                        max_starting=args.max_starting)
+                        max_starting=args.max_starting, **_default_pids_limit(args))
+
+
+def _default_pids_limit(args: argparse.Namespace) -> dict[str, int]:
+    """``--default-pids-limit``: 0 (no default) to the kernel's maximum; absent, the agent's default."""
+    if args.default_pids_limit is None:
+        return {}
+    from orch.units import MAX_PIDS
+
+    text = args.default_pids_limit
+    if not (text.isascii() and text.isdigit()) or len(text) > 8 or int(text) > MAX_PIDS:
+        raise CLIError(f"invalid --default-pids-limit {text!r}: expected 1 to {MAX_PIDS} (the kernel's "
+                       "maximum), or 0 for none; a container asks for unlimited with --pids-limit -1")
+    return {"default_pids_limit": int(text)}
+
+
+def _token(args: argparse.Namespace) -> str:
+    """The join token: from --token-file or $ORCH_JOIN_TOKEN, never argv
+    (every user can read any process's command line)."""
+    if args.token is not None:
+        raise CLIError("--token would show the join token to every user in the process list; "
+                       "pass it with --token-file FILE (mode 0600) or $ORCH_JOIN_TOKEN")
+    from nodeagent.auth import TokenError, token_from
+
+    try:
+        token = token_from(args.token_file, JOIN_TOKEN_ENV)
+    except TokenError as err:
+        raise CLIError(str(err))
+    if not token:
+        raise CLIError("--join needs the join token: --token-file FILE or $ORCH_JOIN_TOKEN "
+                       "(orch up writes it to <state-dir>/join-token)")
+    return token
+
+
+def _check_address(addr: str, flag: str) -> None:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isascii() or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise CLIError(f"{flag}: invalid address {addr!r}: expected HOST:PORT with a port from 1 "
+                       "to 65535")
 
 
 def cmd_agent(args: argparse.Namespace, agent: Agent) -> int:
     if os.geteuid() != 0:
         raise CLIError("the agent needs root (namespaces, cgroups, mounts)")
+    if args.action == "restart":
+        return _restart(args)
+    _enter_host_mounts()  # before any thread exists
     opts = _options(args)
     agent = Agent(f"unix://{opts.socket}")
     if args.action == "stop":
@@ -80,6 +135,33 @@ def cmd_agent(args: argparse.Namespace, agent: Agent) -> int:
         raise CLIError(err.message)
 
 
+def _enter_host_mounts() -> None:
+    """Started by `ip netns exec NODE orch agent ...`: see nodeagent.hostns."""
+    from nodeagent.hostns import HostNamespaceError, enter_host_mounts
+
+    try:
+        enter_host_mounts()
+    except HostNamespaceError as err:
+        print(f"orch agent: warning: {err}", file=sys.stderr)
+
+
+def _restart(args: argparse.Namespace) -> int:
+    """Stop a local-cluster node's agent if it runs, start it again in the
+    node's namespace as `orch up` did; its containers are adopted."""
+    from orch.cluster.local import DEFAULT_RUN, UpError, restart_agent
+
+    if not args.node:
+        raise CLIError("restart needs --node NAME, a node of the local cluster (see orch nodes)")
+    run_dir = args.run_dir or os.environ.get("ORCH_CLUSTER_RUN_DIR") or DEFAULT_RUN
+    try:
+        node = restart_agent(run_dir, args.node)
+    except UpError as err:
+        raise CLIError(str(err))
+    where = f" in network namespace {node.netns}" if node.netns else ""
+    print(f"agent {node.name} restarted{where}")
+    return 0
+
+
 def _detach(agent: Agent, opts: Any, args: argparse.Namespace) -> int:
     from proto import agent_pb2 as pb
 
@@ -89,17 +171,21 @@ def _detach(agent: Agent, opts: Any, args: argparse.Namespace) -> int:
     log_path = os.path.join(opts.state_dir, "agent.log")
     cmd = [sys.executable, "-m", "orch", "agent", "--state-dir", opts.state_dir,
            "--run-dir", opts.run_dir, "--bridge", opts.bridge, "--subnet", opts.subnet]
+    env = dict(os.environ)
     if opts.join:
-        cmd += ["--join", opts.join, "--token", opts.token, "--listen", opts.listen]
+        # The token goes in the environment (readable by root only), not argv.
+        cmd += ["--join", opts.join, "--listen", opts.listen]
+        env[JOIN_TOKEN_ENV] = opts.token
     if opts.name:
         cmd += ["--name", opts.name]
     if opts.max_starting:
         cmd += ["--max-starting", str(opts.max_starting)]
+    cmd += ["--default-pids-limit", str(opts.default_pids_limit)]
     for key, value in (opts.labels or {}).items():
         cmd += ["--label", f"{key}={value}"]
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                start_new_session=True, close_fds=True)
+                                start_new_session=True, close_fds=True, env=env)
     deadline = time.monotonic() + DETACH_TIMEOUT
     while time.monotonic() < deadline:
         code = proc.poll()
@@ -130,19 +216,31 @@ def _stop(agent: Agent, opts: Any, everything: bool) -> int:
         # The agent is gone but its supervisor may still hold containers:
         # SIGTERM makes the supervisor stop them all and clean up.
         sup = _read_pid(os.path.join(opts.run_dir, "supervisor.pid"))
-        if not sup or not alive(sup):
-            raise
+        if not sup or not alive(sup) or not _is_supervisor(sup, opts.run_dir):
+            raise  # none, or the pid file is stale (and its pid maybe reused)
         os.kill(sup, signal.SIGTERM)
-        wait_exit(sup, 120)
+        if not wait_exit(sup, 120):
+            raise CLIError(f"the agent was not running, and its supervisor (pid {sup}) did not stop "
+                           "within 120 s; see its log in the state dir")
         print("agent was not running; stopped its supervisor, every container and the network")
         return 0
-    if pid:
-        wait_exit(pid, 15)
+    if pid and not wait_exit(pid, 15):
+        raise CLIError(f"the agent (pid {pid}) accepted the shutdown but did not exit within 15 s")
     if everything:
         with contextlib.suppress(OSError):  # kept while anything else lives there
             os.rmdir(opts.run_dir)
     print("agent stopped" + (" with every container and the node network" if everything else ""))
     return 0
+
+
+def _is_supervisor(pid: int, run_dir: str) -> bool:
+    """``pid`` is the supervisor of ``run_dir`` (by its command line)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    return b"nodeagent.supervisor" in argv and os.fsencode(run_dir) in argv
 
 
 def _read_pid(path: str) -> int:

@@ -64,20 +64,38 @@ class Agent:
     def __init__(self, host: str) -> None:
         self.host = host
         self._channel: Any = None
+        # Extra request headers sent with every call (e.g. an authorization bearer).
+        self.metadata: list[tuple[str, str]] | None = None
 
     @property
     def channel(self) -> Any:
         if self._channel is None:
-            from orch.cli.h2grpc import Channel, RpcError
+            from orch.cli.h2grpc import RpcError
 
-            path = socket_path(self.host)
-            if path and not exists(path):
-                raise CLIError(self.not_running_message())
             try:
-                self._channel = Channel(path or self.host)
+                self._channel = self._connect(self.host)
             except RpcError as err:
                 raise self.translate(err)
         return self._channel
+
+    def _connect(self, host: str) -> Any:
+        """A channel to ``host``: a unix socket (``unix://PATH``) or HOST:PORT."""
+        from orch.cli.h2grpc import Channel
+
+        path = socket_path(host)
+        if path:
+            try:
+                posix.stat(path)
+                allowed = posix.access(path, posix.W_OK)  # connecting needs write access
+            except PermissionError:  # a directory on the way is closed to us
+                allowed = False
+            except (OSError, ValueError):
+                raise CLIError(self.not_running_message())
+            if not allowed:
+                raise CLIError(f"permission denied: {path} is for root only; run orch as root")
+            return Channel(path)
+        check_address(host)
+        return Channel(host)
 
     def not_running_message(self) -> str:
         return (f"cannot reach the orch agent at {self.host}: is it running? "
@@ -104,7 +122,8 @@ class Agent:
         from orch.cli.h2grpc import RpcError
 
         try:
-            return bytes(self.channel.unary(f"/{self.SERVICE}/{method}", request, timeout))
+            return bytes(self.channel.unary(f"/{self.SERVICE}/{method}", request, timeout,
+                                            metadata=self.metadata))
         except RpcError as err:
             raise self.translate(err)
 
@@ -118,7 +137,7 @@ class Agent:
         from orch.cli.h2grpc import RpcError
 
         try:
-            yield from self.channel.stream(f"/{self.SERVICE}/{method}", request)
+            yield from self.channel.stream(f"/{self.SERVICE}/{method}", request, metadata=self.metadata)
         except RpcError as err:
             raise self.translate(err)
 
@@ -137,12 +156,110 @@ class Agent:
             self._channel = None
 
 
+def check_address(host: str) -> None:
+    """A HOST:PORT the CLI can dial, or a one-line error."""
+    name, sep, port = host.rpartition(":")
+    if not sep or not name or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CLIError(f"invalid address {host!r}: expected HOST:PORT with a port from 1 to 65535, "
+                       "or unix:///PATH")
+
+
 class Cluster(Agent):
-    """A client for the control plane's CLI-facing API (HOST:PORT)."""
+    """A client for the control plane's CLI-facing API.
+
+    ``endpoints``: every replica's address, in order of preference (a
+    root-only unix socket, ``unix:///PATH``, needs no token; HOST:PORT sends
+    ``token`` as a bearer). A replica that cannot be reached, or whose
+    connection breaks before it answers, is skipped for the next: any
+    replica serves the API, and every call is safe to make again (writes are
+    compare-and-swap on the whole spec).
+    """
 
     SERVICE = "orch.cluster.v1.ClusterAPI"
     MODULE = "proto.cluster_pb2"
 
+    def __init__(self, endpoints: str | list[str], token: str = "") -> None:
+        self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        super().__init__(self.endpoints[0])
+        self.token = token
+        self._index = 0
+
+    @property
+    def channel(self) -> Any:
+        from orch.cli.h2grpc import RpcError
+
+        last: RpcError | None = None
+        while self._channel is None:
+            host = self.endpoints[self._index]
+            try:
+                self._channel = self._connect(host)
+                self.host = host
+                self.metadata = None if socket_path(host) or not self.token else [
+                    ("authorization", f"Bearer {self.token}")]
+            except (RpcError, CLIError) as err:
+                if isinstance(err, CLIError) and not err.message.startswith("cannot reach"):
+                    raise  # a bad address or no permission: the user must act
+                last = err if isinstance(err, RpcError) else last
+                if not self._skip():
+                    raise CLIError(self.not_running_message()) from last
+        return self._channel
+
+    def _skip(self) -> bool:
+        """Move on to the next endpoint; False when every one has been tried."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        self._index += 1
+        if self._index < len(self.endpoints):
+            return True
+        self._index = 0
+        return False
+
+    def call_bytes(self, method: str, request: bytes, timeout: float | None = None) -> bytes:
+        from orch.cli.h2grpc import RpcError
+
+        while True:
+            channel = self.channel
+            try:
+                return bytes(channel.unary(f"/{self.SERVICE}/{method}", request, timeout,
+                                           metadata=self.metadata))
+            except RpcError as err:
+                if not (_lost(err) and self._skip()):
+                    raise self.translate(err)
+
+    def stream_bytes(self, method: str, request: bytes) -> Any:
+        """As ``Agent.stream_bytes``, failing over while nothing has arrived."""
+        from orch.cli.h2grpc import RpcError
+
+        while True:
+            channel = self.channel
+            got = False
+            try:
+                for data in channel.stream(f"/{self.SERVICE}/{method}", request, metadata=self.metadata):
+                    got = True
+                    yield data
+                return
+            except RpcError as err:
+                if got or not (_lost(err) and self._skip()):
+                    raise self.translate(err)
+
+    def translate(self, err: Any) -> CLIError:
+        from orch.cli.h2grpc import UNAUTHENTICATED
+
+        if err.code == UNAUTHENTICATED:
+            return CLIError(f"the control plane at {self.host} refused the call: {err.details}; over TCP "
+                            "the CLI needs its admin token: set $ORCH_ADMIN_TOKEN_FILE to a copy of "
+                            "the control plane's admin-token file (orch up writes it in its state dir)")
+        return super().translate(err)
+
     def not_running_message(self) -> str:
-        return (f"cannot reach the control plane at {self.host}: is the cluster up? "
+        where = ", ".join(self.endpoints)
+        return (f"cannot reach the control plane at {where}: is the cluster up? "
                 "Start one with: orch up")
+
+
+def _lost(err: Any) -> bool:
+    """The connection failed or broke (not a status the server sent)."""
+    from orch.cli.h2grpc import UNAVAILABLE
+
+    return bool(err.code == UNAVAILABLE and getattr(err, "transport", True))

@@ -23,51 +23,119 @@ DEFAULT_RUN = "/run/orch/cluster"
 DEFAULT_STATE = "/var/lib/orch/cluster"
 
 
-def cluster_address(args: argparse.Namespace) -> str | None:
+ADMIN_TOKEN_ENV = "ORCH_ADMIN_TOKEN"
+ADMIN_TOKEN_FILE_ENV = "ORCH_ADMIN_TOKEN_FILE"
+
+
+def _local_record() -> dict[str, Any] | None:
+    """The record `orch up` wrote (root-only), or None when no cluster is up."""
+    path = os.path.join(os.environ.get("ORCH_CLUSTER_RUN_DIR", DEFAULT_RUN), "cluster.json")
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except PermissionError:
+        raise CLIError(f"permission denied: the local cluster ({path}) is for root only; run orch "
+                       "as root, or use --cluster HOST:PORT with $ORCH_ADMIN_TOKEN_FILE")
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def cluster_endpoints(args: argparse.Namespace) -> tuple[list[str], str] | None:
+    """Every control-plane endpoint to try, in order, and the admin token
+    for TCP ones; None when the CLI is not in cluster mode.
+
+    ``-C``/``$ORCH_CLUSTER`` name them (``HOST:PORT`` or ``unix:///PATH``,
+    comma-separated); otherwise the local cluster's record gives each
+    replica's root-only unix socket first, then its TCP address.
+    """
     explicit = getattr(args, "cluster", None) or os.environ.get("ORCH_CLUSTER")
     if explicit:
-        return str(explicit)
+        endpoints = [e.strip() for e in str(explicit).split(",") if e.strip()]
+        if not endpoints:
+            raise CLIError("--cluster: expected HOST:PORT[,HOST:PORT...]")
+        try:  # root on the local cluster's host has its admin token at hand
+            record = _local_record()
+        except CLIError:
+            record = None
+        return endpoints, _admin_token(record)
     if getattr(args, "host", None) or os.environ.get("ORCH_HOST"):
         return None
-    run_dir = os.environ.get("ORCH_CLUSTER_RUN_DIR", DEFAULT_RUN)
-    try:
-        with open(os.path.join(run_dir, "cluster.json")) as f:
-            return str(json.load(f)["controlplane"])
-    except (OSError, ValueError, KeyError):
+    record = _local_record()
+    if record is None:
         return None
+    sockets = [f"unix://{path}" for path in record.get("sockets", [])]
+    tcp = [listen[0] for listen in record.get("listens", []) if listen] or [record["controlplane"]]
+    return sockets + tcp, _admin_token(record)
+
+
+def _admin_token(record: dict[str, Any] | None) -> str:
+    """The admin token for TCP endpoints: $ORCH_ADMIN_TOKEN, the file
+    $ORCH_ADMIN_TOKEN_FILE names, or the local cluster's own; "" if none."""
+    from nodeagent.auth import TokenError, read_token
+
+    if os.environ.get(ADMIN_TOKEN_ENV):
+        return os.environ[ADMIN_TOKEN_ENV].strip()
+    path = os.environ.get(ADMIN_TOKEN_FILE_ENV) or (record or {}).get("admin_token_file", "")
+    if not path:
+        return ""
+    try:
+        return read_token(path)
+    except TokenError as err:
+        if os.environ.get(ADMIN_TOKEN_FILE_ENV):
+            raise CLIError(str(err))
+        return ""  # the unix sockets need none
+
+
+def cluster_address(args: argparse.Namespace) -> str | None:
+    """The first control-plane endpoint, or None outside cluster mode."""
+    found = cluster_endpoints(args)
+    return found[0][0] if found else None
 
 
 def client(args: argparse.Namespace) -> Cluster:
-    addr = cluster_address(args)
-    if addr is None:
+    found = cluster_endpoints(args)
+    if found is None:
         raise CLIError("no cluster: start one with `orch up`, or point at a control plane with "
                        "--cluster HOST:PORT or $ORCH_CLUSTER")
-    return Cluster(addr)
+    endpoints, token = found
+    return Cluster(endpoints, token)
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("up", help="start a local cluster: etcd, a control plane, N agents")
-    p.add_argument("--nodes", type=int, default=1)
+    p.add_argument("--nodes", type=int, default=1, help="1 to 254 (default 1)")
     p.add_argument("--state-dir", default=DEFAULT_STATE)
     p.add_argument("--run-dir", default=DEFAULT_RUN)
-    p.add_argument("--subnet", default="10.89.0.0/24", help="the nodes' private network")
-    p.add_argument("--bridge", default="orchup0")
+    p.add_argument("--subnet", default="10.89.0.0/24",
+                   help="the nodes' private network (bridge .1, node i .10+i)")
+    p.add_argument("--bridge", default="orchup0", help="its bridge (at most 15 characters)")
     p.add_argument("--prefix", default="orch-", help="network namespace name prefix")
     p.add_argument("--port", type=int, default=7700, help="control plane port (replica i: +i)")
-    p.add_argument("--controlplanes", type=int, default=1, help="control-plane replicas")
-    p.add_argument("--registry", type=int, nargs="?", const=5000, default=0, metavar="PORT",
+    p.add_argument("--controlplanes", type=int, default=1, help="control-plane replicas (1 to 9)")
+    p.add_argument("--registry", type=int, nargs="?", const=5000, default=None, metavar="PORT",
                    help="also start a registry on the cluster network (default port 5000)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("down", help="stop the local cluster and remove what it created")
     p.add_argument("--run-dir", default=DEFAULT_RUN)
+    p.add_argument("--state-dir", default=None,
+                   help=f"with --purge and no cluster up: the kept state to delete (default {DEFAULT_STATE})")
     p.add_argument("--purge", action="store_true", help="also delete its state (etcd data, images)")
     p.set_defaults(func=cmd_down)
 
     p = sub.add_parser("controlplane", help="run a control plane (foreground)")
     p.add_argument("--etcd", required=True, help="etcd endpoints, URL[,URL...]")
     p.add_argument("--listen", default="127.0.0.1:7700", help="ADDR:PORT[,ADDR:PORT...]")
-    p.add_argument("--token", default="", help="join token agents must present")
+    p.add_argument("--token-file", default="", metavar="FILE",
+                   help="the join token agents must present (0600; or $ORCH_JOIN_TOKEN; "
+                   "default: made as STATE_DIR/join-token)")
+    p.add_argument("--admin-token-file", default="", metavar="FILE",
+                   help="the token CLIs must present over TCP (0600; or $ORCH_ADMIN_TOKEN; "
+                   "default: made as STATE_DIR/admin-token)")
+    p.add_argument("--socket", default="/run/orch/controlplane.sock",
+                   help="root-only unix socket for the local CLI ('' for none)")
+    p.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: secrets stay out of argv
     p.add_argument("--state-dir", default="/var/lib/orch/controlplane")
     p.add_argument("--id", default="", help="this replica's id (default: random)")
     p.set_defaults(func=cmd_controlplane)
@@ -126,26 +194,52 @@ def cmd_up(args: argparse.Namespace, _agent: Any) -> int:
               f"agent.sock orch push IMAGE {rec.registry}/NAME:TAG)")
     print(f"control plane: {rec.controlplane} (the CLI finds it; elsewhere: "
           f"export ORCH_CLUSTER={rec.controlplane})")
-    print(f"join another host: orch agent --join {rec.join} --token {rec.token} "
+    print(f"join another host: orch agent --join {rec.join} --token-file {rec.token_file} "
           "--listen HOST_ADDR:7701")
     return 0
 
 
 def cmd_down(args: argparse.Namespace, _agent: Any) -> int:
-    from orch.cluster.local import down
+    """Exit 0 once nothing of the cluster is left; 1, listing what is, otherwise."""
+    from orch.cluster.local import UpError, down
 
-    rec = down(args.run_dir, purge=args.purge)
-    print("no cluster was up" if rec is None else
-          "cluster down" + (" and purged" if args.purge else " (state kept; --purge deletes it)"))
+    if os.geteuid() != 0:
+        raise CLIError("orch down needs root (namespaces, cgroups, networks)")
+    try:
+        report = down(args.run_dir, purge=args.purge, state_dir=args.state_dir)
+    except UpError as err:
+        raise CLIError(str(err))
+    if report.remains:
+        print("orch down could not remove:", file=sys.stderr)
+        for line in report.remains:
+            print(f"  {line}", file=sys.stderr)
+        record = os.path.join(args.run_dir, "cluster.json")
+        kept = f"; {record} is kept: run orch down again" if os.path.exists(record) else ""
+        raise CLIError(f"{len(report.remains)} thing(s) of the cluster remain (listed above){kept}")
+    removed = f": deleted {', '.join(report.removed)}" if report.removed else ""
+    if report.record is None:
+        print("no cluster was up" + (f"; purged its kept state{removed}" if removed else ""))
+    elif args.purge:
+        print(f"cluster down and purged{removed}")
+    else:
+        print(f"cluster down (state kept in {report.record.state_dir}; --purge deletes it)")
     return 0
 
 
 def cmd_controlplane(args: argparse.Namespace, _agent: Any) -> int:
-    from controlplane.server import ControlPlaneOptions, serve
+    if args.token is not None:
+        raise CLIError("--token would show the join token to every user in the process list; "
+                       "pass it with --token-file FILE (mode 0600) or $ORCH_JOIN_TOKEN")
+    from controlplane.server import ControlPlaneError, ControlPlaneOptions, check_options, serve
 
     opts = ControlPlaneOptions(etcd=args.etcd.split(","), listen=args.listen.split(","),
-                               token=args.token, state_dir=args.state_dir, id=args.id)
-    return serve(opts)
+                               token_file=args.token_file, admin_token_file=args.admin_token_file,
+                               socket=args.socket, state_dir=args.state_dir, id=args.id)
+    try:
+        check_options(opts)
+        return serve(opts)
+    except ControlPlaneError as err:
+        raise CLIError(str(err))
 
 
 # ---- services ------------------------------------------------------------------
@@ -211,15 +305,29 @@ def follow_rollout(api: Cluster, names: list[str], timeout: float) -> int:
     raise CLIError("the control plane ended the event stream; see orch ps")
 
 
+def parse_scale(pairs: list[str]) -> list[tuple[str, int]]:
+    """``SERVICE=REPLICAS`` pairs, all checked before any is sent (ASCII digits, within
+    ``MAX_REPLICAS``): a bad pair must not leave the others half applied."""
+    from orch.units import MAX_REPLICAS
+
+    out = []
+    for pair in pairs:
+        name, sep, count = pair.partition("=")
+        if not sep or not name or not (count.isascii() and count.isdigit()):
+            raise CLIError(f"invalid scale {pair!r}: expected SERVICE=REPLICAS")
+        if len(count) > 7 or int(count) > MAX_REPLICAS:
+            raise CLIError(f"invalid scale {pair!r}: at most {MAX_REPLICAS} replicas per service")
+        out.append((name, int(count)))
+    return out
+
+
 def cmd_scale(args: argparse.Namespace, _agent: Any) -> int:
     from proto import cluster_pb2 as cpb
 
+    pairs = parse_scale(args.pairs)
     api = client(args)
-    for pair in args.pairs:
-        name, sep, count = pair.partition("=")
-        if not sep or not count.isdigit():
-            raise CLIError(f"invalid scale {pair!r}: expected SERVICE=REPLICAS")
-        api.call("Scale", cpb.ScaleRequest(service=name, replicas=int(count)))
+    for name, count in pairs:
+        api.call("Scale", cpb.ScaleRequest(service=name, replicas=count))
         print(f"{name} scaled to {count}")
     return 0
 

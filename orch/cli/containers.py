@@ -1,5 +1,5 @@
 """Container commands: run, create, start, stop, kill, rm, ps, logs, exec,
-inspect, wait, stats."""
+inspect, wait, stats; and info, about the engine that runs them."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=lambda a, ag: _each(a, ag, "Start", "ContainerRef"))
 
     p = sub.add_parser("stop", help="stop running containers")
-    p.add_argument("-t", "--time", type=float, default=None,
+    p.add_argument("-t", "--time", default=None,
                    help="seconds to wait before SIGKILL (default: the container's, 10)")
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=cmd_stop)
@@ -77,6 +77,10 @@ def register(sub: Any) -> None:
     add_output(p)
     p.set_defaults(func=cmd_stats)
 
+    p = sub.add_parser("info", help="the engine: version, state dir, counts, limits it can enforce")
+    add_output(p)
+    p.set_defaults(func=cmd_info)
+
 
 # ---- commands -------------------------------------------------------------
 
@@ -103,8 +107,21 @@ def _each(args: argparse.Namespace, agent: Agent, method: str, msg: str, **extra
     return failed
 
 
+def _checked(check: Any, *values: Any) -> Any:
+    """``check(*values)``, its ``QuantityError`` as the CLI's one-line error."""
+    from orch.units import QuantityError
+
+    try:
+        return check(*values)
+    except QuantityError as err:
+        raise CLIError(str(err))
+
+
 def cmd_stop(args: argparse.Namespace, agent: Agent) -> int:
-    extra = {} if args.time is None else {"timeout": args.time}
+    from orch.units import MAX_STOP_GRACE_PERIOD, parse_seconds
+
+    extra = {} if args.time is None else {
+        "timeout": _checked(parse_seconds, args.time, MAX_STOP_GRACE_PERIOD, "--time")}
     return _each(args, agent, "Stop", "StopRequest", **extra)
 
 
@@ -185,6 +202,10 @@ def cmd_logs(args: argparse.Namespace, agent: Agent) -> int:
 def cmd_exec(args: argparse.Namespace, agent: Agent) -> int:
     from proto import agent_pb2 as pb
 
+    if args.user is not None:
+        from orch.units import check_user
+
+        _checked(check_user, args.user)
     if (cluster := _cluster(args)) is not None:
         return int(cluster.cmd_cluster_exec(args))
     if not args.cmd:
@@ -226,4 +247,25 @@ def cmd_stats(args: argparse.Namespace, agent: Agent) -> int:
              f"{s.pids_current}" + (f"/{s.pids_limit}" if s.pids_limit else "")] for s in stats]
     emit(args.output, [message_dict(s) for s in stats],
          ["CONTAINER", "CPU TIME", "THROTTLED", "MEMORY", "PIDS"], rows)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace, agent: Agent) -> int:
+    from proto import agent_pb2 as pb
+
+    info = agent.call("Info", pb.InfoRequest())
+    if args.output != "table":
+        emit(args.output, message_dict(info), [], [])
+        return 0
+    rows = [("Version", info.version), ("State dir", info.state_dir),
+            ("Cgroup version", info.cgroup_version),
+            ("Containers", f"{info.containers} (running: {info.running})"),
+            ("Images", info.images),
+            ("Storage limit", info.storage_limit or "unknown (the agent does not say)"),
+            ("Default pids limit", info.default_pids_limit or "none"),
+            ("Network", f"{info.bridge} {info.subnet}".strip() or "none"),
+            ("Agent pid", f"{info.agent_pid} (supervisor {info.supervisor_pid})")]
+    width = max(len(name) for name, _ in rows) + 2
+    for name, value in rows:
+        print(f"{name + ':':<{width}}{value}")
     return 0

@@ -78,22 +78,24 @@ RUN_ONLY = (
     Option(("-d", "--detach"), FLAG, help="run in the background"),
 )
 OPTIONS = (
-    Option(("--name",), default=""),
+    Option(("--name",)),
     Option(("-e", "--env"), APPEND, metavar="K=V"),
     Option(("-p", "--publish"), APPEND, metavar="[IP:]HOST:CONTAINER[/tcp|/udp]"),
     Option(("--memory", "-m"), help="memory limit, e.g. 64Mi"),
     Option(("--cpus",), help="CPU quota, e.g. 0.5 or 500m"),
-    Option(("--pids-limit",), default=0, convert=int),
+    Option(("--pids-limit",), help="processes at once; -1 unlimited (default: the node's, 4096)"),
     Option(("--restart",), default="no", help="no | on-failure[:N] | always | unless-stopped"),
     Option(("--network",), default="bridge", choices=NETWORKS),
     Option(("--entrypoint",)),
     Option(("-w", "--workdir")),
     Option(("-u", "--user")),
-    Option(("--hostname",), default=""),
-    Option(("--stop-timeout",), convert=float),
+    Option(("--hostname",)),
+    Option(("--stop-timeout",), help="seconds between the stop signal and SIGKILL (default 10)"),
     Option(("--stop-signal",), default=""),
     Option(("--read-only",), FLAG),
     Option(("-l", "--label"), APPEND, metavar="K=V"),
+    Option(("--storage-opt",), APPEND, metavar="size=SIZE",
+           help="writable layer size limit, e.g. size=10G (at least 1M; how it is kept: orch info)"),
 )
 
 
@@ -160,7 +162,8 @@ def parse_quick(argv: list[str], run: bool = True) -> dict[str, Any] | None:
 def parse_port(text: str) -> dict[str, Any]:
     import re
 
-    m = re.match(r"^(?:(?P<ip>[0-9.]+):)?(?P<host>\d+):(?P<ctr>\d+)(?:/(?P<proto>tcp|udp))?$", text)
+    m = re.fullmatch(r"(?:(?P<ip>[0-9.]+):)?(?P<host>[0-9]{1,5}):(?P<ctr>[0-9]{1,5})(?:/(?P<proto>tcp|udp))?",
+                     text)
     if not m:
         raise CLIError(f"invalid port mapping {text!r}: expected [IP:]HOST:CONTAINER[/tcp|/udp]")
     host, ctr = int(m["host"]), int(m["ctr"])
@@ -181,34 +184,83 @@ def _kv(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
+RESERVED_LABEL_PREFIX = "orch."  # orch's own labels (orch.task, orch.service)
+
+
+def _labels(items: list[str]) -> dict[str, str]:
+    labels = _kv(items, "label")
+    for key in labels:
+        if key.startswith(RESERVED_LABEL_PREFIX):
+            raise CLIError(f"invalid label {key!r}: labels under {RESERVED_LABEL_PREFIX!r} are orch's own")
+    return labels
+
+
+def _checked(v: dict[str, Any]) -> dict[str, Any]:
+    """The options whose values ``orch.units`` checks (imported only when one is given:
+    the plain ``orch run IMAGE CMD`` needs none of it)."""
+    out: dict[str, Any] = {"memory_bytes": 0, "cpus": 0.0, "pids_limit": 0, "stop_timeout": None}
+    if v["name"] is not None and not v["name"]:
+        raise CLIError("invalid --name '': give a name, or leave the option out for a generated one")
+    if not any(v[key] is not None for key in ("memory", "cpus", "pids_limit", "stop_timeout", "user",
+                                                  "hostname")):
+        return out
+    from orch import units
+
+    try:
+        out["memory_bytes"] = units.parse_memory(v["memory"]) if v["memory"] else 0
+        out["cpus"] = units.parse_cpus(v["cpus"]) if v["cpus"] else 0.0
+        if v["pids_limit"] is not None:
+            out["pids_limit"] = units.parse_pids_limit(v["pids_limit"], "--pids-limit")
+        if v["stop_timeout"] is not None:
+            out["stop_timeout"] = units.parse_seconds(v["stop_timeout"], units.MAX_STOP_GRACE_PERIOD,
+                                                      "--stop-timeout")
+        if v["user"] is not None:
+            units.check_user(v["user"])
+        if v["hostname"] is not None:
+            units.check_hostname(v["hostname"])
+    except units.QuantityError as err:
+        raise CLIError(str(err))
+    return out
+
+
 def config_fields(v: dict[str, Any]) -> dict[str, Any]:
     """Checked ``ContainerConfig`` fields from parsed options (either parser's).
 
     ``command``, ``entrypoint``, ``workdir``, ``user`` and ``stop_timeout``
     are None when not given: the image's values apply then."""
-    memory, cpus = 0, 0.0
-    if v["memory"] or v["cpus"]:
-        from orch.units import QuantityError, parse_cpus, parse_memory
-
-        try:
-            memory = parse_memory(v["memory"]) if v["memory"] else 0
-            cpus = parse_cpus(v["cpus"]) if v["cpus"] else 0.0
-        except QuantityError as err:
-            raise CLIError(str(err))
-    if v["pids_limit"] < 0:
-        raise CLIError("invalid --pids-limit: must be positive")
+    checked = _checked(v)
     _kv(v["env"], "environment variable")
     entrypoint = v["entrypoint"]
     return {
-        "image": v["image"], "name": v["name"], "command": v["cmd"] or None,
+        "image": v["image"], "name": v["name"] or "", "command": v["cmd"] or None,
         "entrypoint": None if entrypoint is None else ([entrypoint] if entrypoint else []),
-        "env": v["env"], "workdir": v["workdir"], "user": v["user"], "hostname": v["hostname"],
-        "ports": [parse_port(p) for p in v["publish"]], "memory_bytes": memory, "cpus": cpus,
-        "pids_limit": v["pids_limit"], "restart_policy": v["restart"], "network": v["network"],
-        "auto_remove": bool(v.get("rm")), "stop_timeout": v["stop_timeout"],
-        "stop_signal": v["stop_signal"], "labels": _kv(v["label"], "label"),
-        "read_only": v["read_only"],
+        "env": v["env"], "workdir": v["workdir"], "user": v["user"], "hostname": v["hostname"] or "",
+        "ports": [parse_port(p) for p in v["publish"]], **checked,
+        "restart_policy": v["restart"], "network": v["network"],
+        "auto_remove": bool(v.get("rm")),
+        "stop_signal": v["stop_signal"], "labels": _labels(v["label"]),
+        "read_only": v["read_only"], "storage_size_bytes": storage_size(v["storage_opt"]),
     }
+
+
+STORAGE_OPTS = ("size",)
+
+
+def storage_size(opts: list[str]) -> int:
+    """Docker's ``--storage-opt size=10G``, the only storage option known."""
+    size = 0
+    for item in opts:
+        key, sep, value = item.partition("=")
+        if key not in STORAGE_OPTS or not sep:
+            raise CLIError(f"invalid --storage-opt {item!r}: expected KEY=VALUE with KEY one of: "
+                           + ", ".join(STORAGE_OPTS))
+        from orch.units import QuantityError, parse_memory
+
+        try:
+            size = parse_memory(value)
+        except QuantityError:
+            raise CLIError(f"invalid --storage-opt {item!r}: expected a size such as 10G or 512Mi")
+    return size
 
 
 # Protobuf wire format (proto/agent.proto), written and read by hand with
@@ -245,7 +297,8 @@ def encode_config(c: dict[str, Any], volatile: bool = False) -> bytes:
         out.append(field_string(17, c["stop_signal"]))
     for k, v in c["labels"].items():
         out.append(field_bytes(18, field_string(1, k) + field_string(2, v)))
-    out += [field_int(19, int(c["read_only"])), field_int(20, int(volatile))]
+    out += [field_int(19, int(c["read_only"])), field_int(20, int(volatile)),
+            field_int(21, c["storage_size_bytes"])]
     return b"".join(out)
 
 

@@ -4,13 +4,21 @@ network namespace per node, joined to it by a veth pair.
 Addresses come from ``subnet`` (default 10.89.0.0/24): the bridge is .1, node
 i is .(10+i). There is no default route in the node namespaces and the host
 does not forward, so nothing leaves through the uplink.
+
+``preflight`` says what on the host would stop the network from working
+(an address in the subnet elsewhere, an interface or a namespace in use),
+before anything is created; ``remove_node``/``remove_bridge`` are idempotent.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 import subprocess
 from dataclasses import dataclass
+
+NETNS_DIR = "/run/netns"
 
 
 class HostNetError(Exception):
@@ -48,8 +56,36 @@ class HostNet:
                        address=str(self.subnet.network_address + 10 + index),
                        host_veth=f"{self.bridge[:8]}n{index}")
 
+    def preflight(self, nodes: int) -> None:
+        """Raise HostNetError if this network cannot be made here as it is:
+        the subnet overlaps an address on another interface, the bridge's
+        name is taken by something else, a node's namespace has processes in
+        it, or a node's host-side veth exists without its namespace. Leftovers
+        of this same network (the bridge with its gateway, empty namespaces)
+        are fine: they are reused or made again."""
+        ours = False
+        for ifname, addr in host_addresses():
+            if ifname == self.bridge and addr == ipaddress.IPv4Interface(
+                    f"{self.gateway}/{self.subnet.prefixlen}"):
+                ours = True
+            elif addr.network.overlaps(self.subnet):
+                raise HostNetError(f"--subnet {self.subnet} overlaps {addr} on interface {ifname}: "
+                                   "pick another --subnet")
+        if link_exists(self.bridge) and not ours:
+            raise HostNetError(f"--bridge {self.bridge}: an interface of that name exists and is not "
+                               "this network's bridge: pick another --bridge")
+        for index in range(1, nodes + 1):
+            node = self.node(index)
+            pids = netns_pids(node.name)
+            if pids:
+                raise HostNetError(f"network namespace {node.name} is in use (pids "
+                                   f"{' '.join(map(str, sorted(pids)[:5]))}): pick another --prefix")
+            if link_exists(node.host_veth) and not os.path.exists(netns_path(node.name)):
+                raise HostNetError(f"interface {node.host_veth} exists (another cluster's bridge "
+                                   f"starts with {self.bridge[:8]!r}?): pick another --bridge")
+
     def ensure_bridge(self) -> None:
-        if _ip("link", "show", self.bridge, check=False).returncode != 0:
+        if not link_exists(self.bridge):
             _ip("link", "add", self.bridge, "type", "bridge")
             _ip("addr", "add", f"{self.gateway}/{self.subnet.prefixlen}", "dev", self.bridge)
         _ip("link", "set", self.bridge, "up")
@@ -85,3 +121,42 @@ class HostNet:
 
     def remove_bridge(self) -> None:
         _ip("link", "del", self.bridge, check=False)
+
+
+def netns_path(name: str) -> str:
+    return os.path.join(NETNS_DIR, name)
+
+
+def netns_pids(name: str) -> set[int]:
+    """The processes in network namespace ``name`` (what ``ip netns pids``
+    says: every pid whose /proc/PID/ns/net is that namespace); empty if it
+    does not exist."""
+    try:
+        st = os.stat(netns_path(name))
+    except OSError:
+        return set()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ns = os.stat(f"/proc/{entry}/ns/net")
+            except OSError:
+                continue
+            if (ns.st_dev, ns.st_ino) == (st.st_dev, st.st_ino):
+                found.add(int(entry))
+    return found
+
+
+def link_exists(name: str) -> bool:
+    return _ip("link", "show", "dev", name, check=False).returncode == 0
+
+
+def host_addresses() -> list[tuple[str, ipaddress.IPv4Interface]]:
+    """(interface, address/prefix) of every IPv4 address on this host."""
+    proc = _ip("-j", "-4", "addr", "show", check=False)
+    out = []
+    for link in json.loads(proc.stdout or "[]"):
+        for info in link.get("addr_info", []):
+            if info.get("family") == "inet":
+                out.append((link["ifname"], ipaddress.IPv4Interface(f"{info['local']}/{info['prefixlen']}")))
+    return out

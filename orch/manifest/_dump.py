@@ -61,6 +61,8 @@ def spec_to_dict(spec: ServiceSpec) -> dict[str, Any]:
     grace = getattr(spec, "stop_grace_period", None)
     if grace is not None and grace != _default("stop_grace_period"):
         out["stop_grace_period"] = grace
+    if spec.storage_size:
+        out["storage_opt"] = {"size": _memory(spec.storage_size)}
     deploy = _deploy(spec)
     if deploy:
         out["deploy"] = deploy
@@ -101,6 +103,8 @@ def _resources(resources: Resources) -> dict[str, Any]:
         out["cpus"] = format(Decimal(repr(resources.cpus)), "f")  # no exponent: "0.00001", not "1e-05"
     if resources.memory_bytes:
         out["memory"] = _memory(resources.memory_bytes)
+    if resources.pids:
+        out["pids"] = resources.pids
     return out
 
 

@@ -13,11 +13,14 @@ act on: ``web.yaml:12: services.web.deploy.replicas: expected ...``.
 
 from __future__ import annotations
 
+import json
 import re
 
 __all__ = ["ManifestError", "field_path"]
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+# Line breaks JSON leaves as they are (it escapes the ASCII controls).
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
 class ManifestError(ValueError):
@@ -46,9 +49,10 @@ class ManifestError(ValueError):
 
 def field_path(parent: str, key: str | int) -> str:
     """Extend a dotted field path: ``services.web`` + ``deploy``; list items as ``[2]``;
-    keys with dots or spaces (label names) as ``["com.example.tier"]``."""
+    keys with dots or spaces (label names) as ``["com.example.tier"]``, control
+    characters escaped (``["web\\n"]``) so the path stays on one line."""
     if isinstance(key, int):
         return f"{parent}[{key}]"
-    if not _PLAIN_KEY.match(key):
-        return f'{parent}["{key}"]'
+    if not _PLAIN_KEY.fullmatch(key):
+        return f"{parent}[{json.dumps(key, ensure_ascii=False).translate(_LINE_BREAKS)}]"
     return f"{parent}.{key}" if parent else key

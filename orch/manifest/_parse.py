@@ -59,11 +59,15 @@ def _service(name: str, field: Field, file: str) -> ServiceSpec:
         raise ManifestError(file, replicas.key_line, replicas.path,
                             "replicas cannot be set with mode 'global', which runs one task per node")
     limits = _resources(deploy, "limits")
+    limits.pids = _pids(fields, deploy, file)
     reservations = _resources(deploy, "reservations")
     _check_reservation(deploy, limits, reservations, file)
     optional: dict[str, Any] = {}
     if "stop_grace_period" in fields:  # keep the model's default when absent
         optional["stop_grace_period"] = fields["stop_grace_period"].value
+    size = fields.get_in("storage_opt", "size")
+    if size is not None:
+        optional["storage_size"] = size.value
     return ServiceSpec(
         name=name,
         image=fields["image"].value,
@@ -92,6 +96,21 @@ def _resources(deploy: Fields, kind: str) -> Resources:
         cpus=deploy.value_in("resources", kind, "cpus", default=0.0),
         memory_bytes=deploy.value_in("resources", kind, "memory", default=0),
     )
+
+
+def _pids(fields: Fields, deploy: Fields, file: str) -> int:
+    """Compose's two spellings, ``pids_limit`` and ``deploy.resources.limits.pids``: either, or
+    both when they agree; 0 (absent) is the node's default."""
+    service = fields.get("pids_limit")
+    limit = deploy.get_in("resources", "limits", "pids")
+    if service is not None and limit is not None and service.value != limit.value:
+        raise ManifestError(
+            file, limit.line, limit.path,
+            f"pids {limit.value} disagrees with pids_limit {service.value} (line {service.line}); "
+            "set one of them",
+        )
+    found = service or limit
+    return 0 if found is None else int(found.value)
 
 
 def _check_reservation(deploy: Fields, limits: Resources, reservations: Resources, file: str) -> None:

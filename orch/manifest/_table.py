@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orch import units
 from orch.manifest import _values as v
 from orch.manifest._yaml import Node
 
@@ -78,17 +79,31 @@ _LIST_OR_MAP = {
         {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}},
     ]
 }
-_DURATION = {
-    "oneOf": [
-        {"type": "string", "pattern": v.DURATION_PATTERN},
-        {"type": "number", "minimum": 0},
-    ]
-}
-_COUNT = {"type": "integer", "minimum": 0}
+
+
+def _duration(maximum: float) -> dict[str, Any]:
+    """A duration's schema; the string form's maximum is the parser's to check."""
+    return {
+        "oneOf": [
+            {"type": "string", "pattern": v.DURATION_PATTERN},
+            {"type": "number", "minimum": 0, "maximum": maximum},
+        ]
+    }
+
+
+def _count(maximum: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 0, "maximum": maximum}
+
+
+# Counts without a meaningful bound still get one that every int32 field holds.
+_MAX_COUNT = 2**31 - 1
+_PIDS = {"type": "integer", "minimum": -1, "maximum": units.MAX_PIDS, "not": {"const": 0}}
+_MEMORY = {"oneOf": [{"type": "string", "pattern": v.MEMORY_PATTERN},
+                     {"type": "integer", "minimum": 1, "maximum": units.MAX_MEMORY_BYTES}]}
 _PORT_NUMBER = {
     "oneOf": [
         {"type": "integer", "minimum": 1, "maximum": 65535},
-        {"type": "string", "pattern": r"^\d+$"},
+        {"type": "string", "pattern": r"^[0-9]{1,5}$"},
     ]
 }
 _PORT_ITEM = {
@@ -114,28 +129,39 @@ _PREFERENCE_ITEM = {
 }
 
 
-def _quantities(description: str) -> Section:
-    return Section(
-        {
-            "cpus": Leaf(v.cpus, {"oneOf": [{"type": "string", "pattern": v.CPUS_PATTERN},
-                                            {"type": "number", "exclusiveMinimum": 0}]},
-                         'CPUs: Compose style ("0.5", 2) or Kubernetes millicores ("500m").', "500m"),
-            "memory": Leaf(v.memory, {"oneOf": [{"type": "string", "pattern": v.MEMORY_PATTERN},
-                                                {"type": "integer", "minimum": 1}]},
-                           'Bytes, or with a binary unit: Compose ("64M", "1g") or Kubernetes ("256Mi").',
-                           "64Mi"),
-        },
-        description,
-    )
+_PIDS_HELP = (f"Processes a task may have at once: 1 to {units.MAX_PIDS}, or -1 for unlimited; "
+              f"left out, the node's default ({units.DEFAULT_PIDS_LIMIT} unless the node sets another).")
+
+
+def _quantities(description: str, pids: bool) -> Section:
+    keys: dict[str, Shape] = {
+        "cpus": Leaf(v.cpus, {"oneOf": [{"type": "string", "pattern": v.CPUS_PATTERN},
+                                        {"type": "number", "minimum": units.MIN_CPUS,
+                                         "maximum": units.MAX_CPUS}]},
+                     f'CPUs from {units.MIN_CPUS:g} to {units.MAX_CPUS:g}: Compose style ("0.5", 2) '
+                     'or Kubernetes millicores ("500m").', "500m"),
+        "memory": Leaf(v.memory, _MEMORY,
+                       'Bytes, or with a binary unit: Compose ("64M", "1g") or Kubernetes ("256Mi"); '
+                       "at most 4096Pi (2^62 bytes).", "64Mi"),
+    }
+    if pids:  # Compose has pids under limits only
+        keys["pids"] = Leaf(v.pids_limit, _PIDS, _PIDS_HELP + " Same as the service's pids_limit.", 100)
+    return Section(keys, description)
 
 
 _RESTART = Section(
     {
         "condition": Leaf(v.choice(("none", "on-failure", "any")), {"enum": ["none", "on-failure", "any"]},
                           "When a finished task is replaced (default any).", "on-failure"),
-        "delay": Leaf(v.duration, _DURATION, "Wait before a replacement starts (default 5s).", "5s"),
-        "max_attempts": Leaf(v.non_negative_int, _COUNT, "Replacements per slot; 0 = unlimited.", 3),
-        "window": Leaf(v.duration, _DURATION, "How long a task must run to count as started.", "1m30s"),
+        "delay": Leaf(v.duration(units.MAX_RESTART_POLICY_DELAY), _duration(units.MAX_RESTART_POLICY_DELAY),
+                      "Wait before a replacement starts (default 5s; at most "
+                      f"{units.format_seconds(units.MAX_RESTART_POLICY_DELAY)}).", "5s"),
+        "max_attempts": Leaf(v.count(_MAX_COUNT), _count(_MAX_COUNT),
+                             "Replacements per slot; 0 = unlimited.", 3),
+        "window": Leaf(v.duration(units.MAX_RESTART_POLICY_WINDOW),
+                       _duration(units.MAX_RESTART_POLICY_WINDOW),
+                       "How long a task must run to count as started (at most "
+                       f"{units.format_seconds(units.MAX_RESTART_POLICY_WINDOW)}).", "1m30s"),
     },
     "What happens when a task exits.",
 )
@@ -149,7 +175,7 @@ _PLACEMENT = Section(
         "preferences": Leaf(v.preferences, {"type": "array", "items": _PREFERENCE_ITEM},
                             "Spread replicas evenly over the values of a node label.",
                             [{"spread": "node.labels.zone"}]),
-        "max_replicas_per_node": Leaf(v.non_negative_int, _COUNT,
+        "max_replicas_per_node": Leaf(v.count(units.MAX_REPLICAS), _count(units.MAX_REPLICAS),
                                       "At most this many tasks of the service per node; 0 = no limit.", 1),
     },
     "Which nodes may run the tasks.",
@@ -159,13 +185,16 @@ _DEPLOY = Section(
     {
         "mode": Leaf(v.choice(("replicated", "global")), {"enum": ["replicated", "global"]},
                      "replicated (a number of tasks) or global (one task per node).", "replicated"),
-        "replicas": Leaf(v.non_negative_int, _COUNT, "Number of tasks (replicated mode; default 1).", 2),
+        "replicas": Leaf(v.count(units.MAX_REPLICAS, " replicas per service (orch's limit)"),
+                         _count(units.MAX_REPLICAS),
+                         f"Number of tasks (replicated mode; default 1; at most {units.MAX_REPLICAS}).", 2),
         "resources": Section(
             {
-                "limits": _quantities("Most a task may use (cgroup limits)."),
-                "reservations": _quantities("What the scheduler sets aside on a node for each task."),
+                "limits": _quantities("Most a task may use (cgroup limits).", pids=True),
+                "reservations": _quantities("What the scheduler sets aside on a node for each task.",
+                                            pids=False),
             },
-            "CPU and memory limits and reservations.",
+            "CPU, memory and process limits, and CPU and memory reservations.",
         ),
         "placement": _PLACEMENT,
         "restart_policy": _RESTART,
@@ -190,10 +219,11 @@ _X_ORCH = Section(
 _SERVICE = Section(
     {
         "image": Leaf(v.image, {"type": "string", "minLength": 1, "pattern": r"^\S+$"},
-                      "Image reference, e.g. busybox:1.36.", "busybox:1.36"),
-        "command": Leaf(v.argv, _STRING_OR_LIST,
-                        "Arguments replacing the image's CMD: a list, or a string split like a shell would.",
-                        "sleep 3600"),
+                      "Image reference: a local image (busybox:1.36) or a registry's "
+                      "(127.0.0.1:5000/site:1).", "busybox:1.36"),
+        "command": Leaf(v.command, _STRING_OR_LIST,
+                        "Arguments replacing the image's CMD: a list, or a string split like a shell would; "
+                        "not empty.", "sleep 3600"),
         "entrypoint": Leaf(v.argv, _STRING_OR_LIST,
                            "Replaces the image's ENTRYPOINT; [] clears it.", ["/bin/sh", "-c"]),
         "environment": Leaf(v.environment, _LIST_OR_MAP,
@@ -201,10 +231,18 @@ _SERVICE = Section(
         "ports": Leaf(v.ports, {"type": "array", "items": _PORT_ITEM},
                       'Published ports: "8080:80", "5353:53/udp" or {published, target, protocol}.',
                       ["8080:80", {"published": 5353, "target": 53, "protocol": "udp"}]),
-        "labels": Leaf(v.labels, _LIST_OR_MAP, "Labels: a list of key=value or a mapping.",
-                       ["com.example.tier=front"]),
-        "stop_grace_period": Leaf(v.duration, _DURATION,
-                                  "Time between the stop signal and SIGKILL (default 10s).", "30s"),
+        "labels": Leaf(v.labels, _LIST_OR_MAP,
+                       f"Labels: a list of key=value or a mapping; keys under {v.RESERVED_LABEL_PREFIX!r} "
+                       "are orch's.", ["com.example.tier=front"]),
+        "stop_grace_period": Leaf(v.duration(units.MAX_STOP_GRACE_PERIOD),
+                                  _duration(units.MAX_STOP_GRACE_PERIOD),
+                                  "Time between the stop signal and SIGKILL (default 10s; at most "
+                                  f"{units.format_seconds(units.MAX_STOP_GRACE_PERIOD)}).", "30s"),
+        "pids_limit": Leaf(v.pids_limit, _PIDS, _PIDS_HELP + " Same as deploy.resources.limits.pids.", 100),
+        "storage_opt": Section(
+            {"size": Leaf(v.memory, _MEMORY, "Most the task's writable layer may hold, e.g. 1G.", "1G")},
+            "Options of the task's writable layer (Compose's storage_opt).",
+        ),
         "deploy": _DEPLOY,
         "x-orch": _X_ORCH,
     },

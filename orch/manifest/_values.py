@@ -21,7 +21,15 @@ from typing import Literal
 from controlplane.model import PortConfig
 from orch.manifest._errors import field_path
 from orch.manifest._yaml import Map, Node, Scalar, Seq, describe
-from orch.units import QuantityError, parse_cpus, parse_memory
+from orch.units import (
+    QuantityError,
+    check_cpus,
+    check_memory,
+    check_pids_limit,
+    format_seconds,
+    parse_cpus,
+    parse_memory,
+)
 
 __all__ = [
     "CONSTRAINT_PATTERN",
@@ -31,13 +39,16 @@ __all__ = [
     "PORT_KEYS",
     "PORT_PATTERN",
     "PREFERENCE_KEYS",
+    "RESERVED_LABEL_PREFIX",
     "SERVICE_NAME_PATTERN",
     "Invalid",
     "argv",
     "boolean",
     "check_service_name",
     "choice",
+    "command",
     "constraints",
+    "count",
     "cpus",
     "duration",
     "environment",
@@ -45,7 +56,7 @@ __all__ = [
     "image",
     "labels",
     "memory",
-    "non_negative_int",
+    "pids_limit",
     "ports",
     "preferences",
     "unknown_key_message",
@@ -64,12 +75,18 @@ class Invalid(Exception):
 
 # ---- patterns shared with the JSON Schema --------------------------------
 
+# ASCII digits only, no space around a value: Python's \d and int() also take
+# other scripts' digits ("٦٤Mi"), which no other tool reads as a number.
 SERVICE_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"  # an RFC 1123 DNS label
-CPUS_PATTERN = r"^\s*(\d+(\.\d*)?|\.\d+)\s*m?\s*$"
-MEMORY_PATTERN = r"^\s*(\d+(\.\d*)?|\.\d+)\s*(b|B|[kKmMgGtTpP][iI]?[bB]?)?\s*$"
-_DURATION_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
-DURATION_PATTERN = rf"^(\d+(\.\d*)?|\.\d+|({_DURATION_PART})+)$"
-PORT_PATTERN = r"^\d+:\d+(/(tcp|udp))?$"
+CPUS_PATTERN = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)m?$"
+# Docker's one space between number and unit ("64 MiB") is allowed.
+MEMORY_PATTERN = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)( ?(b|B|[kKmMgGtTpP][iI]?[bB]?))?$"
+_DURATION_PART = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)"
+DURATION_PATTERN = rf"^([0-9]+(\.[0-9]*)?|\.[0-9]+|({_DURATION_PART})+)$"
+PORT_PATTERN = r"^[0-9]+:[0-9]+(/(tcp|udp))?$"
+# Labels orch sets on every task's container (orch.task, orch.service): a
+# user's label there would be overwritten, so it is refused instead.
+RESERVED_LABEL_PREFIX = "orch."
 # node.labels.<key>, node.name/id/hostname, then == or !=, then a value.
 _LABEL_KEY = r"[A-Za-z0-9_.\-/]+"
 CONSTRAINT_PATTERN = rf"^\s*node\.(labels\.{_LABEL_KEY}|name|id|hostname)\s*(==|!=)\s*[^\s=!][^=!]*$"
@@ -82,7 +99,7 @@ _DURATION_RE = re.compile(DURATION_PATTERN)
 _CONSTRAINT_RE = re.compile(
     rf"^\s*(node\.(?:labels\.{_LABEL_KEY}|name|id|hostname))\s*(==|!=)\s*([^\s=!][^=!]*?)\s*$"
 )
-_ENV_NAME_RE = re.compile(r"^[^=\s]+$")
+_ENV_NAME_RE = re.compile(r"[^=\s]+")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -97,7 +114,7 @@ def unknown_key_message(key: str, known: Collection[str]) -> str:
 
 
 def check_service_name(name: str) -> None:
-    if not _SERVICE_NAME_RE.match(name):
+    if not _SERVICE_NAME_RE.fullmatch(name):
         raise Invalid(
             f"invalid service name {name!r}: use at most 63 lower-case letters, digits and '-', "
             "starting and ending with a letter or digit (a DNS label)"
@@ -126,17 +143,36 @@ def ignored(node: Node) -> None:
 
 
 def image(node: Node) -> str:
+    """A local image (``busybox``, ``site:1``, an image id) or a registry's
+    (``127.0.0.1:5000/site:1``, ``host/app@sha256:...``), checked now: a bad
+    reference would only fail once a node tries to start the task."""
     ref = _string(node, "an image reference such as busybox:1.36")
-    if not ref or any(ch.isspace() for ch in ref):
-        raise Invalid(f"expected an image reference such as busybox:1.36, got {ref!r}")
+    # Imported on first use: the package's other users (the schema, the dumper) need none of it.
+    from nodeagent.errors import InvalidArgument
+    from nodeagent.images.reference import is_hex_id, parse_reference
+    from nodeagent.images.registry.remote import names_registry, parse_remote
+
+    try:
+        if names_registry(ref):
+            parse_remote(ref)
+        elif not is_hex_id(ref):
+            parse_reference(ref)
+    except InvalidArgument as err:
+        raise Invalid(err.message)
     return ref
 
 
-def non_negative_int(node: Node) -> int:
-    value = node.value if isinstance(node, Scalar) else None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise Invalid(f"expected a non-negative integer, got {describe(node)}")
-    return value
+def count(maximum: int, what: str = "") -> Callable[[Node], int]:
+    """A whole number from 0 to ``maximum``; ``what`` names the limit in the error."""
+    def convert(node: Node) -> int:
+        value = node.value if isinstance(node, Scalar) else None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise Invalid(f"expected a non-negative integer, got {describe(node)}")
+        if value > maximum:
+            raise Invalid(f"{describe(node)} is too large: at most {maximum}{what}")
+        return value
+
+    return convert
 
 
 def boolean(node: Node) -> bool:
@@ -159,7 +195,11 @@ def cpus(node: Node) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise Invalid(f"expected a number of CPUs such as 0.5 or 500m, got {describe(node)}")
     try:
-        return parse_cpus(repr(value) if isinstance(value, float) else str(value))
+        if isinstance(value, str):
+            return parse_cpus(value)
+        number = float(value) if isinstance(value, float) or abs(value) < 1 << 53 else math.inf
+        check_cpus(number, describe(node))
+        return number
     except QuantityError as err:
         raise Invalid(str(err))
 
@@ -171,41 +211,86 @@ def memory(node: Node) -> int:
     if isinstance(value, int) and value <= 0:
         raise Invalid(f"expected a memory size of at least 1 byte, got {value}")
     try:
-        return value if isinstance(value, int) else parse_memory(value)
+        if isinstance(value, int):
+            check_memory(value, describe(node))
+            return value
+        return parse_memory(value)
     except QuantityError as err:
         raise Invalid(str(err))
 
 
-def duration(node: Node) -> float:
-    """``5s``, ``1m30s``, ``500ms`` (Go's units) or a number of seconds."""
-    what = "a duration such as 5s, 1m30s, 500ms or a number of seconds"
+def pids_limit(node: Node) -> int:
+    """Processes a task may have at once: 1 to the kernel's maximum, or -1 for unlimited.
+
+    0 is refused: Docker reads it as unlimited, orch as "the node's default";
+    leaving the key out means the node's default."""
     value = node.value if isinstance(node, Scalar) else None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise Invalid(f"expected {what}, got {describe(node)}")
-    if isinstance(value, str):
-        text = value.strip()
-        if not _DURATION_RE.match(text):
-            raise Invalid(f"expected {what}, got {value!r}")
-        if _DURATION_PART_RE.match(text) is None:
-            return float(text)
-        return sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART_RE.findall(text))
-    if not math.isfinite(value) or value < 0:
-        raise Invalid(f"expected {what}, got {describe(node)}")
-    return float(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Invalid(f"expected a number of processes, or -1 for unlimited, got {describe(node)}")
+    try:
+        check_pids_limit(value, "pids limit", node_default=False)
+    except QuantityError as err:
+        raise Invalid(str(err) + ("; leave the key out for the node's default" if value == 0 else ""))
+    return value
+
+
+_DURATION_HELP = "a duration such as 5s, 1m30s, 500ms or a number of seconds"
+
+
+def duration(maximum: float) -> Callable[[Node], float]:
+    """``5s``, ``1m30s``, ``500ms`` (Go's units) or a number of seconds, at most ``maximum``."""
+    def convert(node: Node) -> float:
+        value = node.value if isinstance(node, Scalar) else None
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise Invalid(f"expected {_DURATION_HELP}, got {describe(node)}")
+        if isinstance(value, str):
+            if not _DURATION_RE.fullmatch(value):
+                raise Invalid(f"expected {_DURATION_HELP}, got {describe(node)}")
+            parts = _DURATION_PART_RE.findall(value)
+            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts) if parts else float(value)
+        elif isinstance(value, int):
+            seconds = float(value) if abs(value) <= maximum else math.inf * (1 if value > 0 else -1)
+        else:
+            seconds = value
+        if math.isnan(seconds) or seconds < 0 or (isinstance(value, float) and math.isinf(value)):
+            raise Invalid(f"expected {_DURATION_HELP}, got {describe(node)}")
+        if seconds > maximum:
+            raise Invalid(f"{describe(node)} is too long: at most {format_seconds(maximum)}")
+        return seconds
+
+    return convert
 
 
 # ---- commands, environment, labels -----------------------------------------
 
 def argv(node: Node) -> list[str]:
-    """A string (split like a shell would, without running one) or a list of strings."""
+    """A string (split like a shell would, without running one) or a list of strings;
+    ``[]`` or ``""`` is an empty list (an entrypoint cleared)."""
     if isinstance(node, Scalar) and isinstance(node.value, str):
         try:
-            return shlex.split(node.value)
+            words = shlex.split(node.value)
         except ValueError as err:
-            raise Invalid(f"cannot split {node.value!r} into arguments: {err}")
+            raise Invalid(f"cannot split {describe(node)} into arguments: {err}")
+        if any("\0" in word for word in words):
+            raise Invalid("an argument holds a NUL character, which no program can receive")
+        return words
     if not isinstance(node, Seq):
         raise Invalid(f"expected a string or a list of strings, got {describe(node)}")
-    return [_item_text(item, i, "a string") for i, item in enumerate(node.items)]
+    out = [_item_text(item, i, "a string") for i, item in enumerate(node.items)]
+    for i, word in enumerate(out):
+        if "\0" in word:
+            raise Invalid("an argument holds a NUL character, which no program can receive",
+                          node.items[i].line, f"[{i}]")
+    return out
+
+
+def command(node: Node) -> list[str]:
+    """``argv`` that runs something: an empty command would only fail when the task starts."""
+    words = argv(node)
+    if not words:
+        raise Invalid("the command is empty: give the program and its arguments, "
+                      "or leave the key out for the image's CMD")
+    return words
 
 
 def _text_at(node: Node, what: str, suffix: str) -> str:
@@ -251,8 +336,11 @@ def _pairs(node: Node, what: str, bare: str) -> list[tuple[str, str | None, int,
 def environment(node: Node) -> list[str]:
     env = []
     for name, value, line, suffix in _pairs(node, "NAME=value", "variable"):
-        if not _ENV_NAME_RE.match(name):
+        if not _ENV_NAME_RE.fullmatch(name) or "\0" in name:
             raise Invalid(f"invalid variable name {name!r}", line, suffix)
+        if value is not None and "\0" in value:
+            raise Invalid(f"the value of {name!r} holds a NUL character, which the environment "
+                          "cannot carry", line, suffix)
         if value is None:
             raise Invalid(
                 f"no value for {name!r}: orch does not copy variables from the deploying shell; "
@@ -265,8 +353,11 @@ def environment(node: Node) -> list[str]:
 def labels(node: Node) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value, line, suffix in _pairs(node, "key=value", "label"):
-        if not name or any(ch.isspace() for ch in name):
+        if not name or any(ch.isspace() or ch == "\0" for ch in name):
             raise Invalid(f"invalid label name {name!r}", line, suffix)
+        if name.startswith(RESERVED_LABEL_PREFIX):
+            raise Invalid(f"label {name!r} is reserved: orch sets the labels under "
+                          f"{RESERVED_LABEL_PREFIX!r} on every task; choose another prefix", line, suffix)
         out[name] = value or ""
     return out
 
@@ -284,7 +375,10 @@ def _port(node: Node, suffix: str) -> PortConfig:
     if isinstance(node, Map):
         return _long_port(node, suffix)
     text = _text_at(node, 'a port mapping such as "8080:80" or a mapping', suffix)
-    spec, _, protocol = text.partition("/")
+    spec, slash, protocol = text.partition("/")
+    if slash and not protocol:
+        raise Invalid(f"port {text!r} has an empty protocol: write tcp or udp after '/', or drop the '/'",
+                      node.line, suffix)
     parts = spec.split(":")
     if len(parts) == 1:
         raise Invalid(f'port {text!r} has no published port; write "PUBLISHED:{text}"', node.line, suffix)
@@ -318,8 +412,10 @@ def _long_port(node: Map, suffix: str) -> PortConfig:
 
 
 def _port_number(text: str, line: int, suffix: str) -> int:
-    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
-        raise Invalid(f"port {text.strip()!r} is out of range: expected 1 to 65535", line, suffix)
+    if not (text.isascii() and text.isdigit()):
+        raise Invalid(f"port {text!r} is not a number: expected 1 to 65535", line, suffix)
+    if len(text) > 5 or not 1 <= int(text) <= 65535:
+        raise Invalid(f"port {text!r} is out of range: expected 1 to 65535", line, suffix)
     return int(text)
 
 

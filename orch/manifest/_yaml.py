@@ -12,8 +12,13 @@ Invariants:
 - a ``Scalar`` keeps both the resolved value (str, int, float, bool or None)
   and the text as written, so ``8080:80`` is never read as a base-60 number
   and ``FOO: 0x10`` keeps its spelling;
-- YAML syntax errors, several documents and recursive aliases raise
-  ``ManifestError`` with the line; nothing else escapes from PyYAML.
+- nesting is at most ``MAX_DEPTH`` levels: PyYAML's composer and the
+  conversion here recurse once per level, and a deeper document would
+  exhaust Python's stack (an alias adds no depth: each node is converted
+  once);
+- YAML syntax errors, several documents, recursive aliases, nesting beyond
+  ``MAX_DEPTH`` and numbers too long to convert raise ``ManifestError`` with
+  the line; nothing else escapes from PyYAML.
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ import yaml
 
 from orch.manifest._errors import ManifestError, field_path
 
-__all__ = ["Map", "Node", "Scalar", "Seq", "describe", "load_yaml"]
+__all__ = ["MAX_DEPTH", "Map", "Node", "Scalar", "Seq", "describe", "load_yaml"]
+
+MAX_DEPTH = 64  # a manifest needs 6; Python's stack holds a few hundred
+_SHOWN = 40  # characters of a value quoted in an error
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,13 +77,36 @@ def describe(node: Node) -> str:
         return "a mapping"
     if node.value is None:
         return "null"
-    if isinstance(node.value, str):
-        return repr(node.text)
-    return node.text
+    text = node.text if len(node.text) <= _SHOWN else node.text[:_SHOWN] + "..."
+    return repr(text) if isinstance(node.value, str) else text
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+def _too_deep(path: str, line: int) -> ManifestError:
+    return ManifestError(path, line, "", f"the manifest nests deeper than {MAX_DEPTH} levels; "
+                                         "a manifest needs a handful")
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader whose composed nodes are walked by ``_Builder`` instead of constructed."""
+    """SafeLoader whose composed nodes are walked by ``_Builder`` instead of constructed.
+
+    Counts the composer's depth: it recurses once per level of nesting."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark.line + 1)
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self.depth -= 1
 
 
 _PLAIN_TYPES = (str, int, float, bool, type(None))
@@ -111,15 +142,19 @@ class _Builder:
     def _build(self, node: yaml.Node, where: str) -> Node:
         line = node.start_mark.line + 1
         if isinstance(node, yaml.ScalarNode):
-            return self._scalar(node, line)
+            return self._scalar(node, line, where)
         if isinstance(node, yaml.SequenceNode):
             items = (self.build(child, field_path(where, i)) for i, child in enumerate(node.value))
             return Seq(line, tuple(items))
         assert isinstance(node, yaml.MappingNode)
         return self._mapping(node, line, where)
 
-    def _scalar(self, node: yaml.ScalarNode, line: int) -> Scalar:
-        value: Any = self.loader.construct_object(node, deep=False)
+    def _scalar(self, node: yaml.ScalarNode, line: int, where: str) -> Scalar:
+        try:
+            value: Any = self.loader.construct_object(node, deep=False)
+        except ValueError:  # an int beyond Python's 4,300-digit conversion limit
+            raise self.error(node, where, f"the number {node.value[:_SHOWN]}... is too long "
+                                          f"({len(node.value)} characters)")
         if isinstance(value, datetime.date) or not isinstance(value, _PLAIN_TYPES):
             value = str(node.value)  # timestamps, binary: keep the text
         return Scalar(line, value, str(node.value))
@@ -157,6 +192,8 @@ def load_yaml(text: str, path: str) -> Node | None:
         loader = _Loader(text)  # checks the characters first: may raise ReaderError
         composed = loader.get_single_node()
         return None if composed is None else _Builder(loader, path).build(composed, "")
+    except _TooDeep as err:
+        raise _too_deep(path, err.line)
     except yaml.MarkedYAMLError as err:
         raise _syntax_error(err, path)
     except yaml.reader.ReaderError as err:

@@ -240,7 +240,7 @@ CASES: list[tuple[str, str, str]] = [
         '        limits:\n'
         '          cpus: two\n',
         "m.yaml:7: services.web.deploy.resources.limits.cpus: invalid cpu quantity 'two': expected "
-        'a number of CPUs above 0 and at most 1024, e.g. 0.5, 2 or 500m',
+        'a number of CPUs from 0.01 to 1024, e.g. 0.5, 2 or 500m',
     ),
     (
         'duration',
@@ -491,6 +491,301 @@ CASES: list[tuple[str, str, str]] = [
         '    image: busy\x07box\n',
         'm.yaml:3: invalid YAML: control character #x07 is not allowed; write it as an escape in a '
         'double-quoted string',
+    ),
+    # ---- values that break things: each limit, with file:line ----
+    (
+        'replicas_beyond_the_limit',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    deploy:\n'
+        '      replicas: 1000000000000\n',
+        "m.yaml:5: services.web.deploy.replicas: 1000000000000 is too large: at most 100000 replicas "
+        "per service (orch's limit)",
+    ),
+    (
+        'grace_period_overflow',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    stop_grace_period: 99999999999999h\n',
+        "m.yaml:4: services.web.stop_grace_period: '99999999999999h' is too long: at most 24h",
+    ),
+    (
+        'restart_delay_beyond_the_limit',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    deploy:\n'
+        '      restart_policy:\n'
+        '        delay: 2h\n',
+        "m.yaml:6: services.web.deploy.restart_policy.delay: '2h' is too long: at most 1h",
+    ),
+    (
+        'restart_window_beyond_the_limit',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    deploy:\n'
+        '      restart_policy: {window: 86401}\n',
+        'm.yaml:5: services.web.deploy.restart_policy.window: 86401 is too long: at most 24h',
+    ),
+    (
+        'memory_beyond_the_limit',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    deploy:\n'
+        '      resources:\n'
+        '        limits:\n'
+        '          memory: 99999999999999999999999Ti\n',
+        "m.yaml:7: services.web.deploy.resources.limits.memory: invalid memory quantity "
+        "'99999999999999999999999Ti': at most 4096Pi (2^62 bytes)",
+    ),
+    (
+        'memory_arabic_indic_digits',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    deploy:\n'
+        '      resources:\n'
+        '        limits:\n'
+        '          memory: \u0666\u0664Mi\n',
+        "m.yaml:7: services.web.deploy.resources.limits.memory: invalid memory quantity '\u0666\u0664Mi': "
+        "expected a positive number with an optional unit (b, k, m, g, t, p, Ki, Mi, Gi, Ti, Pi), e.g. 64Mi",
+    ),
+    (
+        'memory_trailing_space',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    deploy:\n'
+        '      resources:\n'
+        '        limits:\n'
+        '          memory: "64Mi "\n',
+        "m.yaml:7: services.web.deploy.resources.limits.memory: invalid memory quantity '64Mi ': "
+        "expected a positive number with an optional unit (b, k, m, g, t, p, Ki, Mi, Gi, Ti, Pi), e.g. 64Mi",
+    ),
+    (
+        'cpus_below_the_kernels_minimum',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    deploy:\n'
+        '      resources:\n'
+        '        limits:\n'
+        '          cpus: 0.0000001\n',
+        "m.yaml:7: services.web.deploy.resources.limits.cpus: invalid cpu quantity '0.0000001': "
+        "expected a number of CPUs from 0.01 to 1024, e.g. 0.5, 2 or 500m",
+    ),
+    (
+        'port_empty_protocol',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    ports: ["80:80/"]\n',
+        "m.yaml:4: services.web.ports[0]: port '80:80/' has an empty protocol: write tcp or udp after "
+        "'/', or drop the '/'",
+    ),
+    (
+        'port_arabic_indic_digits',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    ports: ["\u0668\u0660:80"]\n',
+        "m.yaml:4: services.web.ports[0]: port '\u0668\u0660' is not a number: expected 1 to 65535",
+    ),
+    (
+        'service_name_with_a_newline',
+        'services:\n'
+        '  "web\\n":\n'
+        '    image: busybox\n',
+        'm.yaml:2: services["web\\n"]: invalid service name \'web\\n\': use at most 63 lower-case letters, '
+        "digits and '-', starting and ending with a letter or digit (a DNS label)",
+    ),
+    # ---- manifest checks made at deploy time, not at task start ----
+    (
+        'empty',
+        '',
+        "m.yaml:1: the manifest is empty: expected a 'services:' mapping",
+    ),
+    (
+        'comments_and_whitespace_only',
+        '# nothing here\n\n   \n',
+        "m.yaml:1: the manifest is empty: expected a 'services:' mapping",
+    ),
+    (
+        'nested_too_deep',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    labels: ' + '[' * 1000 + ']' * 1000 + '\n',
+        'm.yaml:4: the manifest nests deeper than 64 levels; a manifest needs a handful',
+    ),
+    (
+        'nested_too_deep_in_block_style',
+        'x-deep:\n' + ''.join('  ' * (i + 1) + 'a:\n' for i in range(1000)),
+        'm.yaml:64: the manifest nests deeper than 64 levels; a manifest needs a handful',
+    ),
+    (
+        'number_too_long_to_convert',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    deploy:\n'
+        '      replicas: ' + '9' * 5000 + '\n',
+        'm.yaml:5: services.web.deploy.replicas: the number 9999999999999999999999999999999999999999... '
+        'is too long (5000 characters)',
+    ),
+    (
+        'image_invalid_reference',
+        'services:\n'
+        '  web:\n'
+        '    image: Busybox:latest\n',
+        "m.yaml:3: services.web.image: invalid image reference 'Busybox:latest': name component 'Busybox' "
+        "must be lowercase letters and digits, optionally separated by '.', '_', '__' or '-'",
+    ),
+    (
+        'image_invalid_tag',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox:-x\n',
+        "m.yaml:3: services.web.image: invalid image reference 'busybox:-x': tag '-x' must be 1-128 "
+        "characters of [A-Za-z0-9_.-], not starting with '.' or '-'",
+    ),
+    (
+        'image_invalid_digest',
+        'services:\n'
+        '  web:\n'
+        '    image: 127.0.0.1:5000/site@sha256:abc\n',
+        "m.yaml:3: services.web.image: remote image reference '127.0.0.1:5000/site@sha256:abc': digest "
+        "'sha256:abc' must be sha256: and 64 hex digits",
+    ),
+    (
+        'env_nul_in_value',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    environment:\n'
+        '      - "A=b\\0c"\n',
+        "m.yaml:5: services.web.environment[0]: the value of 'A' holds a NUL character, which the "
+        "environment cannot carry",
+    ),
+    (
+        'env_nul_in_name',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    environment:\n'
+        '      "A\\0": b\n',
+        'm.yaml:5: services.web.environment["A\\u0000"]: invalid variable name \'A\\x00\'',
+    ),
+    (
+        'command_empty_list',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    command: []\n',
+        "m.yaml:4: services.web.command: the command is empty: give the program and its arguments, or "
+        "leave the key out for the image's CMD",
+    ),
+    (
+        'command_empty_string',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    command: ""\n',
+        "m.yaml:4: services.web.command: the command is empty: give the program and its arguments, or "
+        "leave the key out for the image's CMD",
+    ),
+    (
+        'command_nul',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    command: [sh, "a\\0b"]\n',
+        'm.yaml:4: services.web.command[1]: an argument holds a NUL character, which no program can receive',
+    ),
+    (
+        'label_reserved_in_a_mapping',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    labels:\n'
+        '      orch.task: x\n',
+        'm.yaml:5: services.web.labels["orch.task"]: label \'orch.task\' is reserved: orch sets the labels '
+        "under 'orch.' on every task; choose another prefix",
+    ),
+    (
+        'label_reserved_in_a_list',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    labels: [orch.service=y]\n',
+        "m.yaml:4: services.web.labels[0]: label 'orch.service' is reserved: orch sets the labels under "
+        "'orch.' on every task; choose another prefix",
+    ),
+    # ---- pids and storage_opt ----
+    (
+        'pids_limit_zero',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    pids_limit: 0\n',
+        "m.yaml:4: services.web.pids_limit: invalid pids limit 0: expected a number of processes from 1 to "
+        "4194304 (the kernel's maximum), -1 for unlimited; leave the key out for the node's default",
+    ),
+    (
+        'pids_beyond_the_kernels_maximum',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    deploy:\n'
+        '      resources:\n'
+        '        limits: {pids: 4194305}\n',
+        "m.yaml:6: services.web.deploy.resources.limits.pids: invalid pids limit 4194305: expected a number "
+        "of processes from 1 to 4194304 (the kernel's maximum), -1 for unlimited",
+    ),
+    (
+        'pids_both_spellings_disagree',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    pids_limit: 100\n'
+        '    deploy:\n'
+        '      resources:\n'
+        '        limits:\n'
+        '          pids: 200\n',
+        'm.yaml:8: services.web.deploy.resources.limits.pids: pids 200 disagrees with pids_limit 100 '
+        '(line 4); set one of them',
+    ),
+    (
+        'pids_not_a_reservation',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    deploy:\n'
+        '      resources:\n'
+        '        reservations: {pids: 5}\n',
+        "m.yaml:6: services.web.deploy.resources.reservations.pids: unknown key 'pids'; expected one of: "
+        "cpus, memory",
+    ),
+    (
+        'storage_opt_unknown_key',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    storage_opt: {sise: 1G}\n',
+        "m.yaml:4: services.web.storage_opt.sise: unknown key 'sise' (did you mean 'size'?)",
+    ),
+    (
+        'storage_opt_beyond_the_limit',
+        'services:\n'
+        '  web:\n'
+        '    image: busybox\n'
+        '    storage_opt: {size: 5000Pi}\n',
+        "m.yaml:4: services.web.storage_opt.size: invalid memory quantity '5000Pi': at most 4096Pi "
+        "(2^62 bytes)",
     ),
 ]
 

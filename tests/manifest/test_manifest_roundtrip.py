@@ -13,6 +13,14 @@ from controlplane.model import Placement, PortConfig, Resources, RestartPolicy, 
 from orch.manifest import ManifestError, dump_manifest, parse_manifest
 from orch.manifest._dump import _Dumper
 from orch.manifest._values import SERVICE_NAME_PATTERN
+from orch.units import (
+    MAX_MEMORY_BYTES,
+    MAX_PIDS,
+    MAX_REPLICAS,
+    MAX_RESTART_POLICY_DELAY,
+    MAX_RESTART_POLICY_WINDOW,
+    MAX_STOP_GRACE_PERIOD,
+)
 
 LOWER = "abcdefghijklmnopqrstuvwxyz"
 DIGITS = "0123456789"
@@ -28,15 +36,33 @@ def _word(first: str, rest: str, max_size: int, last: str = "") -> st.SearchStra
 
 names = _word(LOWER + DIGITS, LOWER + DIGITS + "-", 12, LOWER + DIGITS).filter(
     lambda name: re.fullmatch(SERVICE_NAME_PATTERN, name) is not None)
-texts = st.text(st.characters(codec="utf-8"), max_size=20)  # any character but lone surrogates
+# Any character but lone surrogates and NUL (no program can receive a NUL in
+# its arguments or environment).
+texts = st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=20)
 argvs = st.none() | st.lists(texts, max_size=4)
+commands = st.none() | st.lists(texts, min_size=1, max_size=4)  # an empty command is refused
 env_names = _word(LOWER + LOWER.upper() + "_", LOWER + DIGITS + "_.", 10)
-label_keys = _word(LOWER, LOWER + DIGITS + "._/-", 15)
-seconds = st.floats(min_value=0, max_value=1e6, allow_nan=False, allow_infinity=False)
-cpus = st.integers(0, 64_000).map(lambda milli: milli / 1000)  # 0 = unset
-memory = st.one_of(st.just(0), st.integers(1, 2**40),
+label_keys = _word(LOWER, LOWER + DIGITS + "._/-", 15).filter(lambda key: not key.startswith("orch."))
+components = _word(LOWER + DIGITS, LOWER + DIGITS, 8)
+images = st.one_of(
+    st.tuples(st.lists(components, min_size=1, max_size=3).map("/".join),
+              st.none() | _word(LOWER + DIGITS + "_", LOWER + DIGITS + "_.-", 10)).map(
+        lambda t: t[0] if t[1] is None else f"{t[0]}:{t[1]}"),
+    st.tuples(st.sampled_from(["127.0.0.1:5000", "localhost", "registry.example"]), components,
+              st.none() | st.text("0123456789abcdef", min_size=64, max_size=64)).map(
+        lambda t: f"{t[0]}/{t[1]}" + (f"@sha256:{t[2]}" if t[2] else ":1")),
+)
+
+
+def seconds(maximum: float) -> st.SearchStrategy[float]:
+    return st.floats(min_value=0, max_value=maximum, allow_nan=False, allow_infinity=False)
+
+
+cpus = st.just(0.0) | st.integers(10, 64_000).map(lambda milli: milli / 1000)  # 0 = unset
+memory = st.one_of(st.just(0), st.integers(1, 2**40), st.just(MAX_MEMORY_BYTES),
                    st.tuples(st.integers(1, 4096), st.sampled_from([1024, 1024**2, 1024**3])).map(
                        lambda t: t[0] * t[1]))
+pids = st.sampled_from([0, -1, 1, MAX_PIDS]) | st.integers(1, 100_000)
 constraints = st.one_of(
     # Values never end in a space: the parser strips around the operator and ends.
     st.tuples(label_keys, st.sampled_from(["==", "!="]), _word(LOWER + DIGITS, LOWER + DIGITS + " -", 8,
@@ -50,7 +76,7 @@ constraints = st.one_of(
 @st.composite
 def resources(draw: st.DrawFn) -> tuple[Resources, Resources]:
     """Limits and reservations with each reservation at most its limit (when both are set)."""
-    limits = Resources(cpus=draw(cpus), memory_bytes=draw(memory))
+    limits = Resources(cpus=draw(cpus), memory_bytes=draw(memory), pids=draw(pids))
     res_cpus, res_memory = draw(cpus), draw(memory)
     if limits.cpus:
         res_cpus = min(res_cpus, limits.cpus)
@@ -67,14 +93,14 @@ def spec(draw: st.DrawFn, name: str, ports: list[PortConfig]) -> ServiceSpec:
     env_keys = draw(st.lists(env_names, max_size=4, unique=True))
     return ServiceSpec(
         name=name,
-        image=draw(_word(LOWER + DIGITS, LOWER + DIGITS + "._/:@-", 30)),
-        command=draw(argvs),
+        image=draw(images),
+        command=draw(commands),
         entrypoint=draw(argvs),
         env=[f"{key}={draw(texts)}" for key in env_keys],
         ports=ports,
         labels=draw(st.dictionaries(label_keys, texts, max_size=3)),
         mode=mode,
-        replicas=1 if mode == "global" else draw(st.integers(0, 1000)),
+        replicas=1 if mode == "global" else draw(st.integers(0, 1000) | st.just(MAX_REPLICAS)),
         limits=limits,
         reservations=reservations,
         placement=Placement(
@@ -84,12 +110,13 @@ def spec(draw: st.DrawFn, name: str, ports: list[PortConfig]) -> ServiceSpec:
         ),
         restart_policy=RestartPolicy(
             condition=draw(st.sampled_from(["none", "on-failure", "any"])),
-            delay=draw(seconds),
+            delay=draw(seconds(MAX_RESTART_POLICY_DELAY)),
             max_attempts=draw(st.integers(0, 100)),
-            window=draw(seconds),
+            window=draw(seconds(MAX_RESTART_POLICY_WINDOW)),
         ),
         binpack=draw(st.booleans()),
-        stop_grace_period=draw(seconds),
+        stop_grace_period=draw(seconds(MAX_STOP_GRACE_PERIOD)),
+        storage_size=draw(memory),
     )
 
 
@@ -140,7 +167,7 @@ def _compose_memory(n: int) -> str:
     return f"{n}b"
 
 
-@given(st.integers(1, 64_000), memory.filter(bool))
+@given(st.integers(10, 64_000), memory.filter(bool))
 def test_quantities_in_both_notations_agree(milli: int, size: int) -> None:
     def parsed(cpu_text: str, memory_text: str) -> Resources:
         text = (f"services:\n  web:\n    image: busybox\n    deploy:\n      resources:\n"

@@ -1,12 +1,15 @@
 """Value spellings: quantities in Compose and Kubernetes notation, durations, ports,
-constraints, environment and labels, and the YAML layer's positions."""
+constraints, environment and labels, and the YAML layer's positions; each
+limit (orch.units) at its edge; pids and storage_opt; the checks made at
+deploy time rather than when a task starts."""
 
 from __future__ import annotations
 
 import pytest
 
-from controlplane.model import PortConfig, ServiceSpec
+from controlplane.model import PortConfig, Resources, ServiceSpec
 from orch.manifest import ManifestError, parse_manifest
+from orch.units import MAX_REPLICAS
 
 KI, MI, GI = 1024, 1024**2, 1024**3
 
@@ -69,7 +72,7 @@ def test_memory_both_notations(text: str, memory: int) -> None:
     [
         ("0", "", "invalid cpu quantity '0'"),
         ("0m", "", "invalid cpu quantity '0m'"),
-        ("2000", "", "at most 1024"),
+        ("2000", "", "from 0.01 to 1024"),
         ("1e-3", "", "invalid cpu quantity '1e-3'"),
         ("true", "", "expected a number of CPUs such as 0.5 or 500m, got true"),
         ("", "0", "expected a memory size of at least 1 byte, got 0"),
@@ -94,7 +97,7 @@ def test_bad_quantities(cpus: str, memory: str, message: str) -> None:
         ("1.5s", 1.5),
         ("2m", 120.0),
         ("100us", 0.0001),
-        ("1h2m3s4ms", 3723.004),
+        ("45m3s4ms", 2703.004),
         ("10", 10.0),  # a YAML int: seconds
         ("2.5", 2.5),  # a YAML float: seconds
         ('"7"', 7.0),  # a bare number as a string: seconds
@@ -254,3 +257,125 @@ def test_good_service_names(name: str) -> None:
 def test_bad_service_names(name: str) -> None:
     with pytest.raises(ManifestError, match=r"^<string>:2: services.*invalid service name"):
         parse_manifest(f"services:\n  {name}:\n    image: busybox\n")
+
+
+# ---- limits: the largest and smallest values accepted ------------------------------------
+
+def test_each_limit_itself_is_accepted() -> None:
+    spec = _service(
+        "stop_grace_period: 24h\n"
+        "storage_opt: {size: 4096Pi}\n"
+        "deploy:\n"
+        "  replicas: 100000\n"
+        "  resources:\n"
+        "    limits: {cpus: 0.01, memory: 4096Pi, pids: 4194304}\n"
+        "  restart_policy: {delay: 1h, window: 24h}\n"
+        "  placement: {max_replicas_per_node: 100000}\n"
+    )
+    assert spec.replicas == MAX_REPLICAS
+    assert spec.stop_grace_period == 86400.0
+    assert (spec.restart_policy.delay, spec.restart_policy.window) == (3600.0, 86400.0)
+    assert spec.limits == Resources(cpus=0.01, memory_bytes=2**62, pids=4_194_304)
+    assert spec.storage_size == 2**62
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("deploy: {replicas: 100001}", "100001 is too large: at most 100000 replicas per service"),
+        ("deploy: {placement: {max_replicas_per_node: 100001}}", "at most 100000"),
+        ("deploy: {restart_policy: {max_attempts: 2147483648}}", "at most 2147483647"),
+        ("stop_grace_period: 86401", "86401 is too long: at most 24h"),
+        ("stop_grace_period: 24h1ns", "'24h1ns' is too long: at most 24h"),
+        ("stop_grace_period: 1.0e+400", "expected a duration"),  # YAML's float: inf
+        ("stop_grace_period: " + "9" * 400, "is too long: at most 24h"),  # an int beyond any float
+        ('stop_grace_period: "5s "', "expected a duration"),
+        ('stop_grace_period: "\u0665s"', "expected a duration"),
+        ("deploy: {restart_policy: {delay: 3601}}", "at most 1h"),
+        ("deploy: {restart_policy: {window: 25h}}", "at most 24h"),
+        ("deploy: {resources: {limits: {memory: 4611686018427387905}}}", "at most 4096Pi"),
+        ("deploy: {resources: {limits: {cpus: 0.009}}}", "from 0.01 to 1024"),
+        ("deploy: {resources: {limits: {cpus: " + "9" * 400 + "}}}", "from 0.01 to 1024"),
+        ("deploy: {resources: {limits: {cpus: '5m'}}}", "from 0.01 to 1024"),
+        ("deploy: {resources: {reservations: {cpus: ' 1'}}}", "invalid cpu quantity ' 1'"),
+        ("ports: ['80:80 ']", "is not a number"),
+        ("ports: [{published: 80, target: '\u0668\u0660'}]", "is not a number"),
+    ],
+)
+def test_values_beyond_the_limits_are_refused(body: str, message: str) -> None:
+    with pytest.raises(ManifestError, match=r"^<string>:\d+: services\.web\.") as caught:
+        _service(body)
+    assert message in str(caught.value)
+
+
+# ---- pids and storage_opt ---------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("body", "pids"),
+    [
+        ("", 0),  # the node's default
+        ("pids_limit: 100", 100),  # Compose's service-level key
+        ("deploy: {resources: {limits: {pids: 100}}}", 100),  # Compose's deploy key
+        ("pids_limit: 100\ndeploy: {resources: {limits: {pids: 100}}}", 100),  # both, agreeing
+        ("pids_limit: -1", -1),  # unlimited
+        ("deploy: {resources: {limits: {pids: -1, memory: 64Mi}}}", -1),
+    ],
+)
+def test_pids_in_both_compose_spellings(body: str, pids: int) -> None:
+    spec = _service(body)
+    assert spec.limits.pids == pids
+    assert spec.reservations.pids == 0
+
+
+@pytest.mark.parametrize("value", ["-2", "1.5", "'100'", "true", "[1]"])
+def test_bad_pids(value: str) -> None:
+    with pytest.raises(ManifestError, match=r"^<string>:4: services\.web\.pids_limit: "):
+        _service(f"pids_limit: {value}")
+
+
+def test_storage_opt_size() -> None:
+    assert _service("storage_opt: {size: 1G}").storage_size == GI
+    assert _service("storage_opt: {size: 512Mi}").storage_size == 512 * MI
+    assert _service("").storage_size == 0
+    with pytest.raises(ManifestError, match=r"^<string>:4: services\.web\.storage_opt\.size: "):
+        _service("storage_opt: {size: 0}")
+
+
+# ---- image references, commands, environment and labels checked at deploy time ------------------
+
+@pytest.mark.parametrize("image", ["busybox", "busybox:1.36", "library/app:v1.2_3", "a.b/c-d__e:x",
+                                   "127.0.0.1:5000/site:1", "localhost/app", "registry.example/a/b:c",
+                                   "127.0.0.1:5000/site@sha256:" + "a" * 64,
+                                   "sha256:" + "0" * 64, "0123abcd"])
+def test_good_image_references(image: str) -> None:
+    assert parse_manifest(f"services:\n  web:\n    image: '{image}'\n")[0].image == image
+
+
+@pytest.mark.parametrize("image", ["Busybox", "busybox:", "busybox@sha256:abc", "a//b", "-a", "busy box",
+                                   "127.0.0.1:5000/Site:1", "127.0.0.1:5000/site:tag with space", ""])
+def test_bad_image_references(image: str) -> None:
+    with pytest.raises(ManifestError, match=r"^<string>:3: services\.web\.image: "):
+        parse_manifest(f"services:\n  web:\n    image: '{image}'\n")
+
+
+def test_command_may_not_be_empty_but_entrypoint_may() -> None:
+    assert _service("entrypoint: []\ncommand: [sh]").entrypoint == []
+    for body in ("command: []", "command: ''", "command: '   '"):
+        with pytest.raises(ManifestError, match=r"services\.web\.command: the command is empty"):
+            _service(body)
+    with pytest.raises(ManifestError, match=r"services\.web\.entrypoint\[0\]: an argument holds a NUL"):
+        _service('entrypoint: ["\\0"]')
+
+
+def test_labels_near_the_reserved_prefix() -> None:
+    assert _service("labels: [orchestra=1, my.orch.task=2, Orch.x=3]").labels == {
+        "orchestra": "1", "my.orch.task": "2", "Orch.x": "3"}
+    for key in ("orch.task", "orch.service", "orch.anything"):
+        with pytest.raises(ManifestError, match="is reserved"):
+            _service(f"labels: [{key}=1]")
+
+
+def test_memory_takes_dockers_single_space() -> None:
+    assert _limits(memory="64 MiB").limits.memory_bytes == 64 * MI
+    with pytest.raises(ManifestError, match="invalid memory quantity"):
+        _limits(memory="'64  MiB'")

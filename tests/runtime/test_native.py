@@ -32,3 +32,24 @@ def test_the_built_binary_is_from_the_current_source() -> None:
     """scripts/setup rebuilds it when init.c is newer."""
     binary, source = Path(native.BINARY), Path(native.SOURCE)
     assert binary.stat().st_mtime >= source.stat().st_mtime
+
+
+def test_a_ready_report_before_the_pid_is_kept_not_taken_for_an_error() -> None:
+    """PID 1 and the helper share the report pipe: with nothing to wait for,
+    PID 1's "R" can arrive before the helper's "P<pid>" (seen under load).
+    Taken for an error, the runtime then waited for an EOF that never came."""
+    import os
+
+    from nodeagent.runtime import channel
+    from nodeagent.runtime.linux import _read_pid
+
+    r, w = os.pipe()
+    os.write(w, b"R\nP4242\n")  # the write end stays open, as PID 1 keeps it
+    reader = channel.Reader(r)
+    early: list[bytes] = []
+    try:
+        assert _read_pid(reader, early) == (4242, None)
+        assert early == [b"R"]
+    finally:
+        reader.close()
+        os.close(w)

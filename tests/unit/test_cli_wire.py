@@ -79,6 +79,7 @@ fields = st.fixed_dictionaries({
     "network": st.sampled_from(["", "bridge", "none", "host"]), "auto_remove": st.booleans(),
     "stop_timeout": st.none() | st.floats(0, 1e6), "stop_signal": text,
     "labels": st.dictionaries(text, text, max_size=3), "read_only": st.booleans(),
+    "storage_size_bytes": st.integers(0, 1 << 50),
 })
 
 
@@ -89,7 +90,8 @@ def _pb_config(c: dict[str, Any], volatile: bool) -> pb.ContainerConfig:
         ports=[pb.PortMapping(**p) for p in c["ports"]], memory_bytes=c["memory_bytes"],
         cpus=c["cpus"], pids_limit=c["pids_limit"], restart_policy=c["restart_policy"],
         network=c["network"], auto_remove=c["auto_remove"], stop_signal=c["stop_signal"],
-        labels=c["labels"], read_only=c["read_only"], volatile_rootfs=volatile)
+        labels=c["labels"], read_only=c["read_only"], volatile_rootfs=volatile,
+        storage_size_bytes=c["storage_size_bytes"])
     for key in ("command", "entrypoint"):
         if c[key] is not None:
             getattr(cfg, key).SetInParent()
@@ -172,6 +174,7 @@ def test_quick_parser_agrees_with_argparse_whenever_it_answers(argv: list[str]) 
     ["--memory=64Mi", "--cpus", "0.5", "--pids-limit", "10", "--restart", "on-failure:3", "img"],
     ["-l", "k=v", "--entrypoint", "", "-w", "/tmp", "-u", "1000", "--read-only", "img", "--rm"],
     ["--stop-timeout", "2.5", "--stop-signal", "SIGINT", "--hostname", "h", "img", "sh", "-c", "x"],
+    ["--storage-opt", "size=10G", "img"],
 ])
 def test_usual_command_lines_take_the_quick_path(argv: list[str]) -> None:
     quick = runcmd.parse_quick(argv)
@@ -181,10 +184,12 @@ def test_usual_command_lines_take_the_quick_path(argv: list[str]) -> None:
 def test_config_fields_name_the_bad_option() -> None:
     base = runcmd.parse_quick(["img"])
     assert base is not None
-    for change, message in (({"memory": "lots"}, "memory"), ({"pids_limit": -1}, "--pids-limit"),
+    for change, message in (({"memory": "lots"}, "memory"), ({"pids_limit": "-2"}, "--pids-limit"),
                             ({"env": ["=x"]}, "environment variable"),
                             ({"publish": ["99999:80"]}, "port mapping"),
-                            ({"label": ["novalue"]}, "label")):
+                            ({"label": ["novalue"]}, "label"),
+                            ({"storage_opt": ["size=lots"]}, "--storage-opt"),
+                            ({"storage_opt": ["dm.basesize=1G"]}, "KEY one of: size")):
         with pytest.raises(CLIError, match=message):
             runcmd.config_fields({**base, **change})
 

@@ -1,8 +1,11 @@
-"""Memory/CPU quantity parsing and the CLI's human formats (orch/units.py)."""
+"""Memory/CPU quantity parsing, the documented limits and the checks of uids, hostnames,
+seconds and pids counts, and the CLI's human formats (orch/units.py)."""
 
 from __future__ import annotations
 
 import ast
+import math
+import re
 import subprocess
 import sys
 
@@ -10,12 +13,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orch.manifest._values import CPUS_PATTERN, MEMORY_PATTERN
 from orch.units import (
+    MAX_CPUS,
+    MAX_MEMORY_BYTES,
+    MAX_PIDS,
+    MAX_STOP_GRACE_PERIOD,
+    MIN_CPUS,
     QuantityError,
+    check_cpus,
+    check_hostname,
+    check_pids_limit,
+    check_seconds,
+    check_user,
     format_bytes,
     format_duration,
+    format_seconds,
     parse_cpus,
     parse_memory,
+    parse_pids_limit,
+    parse_seconds,
 )
 
 KI, MI, GI, TI = 1 << 10, 1 << 20, 1 << 30, 1 << 40
@@ -47,8 +64,7 @@ MEMORY_CASES = [
     ("0.5m", MI // 2),
     (".5k", 512),
     ("1.", 1),
-    (" 64m ", 64 * MI),
-    ("64 m", 64 * MI),
+    ("64 m", 64 * MI),  # Docker's one space between number and unit
     ("1.1g", 1181116006),  # exact: int(1.1 * 2**30), no float rounding up
     ("1.9", 1),  # fractional bytes truncate, as in Docker
 ]
@@ -126,7 +142,7 @@ def test_format_bytes_table(n: int, text: str) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("0.5", 0.5), ("2", 2.0), ("500m", 0.5), ("1500m", 1.5), (".25", 0.25), ("1024", 1024.0),
-     (" 1 ", 1.0), ("1m", 0.001)],
+     ("10m", 0.01), ("0.01", 0.01)],
 )
 def test_parse_cpus_table(text: str, expected: float) -> None:
     assert parse_cpus(text) == pytest.approx(expected)
@@ -177,3 +193,162 @@ def test_units_imports_nothing_heavy() -> None:
     new = ast.literal_eval(out.stdout)
     # Beyond re and math (and what they import), nothing at all.
     assert new == [], new
+
+
+# ---- limits: ASCII digits, no surrounding space, documented maxima ---------------------------
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("99999999999999999999999Ti", "at most 4096Pi"),
+        ("4097Pi", "at most 4096Pi"),
+        ("\u0666\u0664Mi", "invalid memory quantity"),  # Arabic-Indic digits: int() would take them
+        ("\u0666\u0664", "invalid memory quantity"),
+        ("64Mi ", "invalid memory quantity"),
+        (" 64Mi", "invalid memory quantity"),
+        ("64Mi\n", "invalid memory quantity"),
+        ("64  Mi", "invalid memory quantity"),
+        ("64 ", "invalid memory quantity"),
+        ("1_000", "invalid memory quantity"),
+        ("9" * 5000, "longer than 64 characters"),  # int() would refuse 4,300 digits with a ValueError
+    ],
+)
+def test_parse_memory_refuses_what_breaks_things(text: str, message: str) -> None:
+    with pytest.raises(QuantityError, match=message) as info:
+        parse_memory(text)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_memory_maximum_is_accepted() -> None:
+    assert parse_memory("4096Pi") == MAX_MEMORY_BYTES == 2**62
+    assert parse_memory(str(2**62)) == 2**62
+
+
+@pytest.mark.parametrize("text", ["0.0000001", "0.009", "9m", "1m", "\u0661", " 1", "1 ", "1\n", "1_0",
+                                  "1e-07", "1025", "inf", "nan"])
+def test_parse_cpus_refuses_below_the_kernels_minimum_and_odd_spellings(text: str) -> None:
+    with pytest.raises(QuantityError, match=r"from 0\.01 to 1024"):
+        parse_cpus(text)
+
+
+@pytest.mark.parametrize("value", [0.0, 0.001, -1.0, 1024.5, math.inf, math.nan])
+def test_check_cpus_bounds(value: float) -> None:
+    with pytest.raises(QuantityError):
+        check_cpus(value)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("0", 0.0), ("10", 10.0), ("2.5", 2.5), (".5", 0.5),
+                                               ("86400", 86400.0)])
+def test_parse_seconds_table(text: str, seconds: float) -> None:
+    assert parse_seconds(text, MAX_STOP_GRACE_PERIOD, "--stop-timeout") == seconds
+
+
+@pytest.mark.parametrize("text", ["1e400", "inf", "nan", "-1", "86400.5", "1e3", "\u0665", " 5", "5 ", "",
+                                  "1_0", "0x10", "9" * 400])
+def test_parse_seconds_refuses(text: str) -> None:
+    with pytest.raises(QuantityError, match=r"invalid --stop-timeout .*expected a number of seconds "
+                                            r"from 0 to 86400 \(24h\)"):
+        parse_seconds(text, MAX_STOP_GRACE_PERIOD, "--stop-timeout")
+
+
+@pytest.mark.parametrize("value", [-0.001, 86400.001, math.inf, -math.inf, math.nan, 1e400])
+def test_check_seconds_refuses(value: float) -> None:
+    with pytest.raises(QuantityError, match="at most 24h"):
+        check_seconds(value, MAX_STOP_GRACE_PERIOD, "stop timeout")
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(86400, "24h"), (3600, "1h"), (90, "90s"), (120, "2m"),
+                                               (0.5, "0.5s")])
+def test_format_seconds(seconds: float, text: str) -> None:
+    assert format_seconds(seconds) == text
+
+
+@pytest.mark.parametrize(("text", "value"), [("1", 1), ("-1", -1), ("0", 0), (str(MAX_PIDS), MAX_PIDS)])
+def test_parse_pids_limit(text: str, value: int) -> None:
+    assert parse_pids_limit(text) == value
+
+
+@pytest.mark.parametrize("text", ["-2", str(MAX_PIDS + 1), "1.5", "\u0661", " 1", "", "max", "9" * 100])
+def test_parse_pids_limit_refuses(text: str) -> None:
+    with pytest.raises(QuantityError, match="invalid pids limit"):
+        parse_pids_limit(text)
+
+
+def test_pids_limit_without_a_node_default() -> None:
+    check_pids_limit(0)
+    with pytest.raises(QuantityError, match=r"-1 for unlimited$"):
+        check_pids_limit(0, node_default=False)
+
+
+@pytest.mark.parametrize("user", ["", "0", "1000", "1000:1000", "4294967294", "4294967294:4294967294",
+                                  "nobody", "www-data:www-data", "1000:", "app:0", "\u0661"])
+def test_check_user_accepts(user: str) -> None:
+    check_user(user)
+
+
+@pytest.mark.parametrize(
+    ("user", "message"),
+    [
+        ("4294967295", "0 to 4294967294"),  # (uid_t)-1: "unchanged", so the process stays root
+        ("99999999999", "0 to 4294967294"),  # truncated to 32 bits by the kernel's types
+        ("0:4294967295", "0 to 4294967294"),
+        ("-1", "0 to 4294967294"),
+        ("+5", "0 to 4294967294"),
+        ("a:b:c", "USER or USER:GROUP"),
+        ("a b", "spaces and control characters"),
+        ("root\0", "spaces and control characters"),
+    ],
+)
+def test_check_user_refuses(user: str, message: str) -> None:
+    with pytest.raises(QuantityError, match=message):
+        check_user(user)
+
+
+@pytest.mark.parametrize("name", ["web", "web-1", "web.1.abcdef12", "A1", "1", "a" * 63, "a." * 31 + "bc"])
+def test_check_hostname_accepts(name: str) -> None:
+    check_hostname(name)
+
+
+@pytest.mark.parametrize("name", ["", "a b", "-web", "web-", "web_1", "a..b", "web.", ".web", "a" * 64,
+                                  "a." * 32 + "b", "w\u00e9b", "web\n"])
+def test_check_hostname_refuses(name: str) -> None:
+    with pytest.raises(QuantityError, match="invalid hostname"):
+        check_hostname(name)
+
+
+quantity_chars = st.text("0123456789.kKmMgGtTpPiIbB \u0666\u00b2_-+e", max_size=12)
+
+
+@given(quantity_chars)
+def test_any_memory_that_parses_is_within_bounds_and_matches_the_schema(text: str) -> None:
+    try:
+        value = parse_memory(text)
+    except QuantityError:
+        return
+    assert 1 <= value <= MAX_MEMORY_BYTES
+    assert re.fullmatch(MEMORY_PATTERN, text), text  # the schema accepts what the parser does
+
+
+@given(quantity_chars)
+def test_any_cpus_that_parse_are_within_bounds_and_match_the_schema(text: str) -> None:
+    try:
+        value = parse_cpus(text)
+    except QuantityError:
+        return
+    assert MIN_CPUS <= value <= MAX_CPUS
+    assert re.fullmatch(CPUS_PATTERN, text), text
+
+
+@given(st.integers(1, MAX_MEMORY_BYTES))
+def test_memory_round_trips_in_bytes_and_in_its_largest_unit(n: int) -> None:
+    assert parse_memory(str(n)) == n
+    for unit, size in (("Pi", 1 << 50), ("Ti", 1 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)):
+        if n % size == 0:
+            assert parse_memory(f"{n // size}{unit}") == n
+            break
+
+
+@given(st.floats(0, MAX_STOP_GRACE_PERIOD, allow_nan=False))
+def test_seconds_round_trip(seconds: float) -> None:
+    text = format(seconds, "f")
+    assert parse_seconds(text, MAX_STOP_GRACE_PERIOD) == float(text)
