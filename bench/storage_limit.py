@@ -5,7 +5,7 @@ state dir has no project quotas (a loop-mounted ext4 per container, see
 1. ``orch run --rm --network none busybox true`` with and without
    ``--storage-opt size=...``, alternating so background noise hits both
    alike; medians of N runs each after 3 warm-ups. The CLI's share of the
-   difference is its parsing of the option (``orch.units``).
+   difference is its parsing of the option (``model.units``).
 2. The same container through ``LinuxRuntime`` alone (create, start, wait,
    remove), with and without a size: the layer's cost in the supervisor.
 3. The layer's own steps (mkfs.ext4 on a sparse file, loop attach and

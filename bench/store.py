@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import tempdir
 from controlplane.etcd import EmbeddedEtcd
-from controlplane.model import Service, ServiceSpec, Task
 from controlplane.store import Informer, Op, Store
+from model.objects import Service, ServiceSpec, Task
 
 
 def tasks_for(service: Service, n: int) -> list[Task]:

@@ -18,7 +18,6 @@ from typing import Any
 
 import grpc
 
-from controlplane.model import Node, Service, Task, TaskState
 from controlplane.store import (
     Change,
     Informer,
@@ -30,7 +29,8 @@ from controlplane.store import (
     encode,
     kind_of,
 )
-from orch.units import MAX_REPLICAS
+from model.objects import Node, Service, Task, TaskState
+from model.units import MAX_REPLICAS
 from proto import agent_pb2 as pb
 from proto import agent_pb2_grpc as pb_grpc
 from proto import cluster_pb2 as cpb
@@ -146,7 +146,7 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
         not load YAML and the model: half its start-up), or ready specs held
         to the same rules (``check_specs``). An empty manifest is an error,
         not a deploy of nothing: its path comes without text."""
-        from orch.manifest import ManifestError, check_specs, parse_manifest
+        from model.manifest import ManifestError, check_specs, parse_manifest
 
         try:
             if request.manifest or request.manifest_path:
@@ -160,7 +160,7 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
         raise AssertionError
 
     def _decoded(self, services_json: Any, context: grpc.ServicerContext) -> list[Any]:
-        from controlplane.model import _spec  # the one JSON -> spec decoder
+        from model.objects import _spec  # the one JSON -> spec decoder
 
         specs = []
         for index, raw in enumerate(services_json):
@@ -180,7 +180,7 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
             return spec
         # Only now the HTTP client: loading it costs a local image's first
         # deploy ~20 ms for nothing.
-        from nodeagent.errors import AgentError
+        from common.errors import AgentError
         from nodeagent.images.registry import parse_remote, resolve_digest
 
         try:
@@ -291,7 +291,7 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
     def _agent(self, node_id: str) -> tuple[Node, Any, Any]:
         """The node, a channel to its API and a stub whose calls carry the
         node's API token (the only calls it serves over TCP: logs, exec, stats)."""
-        from nodeagent.auth import bearer
+        from common.auth import bearer
 
         node = self.informer.get(Kind.NODE, node_id)
         if not isinstance(node, Node) or not node.address:

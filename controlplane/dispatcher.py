@@ -29,8 +29,8 @@ import grpc
 import structlog
 
 from controlplane.controllers import HEARTBEAT_INTERVAL, can_advance
-from controlplane.model import Node, NodeResources, Task, TaskState
 from controlplane.store import Change, Informer, Kind, Op, Store, StoreConflict, StoreError, encode
+from model.objects import Node, NodeResources, Task, TaskState
 from proto import cluster_pb2 as cpb
 from proto import cluster_pb2_grpc as cpb_grpc
 

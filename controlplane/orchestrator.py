@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from controlplane.controllers import NodeMonitor, diff, oversized
-from controlplane.model import Node, Service, Task, TaskState
 from controlplane.store import (
     Change,
     Informer,
@@ -34,7 +33,8 @@ from controlplane.store import (
     StoreError,
     StoreObject,
 )
-from orch.units import MAX_REPLICAS
+from model.objects import Node, Service, Task, TaskState
+from model.units import MAX_REPLICAS
 from scheduler import ClusterSnapshot, NodeInfo, Placed, TaskRequest, schedule
 
 log = structlog.get_logger("orch.orchestrator")

@@ -84,7 +84,7 @@ def check_address(addr: str, flag: str) -> None:
 def _tokens(opts: ControlPlaneOptions) -> tuple[str, str]:
     """(join token, admin token), from their files or the environment, or
     made in the state dir on first start."""
-    from nodeagent.auth import TokenError, token_from, write_token
+    from common.auth import TokenError, token_from, write_token
 
     try:
         join = token_from(opts.token_file, JOIN_TOKEN_ENV) or write_token(
@@ -123,8 +123,8 @@ def _unix_server(path: str) -> grpc.Server:
 
 def serve(opts: ControlPlaneOptions) -> int:
     """Run until SIGTERM/SIGINT; ControlPlaneError for what the user must fix."""
-    from nodeagent.auth import interceptor
-    from nodeagent.logging import configure_logging
+    from common.auth import interceptor
+    from common.logging import configure_logging
 
     check_options(opts)
     configure_logging()
@@ -168,7 +168,7 @@ def serve(opts: ControlPlaneOptions) -> int:
     elector.start()
     # The manifest parser (YAML and the checks) is loaded now, off the
     # request path: the first `orch deploy` does not wait for it.
-    threading.Thread(target=importlib.import_module, args=("orch.manifest",),
+    threading.Thread(target=importlib.import_module, args=("model.manifest",),
                      name="warm-manifest", daemon=True).start()
     stop.wait()
     log.info("control plane stopping", id=replica)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nodeagent.errors import InvalidArgument
+from common.errors import InvalidArgument
 
 __all__ = [
     "POLICY_NAMES",

@@ -26,7 +26,7 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Literal
 
-from controlplane.model import Node
+from model.objects import Node
 
 NodeState = Literal["ready", "down", "unknown"]
 

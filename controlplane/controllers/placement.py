@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from controlplane.model import Node
+from model.objects import Node
 
 _LABEL_PREFIX = "node.labels."
 _FIELDS = {"node.name": "name", "node.hostname": "name", "node.id": "id"}

@@ -38,7 +38,7 @@ Rules, in the order one pass applies them:
    kept); in slots that no longer exist (above ``replicas``, or a global
    task's node that is gone) none are kept.
 
-A replicated service asking for more than ``MAX_REPLICAS`` (``orch.units``;
+A replicated service asking for more than ``MAX_REPLICAS`` (``model.units``;
 every way in refuses it, but one may already be stored) is skipped: its tasks
 are left as they are and none are created, so one bad spec cannot make the
 control plane create tasks until it runs out of memory. ``oversized`` names
@@ -68,8 +68,8 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 
-from controlplane.model import Node, Service, ServiceSpec, Task, TaskState, TaskStatus
-from orch.units import MAX_REPLICAS
+from model.objects import Node, Service, ServiceSpec, Task, TaskState, TaskStatus
+from model.units import MAX_REPLICAS
 
 from .changes import Changes
 from .placement import keeps_global, starts_global

@@ -22,7 +22,7 @@ replacement within a few seconds of a node loss (see ``nodemonitor``).
 
 from __future__ import annotations
 
-from controlplane.model import RestartPolicy, Task, TaskState
+from model.objects import RestartPolicy, Task, TaskState
 
 MAX_RESTART_DELAY = 60.0  # seconds; backoff cap
 _MAX_DOUBLINGS = 16  # keeps 2**n small; the cap is reached long before

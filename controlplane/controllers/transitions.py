@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from controlplane.model import Task, TaskState
+from model.objects import Task, TaskState
 
 
 class TransitionError(ValueError):

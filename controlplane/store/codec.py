@@ -13,8 +13,8 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from controlplane import model
-from controlplane.model import Node, Service, Task
+from model import objects as model
+from model.objects import Node, Service, Task
 
 from .errors import StoreCorrupt
 from .keys import Kind

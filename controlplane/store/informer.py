@@ -25,7 +25,7 @@ from typing import Literal
 
 import structlog
 
-from controlplane.model import Node, Service, Task
+from model.objects import Node, Service, Task
 
 from .codec import StoreObject
 from .errors import StoreError

@@ -30,7 +30,7 @@ from typing import Any, Literal, TypeVar
 
 from pyetcd import transactions as tx
 
-from controlplane.model import Node, Service, Task
+from model.objects import Node, Service, Task
 
 from . import keys
 from ._client import connect, read, translate

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nodeagent.errors import AgentError
-from nodeagent.logging import JsonLogger
+from common.errors import AgentError
+from common.logging import JsonLogger
+from model.units import DEFAULT_PIDS_LIMIT
 from nodeagent.supervisor import ALREADY_RUNNING, SupervisorClient, SupervisorUnavailable
-from orch.units import DEFAULT_PIDS_LIMIT
 
 log = JsonLogger("orch.agent")
 
@@ -344,7 +344,7 @@ def _node_api(grpc: Any, service: Any, opts: AgentOptions) -> Any:
     """The node API on ``opts.listen``: the methods above, for callers that
     present this node's API token (the control plane, which learns it from
     the node's Register); started here."""
-    from nodeagent.auth import interceptor
+    from common.auth import interceptor
     from proto import agent_pb2_grpc as pb_grpc
 
     token = node_api_token(opts.state_dir)
@@ -365,7 +365,7 @@ def _node_api(grpc: Any, service: Any, opts: AgentOptions) -> Any:
 
 
 def node_api_token(state_dir: str) -> str:
-    from nodeagent.auth import write_token
+    from common.auth import write_token
 
     return write_token(os.path.join(state_dir, NODE_API_TOKEN))
 

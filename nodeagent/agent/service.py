@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from common.errors import AgentError, Conflict, InvalidArgument
 from nodeagent.agent import specbuild
 from nodeagent.agent.events import EventHub
-from nodeagent.errors import AgentError, Conflict, InvalidArgument
 from nodeagent.logs import LogFollower, read_logs
 from nodeagent.supervisor import SupervisorClient
 from proto import agent_pb2 as pb

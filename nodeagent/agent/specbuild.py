@@ -6,7 +6,7 @@ fall back to the image's. Everything the runtime needs is decided here, so the
 runtime never looks anything up.
 
 This is the agent's edge: every engine request passes here, whichever client
-sent it, so every value is checked here against ``orch.units``' limits (the
+sent it, so every value is checked here against ``model.units``' limits (the
 CLI and the manifest check the same limits earlier, for better messages): a
 name, hostname, numeric uid, stop timeout, pids limit, memory or CPU count
 out of range, or a NUL in an argument or variable, is ``InvalidArgument``.
@@ -22,7 +22,8 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nodeagent.errors import InvalidArgument
+from common.errors import InvalidArgument
+from model import units
 from nodeagent.runtime.spec import (
     ContainerSpec,
     NetworkConfig,
@@ -31,7 +32,6 @@ from nodeagent.runtime.spec import (
     Resources,
     RootfsSpec,
 )
-from orch import units
 from proto import agent_pb2 as pb
 
 if TYPE_CHECKING:

@@ -33,10 +33,10 @@ from typing import Any
 # registry check load with the worker, not on a node's first task.
 from google.protobuf import json_format  # noqa: F401
 
-from controlplane.model import Task, TaskState, task_from_dict
-from nodeagent.errors import AgentError, NotFound
+from common.errors import AgentError, NotFound
+from common.logging import JsonLogger
+from model.objects import Task, TaskState, task_from_dict
 from nodeagent.images.registry.remote import names_registry
-from nodeagent.logging import JsonLogger
 from nodeagent.supervisor import default_max_launching
 from proto import agent_pb2 as pb
 from proto import cluster_pb2 as cpb

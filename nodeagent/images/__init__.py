@@ -5,7 +5,7 @@ remove, prune, disk_usage, manifest, lower_dirs),
 the :class:`Image` / :class:`ImageConfig` data, reference helpers, and
 :func:`apply_layer` for safe (whiteout-aware) layer extraction.
 
-Errors (from ``nodeagent.errors``)::
+Errors (from ``common.errors``)::
 
     NotFound           unknown reference, id or prefix
     InvalidArgument    bad reference, ambiguous id prefix, bad import source
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nodeagent._lazy import lazy_exports
+from common.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from nodeagent.images.extract import UnsafeLayer, apply_layer, clean_member_name

@@ -37,7 +37,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import IO
 
-from nodeagent.errors import AgentError, InvalidArgument
+from common.errors import AgentError, InvalidArgument
 from nodeagent.images.model import DEFAULT_MAX_BYTES
 
 WHITEOUT_PREFIX = ".wh."

@@ -20,7 +20,7 @@ the first container of the image does not wait for them.
 The job writes JSON lines on stdout: any number of
 ``{"progress": [kind, digest, done, total]}``, then ``{"result": "..."}`` or
 ``{"error": {"code": ..., "message": ...}}``. The error keeps the
-:mod:`nodeagent.errors` code, so the agent answers with the same status it
+:mod:`common.errors` code, so the agent answers with the same status it
 would have given for the error raised in-process.
 """
 
@@ -33,7 +33,7 @@ import sys
 from collections.abc import Generator
 from typing import Any
 
-from nodeagent.errors import AgentError, InvalidArgument, from_dict
+from common.errors import AgentError, InvalidArgument, from_dict
 
 Progress = tuple[str, str, int, int]  # kind, digest, bytes done, bytes in all
 

@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterator
 from typing import IO, Any
 
-from nodeagent.errors import AgentError
+from common.errors import AgentError
 
 LAYOUT_VERSION = "1.0.0"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from nodeagent.errors import InvalidArgument
+from common.errors import InvalidArgument
 
 DEFAULT_TAG = "latest"
 

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterator
 from typing import IO
 
-from nodeagent.errors import AgentError
+from common.errors import AgentError
 from nodeagent.images.model import DEFAULT_MAX_BYTES
 
 _GZIP_MAGIC = b"\x1f\x8b"

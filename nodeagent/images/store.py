@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from nodeagent.errors import AgentError, InvalidArgument, NotFound
+from common.errors import AgentError, InvalidArgument, NotFound
 from nodeagent.images.layout import OciLayout
 from nodeagent.images.model import (
     CONFIG_MEDIA_TYPE,

@@ -8,7 +8,7 @@ its init, from what :func:`~nodeagent.network.inside.container_side` says.
 
 Invariants: container subnets never route out through the uplink (nft
 forward drop, no outbound masquerade); ``teardown`` leaves the host as found.
-Errors are :mod:`nodeagent.errors` kinds; kernel failures are ``SetupError``
+Errors are :mod:`common.errors` kinds; kernel failures are ``SetupError``
 naming the step and its arguments.
 """
 

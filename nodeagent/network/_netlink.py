@@ -8,7 +8,7 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-from nodeagent.errors import SetupError
+from common.errors import SetupError
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from nodeagent.errors import SetupError
+from common.errors import SetupError
 from nodeagent.network import _netlink
 from nodeagent.network._netlink import index_of
 from nodeagent.runtime import channel

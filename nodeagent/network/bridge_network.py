@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 
-from nodeagent.errors import InvalidArgument, SetupError
+from common.errors import InvalidArgument, SetupError
 from nodeagent.network import nftables, ports, veth
 from nodeagent.network.ipam import LeaseFile, gateway_of, parse_subnet
 from nodeagent.network.names import IFNAMSIZ, host_veth_name

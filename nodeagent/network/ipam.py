@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from common.errors import AgentError, FailedPrecondition, InvalidArgument
 from nodeagent import jsonlines
-from nodeagent.errors import AgentError, FailedPrecondition, InvalidArgument
 
 
 class PoolExhausted(FailedPrecondition):

@@ -34,7 +34,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from nodeagent.errors import SetupError
+from common.errors import SetupError
 
 if TYPE_CHECKING:
     import subprocess

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from nodeagent.errors import Conflict, InvalidArgument
+from common.errors import Conflict, InvalidArgument
 from nodeagent.network.nftables import FAMILY, list_rules, run_nft, table_name
 from nodeagent.runtime.spec import PortMapping
 

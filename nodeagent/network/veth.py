@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from nodeagent.errors import InvalidArgument, SetupError
+from common.errors import InvalidArgument, SetupError
 from nodeagent.network import rtnl
 from nodeagent.network._netlink import index_of, netlink_step
 from nodeagent.network.inside import CONTAINER_IFNAME

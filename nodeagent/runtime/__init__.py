@@ -6,11 +6,11 @@ kill, stop, exec, stats, adopt, remove). :class:`LinuxRuntime` is the real
 implementation, :class:`FakeRuntime` the recording fake for callers' tests.
 
 Invariants: the exec never happens after a failed setup step (the failure is
-a :class:`~nodeagent.errors.SetupError` naming the step and its arguments,
+a :class:`~common.errors.SetupError` naming the step and its arguments,
 raised after everything was undone); mounts live only in the container's
 mount namespace; ``remove`` is idempotent and leaves nothing behind.
 
-Errors (nodeagent.errors)::
+Errors (common.errors)::
 
     SetupError          a setup step (or the exec itself) failed
     InvalidArgument     bad spec (bridge without a network, bad env/rlimit/cap)
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nodeagent._lazy import lazy_exports
+from common.lazy import lazy_exports
 from nodeagent.runtime.api import Container, Runtime, Stdio
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ import errno
 import ipaddress
 import os
 
-from nodeagent.errors import AgentError, SetupError
+from common.errors import AgentError, SetupError
 from nodeagent.runtime.spec import ContainerSpec
 
 # The layer's own filesystem (``loopfs.IMAGE``, ``loopfs.MOUNT``), named

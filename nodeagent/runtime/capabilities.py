@@ -7,7 +7,7 @@ permitted capabilities at execve (no ambient set), as in Docker.
 
 from __future__ import annotations
 
-from nodeagent.errors import InvalidArgument
+from common.errors import InvalidArgument
 
 CAPABILITIES: dict[str, int] = {
     "CAP_CHOWN": 0,

@@ -18,7 +18,7 @@ import json
 import os
 from typing import Any
 
-from nodeagent.errors import SetupError
+from common.errors import SetupError
 
 EXIT_SETUP_FAILED = 127
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodeagent.errors import Conflict, FailedPrecondition, NotFound, SetupError
+from common.errors import Conflict, FailedPrecondition, NotFound, SetupError
 from nodeagent.runtime.api import Container, Stdio
 from nodeagent.runtime.spec import ContainerSpec, ExitStatus, ProcessSpec
 

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from nodeagent.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, SetupError
+from common.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, SetupError
 from nodeagent.runtime import bundle, channel, enter, init, native, process, seccomp
 from nodeagent.runtime.api import Container, Stdio
 from nodeagent.runtime.rootfs import RootfsPlan, overlay_options

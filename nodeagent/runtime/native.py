@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Iterable
 
-from nodeagent.errors import FailedPrecondition, SetupError
+from common.errors import FailedPrecondition, SetupError
 from nodeagent.runtime import channel
 
 BINARY = os.environ.get("ORCH_INIT") or os.path.join(sys.prefix, "libexec", "orch-init")

@@ -20,7 +20,7 @@ import resource
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from nodeagent.errors import InvalidArgument
+from common.errors import InvalidArgument
 from nodeagent.runtime import capabilities, seccomp
 from nodeagent.runtime.api import Stdio
 from nodeagent.runtime.native import Entry

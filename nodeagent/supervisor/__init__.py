@@ -28,7 +28,7 @@ Invariants:
 import os
 from typing import TYPE_CHECKING
 
-from nodeagent._lazy import lazy_exports
+from common.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from nodeagent.supervisor.client import SupervisorClient, SupervisorUnavailable

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         return ALREADY_RUNNING
 
-    from nodeagent.errors import AgentError
+    from common.errors import AgentError
     from nodeagent.network import BridgeNetwork
     from nodeagent.runtime import LinuxRuntime
     from nodeagent.supervisor.server import Supervisor, log

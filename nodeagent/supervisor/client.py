@@ -22,8 +22,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from nodeagent.errors import AgentError, from_dict
-from nodeagent.logging import JsonLogger
+from common.errors import AgentError, from_dict
+from common.logging import JsonLogger
 from nodeagent.supervisor import wire
 
 

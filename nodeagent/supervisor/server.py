@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeagent.errors import AgentError, Conflict, FailedPrecondition, InvalidArgument, NotFound
-from nodeagent.logging import JsonLogger
+from common.errors import AgentError, Conflict, FailedPrecondition, InvalidArgument, NotFound
+from common.logging import JsonLogger
 from nodeagent.logs import LogWriter
 from nodeagent.restart import Backoff, RestartPolicy, parse_restart_policy, should_restart
 from nodeagent.runtime import Container, Runtime, Stdio

@@ -81,7 +81,7 @@ def _default_pids_limit(args: argparse.Namespace) -> dict[str, int]:
     """``--default-pids-limit``: 0 (no default) to the kernel's maximum; absent, the agent's default."""
     if args.default_pids_limit is None:
         return {}
-    from orch.units import MAX_PIDS
+    from model.units import MAX_PIDS
 
     text = args.default_pids_limit
     if not (text.isascii() and text.isdigit()) or len(text) > 8 or int(text) > MAX_PIDS:
@@ -96,7 +96,7 @@ def _token(args: argparse.Namespace) -> str:
     if args.token is not None:
         raise CLIError("--token would show the join token to every user in the process list; "
                        "pass it with --token-file FILE (mode 0600) or $ORCH_JOIN_TOKEN")
-    from nodeagent.auth import TokenError, token_from
+    from common.auth import TokenError, token_from
 
     try:
         token = token_from(args.token_file, JOIN_TOKEN_ENV)
@@ -127,8 +127,8 @@ def cmd_agent(args: argparse.Namespace, agent: Agent) -> int:
         return _stop(agent, opts, args.all)
     if args.detach:
         return _detach(agent, opts, args)
+    from common.errors import AgentError
     from nodeagent.agent import daemon
-    from nodeagent.errors import AgentError
     try:
         return daemon.run(opts)
     except AgentError as err:

@@ -72,7 +72,7 @@ def cluster_endpoints(args: argparse.Namespace) -> tuple[list[str], str] | None:
 def _admin_token(record: dict[str, Any] | None) -> str:
     """The admin token for TCP endpoints: $ORCH_ADMIN_TOKEN, the file
     $ORCH_ADMIN_TOKEN_FILE names, or the local cluster's own; "" if none."""
-    from nodeagent.auth import TokenError, read_token
+    from common.auth import TokenError, read_token
 
     if os.environ.get(ADMIN_TOKEN_ENV):
         return os.environ[ADMIN_TOKEN_ENV].strip()
@@ -308,7 +308,7 @@ def follow_rollout(api: Cluster, names: list[str], timeout: float) -> int:
 def parse_scale(pairs: list[str]) -> list[tuple[str, int]]:
     """``SERVICE=REPLICAS`` pairs, all checked before any is sent (ASCII digits, within
     ``MAX_REPLICAS``): a bad pair must not leave the others half applied."""
-    from orch.units import MAX_REPLICAS
+    from model.units import MAX_REPLICAS
 
     out = []
     for pair in pairs:
@@ -360,7 +360,7 @@ def cmd_cluster_ps(args: argparse.Namespace) -> int:
         "ListTasks", cpb.ListTasksRequest(service=service, all=args.all)).tasks]
     nodes = {json.loads(n.json)["id"]: json.loads(n.json)["name"]
              for n in api.call("ListNodes", cpb.ListRequest()).nodes}
-    from controlplane.model import TaskState
+    from model.objects import TaskState
 
     out, rows = [], []
     for t in sorted(tasks, key=lambda t: (t["service_name"], t["slot"], -t["created_at"])):

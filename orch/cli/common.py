@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from orch.units import format_duration
+from model.units import format_duration
 
 
 def add_output(p: argparse.ArgumentParser) -> None:

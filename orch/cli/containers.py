@@ -8,11 +8,11 @@ import json
 import sys
 from typing import Any
 
+from model.units import format_bytes, format_duration
 from orch.cli import runcmd
 from orch.cli.client import Agent, CLIError
 from orch.cli.common import add_output, ago, write_exec_output
 from orch.cli.output import emit, message_dict
-from orch.units import format_bytes, format_duration
 
 
 def register(sub: Any) -> None:
@@ -109,7 +109,7 @@ def _each(args: argparse.Namespace, agent: Agent, method: str, msg: str, **extra
 
 def _checked(check: Any, *values: Any) -> Any:
     """``check(*values)``, its ``QuantityError`` as the CLI's one-line error."""
-    from orch.units import QuantityError
+    from model.units import QuantityError
 
     try:
         return check(*values)
@@ -118,7 +118,7 @@ def _checked(check: Any, *values: Any) -> Any:
 
 
 def cmd_stop(args: argparse.Namespace, agent: Agent) -> int:
-    from orch.units import MAX_STOP_GRACE_PERIOD, parse_seconds
+    from model.units import MAX_STOP_GRACE_PERIOD, parse_seconds
 
     extra = {} if args.time is None else {
         "timeout": _checked(parse_seconds, args.time, MAX_STOP_GRACE_PERIOD, "--time")}
@@ -203,7 +203,7 @@ def cmd_exec(args: argparse.Namespace, agent: Agent) -> int:
     from proto import agent_pb2 as pb
 
     if args.user is not None:
-        from orch.units import check_user
+        from model.units import check_user
 
         _checked(check_user, args.user)
     if (cluster := _cluster(args)) is not None:

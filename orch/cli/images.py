@@ -8,10 +8,10 @@ import os
 import sys
 from typing import Any
 
+from model.units import format_bytes
 from orch.cli.client import Agent, CLIError
 from orch.cli.common import add_output
 from orch.cli.output import emit, message_dict
-from orch.units import format_bytes
 
 
 def register(sub: Any) -> None:

@@ -196,7 +196,7 @@ def _labels(items: list[str]) -> dict[str, str]:
 
 
 def _checked(v: dict[str, Any]) -> dict[str, Any]:
-    """The options whose values ``orch.units`` checks (imported only when one is given:
+    """The options whose values ``model.units`` checks (imported only when one is given:
     the plain ``orch run IMAGE CMD`` needs none of it)."""
     out: dict[str, Any] = {"memory_bytes": 0, "cpus": 0.0, "pids_limit": 0, "stop_timeout": None}
     if v["name"] is not None and not v["name"]:
@@ -204,7 +204,7 @@ def _checked(v: dict[str, Any]) -> dict[str, Any]:
     if not any(v[key] is not None for key in ("memory", "cpus", "pids_limit", "stop_timeout", "user",
                                                   "hostname")):
         return out
-    from orch import units
+    from model import units
 
     try:
         out["memory_bytes"] = units.parse_memory(v["memory"]) if v["memory"] else 0
@@ -254,7 +254,7 @@ def storage_size(opts: list[str]) -> int:
         if key not in STORAGE_OPTS or not sep:
             raise CLIError(f"invalid --storage-opt {item!r}: expected KEY=VALUE with KEY one of: "
                            + ", ".join(STORAGE_OPTS))
-        from orch.units import QuantityError, parse_memory
+        from model.units import QuantityError, parse_memory
 
         try:
             size = parse_memory(value)

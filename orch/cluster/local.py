@@ -324,7 +324,7 @@ def _check_ports_free(host: str, port: int, controlplanes: int, registry: int | 
 
 def _up(nodes: int, state_dir: str, run_dir: str, net: HostNet, port: int, controlplanes: int,
         registry_port: int | None) -> ClusterRecord:
-    from nodeagent.auth import write_token
+    from common.auth import write_token
 
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     Path(state_dir).mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from common.auth import write_token
 from controlplane.etcd import EmbeddedEtcd
-from nodeagent.auth import write_token
 from orch.pids import wait_exit
 from tests.cluster.conftest import wait_for
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from nodeagent.auth import bearer, read_token
+from common.auth import bearer, read_token
 from proto import agent_pb2 as pb
 from proto import agent_pb2_grpc as pb_grpc
 from tests.cluster.conftest import LocalCluster, wait_for

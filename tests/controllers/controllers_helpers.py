@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from controlplane.controllers import Changes, apply, diff
-from controlplane.model import (
+from model.objects import (
     Node,
     Placement,
     RestartPolicy,

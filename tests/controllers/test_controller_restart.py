@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controlplane.controllers import MAX_RESTART_DELAY, restart_delay, restart_due
-from controlplane.model import RestartPolicy
-from controlplane.model import TaskState as T
+from model.objects import RestartPolicy
+from model.objects import TaskState as T
 
 
 @pytest.mark.parametrize(("delay", "attempt", "state", "expected"), [

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controlplane.dispatcher import Dispatcher, _drain, _Session, merge_deltas
-from controlplane.model import TaskState, TaskStatus, task_from_dict
 from controlplane.store import encode
+from model.objects import TaskState, TaskStatus, task_from_dict
 from proto import cluster_pb2 as cpb
 
 SVC = service("s1")

@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controlplane.controllers import diff
-from controlplane.model import Task, TaskState, TaskStatus
 from controlplane.orchestrator import is_request, needs_pass
 from controlplane.store import Change, Kind
+from model.objects import Task, TaskState, TaskStatus
 
 SVC = service("s1", replicas=3)
 S = TaskState

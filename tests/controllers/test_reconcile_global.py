@@ -7,7 +7,7 @@ import dataclasses
 from controllers_helpers import Ids, node, nodes_of, service, services_of, settle, task
 
 from controlplane.controllers import diff
-from controlplane.model import TaskState
+from model.objects import TaskState
 
 R, S = TaskState.RUNNING, TaskState.SHUTDOWN
 

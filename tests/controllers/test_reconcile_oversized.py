@@ -9,8 +9,8 @@ import dataclasses
 from controllers_helpers import Ids, node, nodes_of, service, services_of, task
 
 from controlplane.controllers import diff, oversized
-from controlplane.model import TaskState
-from orch.units import MAX_REPLICAS
+from model.objects import TaskState
+from model.units import MAX_REPLICAS
 
 
 def test_a_service_beyond_the_limit_gets_no_changes() -> None:

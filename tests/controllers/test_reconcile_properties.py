@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from controlplane.controllers import apply, diff, holds_slot
 from controlplane.controllers.placement import keeps_global, starts_global
-from controlplane.model import Node, Service, Task, TaskState, TaskStatus
+from model.objects import Node, Service, Task, TaskState, TaskStatus
 
 NODE_IDS = ["n0", "n1", "n2", "n3"]
 R = TaskState.RUNNING

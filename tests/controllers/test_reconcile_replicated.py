@@ -8,7 +8,7 @@ import pytest
 from controllers_helpers import Ids, by_id, node, nodes_of, run_all, service, services_of, settle, task
 
 from controlplane.controllers import TASK_HISTORY, apply, diff
-from controlplane.model import Task, TaskState
+from model.objects import Task, TaskState
 
 NODES = nodes_of(node("n1"), node("n2"))
 R, S, C = TaskState.RUNNING, TaskState.SHUTDOWN, TaskState.COMPLETE
@@ -224,7 +224,7 @@ def test_same_spec_ignores_replicas_and_nothing_else() -> None:
     import dataclasses
 
     from controlplane.controllers.reconcile import same_spec
-    from controlplane.model import ServiceSpec
+    from model.objects import ServiceSpec
 
     base = ServiceSpec(name="web", image="busybox", replicas=3)
     assert same_spec(base, base)

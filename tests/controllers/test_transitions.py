@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controlplane.controllers import TransitionError, advance, can_advance
-from controlplane.model import TaskState as T
+from model.objects import TaskState as T
 
 
 @pytest.mark.parametrize(("current", "new", "ok"), [

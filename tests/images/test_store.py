@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from images_helpers import tar_of
 
-from nodeagent.errors import AgentError, InvalidArgument, NotFound
+from common.errors import AgentError, InvalidArgument, NotFound
 from nodeagent.images import ImageConfig, ImageStore, UnsafeLayer
 from nodeagent.images.model import (
     CONFIG_MEDIA_TYPE,

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from test_manifest_roundtrip import manifests
 
-from controlplane.model import PortConfig, Resources, RestartPolicy, ServiceSpec, _spec
-from orch.manifest import ManifestError, check_specs
+from model.manifest import ManifestError, check_specs
+from model.objects import PortConfig, Resources, RestartPolicy, ServiceSpec, _spec
 
 
 @settings(max_examples=100, deadline=None)

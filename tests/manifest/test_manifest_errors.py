@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orch.manifest import ManifestError, load_manifest, parse_manifest
+from model.manifest import ManifestError, load_manifest, parse_manifest
 
 # (case id, manifest text, exact str(error)).
 CASES: list[tuple[str, str, str]] = [

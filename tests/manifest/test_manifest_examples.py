@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controlplane.model import Placement, PortConfig, Resources, RestartPolicy, ServiceSpec
-from orch.manifest import json_schema, load_manifest
+from model.manifest import json_schema, load_manifest
+from model.objects import Placement, PortConfig, Resources, RestartPolicy, ServiceSpec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MI = 1024 * 1024
@@ -69,7 +69,7 @@ def test_stack_example() -> None:
 
 
 def test_published_schema_file_is_current() -> None:
-    """Regenerate with: python -m orch.manifest > examples/schema/orch-manifest.schema.json"""
+    """Regenerate with: python -m model.manifest > examples/schema/orch-manifest.schema.json"""
     published = json.loads((EXAMPLES / "schema" / "orch-manifest.schema.json").read_text())
     assert published == json_schema()
 

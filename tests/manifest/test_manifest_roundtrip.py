@@ -9,11 +9,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controlplane.model import Placement, PortConfig, Resources, RestartPolicy, ServiceSpec
-from orch.manifest import ManifestError, dump_manifest, parse_manifest
-from orch.manifest._dump import _Dumper
-from orch.manifest._values import SERVICE_NAME_PATTERN
-from orch.units import (
+from model.manifest import ManifestError, dump_manifest, parse_manifest
+from model.manifest._dump import _Dumper
+from model.manifest._values import SERVICE_NAME_PATTERN
+from model.objects import Placement, PortConfig, Resources, RestartPolicy, ServiceSpec
+from model.units import (
     MAX_MEMORY_BYTES,
     MAX_PIDS,
     MAX_REPLICAS,

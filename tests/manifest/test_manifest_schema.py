@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import yaml
 
-from orch.manifest import ManifestError, json_schema, parse_manifest
-from orch.manifest._table import TOP, Leaf, MapOf, Section, Shape
-from orch.manifest._values import PORT_KEYS, PREFERENCE_KEYS
+from model.manifest import ManifestError, json_schema, parse_manifest
+from model.manifest._table import TOP, Leaf, MapOf, Section, Shape
+from model.manifest._values import PORT_KEYS, PREFERENCE_KEYS
 
 
 def _sample(shape: Shape) -> Any:

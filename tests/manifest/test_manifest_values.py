@@ -1,15 +1,15 @@
 """Value spellings: quantities in Compose and Kubernetes notation, durations, ports,
 constraints, environment and labels, and the YAML layer's positions; each
-limit (orch.units) at its edge; pids and storage_opt; the checks made at
+limit (model.units) at its edge; pids and storage_opt; the checks made at
 deploy time rather than when a task starts."""
 
 from __future__ import annotations
 
 import pytest
 
-from controlplane.model import PortConfig, Resources, ServiceSpec
-from orch.manifest import ManifestError, parse_manifest
-from orch.units import MAX_REPLICAS
+from model.manifest import ManifestError, parse_manifest
+from model.objects import PortConfig, Resources, ServiceSpec
+from model.units import MAX_REPLICAS
 
 KI, MI, GI = 1024, 1024**2, 1024**3
 

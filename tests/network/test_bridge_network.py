@@ -18,7 +18,7 @@ import pytest
 from netns_helpers import PYTHON, configure_container_side, nsexec, run_in_ns
 from pyroute2 import IPRoute
 
-from nodeagent.errors import Conflict
+from common.errors import Conflict
 from nodeagent.network import BridgeNetwork
 from nodeagent.network.nftables import table_name
 from nodeagent.runtime.spec import NetworkConfig, PortMapping
@@ -122,7 +122,7 @@ def test_bridge_setup_runs_out_of_process(tmp_path: Path, bridge_name: str, subn
     its pages); a failed bridge step comes back as SetupError naming it."""
     code = f"""
 import sys
-from nodeagent.errors import SetupError
+from common.errors import SetupError
 from nodeagent.network import BridgeNetwork
 from nodeagent.runtime import LinuxRuntime
 net = BridgeNetwork({str(tmp_path)!r}, {bridge_name!r}, {subnet!r})

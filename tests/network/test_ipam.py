@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nodeagent.errors import AgentError, InvalidArgument
+from common.errors import AgentError, InvalidArgument
 from nodeagent.network.ipam import AddressPool, LeaseFile, PoolExhausted, parse_subnet
 
 NET = ipaddress.IPv4Network("10.199.7.0/29")  # hosts .1-.6; .1 is the gateway

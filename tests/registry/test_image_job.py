@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from registry_helpers import Registry
 
-from nodeagent.errors import AgentError, InvalidArgument, NotFound
+from common.errors import AgentError, InvalidArgument, NotFound
 from nodeagent.images import ImageStore
 from nodeagent.images.job import Progress, follow_job, run_job
 from nodeagent.images.registry import AuthError

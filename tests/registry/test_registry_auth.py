@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from registry_helpers import Registry, run_registry
 
-from nodeagent.errors import InvalidArgument
+from common.errors import InvalidArgument
 from nodeagent.images import ImageStore
 from nodeagent.images.registry import AuthError, Credentials, load_credentials, login, pull, push
 

@@ -11,7 +11,7 @@ import tarfile
 import pytest
 from fake_registry import FakeState, fake_registry, sha
 
-from nodeagent.errors import InvalidArgument
+from common.errors import InvalidArgument
 from nodeagent.images import ImageStore
 from nodeagent.images.registry import AuthError, Credentials, DigestMismatch, RegistryError, pull
 from nodeagent.images.registry.remote import parse_remote, scheme_for

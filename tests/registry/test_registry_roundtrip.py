@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from registry_helpers import Registry, layered_image, random_tree
 
-from nodeagent.errors import NotFound
+from common.errors import NotFound
 from nodeagent.images import ImageStore
 from nodeagent.images.registry import pull, push
 

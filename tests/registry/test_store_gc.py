@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from registry_helpers import layered_image, random_tree
 
-from nodeagent.errors import InvalidArgument, NotFound
+from common.errors import InvalidArgument, NotFound
 from nodeagent.images import ImageStore
 from nodeagent.images.layerbuild import build_layer
 from nodeagent.images.model import LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, descriptor

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.errors import FailedPrecondition
+from common.errors import FailedPrecondition
 from nodeagent.runtime.cgroups import V1Driver, V2Driver, detect
 
 

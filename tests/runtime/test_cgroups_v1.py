@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.errors import FailedPrecondition, InvalidArgument, NotFound, SetupError
+from common.errors import FailedPrecondition, InvalidArgument, NotFound, SetupError
 from nodeagent.runtime.cgroups import V1Driver, remove_parent_if_empty
 from nodeagent.runtime.cgroups.v1 import V1Cgroup
 from nodeagent.runtime.spec import Resources

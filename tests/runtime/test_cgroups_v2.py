@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nodeagent.errors import InvalidArgument, NotFound, SetupError
+from common.errors import InvalidArgument, NotFound, SetupError
 from nodeagent.runtime.cgroups import V2Driver, remove_parent_if_empty
 from nodeagent.runtime.spec import Resources
 

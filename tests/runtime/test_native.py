@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.errors import FailedPrecondition, SetupError
+from common.errors import FailedPrecondition, SetupError
 from nodeagent.runtime import LinuxRuntime, native
 
 

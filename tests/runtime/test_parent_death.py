@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from nodeagent.errors import SetupError
+from common.errors import SetupError
 from nodeagent.runtime import Container, LinuxRuntime, Stdio, linux
 from nodeagent.runtime.spec import ContainerSpec
 from tests.runtime.test_runtime_linux import assert_nothing_left, cgroup_dirs, processes_in_cgroup

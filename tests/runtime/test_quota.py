@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nodeagent.errors import SetupError
+from common.errors import SetupError
 from nodeagent.runtime import bundle, loopfs, quota
 from nodeagent.runtime.spec import ContainerSpec, ProcessSpec, RootfsSpec
 from tests.loopfs import MountFailed, is_root, loop_filesystem, project_quota_filesystem

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from nodeagent.errors import FailedPrecondition, SetupError
+from common.errors import FailedPrecondition, SetupError
 from nodeagent.runtime import FakeRuntime, Runtime, Stdio
 from nodeagent.runtime.spec import ContainerSpec, ProcessSpec, RootfsSpec
 

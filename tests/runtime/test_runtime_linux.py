@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.errors import FailedPrecondition, SetupError
+from common.errors import FailedPrecondition, SetupError
 from nodeagent.runtime import Container, LinuxRuntime, Stdio
 from nodeagent.runtime.capabilities import to_mask
 from nodeagent.runtime.spec import DEFAULT_CAPABILITIES, ContainerSpec, ProcessSpec, Rlimit

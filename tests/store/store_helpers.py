@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from controlplane.model import Node, NodeResources, Service, ServiceSpec, Task
+from model.objects import Node, NodeResources, Service, ServiceSpec, Task
 
 _ids = itertools.count(1)
 

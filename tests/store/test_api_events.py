@@ -13,8 +13,8 @@ import pytest
 from store_helpers import make_service, make_task
 
 from controlplane.api import ClusterAPI
-from controlplane.model import to_dict
 from controlplane.store import Informer, Store
+from model.objects import to_dict
 from proto import cluster_pb2 as cpb
 
 

@@ -17,9 +17,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from controlplane.api import ClusterAPI
-from controlplane.model import Service, ServiceSpec
 from controlplane.orchestrator import Orchestrator
 from controlplane.store import Informer, Store
+from model.objects import Service, ServiceSpec
 from proto import cluster_pb2 as cpb
 
 

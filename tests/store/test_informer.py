@@ -12,8 +12,8 @@ from typing import TypeVar
 from store_helpers import make_node, make_service, make_task
 
 from controlplane.etcd import EmbeddedEtcd
-from controlplane.model import Service, Task
 from controlplane.store import Change, Informer, Kind, Op, Store, StoreUnavailable
+from model.objects import Service, Task
 
 T = TypeVar("T")
 

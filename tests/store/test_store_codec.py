@@ -8,10 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from store_helpers import make_node, make_service, make_task
 
-from controlplane import model
-from controlplane.model import PortConfig, TaskState
 from controlplane.store import Kind
 from controlplane.store.codec import decode, encode, kind_of
+from model import objects as model
+from model.objects import PortConfig, TaskState
 
 names = st.text(min_size=1, max_size=12)
 

@@ -8,8 +8,8 @@ import time
 import pytest
 from store_helpers import make_node, make_service, make_task
 
-from controlplane.model import TaskState
 from controlplane.store import Kind, NotLeader, Op, Store, StoreConflict, StoreUnavailable
+from model.objects import TaskState
 
 
 def test_create_get_update_round_trip(store: Store) -> None:

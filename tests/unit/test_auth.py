@@ -1,4 +1,4 @@
-"""Bearer tokens on orch's TCP APIs (nodeagent.auth): token files and the
+"""Bearer tokens on orch's TCP APIs (common.auth): token files and the
 server interceptor, against a real grpcio server on loopback."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from nodeagent.auth import TokenError, bearer, interceptor, read_token, token_from, write_token
+from common.auth import TokenError, bearer, interceptor, read_token, token_from, write_token
 
 SERVICE = "/test.Guarded/"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nodeagent.errors import InvalidArgument
+from common.errors import InvalidArgument
 from nodeagent.restart import Backoff, RestartPolicy, parse_restart_policy, should_restart
 
 

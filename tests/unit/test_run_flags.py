@@ -96,10 +96,10 @@ def test_good_values(argv: list[str], field: str, value: Any) -> None:
 
 
 def test_plain_run_loads_no_checker() -> None:
-    """The common ``orch run IMAGE CMD`` does not import orch.units (start-up time)."""
+    """The common ``orch run IMAGE CMD`` does not import model.units (start-up time)."""
     code = ("import sys; from orch.cli import runcmd; "
             "runcmd.config_fields(runcmd.parse_quick(['--rm', 'busybox', 'true'])); "
-            "print('orch.units' in sys.modules)")
+            "print('model.units' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from controlplane.model import Resources, ServiceSpec, Task
+from common.errors import InvalidArgument
+from model.objects import Resources, ServiceSpec, Task
 from nodeagent.agent import specbuild
 from nodeagent.cluster.worker import container_config
-from nodeagent.errors import InvalidArgument
 from nodeagent.images.model import Image, ImageConfig
 from proto import agent_pb2 as pb
 

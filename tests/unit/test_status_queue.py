@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controlplane.model import TaskState
+from model.objects import TaskState
 from nodeagent.cluster.worker import JOIN_RETRY_MAX, RECONNECT_MAX, StatusQueue, next_retry
 from proto import cluster_pb2 as cpb
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from common.errors import AgentError
 from nodeagent.agent.events import EventHub
-from nodeagent.errors import AgentError
 from nodeagent.runtime.spec import ContainerSpec, ProcessSpec, RootfsSpec
 from nodeagent.supervisor import SupervisorClient
 

@@ -1,5 +1,5 @@
 """Memory/CPU quantity parsing, the documented limits and the checks of uids, hostnames,
-seconds and pids counts, and the CLI's human formats (orch/units.py)."""
+seconds and pids counts, and the CLI's human formats (model/units.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orch.manifest._values import CPUS_PATTERN, MEMORY_PATTERN
-from orch.units import (
+from model.manifest._values import CPUS_PATTERN, MEMORY_PATTERN
+from model.units import (
     MAX_CPUS,
     MAX_MEMORY_BYTES,
     MAX_PIDS,
@@ -185,8 +185,8 @@ def test_format_duration_table(seconds: float, text: str) -> None:
 def test_units_imports_nothing_heavy() -> None:
     # The CLI imports this module at start-up.
     code = (
-        "import sys, re, math, __future__; before = set(sys.modules); import orch.units; "
-        "new = sorted(set(sys.modules) - before - {'orch', 'orch.units'}); print(new)"
+        "import sys, re, math, __future__; before = set(sys.modules); import model.units; "
+        "new = sorted(set(sys.modules) - before - {'model', 'model.units'}); print(new)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=__file__.rsplit("/tests/", 1)[0])

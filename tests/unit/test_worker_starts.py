@@ -8,10 +8,10 @@ import threading
 import time
 from typing import Any
 
-from controlplane.model import ServiceSpec, Task, TaskState
+from common.errors import AgentError
+from model.objects import ServiceSpec, Task, TaskState
 from nodeagent.cluster import worker as worker_mod
 from nodeagent.cluster.worker import Worker
-from nodeagent.errors import AgentError
 from nodeagent.supervisor import MAX_LAUNCHING
 
 

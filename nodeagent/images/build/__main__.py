@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from nodeagent.errors import AgentError
+from common.errors import AgentError
 from nodeagent.images.build.builder import build
 from nodeagent.images.store import ImageStore
 

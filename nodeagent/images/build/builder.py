@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodeagent.errors import AgentError, NotFound
+from common.errors import AgentError, NotFound
 from nodeagent.images.build import config as cfgmod
 from nodeagent.images.build.cache import BuildCache, CacheEntry, step_key
 from nodeagent.images.build.copyplan import Owner, resolve_dest, write_copy_layer

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nodeagent.errors import InvalidArgument
+from common.errors import InvalidArgument
 
 
 class BuildError(InvalidArgument):

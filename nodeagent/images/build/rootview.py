@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO
 
-from nodeagent.errors import NotFound
+from common.errors import NotFound
 from nodeagent.images.extract import OPAQUE_MARKER, WHITEOUT_PREFIX, clean_member_name
 from nodeagent.images.layerbuild import LayerBlob  # noqa: F401 (documented type of layers)
 from nodeagent.images.store import ImageStore

@@ -5,7 +5,7 @@ Public surface: :func:`parse_remote` / :class:`RemoteRef`, :func:`push`,
 Only the stdlib (``http.client``) is used. Loopback registries (127.0.0.0/8,
 localhost, ::1) are spoken to over plain http, all others over https.
 
-Errors (``nodeagent.errors`` hierarchy)::
+Errors (``common.errors`` hierarchy)::
 
     AgentError
     ├── InvalidArgument       bad remote reference, unsupported media type/platform
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nodeagent._lazy import lazy_exports
+from common.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from nodeagent.images.registry.auth import Credentials, load_credentials

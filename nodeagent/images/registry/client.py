@@ -23,7 +23,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import IO, Any, Protocol
 
-from nodeagent.errors import AgentError, NotFound
+from common.errors import AgentError, NotFound
 from nodeagent.images.registry.auth import Challenge, Credentials, parse_challenge
 from nodeagent.images.registry.remote import RemoteRef, scheme_for
 

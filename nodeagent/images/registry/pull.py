@@ -28,7 +28,7 @@ import http.client
 import json
 from typing import Any
 
-from nodeagent.errors import InvalidArgument
+from common.errors import InvalidArgument
 from nodeagent.images.layout import INDEX_MEDIA_TYPE
 from nodeagent.images.model import (
     CONFIG_MEDIA_TYPE,

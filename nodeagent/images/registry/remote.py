@@ -12,7 +12,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from nodeagent.errors import InvalidArgument
+from common.errors import InvalidArgument
 from nodeagent.images.reference import DEFAULT_TAG
 
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")

@@ -11,7 +11,7 @@ Invariants:
   killed processes finish exiting.
 - Quantities: bytes; CPUs -> CFS quota over a 100 ms period (min 1 ms); pids.
 
-Errors (nodeagent.errors)::
+Errors (common.errors)::
 
     InvalidArgument     bad resources or cgroup name (names the field)
     NotFound            open()/stats() of a group that does not exist

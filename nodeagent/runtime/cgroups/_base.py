@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from nodeagent.errors import InvalidArgument
+from common.errors import InvalidArgument
 from nodeagent.runtime.spec import Resources
 
 CPU_PERIOD_US = 100_000

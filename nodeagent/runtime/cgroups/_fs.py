@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import os
 
-from nodeagent.errors import NotFound, SetupError
+from common.errors import NotFound, SetupError
 
 
 def write(path: str, value: str) -> None:

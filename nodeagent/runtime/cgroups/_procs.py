@@ -14,7 +14,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 
-from nodeagent.errors import FailedPrecondition
+from common.errors import FailedPrecondition
 
 from . import _fs
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from nodeagent.errors import FailedPrecondition
+from common.errors import FailedPrecondition
 
 from . import _fs
 from ._base import CgroupDriver

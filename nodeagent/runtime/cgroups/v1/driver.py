@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from nodeagent.errors import FailedPrecondition, NotFound, SetupError
+from common.errors import FailedPrecondition, NotFound, SetupError
 from nodeagent.runtime.spec import Resources
 
 from .. import _fs, _procs

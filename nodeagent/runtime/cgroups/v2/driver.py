@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from nodeagent.errors import NotFound
+from common.errors import NotFound
 from nodeagent.runtime.spec import Resources
 
 from .. import _fs, _procs

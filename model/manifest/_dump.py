@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from controlplane.model import Placement, Resources, RestartPolicy, ServiceSpec
+from model.objects import Placement, Resources, RestartPolicy, ServiceSpec
 
 __all__ = ["dump_manifest", "spec_to_dict"]
 

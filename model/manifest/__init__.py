@@ -21,20 +21,20 @@ Modules: ``_yaml`` (positioned YAML nodes), ``_values`` (value converters),
 keys), ``_schema`` (JSON Schema), ``_dump`` (specs back to YAML), ``_check``
 (specs from elsewhere held to the manifest's rules).
 
-Limits (replicas, memory, CPUs, pids, durations) are ``orch.units``'; the
+Limits (replicas, memory, CPUs, pids, durations) are ``model.units``'; the
 schema publishes them.
 """
 
 from typing import TYPE_CHECKING
 
-from nodeagent._lazy import lazy_exports
-from orch.manifest._errors import ManifestError
-from orch.manifest._parse import load_manifest, parse_manifest
+from common.lazy import lazy_exports
+from model.manifest._errors import ManifestError
+from model.manifest._parse import load_manifest, parse_manifest
 
 if TYPE_CHECKING:
-    from orch.manifest._check import check_specs
-    from orch.manifest._dump import dump_manifest
-    from orch.manifest._schema import json_schema
+    from model.manifest._check import check_specs
+    from model.manifest._dump import dump_manifest
+    from model.manifest._schema import json_schema
 
 # `orch deploy` only parses: the dumper (decimal, YAML's emitter) and the
 # schema load when used.

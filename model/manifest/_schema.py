@@ -3,7 +3,7 @@
 Editors (e.g. the YAML language server, via a ``# yaml-language-server:
 $schema=...`` comment) use it for completion and checks;
 ``examples/schema/orch-manifest.schema.json`` is this function's output
-(``python -m orch.manifest > examples/schema/orch-manifest.schema.json``).
+(``python -m model.manifest > examples/schema/orch-manifest.schema.json``).
 
 Invariants: a key appears in the schema exactly when the parser accepts it,
 because both read ``_table``. The schema checks shapes and spellings; checks
@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from orch.manifest._table import TOP, Leaf, MapOf, Section, Shape
+from model.manifest._table import TOP, Leaf, MapOf, Section, Shape
 
 __all__ = ["SCHEMA_ID", "json_schema"]
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from controlplane.model import ServiceSpec
-from orch.manifest._dump import dump_manifest
-from orch.manifest._errors import ManifestError
-from orch.manifest._parse import parse_manifest
+from model.manifest._dump import dump_manifest
+from model.manifest._errors import ManifestError
+from model.manifest._parse import parse_manifest
+from model.objects import ServiceSpec
 
 __all__ = ["check_specs"]
 

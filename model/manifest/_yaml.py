@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from orch.manifest._errors import ManifestError, field_path
+from model.manifest._errors import ManifestError, field_path
 
 __all__ = ["MAX_DEPTH", "Map", "Node", "Scalar", "Seq", "describe", "load_yaml"]
 

@@ -15,12 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from controlplane.model import Placement, Resources, RestartPolicy, ServiceSpec
-from orch.manifest._errors import ManifestError
-from orch.manifest._table import TOP
-from orch.manifest._walk import Field, Fields, walk
-from orch.manifest._yaml import Seq, load_yaml
-from orch.units import format_bytes
+from model.manifest._errors import ManifestError
+from model.manifest._table import TOP
+from model.manifest._walk import Field, Fields, walk
+from model.manifest._yaml import Seq, load_yaml
+from model.objects import Placement, Resources, RestartPolicy, ServiceSpec
+from model.units import format_bytes
 
 __all__ = ["load_manifest", "parse_manifest"]
 

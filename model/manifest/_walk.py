@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from orch.manifest._errors import ManifestError, field_path
-from orch.manifest._table import Leaf, MapOf, Section, Shape
-from orch.manifest._values import Invalid, unknown_key_message
-from orch.manifest._yaml import Map, Node, describe
+from model.manifest._errors import ManifestError, field_path
+from model.manifest._table import Leaf, MapOf, Section, Shape
+from model.manifest._values import Invalid, unknown_key_message
+from model.manifest._yaml import Map, Node, describe
 
 __all__ = ["Field", "Fields", "walk"]
 

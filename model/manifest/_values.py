@@ -18,10 +18,10 @@ import shlex
 from collections.abc import Callable, Collection
 from typing import Literal
 
-from controlplane.model import PortConfig
-from orch.manifest._errors import field_path
-from orch.manifest._yaml import Map, Node, Scalar, Seq, describe
-from orch.units import (
+from model.manifest._errors import field_path
+from model.manifest._yaml import Map, Node, Scalar, Seq, describe
+from model.objects import PortConfig
+from model.units import (
     QuantityError,
     check_cpus,
     check_memory,
@@ -148,7 +148,7 @@ def image(node: Node) -> str:
     reference would only fail once a node tries to start the task."""
     ref = _string(node, "an image reference such as busybox:1.36")
     # Imported on first use: the package's other users (the schema, the dumper) need none of it.
-    from nodeagent.errors import InvalidArgument
+    from common.errors import InvalidArgument
     from nodeagent.images.reference import is_hex_id, parse_reference
     from nodeagent.images.registry.remote import names_registry, parse_remote
 

@@ -32,9 +32,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orch import units
-from orch.manifest import _values as v
-from orch.manifest._yaml import Node
+from model import units
+from model.manifest import _values as v
+from model.manifest._yaml import Node
 
 __all__ = ["TOP", "Leaf", "MapOf", "Section", "Shape"]
 

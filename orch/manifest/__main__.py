@@ -1,7 +1,0 @@
-"""``python -m orch.manifest``: print the manifest JSON Schema (regenerates the published file)."""
-
-import json
-
-from orch.manifest import json_schema
-
-print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
