@@ -6,6 +6,10 @@ of three layers of random (incompressible) files in an orch store, then times:
   push: orch push                vs  skopeo copy oci:<layout>:ref docker://...
   pull: orch pull (empty store)  vs  skopeo copy docker://... oci:<dir>:ref
 
+orch's pull also unpacks each layer into its snapshot (checking it as it
+goes) before it records the image, which skopeo's copy does not do; the
+``pull+unpack`` line compares it with skopeo's copy followed by umoci unpack.
+
 Each tool pushes to its own repository so neither finds the other's blobs.
 The last line is ``pull_ratio_vs_skopeo=Z`` (orch pull time / skopeo's).
 
@@ -26,7 +30,8 @@ from registry_helpers import layered_image, random_tree, run_registry
 
 from bench._common import tempdir
 from nodeagent.images import ImageStore
-from nodeagent.images.registry import pull, push
+from nodeagent.images.pull import pull
+from nodeagent.images.push import push
 
 
 def timed(fn: object, *args: object, **kwargs: object) -> float:
@@ -54,11 +59,16 @@ def main(total_mb: int) -> None:
             orch_pull = timed(pull, ImageStore(str(tmp / "dst")), f"{reg.addr}/bench/orch:1")
             skopeo_pull = timed(skopeo, "--src-tls-verify=false", f"docker://{reg.addr}/bench/skopeo:1",
                                 f"oci:{tmp / 'skopeo-dst'}:bench:1")
+            umoci_unpack = timed(subprocess.run, ["umoci", "unpack", "--image",
+                                                  f"{tmp / 'skopeo-dst'}:bench:1", str(tmp / "bundle")],
+                                 check=True, capture_output=True)
     mb = image.size / 1e6
     print(f"push: orch {orch_push:.2f}s ({mb / orch_push:.0f} MB/s)   "
           f"skopeo {skopeo_push:.2f}s ({mb / skopeo_push:.0f} MB/s)")
     print(f"pull: orch {orch_pull:.2f}s ({mb / orch_pull:.0f} MB/s)   "
           f"skopeo {skopeo_pull:.2f}s ({mb / skopeo_pull:.0f} MB/s)")
+    print(f"pull+unpack: orch {orch_pull:.2f}s   skopeo+umoci {skopeo_pull + umoci_unpack:.2f}s "
+          f"(ratio {orch_pull / (skopeo_pull + umoci_unpack):.2f})")
     print(f"push_ratio_vs_skopeo={orch_push / skopeo_push:.2f}")
     print(f"pull_ratio_vs_skopeo={orch_pull / skopeo_pull:.2f}")
 

@@ -8,7 +8,6 @@ leader react through their watch. Reads come from the informer's cache.
 from __future__ import annotations
 
 import dataclasses
-import json
 import queue
 import secrets
 import threading
@@ -26,11 +25,18 @@ from controlplane.store import (
     StoreConflict,
     StoreError,
     StoreObject,
-    encode,
-    kind_of,
 )
 from model.objects import Node, Service, Task, TaskState
 from model.units import MAX_REPLICAS
+from model.wire import (
+    WireError,
+    availability_from_pb,
+    event_to_pb,
+    node_to_pb,
+    service_to_pb,
+    spec_from_pb,
+    task_to_pb,
+)
 from proto import agent_pb2 as pb
 from proto import agent_pb2_grpc as pb_grpc
 from proto import cluster_pb2 as cpb
@@ -38,26 +44,6 @@ from proto import cluster_pb2_grpc as cpb_grpc
 
 VERSION = "0.1.0"
 EVENT_BATCH = 500  # events per EventBatches message at most
-
-
-def _json(obj: StoreObject, specs: dict[int, str] | None = None) -> str:
-    """``model.to_dict(obj)`` plus its ``version``, as JSON: the store's encoder
-    (``specs`` memoises the spec the tasks of one service share)."""
-    body = encode(obj, specs).decode()
-    return f'{body[:-1]},"version":{obj.version}}}'
-
-
-def _svc(s: Service) -> cpb.Service:
-    return cpb.Service(id=s.id, name=s.spec.name, json=_json(s))
-
-
-def _task(t: Task, specs: dict[int, str] | None = None) -> cpb.Task:
-    return cpb.Task(id=t.id, service=t.service_name, node_id=t.node_id, json=_json(t, specs))
-
-
-def _node(n: Node) -> cpb.Node:
-    shown = dataclasses.replace(n, api_token="") if n.api_token else n  # the node's secret stays here
-    return cpb.Node(id=n.id, name=n.name, json=_json(shown))
 
 
 def _service_name(obj: StoreObject) -> str | None:
@@ -139,7 +125,7 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
 
     def Deploy(self, request: cpb.DeployRequest, context: grpc.ServicerContext) -> cpb.DeployResponse:
         out = [self._apply(spec, context) for spec in self._specs(request, context)]
-        return cpb.DeployResponse(services=[_svc(s) for s in out])
+        return cpb.DeployResponse(services=[service_to_pb(s) for s in out])
 
     def _specs(self, request: cpb.DeployRequest, context: grpc.ServicerContext) -> list[Any]:
         """The services to apply: a manifest's (parsed here, so the CLI need
@@ -151,37 +137,35 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
         try:
             if request.manifest or request.manifest_path:
                 return parse_manifest(request.manifest, request.manifest_path or "<manifest>")
-            if not request.services_json:
+            if not request.services:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                               "nothing to deploy: give a manifest or service specs")
-            return check_specs(self._decoded(request.services_json, context), "services_json")
+            return check_specs(self._decoded(request.services, context), "services")
         except ManifestError as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         raise AssertionError
 
-    def _decoded(self, services_json: Any, context: grpc.ServicerContext) -> list[Any]:
-        from model.objects import _spec  # the one JSON -> spec decoder
-
+    def _decoded(self, services: Any, context: grpc.ServicerContext) -> list[Any]:
         specs = []
-        for index, raw in enumerate(services_json):
+        for index, message in enumerate(services):
             try:
-                specs.append(_spec(json.loads(raw)))
-            except (ValueError, TypeError, KeyError, AttributeError) as err:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"services_json[{index}]: not a service spec: {err}")
+                specs.append(spec_from_pb(message))
+            except WireError as err:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"services[{index}].{err}")
         return specs
 
     def _pin(self, spec: Any, context: grpc.ServicerContext) -> Any:
         """Resolve a registry image's tag to its digest now, so every node
         runs the same bytes however the tag moves later."""
-        from nodeagent.images.registry import names_registry
+        from registry.reference import names_registry
 
         if "@" in spec.image or not names_registry(spec.image):
             return spec
-        # Only now the HTTP client: loading it costs a local image's first
-        # deploy ~20 ms for nothing.
+        # Only now the HTTP client (httpx): loading it costs a local image's
+        # first deploy ~20 ms for nothing. Its CAs: --registry-ca, certs.d.
         from common.errors import AgentError
-        from nodeagent.images.registry import parse_remote, resolve_digest
+        from registry.manifest import resolve_digest
+        from registry.reference import parse_remote
 
         try:
             remote = parse_remote(spec.image)
@@ -189,7 +173,7 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
         except AgentError as err:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"service {spec.name}: cannot resolve image {spec.image}: {err.message}")
-        return dataclasses.replace(spec, image=f"{remote.registry}/{remote.repository}@{digest}")
+        return dataclasses.replace(spec, image=remote.with_digest(digest).canonical)
 
     def _apply(self, spec: Any, context: grpc.ServicerContext) -> Service:
         # Every way in has checked this already; a count beyond it would have
@@ -231,7 +215,7 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
             context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                           f"service {svc.spec.name} is global: it runs one task per node")
         spec = dataclasses.replace(svc.spec, replicas=request.replicas)
-        return _svc(self._apply(spec, context))
+        return service_to_pb(self._apply(spec, context))
 
     def RemoveService(self, request: cpb.ServiceRef, context: grpc.ServicerContext) -> cpb.RemoveResponse:
         svc = self._service(request.name, context)
@@ -243,12 +227,12 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
         return cpb.RemoveResponse(id=svc.id)
 
     def GetService(self, request: cpb.ServiceRef, context: grpc.ServicerContext) -> cpb.Service:
-        return _svc(self._service(request.name, context))
+        return service_to_pb(self._service(request.name, context))
 
     def ListServices(self, request: cpb.ListRequest,
                      context: grpc.ServicerContext) -> cpb.ListServicesResponse:
         services = sorted(self.informer.services(), key=lambda s: s.spec.name)
-        return cpb.ListServicesResponse(services=[_svc(s) for s in services])
+        return cpb.ListServicesResponse(services=[service_to_pb(s) for s in services])
 
     def ListTasks(self, request: cpb.ListTasksRequest,
                   context: grpc.ServicerContext) -> cpb.ListTasksResponse:
@@ -259,27 +243,29 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
         if not request.all:
             tasks = [t for t in tasks if t.desired_state == TaskState.RUNNING
                      or t.status.state < TaskState.COMPLETE]
-        specs: dict[int, str] = {}  # the tasks keep their specs alive meanwhile
-        return cpb.ListTasksResponse(tasks=[_task(t, specs) for t in tasks])
+        specs: dict[int, cpb.ServiceSpec] = {}  # the tasks keep their specs alive meanwhile
+        return cpb.ListTasksResponse(tasks=[task_to_pb(t, specs) for t in tasks])
 
     # ---- nodes ---------------------------------------------------------------
 
     def ListNodes(self, request: cpb.ListRequest, context: grpc.ServicerContext) -> cpb.ListNodesResponse:
-        return cpb.ListNodesResponse(nodes=[_node(n) for n in sorted(self.informer.nodes(),
-                                                                     key=lambda n: n.name)])
+        return cpb.ListNodesResponse(nodes=[node_to_pb(n) for n in sorted(self.informer.nodes(),
+                                                                         key=lambda n: n.name)])
 
     def UpdateNode(self, request: cpb.UpdateNodeRequest, context: grpc.ServicerContext) -> cpb.Node:
-        if request.availability not in ("", "active", "drain", "pause"):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          f"invalid availability {request.availability!r}: active, drain or pause")
+        try:
+            wanted = (availability_from_pb(request.availability) if request.HasField("availability")
+                      else None)
+        except WireError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid {err}")
         for _ in range(5):
             node = self._node_ref(request.node, context)
             labels = {**node.labels, **dict(request.add_labels)}
             for key in request.remove_labels:
                 labels.pop(key, None)
-            avail = request.availability or node.availability
+            avail = wanted or node.availability
             try:
-                return _node(self._written(self.store.update(dataclasses.replace(
+                return node_to_pb(self._written(self.store.update(dataclasses.replace(
                     node, labels=labels, availability=avail))))  # type: ignore[arg-type]
             except StoreConflict:
                 time.sleep(0.05)  # a heartbeat flush raced us
@@ -392,12 +378,11 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
                 # newest version of each object).
                 everything: list[StoreObject] = [*self.informer.services(), *self.informer.tasks()]
                 snapshot = [o for o in everything if not names or _service_name(o) in names]
-                specs: dict[int, str] = {}
+                specs: dict[int, cpb.ServiceSpec] = {}
                 for obj in snapshot:
-                    yield cpb.Event(kind=str(kind_of(obj)), action="put", id=obj.id,
-                                    json=_json(obj, specs), version=obj.version)
+                    yield event_to_pb("put", obj, specs)
                 del specs, snapshot, everything
-                yield cpb.Event(action="synced")
+                yield event_to_pb("synced")
             wait = request.keepalive if request.keepalive > 0 else 0.5
             while context.is_active():
                 try:
@@ -408,13 +393,11 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
                         change = q.get(timeout=wait)
                     except queue.Empty:
                         if request.keepalive > 0:
-                            yield cpb.Event(action="keepalive")
+                            yield event_to_pb("keepalive")
                         continue
                 if names and _service_name(change.obj) not in names:
                     continue
-                action = "delete" if change.type == "delete" else "put"
-                yield cpb.Event(kind=str(change.kind), action=action, id=change.obj.id,
-                                json=_json(change.obj), version=change.obj.version)
+                yield event_to_pb("delete" if change.type == "delete" else "put", change.obj)
         finally:
             with self._lock:
                 self._watchers.remove(q)

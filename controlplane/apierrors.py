@@ -8,8 +8,9 @@ ends UNAVAILABLE with "the cluster store (etcd) is unavailable". Running a
 handler again is safe: every API write is a compare-and-swap that a second
 run either repeats or finds already done (a deploy of the same spec, a scale
 to the same count). Streams are not retried: they end UNAVAILABLE at once.
-Any other ``StoreError`` ends the call with its message, never as gRPC's
-"Exception calling application".
+A full store (``StoreFull``) ends it RESOURCE_EXHAUSTED with "the cluster
+store is full ...". Any other ``StoreError`` ends the call with its message,
+never as gRPC's "Exception calling application".
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import grpc
 import structlog
 
-from controlplane.store import StoreError, StoreUnavailable
+from controlplane.store import StoreError, StoreFull, StoreUnavailable
 
 log = structlog.get_logger("orch.api")
 
@@ -38,6 +39,8 @@ def _unavailable(err: StoreError) -> str:
 def _abort(context: grpc.ServicerContext, err: StoreError) -> None:
     if isinstance(err, StoreUnavailable):
         context.abort(grpc.StatusCode.UNAVAILABLE, _unavailable(err))
+    if isinstance(err, StoreFull):  # its message says so and what to do; not retried
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
     context.abort(grpc.StatusCode.INTERNAL, f"cluster store error: {err}")
 
 

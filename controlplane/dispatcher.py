@@ -22,15 +22,16 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import grpc
 import structlog
 
 from controlplane.controllers import HEARTBEAT_INTERVAL, can_advance
-from controlplane.store import Change, Informer, Kind, Op, Store, StoreConflict, StoreError, encode
-from model.objects import Node, NodeResources, Task, TaskState
+from controlplane.store import Change, Informer, Kind, Op, Store, StoreConflict, StoreError
+from model.objects import Node, NodeResources, Task, TaskState, TaskStatus
+from model.wire import WireError, status_update_from_pb, task_to_pb
 from proto import cluster_pb2 as cpb
 from proto import cluster_pb2_grpc as cpb_grpc
 
@@ -65,7 +66,7 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
         self.clock = clock
         self.sessions: dict[str, _Session] = {}
         self.heartbeats: dict[str, float] = {}
-        self.status: list[cpb.TaskStatusUpdate] = []
+        self.status: list[tuple[str, TaskStatus]] = []  # (task id, status), as they came
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._status_ready = threading.Event()
@@ -109,7 +110,7 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             with session.lock:
                 tasks = [t for t in self.informer.tasks_of_node(node.id) if assigned(t)]
                 session.sent = {t.id for t in tasks}
-                full = cpb.Assignments(full=True, tasks=[_assignment(t) for t in tasks])
+                full = cpb.Assignments(full=True, tasks=[task_to_pb(t) for t in tasks])
             yield cpb.DispatcherMessage(assignments=full)
             while context.is_active():
                 try:
@@ -132,12 +133,13 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
         try:
             for msg in requests:
                 kind = msg.WhichOneof("msg")
+                updates = _readable(msg.status.updates, node_id) if kind == "status" else []
                 with self._lock:
                     if self.sessions.get(node_id) is not session:
                         return
                     self.heartbeats[node_id] = self.clock()
-                    if kind == "status":
-                        self.status.extend(msg.status.updates)
+                    if updates:
+                        self.status.extend(updates)
                         self._status_ready.set()
         except Exception:
             pass
@@ -195,7 +197,7 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                 # it already. A task's spec never changes; a new spec is a new task.
                 return None
             session.sent.add(task.id)
-            return cpb.Assignments(tasks=[_assignment(task)])
+            return cpb.Assignments(tasks=[task_to_pb(task)])
         if task.id in session.sent:
             session.sent.discard(task.id)
             return cpb.Assignments(removed=[task.id])
@@ -242,19 +244,17 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             updates, self.status = self.status, []
         if not updates:
             return False
-        latest: dict[str, cpb.TaskStatusUpdate] = {}
-        for u in updates:
-            latest[u.task_id] = u  # within a batch, the last word counts
+        latest = dict(updates)  # within a batch, the last word counts
         for attempt in range(3):
             ops = []
-            for u in latest.values():
-                task = self.informer.get(Kind.TASK, u.task_id)
-                if not isinstance(task, Task) or not can_advance(task.status.state, TaskState(u.state)):
+            for task_id, u in latest.items():
+                task = self.informer.get(Kind.TASK, task_id)
+                if not isinstance(task, Task) or not can_advance(task.status.state, u.state):
                     continue
                 if task.status.state == u.state and task.status.container_id == u.container_id:
                     continue
                 status = dataclasses.replace(
-                    task.status, state=TaskState(u.state), message=u.message, error=u.error,
+                    task.status, state=u.state, message=u.message, error=u.error,
                     container_id=u.container_id or task.status.container_id,
                     exit_code=u.exit_code, timestamp=u.timestamp or self.clock())
                 ops.append(Op.update(dataclasses.replace(task, status=status)))
@@ -284,17 +284,25 @@ def _drain(out: queue.Queue[cpb.DispatcherMessage | None], first: cpb.Dispatcher
     return batch, False
 
 
+def _readable(updates: Iterable[cpb.TaskStatusUpdate], node_id: str) -> list[tuple[str, TaskStatus]]:
+    """The updates as (task id, status); one this version cannot read (a state
+    from a newer node) is logged and dropped, the rest still count."""
+    out = []
+    for update in updates:
+        try:
+            out.append(status_update_from_pb(update))
+        except WireError as err:
+            log.warning("unreadable task status", node_id=node_id, task=update.task_id, error=str(err))
+    return out
+
+
 def merge_deltas(deltas: list[cpb.Assignments]) -> cpb.Assignments:
     """Assignment changes in order, as one: each task's last change wins (a
     task assigned, then removed, is removed; removed, then assigned, is
     assigned), so the node ends where applying them one by one would."""
-    last: dict[str, cpb.Assignment | None] = {}
+    last: dict[str, cpb.Task | None] = {}
     for delta in deltas:
-        last.update((a.task_id, a) for a in delta.tasks)
+        last.update((t.id, t) for t in delta.tasks)
         last.update((tid, None) for tid in delta.removed)
     return cpb.Assignments(tasks=[a for a in last.values() if a is not None],
                            removed=[tid for tid, a in last.items() if a is None])
-
-
-def _assignment(task: Task) -> cpb.Assignment:
-    return cpb.Assignment(task_id=task.id, json=encode(task).decode())

@@ -4,11 +4,16 @@ Every replica serves the API and the dispatcher; the one holding the
 ``controllers`` leadership (an etcd lease) also runs the orchestrator. When
 the leader dies its lease expires and another replica takes over, without
 touching healthy tasks (they are state in etcd, not in any replica).
+
+Given no etcd endpoints, the replica runs its own single-member etcd
+(``controlplane.etcd``) with its data in ``<state_dir>/etcd``, for as long as
+it runs: it stops it on exit, and the kernel does if the replica is killed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import os
 import secrets
@@ -23,6 +28,7 @@ import structlog
 from controlplane.api import ClusterAPI
 from controlplane.apierrors import store_errors
 from controlplane.dispatcher import Dispatcher
+from controlplane.etcd import EmbeddedEtcd, EtcdStartError
 from controlplane.orchestrator import Orchestrator, is_request, needs_pass
 from controlplane.store import Change, Informer, Leadership, Store
 from proto import cluster_pb2_grpc as cpb_grpc
@@ -45,7 +51,7 @@ class ControlPlaneError(Exception):
 
 @dataclass
 class ControlPlaneOptions:
-    etcd: list[str]
+    etcd: list[str]  # endpoints; [] = run an embedded etcd in <state_dir>/etcd
     listen: list[str] = field(default_factory=lambda: ["127.0.0.1:7700"])
     state_dir: str = "/var/lib/orch/controlplane"
     id: str = ""
@@ -55,13 +61,15 @@ class ControlPlaneOptions:
     admin_token_file: str = ""
     # The local CLI's door: a root-only unix socket, which needs no token.
     socket: str = DEFAULT_SOCKET
+    # A PEM CA trusted for the registries whose tags a deploy pins to digests.
+    registry_ca: str = ""
 
 
 def check_options(opts: ControlPlaneOptions) -> None:
     """Refuse bad addresses before anything starts (ControlPlaneError)."""
     from controlplane.store._client import parse_endpoint
 
-    if not opts.etcd or not all(opts.etcd):
+    if not all(opts.etcd):  # none at all is the embedded etcd
         raise ControlPlaneError("--etcd needs one or more endpoints, http://HOST:PORT[,...]")
     for endpoint in opts.etcd:
         try:
@@ -72,6 +80,14 @@ def check_options(opts: ControlPlaneOptions) -> None:
         raise ControlPlaneError("--listen needs one or more addresses, HOST:PORT[,...]")
     for addr in opts.listen:
         check_address(addr, "--listen")
+    if opts.registry_ca:
+        from common.errors import InvalidArgument
+        from registry.transport import check_ca_file
+
+        try:
+            opts.registry_ca = check_ca_file(opts.registry_ca)
+        except InvalidArgument as err:
+            raise ControlPlaneError(err.message)
 
 
 def check_address(addr: str, flag: str) -> None:
@@ -122,13 +138,43 @@ def _unix_server(path: str) -> grpc.Server:
 
 
 def serve(opts: ControlPlaneOptions) -> int:
-    """Run until SIGTERM/SIGINT; ControlPlaneError for what the user must fix."""
-    from common.auth import interceptor
+    """Run until SIGTERM/SIGINT; ControlPlaneError for what the user must fix.
+    Without etcd endpoints, run an embedded etcd in the state dir for as long."""
     from common.logging import configure_logging
 
     check_options(opts)
     configure_logging()
+    if opts.registry_ca:  # what _pin's registry client trusts (registry.transport)
+        from registry.transport import use_ca_file
+
+        use_ca_file(opts.registry_ca)
     os.makedirs(opts.state_dir, mode=0o700, exist_ok=True)
+    if opts.etcd:
+        return _serve(opts)
+    etcd = _start_embedded_etcd(opts.state_dir)
+    try:
+        return _serve(dataclasses.replace(opts, etcd=[etcd.endpoint]))
+    finally:
+        etcd.stop()
+        log.info("embedded etcd stopped", data_dir=str(etcd.data_dir))
+
+
+def _start_embedded_etcd(state_dir: str) -> EmbeddedEtcd:
+    """etcd with its data in ``<state_dir>/etcd``, tied to this process: the
+    kernel stops it if this process dies without stopping it (SIGKILL)."""
+    etcd = EmbeddedEtcd(os.path.join(state_dir, "etcd"), die_with_parent=True)
+    try:
+        etcd.start(timeout=30)
+    except (EtcdStartError, OSError) as err:
+        raise ControlPlaneError(f"cannot start the embedded etcd: {err}")
+    log.info("embedded etcd started", endpoint=etcd.endpoint, data_dir=str(etcd.data_dir), pid=etcd.pid,
+             log=str(etcd.log_path))
+    return etcd
+
+
+def _serve(opts: ControlPlaneOptions) -> int:
+    from common.auth import interceptor
+
     join_token, admin_token = _tokens(opts)
     replica = opts.id or secrets.token_hex(6)
     store = Store(opts.etcd)

@@ -175,11 +175,151 @@ class ListResponse(_message.Message):
     containers: _containers.RepeatedCompositeFieldContainer[Container]
     def __init__(self, containers: _Optional[_Iterable[_Union[Container, _Mapping]]] = ...) -> None: ...
 
-class InspectResponse(_message.Message):
-    __slots__ = ("json",)
-    JSON_FIELD_NUMBER: _ClassVar[int]
-    json: str
-    def __init__(self, json: _Optional[str] = ...) -> None: ...
+class ContainerDetails(_message.Message):
+    __slots__ = ("container", "config", "spec", "labels", "log_path", "stopped_by_user", "pid_start_time")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    LOG_PATH_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_BY_USER_FIELD_NUMBER: _ClassVar[int]
+    PID_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    container: Container
+    config: ContainerConfig
+    spec: RuntimeSpec
+    labels: _containers.ScalarMap[str, str]
+    log_path: str
+    stopped_by_user: bool
+    pid_start_time: int
+    def __init__(self, container: _Optional[_Union[Container, _Mapping]] = ..., config: _Optional[_Union[ContainerConfig, _Mapping]] = ..., spec: _Optional[_Union[RuntimeSpec, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., log_path: _Optional[str] = ..., stopped_by_user: _Optional[bool] = ..., pid_start_time: _Optional[int] = ...) -> None: ...
+
+class RuntimeSpec(_message.Message):
+    __slots__ = ("id", "name", "hostname", "bundle_dir", "rootfs", "process", "resources", "network", "cgroup_name", "masked_paths", "readonly_paths", "stop_signal", "stop_timeout", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_DIR_FIELD_NUMBER: _ClassVar[int]
+    ROOTFS_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    CGROUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    MASKED_PATHS_FIELD_NUMBER: _ClassVar[int]
+    READONLY_PATHS_FIELD_NUMBER: _ClassVar[int]
+    STOP_SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    STOP_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    hostname: str
+    bundle_dir: str
+    rootfs: RootfsSpec
+    process: ProcessSpec
+    resources: RuntimeResources
+    network: NetworkSpec
+    cgroup_name: str
+    masked_paths: _containers.RepeatedScalarFieldContainer[str]
+    readonly_paths: _containers.RepeatedScalarFieldContainer[str]
+    stop_signal: int
+    stop_timeout: float
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., hostname: _Optional[str] = ..., bundle_dir: _Optional[str] = ..., rootfs: _Optional[_Union[RootfsSpec, _Mapping]] = ..., process: _Optional[_Union[ProcessSpec, _Mapping]] = ..., resources: _Optional[_Union[RuntimeResources, _Mapping]] = ..., network: _Optional[_Union[NetworkSpec, _Mapping]] = ..., cgroup_name: _Optional[str] = ..., masked_paths: _Optional[_Iterable[str]] = ..., readonly_paths: _Optional[_Iterable[str]] = ..., stop_signal: _Optional[int] = ..., stop_timeout: _Optional[float] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class RootfsSpec(_message.Message):
+    __slots__ = ("lower_dirs", "readonly", "volatile", "size_bytes")
+    LOWER_DIRS_FIELD_NUMBER: _ClassVar[int]
+    READONLY_FIELD_NUMBER: _ClassVar[int]
+    VOLATILE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    lower_dirs: _containers.RepeatedScalarFieldContainer[str]
+    readonly: bool
+    volatile: bool
+    size_bytes: int
+    def __init__(self, lower_dirs: _Optional[_Iterable[str]] = ..., readonly: _Optional[bool] = ..., volatile: _Optional[bool] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class Rlimit(_message.Message):
+    __slots__ = ("name", "soft", "hard")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SOFT_FIELD_NUMBER: _ClassVar[int]
+    HARD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    soft: int
+    hard: int
+    def __init__(self, name: _Optional[str] = ..., soft: _Optional[int] = ..., hard: _Optional[int] = ...) -> None: ...
+
+class ProcessSpec(_message.Message):
+    __slots__ = ("args", "env", "cwd", "user", "capabilities", "no_new_privileges", "seccomp", "rlimits")
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    CWD_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    NO_NEW_PRIVILEGES_FIELD_NUMBER: _ClassVar[int]
+    SECCOMP_FIELD_NUMBER: _ClassVar[int]
+    RLIMITS_FIELD_NUMBER: _ClassVar[int]
+    args: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.RepeatedScalarFieldContainer[str]
+    cwd: str
+    user: str
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    no_new_privileges: bool
+    seccomp: bool
+    rlimits: _containers.RepeatedCompositeFieldContainer[Rlimit]
+    def __init__(self, args: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., cwd: _Optional[str] = ..., user: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., no_new_privileges: _Optional[bool] = ..., seccomp: _Optional[bool] = ..., rlimits: _Optional[_Iterable[_Union[Rlimit, _Mapping]]] = ...) -> None: ...
+
+class RuntimeResources(_message.Message):
+    __slots__ = ("memory_bytes", "cpus", "pids_limit")
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    PIDS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    memory_bytes: int
+    cpus: float
+    pids_limit: int
+    def __init__(self, memory_bytes: _Optional[int] = ..., cpus: _Optional[float] = ..., pids_limit: _Optional[int] = ...) -> None: ...
+
+class HostEntry(_message.Message):
+    __slots__ = ("name", "ip")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    IP_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    ip: str
+    def __init__(self, name: _Optional[str] = ..., ip: _Optional[str] = ...) -> None: ...
+
+class NetworkSpec(_message.Message):
+    __slots__ = ("mode", "bridge", "address", "prefixlen", "gateway", "host_veth", "ports", "dns", "extra_hosts")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    BRIDGE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PREFIXLEN_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    HOST_VETH_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    DNS_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    bridge: str
+    address: str
+    prefixlen: int
+    gateway: str
+    host_veth: str
+    ports: _containers.RepeatedCompositeFieldContainer[PortMapping]
+    dns: _containers.RepeatedScalarFieldContainer[str]
+    extra_hosts: _containers.RepeatedCompositeFieldContainer[HostEntry]
+    def __init__(self, mode: _Optional[str] = ..., bridge: _Optional[str] = ..., address: _Optional[str] = ..., prefixlen: _Optional[int] = ..., gateway: _Optional[str] = ..., host_veth: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., dns: _Optional[_Iterable[str]] = ..., extra_hosts: _Optional[_Iterable[_Union[HostEntry, _Mapping]]] = ...) -> None: ...
 
 class Container(_message.Message):
     __slots__ = ("id", "name", "image", "image_id", "command", "state", "created_at", "started_at", "finished_at", "exit_code", "signal", "oom_killed", "restart_count", "pid", "ip_address", "ports", "restart_policy", "network", "error", "auto_remove")
@@ -302,18 +442,71 @@ class ImportImageRequest(_message.Message):
     def __init__(self, source: _Optional[str] = ..., ref: _Optional[str] = ...) -> None: ...
 
 class Image(_message.Message):
-    __slots__ = ("id", "repo_tags", "manifest_digest", "created", "size")
+    __slots__ = ("id", "repo_tags", "manifest_digest", "created", "size", "repo_digests")
     ID_FIELD_NUMBER: _ClassVar[int]
     REPO_TAGS_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_DIGEST_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
+    REPO_DIGESTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     repo_tags: _containers.RepeatedScalarFieldContainer[str]
     manifest_digest: str
     created: str
     size: int
-    def __init__(self, id: _Optional[str] = ..., repo_tags: _Optional[_Iterable[str]] = ..., manifest_digest: _Optional[str] = ..., created: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+    repo_digests: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., repo_tags: _Optional[_Iterable[str]] = ..., manifest_digest: _Optional[str] = ..., created: _Optional[str] = ..., size: _Optional[int] = ..., repo_digests: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ImageDetails(_message.Message):
+    __slots__ = ("id", "repo_tags", "manifest_digest", "created", "size", "config", "diff_ids", "layer_digests", "unpacked_size", "repo_digests")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REPO_TAGS_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    DIFF_IDS_FIELD_NUMBER: _ClassVar[int]
+    LAYER_DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    UNPACKED_SIZE_FIELD_NUMBER: _ClassVar[int]
+    REPO_DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    repo_tags: _containers.RepeatedScalarFieldContainer[str]
+    manifest_digest: str
+    created: str
+    size: int
+    config: ImageConfig
+    diff_ids: _containers.RepeatedScalarFieldContainer[str]
+    layer_digests: _containers.RepeatedScalarFieldContainer[str]
+    unpacked_size: int
+    repo_digests: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., repo_tags: _Optional[_Iterable[str]] = ..., manifest_digest: _Optional[str] = ..., created: _Optional[str] = ..., size: _Optional[int] = ..., config: _Optional[_Union[ImageConfig, _Mapping]] = ..., diff_ids: _Optional[_Iterable[str]] = ..., layer_digests: _Optional[_Iterable[str]] = ..., unpacked_size: _Optional[int] = ..., repo_digests: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ImageConfig(_message.Message):
+    __slots__ = ("cmd", "entrypoint", "env", "working_dir", "user", "stop_signal", "exposed_ports", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CMD_FIELD_NUMBER: _ClassVar[int]
+    ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    WORKING_DIR_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    STOP_SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    EXPOSED_PORTS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    cmd: _containers.RepeatedScalarFieldContainer[str]
+    entrypoint: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.RepeatedScalarFieldContainer[str]
+    working_dir: str
+    user: str
+    stop_signal: str
+    exposed_ports: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, cmd: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., stop_signal: _Optional[str] = ..., exposed_ports: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListImagesRequest(_message.Message):
     __slots__ = ()
@@ -353,6 +546,32 @@ class DiskUsageRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ImageUsage(_message.Message):
+    __slots__ = ("ref", "refs", "id", "logical_size", "shared", "unique")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    REFS_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    LOGICAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    refs: _containers.RepeatedScalarFieldContainer[str]
+    id: str
+    logical_size: int
+    shared: int
+    unique: int
+    def __init__(self, ref: _Optional[str] = ..., refs: _Optional[_Iterable[str]] = ..., id: _Optional[str] = ..., logical_size: _Optional[int] = ..., shared: _Optional[int] = ..., unique: _Optional[int] = ...) -> None: ...
+
+class DiskUsageResponse(_message.Message):
+    __slots__ = ("images", "total", "disk")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DISK_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedCompositeFieldContainer[ImageUsage]
+    total: ImageUsage
+    disk: int
+    def __init__(self, images: _Optional[_Iterable[_Union[ImageUsage, _Mapping]]] = ..., total: _Optional[_Union[ImageUsage, _Mapping]] = ..., disk: _Optional[int] = ...) -> None: ...
+
 class BuildRequest(_message.Message):
     __slots__ = ("context", "containerfile", "tag", "build_args", "target", "no_cache")
     class BuildArgsEntry(_message.Message):
@@ -385,18 +604,22 @@ class BuildEvent(_message.Message):
     def __init__(self, line: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
 
 class PushRequest(_message.Message):
-    __slots__ = ("ref", "remote")
+    __slots__ = ("ref", "remote", "registry_ca")
     REF_FIELD_NUMBER: _ClassVar[int]
     REMOTE_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_CA_FIELD_NUMBER: _ClassVar[int]
     ref: str
     remote: str
-    def __init__(self, ref: _Optional[str] = ..., remote: _Optional[str] = ...) -> None: ...
+    registry_ca: str
+    def __init__(self, ref: _Optional[str] = ..., remote: _Optional[str] = ..., registry_ca: _Optional[str] = ...) -> None: ...
 
 class PullRequest(_message.Message):
-    __slots__ = ("remote",)
+    __slots__ = ("remote", "registry_ca")
     REMOTE_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_CA_FIELD_NUMBER: _ClassVar[int]
     remote: str
-    def __init__(self, remote: _Optional[str] = ...) -> None: ...
+    registry_ca: str
+    def __init__(self, remote: _Optional[str] = ..., registry_ca: _Optional[str] = ...) -> None: ...
 
 class TransferEvent(_message.Message):
     __slots__ = ("kind", "digest", "done", "total", "result")
@@ -413,14 +636,16 @@ class TransferEvent(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., digest: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., result: _Optional[str] = ...) -> None: ...
 
 class LoginRequest(_message.Message):
-    __slots__ = ("registry", "username", "password")
+    __slots__ = ("registry", "username", "password", "registry_ca")
     REGISTRY_FIELD_NUMBER: _ClassVar[int]
     USERNAME_FIELD_NUMBER: _ClassVar[int]
     PASSWORD_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_CA_FIELD_NUMBER: _ClassVar[int]
     registry: str
     username: str
     password: str
-    def __init__(self, registry: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ...) -> None: ...
+    registry_ca: str
+    def __init__(self, registry: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., registry_ca: _Optional[str] = ...) -> None: ...
 
 class LoginResponse(_message.Message):
     __slots__ = ()

@@ -77,7 +77,7 @@ class AgentStub:
         self.Inspect = channel.unary_unary(
                 '/orch.agent.v1.Agent/Inspect',
                 request_serializer=proto_dot_agent__pb2.ContainerRef.SerializeToString,
-                response_deserializer=proto_dot_agent__pb2.InspectResponse.FromString,
+                response_deserializer=proto_dot_agent__pb2.ContainerDetails.FromString,
                 _registered_method=True)
         self.Wait = channel.unary_unary(
                 '/orch.agent.v1.Agent/Wait',
@@ -112,7 +112,7 @@ class AgentStub:
         self.InspectImage = channel.unary_unary(
                 '/orch.agent.v1.Agent/InspectImage',
                 request_serializer=proto_dot_agent__pb2.ImageRef.SerializeToString,
-                response_deserializer=proto_dot_agent__pb2.InspectResponse.FromString,
+                response_deserializer=proto_dot_agent__pb2.ImageDetails.FromString,
                 _registered_method=True)
         self.RemoveImage = channel.unary_unary(
                 '/orch.agent.v1.Agent/RemoveImage',
@@ -127,7 +127,7 @@ class AgentStub:
         self.DiskUsage = channel.unary_unary(
                 '/orch.agent.v1.Agent/DiskUsage',
                 request_serializer=proto_dot_agent__pb2.DiskUsageRequest.SerializeToString,
-                response_deserializer=proto_dot_agent__pb2.InspectResponse.FromString,
+                response_deserializer=proto_dot_agent__pb2.DiskUsageResponse.FromString,
                 _registered_method=True)
         self.Build = channel.unary_stream(
                 '/orch.agent.v1.Agent/Build',
@@ -357,7 +357,7 @@ def add_AgentServicer_to_server(servicer, server):
             'Inspect': grpc.unary_unary_rpc_method_handler(
                     servicer.Inspect,
                     request_deserializer=proto_dot_agent__pb2.ContainerRef.FromString,
-                    response_serializer=proto_dot_agent__pb2.InspectResponse.SerializeToString,
+                    response_serializer=proto_dot_agent__pb2.ContainerDetails.SerializeToString,
             ),
             'Wait': grpc.unary_unary_rpc_method_handler(
                     servicer.Wait,
@@ -392,7 +392,7 @@ def add_AgentServicer_to_server(servicer, server):
             'InspectImage': grpc.unary_unary_rpc_method_handler(
                     servicer.InspectImage,
                     request_deserializer=proto_dot_agent__pb2.ImageRef.FromString,
-                    response_serializer=proto_dot_agent__pb2.InspectResponse.SerializeToString,
+                    response_serializer=proto_dot_agent__pb2.ImageDetails.SerializeToString,
             ),
             'RemoveImage': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveImage,
@@ -407,7 +407,7 @@ def add_AgentServicer_to_server(servicer, server):
             'DiskUsage': grpc.unary_unary_rpc_method_handler(
                     servicer.DiskUsage,
                     request_deserializer=proto_dot_agent__pb2.DiskUsageRequest.FromString,
-                    response_serializer=proto_dot_agent__pb2.InspectResponse.SerializeToString,
+                    response_serializer=proto_dot_agent__pb2.DiskUsageResponse.SerializeToString,
             ),
             'Build': grpc.unary_stream_rpc_method_handler(
                     servicer.Build,
@@ -677,7 +677,7 @@ class Agent:
             target,
             '/orch.agent.v1.Agent/Inspect',
             proto_dot_agent__pb2.ContainerRef.SerializeToString,
-            proto_dot_agent__pb2.InspectResponse.FromString,
+            proto_dot_agent__pb2.ContainerDetails.FromString,
             options,
             channel_credentials,
             insecure,
@@ -866,7 +866,7 @@ class Agent:
             target,
             '/orch.agent.v1.Agent/InspectImage',
             proto_dot_agent__pb2.ImageRef.SerializeToString,
-            proto_dot_agent__pb2.InspectResponse.FromString,
+            proto_dot_agent__pb2.ImageDetails.FromString,
             options,
             channel_credentials,
             insecure,
@@ -947,7 +947,7 @@ class Agent:
             target,
             '/orch.agent.v1.Agent/DiskUsage',
             proto_dot_agent__pb2.DiskUsageRequest.SerializeToString,
-            proto_dot_agent__pb2.InspectResponse.FromString,
+            proto_dot_agent__pb2.DiskUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,5 +1,6 @@
 from proto import agent_pb2 as _agent_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -7,47 +8,272 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class Service(_message.Message):
-    __slots__ = ("id", "name", "json")
-    ID_FIELD_NUMBER: _ClassVar[int]
+class TaskState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_STATE_NEW: _ClassVar[TaskState]
+    TASK_STATE_PENDING: _ClassVar[TaskState]
+    TASK_STATE_ASSIGNED: _ClassVar[TaskState]
+    TASK_STATE_PREPARING: _ClassVar[TaskState]
+    TASK_STATE_STARTING: _ClassVar[TaskState]
+    TASK_STATE_RUNNING: _ClassVar[TaskState]
+    TASK_STATE_COMPLETE: _ClassVar[TaskState]
+    TASK_STATE_FAILED: _ClassVar[TaskState]
+    TASK_STATE_SHUTDOWN: _ClassVar[TaskState]
+    TASK_STATE_REJECTED: _ClassVar[TaskState]
+    TASK_STATE_ORPHANED: _ClassVar[TaskState]
+
+class ServiceMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SERVICE_MODE_REPLICATED: _ClassVar[ServiceMode]
+    SERVICE_MODE_GLOBAL: _ClassVar[ServiceMode]
+
+class PortProtocol(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PORT_PROTOCOL_TCP: _ClassVar[PortProtocol]
+    PORT_PROTOCOL_UDP: _ClassVar[PortProtocol]
+
+class RestartCondition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESTART_CONDITION_ANY: _ClassVar[RestartCondition]
+    RESTART_CONDITION_ON_FAILURE: _ClassVar[RestartCondition]
+    RESTART_CONDITION_NONE: _ClassVar[RestartCondition]
+
+class NodeState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NODE_STATE_UNKNOWN: _ClassVar[NodeState]
+    NODE_STATE_READY: _ClassVar[NodeState]
+    NODE_STATE_DOWN: _ClassVar[NodeState]
+
+class NodeAvailability(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NODE_AVAILABILITY_ACTIVE: _ClassVar[NodeAvailability]
+    NODE_AVAILABILITY_DRAIN: _ClassVar[NodeAvailability]
+    NODE_AVAILABILITY_PAUSE: _ClassVar[NodeAvailability]
+
+class EventAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_ACTION_UNSPECIFIED: _ClassVar[EventAction]
+    EVENT_ACTION_PUT: _ClassVar[EventAction]
+    EVENT_ACTION_DELETE: _ClassVar[EventAction]
+    EVENT_ACTION_SYNCED: _ClassVar[EventAction]
+    EVENT_ACTION_KEEPALIVE: _ClassVar[EventAction]
+TASK_STATE_NEW: TaskState
+TASK_STATE_PENDING: TaskState
+TASK_STATE_ASSIGNED: TaskState
+TASK_STATE_PREPARING: TaskState
+TASK_STATE_STARTING: TaskState
+TASK_STATE_RUNNING: TaskState
+TASK_STATE_COMPLETE: TaskState
+TASK_STATE_FAILED: TaskState
+TASK_STATE_SHUTDOWN: TaskState
+TASK_STATE_REJECTED: TaskState
+TASK_STATE_ORPHANED: TaskState
+SERVICE_MODE_REPLICATED: ServiceMode
+SERVICE_MODE_GLOBAL: ServiceMode
+PORT_PROTOCOL_TCP: PortProtocol
+PORT_PROTOCOL_UDP: PortProtocol
+RESTART_CONDITION_ANY: RestartCondition
+RESTART_CONDITION_ON_FAILURE: RestartCondition
+RESTART_CONDITION_NONE: RestartCondition
+NODE_STATE_UNKNOWN: NodeState
+NODE_STATE_READY: NodeState
+NODE_STATE_DOWN: NodeState
+NODE_AVAILABILITY_ACTIVE: NodeAvailability
+NODE_AVAILABILITY_DRAIN: NodeAvailability
+NODE_AVAILABILITY_PAUSE: NodeAvailability
+EVENT_ACTION_UNSPECIFIED: EventAction
+EVENT_ACTION_PUT: EventAction
+EVENT_ACTION_DELETE: EventAction
+EVENT_ACTION_SYNCED: EventAction
+EVENT_ACTION_KEEPALIVE: EventAction
+
+class PortConfig(_message.Message):
+    __slots__ = ("published", "target", "protocol")
+    PUBLISHED_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    published: int
+    target: int
+    protocol: PortProtocol
+    def __init__(self, published: _Optional[int] = ..., target: _Optional[int] = ..., protocol: _Optional[_Union[PortProtocol, str]] = ...) -> None: ...
+
+class Resources(_message.Message):
+    __slots__ = ("cpus", "memory_bytes", "pids")
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PIDS_FIELD_NUMBER: _ClassVar[int]
+    cpus: float
+    memory_bytes: int
+    pids: int
+    def __init__(self, cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., pids: _Optional[int] = ...) -> None: ...
+
+class Placement(_message.Message):
+    __slots__ = ("constraints", "preferences", "max_replicas_per_node")
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    PREFERENCES_FIELD_NUMBER: _ClassVar[int]
+    MAX_REPLICAS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
+    constraints: _containers.RepeatedScalarFieldContainer[str]
+    preferences: _containers.RepeatedScalarFieldContainer[str]
+    max_replicas_per_node: int
+    def __init__(self, constraints: _Optional[_Iterable[str]] = ..., preferences: _Optional[_Iterable[str]] = ..., max_replicas_per_node: _Optional[int] = ...) -> None: ...
+
+class RestartPolicy(_message.Message):
+    __slots__ = ("condition", "delay", "max_attempts", "window")
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    DELAY_FIELD_NUMBER: _ClassVar[int]
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    condition: RestartCondition
+    delay: float
+    max_attempts: int
+    window: float
+    def __init__(self, condition: _Optional[_Union[RestartCondition, str]] = ..., delay: _Optional[float] = ..., max_attempts: _Optional[int] = ..., window: _Optional[float] = ...) -> None: ...
+
+class ServiceSpec(_message.Message):
+    __slots__ = ("name", "image", "command", "entrypoint", "env", "ports", "labels", "mode", "replicas", "limits", "reservations", "placement", "restart_policy", "binpack", "stop_grace_period", "storage_size")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
-    JSON_FIELD_NUMBER: _ClassVar[int]
-    id: str
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    ENTRYPOINT_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    RESERVATIONS_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    RESTART_POLICY_FIELD_NUMBER: _ClassVar[int]
+    BINPACK_FIELD_NUMBER: _ClassVar[int]
+    STOP_GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     name: str
-    json: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., json: _Optional[str] = ...) -> None: ...
+    image: str
+    command: _agent_pb2.StringList
+    entrypoint: _agent_pb2.StringList
+    env: _containers.RepeatedScalarFieldContainer[str]
+    ports: _containers.RepeatedCompositeFieldContainer[PortConfig]
+    labels: _containers.ScalarMap[str, str]
+    mode: ServiceMode
+    replicas: int
+    limits: Resources
+    reservations: Resources
+    placement: Placement
+    restart_policy: RestartPolicy
+    binpack: bool
+    stop_grace_period: float
+    storage_size: int
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[_Union[ServiceMode, str]] = ..., replicas: _Optional[int] = ..., limits: _Optional[_Union[Resources, _Mapping]] = ..., reservations: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., binpack: _Optional[bool] = ..., stop_grace_period: _Optional[float] = ..., storage_size: _Optional[int] = ...) -> None: ...
+
+class Service(_message.Message):
+    __slots__ = ("id", "spec", "created_at", "updated_at", "version")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    spec: ServiceSpec
+    created_at: float
+    updated_at: float
+    version: int
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., version: _Optional[int] = ...) -> None: ...
+
+class TaskStatus(_message.Message):
+    __slots__ = ("state", "message", "error", "timestamp", "container_id", "exit_code")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    state: TaskState
+    message: str
+    error: str
+    timestamp: float
+    container_id: str
+    exit_code: int
+    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., message: _Optional[str] = ..., error: _Optional[str] = ..., timestamp: _Optional[float] = ..., container_id: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "service", "node_id", "json")
+    __slots__ = ("id", "service_id", "service_name", "slot", "spec", "node_id", "desired_state", "status", "created_at", "attempt", "version")
     ID_FIELD_NUMBER: _ClassVar[int]
-    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
-    JSON_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_STATE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     id: str
-    service: str
+    service_id: str
+    service_name: str
+    slot: int
+    spec: ServiceSpec
     node_id: str
-    json: str
-    def __init__(self, id: _Optional[str] = ..., service: _Optional[str] = ..., node_id: _Optional[str] = ..., json: _Optional[str] = ...) -> None: ...
+    desired_state: TaskState
+    status: TaskStatus
+    created_at: float
+    attempt: int
+    version: int
+    def __init__(self, id: _Optional[str] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., node_id: _Optional[str] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., created_at: _Optional[float] = ..., attempt: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+
+class NodeResources(_message.Message):
+    __slots__ = ("cpus", "memory_bytes")
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    cpus: float
+    memory_bytes: int
+    def __init__(self, cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("id", "name", "json")
+    __slots__ = ("id", "name", "address", "labels", "resources", "state", "availability", "last_heartbeat", "version")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
-    JSON_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
-    json: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., json: _Optional[str] = ...) -> None: ...
+    address: str
+    labels: _containers.ScalarMap[str, str]
+    resources: NodeResources
+    state: NodeState
+    availability: NodeAvailability
+    last_heartbeat: float
+    version: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[NodeResources, _Mapping]] = ..., state: _Optional[_Union[NodeState, str]] = ..., availability: _Optional[_Union[NodeAvailability, str]] = ..., last_heartbeat: _Optional[float] = ..., version: _Optional[int] = ...) -> None: ...
 
 class DeployRequest(_message.Message):
-    __slots__ = ("services_json", "manifest", "manifest_path")
-    SERVICES_JSON_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("services", "manifest", "manifest_path")
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_PATH_FIELD_NUMBER: _ClassVar[int]
-    services_json: _containers.RepeatedScalarFieldContainer[str]
+    services: _containers.RepeatedCompositeFieldContainer[ServiceSpec]
     manifest: str
     manifest_path: str
-    def __init__(self, services_json: _Optional[_Iterable[str]] = ..., manifest: _Optional[str] = ..., manifest_path: _Optional[str] = ...) -> None: ...
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceSpec, _Mapping]]] = ..., manifest: _Optional[str] = ..., manifest_path: _Optional[str] = ...) -> None: ...
 
 class DeployResponse(_message.Message):
     __slots__ = ("services",)
@@ -119,10 +345,10 @@ class UpdateNodeRequest(_message.Message):
     ADD_LABELS_FIELD_NUMBER: _ClassVar[int]
     REMOVE_LABELS_FIELD_NUMBER: _ClassVar[int]
     node: str
-    availability: str
+    availability: NodeAvailability
     add_labels: _containers.ScalarMap[str, str]
     remove_labels: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, node: _Optional[str] = ..., availability: _Optional[str] = ..., add_labels: _Optional[_Mapping[str, str]] = ..., remove_labels: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, node: _Optional[str] = ..., availability: _Optional[_Union[NodeAvailability, str]] = ..., add_labels: _Optional[_Mapping[str, str]] = ..., remove_labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ServiceLogsRequest(_message.Message):
     __slots__ = ("service", "follow", "tail")
@@ -163,18 +389,16 @@ class EventsRequest(_message.Message):
     def __init__(self, services: _Optional[_Iterable[str]] = ..., initial: _Optional[bool] = ..., keepalive: _Optional[float] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("kind", "action", "id", "json", "version")
-    KIND_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("action", "service", "task", "node")
     ACTION_FIELD_NUMBER: _ClassVar[int]
-    ID_FIELD_NUMBER: _ClassVar[int]
-    JSON_FIELD_NUMBER: _ClassVar[int]
-    VERSION_FIELD_NUMBER: _ClassVar[int]
-    kind: str
-    action: str
-    id: str
-    json: str
-    version: int
-    def __init__(self, kind: _Optional[str] = ..., action: _Optional[str] = ..., id: _Optional[str] = ..., json: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    action: EventAction
+    service: Service
+    task: Task
+    node: Node
+    def __init__(self, action: _Optional[_Union[EventAction, str]] = ..., service: _Optional[_Union[Service, _Mapping]] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., node: _Optional[_Union[Node, _Mapping]] = ...) -> None: ...
 
 class EventBatch(_message.Message):
     __slots__ = ("events",)
@@ -232,22 +456,12 @@ class Register(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., token: _Optional[str] = ..., api_token: _Optional[str] = ...) -> None: ...
 
 class TaskStatusUpdate(_message.Message):
-    __slots__ = ("task_id", "state", "message", "error", "container_id", "exit_code", "timestamp")
+    __slots__ = ("task_id", "status")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
-    STATE_FIELD_NUMBER: _ClassVar[int]
-    MESSAGE_FIELD_NUMBER: _ClassVar[int]
-    ERROR_FIELD_NUMBER: _ClassVar[int]
-    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
-    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
-    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
-    state: int
-    message: str
-    error: str
-    container_id: str
-    exit_code: int
-    timestamp: float
-    def __init__(self, task_id: _Optional[str] = ..., state: _Optional[int] = ..., message: _Optional[str] = ..., error: _Optional[str] = ..., container_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., timestamp: _Optional[float] = ...) -> None: ...
+    status: TaskStatus
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
     __slots__ = ("register", "heartbeat", "status")
@@ -265,23 +479,15 @@ class StatusBatch(_message.Message):
     updates: _containers.RepeatedCompositeFieldContainer[TaskStatusUpdate]
     def __init__(self, updates: _Optional[_Iterable[_Union[TaskStatusUpdate, _Mapping]]] = ...) -> None: ...
 
-class Assignment(_message.Message):
-    __slots__ = ("task_id", "json")
-    TASK_ID_FIELD_NUMBER: _ClassVar[int]
-    JSON_FIELD_NUMBER: _ClassVar[int]
-    task_id: str
-    json: str
-    def __init__(self, task_id: _Optional[str] = ..., json: _Optional[str] = ...) -> None: ...
-
 class Assignments(_message.Message):
     __slots__ = ("full", "tasks", "removed")
     FULL_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
     full: bool
-    tasks: _containers.RepeatedCompositeFieldContainer[Assignment]
+    tasks: _containers.RepeatedCompositeFieldContainer[Task]
     removed: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, full: _Optional[bool] = ..., tasks: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, full: _Optional[bool] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Registered(_message.Message):
     __slots__ = ("node_id", "heartbeat_interval", "protected_ports")

@@ -5,7 +5,8 @@ plane converts its model to ``NodeInfo``/``TaskRequest``/``Placed`` at its
 edge and writes the ``Decision`` objects back through the store.
 
 Invariants:
-- no I/O, no asyncio, no grpc/etcd/controlplane imports (a test enforces it);
+- no I/O, no asyncio, no grpc/etcd/controlplane imports; it imports only
+  ``model`` and ``common`` (an import-linter contract in pyproject.toml);
 - deterministic: same snapshot, tasks and seed -> same decisions;
 - a batch never overcommits cpu/memory, reuses a host port or exceeds
   ``max_replicas_per_node`` on any node: each placement updates the usage
@@ -18,7 +19,8 @@ Pipeline (see ``_schedule``): filters (``_filters``, counted by
 replicas; cheapest first) -> scoring (``_select``: preferences, then spread
 or binpack; ``_bestfirst``: the same spread order, searched lazily) ->
 seeded tie-break (``_nodestate``). Modules: ``_types`` (inputs/outputs),
-``_expr`` (constraint/preference syntax).
+``_expr`` (constraints evaluated on a ``NodeInfo``; the grammar is
+``model.constraints``, shared with the manifest loader).
 
 Exceptions::
 
@@ -36,6 +38,7 @@ from scheduler._expr import (
     ConstraintError,
     PlacementError,
     PreferenceError,
+    matches,
     parse_constraint,
     parse_preference,
 )
@@ -72,6 +75,7 @@ __all__ = [
     "ResourceFilter",
     "TaskRequest",
     "filters_for",
+    "matches",
     "parse_constraint",
     "parse_preference",
     "schedule",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-from scheduler._expr import Constraint, parse_constraint
+from scheduler._expr import Constraint, matches, parse_constraint
 from scheduler._nodestate import NodeState, normalise_ports
 from scheduler._types import TaskRequest
 
@@ -72,7 +72,7 @@ class ConstraintFilter:
         return True  # built only from the task's own constraints
 
     def check(self, task: TaskRequest, node: NodeState) -> bool:
-        return self.constraint.matches(node.info)
+        return matches(self.constraint, node.info)
 
     def explain(self, n_nodes: int) -> str:
         return f"constraint {self.constraint} not met {on_nodes(n_nodes)}"

@@ -10,6 +10,7 @@
     StoreError
     ├── StoreConflict ── NotLeader
     ├── StoreUnavailable
+    ├── StoreFull
     ├── StoreCompacted
     └── StoreCorrupt
 
@@ -19,7 +20,15 @@ this package builds an etcd key or imports pyetcd.
 
 from .codec import StoreObject, encode, kind_of
 from .election import Leadership
-from .errors import NotLeader, StoreCompacted, StoreConflict, StoreCorrupt, StoreError, StoreUnavailable
+from .errors import (
+    NotLeader,
+    StoreCompacted,
+    StoreConflict,
+    StoreCorrupt,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+)
 from .informer import Change, Handler, Informer
 from .keys import Kind
 from .store import Op, Snapshot, Store
@@ -27,6 +36,6 @@ from .watch import StoreEvent, Watch
 
 __all__ = [
     "Change", "Handler", "Informer", "Kind", "Leadership", "NotLeader", "Op", "Snapshot", "Store",
-    "StoreCompacted", "StoreConflict", "StoreCorrupt", "StoreError", "StoreEvent", "StoreObject",
-    "StoreUnavailable", "Watch", "encode", "kind_of",
+    "StoreCompacted", "StoreConflict", "StoreCorrupt", "StoreError", "StoreEvent", "StoreFull",
+    "StoreObject", "StoreUnavailable", "Watch", "encode", "kind_of",
 ]

@@ -23,7 +23,7 @@ import grpc
 import pyetcd
 from pyetcd import exceptions as etcd_exc
 
-from .errors import StoreCompacted, StoreError, StoreUnavailable
+from .errors import StoreCompacted, StoreError, StoreFull, StoreUnavailable
 
 __all__ = ["connect", "parse_endpoint", "read", "translate"]
 
@@ -59,6 +59,7 @@ def connect(endpoints: list[str], timeout: float) -> pyetcd.MultiEndpointEtcd3Cl
     return pyetcd.MultiEndpointEtcd3Client(endpoints=eps, timeout=timeout, failover=True)
 
 
+_NOSPACE = "database space exceeded"  # etcd's ErrNoSpace, under its NOSPACE alarm
 _UNAVAILABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                      grpc.StatusCode.CANCELLED)
 _UNAVAILABLE_EXC = (etcd_exc.ConnectionFailedError, etcd_exc.ConnectionTimeoutError,
@@ -80,6 +81,8 @@ def error_of(exc: BaseException | None, what: str) -> StoreError:
         details = exc.details() if hasattr(exc, "details") else ""
         if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in str(details):
             return StoreCompacted(0, 0)
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and _NOSPACE in str(details):
+            return StoreFull(f"etcd {what}: {details}")
         if code in _UNAVAILABLE_CODES:
             return StoreUnavailable(f"etcd {what}: {code}: {details}")
         return StoreError(f"etcd {what}: {code}: {details}")

@@ -7,6 +7,7 @@
     │                      since it was read; re-read and retry the decision, never force
     │   └── NotLeader      a write fenced on a leadership that has been lost
     ├── StoreUnavailable   etcd did not answer (down, timeout, no endpoint left)
+    ├── StoreFull          etcd refuses writes: its database reached its space quota
     ├── StoreCompacted     a revision asked for was compacted away; re-list
     └── StoreCorrupt       a stored value does not decode; names the key
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["NotLeader", "StoreCompacted", "StoreConflict", "StoreCorrupt", "StoreError",
+__all__ = ["NotLeader", "StoreCompacted", "StoreConflict", "StoreCorrupt", "StoreError", "StoreFull",
            "StoreUnavailable"]
 
 
@@ -55,6 +56,19 @@ class NotLeader(StoreConflict):
 
 class StoreUnavailable(StoreError):
     """etcd could not be reached or did not answer in time."""
+
+
+class StoreFull(StoreError):
+    """etcd's database reached its quota (``--quota-backend-bytes``): etcd raised
+    its NOSPACE alarm and refuses every write that adds data, and leases, until
+    an operator frees space and disarms the alarm. Reads and deletes still work."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(
+            f"the cluster store is full: etcd's database reached its space quota and refuses writes "
+            f"({what}); reads still work. To recover, compact and defragment etcd or restart it with a "
+            "larger --quota-backend-bytes, then clear its alarm: etcdctl alarm disarm")
 
 
 class StoreCompacted(StoreError):

@@ -1,4 +1,4 @@
-"""Service specs that come without a manifest (``Deploy``'s ``services_json``), held to its rules.
+"""Service specs that come without a manifest (``Deploy``'s ``services``), held to its rules.
 
 Each spec is written out as manifest text (``dump_manifest``) and parsed back:
 every check a manifest gets (names, image references, replicas and the other

@@ -123,7 +123,7 @@ _PORT_ITEM = {
 }
 _PREFERENCE_ITEM = {
     "type": "object",
-    "properties": {"spread": {"type": "string", "pattern": r"^node\.labels\.[A-Za-z0-9_.\-/]+$"}},
+    "properties": {"spread": {"type": "string", "pattern": v.SPREAD_PATTERN}},
     "required": ["spread"],
     "additionalProperties": False,
 }

@@ -18,6 +18,7 @@ import shlex
 from collections.abc import Callable, Collection
 from typing import Literal
 
+from model import constraints as grammar
 from model.manifest._errors import field_path
 from model.manifest._yaml import Map, Node, Scalar, Seq, describe
 from model.objects import PortConfig
@@ -41,6 +42,7 @@ __all__ = [
     "PREFERENCE_KEYS",
     "RESERVED_LABEL_PREFIX",
     "SERVICE_NAME_PATTERN",
+    "SPREAD_PATTERN",
     "Invalid",
     "argv",
     "boolean",
@@ -87,18 +89,15 @@ PORT_PATTERN = r"^[0-9]+:[0-9]+(/(tcp|udp))?$"
 # Labels orch sets on every task's container (orch.task, orch.service): a
 # user's label there would be overwritten, so it is refused instead.
 RESERVED_LABEL_PREFIX = "orch."
-# node.labels.<key>, node.name/id/hostname, then == or !=, then a value.
-_LABEL_KEY = r"[A-Za-z0-9_.\-/]+"
-CONSTRAINT_PATTERN = rf"^\s*node\.(labels\.{_LABEL_KEY}|name|id|hostname)\s*(==|!=)\s*[^\s=!][^=!]*$"
+# The placement grammar's (model.constraints), which the scheduler parses too.
+CONSTRAINT_PATTERN = grammar.CONSTRAINT_PATTERN
+SPREAD_PATTERN = grammar.SPREAD_PATTERN
 PORT_KEYS = ("published", "target", "protocol")
 PREFERENCE_KEYS = ("spread",)
 
 _SERVICE_NAME_RE = re.compile(SERVICE_NAME_PATTERN)
 _DURATION_PART_RE = re.compile(_DURATION_PART)
 _DURATION_RE = re.compile(DURATION_PATTERN)
-_CONSTRAINT_RE = re.compile(
-    rf"^\s*(node\.(?:labels\.{_LABEL_KEY}|name|id|hostname))\s*(==|!=)\s*([^\s=!][^=!]*?)\s*$"
-)
 _ENV_NAME_RE = re.compile(r"[^=\s]+")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -149,14 +148,11 @@ def image(node: Node) -> str:
     ref = _string(node, "an image reference such as busybox:1.36")
     # Imported on first use: the package's other users (the schema, the dumper) need none of it.
     from common.errors import InvalidArgument
-    from nodeagent.images.reference import is_hex_id, parse_reference
-    from nodeagent.images.registry.remote import names_registry, parse_remote
+    from registry.reference import is_hex_id, parse
 
     try:
-        if names_registry(ref):
-            parse_remote(ref)
-        elif not is_hex_id(ref):
-            parse_reference(ref)
+        if not is_hex_id(ref):
+            parse(ref)  # Docker's rules: busybox, host:port/ns/app:tag, app@sha256:...
     except InvalidArgument as err:
         raise Invalid(err.message)
     return ref
@@ -428,35 +424,20 @@ def _protocol(text: str, line: int, suffix: str) -> Literal["tcp", "udp"]:
 # ---- placement -------------------------------------------------------------
 
 def constraints(node: Node) -> list[str]:
-    """``node.labels.K==V``, ``node.name!=X``, ...; returned without spaces around the operator.
-
-    ``node.hostname`` is Swarm's name for what orch calls the node name: it is
-    stored as ``node.name``.
+    """``node.labels.K==V``, ``node.name!=X``, ...; stored in the grammar's canonical form
+    (``model.constraints``): no spaces around the operator, and ``node.hostname``,
+    Swarm's name for what orch calls the node name, as ``node.name``.
     """
     if not isinstance(node, Seq):
         raise Invalid(f"expected a list of constraints, got {describe(node)}")
     out = []
     for i, item in enumerate(node.items):
         text = _item_text(item, i, "a constraint string")
-        match = _CONSTRAINT_RE.match(text)
-        if match is None:
-            raise Invalid(_constraint_problem(text), item.line, f"[{i}]")
-        attribute, operator, value = match.groups()
-        if attribute == "node.hostname":
-            attribute = "node.name"
-        out.append(f"{attribute}{operator}{value}")
+        try:
+            out.append(str(grammar.parse_constraint(text)))
+        except grammar.ConstraintError as err:
+            raise Invalid(str(err), item.line, f"[{i}]")
     return out
-
-
-def _constraint_problem(text: str) -> str:
-    stripped = text.strip()
-    if stripped.startswith("node.role"):
-        return (f"constraint {text!r}: orch nodes have no manager/worker role; "
-                "label the nodes and use node.labels.KEY==VALUE")
-    if "==" not in stripped and "!=" not in stripped:
-        return f"constraint {text!r} has no operator: expected ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE"
-    return (f"invalid constraint {text!r}: expected node.labels.KEY, node.name, node.id or "
-            "node.hostname, then == or !=, then a value")
 
 
 def preferences(node: Node) -> list[str]:
@@ -476,8 +457,9 @@ def preferences(node: Node) -> list[str]:
         if spread is None:
             raise Invalid("missing required key 'spread'", item.line, f"[{i}]")
         label = _text_at(spread, "a node label such as node.labels.zone", f"[{i}].spread")
-        if not re.fullmatch(rf"node\.labels\.{_LABEL_KEY}", label):
-            raise Invalid(f"cannot spread over {label!r}: expected node.labels.KEY", spread.line,
-                          f"[{i}].spread")
+        try:
+            grammar.spread_label(label)
+        except grammar.PreferenceError as err:
+            raise Invalid(str(err), spread.line, f"[{i}].spread")
         out.append(label)
     return out

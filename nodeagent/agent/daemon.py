@@ -46,6 +46,9 @@ class AgentOptions:
     max_starting: int = 0  # container launches at once; 0: one per CPU, up to 4
     # pids limit of a container whose config sets none; 0: no default
     default_pids_limit: int = DEFAULT_PIDS_LIMIT
+    # A PEM CA trusted for every registry this node pulls from or pushes to
+    # (its image jobs get it as $ORCH_REGISTRY_CA); absolute, checked by the CLI.
+    registry_ca: str = ""
 
     @property
     def socket(self) -> str:
@@ -249,6 +252,10 @@ def run(opts: AgentOptions) -> int:
 
     for d in (opts.state_dir, opts.run_dir):
         os.makedirs(d, mode=0o711, exist_ok=True)
+    if opts.registry_ca:  # image jobs (their own processes) inherit it
+        from registry.transport import CA_ENV
+
+        os.environ[CA_ENV] = opts.registry_ca
     lock_fd = _lock(opts.run_dir)
     events = EventHub()
     client, started = ensure_supervisor(opts, events)

@@ -7,7 +7,6 @@ become gRPC status codes with the user-facing message as details.
 
 from __future__ import annotations
 
-import json
 import os
 import selectors
 from collections.abc import Callable, Generator, Iterator
@@ -165,8 +164,11 @@ class AgentService(pb_grpc.AgentServicer):
         return pb.ListResponse(containers=[to_pb(r) for r in self.sup.call("list", all=request.all)])
 
     @handle_errors
-    def Inspect(self, request: pb.ContainerRef, context: grpc.ServicerContext) -> pb.InspectResponse:
-        return pb.InspectResponse(json=json.dumps(self.sup.call("get", id=request.id, full=True)))
+    def Inspect(self, request: pb.ContainerRef, context: grpc.ServicerContext) -> pb.ContainerDetails:
+        from nodeagent.agent.details import container_details
+
+        rec = self.sup.call("get", id=request.id, full=True)
+        return container_details(rec, to_pb(rec))
 
     @handle_errors
     def Wait(self, request: pb.ContainerRef, context: grpc.ServicerContext) -> pb.Container:
@@ -260,10 +262,10 @@ class AgentService(pb_grpc.AgentServicer):
         return pb.ListImagesResponse(images=[self._image_pb(i) for i in self.images.list()])
 
     @handle_errors
-    def InspectImage(self, request: pb.ImageRef, context: grpc.ServicerContext) -> pb.InspectResponse:
-        import dataclasses
+    def InspectImage(self, request: pb.ImageRef, context: grpc.ServicerContext) -> pb.ImageDetails:
+        from nodeagent.agent.details import image_details
 
-        return pb.InspectResponse(json=json.dumps(dataclasses.asdict(self.images.get(request.ref))))
+        return image_details(self.images.get(request.ref))
 
     @handle_errors
     def RemoveImage(self, request: pb.RemoveImageRequest,
@@ -284,8 +286,10 @@ class AgentService(pb_grpc.AgentServicer):
 
     @handle_errors
     def DiskUsage(self, request: pb.DiskUsageRequest,
-                  context: grpc.ServicerContext) -> pb.InspectResponse:
-        return pb.InspectResponse(json=json.dumps(self.images.disk_usage()))
+                  context: grpc.ServicerContext) -> pb.DiskUsageResponse:
+        from nodeagent.agent.details import disk_usage
+
+        return disk_usage(self.images.disk_usage())
 
     @handle_errors
     def Build(self, request: pb.BuildRequest, context: grpc.ServicerContext) -> Iterator[pb.BuildEvent]:
@@ -341,26 +345,29 @@ class AgentService(pb_grpc.AgentServicer):
         from nodeagent.images.job import follow_job
 
         yield from self._transfer(follow_job(self.state_dir, "push", request.ref,
-                                             request.remote or request.ref))
+                                             request.remote or request.ref,
+                                             registry_ca=request.registry_ca))
 
     @handle_errors
     def Pull(self, request: pb.PullRequest, context: grpc.ServicerContext) -> Iterator[pb.TransferEvent]:
         from nodeagent.images.job import follow_job
 
-        yield from self._transfer(follow_job(self.state_dir, "pull", request.remote))
+        yield from self._transfer(follow_job(self.state_dir, "pull", request.remote,
+                                             registry_ca=request.registry_ca))
 
     @handle_errors
     def Login(self, request: pb.LoginRequest, context: grpc.ServicerContext) -> pb.LoginResponse:
         from nodeagent.images.job import run_job
 
-        run_job(self.state_dir, "login", request.registry, request.username, stdin=request.password)
+        run_job(self.state_dir, "login", request.registry, request.username, stdin=request.password,
+                registry_ca=request.registry_ca)
         return pb.LoginResponse()
 
     @staticmethod
     def _image_pb(image: Any) -> pb.Image:
         return pb.Image(id=image.id, repo_tags=image.repo_tags,
                         manifest_digest=image.manifest_digest, created=image.created,
-                        size=image.size)
+                        size=image.size, repo_digests=image.repo_digests)
 
     # ---- agent ----------------------------------------------------------
 

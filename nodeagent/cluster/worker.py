@@ -21,7 +21,6 @@ restarted.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import threading
@@ -35,11 +34,12 @@ from google.protobuf import json_format  # noqa: F401
 
 from common.errors import AgentError, NotFound
 from common.logging import JsonLogger
-from model.objects import Task, TaskState, task_from_dict
-from nodeagent.images.registry.remote import names_registry
+from model.objects import Task, TaskState, TaskStatus
+from model.wire import status_update_to_pb, task_from_pb
 from nodeagent.supervisor import default_max_launching
 from proto import agent_pb2 as pb
 from proto import cluster_pb2 as cpb
+from registry.reference import names_registry
 
 log = JsonLogger("orch.worker")
 
@@ -62,7 +62,7 @@ def next_retry(delay: float, joined: bool) -> float:
 
 
 class StatusQueue:
-    """Task status updates waiting to be sent (the caller holds a lock).
+    """Task status updates, (task id, status), waiting to be sent (the caller holds a lock).
 
     "starting" is held back for ``quiet`` seconds and dropped if a later
     update for the task comes first: most starts end within that, and their
@@ -73,19 +73,20 @@ class StatusQueue:
 
     def __init__(self, quiet: float = STARTING_QUIET) -> None:
         self.quiet = quiet
-        self._pending: list[cpb.TaskStatusUpdate] = []
-        self._held: dict[str, cpb.TaskStatusUpdate] = {}
+        self._pending: list[tuple[str, TaskStatus]] = []
+        self._held: dict[str, tuple[str, TaskStatus]] = {}
 
-    def add(self, update: cpb.TaskStatusUpdate) -> bool:
+    def add(self, update: tuple[str, TaskStatus]) -> bool:
         """Queue ``update``; False when it is held back (nothing to send yet)."""
-        if update.state == TaskState.STARTING:
-            self._held[update.task_id] = update
+        tid, status = update
+        if status.state == TaskState.STARTING:
+            self._held[tid] = update
             return False
-        self._held.pop(update.task_id, None)
+        self._held.pop(tid, None)
         self._pending.append(update)
         return True
 
-    def replace(self, updates: list[cpb.TaskStatusUpdate]) -> None:
+    def replace(self, updates: list[tuple[str, TaskStatus]]) -> None:
         """Send ``updates`` (all of them: a new session's resend) instead."""
         self._held.clear()
         self._pending = list(updates)
@@ -94,12 +95,12 @@ class StatusQueue:
         """When the oldest held update falls due; None if none is held."""
         if not self._held:
             return None
-        return min(u.timestamp for u in self._held.values()) + self.quiet
+        return min(status.timestamp for _, status in self._held.values()) + self.quiet
 
-    def take(self, now: float) -> list[cpb.TaskStatusUpdate]:
+    def take(self, now: float) -> list[tuple[str, TaskStatus]]:
         """Everything due by ``now``, oldest first; the queue keeps the rest."""
-        for tid, update in list(self._held.items()):
-            if update.timestamp + self.quiet <= now:
+        for tid, (_, status) in list(self._held.items()):
+            if status.timestamp + self.quiet <= now:
                 self._pending.append(self._held.pop(tid))
         batch, self._pending = self._pending, []
         return batch
@@ -130,7 +131,7 @@ class Worker:
         # One start more than the supervisor launches at once: the next is
         # there the moment a launch ends.
         self.max_in_flight = (max_starting or default_max_launching()) + 1
-        self.reported: dict[str, cpb.TaskStatusUpdate] = {}
+        self.reported: dict[str, TaskStatus] = {}  # task id -> the last status sent or queued
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -246,7 +247,7 @@ class Worker:
                             self._outbox = outbox
                             # Resend what we know: the control plane may have
                             # missed updates while we were apart.
-                            self._status.replace(list(self.reported.values()))
+                            self._status.replace(list(self.reported.items()))
                         self._status_ready.set()
                         heartbeat = threading.Thread(
                             target=self._heartbeat, args=(outbox, msg.registered.heartbeat_interval),
@@ -292,7 +293,7 @@ class Worker:
             outbox.put(cpb.AgentMessage(heartbeat=True))
 
     def _assignments(self, msg: cpb.Assignments) -> None:
-        tasks = {a.task_id: task_from_dict(json.loads(a.json)) for a in msg.tasks}
+        tasks = {t.id: task_from_pb(t) for t in msg.tasks}
         with self._lock:
             if msg.full:
                 self.assigned = tasks
@@ -439,12 +440,12 @@ class Worker:
                 exit_code: int = 0, container_id: str = "") -> None:
         if self._stopped.is_set():
             return
-        update = cpb.TaskStatusUpdate(task_id=tid, state=int(state), message=message, error=error,
-                                      container_id=container_id or self.containers.get(tid, ""),
-                                      exit_code=exit_code, timestamp=time.time())
+        status = TaskStatus(state=state, message=message, error=error,
+                            container_id=container_id or self.containers.get(tid, ""),
+                            exit_code=exit_code, timestamp=time.time())
         with self._lock:
-            self.reported[tid] = update
-            ready = self._status.add(update)
+            self.reported[tid] = status
+            ready = self._status.add((tid, status))
         if ready:
             self._status_ready.set()
 
@@ -465,13 +466,14 @@ class Worker:
                 batch = self._status.take(time.time())
                 if not batch:
                     continue
-                self._outbox.put(cpb.AgentMessage(status=cpb.StatusBatch(updates=batch)))
+                updates = [status_update_to_pb(tid, status) for tid, status in batch]
+                self._outbox.put(cpb.AgentMessage(status=cpb.StatusBatch(updates=updates)))
                 last_sent = time.monotonic()
             # Forget finished tasks the control plane has been told about.
             with self._lock:
-                for update in batch:
-                    if update.state >= TaskState.COMPLETE and update.task_id not in self.assigned:
-                        self.reported.pop(update.task_id, None)
+                for tid, status in batch:
+                    if status.state.terminal and tid not in self.assigned:
+                        self.reported.pop(tid, None)
 
     def _settled(self) -> bool:
         """Nothing starting or stopping and nothing left to start (the caller

@@ -2,8 +2,10 @@
 
 Public surface: :class:`ImageStore` (import, add_image/add_manifest, get, list,
 remove, prune, disk_usage, manifest, lower_dirs),
-the :class:`Image` / :class:`ImageConfig` data, reference helpers, and
-:func:`apply_layer` for safe (whiteout-aware) layer extraction.
+the :class:`Image` / :class:`ImageConfig` data, and :func:`apply_layer` for
+safe (whiteout-aware) layer extraction; ``pull.pull`` and ``push.push`` move a
+registry's images into and out of the store. Image references follow Docker's
+rules, parsed by :mod:`registry.reference` (the one parser).
 
 Errors (from ``common.errors``)::
 
@@ -16,7 +18,9 @@ Invariants: blobs are content-addressed and written atomically; a snapshot
 directory exists only complete and is never modified; every layer is
 unpacked at most once and shared by all images (and containers) using it.
 
-Registry push/pull/login live in the :mod:`nodeagent.images.registry` subpackage.
+The registry protocol (client, auth, TLS, references) is the :mod:`registry`
+package; the store side of a pull or push lives here (``pull``, ``push``,
+``sources``), run by the agent as image jobs (:mod:`.job`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ from common.lazy import lazy_exports
 if TYPE_CHECKING:
     from nodeagent.images.extract import UnsafeLayer, apply_layer, clean_member_name
     from nodeagent.images.model import DEFAULT_MAX_BYTES, Image, ImageConfig
-    from nodeagent.images.reference import Reference, normalize, parse_reference
     from nodeagent.images.store import ImageStore
 
 # Each name loads its module on first use: the node agent looks images up
@@ -38,23 +41,17 @@ _HOMES = {
     "Image": "model",
     "ImageConfig": "model",
     "ImageStore": "store",
-    "Reference": "reference",
     "UnsafeLayer": "extract",
     "apply_layer": "extract",
     "clean_member_name": "extract",
-    "normalize": "reference",
-    "parse_reference": "reference",
 }
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "Image",
     "ImageConfig",
     "ImageStore",
-    "Reference",
     "UnsafeLayer",
     "apply_layer",
     "clean_member_name",
-    "normalize",
-    "parse_reference",
 ]
 __getattr__ = lazy_exports(__name__, _HOMES)

@@ -1,21 +1,25 @@
 """Image jobs (import, pull, push, login), each in a process of its own.
 
 The node agent runs these through :func:`run_job` rather than in itself. They
-load the tar, gzip, hashing, TLS and HTTP code, and hold buffers while they
-run; a long-lived agent would carry all of that for good after its first
-pull. In a process of their own they also keep the CPU-heavy hashing and
-(de)compression away from the agent's gRPC threads. Like the builder, a job
-is started by exec, never by forking the agent.
+load the tar, gzip, hashing, TLS and HTTP code (httpx: the agent process
+never imports it), and hold buffers while they run; a long-lived agent would
+carry all of that for good after its first pull. In a process of their own
+they also keep the CPU-heavy hashing and (de)compression away from the
+agent's gRPC threads. Like the builder, a job is started by exec, never by
+forking the agent.
 
-``python -m nodeagent.images.job --state-dir D VERB ARGS...``::
+``python -m nodeagent.images.job --state-dir D [--registry-ca FILE] VERB ARGS...``::
 
     import SOURCE REF          a one-layer image of a directory or tarball
     pull REMOTE                from a registry (credentials from D/auth.json)
     push REF REMOTE            to a registry
     login REGISTRY USER        the password comes on stdin
 
-An imported or pulled image's layers are unpacked before the job ends, so
-the first container of the image does not wait for them.
+``--registry-ca`` trusts one more CA for the registry, besides the system's,
+``$ORCH_REGISTRY_CA`` (the agent's own ``--registry-ca``) and certs.d
+(:mod:`registry.transport`). An imported or pulled image's layers are
+unpacked before the job ends (a pull refuses a hostile layer then), so the
+first container of the image does not wait for them.
 
 The job writes JSON lines on stdout: any number of
 ``{"progress": [kind, digest, done, total]}``, then ``{"result": "..."}`` or
@@ -38,13 +42,16 @@ from common.errors import AgentError, InvalidArgument, from_dict
 Progress = tuple[str, str, int, int]  # kind, digest, bytes done, bytes in all
 
 
-def follow_job(state_dir: str, verb: str, *args: str,
-               stdin: str = "") -> Generator[Progress, None, str]:
+def follow_job(state_dir: str, verb: str, *args: str, stdin: str = "",
+               registry_ca: str = "") -> Generator[Progress, None, str]:
     """Run one job, yielding its progress as it comes. The generator returns
     the job's result, or raises its error. A caller that stops early leaves
     the job to finish unwatched (its output is dropped; subprocess reaps it),
     so a pull whose client went away still lands in the store."""
-    cmd = [sys.executable, "-m", "nodeagent.images.job", "--state-dir", state_dir, verb, *args]
+    cmd = [sys.executable, "-m", "nodeagent.images.job", "--state-dir", state_dir]
+    if registry_ca:
+        cmd += ["--registry-ca", registry_ca]
+    cmd += [verb, *args]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, close_fds=True)
     assert proc.stdin is not None and proc.stdout is not None
@@ -79,9 +86,9 @@ def follow_job(state_dir: str, verb: str, *args: str,
     return result
 
 
-def run_job(state_dir: str, verb: str, *args: str, stdin: str = "") -> str:
+def run_job(state_dir: str, verb: str, *args: str, stdin: str = "", registry_ca: str = "") -> str:
     """Run one job to its end: its result, or its error raised here."""
-    job = follow_job(state_dir, verb, *args, stdin=stdin)
+    job = follow_job(state_dir, verb, *args, stdin=stdin, registry_ca=registry_ca)
     while True:
         try:
             next(job)
@@ -112,41 +119,50 @@ def _progress(kind: str, digest: str, done: int, total: int) -> None:
     _emit({"progress": [kind, digest, done, total]})
 
 
-def _do(state_dir: str, verb: str, args: list[str]) -> str:
+def _do(state_dir: str, verb: str, args: list[str], registry_ca: str = "") -> str:
     from nodeagent.images.store import ImageStore
 
     wants = {"import": 2, "pull": 1, "push": 2, "login": 2}
     if wants.get(verb) != len(args):
         raise InvalidArgument(f"image job {verb!r} with {len(args)} argument(s)")
-    auth_path = os.path.join(state_dir, "auth.json")
-    if verb == "login":
-        from nodeagent.images.registry import login
-
-        login(args[0], args[1], sys.stdin.read(), auth_path)
-        return ""
     store = ImageStore(state_dir)
     if verb == "import":
         image = store.import_rootfs(args[0], args[1])
         store.lower_dirs(image)
         return image.id
-    from nodeagent.images import registry
+    from registry.credentials import load_credentials
+    from registry.reference import check_registry, parse_remote
+    from registry.transport import Settings, check_ca_file
 
+    settings = Settings.from_env(check_ca_file(registry_ca) if registry_ca else "")
+    auth_path = os.path.join(state_dir, "auth.json")
+    if verb == "login":
+        from registry.login import login
+
+        login(check_registry(args[0]), args[1], sys.stdin.read(), auth_path, settings)
+        return ""
     remote = args[-1]
-    auth = registry.load_credentials(auth_path, registry.parse_remote(remote).registry)
+    creds = load_credentials(auth_path, parse_remote(remote).registry)
     if verb == "push":
-        return registry.push(store, args[0], remote, auth=auth, progress=_progress)
-    image = registry.pull(store, remote, auth=auth, progress=_progress)
-    store.lower_dirs(image)
-    return image.id
+        from nodeagent.images.push import push
+
+        return push(store, args[0], remote, creds, progress=_progress, settings=settings)
+    from nodeagent.images.pull import pull
+
+    return pull(store, remote, creds, progress=_progress, settings=settings).id
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    registry_ca = ""
+    if len(argv) >= 4 and argv[2] == "--registry-ca":
+        registry_ca, argv = argv[3], argv[:2] + argv[4:]
     if len(argv) < 3 or argv[0] != "--state-dir":
-        print("usage: python -m nodeagent.images.job --state-dir DIR VERB ARGS...", file=sys.stderr)
+        print("usage: python -m nodeagent.images.job --state-dir DIR [--registry-ca FILE] VERB ARGS...",
+              file=sys.stderr)
         return 2
     try:
-        result = _do(argv[1], argv[2], argv[3:])
+        result = _do(argv[1], argv[2], argv[3:], registry_ca)
     except AgentError as err:
         _emit({"error": err.to_dict()})
         return 1

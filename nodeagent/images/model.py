@@ -72,6 +72,9 @@ class Image:
     diff_ids: list[str]
     layer_digests: list[str] = field(default_factory=list)  # compressed, bottom first
     unpacked_size: int = 0  # sum of uncompressed layer tar sizes (0 if unknown)
+    # "NAME@DIGEST" for each name the image is known by (Docker's RepoDigests):
+    # its manifest digest under each tagged name, and the digests it was pulled by.
+    repo_digests: list[str] = field(default_factory=list)
 
 
 def _port_key(port: str) -> str:

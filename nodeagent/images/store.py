@@ -6,9 +6,14 @@ Layout under the state dir ``root``::
     root/snapshots/<hex>  one read-only unpacked tree per layer diff_id
 
 Invariants:
-- index.json holds one entry per tag; its ``org.opencontainers.image.ref.name``
-  annotation is the full normalised reference "name:tag". Several tags may
-  point at the same manifest.
+- index.json holds one entry per name; its ``org.opencontainers.image.ref.name``
+  annotation is the reference as :func:`registry.reference.normalize` gives
+  it (Docker's familiar form): ``busybox:latest``,
+  ``127.0.0.1:5000/team/app:1``, or ``NAME@sha256:...`` for an image pulled
+  by digest. Several names may point at the same manifest.
+- A digest reference ``NAME@DIGEST`` finds the image indexed under exactly
+  that name, or else the image whose manifest digest is DIGEST and which is
+  known by NAME (any of its tags): Docker's RepoDigests.
 - Every blob named by an index entry exists (blobs are written before the
   index entry; garbage is collected after it is dropped), and a blob or
   snapshot is deleted only when no remaining manifest uses it. Imports and
@@ -46,8 +51,8 @@ from nodeagent.images.model import (
     build_manifest,
     descriptor,
 )
-from nodeagent.images.reference import is_hex_id, normalize
 from nodeagent.images.snapshots import Snapshotter
+from registry.reference import is_hex_id, names_registry, normalize
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ class ImageStore:
         """Make a one-layer image of a directory or tarball and tag it ``ref``."""
         from nodeagent.images.layerbuild import build_layer
 
-        full_ref = normalize(ref)
+        full_ref = tag_ref(ref)
         config = config or ImageConfig()
         with self.layout.locked():
             layer = build_layer(source, self.layout)
@@ -113,6 +118,8 @@ class ImageStore:
         bottom first, whose blobs are already in the layout; ``config`` is the
         OCI image config whose ``rootfs.diff_ids`` match them one to one.
         """
+        if ref is not None:
+            tag_ref(ref)
         diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
         if len(diff_ids) != len(layers):
             raise InvalidArgument(f"image config lists {len(diff_ids)} diff_ids for {len(layers)} layers")
@@ -130,8 +137,9 @@ class ImageStore:
         """Index an OCI manifest whose blobs (itself, config, layers) are all in the layout.
 
         Used by pulls so the stored manifest and config keep their registry
-        digests byte for byte. ``ref=None`` adds an untagged entry (unless the
-        manifest is already indexed).
+        digests byte for byte. ``ref`` may be ``NAME@DIGEST`` (a pull by
+        digest). ``ref=None`` adds an untagged entry (unless the manifest is
+        already indexed).
         """
         full_ref = normalize(ref) if ref is not None else None
         with self.layout.locked():
@@ -163,7 +171,8 @@ class ImageStore:
     # -- lookup ------------------------------------------------------------
 
     def get(self, ref: str) -> Image:
-        """By "name", "name:tag", "sha256:<id>" or a unique id prefix (>= 4 hex digits)."""
+        """By "name", "name:tag", "name@sha256:<manifest digest>", "sha256:<id>"
+        or a unique id prefix (>= 4 hex digits)."""
         entries = self._entries()
         ref_error: InvalidArgument | None = None
         if not ref.startswith("sha256:"):
@@ -172,9 +181,9 @@ class ImageStore:
             except InvalidArgument as e:
                 ref_error = e
             else:
-                for entry in entries:
-                    if entry.ref == full:
-                        return self._load(entry.manifest_digest, entries)
+                found = _lookup(full, entries)
+                if found is not None:
+                    return self._load(found, entries)
         if is_hex_id(ref):
             return self._get_by_id(ref, entries)
         if ref.startswith("sha256:"):
@@ -184,15 +193,17 @@ class ImageStore:
         if ref_error is not None:
             raise ref_error
         shown = normalize(ref)
-        raise NotFound(f'image "{shown}" not found (orch image import DIR {shown})')
+        hint = f"orch pull {shown}" if names_registry(ref) else f"orch image import DIR {shown}"
+        raise NotFound(f'image "{shown}" not found ({hint})')
 
     def list(self) -> builtins.list[Image]:
+        """Images with a name (a tag or a digest they were pulled by); untagged: see prune()."""
         entries = self._entries()
         seen: dict[str, Image] = {}
         for entry in entries:
-            if entry.ref and entry.manifest_digest not in seen:  # untagged: see prune()
+            if entry.ref and entry.manifest_digest not in seen:
                 seen[entry.manifest_digest] = self._load(entry.manifest_digest, entries)
-        return sorted(seen.values(), key=lambda im: (im.repo_tags[0] if im.repo_tags else "", im.id))
+        return sorted(seen.values(), key=lambda im: ([*im.repo_tags, *im.repo_digests, ""][0], im.id))
 
     def lower_dirs(self, image: Image) -> builtins.list[str]:
         """Unpack each layer once (keyed by diff_id); topmost layer first."""
@@ -209,10 +220,12 @@ class ImageStore:
     def remove(self, ref: str) -> builtins.list[str]:
         """Untag ``ref`` (or every tag of an id); delete what no image uses any more.
 
-        Returns Docker-style lines: "untagged: name:tag", "deleted: sha256:...".
+        ``NAME@DIGEST`` untags every name NAME the image has (its tags and
+        the digest it was pulled by). Returns Docker-style lines:
+        "untagged: name:tag", "deleted: sha256:...".
         """
         image = self.get(ref)
-        tags = [normalize(ref)] if _is_tag_of(ref, image) else image.repo_tags
+        tags = self._names_to_drop(ref, image)
         removed: builtins.list[str] = []
         with self.layout.locked():
             rows = self.layout.read_index()
@@ -225,6 +238,18 @@ class ImageStore:
             removed += [f"untagged: {t}" for t in tags]
             removed += self._collect_locked(image.manifest_digest)
         return removed
+
+    def _names_to_drop(self, ref: str, image: Image) -> builtins.list[str]:
+        """The names ``remove(ref)`` takes away: the tag it named; for
+        ``NAME@DIGEST`` every name NAME the image has; for an id, all of them."""
+        own = sorted({e.ref for e in self._entries() if e.manifest_digest == image.manifest_digest and e.ref})
+        try:
+            full = "" if ref.startswith("sha256:") else normalize(ref)
+        except InvalidArgument:
+            full = ""  # an id prefix
+        if "@" in full:
+            return [r for r in own if _name_of(r) == _name_of(full)]
+        return [full] if full in own else own
 
     def prune(self, grace_seconds: float = PRUNE_GRACE_SECONDS,
               in_use: builtins.set[str] | frozenset[str] = frozenset()) -> builtins.list[str]:
@@ -405,9 +430,12 @@ class ImageStore:
         unpacked = sum(
             int((layer.get("annotations") or {}).get(UNCOMPRESSED_SIZE_ANNOTATION, 0)) for layer in layers
         )
+        refs = [e.ref for e in entries if e.manifest_digest == manifest_digest and e.ref]
         return Image(
             id=manifest["config"]["digest"],
-            repo_tags=sorted(e.ref for e in entries if e.manifest_digest == manifest_digest and e.ref),
+            repo_tags=sorted(r for r in refs if "@" not in r),
+            repo_digests=sorted({r for r in refs if "@" in r}
+                                | {f"{_name_of(r)}@{manifest_digest}" for r in refs}),
             manifest_digest=manifest_digest,
             created=str(cfg.get("created", "")),
             size=sum(int(layer["size"]) for layer in layers),
@@ -475,18 +503,51 @@ class ImageStore:
         return removed
 
 
-def _is_tag_of(ref: str, image: Image) -> bool:
-    """Did ``ref`` name one of the image's tags (rather than its id)?"""
-    if ref.startswith("sha256:"):
-        return False
+def tag_ref(ref: str) -> str:
+    """``ref`` normalised, refused if it carries a digest: an import or a
+    build makes a new manifest, which a digest could not name."""
+    full = normalize(ref)
+    if "@" in full:
+        raise InvalidArgument(f"{ref!r}: an image is tagged NAME[:TAG]; a digest names what a "
+                              "registry holds (orch pull NAME@DIGEST)")
+    return full
+
+
+def _lookup(full: str, entries: builtins.list[_Entry]) -> str | None:
+    """The manifest digest a normalised reference names, if indexed."""
+    for entry in entries:
+        if entry.ref == full:
+            return entry.manifest_digest
+    name, at, digest = full.partition("@")
+    if at:
+        for entry in entries:
+            if entry.manifest_digest == digest and entry.ref and _name_of(entry.ref) == name:
+                return entry.manifest_digest
+    return None
+
+
+def _name_of(ref: str) -> str:
+    """ "name:tag" or "name@digest" (normalised) -> "name"."""
+    name = ref.partition("@")[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    return name[:colon] if colon > slash else name
+
+
+def _stored_ref(ref: str) -> str:
+    """A ref annotation as :func:`normalize` writes it (an index written by
+    an older orch, or another tool, may spell a name another way)."""
+    if not ref:
+        return ref
     try:
-        return normalize(ref) in image.repo_tags
+        return normalize(ref)
     except InvalidArgument:
-        return False
+        return ref
 
 
 def _ref_of(row: dict[str, Any]) -> str:
-    return str((row.get("annotations") or {}).get(REF_NAME_ANNOTATION, ""))
+    """The row's name, normalised ("" for an untagged row)."""
+    return _stored_ref(str((row.get("annotations") or {}).get(REF_NAME_ANNOTATION, "")))
 
 
 def _mtime(path: str) -> float:

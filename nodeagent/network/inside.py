@@ -1,6 +1,6 @@
 """What the container's side of its network needs, for its init to set up.
 
-The container's init (``orch-init``, ``nodeagent/runtime/init.c``) runs the
+The container's init (``orch-init``, ``nodeagent/runtime/orch-init/net.c``) runs the
 set-up inside the new network namespace, before exec, with a socket and a
 few ioctls: ``lo`` comes up; in bridge mode ``eth0`` (created by the parent,
 see ``veth.py``) loses IPv6, gets its address and netmask, comes up, and the

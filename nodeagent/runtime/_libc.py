@@ -1,5 +1,5 @@
 """The few kernel calls Python's ``os`` lacks (3.11) that orch's Python
-makes itself: the container set-up makes its own in ``init.c``.
+makes itself: the container set-up makes its own in ``orch-init/``.
 
 Every wrapper raises :class:`SyscallError` (an ``OSError``) naming the call and
 its arguments.

@@ -1,4 +1,4 @@
-"""Messages between the runtime and ``orch-init`` (``init.c``).
+"""Messages between the runtime and ``orch-init`` (``orch-init/report.c``).
 
 One report pipe carries child -> runtime lines: ``P<pid>`` (the container's
 PID 1, or an exec'd process, from the spawned helper), ``R`` (setup done,

@@ -1,6 +1,6 @@
 """``exec``: a new process inside a running container.
 
-The runtime R posix_spawns ``orch-init exec`` (``init.c``; see ``native``).
+The runtime R posix_spawns ``orch-init exec`` (``orch-init/main.c``; see ``native``).
 That process E1 joins the container's cgroup, opens every namespace of the
 container's PID 1 first (/proc paths stop resolving once it enters the mount
 namespace), enters them with the mount namespace last (entering it resets

@@ -1,6 +1,6 @@
 """The container's birth: one spawn of ``orch-init`` and PID 1's checklist.
 
-The runtime R posix_spawns ``orch-init init`` (``init.c``; see ``native``)
+The runtime R posix_spawns ``orch-init init`` (``orch-init/main.c``; see ``native``)
 with this plan. That process opens a pidfd for R, whose pid the plan names,
 and checks R is still its parent (step ``watch_runtime``); it clones C onto R
 (``CLONE_PARENT``) straight into new mount, uts, ipc, pid and (unless host

@@ -1,4 +1,4 @@
-"""Starting ``orch-init``, the runtime's native helper (``init.c``).
+"""Starting ``orch-init``, the runtime's native helper (C, in ``orch-init/``).
 
 The runtime's process is large: Python, its modules, a supervisor's state.
 A fork of it per container copied its page tables and then took hundreds of
@@ -8,7 +8,8 @@ the binary does the namespace, mount and credential work in C.
 
 The plan travels on a pipe as NUL-terminated ``key=value`` entries; a list
 repeats its key. Every fd the plan names is inherited at its own number.
-``scripts/setup`` builds the binary into the environment's ``libexec``.
+``scripts/setup`` builds the binary into the environment's ``libexec``, from
+the sources in :data:`SOURCE` (one static binary).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from common.errors import FailedPrecondition, SetupError
 from nodeagent.runtime import channel
 
 BINARY = os.environ.get("ORCH_INIT") or os.path.join(sys.prefix, "libexec", "orch-init")
-SOURCE = os.path.join(os.path.dirname(__file__), "init.c")
+SOURCE = os.path.join(os.path.dirname(__file__), "orch-init")  # its C sources
 
 Entry = tuple[str, object]
 
@@ -29,7 +30,7 @@ def check_built() -> None:
     """FailedPrecondition naming the fix when the binary is missing."""
     if not os.access(BINARY, os.X_OK):
         raise FailedPrecondition(f"the container init {BINARY} is not built: "
-                                 "run scripts/setup (it compiles init.c with gcc)")
+                                 "run scripts/setup (it compiles orch-init/*.c with gcc)")
 
 
 def encode(entries: Iterable[Entry]) -> bytes:

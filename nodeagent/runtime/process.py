@@ -2,7 +2,7 @@
 
 Shared by a container's PID 1 and by ``exec``. :func:`build_plan` runs in
 the runtime and precomputes everything (masks, rlimit numbers, the seccomp
-program); :func:`entries` hands it to ``orch-init`` (``init.c``), whose
+program); :func:`entries` hands it to ``orch-init`` (``orch-init/process.c``), whose
 process checklist makes only the calls: rlimits, resolve_user, cwd, stdio,
 drop_bounding_caps, no_new_privs, seccomp, setgroups, setuid, capset,
 close_fds, then exec. Those names are the steps a SetupError reports.

@@ -1,7 +1,7 @@
 """The container's filesystem, built inside its own mount namespace.
 
-Built by the container's PID 1 (``init.c``) before pivot_root, from the
-:class:`RootfsPlan` made here. ``/`` is made rprivate first; then a small
+Built by the container's PID 1 (``orch-init/rootfs.c``) before pivot_root,
+from the :class:`RootfsPlan` made here. ``/`` is made rprivate first; then a small
 *staging* tmpfs goes on ``bundle/rootfs``::
 
     staging/init/{proc,sys,dev,etc/hosts,etc/hostname,etc/resolv.conf}

@@ -2,8 +2,8 @@
 
 Default action ALLOW; the calls that reach across the container boundary
 (mounts, module loading, keyrings, namespaces, kexec, bpf, ...) fail with
-EPERM. The program is built in the runtime so a container's setup (``init.c``)
-only pays for one ``prctl(PR_SET_SECCOMP)``.
+EPERM. The program is built in the runtime so a container's setup
+(``orch-init/process.c``) only pays for one ``prctl(PR_SET_SECCOMP)``.
 
 For the architectures in :data:`SYSCALL_NUMBERS` the program is written here,
 in the shape libseccomp gives this profile: check the audit arch (anything

@@ -23,6 +23,28 @@ Invariants:
   process; both are looked up in ``by_pid``;
 - no container runs without the supervisor that started it, and no record
   says "running" once its supervisor is gone.
+
+Modules:
+- ``loop``: the selectors loop, its timers and its client connections;
+- ``lifecycle``: a container's life (create, launch, exit, restart policies,
+  removal) and the supervisor's shutdown;
+- ``ops``: the requests: dispatch, holding those about a container being
+  launched until its launch ends, and the ``op_*`` handlers;
+- ``server``: the process's start (a dead supervisor's containers, the
+  socket, signals) and its end; ``Supervisor`` is the whole;
+- ``records``, ``recovery``, ``wire``: the records on disk, the decisions
+  about a dead supervisor's containers, the framing; ``client``: the agent's side.
+
+``Supervisor`` is one object, its layers stacked classes in that order
+(``Loop`` <- ``Lifecycle`` <- ``Operations`` <- ``Supervisor``), not small
+objects composed: the layers share one state (the records, what runs, what
+is being launched), and every change to it happens in a callback of the one
+loop, which runs to its end before the next. As one object, that state is
+plainly one thread's, and no layer holds a reference to another's. A layer
+calls those below it; a lower one reaches a higher one only through the
+methods it declares for it to override: ``Loop._dispatch`` (a request
+arrived), ``Loop._between_steps`` (a step's replies are out) and
+``Lifecycle._launch_ended`` (a launch slot is free).
 """
 
 import os

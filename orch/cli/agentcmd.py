@@ -42,6 +42,9 @@ def register(sub: Any) -> None:
                    help="containers set up at once (default: one per CPU, up to 4)")
     p.add_argument("--default-pids-limit", default=None, metavar="N",
                    help="pids limit of containers that set none (default 4096; 0: none)")
+    p.add_argument("--registry-ca", default="", metavar="FILE",
+                   help="a PEM CA to trust for every registry (pulls for cluster tasks too), besides "
+                   "the system's and /etc/orch/certs.d/HOST:PORT/ca.crt")
     p.add_argument("--all", action="store_true",
                    help="with stop: also stop and remove every container and the node network")
     p.set_defaults(func=cmd_agent)
@@ -74,7 +77,20 @@ def _options(args: argparse.Namespace) -> Any:
                         bridge=args.bridge, subnet=args.subnet, join=args.join,
                         token=_token(args) if args.join else "",
                         listen=args.listen, name=args.name, labels=labels,
-                        max_starting=args.max_starting, **_default_pids_limit(args))
+                        max_starting=args.max_starting, registry_ca=_registry_ca(args),
+                        **_default_pids_limit(args))
+
+
+def _registry_ca(args: argparse.Namespace) -> str:
+    if not args.registry_ca:
+        return ""
+    from common.errors import InvalidArgument
+    from registry.transport import check_ca_file
+
+    try:
+        return check_ca_file(args.registry_ca)
+    except InvalidArgument as err:
+        raise CLIError(err.message)
 
 
 def _default_pids_limit(args: argparse.Namespace) -> dict[str, int]:
@@ -181,6 +197,8 @@ def _detach(agent: Agent, opts: Any, args: argparse.Namespace) -> int:
     if opts.max_starting:
         cmd += ["--max-starting", str(opts.max_starting)]
     cmd += ["--default-pids-limit", str(opts.default_pids_limit)]
+    if opts.registry_ca:
+        cmd += ["--registry-ca", opts.registry_ca]
     for key, value in (opts.labels or {}).items():
         cmd += ["--label", f"{key}={value}"]
     with open(log_path, "ab") as logf:

@@ -125,7 +125,9 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_down)
 
     p = sub.add_parser("controlplane", help="run a control plane (foreground)")
-    p.add_argument("--etcd", required=True, help="etcd endpoints, URL[,URL...]")
+    p.add_argument("--etcd", default=None,
+                   help="etcd endpoints, URL[,URL...] (default: run an etcd of its own, its data in "
+                   "STATE_DIR/etcd, stopped with it)")
     p.add_argument("--listen", default="127.0.0.1:7700", help="ADDR:PORT[,ADDR:PORT...]")
     p.add_argument("--token-file", default="", metavar="FILE",
                    help="the join token agents must present (0600; or $ORCH_JOIN_TOKEN; "
@@ -138,6 +140,9 @@ def register(sub: Any) -> None:
     p.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: secrets stay out of argv
     p.add_argument("--state-dir", default="/var/lib/orch/controlplane")
     p.add_argument("--id", default="", help="this replica's id (default: random)")
+    p.add_argument("--registry-ca", default="", metavar="FILE",
+                   help="a PEM CA to trust for the registries whose tags a deploy pins, besides "
+                   "the system's and /etc/orch/certs.d/HOST:PORT/ca.crt")
     p.set_defaults(func=cmd_controlplane)
 
     p = sub.add_parser("deploy", help="apply a manifest and follow it until it runs")
@@ -232,9 +237,11 @@ def cmd_controlplane(args: argparse.Namespace, _agent: Any) -> int:
                        "pass it with --token-file FILE (mode 0600) or $ORCH_JOIN_TOKEN")
     from controlplane.server import ControlPlaneError, ControlPlaneOptions, check_options, serve
 
-    opts = ControlPlaneOptions(etcd=args.etcd.split(","), listen=args.listen.split(","),
+    etcd = [] if args.etcd is None else args.etcd.split(",")  # none: an embedded etcd
+    opts = ControlPlaneOptions(etcd=etcd, listen=args.listen.split(","),
                                token_file=args.token_file, admin_token_file=args.admin_token_file,
-                               socket=args.socket, state_dir=args.state_dir, id=args.id)
+                               socket=args.socket, state_dir=args.state_dir, id=args.id,
+                               registry_ca=args.registry_ca)
     try:
         check_options(opts)
         return serve(opts)
@@ -258,7 +265,7 @@ def cmd_deploy(args: argparse.Namespace, _agent: Any) -> int:
     # The control plane parses the manifest (errors name this file, line
     # and field), so this process loads neither YAML nor the model. In wire
     # format by hand: the deploy path does without protobuf.
-    reply = api.call_bytes("Deploy", encode_deploy_request([], text, args.file))
+    reply = api.call_bytes("Deploy", encode_deploy_request(text, args.file))
     names = decode_deploy_response(reply)
     print(f"deployed {', '.join(names)}")
     if args.detach:
@@ -278,9 +285,9 @@ def follow_rollout(api: Cluster, names: list[str], timeout: float) -> int:
     request = encode_events_request(names, initial=True, keepalive=0.5)
     for data in api.stream_bytes("EventBatches", request):
         changed = False
-        for kind, action, ident, body, version in decode_event_batch(data):
+        for action, _kind, obj in decode_event_batch(data):
             if action in ("put", "delete"):
-                changed = rollout.apply(kind, action, ident, body, version) or changed
+                changed = rollout.apply(action, obj) or changed
             elif action == "synced":
                 rollout.synced = changed = True
         if not rollout.synced or (not changed and time.monotonic() < deadline):
@@ -332,69 +339,77 @@ def cmd_scale(args: argparse.Namespace, _agent: Any) -> int:
     return 0
 
 
+def _plain(obj: Any) -> dict[str, Any]:
+    """An object as ``-o json`` shows it: its fields (``model.to_dict``) and its version."""
+    from model.objects import to_dict
+
+    return {**to_dict(obj), "version": obj.version}
+
+
 def cmd_services(args: argparse.Namespace, _agent: Any) -> int:
+    from model.objects import TaskState
+    from model.wire import service_from_pb, task_from_pb
     from proto import cluster_pb2 as cpb
 
     api = client(args)
-    services = [json.loads(s.json) for s in api.call("ListServices", cpb.ListRequest()).services]
-    tasks = [json.loads(t.json) for t in api.call("ListTasks", cpb.ListTasksRequest()).tasks]
+    services = [service_from_pb(s) for s in api.call("ListServices", cpb.ListRequest()).services]
+    tasks = [task_from_pb(t) for t in api.call("ListTasks", cpb.ListTasksRequest()).tasks]
     rows = []
     for s in services:
-        mine = [t for t in tasks if t["service_id"] == s["id"] and t["desired_state"] == 5]
-        running = sum(1 for t in mine if t["status"]["state"] == 5)
-        target = s["spec"]["replicas"] if s["spec"]["mode"] == "replicated" else len(mine)
-        ports = ", ".join(f"*:{p['published']}->{p['target']}/{p['protocol']}"
-                          for p in s["spec"]["ports"])
-        rows.append([s["id"][:12], s["spec"]["name"], s["spec"]["mode"], f"{running}/{target}",
-                     s["spec"]["image"], ports])
-    emit(args.output, services, ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], rows)
+        mine = [t for t in tasks if t.service_id == s.id and t.desired_state == TaskState.RUNNING]
+        running = sum(1 for t in mine if t.status.state == TaskState.RUNNING)
+        target = s.spec.replicas if s.spec.mode == "replicated" else len(mine)
+        ports = ", ".join(f"*:{p.published}->{p.target}/{p.protocol}" for p in s.spec.ports)
+        rows.append([s.id[:12], s.spec.name, s.spec.mode, f"{running}/{target}", s.spec.image, ports])
+    emit(args.output, [_plain(s) for s in services],
+         ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], rows)
     return 0
 
 
 def cmd_cluster_ps(args: argparse.Namespace) -> int:
+    from model.wire import node_from_pb, task_from_pb
     from proto import cluster_pb2 as cpb
 
     api = client(args)
     service = args.service or ""
-    tasks = [json.loads(t.json) for t in api.call(
+    tasks = [task_from_pb(t) for t in api.call(
         "ListTasks", cpb.ListTasksRequest(service=service, all=args.all)).tasks]
-    nodes = {json.loads(n.json)["id"]: json.loads(n.json)["name"]
-             for n in api.call("ListNodes", cpb.ListRequest()).nodes}
-    from model.objects import TaskState
+    nodes = {n.id: n.name for n in map(node_from_pb, api.call("ListNodes", cpb.ListRequest()).nodes)}
 
     out, rows = [], []
-    for t in sorted(tasks, key=lambda t: (t["service_name"], t["slot"], -t["created_at"])):
-        state = TaskState(t["status"]["state"]).label()
-        desired = TaskState(t["desired_state"]).label()
-        node = nodes.get(t["node_id"], t["node_id"][:12])
-        name = f"{t['service_name']}.{t['slot'] or node}"
-        out.append({"id": t["id"], "name": name, "service": t["service_name"], "slot": t["slot"],
-                    "node": node, "node_id": t["node_id"], "state": state, "desired": desired,
-                    "since": t["status"]["timestamp"], "error": t["status"]["error"],
-                    "message": t["status"]["message"]})
-        rows.append([t["id"][:12], name, node, desired, f"{state} {ago(t['status']['timestamp'])}",
-                     t["status"]["error"] or (t["status"]["message"] if state == "pending" else "")])
+    for t in sorted(tasks, key=lambda t: (t.service_name, t.slot, -t.created_at)):
+        state, desired, status = t.status.state.label(), t.desired_state.label(), t.status
+        node = nodes.get(t.node_id, t.node_id[:12])
+        name = f"{t.service_name}.{t.slot or node}"
+        out.append({"id": t.id, "name": name, "service": t.service_name, "slot": t.slot,
+                    "node": node, "node_id": t.node_id, "state": state, "desired": desired,
+                    "since": status.timestamp, "error": status.error, "message": status.message})
+        rows.append([t.id[:12], name, node, desired, f"{state} {ago(status.timestamp)}",
+                     status.error or (status.message if state == "pending" else "")])
     emit(args.output, out, ["ID", "NAME", "NODE", "DESIRED", "STATE", "ERROR"], rows)
     return 0
 
 
 def cmd_nodes(args: argparse.Namespace, _agent: Any) -> int:
+    from model.wire import node_from_pb
     from proto import cluster_pb2 as cpb
 
     api = client(args)
-    nodes = [json.loads(n.json) for n in api.call("ListNodes", cpb.ListRequest()).nodes]
-    out = [{**n, "address": n["address"]} for n in nodes]
-    rows = [[n["id"][:12], n["name"], n["state"], n["availability"], n["address"],
-             ",".join(f"{k}={v}" for k, v in sorted(n["labels"].items()))] for n in nodes]
+    nodes = [node_from_pb(n) for n in api.call("ListNodes", cpb.ListRequest()).nodes]
+    # The node's API token never reaches a client: the message has no field for it.
+    out = [{k: v for k, v in _plain(n).items() if k != "api_token"} for n in nodes]
+    rows = [[n.id[:12], n.name, n.state, n.availability, n.address,
+             ",".join(f"{k}={v}" for k, v in sorted(n.labels.items()))] for n in nodes]
     emit(args.output, out, ["ID", "NAME", "STATE", "AVAILABILITY", "ADDRESS", "LABELS"], rows)
     return 0
 
 
 def cmd_node_availability(args: argparse.Namespace, _agent: Any) -> int:
+    from model.wire import availability_to_pb
     from proto import cluster_pb2 as cpb
 
-    client(args).call("UpdateNode", cpb.UpdateNodeRequest(node=args.node,
-                                                          availability=args.availability))
+    client(args).call("UpdateNode", cpb.UpdateNodeRequest(
+        node=args.node, availability=availability_to_pb(args.availability)))
     print(f"{args.node}: {args.availability}")
     return 0
 

@@ -221,11 +221,19 @@ def cmd_exec(args: argparse.Namespace, agent: Agent) -> int:
 def cmd_inspect(args: argparse.Namespace, agent: Agent) -> int:
     from proto import agent_pb2 as pb
 
-    docs = [json.loads(agent.call("Inspect", pb.ContainerRef(id=ref)).json)
-            for ref in args.containers]
+    docs = [inspect_document(agent.call("Inspect", pb.ContainerRef(id=ref))) for ref in args.containers]
     json.dump(docs, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
+
+
+def inspect_document(details: Any) -> dict[str, Any]:
+    """A ``ContainerDetails`` as `orch inspect` prints it: the container's
+    fields, then the request (``config``), the runtime ``spec`` and the rest."""
+    from orch.cli.output import message_plain
+
+    doc = message_plain(details)
+    return {**doc.pop("container"), **doc}
 
 
 def cmd_wait(args: argparse.Namespace, agent: Agent) -> int:

@@ -11,12 +11,13 @@ from typing import Any
 from model.units import format_bytes
 from orch.cli.client import Agent, CLIError
 from orch.cli.common import add_output
-from orch.cli.output import emit, message_dict
+from orch.cli.output import emit, message_dict, message_plain
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("images", help="list images")
     add_output(p)
+    _add_digests(p)
     p.set_defaults(func=cmd_images)
 
     img = sub.add_parser("image", help="manage images")
@@ -29,6 +30,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_import)
     p = isub.add_parser("ls", help="list images")
     add_output(p)
+    _add_digests(p)
     p.set_defaults(func=cmd_images)
     p = isub.add_parser("rm", help="remove images")
     p.add_argument("-f", "--force", action="store_true")
@@ -52,16 +54,19 @@ def register(sub: Any) -> None:
     p = sub.add_parser("push", help="push an image to a registry")
     p.add_argument("ref", metavar="NAME[:TAG]")
     p.add_argument("remote", nargs="?", default="", metavar="REGISTRY/NAME[:TAG]")
+    _add_registry_ca(p)
     p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("pull", help="pull an image from a registry")
     p.add_argument("remote", metavar="REGISTRY/NAME[:TAG|@DIGEST]")
+    _add_registry_ca(p)
     p.set_defaults(func=cmd_pull)
 
     p = sub.add_parser("login", help="store credentials for a registry")
     p.add_argument("registry")
     p.add_argument("-u", "--username", required=True)
     p.add_argument("-p", "--password", default=None, help="default: read from stdin")
+    _add_registry_ca(p)
     p.set_defaults(func=cmd_login)
 
     p = sub.add_parser("system", help="system information")
@@ -72,18 +77,42 @@ def register(sub: Any) -> None:
     q.set_defaults(func=cmd_df)
 
 
+def _add_digests(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--digests", action="store_true", help="show each name's manifest digest")
+
+
+def _add_registry_ca(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--registry-ca", default="", metavar="FILE",
+                   help="a PEM CA to trust for the registry, besides the system's and "
+                        "/etc/orch/certs.d/HOST:PORT/ca.crt")
+
+
+def _registry_ca(args: argparse.Namespace) -> str:
+    if not args.registry_ca:
+        return ""
+    if not os.path.isfile(args.registry_ca):
+        raise CLIError(f"--registry-ca {args.registry_ca}: no such file")
+    return os.path.abspath(args.registry_ca)
+
+
 def cmd_images(args: argparse.Namespace, agent: Agent) -> int:
     from proto import agent_pb2 as pb
 
     images = agent.call("ListImages", pb.ListImagesRequest()).images
     rows = []
     for im in images:
-        for tag in im.repo_tags or ["<none>:<none>"]:
-            repo, _, t = tag.rpartition(":")
-            rows.append([repo, t, im.id.removeprefix("sha256:")[:12], im.created[:19],
-                         format_bytes(im.size)])
-    emit(args.output, [message_dict(i) for i in images],
-         ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+        digests = [d.partition("@")[::2] for d in im.repo_digests]
+        tagged = {t.rpartition(":")[0] for t in im.repo_tags}
+        # Docker's rows: one per tag, one "<none>" tag per name known only by a digest.
+        names = [*im.repo_tags, *dict.fromkeys(f"{n}:<none>" for n, _ in digests if n not in tagged)]
+        for name in names or ["<none>:<none>"]:
+            repo, _, tag = name.rpartition(":")
+            digest = next((d for n, d in digests if n == repo and d == im.manifest_digest),
+                          next((d for n, d in digests if n == repo), "<none>"))
+            rows.append([repo, tag, *([digest] if args.digests else []),
+                         im.id.removeprefix("sha256:")[:12], im.created[:19], format_bytes(im.size)])
+    headers = ["REPOSITORY", "TAG", *(["DIGEST"] if args.digests else []), "IMAGE ID", "CREATED", "SIZE"]
+    emit(args.output, [message_dict(i) for i in images], headers, rows)
     return 0
 
 
@@ -116,7 +145,7 @@ def cmd_rm(args: argparse.Namespace, agent: Agent) -> int:
 def cmd_inspect(args: argparse.Namespace, agent: Agent) -> int:
     from proto import agent_pb2 as pb
 
-    docs = [json.loads(agent.call("InspectImage", pb.ImageRef(ref=r)).json) for r in args.refs]
+    docs = [message_plain(agent.call("InspectImage", pb.ImageRef(ref=r))) for r in args.refs]
     json.dump(docs, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
@@ -187,7 +216,8 @@ def _transfer(agent: Agent, method: str, request: object) -> str:
 def cmd_push(args: argparse.Namespace, agent: Agent) -> int:
     from proto import agent_pb2 as pb
 
-    digest = _transfer(agent, "Push", pb.PushRequest(ref=args.ref, remote=args.remote))
+    digest = _transfer(agent, "Push", pb.PushRequest(ref=args.ref, remote=args.remote,
+                                                     registry_ca=_registry_ca(args)))
     print(f"pushed {args.remote or args.ref}@{digest}")
     return 0
 
@@ -195,7 +225,7 @@ def cmd_push(args: argparse.Namespace, agent: Agent) -> int:
 def cmd_pull(args: argparse.Namespace, agent: Agent) -> int:
     from proto import agent_pb2 as pb
 
-    image_id = _transfer(agent, "Pull", pb.PullRequest(remote=args.remote))
+    image_id = _transfer(agent, "Pull", pb.PullRequest(remote=args.remote, registry_ca=_registry_ca(args)))
     print(f"pulled {args.remote}: {image_id}")
     return 0
 
@@ -205,7 +235,7 @@ def cmd_login(args: argparse.Namespace, agent: Agent) -> int:
 
     password = args.password if args.password is not None else sys.stdin.readline().rstrip("\n")
     agent.call("Login", pb.LoginRequest(registry=args.registry, username=args.username,
-                                        password=password))
+                                        password=password, registry_ca=_registry_ca(args)))
     print(f"login saved for {args.registry}")
     return 0
 
@@ -213,9 +243,10 @@ def cmd_login(args: argparse.Namespace, agent: Agent) -> int:
 def cmd_df(args: argparse.Namespace, agent: Agent) -> int:
     from proto import agent_pb2 as pb
 
-    usage = json.loads(agent.call("DiskUsage", pb.DiskUsageRequest()).json)
-    rows = [[u.get("ref", ""), str(u.get("id", ""))[7:19], format_bytes(int(u.get("logical_size", 0))),
-             format_bytes(int(u.get("unique", 0))), format_bytes(int(u.get("shared", 0)))]
-            for u in usage]
+    reply = agent.call("DiskUsage", pb.DiskUsageRequest())
+    # One row per image, then the total with what the store holds on disk.
+    usage = [*map(message_plain, reply.images), {**message_plain(reply.total), "disk": reply.disk}]
+    rows = [[u["ref"], u["id"][7:19], format_bytes(u["logical_size"]), format_bytes(u["unique"]),
+             format_bytes(u["shared"])] for u in usage]
     emit(args.output, usage, ["IMAGE", "ID", "SIZE", "UNIQUE", "SHARED"], rows)
     return 0

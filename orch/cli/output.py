@@ -33,3 +33,23 @@ def message_dict(msg: Any) -> dict[str, Any]:
 
     return MessageToDict(msg, preserving_proto_field_name=True,
                          always_print_fields_with_no_presence=True)
+
+
+def message_plain(msg: Any) -> dict[str, Any]:
+    """Every field of ``msg`` by its proto name, as Python values: numbers stay
+    numbers (``message_dict`` writes 64-bit ones as strings), an unset
+    optional field is None, enums are their numbers."""
+    out: dict[str, Any] = {}
+    for field in msg.DESCRIPTOR.fields:
+        value = getattr(msg, field.name)
+        sub = field.message_type
+        if sub is not None and sub.GetOptions().map_entry:
+            nested = sub.fields_by_name["value"].message_type is not None
+            out[field.name] = {k: message_plain(v) if nested else v for k, v in value.items()}
+        elif field.is_repeated:
+            out[field.name] = [message_plain(v) if sub is not None else v for v in value]
+        elif field.has_presence and not msg.HasField(field.name):
+            out[field.name] = None
+        else:
+            out[field.name] = message_plain(value) if sub is not None else value
+    return out

@@ -44,19 +44,33 @@ class WireError(ValueError):
     """A message that is not valid protobuf wire format."""
 
 
-def decode_fields(data: bytes) -> dict[int, list[Any]]:
-    """Field number -> values: ints for varints, bytes for everything else."""
+def decode_fields(data: bytes, keep: frozenset[int] | None = None) -> dict[int, list[Any]]:
+    """Field number -> values: ints for varints, bytes for everything else.
+    With ``keep``, other fields are skipped without being copied (a task's
+    spec, say, is most of its bytes and of no use to a rollout)."""
     out: dict[int, list[Any]] = {}
     pos, end = 0, len(data)
     while pos < end:
-        key, pos = read_varint(data, pos)
+        key = data[pos]  # one-byte keys and lengths are the rule: read them inline
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = read_varint(data, pos)
         wire = key & 7
         value: Any
         if wire == 0:
-            value, pos = read_varint(data, pos)
+            value = data[pos] if pos < end else 0x80
+            if value < 0x80:
+                pos += 1
+            else:
+                value, pos = read_varint(data, pos)
         elif wire == 2:
-            length, pos = read_varint(data, pos)
-            value, pos = data[pos:pos + length], pos + length
+            length = data[pos] if pos < end else 0x80
+            if length < 0x80:
+                pos += 1
+            else:
+                length, pos = read_varint(data, pos)
+            value, pos = data[pos:pos + length] if keep is None or key >> 3 in keep else None, pos + length
         elif wire in (1, 5):
             size = 8 if wire == 1 else 4
             value, pos = data[pos:pos + size], pos + size
@@ -64,7 +78,8 @@ def decode_fields(data: bytes) -> dict[int, list[Any]]:
             raise WireError(f"unsupported wire type {wire}")
         if pos > end:
             raise WireError("message ends inside a field")
-        out.setdefault(key >> 3, []).append(value)
+        if keep is None or key >> 3 in keep:
+            out.setdefault(key >> 3, []).append(value)
     return out
 
 
@@ -111,14 +126,77 @@ def int64(n: int) -> int:
     return n - (1 << 64) if n >= 1 << 63 else n
 
 
-
-
 # ---- proto/cluster.proto: what `orch deploy` sends and reads ----------------
+# The enums' words by wire number (proto/cluster.proto's names, lower case,
+# "_" as "-" as in model.objects); tests check them against the generated enums.
+TASK_STATES = ("new", "pending", "assigned", "preparing", "starting", "running", "complete",
+               "failed", "shutdown", "rejected", "orphaned")
+SERVICE_MODES = ("replicated", "global")
+EVENT_ACTIONS = ("unspecified", "put", "delete", "synced", "keepalive")
+# Defaults of the optional fields (proto/cluster.proto says them too).
+DEFAULT_REPLICAS = 1
+DEFAULT_DESIRED_STATE = "running"
 
-def encode_deploy_request(services_json: list[str], manifest: str = "",
-                          manifest_path: str = "") -> bytes:
-    """``DeployRequest``."""
-    out = b"".join(field_string(1, j) for j in services_json)
+
+def _word(words: tuple[str, ...], number: int) -> str:
+    """The enum word for ``number``; one from a newer peer reads as "unknown-N"."""
+    return words[number] if 0 <= number < len(words) else f"unknown-{number}"
+
+
+class _Record:
+    """A few fields of a message, by name (a plain class: dataclasses and
+    NamedTuple would load modules the deploy path does without)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __init__(self, **values: Any) -> None:
+        for name in self.__slots__:
+            setattr(self, name, values.pop(name))
+        if values:
+            raise TypeError(f"unexpected fields: {', '.join(values)}")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._values() == other._values()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{n}={v!r}" for n, v in zip(self.__slots__, self._values(), strict=True))
+        return f"{type(self).__name__}({fields})"
+
+
+class ServiceSummary(_Record):
+    """What a rollout needs of a ``Service``."""
+
+    __slots__ = ("id", "mode", "name", "replicas", "version")
+    id: str
+    name: str
+    mode: str  # one of SERVICE_MODES
+    replicas: int
+    version: int
+
+
+class TaskSummary(_Record):
+    """What a rollout needs of a ``Task``; states are TASK_STATES words."""
+
+    __slots__ = ("desired_state", "error", "id", "message", "service_name", "slot", "state", "version")
+    id: str
+    service_name: str
+    slot: int
+    desired_state: str
+    state: str
+    message: str
+    error: str
+    version: int
+
+
+def encode_deploy_request(manifest: str = "", manifest_path: str = "",
+                          services: list[bytes] | None = None) -> bytes:
+    """``DeployRequest``: a manifest, or ``services`` (each a serialized ``ServiceSpec``)."""
+    out = b"".join(field_bytes(1, spec) for spec in services or ())
     if manifest:
         out += field_string(2, manifest)
     if manifest_path:
@@ -128,7 +206,8 @@ def encode_deploy_request(services_json: list[str], manifest: str = "",
 
 def decode_deploy_response(data: bytes) -> list[str]:
     """``DeployResponse``: the names of the services, in order."""
-    return [text_value(decode_fields(body), 2) for body in messages(data, 1)]
+    return [text_value(decode_fields(last_value(decode_fields(body), 2, bytes, b"")), 1)
+            for body in messages(data, 1)]
 
 
 def encode_events_request(services: list[str], initial: bool, keepalive: float) -> bytes:
@@ -137,13 +216,46 @@ def encode_events_request(services: list[str], initial: bool, keepalive: float) 
             + (field_double(3, keepalive) if keepalive else b""))
 
 
-def decode_event_batch(data: bytes) -> list[tuple[str, str, str, str, int]]:
+def decode_event_batch(data: bytes) -> list[tuple[str, str, ServiceSummary | TaskSummary | None]]:
     """``EventBatch``: each event as :func:`decode_cluster_event` gives it."""
     return [decode_cluster_event(body) for body in messages(data, 1)]
 
 
-def decode_cluster_event(data: bytes) -> tuple[str, str, str, str, int]:
-    """``Event``: kind, action, id, json, version."""
+def decode_cluster_event(data: bytes) -> tuple[str, str, ServiceSummary | TaskSummary | None]:
+    """``Event``: its action, its object's kind ("service", "task", "node" or
+    "" for none) and the object (None for a node: a rollout has no use for it)."""
     f = decode_fields(data)
-    return (text_value(f, 1), text_value(f, 2), text_value(f, 3), text_value(f, 4),
-            int64(last_value(f, 5, int, 0)))
+    action = _word(EVENT_ACTIONS, last_value(f, 1, int, 0))
+    if 3 in f:
+        return action, "task", decode_task(last_value(f, 3, bytes, b""))
+    if 2 in f:
+        return action, "service", decode_service(last_value(f, 2, bytes, b""))
+    return action, "node" if 4 in f else "", None
+
+
+def decode_service(data: bytes) -> ServiceSummary:
+    """``Service``, as much as a rollout needs."""
+    f = decode_fields(data)
+    spec = decode_fields(last_value(f, 2, bytes, b""))
+    return ServiceSummary(id=text_value(f, 1), name=text_value(spec, 1),
+                          mode=_word(SERVICE_MODES, last_value(spec, 8, int, 0)),
+                          replicas=int64(last_value(spec, 9, int, DEFAULT_REPLICAS)),
+                          version=int64(last_value(f, 5, int, 0)))
+
+
+_TASK_FIELDS = frozenset({1, 3, 4, 7, 8, 11})  # not 5: the spec
+_STATUS_FIELDS = frozenset({1, 2, 3})
+
+
+def decode_task(data: bytes) -> TaskSummary:
+    """``Task``, as much as a rollout needs (its spec is skipped)."""
+    f = decode_fields(data, _TASK_FIELDS)
+    status = decode_fields(last_value(f, 8, bytes, b""), _STATUS_FIELDS)
+    desired = last_value(f, 7, int, None)
+    return TaskSummary(id=text_value(f, 1), service_name=text_value(f, 3),
+                       slot=int64(last_value(f, 4, int, 0)),
+                       desired_state=DEFAULT_DESIRED_STATE if desired is None
+                       else _word(TASK_STATES, desired),
+                       state=_word(TASK_STATES, last_value(status, 1, int, 0)),
+                       message=text_value(status, 2), error=text_value(status, 3),
+                       version=int64(last_value(f, 11, int, 0)))

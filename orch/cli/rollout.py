@@ -11,16 +11,16 @@ replicas `orch down` stopped, which their replacements are about to take
 over; it still counts as wanted and not running until it is replaced.
 Each event costs O(1): counts per service are kept as tasks change, so a
 rollout of N replicas (two or three events per replica) is not N² work.
+Events come decoded by ``pbwire`` (typed messages, states by name).
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-RUNNING = 5
-PENDING = 1
-FAILED_STATES = (7, 9)  # failed, rejected
+from orch.cli.pbwire import ServiceSummary, TaskSummary
+
+FAILED_STATES = ("failed", "rejected")
 
 
 class Verdict(NamedTuple):
@@ -46,7 +46,7 @@ class Rollout:
     # inspect, ast and dis, a fifth of `orch deploy`'s start-up.
     def __init__(self, names: list[str]) -> None:
         self.names = names
-        self.services: dict[str, dict[str, Any]] = {}  # by name
+        self.services: dict[str, ServiceSummary] = {}  # by name
         self.versions: dict[str, int] = {}  # object id -> newest version seen
         self.synced = False
         self._tasks: dict[str, _Seen] = {}
@@ -55,43 +55,45 @@ class Rollout:
         self._unplaceable: dict[str, str] = {}  # task id -> line
         self._failed: dict[str, str] = {}
 
-    def apply(self, kind: str, action: str, ident: str, data: str, version: int) -> bool:
-        """Fold one event in; False if it was older than what is known."""
+    def apply(self, action: str, obj: ServiceSummary | TaskSummary | None) -> bool:
+        """Fold one put or delete in; False if it was older than what is known
+        (or about nothing a rollout follows)."""
+        if obj is None:
+            return False
+        ident = obj.id
         if action == "delete":
             self.versions.pop(ident, None)
             self._forget(ident)
             for name, svc in list(self.services.items()):
-                if svc["id"] == ident:
+                if svc.id == ident:
                     del self.services[name]
             return True
-        if version and version < self.versions.get(ident, 0):
+        if obj.version and obj.version < self.versions.get(ident, 0):
             return False
-        self.versions[ident] = version
-        obj = json.loads(data)
-        if kind == "tasks":
+        self.versions[ident] = obj.version
+        if isinstance(obj, TaskSummary):
             self._forget(ident)
-            self._count(ident, obj)
-        elif kind == "services":
-            self.services[obj["spec"]["name"]] = obj
+            self._count(obj)
+        else:
+            self.services[obj.name] = obj
         return True
 
-    def _count(self, ident: str, t: dict[str, Any]) -> None:
-        name, status = t["service_name"], t["status"]
-        wanted = t["desired_state"] == RUNNING
-        state = status["state"]
+    def _count(self, t: TaskSummary) -> None:
+        name = t.service_name
+        wanted = t.desired_state == "running"
         seen = _Seen(
-            name, wanted, wanted and state == RUNNING,
-            f"{name} slot {t['slot']}: {status['message']}" if wanted and state == PENDING
-            and status["message"].startswith("no suitable node") else "",
-            f"{name} task {ident[:12]}: {status['error'] or 'failed'}"
-            if wanted and state in FAILED_STATES and self.synced else "")
-        self._tasks[ident] = seen
+            name, wanted, wanted and t.state == "running",
+            f"{name} slot {t.slot}: {t.message}" if wanted and t.state == "pending"
+            and t.message.startswith("no suitable node") else "",
+            f"{name} task {t.id[:12]}: {t.error or 'failed'}"
+            if wanted and t.state in FAILED_STATES and self.synced else "")
+        self._tasks[t.id] = seen
         self._wanted[name] = self._wanted.get(name, 0) + seen.wanted
         self._running[name] = self._running.get(name, 0) + seen.running
         if seen.unplaceable:
-            self._unplaceable[ident] = seen.unplaceable
+            self._unplaceable[t.id] = seen.unplaceable
         if seen.failed:
-            self._failed[ident] = seen.failed
+            self._failed[t.id] = seen.failed
 
     def _forget(self, ident: str) -> None:
         seen = self._tasks.pop(ident, None)
@@ -111,8 +113,7 @@ class Rollout:
                 done = False
                 continue
             wanted, running = self._wanted.get(name, 0), self._running.get(name, 0)
-            spec = svc["spec"]
-            target = spec["replicas"] if spec["mode"] == "replicated" else wanted
+            target = svc.replicas if svc.mode == "replicated" else wanted
             lines.append(f"{name}: {running}/{target} running")
             done = done and running >= target and running == wanted
         names = set(self.names)

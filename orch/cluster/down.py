@@ -35,6 +35,7 @@ from orch.cluster.record import (
     UpError,
     agent_pid,
     cp_state,
+    etcd_data,
     load_record,
     node_subnet,
     read_pid,
@@ -100,7 +101,7 @@ def _target(rec: ClusterRecord) -> sweep.Target:
     state = Path(rec.state_dir)
     for pid in rec.controlplane_pids:
         target.pids[pid] = cp_state(rec)
-    target.pids[rec.etcd_pid] = str(state / "etcd")
+    target.pids[rec.etcd_pid] = etcd_data(rec)
     target.pids[rec.registry_pid] = str(state / "registry")
     target.pids.pop(0, None)
     return target
@@ -119,7 +120,7 @@ def _stop_gracefully(rec: ClusterRecord) -> None:
     for t in threads:
         t.join()
     state = Path(rec.state_dir)
-    sweep.terminate({rec.registry_pid: str(state / "registry"), rec.etcd_pid: str(state / "etcd")},
+    sweep.terminate({rec.registry_pid: str(state / "registry"), rec.etcd_pid: etcd_data(rec)},
                     TERM_TIMEOUT)
 
 

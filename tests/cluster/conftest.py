@@ -73,6 +73,22 @@ class LocalCluster:
             counts[t["node"]] = counts.get(t["node"], 0) + 1
         return counts
 
+    def heartbeats_after(self, moment: float, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Wait until the control plane has recorded a heartbeat of every node
+        stamped after ``moment`` (``time.time()``; the dispatcher stamps a beat
+        when it arrives), and return the nodes then. Every agent then has a live
+        session with a running control plane, and whatever it sent before that
+        beat has been applied. "Nothing changes over a heartbeat window" waits
+        for this instead of sleeping. Fails the test if a node is down meanwhile."""
+        def beaten() -> list[dict[str, Any]] | None:
+            nodes = self.nodes()
+            down = [n["name"] for n in nodes if n["state"] == "down"]
+            assert not down, f"nodes went down: {down}"
+            return nodes if all(n["last_heartbeat"] > moment for n in nodes) else None
+
+        result: list[dict[str, Any]] = wait_for(beaten, timeout=timeout)
+        return result
+
 
 def wait_for(fn: Callable[[], Any], timeout: float = 30.0, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout

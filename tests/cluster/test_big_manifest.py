@@ -4,6 +4,7 @@ Each service's last environment variable must reach its container."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,32 @@ def test_a_manifest_over_16_kib_deploys(cluster: LocalCluster, tmp_path: Path, s
     finally:
         cluster.orch("rm", name, check=False)
         wait_for(lambda: all(t["service"] != name for t in cluster.tasks()), timeout=60)
+
+
+def many_services(path: Path, count: int, size: int) -> tuple[Path, list[str]]:
+    """``count`` services, each with environment enough that the file is ``size``."""
+    names = [f"many{i:03d}" for i in range(count)]
+    per = size // count
+    lines = ["services:"]
+    for name in names:
+        lines += [f"  {name}:", "    image: busybox",
+                  '    command: ["sh", "-c", "trap \'exit 0\' TERM; while true; do sleep 1; done"]',
+                  "    stop_grace_period: 1s", "    environment:"]
+        lines += [f"      - VAR_{j:03d}={'x' * 40}" for j in range(per // 55)]
+    path.write_text("\n".join(lines) + "\n")
+    return path, names
+
+
+def test_a_300_kib_manifest_of_many_services_deploys(cluster: LocalCluster, tmp_path: Path) -> None:
+    path, names = many_services(tmp_path / "many.yaml", 100, 300 * KB)
+    assert path.stat().st_size >= 290 * KB
+    try:
+        deployed = cluster.orch("deploy", "-f", str(path), timeout=300)
+        assert deployed.stdout.startswith("deployed many000, many001")
+        services = {s["spec"]["name"] for s in json.loads(cluster.orch("services", "-o", "json").stdout)}
+        assert set(names) <= services
+        wait_for(lambda: sum(1 for t in cluster.tasks() if t["service"] in names
+                             and t["state"] == "running") == len(names), timeout=120)
+    finally:
+        cluster.orch("rm", *names, check=False)
+        wait_for(lambda: all(t["service"] not in names for t in cluster.tasks()), timeout=120)

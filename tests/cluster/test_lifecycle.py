@@ -373,11 +373,13 @@ def _on_n2(c: Cluster, service: str) -> set[str]:
     return {t["id"] for t in c.running(service) if t["node"] == "n2"}
 
 
-def _container_pids(c: Cluster, node: str) -> set[int]:
+def _container_pids(c: Cluster, node: str, service: str) -> set[int]:
+    """The PID 1s of ``service``'s containers on ``node`` (a task's container
+    is named SERVICE.SLOT.ID; an earlier test's may still be stopping)."""
     env = {**c.env, "ORCH_HOST": f"unix://{c.node_run(node)}/agent.sock"}
     out = subprocess.run([sys.executable, "-m", "orch", "ps", "-o", "json"], env=env, text=True,
                          capture_output=True, check=True).stdout
-    return {ct["pid"] for ct in json.loads(out) if ct.get("pid")}
+    return {ct["pid"] for ct in json.loads(out) if ct.get("pid") and ct["name"].startswith(f"{service}.")}
 
 
 def _n2_ready(c: Cluster) -> bool:
@@ -388,7 +390,7 @@ def test_orch_agent_restart_brings_the_node_back_with_its_containers(running: Cl
                                                                      tmp_path: Path) -> None:
     c = running
     _deploy(c, tmp_path, "adopted", 4)
-    tasks, pids = _on_n2(c, "adopted"), _container_pids(c, "n2")
+    tasks, pids = _on_n2(c, "adopted"), _container_pids(c, "n2", "adopted")
     assert tasks and pids
     before = _pid(c.node_run("n2") / "agent.lock")
     p = c.orch("agent", "restart", "--node", "n2", "--run-dir", str(c.run))
@@ -397,7 +399,7 @@ def test_orch_agent_restart_brings_the_node_back_with_its_containers(running: Cl
     wait_for(lambda: _n2_ready(c))
     assert _pid(c.node_run("n2") / "agent.lock") != before
     assert _on_n2(c, "adopted") == tasks
-    assert _container_pids(c, "n2") == pids
+    assert _container_pids(c, "n2", "adopted") == pids
     p = c.orch("agent", "restart", "--node", "n9", "--run-dir", str(c.run), check=False)
     assert p.returncode == 1
     assert p.stderr == f"orch: error: no node 'n9' in the cluster of {c.run} (its nodes: n1, n2)\n"
@@ -417,7 +419,7 @@ def test_an_agent_restarted_with_ip_netns_exec_uses_the_host_mounts(running: Clu
     rec = ClusterRecord.load(str(c.run))
     node = next(n for n in rec.nodes if n.name == "n2")
     _deploy(c, tmp_path, "netnsexec", 4)
-    tasks, pids = _on_n2(c, "netnsexec"), _container_pids(c, "n2")
+    tasks, pids = _on_n2(c, "netnsexec"), _container_pids(c, "n2", "netnsexec")
     old = _pid(c.node_run("n2") / "agent.lock")
     os.kill(old, signal.SIGTERM)
     _wait_gone(old)
@@ -432,7 +434,7 @@ def test_an_agent_restarted_with_ip_netns_exec_uses_the_host_mounts(running: Clu
     assert os.stat(f"/proc/{agent}/ns/net").st_ino == os.stat(f"/run/netns/{node.netns}").st_ino
     wait_for(lambda: _n2_ready(c))
     assert _on_n2(c, "netnsexec") == tasks
-    assert _container_pids(c, "n2") == pids
+    assert _container_pids(c, "n2", "netnsexec") == pids
     c.orch("rm", "netnsexec")
 
 

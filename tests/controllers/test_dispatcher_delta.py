@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import queue
 
 from controllers_helpers import service, task
@@ -11,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controlplane.dispatcher import Dispatcher, _drain, _Session, merge_deltas
-from controlplane.store import encode
-from model.objects import TaskState, TaskStatus, task_from_dict
+from model.objects import TaskState, TaskStatus
+from model.wire import task_from_pb
 from proto import cluster_pb2 as cpb
 
 SVC = service("s1")
@@ -22,8 +21,8 @@ def test_a_new_assignment_is_sent_then_its_status_reports_are_not_echoed() -> No
     session = _Session("n1")
     t = task("t1", SVC, node_id="n1", state=TaskState.ASSIGNED)
     msg = Dispatcher._delta(session, t, False, None)
-    assert msg is not None and [a.task_id for a in msg.tasks] == ["t1"]
-    assert task_from_dict(json.loads(msg.tasks[0].json)) == dataclasses.replace(t, version=0)
+    assert msg is not None and [a.id for a in msg.tasks] == ["t1"]
+    assert task_from_pb(msg.tasks[0]) == t
     running = dataclasses.replace(t, status=TaskStatus(state=TaskState.RUNNING))
     assert Dispatcher._delta(session, running, False, t) is None  # the node's own report
 
@@ -34,7 +33,7 @@ def test_a_desired_state_change_is_sent_and_a_move_or_end_removes() -> None:
     Dispatcher._delta(session, t, False, None)
     stop = dataclasses.replace(t, desired_state=TaskState.SHUTDOWN)
     msg = Dispatcher._delta(session, stop, False, t)
-    assert msg is not None and msg.tasks[0].task_id == "t1"
+    assert msg is not None and msg.tasks[0].id == "t1"
     done = dataclasses.replace(stop, status=TaskStatus(state=TaskState.SHUTDOWN))
     msg = Dispatcher._delta(session, done, False, stop)
     assert msg is not None and list(msg.removed) == ["t1"]
@@ -46,12 +45,12 @@ def test_a_task_the_node_was_never_sent_is_sent_on_any_change() -> None:
     t = task("t1", SVC, node_id="n1", state=TaskState.RUNNING)
     msg = Dispatcher._delta(session, t, False, dataclasses.replace(t, status=TaskStatus(TaskState.STARTING)))
     assert msg is not None
-    assert encode(t).decode() == msg.tasks[0].json
+    assert task_from_pb(msg.tasks[0]) == t
 
 
 def _apply(node: dict[str, str], delta: cpb.Assignments) -> None:
     """What a node does with a delta (nodeagent.cluster.worker._assignments)."""
-    node.update({a.task_id: a.json for a in delta.tasks})
+    node.update({t.id: t.node_id for t in delta.tasks})
     for tid in delta.removed:
         node.pop(tid, None)
 
@@ -64,7 +63,7 @@ _DELTA = st.lists(st.tuples(st.sampled_from(["t1", "t2", "t3"]), st.booleans(),
        deltas=st.lists(_DELTA, min_size=1, max_size=6))
 def test_merged_deltas_leave_a_node_where_applying_them_one_by_one_would(
         start: dict[str, str], deltas: list[list[tuple[str, bool, str]]]) -> None:
-    msgs = [cpb.Assignments(tasks=[cpb.Assignment(task_id=t, json=j) for t, add, j in d if add],
+    msgs = [cpb.Assignments(tasks=[cpb.Task(id=t, node_id=j) for t, add, j in d if add],
                             removed=[t for t, add, _ in d if not add]) for d in deltas]
     one_by_one, merged = dict(start), dict(start)
     for msg in msgs:
@@ -76,11 +75,11 @@ def test_merged_deltas_leave_a_node_where_applying_them_one_by_one_would(
 def test_queued_deltas_go_as_one_message_and_the_end_is_kept() -> None:
     out: queue.Queue[cpb.DispatcherMessage | None] = queue.Queue()
     first, *rest = [cpb.DispatcherMessage(assignments=cpb.Assignments(
-        tasks=[cpb.Assignment(task_id=f"t{i}", json="{}")])) for i in range(3)]
+        tasks=[cpb.Task(id=f"t{i}")])) for i in range(3)]
     for msg in rest:
         out.put(msg)
     batch, ended = _drain(out, first)
-    assert [d.tasks[0].task_id for d in batch] == ["t0", "t1", "t2"] and not ended
+    assert [d.tasks[0].id for d in batch] == ["t0", "t1", "t2"] and not ended
     out.put(rest[0])
     out.put(None)
     batch, ended = _drain(out, first)

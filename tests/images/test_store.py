@@ -381,8 +381,8 @@ def test_truncated_layer_blob_is_refused(store: ImageStore, rootfs: Path) -> Non
 
 @pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo not installed")
 def test_skopeo_reads_the_layout(store: ImageStore, rootfs: Path, tmp_path: Path) -> None:
-    image = store.import_rootfs(str(rootfs), "library/app:v1", CONFIG)
-    ref = f"oci:{store.layout.path}:library/app:v1"
+    image = store.import_rootfs(str(rootfs), "team/app:v1", CONFIG)
+    ref = f"oci:{store.layout.path}:team/app:v1"
     out = subprocess.run(["skopeo", "inspect", ref], check=True, capture_output=True, text=True)
     info = json.loads(out.stdout)
     assert info["Digest"] == image.manifest_digest
@@ -393,3 +393,65 @@ def test_skopeo_reads_the_layout(store: ImageStore, rootfs: Path, tmp_path: Path
         ["skopeo", "copy", "-q", ref, f"dir:{tmp_path / 'copy'}"], check=True, capture_output=True
     )
     assert (tmp_path / "copy" / image.id.removeprefix("sha256:")).exists()
+
+
+# -- names by Docker's rules -------------------------------------------------------
+
+
+def test_registry_names_and_their_spellings(store: ImageStore, rootfs: Path) -> None:
+    image = store.import_rootfs(str(rootfs), "127.0.0.1:5055/team/app:1")
+    local = store.import_rootfs(str(rootfs), "localhost:5000/app")
+    hub = store.import_rootfs(str(rootfs), "docker.io/library/busybox:1.36")
+    assert store.get("127.0.0.1:5055/team/app:1").repo_tags == ["127.0.0.1:5055/team/app:1"]
+    assert store.get("localhost:5000/app:latest") == local
+    # Docker Hub's names have one familiar form, whichever way they are written.
+    for spelling in ("busybox:1.36", "library/busybox:1.36", "index.docker.io/busybox:1.36"):
+        assert store.get(spelling) == hub, spelling
+    assert hub.repo_tags == ["busybox:1.36"]
+    with pytest.raises(NotFound, match=r"orch pull 127.0.0.1:5055/team/app:2\)"):
+        store.get("127.0.0.1:5055/team/app:2")
+    assert {t for i in store.list() for t in i.repo_tags} == {
+        "127.0.0.1:5055/team/app:1", "localhost:5000/app:latest", "busybox:1.36"}
+    assert image.repo_digests == [f"127.0.0.1:5055/team/app@{image.manifest_digest}"]
+
+
+def test_digest_references(store: ImageStore, rootfs: Path, tmp_path: Path) -> None:
+    image = store.import_rootfs(str(rootfs), "127.0.0.1:5055/team/app:1")
+    digest = image.manifest_digest
+    # NAME@DIGEST finds the image known by NAME whose manifest has that digest.
+    assert store.get(f"127.0.0.1:5055/team/app@{digest}") == image
+    assert store.get(f"127.0.0.1:5055/team/app:1@{digest}") == image  # the tag beside it is noise
+    with pytest.raises(NotFound):
+        store.get(f"127.0.0.1:5055/other@{digest}")
+    with pytest.raises(NotFound):
+        store.get("127.0.0.1:5055/team/app@sha256:" + "0" * 64)
+    # An image indexed by digest only (a pull by digest) is listed and kept by prune.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "f").write_text("x")
+    pulled = store.import_rootfs(str(other), "tmp:1")
+    by_digest = f"reg.example.com/x@{pulled.manifest_digest}"
+    assert store.add_manifest(by_digest, pulled.manifest_digest).repo_digests == sorted(
+        [by_digest, f"tmp@{pulled.manifest_digest}"])
+    assert store.remove("tmp:1") == ["untagged: tmp:1"]
+    assert store.prune() == []
+    assert store.get(by_digest).repo_tags == []
+    assert {i.id for i in store.list()} == {image.id, pulled.id}
+    assert store.remove(by_digest) == [f"untagged: {by_digest}", f"deleted: {pulled.id}",
+                                       f"deleted layer: {pulled.layer_digests[0]}"]
+
+
+def test_remove_by_digest_untags_every_name_of_that_repository(store: ImageStore, rootfs: Path) -> None:
+    image = store.import_rootfs(str(rootfs), "localhost:5000/app:1")
+    with store.layout.locked():
+        store._tag_locked("localhost:5000/app:2", image.manifest_digest, 0)
+        store._tag_locked("keep:1", image.manifest_digest, 0)
+    assert store.remove(f"localhost:5000/app@{image.manifest_digest}") == [
+        "untagged: localhost:5000/app:1", "untagged: localhost:5000/app:2"]
+    assert store.get("keep:1").id == image.id
+
+
+def test_an_image_is_tagged_not_digested(store: ImageStore, rootfs: Path) -> None:
+    with pytest.raises(InvalidArgument, match="tagged NAME\\[:TAG\\]"):
+        store.import_rootfs(str(rootfs), "app@sha256:" + "0" * 64)
+    assert store.layout.read_index() == []

@@ -1,4 +1,4 @@
-"""Specs that come without a manifest (``Deploy``'s ``services_json``) are held to the
+"""Specs that come without a manifest (``Deploy``'s ``services``) are held to the
 manifest's rules by ``check_specs``: valid ones pass unchanged, others are refused
 naming the source and the field."""
 

@@ -1,10 +1,11 @@
-"""A real docker-registry (Debian's distribution 2.8) on 127.0.0.1, and image helpers."""
+"""A real docker-registry (Debian's distribution 2.8) on 127.0.0.1, plain or TLS, and image helpers."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -34,8 +35,11 @@ class Registry:
 
 
 @contextlib.contextmanager
-def run_registry(tmp: Path, htpasswd: Path | None = None) -> Iterator[Registry]:
-    """Start docker-registry on a free port with tmp storage; stopped by pid afterwards."""
+def run_registry(tmp: Path, htpasswd: Path | None = None,
+                 tls: tuple[Path, Path] | None = None) -> Iterator[Registry]:
+    """Start docker-registry on a free port with tmp storage; stopped by pid afterwards.
+
+    ``tls``: (certificate chain, key) PEM files; it then serves https only."""
     port = free_port()
     storage = tmp / "storage"
     storage.mkdir(parents=True)
@@ -52,6 +56,8 @@ def run_registry(tmp: Path, htpasswd: Path | None = None) -> Iterator[Registry]:
         "http:",
         f"  addr: 127.0.0.1:{port}",
     ]
+    if tls is not None:
+        lines += ["  tls:", f"    certificate: {tls[0]}", f"    key: {tls[1]}"]
     if htpasswd is not None:
         lines += ["auth:", "  htpasswd:", "    realm: orch-test", f"    path: {htpasswd}"]
     config.write_text("\n".join(lines) + "\n")
@@ -59,7 +65,7 @@ def run_registry(tmp: Path, htpasswd: Path | None = None) -> Iterator[Registry]:
     with open(log, "wb") as out:
         proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=out, stderr=out)
     try:
-        _wait_ready(port, proc, log)
+        _wait_ready(port, proc, log, tls is not None)
         yield Registry(f"127.0.0.1:{port}", log, storage)
     finally:
         proc.terminate()
@@ -70,13 +76,16 @@ def run_registry(tmp: Path, htpasswd: Path | None = None) -> Iterator[Registry]:
             proc.wait()
 
 
-def _wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_ready(port: int, proc: subprocess.Popen[bytes], log: Path, tls: bool) -> None:
     deadline = time.monotonic() + 15
+    scheme = "https" if tls else "http"
+    # Only whether it answers: the tests check its certificate themselves.
+    unverified = ssl._create_unverified_context() if tls else None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"docker-registry exited: {log.read_text()[-2000:]}")
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
+            urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/v2/", timeout=1, context=unverified).close()
             return
         except urllib.error.HTTPError:
             return  # 401 with auth enabled: it is up

@@ -13,7 +13,7 @@ from registry_helpers import Registry
 from common.errors import AgentError, InvalidArgument, NotFound
 from nodeagent.images import ImageStore
 from nodeagent.images.job import Progress, follow_job, run_job
-from nodeagent.images.registry import AuthError
+from registry import AuthError
 
 
 def followed(state: Path, verb: str, *args: str) -> tuple[list[Progress], str]:
@@ -57,19 +57,18 @@ def test_errors_keep_their_kind_and_message(registry: Registry, tmp_path: Path) 
         run_job(state, "pull", "a", "b")
 
 
-def test_a_registry_error_code_survives_the_process_boundary(tmp_path: Path) -> None:
-    from fake_registry import fake_registry
-
-    with fake_registry() as fake:
-        fake.basic = ("alice", "s3cret")
-        with pytest.raises(AgentError) as err:
-            run_job(str(tmp_path / "state"), "login", fake.addr, "alice", stdin="wrong")
-        assert err.value.code == AuthError.code
-        assert not (tmp_path / "state" / "auth.json").exists()
-        run_job(str(tmp_path / "state"), "login", fake.addr, "alice", stdin="s3cret")
-        auth = tmp_path / "state" / "auth.json"
-        assert stat.S_IMODE(os.stat(auth).st_mode) == 0o600
-        assert "s3cret" not in " ".join(os.listdir(tmp_path / "state"))
+def test_a_registry_error_code_survives_the_process_boundary(auth_registry: Registry,
+                                                              tmp_path: Path) -> None:
+    with pytest.raises(AgentError) as err:
+        run_job(str(tmp_path / "state"), "login", auth_registry.addr, "alice", stdin="wrong")
+    assert err.value.code == AuthError.code
+    assert not (tmp_path / "state" / "auth.json").exists()
+    run_job(str(tmp_path / "state"), "login", auth_registry.addr, "alice", stdin="s3cret")
+    auth = tmp_path / "state" / "auth.json"
+    assert stat.S_IMODE(os.stat(auth).st_mode) == 0o600
+    assert "s3cret" not in " ".join(os.listdir(tmp_path / "state"))
+    with pytest.raises(InvalidArgument, match="not a valid host"):
+        run_job(str(tmp_path / "state"), "login", "http://" + auth_registry.addr, "alice", stdin="x")
 
 
 def test_a_job_that_dies_is_an_error_naming_why(tmp_path: Path, busybox_rootfs: Path) -> None:
@@ -94,9 +93,9 @@ def test_a_pull_nobody_follows_any_more_still_lands(
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if ImageStore(str(b)).get("bb:2").id == image_id:
+            if ImageStore(str(b)).get(f"{registry.addr}/bb:2").id == image_id:
                 break
         except AgentError:
             pass
         time.sleep(0.1)
-    assert ImageStore(str(b)).get("bb:2").id == image_id
+    assert ImageStore(str(b)).get(f"{registry.addr}/bb:2").id == image_id

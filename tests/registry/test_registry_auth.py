@@ -5,32 +5,16 @@ from __future__ import annotations
 import json
 import os
 import stat
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from registry_helpers import Registry, run_registry
+from registry_helpers import Registry
 
 from common.errors import InvalidArgument
 from nodeagent.images import ImageStore
-from nodeagent.images.registry import AuthError, Credentials, load_credentials, login, pull, push
-
-with warnings.catch_warnings():
-    # crypt is deprecated in 3.11 but present; its bcrypt ($2b$) is what htpasswd auth reads.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import crypt
-
-
-@pytest.fixture
-def auth_registry(tmp_path: Path) -> Iterator[Registry]:
-    line = crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH))
-    if not line or not line.startswith("$2"):
-        pytest.skip("no bcrypt in this libc's crypt(); basic auth covered by test_registry_fake")
-    htpasswd = tmp_path / "htpasswd"
-    htpasswd.write_text(f"alice:{line}\n")
-    with run_registry(tmp_path / "registry", htpasswd=htpasswd) as reg:
-        yield reg
+from nodeagent.images.pull import pull
+from nodeagent.images.push import push
+from registry import AuthError, Credentials, load_credentials, login
 
 
 def test_login_push_pull_with_basic_auth(auth_registry: Registry, store: ImageStore,
@@ -51,12 +35,12 @@ def test_login_push_pull_with_basic_auth(auth_registry: Registry, store: ImageSt
     image = store.import_rootfs(str(busybox_rootfs), "busybox")
     with pytest.raises(AuthError, match="orch login"):
         push(store, "busybox", f"{auth_registry.addr}/busybox:1")
-    assert push(store, "busybox", f"{auth_registry.addr}/busybox:1", auth=creds) == image.manifest_digest
-    assert pull(store2, f"{auth_registry.addr}/busybox:1", auth=creds).id == image.id
+    assert push(store, "busybox", f"{auth_registry.addr}/busybox:1", creds) == image.manifest_digest
+    assert pull(store2, f"{auth_registry.addr}/busybox:1", creds).id == image.id
 
 
 def test_credentials_file_keeps_other_registries(tmp_path: Path) -> None:
-    from nodeagent.images.registry.auth import save_credentials
+    from registry.credentials import save_credentials
 
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"auths": {"a:1": {"auth": "eDp5"}}, "other": 1}))

@@ -16,7 +16,8 @@ import pytest
 from registry_helpers import Registry
 
 from nodeagent.images import ImageStore
-from nodeagent.images.registry import pull, push
+from nodeagent.images.pull import pull
+from nodeagent.images.push import push
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,8 @@ from registry_helpers import Registry, layered_image, random_tree
 
 from common.errors import NotFound
 from nodeagent.images import ImageStore
-from nodeagent.images.registry import pull, push
+from nodeagent.images.pull import pull
+from nodeagent.images.push import push
 
 
 class Events:
@@ -46,7 +47,7 @@ def test_busybox_push_then_pull_into_empty_store(
     assert pulled.manifest_digest == image.manifest_digest
     assert pulled.id == image.id
     assert pulled.diff_ids == image.diff_ids
-    assert pulled.repo_tags == ["busybox:v1"]
+    assert pulled.repo_tags == [f"{registry.addr}/busybox:v1"]  # its full reference
     top = store2.lower_dirs(pulled)[0]
     assert os.access(os.path.join(top, "bin/busybox"), os.X_OK)
     assert not [n for n in _blob_names(store2) if n.startswith(".tmp")]
@@ -65,7 +66,7 @@ def test_second_pull_downloads_nothing(registry: Registry, store: ImageStore, st
     events = Events()
     pull(store2, f"{registry.addr}/busybox:v1", progress=events, tag_as="bb:again")
     assert not events.kinds("download")
-    assert store2.get("bb:again").manifest_digest == store2.get("busybox:v1").manifest_digest
+    assert store2.get("bb:again").manifest_digest == store2.get(f"{registry.addr}/busybox:v1").manifest_digest
 
 
 def test_two_layer_image_and_cross_repo_mount(
@@ -93,18 +94,21 @@ def test_two_layer_image_and_cross_repo_mount(
     assert Path(dirs[1], "base.bin").read_bytes() == (base / "base.bin").read_bytes()
 
 
-def test_pull_by_digest_is_untagged_unless_tag_as(
+def test_pull_by_digest_is_named_by_its_digest(
     registry: Registry, store: ImageStore, store2: ImageStore, busybox_rootfs: Path
 ) -> None:
     image = store.import_rootfs(str(busybox_rootfs), "busybox")
     digest = push(store, "busybox", f"{registry.addr}/busybox:v1")
-    pulled = pull(store2, f"{registry.addr}/busybox@{digest}")
-    assert pulled.repo_tags == [] and pulled.id == image.id
-    assert store2.list() == []
-    assert store2.get(image.id).manifest_digest == digest
-    tagged = pull(store2, f"{registry.addr}/busybox@{digest}", tag_as="mine:1")
+    by_digest = f"{registry.addr}/busybox@{digest}"
+    pulled = pull(store2, by_digest)
+    # Docker's rule: no tag, but listed (and kept by prune) under NAME@DIGEST.
+    assert pulled.repo_tags == [] and pulled.repo_digests == [by_digest] and pulled.id == image.id
+    assert store2.list() == [pulled]
+    assert store2.get(by_digest) == store2.get(image.id)
+    assert store2.prune() == []
+    tagged = pull(store2, by_digest, tag_as="mine:1")
     assert tagged.repo_tags == ["mine:1"]
-    assert len(store2.layout.read_index()) == 1  # the untagged row became the tag
+    assert tagged.repo_digests == sorted([by_digest, f"mine@{digest}"])
 
 
 def test_pull_unknown_tag_is_not_found(registry: Registry, store: ImageStore) -> None:

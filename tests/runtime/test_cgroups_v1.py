@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from common.errors import FailedPrecondition, InvalidArgument, NotFound, SetupError
-from nodeagent.runtime.cgroups import V1Driver, remove_parent_if_empty
+from nodeagent.runtime.cgroups import CgroupStats, V1Driver, remove_parent_if_empty
+from nodeagent.runtime.cgroups._base import CPU_PERIOD_US
 from nodeagent.runtime.cgroups.v1 import V1Cgroup
 from nodeagent.runtime.spec import Resources
 
@@ -272,15 +273,23 @@ def test_real_pids_limit_stops_fork_bomb(v1: Harness) -> None:
     assert group.procs() == []
 
 
+def _stats_once(group: V1Cgroup, condition: Callable[[CgroupStats], bool]) -> CgroupStats:
+    deadline = time.monotonic() + 20
+    while not condition(stats := group.stats()):
+        assert time.monotonic() < deadline, f"condition not met in time: {stats}"
+        time.sleep(0.02)
+    return stats
+
+
 def test_real_cpu_quota_throttles(v1: Harness) -> None:
     group = v1.group(Resources(cpus=0.2))
     child = v1.start(group, ["/bin/sh", "-c", "while :; do :; done"])
-    time.sleep(0.2)  # let it reach steady state
-    before, start = group.stats().cpu_usage_ns, time.monotonic()
-    time.sleep(1.0)
-    after, elapsed = group.stats(), time.monotonic() - start
-    share = (after.cpu_usage_ns - before) / 1e9 / elapsed
-    assert after.cpu_nr_throttled > 0
+    before = _stats_once(group, lambda s: s.cpu_nr_throttled >= 2)  # the loop runs into its quota
+    after = _stats_once(group, lambda s: s.cpu_nr_periods >= before.cpu_nr_periods + 10)
+    # Its share of the periods it ran in, counted in the kernel's periods rather than wall time.
+    periods_ns = (after.cpu_nr_periods - before.cpu_nr_periods) * CPU_PERIOD_US * 1000
+    share = (after.cpu_usage_ns - before.cpu_usage_ns) / periods_ns
+    assert after.cpu_nr_throttled > before.cpu_nr_throttled
     assert after.cpu_throttled_ns > 0
     assert 0.05 < share <= 0.35
     child.kill()

@@ -29,9 +29,14 @@ def test_a_runtime_without_the_binary_says_how_to_build_it(
 
 
 def test_the_built_binary_is_from_the_current_source() -> None:
-    """scripts/setup rebuilds it when init.c is newer."""
+    """scripts/setup rebuilds it when anything in its source directory (a
+    file, or the directory itself: a file added or removed) is newer."""
     binary, source = Path(native.BINARY), Path(native.SOURCE)
-    assert binary.stat().st_mtime >= source.stat().st_mtime
+    sources = sorted(source.glob("*.c"))
+    assert sources and (source / "init.h").is_file()
+    built = binary.stat().st_mtime
+    stale = [p.name for p in [source, *source.iterdir()] if p.stat().st_mtime > built]
+    assert not stale, f"{binary} is older than {stale}: run scripts/setup"
 
 
 def test_a_ready_report_before_the_pid_is_kept_not_taken_for_an_error() -> None:

@@ -163,7 +163,10 @@ def test_writes_stay_out_of_lower_and_other_containers(
     os.close(w)
     try:
         runtime.start(ca)
-        time.sleep(0.3)
+        deadline = time.monotonic() + 5
+        while os.path.lexists(f"/proc/{ca.pid}/root/bin/ls"):  # a's last change: it wrote the rest
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
         b = sh(make_spec, "ls /etc/written-by-a /bin/new 2>&1; test -e /bin/ls && echo LS-OK")
         code, out = run(runtime, b)
         assert code == 0

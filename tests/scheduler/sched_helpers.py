@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from scheduler import ClusterSnapshot, Decision, NodeInfo, Placed, TaskRequest, parse_constraint
+from scheduler import ClusterSnapshot, Decision, NodeInfo, Placed, TaskRequest, matches, parse_constraint
 
 GiB = 1 << 30
 
@@ -47,7 +47,7 @@ def check_invariants(snapshot: ClusterSnapshot, pending: Sequence[TaskRequest],
         n = nodes[d.node_id]
         assert n.ready and n.active
         for c in t.constraints:
-            assert parse_constraint(c).matches(n), (c, n)
+            assert matches(parse_constraint(c), n), (c, n)
         all_placed.append(Placed(d.node_id, t.service, t.cpus, t.memory_bytes, t.host_ports))
     new_ids = {d.node_id for d in decisions if d.node_id}
     for node_id in new_ids:

@@ -103,8 +103,8 @@ CASES = [
          explanations={0: "no suitable node (no nodes in the cluster)"}),
     Case("bad constraint names task and expression",
          [node("a")], [task("t1", constraints=("node.labels.zone=a",))], [None],
-         explanations={0: "task t1 (service web): invalid constraint 'node.labels.zone=a': "
-                          "expected exactly one '==' or '!=' (e.g. 'node.labels.zone==a')"}),
+         explanations={0: "task t1 (service web): constraint 'node.labels.zone=a' has no operator: "
+                          "expected ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE"}),
     Case("placed tasks on unknown nodes are ignored",
          [node("a", memory=GiB)], [task("t1", memory_bytes=GiB)], ["a"],
          placed=[Placed("id-gone", "web", memory_bytes=GiB)]),

@@ -3,7 +3,6 @@ keepalives (real etcd, the real informer and API)."""
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from store_helpers import make_service, make_task
 
 from controlplane.api import ClusterAPI
 from controlplane.store import Informer, Store
-from model.objects import to_dict
+from model.wire import event_from_pb
 from proto import cluster_pb2 as cpb
 
 
@@ -49,13 +48,18 @@ def _pump(api: ClusterAPI, request: cpb.EventsRequest) -> tuple[queue.Queue[cpb.
     return out, ctx
 
 
-def _until(out: queue.Queue[cpb.Event], action: str) -> list[cpb.Event]:
+def _until(out: queue.Queue[cpb.Event], action: str) -> list[tuple[str, Any]]:
+    """The events up to the first of ``action``, as (action, model object)."""
     seen = []
     while True:
-        event = out.get(timeout=10)
+        event = event_from_pb(out.get(timeout=10))
         seen.append(event)
-        if event.action == action:
+        if event[0] == action:
             return seen
+
+
+def _next(out: queue.Queue[cpb.Event]) -> tuple[str, Any]:
+    return event_from_pb(out.get(timeout=10))
 
 
 def test_initial_state_then_changes_of_the_named_services_only(api: ClusterAPI, store: Store) -> None:
@@ -66,17 +70,15 @@ def test_initial_state_then_changes_of_the_named_services_only(api: ClusterAPI, 
     out, ctx = _pump(api, cpb.EventsRequest(services=["web"], initial=True))
     try:
         listed = _until(out, "synced")
-        assert {(e.kind, e.id) for e in listed[:-1]} == {("services", web.id), ("tasks", t1.id)}
-        first = next(e for e in listed if e.id == t1.id)
-        assert first.version == t1.version
-        assert json.loads(first.json) == {**to_dict(t1), "version": t1.version}
+        assert sorted(listed[:-1], key=lambda e: e[1].id) == sorted(
+            [("put", web), ("put", t1)], key=lambda e: e[1].id)  # whole objects, versions included
+        assert listed[-1] == ("synced", None)
         store.create(make_task(db, 2))  # another service's: not sent
         t2 = store.create(make_task(web, 2))
-        event = out.get(timeout=10)
-        assert (event.action, event.id, event.version) == ("put", t2.id, t2.version)
+        assert _next(out) == ("put", t2)
         store.delete(t2)
-        event = out.get(timeout=10)
-        assert (event.action, event.id) == ("delete", t2.id)
+        action, gone = _next(out)
+        assert (action, gone.id) == ("delete", t2.id)
     finally:
         ctx.active = False
 
@@ -84,7 +86,7 @@ def test_initial_state_then_changes_of_the_named_services_only(api: ClusterAPI, 
 def test_an_idle_stream_sends_keepalives(api: ClusterAPI) -> None:
     out, ctx = _pump(api, cpb.EventsRequest(keepalive=0.05))
     try:
-        assert [out.get(timeout=10).action for _ in range(2)] == ["keepalive", "keepalive"]
+        assert [_next(out) for _ in range(2)] == [("keepalive", None), ("keepalive", None)]
     finally:
         ctx.active = False
 
@@ -107,10 +109,10 @@ def test_batches_carry_the_same_events_as_they_become_ready(api: ClusterAPI,
     threading.Thread(target=run, daemon=True).start()
     try:
         first = out.get(timeout=10)
-        assert [(e.action, e.id) for e in first.events] == [
-            ("put", web.id), *(("put", t.id) for t in tasks), ("synced", "")]
+        assert [event_from_pb(e) for e in first.events] == [
+            ("put", web), *(("put", t) for t in tasks), ("synced", None)]
         t3 = store.create(make_task(web, 3))
         batch = out.get(timeout=10)
-        assert [(e.action, e.id, e.version) for e in batch.events] == [("put", t3.id, t3.version)]
+        assert [event_from_pb(e) for e in batch.events] == [("put", t3)]
     finally:
         ctx.active = False

@@ -1,13 +1,12 @@
 """The cluster API and the orchestrator against a real etcd: replica counts and
 other values beyond the limits are refused at every way in (a manifest,
-``services_json``, ``Scale``), an empty manifest is not "deployed", and a
+``services``, ``Scale``), an empty manifest is not "deployed", and a
 service already stored with an absurd count is skipped with a logged error
 instead of having its tasks created."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ from controlplane.api import ClusterAPI
 from controlplane.orchestrator import Orchestrator
 from controlplane.store import Informer, Store
 from model.objects import Service, ServiceSpec
+from model.wire import spec_to_pb
 from proto import cluster_pb2 as cpb
 
 
@@ -66,14 +66,17 @@ def _deploy(api: ClusterAPI, **request: Any) -> Any:
         ({"manifest": "services: " + "[" * 1000 + "]" * 1000 + "\n", "manifest_path": "deep.yaml"},
          "INVALID_ARGUMENT: deep.yaml:1: the manifest nests deeper than 64 levels"),
         ({}, "INVALID_ARGUMENT: nothing to deploy"),
-        ({"services_json": [json.dumps({"name": "web", "image": "busybox", "replicas": 10**12})]},
-         "INVALID_ARGUMENT: services_json: services.web.deploy.replicas: 1000000000000 is too large"),
-        ({"services_json": [json.dumps({"name": "web", "image": "busybox", "command": []})]},
-         "INVALID_ARGUMENT: services_json: services.web.command: the command is empty"),
-        ({"services_json": ["{not json"]}, "INVALID_ARGUMENT: services_json[0]: not a service spec"),
-        ({"services_json": [json.dumps({"name": "web", "image": "busybox", "bogus": 1})]},
-         "INVALID_ARGUMENT: services_json[0]: not a service spec"),
-        ({"services_json": [json.dumps([1, 2])]}, "INVALID_ARGUMENT: services_json[0]: not a service spec"),
+        ({"services": [spec_to_pb(ServiceSpec(name="web", image="busybox", replicas=10**12))]},
+         "INVALID_ARGUMENT: services: services.web.deploy.replicas: 1000000000000 is too large"),
+        ({"services": [spec_to_pb(ServiceSpec(name="web", image="busybox", command=[]))]},
+         "INVALID_ARGUMENT: services: services.web.command: the command is empty"),
+        # Enum values from a newer client: named, not guessed.
+        ({"services": [spec_to_pb(ServiceSpec(name="db", image="busybox")),
+                       cpb.ServiceSpec(name="web", image="busybox", mode=7)]},  # type: ignore[arg-type]
+         "INVALID_ARGUMENT: services[1].mode: 7 is not a value this version knows"),
+        ({"services": [cpb.ServiceSpec(name="web", image="busybox", ports=[
+            cpb.PortConfig(published=80, target=80, protocol=5)])]},  # type: ignore[arg-type]
+         "INVALID_ARGUMENT: services[0].ports[0].protocol: 5 is not a value this version knows"),
     ],
 )
 def test_deploy_refuses(api: ClusterAPI, store: Store, request_fields: dict[str, Any], message: str) -> None:
@@ -84,7 +87,7 @@ def test_deploy_refuses(api: ClusterAPI, store: Store, request_fields: dict[str,
 
 
 def test_scale_refuses_beyond_the_limit(api: ClusterAPI, store: Store) -> None:
-    _deploy(api, services_json=[json.dumps({"name": "web", "image": "busybox"})])
+    _deploy(api, services=[spec_to_pb(ServiceSpec(name="web", image="busybox"))])
     for replicas in (100_001, 2**31 - 1, -1):
         with pytest.raises(Aborted, match=rf"INVALID_ARGUMENT: invalid replicas {replicas}: expected 0 to "
                                           "100000"):

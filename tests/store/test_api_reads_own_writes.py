@@ -3,7 +3,6 @@ node update or removal sees it, even when this replica's watch runs late."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -13,6 +12,8 @@ from store_helpers import make_node
 
 from controlplane.api import ClusterAPI
 from controlplane.store import Informer, Store
+from model.objects import ServiceSpec
+from model.wire import availability_to_pb, node_from_pb, service_from_pb, spec_to_pb
 from proto import cluster_pb2 as cpb
 
 
@@ -50,16 +51,16 @@ def api(store: Store) -> Any:
 
 
 def test_a_get_after_each_write_sees_it(api: ClusterAPI, store: Store) -> None:
-    spec = {"name": "web", "image": "busybox", "replicas": 2}
-    api.Deploy(cpb.DeployRequest(services_json=[json.dumps(spec)]), Context())
-    assert api.GetService(cpb.ServiceRef(name="web"), Context()).name == "web"
+    spec = ServiceSpec(name="web", image="busybox", replicas=2)
+    api.Deploy(cpb.DeployRequest(services=[spec_to_pb(spec)]), Context())
+    assert service_from_pb(api.GetService(cpb.ServiceRef(name="web"), Context())).spec == spec
     api.Scale(cpb.ScaleRequest(service="web", replicas=5), Context())
-    assert json.loads(api.GetService(cpb.ServiceRef(name="web"), Context()).json)["spec"]["replicas"] == 5
+    assert service_from_pb(api.GetService(cpb.ServiceRef(name="web"), Context())).spec.replicas == 5
     node = store.create(make_node("n1"))
     api.informer.wait_revision(node.version, 10)
-    api.UpdateNode(cpb.UpdateNodeRequest(node="n1", availability="drain"), Context())
+    api.UpdateNode(cpb.UpdateNodeRequest(node="n1", availability=availability_to_pb("drain")), Context())
     [listed] = api.ListNodes(cpb.ListRequest(), Context()).nodes
-    assert json.loads(listed.json)["availability"] == "drain"
+    assert node_from_pb(listed).availability == "drain"
     api.RemoveService(cpb.ServiceRef(name="web"), Context())
     with pytest.raises(Aborted, match="NOT_FOUND"):
         api.GetService(cpb.ServiceRef(name="web"), Context())

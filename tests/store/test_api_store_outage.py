@@ -4,7 +4,6 @@ deadline: real etcd, the real API servicer, a real gRPC server."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -17,6 +16,8 @@ from controlplane.api import ClusterAPI
 from controlplane.apierrors import store_errors
 from controlplane.etcd import EmbeddedEtcd
 from controlplane.store import Informer, Store, StoreError
+from model.objects import ServiceSpec
+from model.wire import service_from_pb, spec_to_pb
 from proto import cluster_pb2 as cpb
 from proto import cluster_pb2_grpc as cpb_grpc
 
@@ -54,8 +55,8 @@ def served(store: Store) -> Iterator[Served]:
 
 
 def _deploy(served: Served) -> None:
-    spec = {"name": "web", "image": "busybox", "replicas": 2}
-    served.stub.Deploy(cpb.DeployRequest(services_json=[json.dumps(spec)]), timeout=10)
+    spec = ServiceSpec(name="web", image="busybox", replicas=2)
+    served.stub.Deploy(cpb.DeployRequest(services=[spec_to_pb(spec)]), timeout=10)
 
 
 def test_scale_while_etcd_is_down_says_the_store_is_unavailable(served: Served, etcd: EmbeddedEtcd) -> None:
@@ -89,4 +90,4 @@ def test_a_call_made_during_an_outage_succeeds_once_etcd_is_back(served: Served,
     etcd.start()
     caller.join(60)
     assert "error" not in result, result.get("error")
-    assert json.loads(result["service"].json)["spec"]["replicas"] == 4
+    assert service_from_pb(result["service"]).spec.replicas == 4

@@ -9,6 +9,9 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from controlplane.store import Leadership, Store
 
@@ -22,14 +25,30 @@ def _campaign_in_thread(store: Store, name: str, candidate: str, ttl: int) -> tu
     return thread, won
 
 
-def test_one_candidate_wins_and_the_other_takes_over_on_revoke(store: Store) -> None:
+def _watches_started(store: Store, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Set once ``store`` starts a watch: a candidate that found the election held waits on one."""
+    started = threading.Event()
+    add_watch = store._kv.add_watch_callback
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        watch_id = add_watch(*args, **kwargs)
+        started.set()
+        return watch_id
+
+    monkeypatch.setattr(store._kv, "add_watch_callback", recorded)
+    return started
+
+
+def test_one_candidate_wins_and_the_other_takes_over_on_revoke(store: Store,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     other = Store(store.endpoints)
     try:
         first = store.campaign("controllers", "cp-1", ttl=2)
         assert first is not None and store.leader("controllers") == "cp-1"
         assert other.campaign("controllers", "cp-2", ttl=2, timeout=0.5) is None  # held: times out
+        waiting = _watches_started(other, monkeypatch)
         thread, won = _campaign_in_thread(other, "controllers", "cp-2", ttl=2)
-        time.sleep(0.3)
+        assert waiting.wait(10), "the second candidate never found the election held"
         assert not won and not first.lost()
         started = time.monotonic()
         store._kv.revoke_lease(first.lease_id)  # as etcd does when the lease expires

@@ -2,59 +2,63 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orch.cli.pbwire import ServiceSummary, TaskSummary
 from orch.cli.rollout import Rollout
 
 
-def svc(name: str = "web", replicas: int = 2, mode: str = "replicated") -> str:
-    return json.dumps({"id": f"id-{name}", "spec": {"name": name, "replicas": replicas, "mode": mode}})
+def svc(name: str = "web", replicas: int = 2, mode: str = "replicated", version: int = 1) -> ServiceSummary:
+    return ServiceSummary(id=f"id-{name}", name=name, replicas=replicas, mode=mode, version=version)
 
 
-def task(tid: str, state: int, desired: int = 5, service: str = "web", message: str = "",
-         error: str = "", slot: int = 1) -> str:
-    data: dict[str, Any] = {"id": tid, "service_name": service, "slot": slot, "desired_state": desired,
-                            "status": {"state": state, "message": message, "error": error}}
-    return json.dumps(data)
+def task(tid: str, state: str, desired: str = "running", service: str = "web", message: str = "",
+         error: str = "", slot: int = 1, version: int = 0) -> TaskSummary:
+    return TaskSummary(id=tid, service_name=service, slot=slot, desired_state=desired, state=state,
+                       message=message, error=error, version=version)
 
 
 def test_converges_when_every_wanted_replica_runs() -> None:
     r = Rollout(["web"])
-    r.apply("services", "put", "id-web", svc(), 1)
-    r.apply("tasks", "put", "t1", task("t1", 5), 2)
-    r.apply("tasks", "put", "t2", task("t2", 4, slot=2), 3)
+    r.apply("put", svc())
+    r.apply("put", task("t1", "running", version=2))
+    r.apply("put", task("t2", "starting", slot=2, version=3))
     v = r.verdict()
     assert (v.text, v.done) == ("web: 1/2 running", False)
-    r.apply("tasks", "put", "t2", task("t2", 5, slot=2), 4)
+    r.apply("put", task("t2", "running", slot=2, version=4))
     assert r.verdict().done
     # An old replica still shutting down does not count, and does not hold it up.
-    r.apply("tasks", "put", "t0", task("t0", 5, desired=8), 5)
+    r.apply("put", task("t0", "running", desired="shutdown", version=5))
     assert r.verdict().done
 
 
 def test_an_older_event_never_undoes_a_newer_one() -> None:
     r = Rollout(["web"])
-    r.apply("services", "put", "id-web", svc(replicas=1), 1)
-    assert r.apply("tasks", "put", "t1", task("t1", 5), 9)
-    assert not r.apply("tasks", "put", "t1", task("t1", 4), 7)  # from the queue, after the snapshot
+    r.apply("put", svc(replicas=1))
+    assert r.apply("put", task("t1", "running", version=9))
+    assert not r.apply("put", task("t1", "starting", version=7))  # from the queue, after the snapshot
+    assert r.verdict().done
+
+
+def test_events_about_nothing_a_rollout_follows_change_nothing() -> None:
+    r = Rollout(["web"])
+    r.apply("put", svc(replicas=0))
+    assert not r.apply("put", None)  # a node's event
     assert r.verdict().done
 
 
 def test_unplaceable_failed_and_removed() -> None:
     r = Rollout(["web", "db"])
-    r.apply("services", "put", "id-web", svc(), 1)
-    r.apply("services", "put", "id-db", svc("db", 1), 1)
-    r.apply("tasks", "put", "t1", task("t1", 1, message="no suitable node (3 nodes: 3 lack memory)"), 2)
+    r.apply("put", svc())
+    r.apply("put", svc("db", 1))
+    r.apply("put", task("t1", "pending", message="no suitable node (3 nodes: 3 lack memory)", version=2))
     r.synced = True
-    r.apply("tasks", "put", "t2", task("t2", 7, service="db", error="exit code 3"), 3)
+    r.apply("put", task("t2", "failed", service="db", error="exit code 3", version=3))
     v = r.verdict()
     assert v.unplaceable == ["web slot 1: no suitable node (3 nodes: 3 lack memory)"]
     assert v.failed == ["db task t2: exit code 3"]
-    r.apply("services", "delete", "id-db", svc("db", 1), 4)
+    r.apply("delete", svc("db", 1, version=4))
     assert r.verdict().missing == ["db"]
 
 
@@ -63,64 +67,67 @@ def test_a_failure_from_before_the_deploy_is_history() -> None:
     down`, its replacement not made yet) does not fail this deploy; the
     deploy waits for its replacement instead."""
     r = Rollout(["web"])
-    r.apply("services", "put", "id-web", svc(replicas=1), 1)
-    r.apply("tasks", "put", "t1", task("t1", 7, error="exit code 137"), 2)
+    r.apply("put", svc(replicas=1))
+    r.apply("put", task("t1", "failed", error="exit code 137", version=2))
     r.synced = True
     v = r.verdict()
     assert (v.failed, v.done, v.text) == ([], False, "web: 0/1 running")
-    r.apply("tasks", "put", "t1", task("t1", 7, desired=8, error="exit code 137"), 3)
-    r.apply("tasks", "put", "t2", task("t2", 5), 4)
+    r.apply("put", task("t1", "failed", desired="shutdown", error="exit code 137", version=3))
+    r.apply("put", task("t2", "running", version=4))
     assert r.verdict().done
-    r.apply("tasks", "put", "t2", task("t2", 7, error="exit code 1"), 5)
+    r.apply("put", task("t2", "failed", error="exit code 1", version=5))
     assert r.verdict().failed == ["web task t2: exit code 1"]
 
 
 def test_global_services_count_what_is_wanted() -> None:
     r = Rollout(["agent"])
-    r.apply("services", "put", "id-agent", svc("agent", 0, "global"), 1)
-    r.apply("tasks", "put", "t1", task("t1", 5, service="agent"), 2)
-    r.apply("tasks", "put", "t2", task("t2", 2, service="agent"), 2)
+    r.apply("put", svc("agent", 0, "global"))
+    r.apply("put", task("t1", "running", service="agent", version=2))
+    r.apply("put", task("t2", "assigned", service="agent", version=2))
     assert r.verdict().text == "agent: 1/2 running"
-    r.apply("tasks", "delete", "t2", "", 3)
+    r.apply("delete", task("t2", "assigned", service="agent", version=3))
     assert r.verdict().done
 
 
-def _reference(names: list[str], services: dict[str, Any], tasks: dict[str, Any]) -> tuple[Any, ...]:
+def _reference(names: list[str], services: dict[str, ServiceSummary],
+               tasks: dict[str, TaskSummary]) -> tuple[object, ...]:
     """The verdict computed from scratch over the latest tasks."""
     lines, done, unplaceable, failed = [], True, set(), []
     for name in names:
-        spec = services[name]["spec"]
-        mine = [t for t in tasks.values() if t["service_name"] == name]
-        wanted = [t for t in mine if t["desired_state"] == 5]
-        running = [t for t in wanted if t["status"]["state"] == 5]
-        target = spec["replicas"] if spec["mode"] == "replicated" else len(wanted)
+        svc_ = services[name]
+        mine = [t for t in tasks.values() if t.service_name == name]
+        wanted = [t for t in mine if t.desired_state == "running"]
+        running = [t for t in wanted if t.state == "running"]
+        target = svc_.replicas if svc_.mode == "replicated" else len(wanted)
         lines.append(f"{name}: {len(running)}/{target} running")
         done = done and len(running) >= target and len(running) == len(wanted)
         for t in wanted:
-            if t["status"]["state"] == 1 and t["status"]["message"].startswith("no suitable node"):
-                unplaceable.add(f"{name} slot {t['slot']}: {t['status']['message']}")
-            if t["status"]["state"] in (7, 9):
-                failed.append(f"{name} task {t['id'][:12]}: {t['status']['error'] or 'failed'}")
+            if t.state == "pending" and t.message.startswith("no suitable node"):
+                unplaceable.add(f"{name} slot {t.slot}: {t.message}")
+            if t.state in ("failed", "rejected"):
+                failed.append(f"{name} task {t.id[:12]}: {t.error or 'failed'}")
     return ", ".join(lines), done, sorted(unplaceable), sorted(failed)
 
 
 @given(st.lists(st.tuples(st.sampled_from(["t1", "t2", "t3", "t4"]), st.sampled_from(["web", "db"]),
-                          st.sampled_from([1, 2, 4, 5, 7, 9]), st.sampled_from([5, 8]),
-                          st.booleans()), max_size=30))
+                          st.sampled_from(["pending", "assigned", "starting", "running", "failed",
+                                           "rejected"]),
+                          st.sampled_from(["running", "shutdown"]), st.booleans()), max_size=30))
 def test_counts_kept_per_event_equal_counting_from_scratch(
-        events: list[tuple[str, str, int, int, bool]]) -> None:
+        events: list[tuple[str, str, str, str, bool]]) -> None:
     r = Rollout(["web", "db"])
-    r.apply("services", "put", "id-web", svc("web", 2), 1)
-    r.apply("services", "put", "id-db", svc("db", 1), 1)
+    r.apply("put", svc("web", 2))
+    r.apply("put", svc("db", 1))
     r.synced = True  # every failure below happens while the deploy watches
-    latest: dict[str, Any] = {}
+    latest: dict[str, TaskSummary] = {}
     for version, (tid, service, state, desired, delete) in enumerate(events, start=2):
+        data = task(tid, state, desired, service, message="no suitable node" if state == "pending" else "",
+                    version=version)
         if delete:
-            r.apply("tasks", "delete", tid, "", version)
+            r.apply("delete", data)
             latest.pop(tid, None)
             continue
-        data = task(tid, state, desired, service, message="no suitable node" if state == 1 else "")
-        r.apply("tasks", "put", tid, data, version)
-        latest[tid] = json.loads(data)
+        r.apply("put", data)
+        latest[tid] = data
     v = r.verdict()
     assert (v.text, v.done, v.unplaceable, sorted(v.failed)) == _reference(r.names, r.services, latest)

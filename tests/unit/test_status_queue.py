@@ -6,19 +6,19 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from model.objects import TaskState
+from model.objects import TaskState, TaskStatus
 from nodeagent.cluster.worker import JOIN_RETRY_MAX, RECONNECT_MAX, StatusQueue, next_retry
-from proto import cluster_pb2 as cpb
 
 S = TaskState
+Update = tuple[str, TaskStatus]
 
 
-def _u(tid: str, state: TaskState, at: float) -> cpb.TaskStatusUpdate:
-    return cpb.TaskStatusUpdate(task_id=tid, state=int(state), timestamp=at)
+def _u(tid: str, state: TaskState, at: float) -> Update:
+    return tid, TaskStatus(state=state, timestamp=at)
 
 
-def _states(batch: list[cpb.TaskStatusUpdate]) -> list[tuple[str, int]]:
-    return [(u.task_id, u.state) for u in batch]
+def _states(batch: list[Update]) -> list[tuple[str, TaskState]]:
+    return [(tid, status.state) for tid, status in batch]
 
 
 def test_a_quick_start_sends_only_running() -> None:
@@ -78,13 +78,14 @@ def test_nothing_but_a_superseded_starting_is_lost(steps: list) -> None:  # type
         q.add(update)
         added.append(update)
     sent += q.take(now + 1.0)
-    assert [u for u in sent if u.state != S.STARTING] == [u for u in added if u.state != S.STARTING]
-    for tid in {u.task_id for u in added}:
-        assert [u for u in sent if u.task_id == tid][-1] == [u for u in added if u.task_id == tid][-1]
-    for u in sent:
-        if u.state == S.STARTING:
-            later = [v for v in added if v.task_id == u.task_id and v.timestamp > u.timestamp]
-            assert not later or later[0].timestamp >= u.timestamp + 0.25
+    assert ([u for u in sent if u[1].state != S.STARTING]
+            == [u for u in added if u[1].state != S.STARTING])
+    for tid in {t for t, _ in added}:
+        assert [u for u in sent if u[0] == tid][-1] == [u for u in added if u[0] == tid][-1]
+    for tid, status in sent:
+        if status.state == S.STARTING:
+            later = [v for t, v in added if t == tid and v.timestamp > status.timestamp]
+            assert not later or later[0].timestamp >= status.timestamp + 0.25
 
 
 def test_a_joining_node_retries_often_and_a_joined_one_backs_off() -> None:

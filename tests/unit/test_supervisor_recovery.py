@@ -23,8 +23,9 @@ from nodeagent.restart import RestartPolicy
 from nodeagent.runtime import FakeRuntime
 from nodeagent.runtime.spec import ContainerSpec, ProcessSpec, RootfsSpec
 from nodeagent.supervisor import records, recovery
+from nodeagent.supervisor.loop import MAX_TIMER_DELAY, MAX_WAIT, Conn, clamp_delay
 from nodeagent.supervisor.records import EXITED, RESTARTING, RUNNING, Record
-from nodeagent.supervisor.server import MAX_TIMER_DELAY, MAX_WAIT, Conn, Supervisor, clamp_delay
+from nodeagent.supervisor.server import Supervisor
 
 
 class Clock:

@@ -62,7 +62,7 @@ def window_in_thread(w: Worker) -> threading.Event:
 
 
 def states(w: Worker) -> dict[str, TaskState]:
-    return {tid: TaskState(u.state) for tid, u in w.reported.items()}
+    return {tid: status.state for tid, status in w.reported.items()}
 
 
 def test_starts_go_out_one_more_than_the_launch_limit_and_each_answer_lets_the_next_go() -> None:
@@ -136,7 +136,7 @@ def test_a_stopped_worker_reports_nothing_more() -> None:
     w.stop()
     w.on_event("exited", {"id": "c0", "exit_code": 137, "labels": {worker_mod.TASK_LABEL: "t0"}})
     assert states(w) == {"t0": TaskState.RUNNING}
-    assert w._status.take(float("inf")) == [w.reported["t0"]]  # only what came before
+    assert w._status.take(float("inf")) == [("t0", w.reported["t0"])]  # only what came before
 
 
 def test_a_batch_window_waits_while_starts_are_out_and_ends_once_the_node_settles() -> None:

@@ -1,0 +1,305 @@
+"""The model on the wire: ``model.objects`` <-> the typed messages of proto/cluster.proto.
+
+The one converter between the two, used at the gRPC edge only: the control
+plane's API and dispatcher, the node's worker and the CLI's cluster commands.
+Generated classes stop here; the scheduler, the store and the controllers see
+only the model. (The store's own encoding, JSON in etcd, is not the wire: see
+``controlplane.store.codec``.)
+
+It lives in ``model``, not ``proto``, because ``proto`` is the bottom layer
+(generated code, importing nothing of orch's) and the model owns its forms.
+Importing it loads protobuf; nothing on the CLI's fast paths does.
+
+Invariants:
+- ``X_from_pb(X_to_pb(x)) == x`` for every object the model can hold, with
+  two exceptions by design: a node's ``api_token`` is never sent (it stays
+  with the control plane and the store) and comes back empty;
+- enums convert by name, never by number: the tables below are built from
+  the generated enums' names, and importing this module fails if the model
+  has a value the proto lacks;
+- an empty message converts to the model's defaults (the proto's enum zeros
+  are the model's defaults; fields with another default are ``optional``);
+- a value the model does not know (an enum number from a newer peer) raises
+  :class:`WireError` naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from model.objects import (
+    Node,
+    NodeResources,
+    Placement,
+    PortConfig,
+    Resources,
+    RestartPolicy,
+    Service,
+    ServiceSpec,
+    Task,
+    TaskState,
+    TaskStatus,
+)
+from proto import cluster_pb2 as cpb
+
+__all__ = [
+    "ACTIONS",
+    "MODES",
+    "NODE_AVAILABILITIES",
+    "NODE_STATES",
+    "PROTOCOLS",
+    "RESTART_CONDITIONS",
+    "StoreObject",
+    "WireError",
+    "availability_from_pb",
+    "availability_to_pb",
+    "event_from_pb",
+    "event_to_pb",
+    "node_from_pb",
+    "node_to_pb",
+    "service_from_pb",
+    "service_to_pb",
+    "spec_from_pb",
+    "spec_to_pb",
+    "status_update_from_pb",
+    "status_update_to_pb",
+    "task_from_pb",
+    "task_state_from_pb",
+    "task_state_to_pb",
+    "task_to_pb",
+]
+
+StoreObject = Service | Task | Node
+
+
+class WireError(ValueError):
+    """A message the model cannot hold; the text names the field."""
+
+
+# The model's closed sets of words, each a proto enum; the proto's names are
+# PREFIX + the word in upper case, "-" as "_".
+MODES = ("replicated", "global")
+PROTOCOLS = ("tcp", "udp")
+RESTART_CONDITIONS = ("any", "on-failure", "none")
+NODE_STATES = ("unknown", "ready", "down")
+NODE_AVAILABILITIES = ("active", "drain", "pause")
+ACTIONS = ("put", "delete", "synced", "keepalive")  # the events' actions
+
+
+def _by_name(enum: Any, prefix: str, words: Iterable[str]) -> tuple[dict[str, Any], dict[int, Any]]:
+    """Word -> number and number -> word for ``enum``; fails at import if a word has no value."""
+    to_pb = {word: enum.Value(prefix + word.upper().replace("-", "_")) for word in words}
+    return to_pb, {number: word for word, number in to_pb.items()}
+
+
+_MODE, _MODE_OF = _by_name(cpb.ServiceMode, "SERVICE_MODE_", MODES)
+_PROTOCOL, _PROTOCOL_OF = _by_name(cpb.PortProtocol, "PORT_PROTOCOL_", PROTOCOLS)
+_CONDITION, _CONDITION_OF = _by_name(cpb.RestartCondition, "RESTART_CONDITION_", RESTART_CONDITIONS)
+_NODE_STATE, _NODE_STATE_OF = _by_name(cpb.NodeState, "NODE_STATE_", NODE_STATES)
+_AVAILABILITY, _AVAILABILITY_OF = _by_name(cpb.NodeAvailability, "NODE_AVAILABILITY_",
+                                           NODE_AVAILABILITIES)
+_ACTION, _ACTION_OF = _by_name(cpb.EventAction, "EVENT_ACTION_", ACTIONS)
+_TASK_STATE: dict[TaskState, Any] = {state: cpb.TaskState.Value(f"TASK_STATE_{state.name}")
+                                     for state in TaskState}
+_TASK_STATE_OF = {number: state for state, number in _TASK_STATE.items()}
+
+# Defaults that are not the proto's zero values (their fields are optional).
+_SPEC = ServiceSpec(name="", image="")
+_TASK = Task(id="", service_id="", service_name="", slot=0, spec=_SPEC)
+
+
+def _member(table: dict[int, Any], number: int, field: str) -> Any:
+    try:
+        return table[number]
+    except KeyError:
+        raise WireError(f"{field}: {number} is not a value this version knows") from None
+
+
+def task_state_to_pb(state: TaskState) -> Any:
+    return _TASK_STATE[state]
+
+
+def task_state_from_pb(number: int, field: str = "state") -> TaskState:
+    return _member(_TASK_STATE_OF, number, field)  # type: ignore[no-any-return]
+
+
+def availability_to_pb(availability: str) -> Any:
+    """``active``, ``drain`` or ``pause`` as the enum; WireError for another word."""
+    try:
+        return _AVAILABILITY[availability]
+    except KeyError:
+        raise WireError(f"availability: {availability!r} is not one of "
+                        f"{', '.join(NODE_AVAILABILITIES)}") from None
+
+
+def availability_from_pb(number: int) -> str:
+    return _member(_AVAILABILITY_OF, number, "availability")  # type: ignore[no-any-return]
+
+
+# ---- service specs -----------------------------------------------------------
+
+def _resources_to_pb(r: Resources) -> cpb.Resources:
+    return cpb.Resources(cpus=r.cpus, memory_bytes=r.memory_bytes, pids=r.pids)
+
+
+def _resources_from_pb(m: cpb.Resources) -> Resources:
+    return Resources(cpus=m.cpus, memory_bytes=m.memory_bytes, pids=m.pids)
+
+
+def spec_to_pb(spec: ServiceSpec) -> cpb.ServiceSpec:
+    placement, policy = spec.placement, spec.restart_policy
+    try:
+        ports = [cpb.PortConfig(published=p.published, target=p.target, protocol=_PROTOCOL[p.protocol])
+                 for p in spec.ports]
+        mode, condition = _MODE[spec.mode], _CONDITION[policy.condition]
+    except KeyError as err:
+        raise WireError(f"service {spec.name}: {err.args[0]!r} has no wire form") from None
+    out = cpb.ServiceSpec(
+        name=spec.name, image=spec.image, env=spec.env, ports=ports, labels=spec.labels, mode=mode,
+        replicas=spec.replicas, limits=_resources_to_pb(spec.limits),
+        reservations=_resources_to_pb(spec.reservations),
+        placement=cpb.Placement(constraints=placement.constraints, preferences=placement.preferences,
+                                max_replicas_per_node=placement.max_replicas_per_node),
+        restart_policy=cpb.RestartPolicy(condition=condition, delay=policy.delay,
+                                         max_attempts=policy.max_attempts, window=policy.window),
+        binpack=spec.binpack, stop_grace_period=spec.stop_grace_period, storage_size=spec.storage_size)
+    # None (the image's) and [] (explicitly nothing) differ: presence says which.
+    if spec.command is not None:
+        out.command.SetInParent()
+        out.command.values.extend(spec.command)
+    if spec.entrypoint is not None:
+        out.entrypoint.SetInParent()
+        out.entrypoint.values.extend(spec.entrypoint)
+    return out
+
+
+def spec_from_pb(m: cpb.ServiceSpec) -> ServiceSpec:
+    policy = m.restart_policy
+    return ServiceSpec(
+        name=m.name, image=m.image,
+        command=list(m.command.values) if m.HasField("command") else None,
+        entrypoint=list(m.entrypoint.values) if m.HasField("entrypoint") else None,
+        env=list(m.env),
+        ports=[PortConfig(published=p.published, target=p.target,
+                          protocol=_member(_PROTOCOL_OF, p.protocol, f"ports[{i}].protocol"))
+               for i, p in enumerate(m.ports)],
+        labels=dict(m.labels),
+        mode=_member(_MODE_OF, m.mode, "mode"),
+        replicas=m.replicas if m.HasField("replicas") else _SPEC.replicas,
+        limits=_resources_from_pb(m.limits),
+        reservations=_resources_from_pb(m.reservations),
+        placement=Placement(constraints=list(m.placement.constraints),
+                            preferences=list(m.placement.preferences),
+                            max_replicas_per_node=m.placement.max_replicas_per_node),
+        restart_policy=RestartPolicy(
+            condition=_member(_CONDITION_OF, policy.condition, "restart_policy.condition"),
+            delay=policy.delay if policy.HasField("delay") else _SPEC.restart_policy.delay,
+            max_attempts=policy.max_attempts, window=policy.window),
+        binpack=m.binpack,
+        stop_grace_period=(m.stop_grace_period if m.HasField("stop_grace_period")
+                           else _SPEC.stop_grace_period),
+        storage_size=m.storage_size,
+    )
+
+
+# ---- services, tasks, nodes --------------------------------------------------
+
+def service_to_pb(s: Service) -> cpb.Service:
+    return cpb.Service(id=s.id, spec=spec_to_pb(s.spec), created_at=s.created_at,
+                       updated_at=s.updated_at, version=s.version)
+
+
+def service_from_pb(m: cpb.Service) -> Service:
+    return Service(id=m.id, spec=spec_from_pb(m.spec), created_at=m.created_at,
+                   updated_at=m.updated_at, version=m.version)
+
+
+def _status_to_pb(s: TaskStatus) -> cpb.TaskStatus:
+    return cpb.TaskStatus(state=_TASK_STATE[s.state], message=s.message, error=s.error,
+                          timestamp=s.timestamp, container_id=s.container_id, exit_code=s.exit_code)
+
+
+def _status_from_pb(m: cpb.TaskStatus) -> TaskStatus:
+    return TaskStatus(state=task_state_from_pb(m.state, "status.state"), message=m.message,
+                      error=m.error, timestamp=m.timestamp, container_id=m.container_id,
+                      exit_code=m.exit_code)
+
+
+def task_to_pb(t: Task, specs: dict[int, cpb.ServiceSpec] | None = None) -> cpb.Task:
+    """``specs`` memoises converted specs by identity, for a batch of tasks that
+    share their service's spec object; pass it only while those objects live."""
+    if specs is None:
+        spec = spec_to_pb(t.spec)
+    else:
+        spec = specs.get(id(t.spec))  # type: ignore[assignment]
+        if spec is None:
+            spec = specs[id(t.spec)] = spec_to_pb(t.spec)
+    return cpb.Task(id=t.id, service_id=t.service_id, service_name=t.service_name, slot=t.slot,
+                    spec=spec, node_id=t.node_id, desired_state=_TASK_STATE[t.desired_state],
+                    status=_status_to_pb(t.status), created_at=t.created_at, attempt=t.attempt,
+                    version=t.version)
+
+
+def task_from_pb(m: cpb.Task) -> Task:
+    desired = (task_state_from_pb(m.desired_state, "desired_state") if m.HasField("desired_state")
+               else _TASK.desired_state)
+    return Task(id=m.id, service_id=m.service_id, service_name=m.service_name, slot=m.slot,
+                spec=spec_from_pb(m.spec), node_id=m.node_id, desired_state=desired,
+                status=_status_from_pb(m.status), created_at=m.created_at, attempt=m.attempt,
+                version=m.version)
+
+
+def node_to_pb(n: Node) -> cpb.Node:
+    """The node as clients see it: without its ``api_token`` (the message has no such field)."""
+    return cpb.Node(id=n.id, name=n.name, address=n.address, labels=n.labels,
+                    resources=cpb.NodeResources(cpus=n.resources.cpus,
+                                                memory_bytes=n.resources.memory_bytes),
+                    state=_NODE_STATE[n.state], availability=_AVAILABILITY[n.availability],
+                    last_heartbeat=n.last_heartbeat, version=n.version)
+
+
+def node_from_pb(m: cpb.Node) -> Node:
+    return Node(id=m.id, name=m.name, address=m.address, labels=dict(m.labels),
+                resources=NodeResources(cpus=m.resources.cpus, memory_bytes=m.resources.memory_bytes),
+                state=_member(_NODE_STATE_OF, m.state, "state"),
+                availability=_member(_AVAILABILITY_OF, m.availability, "availability"),
+                last_heartbeat=m.last_heartbeat, version=m.version)
+
+
+# ---- task status (node -> control plane) -------------------------------------
+
+def status_update_to_pb(task_id: str, status: TaskStatus) -> cpb.TaskStatusUpdate:
+    return cpb.TaskStatusUpdate(task_id=task_id, status=_status_to_pb(status))
+
+
+def status_update_from_pb(m: cpb.TaskStatusUpdate) -> tuple[str, TaskStatus]:
+    return m.task_id, _status_from_pb(m.status)
+
+
+# ---- events ------------------------------------------------------------------
+
+def event_to_pb(action: str, obj: StoreObject | None = None,
+                specs: dict[int, cpb.ServiceSpec] | None = None) -> cpb.Event:
+    """An event of ``action`` (one of :data:`ACTIONS`) about ``obj`` (None for
+    synced and keepalive); ``specs`` as for :func:`task_to_pb`."""
+    if isinstance(obj, Task):
+        return cpb.Event(action=_ACTION[action], task=task_to_pb(obj, specs))
+    if isinstance(obj, Service):
+        return cpb.Event(action=_ACTION[action], service=service_to_pb(obj))
+    if isinstance(obj, Node):
+        return cpb.Event(action=_ACTION[action], node=node_to_pb(obj))
+    return cpb.Event(action=_ACTION[action])
+
+
+def event_from_pb(m: cpb.Event) -> tuple[str, StoreObject | None]:
+    """The event's action (one of :data:`ACTIONS`) and its object, if it has one."""
+    action = _member(_ACTION_OF, m.action, "action")
+    kind = m.WhichOneof("object")
+    if kind == "task":
+        return action, task_from_pb(m.task)
+    if kind == "service":
+        return action, service_from_pb(m.service)
+    if kind == "node":
+        return action, node_from_pb(m.node)
+    return action, None

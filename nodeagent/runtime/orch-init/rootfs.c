@@ -1,0 +1,157 @@
+/* The container's root, built by PID 1 in its mount namespace: the staging
+ * tmpfs (init layer, generated /etc files), the overlay, /proc, /sys, /dev,
+ * the /etc binds and the hostname; then pivot_root, masked and read-only
+ * paths, and a read-only root if asked for (nodeagent/runtime/rootfs.py
+ * plans it). */
+#include "init.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+void do_mount(const char *step, const char *src, const char *target, const char *type,
+	      unsigned long flags, const char *data)
+{
+	if (mount(src, target, type, flags, data) < 0)
+		fail_call(step, "mount(%s, %s, %s, 0x%lx, %s)", src ? src : "None", target,
+			  type ? type : "None", flags, data ? data : "None");
+}
+
+static void write_file(const char *step, const char *path, const char *data, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		fail_call(step, "open(%s)", path);
+	if (n && write(fd, data, n) != (ssize_t)n)
+		fail_call(step, "write(%s)", path);
+	close(fd);
+}
+
+static void make_dir(const char *step, const char *path, mode_t mode)
+{
+	if (mkdir(path, mode) < 0)
+		fail_call(step, "mkdir(%s)", path);
+}
+
+static char *rootfs_dir(void) { return join(P.staging, "root"); }
+
+static const char *const ETC_FILES[] = {"hosts", "hostname", "resolv.conf"};
+static const char *const MOUNTPOINT_DIRS[] = {"proc", "sys", "dev", "etc"};
+
+static const char *etc_content(const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t i = 0; i < P.etc.n; i++)
+		if (!strncmp(P.etc.v[i], name, n) && P.etc.v[i][n] == '=')
+			return P.etc.v[i] + n + 1;
+	return "";
+}
+
+/* The staging tmpfs: init layer, generated /etc files, overlay mountpoint. */
+static void mount_staging(void)
+{
+	const char *step = "mount_staging";
+	do_mount(step, "tmpfs", P.staging, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m");
+	char *init = join(P.staging, "init");
+	make_dir(step, rootfs_dir(), 0755);
+	make_dir(step, init, 0755);
+	for (size_t i = 0; i < 4; i++)
+		make_dir(step, join(init, MOUNTPOINT_DIRS[i]), 0755);
+	char *etc = join(init, "etc");
+	for (size_t i = 0; i < 3; i++) {
+		write_file(step, join(etc, ETC_FILES[i]), "", 0);
+		const char *content = etc_content(ETC_FILES[i]);
+		write_file(step, join(P.staging, ETC_FILES[i]), content, strlen(content));
+	}
+}
+
+static void mount_dev(void)
+{
+	const char *step = "mount_dev";
+	static const struct { const char *name; int major, minor; } devices[] = {
+		{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7},
+		{"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+	};
+	static const char *const links[][2] = {
+		{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
+		{"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"},
+	};
+	char *dev = join(rootfs_dir(), "dev");
+	do_mount(step, "tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
+	mode_t old = umask(0);
+	for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++) {
+		char *path = join(dev, devices[i].name);
+		if (mknod(path, 0666 | S_IFCHR, makedev(devices[i].major, devices[i].minor)) < 0)
+			fail_call(step, "mknod(%s)", path);
+	}
+	make_dir(step, join(dev, "pts"), 0755);
+	make_dir(step, join(dev, "shm"), 01777);
+	umask(old);
+	do_mount(step, "devpts", join(dev, "pts"), "devpts", MS_NOSUID | MS_NOEXEC,
+		 "newinstance,ptmxmode=0666,mode=0620,gid=5");
+	do_mount(step, "shm", join(dev, "shm"), "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NODEV,
+		 "mode=1777,size=65536k");
+	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
+		char *path = join(dev, links[i][1]);
+		if (symlink(links[i][0], path) < 0)
+			fail_call(step, "symlink(%s, %s)", links[i][0], path);
+	}
+}
+
+void build_rootfs(void)
+{
+	char *root = rootfs_dir();
+	mount_staging();
+	do_mount("mount_rootfs", "overlay", root, "overlay", 0, P.overlay);
+	do_mount("mount_proc", "proc", join(root, "proc"), "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV,
+		 NULL);
+	do_mount("mount_sysfs", "sysfs", join(root, "sys"), "sysfs",
+		 MS_NOSUID | MS_NOEXEC | MS_NODEV | MS_RDONLY, NULL);
+	mount_dev();
+	for (size_t i = 0; i < 3; i++)
+		do_mount("bind_etc_files", join(P.staging, ETC_FILES[i]),
+			 join(join(root, "etc"), ETC_FILES[i]), NULL, MS_BIND, NULL);
+	const char *host = P.hostname ? P.hostname : "";
+	if (sethostname(host, strlen(host)) < 0)
+		fail_call("sethostname", "sethostname(%s)", host);
+	/* pivot_root(".", ".") stacks the old root on the new one; detaching it
+	 * leaves only the container's tree: the host is unreachable from here. */
+	if (chdir(root) < 0)
+		fail_call("pivot_root", "chdir(%s)", root);
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		fail_call("pivot_root", "pivot_root(., .)");
+	if (umount2(".", MNT_DETACH) < 0)
+		fail_call("pivot_root", "umount2(., MNT_DETACH)");
+	if (chdir("/") < 0)
+		fail_call("pivot_root", "chdir(/)");
+	for (size_t i = 0; i < P.masked.n; i++) {
+		const char *path = P.masked.v[i];
+		struct stat st;
+		if (stat(path, &st) < 0) {
+			if (errno == ENOENT || errno == ENOTDIR)
+				continue;
+			fail_call("masked_paths", "stat(%s)", path);
+		}
+		if (S_ISDIR(st.st_mode))
+			do_mount("masked_paths", "tmpfs", path, "tmpfs", MS_RDONLY, "size=0");
+		else
+			do_mount("masked_paths", "/dev/null", path, NULL, MS_BIND, NULL);
+	}
+	for (size_t i = 0; i < P.ro.n; i++) {
+		const char *path = P.ro.v[i];
+		if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0) {
+			if (errno == ENOENT)
+				continue;
+			fail_call("readonly_paths", "mount(%s, %s, None, MS_BIND|MS_REC)", path, path);
+		}
+		do_mount("readonly_paths", path, path, NULL, MS_BIND | MS_REC | MS_REMOUNT | MS_RDONLY,
+			 NULL);
+	}
+	if (P.readonly)
+		do_mount("readonly_rootfs", NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
+}

@@ -1,0 +1,196 @@
+"""model.wire: the model's objects survive model -> proto -> bytes -> proto ->
+model; enums go by name; the node's API token never goes; an unknown enum
+value is named, not guessed; the proto and the model have the same fields."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_manifest_roundtrip import manifests
+
+from model import wire
+from model.objects import (
+    Node,
+    NodeResources,
+    Placement,
+    PortConfig,
+    Resources,
+    RestartPolicy,
+    Service,
+    ServiceSpec,
+    Task,
+    TaskState,
+    TaskStatus,
+)
+from proto import cluster_pb2 as cpb
+
+INT64 = st.integers(-(1 << 63), (1 << 63) - 1)
+FLOATS = st.floats(allow_nan=False)  # NaN is never equal to itself
+TEXT = st.text(max_size=12)
+WORDS = st.lists(TEXT, max_size=3)
+LABELS = st.dictionaries(TEXT, TEXT, max_size=3)
+
+# Any value the model's types can hold, not only what a manifest accepts:
+# the converter carries them all (checking is check_specs' job).
+resources = st.builds(Resources, cpus=FLOATS, memory_bytes=INT64, pids=INT64)
+any_specs = st.builds(
+    ServiceSpec, name=TEXT, image=TEXT, command=st.none() | WORDS, entrypoint=st.none() | WORDS,
+    env=WORDS,
+    ports=st.lists(st.builds(PortConfig, published=INT64, target=INT64,
+                             protocol=st.sampled_from(wire.PROTOCOLS)), max_size=3),
+    labels=LABELS, mode=st.sampled_from(wire.MODES), replicas=INT64, limits=resources,
+    reservations=resources,
+    placement=st.builds(Placement, constraints=WORDS, preferences=WORDS, max_replicas_per_node=INT64),
+    restart_policy=st.builds(RestartPolicy, condition=st.sampled_from(wire.RESTART_CONDITIONS),
+                             delay=FLOATS, max_attempts=INT64, window=FLOATS),
+    binpack=st.booleans(), stop_grace_period=FLOATS, storage_size=INT64)
+specs = any_specs | manifests().map(lambda found: found[0])
+states = st.sampled_from(list(TaskState))
+statuses = st.builds(TaskStatus, state=states, message=TEXT, error=TEXT, timestamp=FLOATS,
+                     container_id=TEXT, exit_code=st.integers(-(1 << 31), (1 << 31) - 1))
+services = st.builds(Service, id=TEXT, spec=specs, created_at=FLOATS, updated_at=FLOATS, version=INT64)
+tasks = st.builds(Task, id=TEXT, service_id=TEXT, service_name=TEXT, slot=INT64, spec=specs, node_id=TEXT,
+                  desired_state=states, status=statuses, created_at=FLOATS, attempt=INT64, version=INT64)
+nodes = st.builds(Node, id=TEXT, name=TEXT, address=TEXT, labels=LABELS,
+                  resources=st.builds(NodeResources, cpus=FLOATS, memory_bytes=INT64),
+                  state=st.sampled_from(wire.NODE_STATES),
+                  availability=st.sampled_from(wire.NODE_AVAILABILITIES), last_heartbeat=FLOATS,
+                  api_token=TEXT, version=INT64)
+
+
+def _through_bytes(message: Any) -> Any:
+    return type(message).FromString(message.SerializeToString())
+
+
+@settings(max_examples=200, deadline=None)
+@given(specs)
+def test_specs_round_trip(spec: ServiceSpec) -> None:
+    assert wire.spec_from_pb(_through_bytes(wire.spec_to_pb(spec))) == spec
+
+
+@settings(deadline=None)
+@given(services)
+def test_services_round_trip(service: Service) -> None:
+    assert wire.service_from_pb(_through_bytes(wire.service_to_pb(service))) == service
+
+
+@settings(deadline=None)
+@given(st.lists(tasks, min_size=1, max_size=4), st.booleans())
+def test_tasks_round_trip_with_or_without_the_spec_memo(batch: list[Task], share: bool) -> None:
+    if share:  # the tasks of one service share its spec object, as the memo expects
+        batch = [dataclasses.replace(t, spec=batch[0].spec) for t in batch]
+    memo: dict[int, cpb.ServiceSpec] = {}
+    for task in batch:
+        assert wire.task_from_pb(_through_bytes(wire.task_to_pb(task, memo))) == task
+        assert wire.task_to_pb(task, memo) == wire.task_to_pb(task)
+
+
+@settings(deadline=None)
+@given(nodes)
+def test_nodes_round_trip_without_their_api_token(node: Node) -> None:
+    message = wire.node_to_pb(node)
+    assert wire.node_from_pb(_through_bytes(message)) == dataclasses.replace(node, api_token="")
+
+
+# Longer than any other text field here, so only the token itself could hold it.
+TOKENS = st.text("0123456789abcdef", min_size=24, max_size=32)
+
+
+@given(nodes, TOKENS)
+def test_a_node_message_never_carries_the_api_token(node: Node, token: str) -> None:
+    assert "api_token" not in cpb.Node.DESCRIPTOR.fields_by_name
+    message = wire.node_to_pb(dataclasses.replace(node, api_token=token))
+    assert token.encode() not in message.SerializeToString()
+
+
+@given(st.text(max_size=12), statuses)
+def test_status_updates_round_trip(task_id: str, status: TaskStatus) -> None:
+    message = _through_bytes(wire.status_update_to_pb(task_id, status))
+    assert wire.status_update_from_pb(message) == (task_id, status)
+
+
+@settings(deadline=None)
+@given(st.sampled_from(["put", "delete"]), services | tasks | nodes)
+def test_events_round_trip(action: str, obj: Service | Task | Node) -> None:
+    back = wire.event_from_pb(_through_bytes(wire.event_to_pb(action, obj)))
+    expected = dataclasses.replace(obj, api_token="") if isinstance(obj, Node) else obj
+    assert back == (action, expected)
+
+
+@pytest.mark.parametrize("action", ["synced", "keepalive"])
+def test_events_without_an_object(action: str) -> None:
+    assert wire.event_from_pb(_through_bytes(wire.event_to_pb(action))) == (action, None)
+
+
+def test_empty_messages_are_the_models_defaults() -> None:
+    """The enums' zeros are the model's defaults; the other defaults travel as unset optionals."""
+    assert wire.spec_from_pb(cpb.ServiceSpec()) == ServiceSpec(name="", image="")
+    assert wire.task_from_pb(cpb.Task()) == Task(id="", service_id="", service_name="", slot=0,
+                                                 spec=ServiceSpec(name="", image=""))
+    assert wire.node_from_pb(cpb.Node()) == Node(id="", name="")
+    assert wire.service_from_pb(cpb.Service()) == Service(id="", spec=ServiceSpec(name="", image=""))
+
+
+def test_states_convert_by_name() -> None:
+    for state in TaskState:
+        number = wire.task_state_to_pb(state)
+        assert cpb.TaskState.Name(number) == f"TASK_STATE_{state.name}"
+        assert wire.task_state_from_pb(number) is state
+    assert sorted(cpb.TaskState.values()) == sorted(wire.task_state_to_pb(s) for s in TaskState)
+
+
+@pytest.mark.parametrize(("cls", "name", "words"), [
+    (ServiceSpec, "mode", wire.MODES),
+    (PortConfig, "protocol", wire.PROTOCOLS),
+    (RestartPolicy, "condition", wire.RESTART_CONDITIONS),
+    (Node, "state", wire.NODE_STATES),
+    (Node, "availability", wire.NODE_AVAILABILITIES),
+])
+def test_every_word_of_the_model_has_its_enum_value(cls: type, name: str, words: tuple[str, ...]) -> None:
+    """The model's Literal types and the converter's words agree, and each
+    proto enum has exactly those values (checked by name at import)."""
+    assert set(typing.get_args(typing.get_type_hints(cls)[name])) == set(words)
+
+
+@pytest.mark.parametrize(("model", "message", "not_sent"), [
+    (ServiceSpec, cpb.ServiceSpec, set()), (Service, cpb.Service, set()), (Task, cpb.Task, set()),
+    (TaskStatus, cpb.TaskStatus, set()), (Node, cpb.Node, {"api_token"}),
+    (PortConfig, cpb.PortConfig, set()), (Resources, cpb.Resources, set()),
+    (Placement, cpb.Placement, set()), (RestartPolicy, cpb.RestartPolicy, set()),
+    (NodeResources, cpb.NodeResources, set()),
+])
+def test_the_messages_have_the_models_fields(model: type, message: Any, not_sent: set[str]) -> None:
+    """A field added to the model needs its wire field (and a converter line)."""
+    fields = {f.name for f in dataclasses.fields(model)}
+    assert set(message.DESCRIPTOR.fields_by_name) == fields - not_sent
+
+
+@pytest.mark.parametrize(("convert", "message", "field"), [
+    (wire.spec_from_pb, cpb.ServiceSpec(mode=7), "mode"),  # type: ignore[arg-type]
+    (wire.spec_from_pb, cpb.ServiceSpec(ports=[cpb.PortConfig(protocol=3)]),  # type: ignore[arg-type]
+     "ports[0].protocol"),
+    (wire.spec_from_pb, cpb.ServiceSpec(restart_policy=cpb.RestartPolicy(condition=9)),  # type: ignore[arg-type]
+     "restart_policy.condition"),
+    (wire.task_from_pb, cpb.Task(desired_state=11), "desired_state"),  # type: ignore[arg-type]
+    (wire.task_from_pb, cpb.Task(status=cpb.TaskStatus(state=12)), "status.state"),  # type: ignore[arg-type]
+    (wire.node_from_pb, cpb.Node(state=3), "state"),  # type: ignore[arg-type]
+    (wire.node_from_pb, cpb.Node(availability=3), "availability"),  # type: ignore[arg-type]
+    (wire.event_from_pb, cpb.Event(), "action"),
+])
+def test_a_value_this_version_does_not_know_is_named(convert: Any, message: Any, field: str) -> None:
+    with pytest.raises(wire.WireError, match=rf"^{re.escape(field)}: \d+ is not a value this version knows"):
+        convert(message)
+
+
+def test_a_model_word_without_a_wire_form_is_refused() -> None:
+    spec = ServiceSpec(name="web", image="busybox", ports=[PortConfig(80, 80, "sctp")])  # type: ignore[arg-type]
+    with pytest.raises(wire.WireError, match="service web: 'sctp' has no wire form"):
+        wire.spec_to_pb(spec)
+    with pytest.raises(wire.WireError, match="availability: 'off' is not one of active, drain, pause"):
+        wire.availability_to_pb("off")
