@@ -74,16 +74,19 @@ def _stream(behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..
     return run
 
 
-def _log_retry(err: StoreError) -> None:
-    log.warning("cluster store unavailable; retrying the call", error=str(err))
+def _log_retry(method: str) -> Callable[[StoreError], None]:
+    def retrying(err: StoreError) -> None:
+        log.warning("cluster store unavailable; retrying the call", method=method, error=str(err))
+
+    return retrying
 
 
 def store_errors(clock: Callable[[], float] = time.monotonic,
-                 on_retry: Callable[[StoreError], None] = _log_retry) -> grpc.ServerInterceptor:
+                 on_retry: Callable[[StoreError], None] | None = None) -> grpc.ServerInterceptor:
     """A server interceptor applying the rules above to every handler that
     takes one request (the CLI API's; agent sessions stream both ways and
     handle the store themselves). ``on_retry`` hears of each failed attempt
-    that will be retried."""
+    that will be retried; by default it is logged with the call's method."""
 
     class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         def intercept_service(self, continuation: Any, details: Any) -> Any:
@@ -94,7 +97,9 @@ def store_errors(clock: Callable[[], float] = time.monotonic,
                       "response_serializer": handler.response_serializer}
             if handler.response_streaming:
                 return grpc.unary_stream_rpc_method_handler(_stream(handler.unary_stream), **codecs)
-            return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, clock, on_retry),
+            method = details.method.rpartition("/")[2]
+            retried = on_retry or _log_retry(method)
+            return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, clock, retried),
                                                        **codecs)
 
     return _Interceptor()

@@ -11,7 +11,11 @@ No business logic: the dispatcher moves assignments down and status up.
 - Status arrives in batches and is written in batches, at most one
   transaction per ``STATUS_WINDOW``: an update after a quiet spell is written
   at once, one in a busy spell with the rest of its window; a state never
-  moves backwards (``controllers.can_advance``).
+  moves backwards (``controllers.can_advance``); a refused report is logged
+  with the task it names.
+
+Logs: each session's lines carry its node (``node``, ``node_id``), bound when
+it registers; a line about a task carries the task (``controlplane.logctx``).
 """
 
 from __future__ import annotations
@@ -27,15 +31,17 @@ from typing import Any
 
 import grpc
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 from controlplane.controllers import HEARTBEAT_INTERVAL, can_advance
+from controlplane.logctx import node_fields, task_fields
 from controlplane.store import Change, Informer, Kind, Op, Store, StoreConflict, StoreError
 from model.objects import Node, NodeResources, Task, TaskState, TaskStatus
 from model.wire import WireError, status_update_from_pb, task_to_pb
 from proto import cluster_pb2 as cpb
 from proto import cluster_pb2_grpc as cpb_grpc
 
-log = structlog.get_logger("orch.dispatcher")
+_log = structlog.get_logger("orch.dispatcher")
 
 FLUSH_INTERVAL = 1.0
 STATUS_WINDOW = 0.02
@@ -49,8 +55,9 @@ def assigned(task: Task) -> bool:
 
 
 class _Session:
-    def __init__(self, node_id: str) -> None:
+    def __init__(self, node_id: str, log: FilteringBoundLogger | None = None) -> None:
         self.node_id = node_id
+        self.log = log if log is not None else _log.bind(node_id=node_id)
         self.out: queue.Queue[cpb.DispatcherMessage | None] = queue.Queue()
         self.sent: set[str] = set()
         self.lock = threading.Lock()
@@ -89,17 +96,18 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a session starts with Register")
         reg = first.register
         if self.token and not hmac.compare_digest(reg.token, self.token):
+            _log.warning("session refused: wrong join token", node=reg.name, peer=context.peer())
             context.abort(grpc.StatusCode.UNAUTHENTICATED,
                           "wrong join token: this control plane does not accept it")
         node = self._register(reg)
-        session = _Session(node.id)
+        session = _Session(node.id, _log.bind(**node_fields(node)))
         with self._lock:
             old = self.sessions.get(node.id)
             if old is not None:
                 old.out.put(None)  # a node has one session: the newest
             self.sessions[node.id] = session
             self.heartbeats[node.id] = self.clock()
-        log.info("node session", node=node.name, node_id=node.id, address=node.address)
+        session.log.info("node session", address=node.address, replaced=old is not None)
         reader = threading.Thread(target=self._read, args=(request_iterator, node.id, session),
                                   daemon=True)
         reader.start()
@@ -128,12 +136,13 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             with self._lock:
                 if self.sessions.get(node.id) is session:
                     del self.sessions[node.id]
+            session.log.info("node session ended")
 
     def _read(self, requests: Iterator[cpb.AgentMessage], node_id: str, session: _Session) -> None:
         try:
             for msg in requests:
                 kind = msg.WhichOneof("msg")
-                updates = _readable(msg.status.updates, node_id) if kind == "status" else []
+                updates = _readable(msg.status.updates, session.log) if kind == "status" else []
                 with self._lock:
                     if self.sessions.get(node_id) is not session:
                         return
@@ -219,7 +228,7 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                     last_heartbeats = self.clock()
                     self._flush_heartbeats()
             except StoreError as err:
-                log.warning("dispatcher write failed", error=str(err))
+                _log.warning("dispatcher write failed", error=str(err))
 
     def _flush_heartbeats(self) -> None:
         with self._lock:
@@ -245,27 +254,39 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
         if not updates:
             return False
         latest = dict(updates)  # within a batch, the last word counts
+        refused: list[tuple[Task, TaskStatus]] = []
         for attempt in range(3):
-            ops = []
-            for task_id, u in latest.items():
-                task = self.informer.get(Kind.TASK, task_id)
-                if not isinstance(task, Task) or not can_advance(task.status.state, u.state):
-                    continue
-                if task.status.state == u.state and task.status.container_id == u.container_id:
-                    continue
-                status = dataclasses.replace(
-                    task.status, state=u.state, message=u.message, error=u.error,
-                    container_id=u.container_id or task.status.container_id,
-                    exit_code=u.exit_code, timestamp=u.timestamp or self.clock())
-                ops.append(Op.update(dataclasses.replace(task, status=status)))
+            ops, refused = self._status_ops(latest)
             if not ops:
-                return True
+                break
             try:
                 self.store.batch(ops)
-                return True
             except StoreConflict:
                 time.sleep(0.02 * (attempt + 1))  # let the informer catch up, then retry
+                continue
+            _log_failures(op.obj for op in ops)
+            break
+        for task, update in refused:
+            _log_refused(task, update)
         return True
+
+    def _status_ops(self, latest: dict[str, TaskStatus]) -> tuple[list[Op], list[tuple[Task, TaskStatus]]]:
+        """The writes that apply ``latest`` to the cached tasks, and the
+        reports refused (a move back, or out of a terminal state)."""
+        ops, refused = [], []
+        for task_id, u in latest.items():
+            task = self.informer.get(Kind.TASK, task_id)
+            if not isinstance(task, Task) or task.status.state == u.state:
+                continue  # gone, or a repeat: nothing to write, nothing refused
+            if not can_advance(task.status.state, u.state):
+                refused.append((task, u))
+                continue
+            status = dataclasses.replace(
+                task.status, state=u.state, message=u.message, error=u.error,
+                container_id=u.container_id or task.status.container_id,
+                exit_code=u.exit_code, timestamp=u.timestamp or self.clock())
+            ops.append(Op.update(dataclasses.replace(task, status=status)))
+        return ops, refused
 
 
 def _drain(out: queue.Queue[cpb.DispatcherMessage | None], first: cpb.DispatcherMessage,
@@ -284,16 +305,36 @@ def _drain(out: queue.Queue[cpb.DispatcherMessage | None], first: cpb.Dispatcher
     return batch, False
 
 
-def _readable(updates: Iterable[cpb.TaskStatusUpdate], node_id: str) -> list[tuple[str, TaskStatus]]:
+def _readable(updates: Iterable[cpb.TaskStatusUpdate],
+              log: FilteringBoundLogger) -> list[tuple[str, TaskStatus]]:
     """The updates as (task id, status); one this version cannot read (a state
-    from a newer node) is logged and dropped, the rest still count."""
+    from a newer node) is logged (on the session's ``log``) and dropped, the
+    rest still count."""
     out = []
     for update in updates:
         try:
             out.append(status_update_from_pb(update))
         except WireError as err:
-            log.warning("unreadable task status", node_id=node_id, task=update.task_id, error=str(err))
+            log.warning("unreadable task status", task_id=update.task_id, error=str(err))
     return out
+
+
+def _log_failures(written: Iterable[object]) -> None:
+    """A line for each task whose written status says it failed or its node rejected it."""
+    for task in written:
+        if isinstance(task, Task) and task.status.state in (TaskState.FAILED, TaskState.REJECTED):
+            _log.warning("task failed", **task_fields(task), state=task.status.state.label(),
+                         exit_code=task.status.exit_code, error=task.status.error,
+                         message=task.status.message)
+
+
+def _log_refused(task: Task, update: TaskStatus) -> None:
+    """A late or repeated report (a node's resend after a reconnect, a task
+    the leader orphaned): refused, as ``controllers.transitions`` rules."""
+    current = task.status.state
+    _log.info("task status refused: a task's state never moves back", **task_fields(task),
+              state=current.label(), reported=update.state.label(),
+              reason=f"{current.label()} is {'final' if current.terminal else 'later'}")
 
 
 def merge_deltas(deltas: list[cpb.Assignments]) -> cpb.Assignments:

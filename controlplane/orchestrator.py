@@ -11,6 +11,10 @@ A pass runs when the informer reports a change (debounced by ``SETTLE``, but
 at once for a user's request: a service written through the API), when a
 restart backoff or a heartbeat deadline falls due, and at least every
 ``TICK`` seconds.
+
+Logs: what a pass did, once its write is committed (``passlog``): a line per
+task for what happens to one task, a line per service for bulk changes; every
+line about a node, service or task names it (``controlplane.logctx``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from controlplane.controllers import NodeMonitor, diff, oversized
+from controlplane.logctx import node_fields, service_fields
+from controlplane.passlog import PassReport
 from controlplane.store import (
     Change,
     Informer,
@@ -90,7 +96,7 @@ class Orchestrator:
         if node_updates:
             self._write([Op.update(n) for n in node_updates])
             for n in node_updates:
-                log.info("node state", node=n.name, state=n.state)
+                log.info("node state", **node_fields(n), state=n.state)
             return now  # run again on the fresh cache
         services = {s.id: s for s in self.informer.services()}
         self._report_oversized(services.values())
@@ -101,6 +107,9 @@ class Orchestrator:
                      and t.status.state <= TaskState.PENDING]
         if unstarted:
             self._write([Op.update(t) for t in unstarted])
+            report = PassReport()
+            report.count(unstarted, "shut_before_start")
+            report.emit()
             return now
         changes = diff(services, tasks, nodes, now)
         if not changes.empty:
@@ -111,7 +120,11 @@ class Orchestrator:
                    + [Op.delete(t) for t in changes.delete])
             # A few tasks per node go first, in a small write of their own:
             # the nodes start on them while the rest is written.
+            report = PassReport()  # from the cache as it was before the write
+            report.changes(changes, lambda task_id: self.informer.get(Kind.TASK, task_id))
+            report.placed(t for t, was in zip(created, changes.create, strict=True) if t is not was)
             self._write(ops, first=FIRST_WRITE_PER_NODE * len(nodes))
+            report.emit()
             return now
         placed = self._schedule(list(nodes.values()), tasks, now)
         next_check = self.monitor.next_check([_since(n, self.started) for n in nodes.values()], now)
@@ -126,8 +139,7 @@ class Orchestrator:
             if oversized(service) and key not in self._reported:
                 self._reported.add(key)
                 log.error("service skipped: its replica count is beyond the limit; scale it or remove it",
-                          service=service.spec.name, replicas=service.spec.replicas,
-                          limit=MAX_REPLICAS)
+                          **service_fields(service), replicas=service.spec.replicas, limit=MAX_REPLICAS)
 
     def _schedule(self, nodes: list[Node], tasks: list[Task], now: float) -> bool:
         """Place the stored tasks that wait for a node; True if any changed."""
@@ -135,11 +147,14 @@ class Orchestrator:
                    and t.desired_state == TaskState.RUNNING]
         if not pending:
             return False
-        ops = [Op.update(t) for t, was in zip(self._place(nodes, tasks, pending, now), pending,
-                                              strict=True) if t is not was]
-        if ops:
-            self._write(ops)
-        return bool(ops)
+        placed = [t for t, was in zip(self._place(nodes, tasks, pending, now), pending, strict=True)
+                  if t is not was]
+        if placed:
+            self._write([Op.update(t) for t in placed])
+            report = PassReport()
+            report.placed(placed)
+            report.emit()
+        return bool(placed)
 
     def _place(self, nodes: list[Node], tasks: list[Task], pending: list[Task], now: float) -> list[Task]:
         """``pending`` with each task assigned to a node, or (when none fits)

@@ -14,6 +14,10 @@ Process model::
   onto the supervisor with CLONE_PARENT), so it reaps them and records their
   exits; they die with it. A restarted agent reconnects to the supervisor and
   finds every container as it was.
+- The engine (``agent.engine``) is the one way to containers: a request
+  becomes a supervisor record (image lookup, ``agent.specbuild``) and the
+  supervisor's verbs; the local API (``agent.service``) and the cluster's
+  executor (``cluster.executor``: a task becomes a request) both use it.
 - The runtime turns a complete ``runtime.spec.ContainerSpec`` into a
   contained process; a failed setup step never execs and is reported as a
   ``common.errors.SetupError`` naming the step and its arguments.

@@ -25,6 +25,7 @@ from typing import Literal
 
 import structlog
 
+from controlplane.logctx import object_fields
 from model.objects import Node, Service, Task
 
 from .codec import StoreObject
@@ -247,4 +248,4 @@ class Informer:
                     handler(change)
                 except Exception:
                     log.exception("informer handler failed", kind=change.kind.value,
-                                  change=change.type, id=change.obj.id)
+                                  change=change.type, id=change.obj.id, **object_fields(change.obj))

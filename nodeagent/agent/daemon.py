@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import AgentError
-from common.logging import JsonLogger
+from common.logging import get_logger
 from model.units import DEFAULT_PIDS_LIMIT
 from nodeagent.supervisor import ALREADY_RUNNING, SupervisorClient, SupervisorUnavailable
 
-log = JsonLogger("orch.agent")
+log = get_logger("orch.agent")
 
 DEFAULT_STATE_DIR = "/var/lib/orch"
 DEFAULT_RUN_DIR = "/run/orch"
@@ -241,11 +241,23 @@ def _import_grpc() -> Any:
     return grpc
 
 
+def _configure_logging() -> None:
+    """structlog for the agent's lines, loaded after grpc: it imports
+    asyncio, which :func:`_import_grpc` has loaded without ssl; and without
+    its console extras (``common.logging.import_structlog``)."""
+    from common.logging import configure_logging, import_structlog
+
+    import_structlog()
+    configure_logging()
+
+
 def run(opts: AgentOptions) -> int:
     """Serve until SIGTERM/SIGINT or a Shutdown call. Containers keep running.
     A supervisor that dies is replaced (SupervisorWatch); if none can be
     started, the agent exits with the reason."""
     grpc = _import_grpc()
+    _configure_logging()
+    from nodeagent.agent.engine import Engine
     from nodeagent.agent.events import EventHub
     from nodeagent.agent.service import AgentService
     from proto import agent_pb2_grpc as pb_grpc
@@ -265,8 +277,10 @@ def run(opts: AgentOptions) -> int:
     stop = threading.Event()
     failure: list[str] = []  # why the agent must exit (the worker cannot join)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"))
+    engine = Engine(opts.state_dir, client, LazyImageStore(opts.state_dir), events,
+                    default_pids_limit=opts.default_pids_limit)
     service = AgentService(
-        opts.state_dir, client, events, LazyImageStore(opts.state_dir), stop_server=stop.set,
+        engine, stop_server=stop.set,
         info={"supervisor_pid": sup_info["pid"], "bridge": opts.bridge, "subnet": opts.subnet,
               "cgroup_version": _cgroup_version(), "default_pids_limit": opts.default_pids_limit},
     )
@@ -277,7 +291,7 @@ def run(opts: AgentOptions) -> int:
     node_api = _node_api(grpc, service, opts) if opts.listen else None
     if opts.listen:
         # Before any container can start: containers never reach the node API.
-        client.call("protect", ports=[listen_port(opts.listen)])
+        engine.protect([listen_port(opts.listen)])
     server.start()
     worker = None
 
@@ -290,9 +304,9 @@ def run(opts: AgentOptions) -> int:
     if opts.join:
         import socket
 
-        from nodeagent.cluster import Worker
+        from nodeagent.cluster import TaskExecutor, Worker
 
-        worker = Worker(service, client, opts.join, opts.token, opts.name or socket.gethostname(),
+        worker = Worker(TaskExecutor(engine), opts.join, opts.token, opts.name or socket.gethostname(),
                         opts.listen, opts.labels or {}, opts.state_dir, opts.max_starting,
                         api_token=node_api_token(opts.state_dir), on_fatal=fail)
         events.listeners.append(worker.on_event)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from common.errors import AgentError, from_dict
-from common.logging import JsonLogger
+from common.logging import get_logger
 from nodeagent.supervisor import wire
 
 
@@ -31,7 +31,7 @@ class SupervisorUnavailable(AgentError):
     code = "unavailable"
 
 
-log = JsonLogger("orch.supervisor-client")
+log = get_logger("orch.supervisor-client")
 
 Callback = Callable[[Any, "AgentError | None"], None]
 

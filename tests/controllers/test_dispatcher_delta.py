@@ -49,7 +49,7 @@ def test_a_task_the_node_was_never_sent_is_sent_on_any_change() -> None:
 
 
 def _apply(node: dict[str, str], delta: cpb.Assignments) -> None:
-    """What a node does with a delta (nodeagent.cluster.worker._assignments)."""
+    """What a node does with a delta (nodeagent.cluster.reconcile.Reconciler.assign)."""
     node.update({t.id: t.node_id for t in delta.tasks})
     for tid in delta.removed:
         node.pop(tid, None)

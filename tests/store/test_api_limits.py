@@ -111,8 +111,8 @@ def test_a_stored_service_beyond_the_limit_is_skipped_with_an_error(store: Store
     assert store.list_tasks(service_id=huge.id) == []
     errors = [e for e in logs if e["log_level"] == "error"]
     assert errors == [{"event": "service skipped: its replica count is beyond the limit; scale it or "
-                                "remove it", "service": "huge", "replicas": 10**12, "limit": 100_000,
-                       "log_level": "error"}]
+                                "remove it", "service": "huge", "service_id": "huge", "replicas": 10**12,
+                       "limit": 100_000, "log_level": "error"}]
     # Scaled to a sane count, it is reconciled again.
     fixed = store.update(dataclasses.replace(huge, spec=dataclasses.replace(huge.spec, replicas=1)))
     informer.wait_revision(fixed.version, 10)

@@ -1,6 +1,6 @@
 """The agent's edge (``specbuild.build``) checks every value of a container request,
 whichever client sent it, and resolves the pids limit: 0 is the node's default, -1 unlimited.
-A node's request for a task (``container_config``) carries its limits and passes those checks."""
+A node's request for a task (``container_request``) carries its limits and passes those checks."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from common.errors import InvalidArgument
 from model.objects import Resources, ServiceSpec, Task
 from nodeagent.agent import specbuild
-from nodeagent.cluster.worker import container_config
+from nodeagent.cluster.executor import container_request
 from nodeagent.images.model import Image, ImageConfig
 from proto import agent_pb2 as pb
 
@@ -112,14 +112,15 @@ def _task(spec: ServiceSpec, slot: int = 1) -> Task:
 
 def test_a_tasks_request_carries_its_pids_limit_and_storage_size() -> None:
     spec = ServiceSpec(name="web", image="busybox", limits=Resources(pids=100), storage_size=1 << 30)
-    cfg = container_config(_task(spec))
+    cfg = container_request(_task(spec))
     assert (cfg.pids_limit, cfg.storage_size_bytes) == (100, 1 << 30)
-    assert container_config(_task(ServiceSpec(name="web", image="busybox"))).pids_limit == 0  # node's default
+    default = container_request(_task(ServiceSpec(name="web", image="busybox")))
+    assert default.pids_limit == 0  # the node's default
 
 
 @pytest.mark.parametrize("name", ["a" * 63, "a" * 62, "a" * 61, "a" * 55])
 def test_a_tasks_hostname_is_valid_however_its_name_is_cut(tmp_path: Path, name: str) -> None:
     for slot in (1, 12345):
-        cfg = container_config(_task(ServiceSpec(name=name, image="busybox", command=["true"]), slot))
+        cfg = container_request(_task(ServiceSpec(name=name, image="busybox", command=["true"]), slot))
         spec, _ = specbuild.build(cfg, _image(), [], str(tmp_path))
         assert spec.hostname == cfg.hostname and cfg.hostname.startswith(name[:40])

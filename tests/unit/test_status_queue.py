@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from model.objects import TaskState, TaskStatus
-from nodeagent.cluster.worker import JOIN_RETRY_MAX, RECONNECT_MAX, StatusQueue, next_retry
+from nodeagent.cluster.session import JOIN_RETRY_MAX, RECONNECT_MAX, next_retry
+from nodeagent.cluster.status import StatusQueue
 
 S = TaskState
 Update = tuple[str, TaskStatus]

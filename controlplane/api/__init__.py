@@ -1,0 +1,102 @@
+"""The CLI-facing gRPC API: one servicer, ``ClusterAPI``, made of four parts.
+
+- ``deploy``: the writes: deploy (a manifest, parsed here, or specs), scale
+  and remove services, with registry tags pinned to digests; node drain,
+  activate and labels.
+- ``proxy``: logs and exec, proxied to the agents with each node's API token.
+- ``events``: the Events and EventBatches streams, fed by the informer.
+- ``reads``: list and get services, tasks and nodes; info.
+- ``lookups``: finding the object a request names; reading one's own writes.
+
+Writes go straight to the store with compare-and-swap; the controllers on the
+leader react through their watch. Reads come from the informer's cache.
+
+Composition, not mixins: each part is a class built with only what it uses
+(the proxy and the event hub never see the store; reads never write), so a
+part's dependencies are its constructor's arguments, a part can be built and
+tested alone, and no part can reach another's state through ``self``.
+``ClusterAPI`` is the servicer gRPC sees: one short method per RPC, so the
+whole API surface reads in one place, each handing its call to its part.
+Parts log through ``structlog`` with the RPC's name bound as ``method`` and
+the service, task or node the call names (``controlplane.logctx``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import grpc
+
+from controlplane.store import Informer, Store
+from proto import agent_pb2 as pb
+from proto import cluster_pb2 as cpb
+from proto import cluster_pb2_grpc as cpb_grpc
+
+from .deploy import Deployer
+from .events import EVENT_BATCH, EventHub
+from .proxy import AgentProxy
+from .reads import VERSION, Reads
+
+__all__ = ["EVENT_BATCH", "VERSION", "ClusterAPI"]
+
+
+class ClusterAPI(cpb_grpc.ClusterAPIServicer):
+    def __init__(self, store: Store, informer: Informer, replica_id: str,
+                 is_leader: Callable[[], bool], leader_id: Callable[[], str | None]) -> None:
+        self.store = store
+        self.informer = informer
+        self.deployer = Deployer(store, informer)
+        self.proxy = AgentProxy(informer)
+        self.hub = EventHub(informer)
+        self.reads = Reads(informer, replica_id, is_leader, leader_id)
+
+    # ---- writes (deploy) -----------------------------------------------------
+
+    def Deploy(self, request: cpb.DeployRequest, context: grpc.ServicerContext) -> cpb.DeployResponse:
+        return self.deployer.deploy(request, context)
+
+    def Scale(self, request: cpb.ScaleRequest, context: grpc.ServicerContext) -> cpb.Service:
+        return self.deployer.scale(request, context)
+
+    def RemoveService(self, request: cpb.ServiceRef, context: grpc.ServicerContext) -> cpb.RemoveResponse:
+        return self.deployer.remove(request, context)
+
+    def UpdateNode(self, request: cpb.UpdateNodeRequest, context: grpc.ServicerContext) -> cpb.Node:
+        return self.deployer.update_node(request, context)
+
+    # ---- reads ---------------------------------------------------------------
+
+    def GetService(self, request: cpb.ServiceRef, context: grpc.ServicerContext) -> cpb.Service:
+        return self.reads.get_service(request, context)
+
+    def ListServices(self, request: cpb.ListRequest,
+                     context: grpc.ServicerContext) -> cpb.ListServicesResponse:
+        return self.reads.list_services()
+
+    def ListTasks(self, request: cpb.ListTasksRequest,
+                  context: grpc.ServicerContext) -> cpb.ListTasksResponse:
+        return self.reads.list_tasks(request, context)
+
+    def ListNodes(self, request: cpb.ListRequest, context: grpc.ServicerContext) -> cpb.ListNodesResponse:
+        return self.reads.list_nodes()
+
+    def Info(self, request: cpb.InfoRequest, context: grpc.ServicerContext) -> cpb.InfoResponse:
+        return self.reads.info()
+
+    # ---- through the agents (proxy) ------------------------------------------
+
+    def Logs(self, request: cpb.ServiceLogsRequest,
+             context: grpc.ServicerContext) -> Iterator[cpb.TaskLogLine]:
+        return self.proxy.logs(request, context)
+
+    def Exec(self, request: cpb.TaskExecRequest, context: grpc.ServicerContext) -> Iterator[pb.ExecOutput]:
+        return self.proxy.exec(request, context)
+
+    # ---- events ----------------------------------------------------------------
+
+    def Events(self, request: cpb.EventsRequest, context: grpc.ServicerContext) -> Iterator[cpb.Event]:
+        return self.hub.events(request, context)
+
+    def EventBatches(self, request: cpb.EventsRequest,
+                     context: grpc.ServicerContext) -> Iterator[cpb.EventBatch]:
+        return self.hub.event_batches(request, context)

@@ -1,0 +1,189 @@
+"""The API's writes: deploy, scale and remove services; drain, activate and
+label nodes.
+
+Every write is a compare-and-swap on the object read from this replica's
+cache, retried a few times when another write got there first (a heartbeat
+flush, another client), then refused ABORTED ("try again"): a second run of
+a handler (``apierrors`` retries while etcd is away) repeats or finds done
+what the first did. A deploy pins each registry image's tag to its digest
+before it is stored, so every node runs the same bytes. Each write returns
+once this replica's cache holds it (``read_own_write``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from typing import Any
+
+import grpc
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from controlplane.logctx import node_fields, service_fields
+from controlplane.store import Informer, Store, StoreConflict
+from model.objects import Service
+from model.units import MAX_REPLICAS
+from model.wire import WireError, availability_from_pb, node_to_pb, service_to_pb, spec_from_pb
+from proto import cluster_pb2 as cpb
+
+from .lookups import find_node, find_service, read_own_write
+
+log = structlog.get_logger("orch.api")
+
+ATTEMPTS = 5  # compare-and-swap tries before a write is refused ABORTED
+RETRY_PAUSE = 0.05  # seconds: lets this replica's cache catch up with the write that won
+
+
+class Deployer:
+    """Writes services and nodes; reads what it changes from ``informer``."""
+
+    def __init__(self, store: Store, informer: Informer) -> None:
+        self.store = store
+        self.informer = informer
+
+    # ---- services ------------------------------------------------------------
+
+    def deploy(self, request: cpb.DeployRequest, context: grpc.ServicerContext) -> cpb.DeployResponse:
+        call = log.bind(method="Deploy")
+        out = [self._apply(spec, context, call) for spec in _specs(request, context)]
+        return cpb.DeployResponse(services=[service_to_pb(s) for s in out])
+
+    def scale(self, request: cpb.ScaleRequest, context: grpc.ServicerContext) -> cpb.Service:
+        if not 0 <= request.replicas <= MAX_REPLICAS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"invalid replicas {request.replicas}: expected 0 to {MAX_REPLICAS} "
+                          "(orch's maximum per service)")
+        svc = find_service(self.informer, request.service, context)
+        if svc.spec.mode != "replicated":
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          f"service {svc.spec.name} is global: it runs one task per node")
+        spec = dataclasses.replace(svc.spec, replicas=request.replicas)
+        return service_to_pb(self._apply(spec, context, log.bind(method="Scale")))
+
+    def remove(self, request: cpb.ServiceRef, context: grpc.ServicerContext) -> cpb.RemoveResponse:
+        svc = find_service(self.informer, request.name, context)
+        call = log.bind(method="RemoveService", **service_fields(svc))
+        try:
+            self.store.delete(svc)
+        except StoreConflict:
+            call.info("service changed meanwhile; not removed")
+            context.abort(grpc.StatusCode.ABORTED, f"service {svc.spec.name} changed; try again")
+        call.info("service removed")
+        read_own_write(self.informer, svc, self.store.revision())
+        return cpb.RemoveResponse(id=svc.id)
+
+    def _apply(self, spec: Any, context: grpc.ServicerContext, call: FilteringBoundLogger) -> Service:
+        """Create or update the service named by ``spec``; one that already
+        has this spec is left as it is."""
+        call = call.bind(service=spec.name)
+        # Every way in has checked this already; a count beyond it would have
+        # the orchestrator create tasks until the process runs out of memory.
+        if not 0 <= spec.replicas <= MAX_REPLICAS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"service {spec.name}: {spec.replicas} replicas is beyond 0 to {MAX_REPLICAS}")
+        spec = _pin(spec, context, call)
+        for _ in range(ATTEMPTS):
+            now = time.time()
+            existing = next((s for s in self.informer.services() if s.spec.name == spec.name), None)
+            try:
+                if existing is None:
+                    created = self.store.create(Service(
+                        id=secrets.token_hex(12), spec=spec, created_at=now, updated_at=now))
+                    call.info("service created", service_id=created.id, image=spec.image,
+                              replicas=spec.replicas)
+                    return read_own_write(self.informer, created)
+                if existing.spec == spec:
+                    return existing
+                updated = self.store.update(dataclasses.replace(existing, spec=spec, updated_at=now))
+                call.info("service updated", service_id=updated.id, image=spec.image, replicas=spec.replicas)
+                return read_own_write(self.informer, updated)
+            except StoreConflict:
+                time.sleep(RETRY_PAUSE)
+        call.warning("service kept changing; not written", attempts=ATTEMPTS)
+        context.abort(grpc.StatusCode.ABORTED, f"service {spec.name} kept changing; try again")
+        raise AssertionError
+
+    # ---- nodes -----------------------------------------------------------------
+
+    def update_node(self, request: cpb.UpdateNodeRequest, context: grpc.ServicerContext) -> cpb.Node:
+        """Set a node's availability (drain, pause, active) and add or remove labels."""
+        try:
+            wanted = (availability_from_pb(request.availability) if request.HasField("availability")
+                      else None)
+        except WireError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid {err}")
+        for _ in range(ATTEMPTS):
+            node = find_node(self.informer, request.node, context)
+            labels = {**node.labels, **dict(request.add_labels)}
+            for key in request.remove_labels:
+                labels.pop(key, None)
+            avail = wanted or node.availability
+            try:
+                updated = self.store.update(dataclasses.replace(
+                    node, labels=labels, availability=avail))  # type: ignore[arg-type]
+            except StoreConflict:
+                time.sleep(RETRY_PAUSE)  # a heartbeat flush raced us
+                continue
+            log.info("node updated", method="UpdateNode", **node_fields(node), availability=avail,
+                     labels=labels)
+            return node_to_pb(read_own_write(self.informer, updated))
+        log.warning("node kept changing; not updated", method="UpdateNode", node=request.node,
+                    attempts=ATTEMPTS)
+        context.abort(grpc.StatusCode.ABORTED, f"node {request.node} kept changing; try again")
+        raise AssertionError
+
+
+def _specs(request: cpb.DeployRequest, context: grpc.ServicerContext) -> list[Any]:
+    """The services to apply: a manifest's (parsed here, so the CLI need
+    not load YAML and the model: half its start-up), or ready specs held
+    to the same rules (``check_specs``). An empty manifest is an error,
+    not a deploy of nothing: its path comes without text."""
+    from model.manifest import ManifestError, check_specs, parse_manifest
+
+    try:
+        if request.manifest or request.manifest_path:
+            return parse_manifest(request.manifest, request.manifest_path or "<manifest>")
+        if not request.services:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          "nothing to deploy: give a manifest or service specs")
+        return check_specs(_decoded(request.services, context), "services")
+    except ManifestError as err:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+    raise AssertionError
+
+
+def _decoded(services: Any, context: grpc.ServicerContext) -> list[Any]:
+    specs = []
+    for index, message in enumerate(services):
+        try:
+            specs.append(spec_from_pb(message))
+        except WireError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"services[{index}].{err}")
+    return specs
+
+
+def _pin(spec: Any, context: grpc.ServicerContext, call: FilteringBoundLogger) -> Any:
+    """Resolve a registry image's tag to its digest now, so every node
+    runs the same bytes however the tag moves later."""
+    from registry.reference import names_registry
+
+    if "@" in spec.image or not names_registry(spec.image):
+        return spec
+    # Only now the HTTP client (httpx): loading it costs a local image's
+    # first deploy ~20 ms for nothing. Its CAs: --registry-ca, certs.d.
+    from common.errors import AgentError
+    from registry.manifest import resolve_digest
+    from registry.reference import parse_remote
+
+    try:
+        remote = parse_remote(spec.image)
+        digest = resolve_digest(spec.image)
+    except AgentError as err:
+        call.warning("image not resolved; service not written", image=spec.image, error=err.message)
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                      f"service {spec.name}: cannot resolve image {spec.image}: {err.message}")
+    pinned = remote.with_digest(digest).canonical
+    call.info("image pinned", image=spec.image, pinned=pinned)
+    return dataclasses.replace(spec, image=pinned)

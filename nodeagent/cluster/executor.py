@@ -1,0 +1,197 @@
+"""The worker's executor: a task's container, through the node's engine.
+
+swarmkit's ``agent/exec`` shape, cut to what a thread-based worker needs:
+``Executor.controller(task)`` gives a :class:`Controller` that drives one
+task's container; the worker decides what should run, the controller how.
+
+    Task --container_request (the one adapter)--> ContainerConfig
+         --Engine.record--> supervisor record --Engine--> supervisor
+
+Taken from swarmkit: ``Executor`` with ``describe`` (the node's resources
+for its registration), ``configure`` (what the control plane tells the node
+about itself; here the ports fenced off from containers) and ``controller``;
+a ``Controller`` with ``prepare`` (everything a start needs: the image here,
+pulled on demand, and the container's record built and checked, so that
+the start only launches), ``start``, ``shutdown`` (stop signal, then SIGKILL
+after the task's grace period), ``terminate`` (SIGKILL now) and ``remove``.
+
+Left out: ``Wait``. A container's exit reaches the worker as a supervisor
+event (``Worker.on_event``), not through a call blocked per task: a node
+runs hundreds of tasks, and a thread each would cost more than the tasks'
+bookkeeping. ``start`` does not block either: the supervisor creates and
+starts the container in one call and answers the callback when its launch
+ends, so a few launches are out at once. ``Update``: a task's spec never
+changes under it (a new spec is a new task).
+
+Invariant: :func:`container_request` is the only place a ``Task`` becomes a
+container request; everything else about the container (image lookup,
+checks, node defaults such as the pids limit) is the engine's, as for
+`orch run`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+# json_format (the engine records each request with it) and the registry
+# check load with the worker, not on a node's first task.
+from google.protobuf import json_format  # noqa: F401
+
+import registry.reference  # noqa: F401
+from model.objects import Task
+from proto import agent_pb2 as pb
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+    from nodeagent.agent.engine import Engine, StartDone
+
+__all__ = ["DEFAULT_STOP_GRACE", "SERVICE_LABEL", "TASK_LABEL", "Controller", "Executor",
+           "NodeDescription", "TaskController", "TaskExecutor", "container_request"]
+
+TASK_LABEL = "orch.task"
+SERVICE_LABEL = "orch.service"
+# The grace period of a container found on the node whose task is no longer
+# known (assigned no more, or from before an agent restart): Docker's default.
+DEFAULT_STOP_GRACE = 10.0
+
+
+def container_request(task: Task) -> pb.ContainerConfig:
+    """The engine request for ``task``: its spec's values, pids 0 = the node's default."""
+    spec = task.spec
+    cfg = pb.ContainerConfig(
+        image=spec.image, name=task.name, env=spec.env,
+        ports=[pb.PortMapping(host_port=p.published, container_port=p.target, protocol=p.protocol)
+               for p in spec.ports],
+        memory_bytes=spec.limits.memory_bytes, cpus=spec.limits.cpus, pids_limit=spec.limits.pids,
+        restart_policy="no", network="bridge",
+        labels={**spec.labels, TASK_LABEL: task.id, SERVICE_LABEL: task.service_name},
+        # A hostname label may not end in '.' or '-', where a cut can fall.
+        stop_timeout=spec.stop_grace_period, hostname=task.name[:63].rstrip(".-"),
+        storage_size_bytes=spec.storage_size,
+        volatile_rootfs=True,  # a task's container runs once; a new task replaces it
+    )
+    if spec.command is not None:
+        cfg.command.values.extend(spec.command)
+    if spec.entrypoint is not None:
+        cfg.entrypoint.values.extend(spec.entrypoint)
+    return cfg
+
+
+@dataclass(frozen=True)
+class NodeDescription:
+    """What a node registers with: its resources."""
+
+    cpus: float
+    memory_bytes: int
+
+
+class Controller(Protocol):
+    """One task's container. ``prepare`` and the stop verbs block; ``start`` does not."""
+
+    task_id: str
+    container_id: str
+
+    def prepare(self) -> None: ...
+    def start(self, done: StartDone) -> None: ...
+    def shutdown(self) -> None: ...
+    def terminate(self) -> None: ...
+    def remove(self) -> None: ...
+
+
+class Executor(Protocol):
+    def describe(self) -> NodeDescription: ...
+    def configure(self, protected_ports: list[int]) -> None: ...
+    def task_containers(self) -> list[dict[str, Any]]: ...
+    def controller(self, task: Task, logger: FilteringBoundLogger) -> Controller: ...
+    def found(self, task_id: str, container_id: str, logger: FilteringBoundLogger,
+              task: Task | None = None) -> Controller: ...
+
+
+class TaskController:
+    """A task's container through the engine. Made for a task to start
+    (:meth:`TaskExecutor.controller`), or for a container the node already
+    has (:meth:`TaskExecutor.found`), whose task may no longer be known."""
+
+    def __init__(self, engine: Engine, task_id: str, task: Task | None, container_id: str,
+                 logger: FilteringBoundLogger) -> None:
+        self.engine = engine
+        self.task_id = task_id
+        self.task = task
+        self.container_id = container_id
+        self.log = logger  # bound with node, service and task; the engine adds the container
+        self._record: dict[str, Any] | None = None
+
+    def prepare(self) -> None:
+        """The image here (a registry image is pulled on demand) and the
+        container's record built and checked: a bad value is
+        ``InvalidArgument``, a missing image ``NotFound``."""
+        assert self.task is not None, "only a task's own controller prepares"
+        cfg = container_request(self.task)
+        cfg.image = self.engine.pulled(self.task.spec.image)
+        self._record = self.engine.record(cfg)
+
+    def start(self, done: StartDone) -> None:
+        """Create and start the prepared container without waiting:
+        ``done(record, error)`` hears the supervisor's answer (on its reader
+        thread, before any later event of the container)."""
+        assert self._record is not None, "start before prepare"
+
+        def answered(rec: dict[str, Any] | None, err: Any) -> None:
+            if rec is not None:
+                self.container_id = rec["id"]
+            done(rec, err)
+
+        self.engine.run_async(self._record, answered, self.log)
+
+    def shutdown(self) -> None:
+        """The stop signal, then SIGKILL after the task's grace period;
+        returns once the container has exited."""
+        grace = self.task.spec.stop_grace_period if self.task is not None else DEFAULT_STOP_GRACE
+        self.engine.stop(self.container_id, timeout=grace, logger=self.log)
+
+    def terminate(self) -> None:
+        self.engine.kill(self.container_id, "SIGKILL")
+
+    def remove(self) -> None:
+        """Remove the container, killing it first if it still runs."""
+        self.engine.remove(self.container_id, force=True, logger=self.log)
+
+
+class TaskExecutor:
+    """Controllers for this node's tasks, and the node's side of its registration."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def describe(self) -> NodeDescription:
+        return NodeDescription(cpus=float(os.cpu_count() or 1), memory_bytes=_memory_bytes())
+
+    def configure(self, protected_ports: list[int]) -> None:
+        """Fence these ports (the node API's, the control plane's, etcd's)
+        off from containers: before any task starts."""
+        self.engine.protect(protected_ports)
+
+    def task_containers(self) -> list[dict[str, Any]]:
+        """The supervisor's records of the node's task containers (running or not)."""
+        return [rec for rec in self.engine.containers(all=True) if rec.get("labels", {}).get(TASK_LABEL)]
+
+    def controller(self, task: Task, logger: FilteringBoundLogger) -> TaskController:
+        return TaskController(self.engine, task.id, task, "", logger)
+
+    def found(self, task_id: str, container_id: str, logger: FilteringBoundLogger,
+              task: Task | None = None) -> TaskController:
+        return TaskController(self.engine, task_id, task, container_id, logger)
+
+
+def _memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

@@ -1,0 +1,230 @@
+"""Reconcile: the node's containers made equal to its assignment set.
+
+The session records what is assigned (:meth:`Reconciler.assign`); the
+reconcile thread compares it with the containers that exist and starts or
+stops containers through the executor's controllers. A few starts are out
+at once (one more than the supervisor launches at once, see
+``supervisor.MAX_LAUNCHING``): each answer wakes the thread again. Every
+change of a task's state goes to the status reporter.
+
+Invariants:
+- nothing happens before the first *full* assignment set: until then the
+  node cannot tell a container it should stop from one not yet assigned;
+- a container not in the set is stopped and removed (swarmkit's rule);
+- a task is started at most once: a task with a start out, a container, or
+  a status already reported is never started again (a restart is a new task);
+- a task's container carries the labels ``orch.task``/``orch.service``; after
+  an agent restart the existing containers are found by label and adopted,
+  not restarted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import TYPE_CHECKING, Any
+
+from common.errors import AgentError, NotFound
+from model.objects import Task, TaskState
+from nodeagent.cluster.executor import SERVICE_LABEL, TASK_LABEL, Executor
+from nodeagent.cluster.status import StatusReporter
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+__all__ = ["Reconciler"]
+
+
+class Reconciler:
+    def __init__(self, executor: Executor, status: StatusReporter, max_in_flight: int,
+                 stopped: threading.Event, logger: FilteringBoundLogger) -> None:
+        self.executor = executor
+        self.status = status
+        self.max_in_flight = max_in_flight  # starts out with the supervisor at once, at most
+        self.log = logger  # bound with the node
+        self._stopped = stopped
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self.assigned: dict[str, Task] = {}
+        self.full_seen = False
+        self.containers: dict[str, str] = {}  # task id -> container id
+        self.starting: set[str] = set()  # task ids whose start awaits the supervisor
+        self.waiting = 0  # starts the last pass left for later (in-flight limit)
+        self.stopping = 0  # stops out with the supervisor
+
+    # ---- what the others tell it ------------------------------------------
+
+    def assign(self, tasks: dict[str, Task], removed: list[str], full: bool) -> None:
+        """The session's assignments: the full set, or changes to it."""
+        with self._lock:
+            if full:
+                self.assigned = tasks
+                self.full_seen = True
+            else:
+                self.assigned.update(tasks)
+                for tid in removed:
+                    self.assigned.pop(tid, None)
+        self._wake.set()
+
+    def is_assigned(self, tid: str) -> bool:
+        with self._lock:
+            return tid in self.assigned
+
+    def settled(self) -> bool:
+        """Nothing starting or stopping and nothing left to start: no status
+        update is on its way, so none is worth waiting for."""
+        with self._lock:
+            return self._settled()
+
+    def _settled(self) -> bool:  # the caller holds the lock
+        return not self.starting and not self.waiting and not self.stopping
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def adopt(self) -> None:
+        """Map the node's task containers to their tasks: at start (after an
+        agent restart) and after a new supervisor replaced a dead one. A
+        container newly mapped and found exited had its exit go unseen (it
+        was killed with its supervisor): reported now."""
+        for rec in self.executor.task_containers():
+            tid = rec["labels"][TASK_LABEL]
+            with self._lock:
+                new = tid not in self.containers and tid not in self.starting
+                if new:
+                    self.containers[tid] = rec["id"]
+            if new and rec["state"] == "exited":
+                self.on_event("exited", rec)
+
+    def on_event(self, event: str, data: dict[str, Any]) -> None:
+        """Supervisor events: a task's container exited."""
+        if event != "exited":
+            return
+        labels = data.get("labels", {})
+        tid = labels.get(TASK_LABEL)
+        if not tid or self.containers.get(tid) != data["id"]:
+            return  # not a task, or stopped on purpose (reported by the stopper)
+        code = int(data["exit_code"])
+        state = TaskState.COMPLETE if code == 0 else TaskState.FAILED
+        error = "OOMKilled" if data.get("oom_killed") else (f"exit code {code}" if code else "")
+        # The supervisor's word on why, if it has one ("killed: its supervisor ... died").
+        error = str(data.get("error") or "") or error
+        self.log.bind(service=labels.get(SERVICE_LABEL, ""), task=tid, container=data["id"]).info(
+            "task's container exited", exit_code=code, error=error)
+        self._report(tid, state, "exited", error=error, exit_code=code, container_id=data["id"])
+
+    # ---- the reconcile thread ---------------------------------------------
+
+    def run(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            with self._lock:
+                if not self.full_seen:
+                    continue
+                assigned = dict(self.assigned)
+            try:
+                self.reconcile(assigned)
+            except Exception:
+                self.log.exception("reconcile failed")
+
+    def reconcile(self, assigned: dict[str, Task]) -> None:
+        waiting = 0
+        for tid, task in assigned.items():
+            if tid in self.starting:
+                continue  # decided again once its start has answered
+            cid = self.containers.get(tid)
+            last = self.status.last(tid)
+            if task.desired_state == TaskState.RUNNING:
+                if cid is None and last is None:
+                    if len(self.starting) < self.max_in_flight:
+                        self._start(task)
+                    else:
+                        waiting += 1
+            elif cid is not None:
+                self._stop_async(tid, task, cid, TaskState.SHUTDOWN)
+            elif last is None or last.state < TaskState.COMPLETE:
+                self._report(task.id, TaskState.SHUTDOWN, "shut down")
+        with self._lock:
+            gone = [(t, cid) for t, cid in self.containers.items() if t not in assigned]
+        for tid, cid in gone:
+            # Not in the set: the control plane no longer wants it here.
+            self._stop_async(tid, None, cid, None)
+        with self._lock:
+            self.waiting = waiting
+
+    def _task_log(self, tid: str, task: Task | None) -> FilteringBoundLogger:
+        if task is None:
+            return self.log.bind(task=tid)
+        return self.log.bind(service=task.service_name, task=tid)
+
+    def _start(self, task: Task) -> None:
+        """Prepare the task's container and start it without waiting: its
+        answer comes to :meth:`_started` (the supervisor sets up several
+        containers at once)."""
+        self._report(task.id, TaskState.STARTING, "starting")
+        ctl = self.executor.controller(task, self._task_log(task.id, task))
+        try:
+            ctl.prepare()
+            with self._lock:
+                self.starting.add(task.id)
+            ctl.start(lambda rec, err: self._started(task, rec, err))
+        except AgentError as err:
+            self._started(task, None, err)
+
+    def _started(self, task: Task, rec: dict[str, Any] | None, err: AgentError | None) -> None:
+        """The supervisor's answer to a start (on its reader thread, before
+        any later event of the container: an exit finds it in containers)."""
+        tid = task.id
+        if err is not None or rec is None:
+            err = err or AgentError("the supervisor answered a start without a container")
+            state = TaskState.REJECTED if isinstance(err, NotFound) else TaskState.FAILED
+            self._task_log(tid, task).warning("task did not start", state=state.name.lower(),
+                                              error=err.message)
+            self._report(tid, state, "could not start", error=err.message)
+        else:
+            with self._lock:
+                self.containers[tid] = rec["id"]
+            self._report(tid, TaskState.RUNNING, "running", container_id=rec["id"])
+        with self._lock:
+            self.starting.discard(tid)
+        self._done_one()
+
+    def _done_one(self, stop: bool = False) -> None:
+        """A start (or a stop) has answered: wake the reconcile pass, and end
+        a batch window if that was the last one out."""
+        with self._lock:
+            if stop:
+                self.stopping -= 1
+            settled = self._settled()
+        if settled:
+            self.status.node_settled()
+        self._wake.set()
+
+    def _stop_async(self, tid: str, task: Task | None, cid: str, final: TaskState | None) -> None:
+        """Stop and remove the container on a thread of its own; then report
+        ``final``, or (no final state: the task is no longer assigned) forget it."""
+        ctl = self.executor.found(tid, cid, self._task_log(tid, task), task)
+        with self._lock:
+            self.containers.pop(tid, None)
+            self.stopping += 1
+
+        def stop() -> None:
+            try:
+                with contextlib.suppress(AgentError):
+                    ctl.shutdown()
+                with contextlib.suppress(AgentError):
+                    ctl.remove()
+                if final is not None:
+                    self._report(tid, final, "shut down")
+                else:
+                    self.status.forget(tid)
+            finally:
+                self._done_one(stop=True)
+
+        threading.Thread(target=stop, name="worker-stop", daemon=True).start()
+
+    def _report(self, tid: str, state: TaskState, message: str, error: str = "",
+                exit_code: int = 0, container_id: str = "") -> None:
+        self.status.report(tid, state, message, error=error, exit_code=exit_code,
+                           container_id=container_id or self.containers.get(tid, ""))

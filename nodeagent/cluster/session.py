@@ -1,0 +1,197 @@
+"""The session: the node's one gRPC stream to the control plane.
+
+The session thread registers the node, heartbeats, and hands what the
+control plane assigns to the reconciler; when the stream ends it connects
+again, with backoff, trying the control-plane replicas in turn. It only
+records what is assigned: starting and stopping is the reconciler's.
+
+Invariants:
+- on registration, before any assignment is read, the ports the control
+  plane names (its own, etcd's) and the node API's are fenced off from
+  containers (``Executor.configure``): no task starts before that;
+- the status reporter sends on the stream only while it is registered;
+- a refused join (a wrong token) ends the session for good: ``on_fatal``
+  hears why and the agent exits; any other error is retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from model.wire import task_from_pb
+from nodeagent.cluster.executor import Executor
+from nodeagent.cluster.reconcile import Reconciler
+from nodeagent.cluster.status import Outbox, StatusReporter
+from proto import cluster_pb2 as cpb
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
+
+__all__ = ["JOIN_LOG_EVERY", "JOIN_RETRY_MAX", "RECONNECT_MAX", "Session", "next_retry"]
+
+RECONNECT_MAX = 2.0
+# Until it first joins, a node retries faster: `orch up` starts the agents
+# with the control plane, and a retry that just missed its start would make
+# the cluster wait up to RECONNECT_MAX more. A refused connect costs little.
+JOIN_RETRY_MAX = 0.2
+JOIN_LOG_EVERY = 10.0
+
+
+def next_retry(delay: float, joined: bool) -> float:
+    """The wait before the next session attempt: doubling, up to
+    RECONNECT_MAX once the node has joined and JOIN_RETRY_MAX before."""
+    return min(delay * 2, RECONNECT_MAX if joined else JOIN_RETRY_MAX)
+
+
+class Session:
+    def __init__(self, executor: Executor, reconciler: Reconciler, status: StatusReporter, join: str,
+                 token: str, name: str, address: str, labels: dict[str, str], state_dir: str,
+                 api_token: str, stopped: threading.Event, logger: FilteringBoundLogger,
+                 on_fatal: Callable[[str], None]) -> None:
+        self.executor = executor
+        self.reconciler = reconciler
+        self.status = status
+        self.join = join  # control-plane addresses, comma-separated
+        self.token = token
+        self.api_token = api_token  # the control plane presents it to this node's API
+        self.name = name
+        self.address = address
+        self.labels = labels
+        self.node_id_path = os.path.join(state_dir, "node_id")
+        self.node_id = _read(self.node_id_path)
+        self.log = logger  # bound with the node
+        self.on_fatal = on_fatal
+        self._stopped = stopped
+        self._lock = threading.Lock()
+        self._outbox: Outbox | None = None  # the registered stream's
+        self._joined = False  # registered with a control plane at least once
+        self._attempt = -1  # which control-plane address the next session tries
+
+    def stop(self) -> None:
+        """End the stream (the session thread sees the worker stopped)."""
+        with self._lock:
+            if self._outbox is not None:
+                self._outbox.put(None)
+
+    def run(self) -> None:
+        delay = 0.05
+        quiet_until = 0.0  # a node still joining says why at most every JOIN_LOG_EVERY
+        while not self._stopped.is_set():
+            started = time.monotonic()
+            try:
+                self._session()
+            except Exception as err:
+                if _refused(err):
+                    self._refused(err)
+                    return
+                if self._joined or started >= quiet_until:
+                    self.log.warning("control plane session ended", error=str(err), join=self.join)
+                    quiet_until = started + JOIN_LOG_EVERY
+            if time.monotonic() - started > 10:
+                delay = 0.05
+            self._stopped.wait(delay)
+            delay = next_retry(delay, self._joined)
+
+    def _register(self) -> cpb.Register:
+        node = self.executor.describe()
+        return cpb.Register(node_id=self.node_id, name=self.name, address=self.address,
+                            labels=self.labels, cpus=node.cpus, memory_bytes=node.memory_bytes,
+                            token=self.token, api_token=self.api_token)
+
+    def _session(self) -> None:
+        import grpc
+
+        from proto import cluster_pb2_grpc
+
+        outbox: Outbox = queue.Queue()
+        outbox.put(cpb.AgentMessage(register=self._register()))
+
+        def requests() -> Iterator[cpb.AgentMessage]:
+            while True:
+                msg = outbox.get()
+                if msg is None:
+                    return
+                yield msg
+
+        # Several control-plane replicas: try them in turn, one per attempt.
+        addresses = [a for a in self.join.split(",") if a]
+        self._attempt += 1
+        target = addresses[self._attempt % len(addresses)]
+        with grpc.insecure_channel(target) as channel:
+            stub = cluster_pb2_grpc.DispatcherStub(channel)
+            responses = stub.Session(requests())
+            try:
+                for msg in responses:
+                    kind = msg.WhichOneof("msg")
+                    if kind == "registered":
+                        self._registered(msg.registered)
+                        with self._lock:
+                            self._outbox = outbox
+                        self.status.attach(outbox)
+                        threading.Thread(target=self._heartbeat,
+                                         args=(outbox, msg.registered.heartbeat_interval),
+                                         name="worker-heartbeat", daemon=True).start()
+                    elif kind == "assignments":
+                        self._assignments(msg.assignments)
+            finally:
+                with self._lock:
+                    self._outbox = None
+                self.status.detach(outbox)
+                outbox.put(None)
+                with contextlib.suppress(Exception):
+                    responses.cancel()
+
+    def _refused(self, err: Exception) -> None:
+        """The control plane will not have this node: retrying cannot help."""
+        reason = (f"the control plane at {self.join} refused this node: "
+                  f"{getattr(err, 'details', lambda: str(err))()}; check the join token "
+                  "(--token-file or $ORCH_JOIN_TOKEN)")
+        self.log.error("cannot join the cluster", error=reason)
+        self.on_fatal(reason)
+
+    def _registered(self, reg: cpb.Registered) -> None:
+        if self.address:
+            # Before the assignments are read: no task starts before the
+            # control plane's and etcd's ports are fenced off from containers.
+            own = int(self.address.rpartition(":")[2])
+            self.executor.configure([own, *reg.protected_ports])
+        self._joined = True
+        if reg.node_id != self.node_id:
+            self.node_id = reg.node_id
+            with open(self.node_id_path, "w") as f:
+                f.write(reg.node_id)
+        self.log.info("joined the cluster", node_id=self.node_id, join=self.join)
+
+    def _heartbeat(self, outbox: Outbox, interval: float) -> None:
+        while not self._stopped.wait(interval or 1.0):
+            with self._lock:
+                if self._outbox is not outbox:
+                    return
+            outbox.put(cpb.AgentMessage(heartbeat=True))
+
+    def _assignments(self, msg: cpb.Assignments) -> None:
+        self.reconciler.assign({t.id: task_from_pb(t) for t in msg.tasks}, list(msg.removed), msg.full)
+
+
+def _refused(err: Exception) -> bool:
+    """A session error that says this node is not accepted (wrong token)."""
+    code = getattr(err, "code", None)
+    if not callable(code):
+        return False
+    import grpc
+
+    return bool(code() == grpc.StatusCode.UNAUTHENTICATED)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
