@@ -57,7 +57,7 @@ class PortMapping(_message.Message):
     def __init__(self, host_port: _Optional[int] = ..., container_port: _Optional[int] = ..., protocol: _Optional[str] = ..., host_ip: _Optional[str] = ...) -> None: ...
 
 class ContainerConfig(_message.Message):
-    __slots__ = ("image", "name", "command", "entrypoint", "env", "workdir", "user", "hostname", "ports", "memory_bytes", "cpus", "pids_limit", "restart_policy", "network", "auto_remove", "stop_timeout", "stop_signal", "labels", "read_only", "volatile_rootfs", "storage_size_bytes")
+    __slots__ = ("image", "name", "command", "entrypoint", "env", "workdir", "user", "hostname", "ports", "memory_bytes", "cpus", "pids_limit", "restart_policy", "network", "auto_remove", "stop_timeout", "stop_signal", "labels", "read_only", "volatile_rootfs", "storage_size_bytes", "networks")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,7 @@ class ContainerConfig(_message.Message):
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     VOLATILE_ROOTFS_FIELD_NUMBER: _ClassVar[int]
     STORAGE_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
     image: str
     name: str
     command: StringList
@@ -107,7 +108,20 @@ class ContainerConfig(_message.Message):
     read_only: bool
     volatile_rootfs: bool
     storage_size_bytes: int
-    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., command: _Optional[_Union[StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., workdir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., cpus: _Optional[float] = ..., pids_limit: _Optional[int] = ..., restart_policy: _Optional[str] = ..., network: _Optional[str] = ..., auto_remove: _Optional[bool] = ..., stop_timeout: _Optional[float] = ..., stop_signal: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., volatile_rootfs: _Optional[bool] = ..., storage_size_bytes: _Optional[int] = ...) -> None: ...
+    networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachmentConfig]
+    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., command: _Optional[_Union[StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., workdir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., cpus: _Optional[float] = ..., pids_limit: _Optional[int] = ..., restart_policy: _Optional[str] = ..., network: _Optional[str] = ..., auto_remove: _Optional[bool] = ..., stop_timeout: _Optional[float] = ..., stop_signal: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., volatile_rootfs: _Optional[bool] = ..., storage_size_bytes: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentConfig, _Mapping]]] = ...) -> None: ...
+
+class NetworkAttachmentConfig(_message.Message):
+    __slots__ = ("network_id", "network_name", "address", "aliases")
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    network_name: str
+    address: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, network_id: _Optional[str] = ..., network_name: _Optional[str] = ..., address: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RunRequest(_message.Message):
     __slots__ = ("config", "attach")
