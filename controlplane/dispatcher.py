@@ -1,13 +1,21 @@
-"""Agent sessions: register, heartbeats, assignments, task status.
+"""Agent sessions: register, heartbeats, assignments, network state, task status.
 
-No business logic: the dispatcher moves assignments down and status up.
-- Register creates or refreshes the Node object (state ready).
+No business logic: the dispatcher moves assignments and network state down
+and status up.
+- Register creates or refreshes the Node object (state ready). A node gets a
+  small unique ``index`` the first time (the lowest free one, claimed in the
+  store with the node's write, so two replicas never give one twice) and
+  keeps it.
 - Heartbeats are kept in memory and flushed to the store as
   ``Node.last_heartbeat`` at most every ``FLUSH_INTERVAL``, in one batch for
   all nodes; the leader's node monitor decides when a node is down.
 - Assignments: first the *full* set of the node's tasks, then changes, fed by
   the informer (O(changes) per event). A task is assigned while its status is
   between ASSIGNED and RUNNING; once terminal it is sent as removed.
+- Network state (``netview``): the full state the node needs for service
+  networking when its session starts (before its full assignment set), then
+  changes, queued with the assignments; a batch drained from the queue goes
+  out as one network message, then one assignments message.
 - Status arrives in batches and is written in batches, at most one
   transaction per ``STATUS_WINDOW``: an update after a quiet spell is written
   at once, one in a busy spell with the rest of its window; a state never
@@ -35,7 +43,8 @@ from structlog.typing import FilteringBoundLogger
 
 from controlplane.controllers import HEARTBEAT_INTERVAL, can_advance
 from controlplane.logctx import node_fields, task_fields
-from controlplane.store import Change, Informer, Kind, Op, Store, StoreConflict, StoreError
+from controlplane.netview import NetworkView, assigned, merge_network_states
+from controlplane.store import Change, Informer, Kind, Op, Store, StoreConflict, StoreError, node_index_claim
 from model.objects import Node, NodeResources, Task, TaskState, TaskStatus
 from model.wire import WireError, status_update_from_pb, task_to_pb
 from proto import cluster_pb2 as cpb
@@ -48,10 +57,7 @@ STATUS_WINDOW = 0.02
 # Assignment changes queued for a node go out as one message, up to this
 # many: a rollout's burst is a few messages, not one per task.
 MAX_DELTAS = 500
-
-
-def assigned(task: Task) -> bool:
-    return TaskState.ASSIGNED <= task.status.state < TaskState.COMPLETE
+MAX_NODE_INDEX = 65535  # two bytes of a node's overlay MAC
 
 
 class _Session:
@@ -77,6 +83,8 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._status_ready = threading.Event()
+        # Before the assignments' handler: a change's network state is queued first.
+        self.netview = NetworkView(informer)
         informer.add_handler(self._on_change)
         threading.Thread(target=self._flush_loop, name="dispatcher-flush", daemon=True).start()
 
@@ -115,6 +123,8 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             yield cpb.DispatcherMessage(registered=cpb.Registered(
                 node_id=node.id, heartbeat_interval=HEARTBEAT_INTERVAL,
                 protected_ports=self.protected_ports))
+            # The networks before the tasks that use them.
+            yield cpb.DispatcherMessage(network_state=self.netview.start(node.id, session.out))
             with session.lock:
                 tasks = [t for t in self.informer.tasks_of_node(node.id) if assigned(t)]
                 session.sent = {t.id for t in tasks}
@@ -127,12 +137,17 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                     continue
                 if msg is None:
                     return
-                batch, ended = _drain(session.out, msg)
-                yield msg if len(batch) == 1 else cpb.DispatcherMessage(
-                    assignments=merge_deltas(batch))
+                networks, deltas, ended = _drain(session.out, msg)
+                if networks:
+                    yield cpb.DispatcherMessage(network_state=networks[0] if len(networks) == 1
+                                                else merge_network_states(networks))
+                if deltas:
+                    yield cpb.DispatcherMessage(assignments=deltas[0] if len(deltas) == 1
+                                                else merge_deltas(deltas))
                 if ended:
                     return
         finally:
+            self.netview.stop(node.id, session.out)
             with self._lock:
                 if self.sessions.get(node.id) is session:
                     del self.sessions[node.id]
@@ -156,27 +171,44 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             session.out.put(None)
 
     def _register(self, reg: cpb.Register) -> Node:
-        for _ in range(5):
+        tried: set[int] = set()  # indexes found claimed by nodes this cache does not know yet
+        for _ in range(8):
             existing = self.informer.get(Kind.NODE, reg.node_id) if reg.node_id else None
             if existing is None:
                 existing = next((n for n in self.informer.nodes() if n.name == reg.name), None)
             now = self.clock()
             resources = NodeResources(cpus=reg.cpus, memory_bytes=reg.memory_bytes)
-            try:
-                if existing is None:
-                    node = Node(id=reg.node_id or secrets.token_hex(12), name=reg.name,
-                                address=reg.address, labels=dict(reg.labels), resources=resources,
-                                state="ready", last_heartbeat=now, api_token=reg.api_token)
-                    return self.store.create(node)
+            if existing is None:
+                node = Node(id=reg.node_id or secrets.token_hex(12), name=reg.name,
+                            address=reg.address, labels=dict(reg.labels), resources=resources,
+                            state="ready", last_heartbeat=now, api_token=reg.api_token)
+            else:
                 assert isinstance(existing, Node)
                 node = dataclasses.replace(
                     existing, address=reg.address, resources=resources, state="ready",
                     last_heartbeat=now, labels={**dict(reg.labels), **existing.labels},
                     api_token=reg.api_token)
-                return self.store.update(node)
+            op = Op.create(node) if existing is None else Op.update(node)
+            try:
+                if node.index:  # kept across registrations
+                    return self.store.update(node)
+                index = self._free_index(tried)
+                tried.add(index)
+                [written] = self.store.write_guarded([Op(op.action, dataclasses.replace(node, index=index))],
+                                                     claims=[node_index_claim(index)])
+                assert isinstance(written, Node)
+                return written
             except StoreConflict:
                 time.sleep(0.05)
         raise StoreError(f"could not register node {reg.name}: too many conflicts")
+
+    def _free_index(self, tried: set[int]) -> int:
+        """The lowest node index no node this cache knows has, and not ``tried``."""
+        taken = {n.index for n in self.informer.nodes()} | tried
+        index = next(i for i in range(1, MAX_NODE_INDEX + 2) if i not in taken)
+        if index > MAX_NODE_INDEX:
+            raise StoreError(f"no node index is left: {MAX_NODE_INDEX} nodes have joined")
+        return index
 
     # ---- assignments -----------------------------------------------------
 
@@ -290,19 +322,27 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
 
 
 def _drain(out: queue.Queue[cpb.DispatcherMessage | None], first: cpb.DispatcherMessage,
-           ) -> tuple[list[cpb.Assignments], bool]:
-    """``first`` and the deltas queued behind it (up to MAX_DELTAS), and
-    whether the session's end came with them."""
-    batch = [first.assignments]
-    while len(batch) < MAX_DELTAS:
+           ) -> tuple[list[cpb.NetworkState], list[cpb.Assignments], bool]:
+    """``first`` and the changes queued behind it (up to MAX_DELTAS), as
+    network changes and assignment changes, and whether the session's end
+    came with them."""
+    networks: list[cpb.NetworkState] = []
+    batch: list[cpb.Assignments] = []
+    more: cpb.DispatcherMessage | None = first
+    while more is not None:
+        if more.WhichOneof("msg") == "network_state":
+            networks.append(more.network_state)
+        else:
+            batch.append(more.assignments)
+        if len(networks) + len(batch) >= MAX_DELTAS:
+            break
         try:
             more = out.get_nowait()
         except queue.Empty:
-            return batch, False
-        if more is None:
-            return batch, True
-        batch.append(more.assignments)
-    return batch, False
+            return networks, batch, False
+    else:
+        return networks, batch, True
+    return networks, batch, False
 
 
 def _readable(updates: Iterable[cpb.TaskStatusUpdate],

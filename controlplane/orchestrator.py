@@ -1,4 +1,4 @@
-"""The leader's loop: node monitor, reconciler, scheduler.
+"""The leader's loop: node monitor, reconciler, address allocator, scheduler.
 
 Runs only while this replica holds the ``controllers`` leadership. Reads the
 informer's cache (never polls etcd), decides with the pure functions
@@ -6,6 +6,12 @@ informer's cache (never polls etcd), decides with the pure functions
 result in fenced batches: a deposed leader's writes fail instead of racing
 the new leader's. A conflict just means the cache was behind: the next pass
 sees the newer objects and decides again.
+
+Addresses (``controlplane.allocator``): a service gets its VIPs and a task
+its address on each of its networks in the pass that creates it, before the
+scheduler places it, so no node ever sees a task without them; a task whose
+network is missing or full stays pending with the reason. The allocator's
+reservations of a pass are settled once its write is in the cache.
 
 A pass runs when the informer reports a change (debounced by ``SETTLE``, but
 at once for a user's request: a service written through the API), when a
@@ -25,6 +31,7 @@ from collections.abc import Callable, Iterable
 
 import structlog
 
+from controlplane.allocator import Allocator
 from controlplane.controllers import NodeMonitor, diff, oversized
 from controlplane.logctx import node_fields, service_fields
 from controlplane.passlog import PassReport
@@ -39,7 +46,7 @@ from controlplane.store import (
     StoreError,
     StoreObject,
 )
-from model.objects import Node, Service, Task, TaskState
+from model.objects import Node, Service, ServiceSpec, Task, TaskState
 from model.units import MAX_REPLICAS
 from scheduler import ClusterSnapshot, NodeInfo, Placed, TaskRequest, schedule
 
@@ -59,9 +66,12 @@ class Orchestrator:
         self.leadership = leadership
         self.clock = clock
         self.monitor = NodeMonitor()
+        # Rebuilt with each leadership: what is in use is the informer's.
+        self.allocator = Allocator(informer)
         self._wake = wake  # set by the informer on every change (the server wires it once)
         self._prompt = prompt or threading.Event()  # set with wake for a user's request
         self._seed = 0
+        self._written = 0  # the revision of this leader's last write
         self._reported: set[tuple[str, int]] = set()  # oversized services logged, by id and version
         # A new leader gives every node a full grace period from its own start
         # (swarmkit does the same): heartbeats sent while no replica listened,
@@ -85,11 +95,18 @@ class Orchestrator:
                 wakeup, wrote = None, False  # the cache was behind; decide again
                 self._wake.set()
             except StoreError as err:
+                # A write may have been applied without this replica knowing:
+                # its addresses stay reserved until the cache has caught up.
+                self.allocator.unsure = True
                 log.warning("orchestrator pass failed", error=str(err))
                 time.sleep(0.2)
         log.info("controllers stopped", lost=self.leadership.lost())
 
     def pass_once(self) -> float | None:
+        # The last pass's write is in the cache (``_write`` waited for it):
+        # its addresses are held there now, or were never written.
+        self.allocator.resync(self.store)
+        self.allocator.settle(self._written)
         now = self.clock()
         nodes = {n.id: n for n in self.informer.nodes()}
         node_updates = self.monitor.observe([_since(n, self.started) for n in nodes.values()], now)
@@ -112,12 +129,13 @@ class Orchestrator:
             report.emit()
             return now
         changes = diff(services, tasks, nodes, now)
-        if not changes.empty:
-            # New tasks are placed before they are stored: one write each,
-            # not a pending one and then its assignment.
+        vips = [with_vips for s in services.values() if (with_vips := self.allocator.vips(s)) is not s]
+        if not changes.empty or vips:
+            # New tasks are addressed and placed before they are stored: one
+            # write each, not a pending one and then its assignment.
             created = self._place(list(nodes.values()), tasks, changes.create, now)
-            ops = ([Op.create(t) for t in created] + [Op.update(t) for t in changes.update]
-                   + [Op.delete(t) for t in changes.delete])
+            ops = ([Op.update(s) for s in vips] + [Op.create(t) for t in created]
+                   + [Op.update(t) for t in changes.update] + [Op.delete(t) for t in changes.delete])
             # A few tasks per node go first, in a small write of their own:
             # the nodes start on them while the rest is written.
             report = PassReport()  # from the cache as it was before the write
@@ -168,13 +186,19 @@ class Orchestrator:
                          and t.status.state >= TaskState.ASSIGNED),
         )
         self._seed += 1
-        free = [t for t in pending if not t.node_id and t.desired_state == TaskState.RUNNING]
+        # Addresses first: a task reaches a node with them, or not at all.
+        given = {t.id: self.allocator.address(t) for t in pending if t.desired_state == TaskState.RUNNING}
+        free = [got for t in pending if not t.node_id and isinstance(got := given.get(t.id), Task)]
         decisions = {d.task_id: d for d in schedule(snapshot, [task_request(t) for t in free],
                                                      seed=self._seed)}
         by_id = {n.id: n for n in nodes}
         out: list[Task] = []
-        for task in pending:
-            if task.desired_state != TaskState.RUNNING:
+        for was in pending:
+            task = given.get(was.id, was)
+            if isinstance(task, str):  # no address yet: it waits, saying why
+                waits = was.status.message != task or was.status.state != TaskState.PENDING
+                out.append(_pending(was, task, now) if waits else was)
+            elif task.desired_state != TaskState.RUNNING:
                 out.append(task)
             elif task.node_id:  # global tasks come with their node
                 node = by_id.get(task.node_id)
@@ -209,6 +233,7 @@ class Orchestrator:
             # cache would create the same tasks twice.
             revision = max([committed, *(obj.version for obj in results if obj is not None)])
             if revision:
+                self._written = max(self._written, revision)
                 self.informer.wait_revision(revision, 5.0)
 
 
@@ -247,14 +272,20 @@ def task_request(t: Task) -> TaskRequest:
         constraints=tuple(spec.placement.constraints),
         preferences=tuple(spec.placement.preferences),
         max_replicas_per_node=spec.placement.max_replicas_per_node,
-        host_ports=tuple((p.published, p.protocol) for p in spec.ports), binpack=spec.binpack)
+        host_ports=host_ports(spec), binpack=spec.binpack)
 
 
 def placed_of(t: Task) -> Placed:
     spec = t.spec
     return Placed(node_id=t.node_id, service=t.service_id, cpus=spec.reservations.cpus,
                   memory_bytes=spec.reservations.memory_bytes,
-                  host_ports=tuple((p.published, p.protocol) for p in spec.ports))
+                  host_ports=host_ports(spec))
+
+
+def host_ports(spec: ServiceSpec) -> tuple[tuple[int, str], ...]:
+    """The ports a task binds on its node: ``mode: host`` ones (an ingress port
+    is the routing mesh's, on every node, and binds none)."""
+    return tuple((p.published, p.protocol) for p in spec.ports if p.mode == "host")
 
 
 def _assign(task: Task, node_id: str, now: float) -> Task:

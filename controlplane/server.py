@@ -63,6 +63,8 @@ class ControlPlaneOptions:
     socket: str = DEFAULT_SOCKET
     # A PEM CA trusted for the registries whose tags a deploy pins to digests.
     registry_ca: str = ""
+    # Where networks' subnets come from (a /24 each, unless one asks for its own).
+    network_pool: str = "10.96.0.0/11"
 
 
 def check_options(opts: ControlPlaneOptions) -> None:
@@ -80,6 +82,12 @@ def check_options(opts: ControlPlaneOptions) -> None:
         raise ControlPlaneError("--listen needs one or more addresses, HOST:PORT[,...]")
     for addr in opts.listen:
         check_address(addr, "--listen")
+    from controlplane.controllers.ipam import IpamError, parse_pool
+
+    try:
+        parse_pool(opts.network_pool)
+    except IpamError as err:
+        raise ControlPlaneError(f"--network-pool: {err}")
     if opts.registry_ca:
         from common.errors import InvalidArgument
         from registry.transport import check_ca_file
@@ -188,8 +196,10 @@ def _serve(opts: ControlPlaneOptions) -> int:
     def is_leader() -> bool:
         return bool(leading) and not leading[0].lost()
 
-    dispatcher = Dispatcher(store, informer, join_token, protected_ports=_protected_ports(opts))
-    api = ClusterAPI(store, informer, replica, is_leader, lambda: store.leader(ELECTION))
+    protected = _protected_ports(opts)
+    dispatcher = Dispatcher(store, informer, join_token, protected_ports=protected)
+    api = ClusterAPI(store, informer, replica, is_leader, lambda: store.leader(ELECTION),
+                     network_pool=opts.network_pool, reserved_ports=frozenset(protected))
     # TCP: agents' sessions (join token in Register) and the CLI API, which
     # needs the admin token there.
     guard = interceptor(lambda: admin_token, ("/orch.cluster.v1.ClusterAPI/",),

@@ -1,16 +1,25 @@
 """The cluster's objects: services, tasks and nodes (swarmkit's split).
 
-Service (desired: image, replicas, resources, placement, ...) -> Tasks (one
-per replica slot; desired state + observed status + node) -> a container on a
-node. The orchestrator creates and removes tasks, the scheduler only sets a
-task's node, the dispatcher only moves assignments and status.
+Service (desired: image, replicas, resources, placement, networks, ...) ->
+Tasks (one per replica slot; desired state + observed status + node + their
+addresses) -> a container on a node. The orchestrator creates and removes
+tasks and gives them their addresses, the scheduler only sets a task's node,
+the dispatcher only moves assignments, network state and status.
+
+Networks are cluster objects of their own (``Network``: a subnet and a VXLAN
+VNI); a service names the ones it joins (``ServiceSpec.networks``, by name,
+as Compose does), its VIPs live on the service object (``Service.vips``,
+allocated by the leader, not part of the spec), and each task carries its
+address on each of its networks (``Task.networks``).
 
 Invariants:
 - task states only move forward (``TaskState`` is ordered); a restart is a
   new task in the same slot;
 - ``version`` is the etcd ``mod_revision`` the object was read at (0 = not
   stored yet); every write compares it;
-- quantities are base units: bytes, and CPUs as a float.
+- quantities are base units: bytes, and CPUs as a float;
+- an address is ``"IP/prefix"`` (``"10.96.5.3/24"``); a task's addresses and a
+  service's VIPs are set before any node sees the task, and never change.
 """
 
 from __future__ import annotations
@@ -47,6 +56,16 @@ class PortConfig:
     published: int
     target: int
     protocol: Literal["tcp", "udp"] = "tcp"
+    # ingress: every node answers (the routing mesh); host: only the nodes running a task
+    mode: Literal["ingress", "host"] = "ingress"
+
+
+@dataclass
+class NetworkAttachment:
+    """A service on one network, as its spec names it (Compose's per-service ``networks``)."""
+
+    name: str  # the cluster network's name (a stack's: "<stack>_<key>")
+    aliases: list[str] = field(default_factory=list)  # more DNS names of the service there
 
 
 @dataclass
@@ -89,6 +108,17 @@ class ServiceSpec:
     binpack: bool = False  # scoring: pack nodes instead of spreading
     stop_grace_period: float = 10.0  # seconds between the stop signal and SIGKILL
     storage_size: int = 0  # bytes the writable layer may hold (storage_opt size); 0 = no limit
+    # Overlay networks, in order (the container's eth1, eth2, ...); [] = only the node's bridge.
+    networks: list[NetworkAttachment] = field(default_factory=list)
+    endpoint_mode: Literal["vip", "dnsrr"] = "vip"  # vip: one address per network; dnsrr: DNS only
+
+
+@dataclass
+class VirtualIP:
+    """A service's address on one network (``endpoint_mode: vip``)."""
+
+    network_id: str
+    address: str  # "IP/prefix"
 
 
 @dataclass
@@ -97,6 +127,9 @@ class Service:
     spec: ServiceSpec
     created_at: float = 0.0
     updated_at: float = 0.0
+    # Allocated by the leader for each network of the spec (vip mode), not
+    # part of the spec: redeploying the same spec keeps them.
+    vips: list[VirtualIP] = field(default_factory=list)
     version: int = 0
 
 
@@ -111,6 +144,16 @@ class TaskStatus:
 
 
 @dataclass
+class TaskNetwork:
+    """A task's attachment to one network: its address there and its DNS aliases."""
+
+    network_id: str
+    name: str  # the network's name (networks are never renamed)
+    address: str  # "IP/prefix", allocated by the leader before the task reaches a node
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Task:
     id: str
     service_id: str
@@ -122,6 +165,7 @@ class Task:
     status: TaskStatus = field(default_factory=TaskStatus)
     created_at: float = 0.0
     attempt: int = 0  # restarts of this slot so far
+    networks: list[TaskNetwork] = field(default_factory=list)  # in the spec's order
     version: int = 0
 
     @property
@@ -148,6 +192,24 @@ class Node:
     # What the control plane presents to this node's API (the node made it);
     # never shown to clients.
     api_token: str = ""
+    # Small and unique in the cluster (>= 1; 0 = not given yet), allocated at
+    # registration and kept: the data plane derives MACs, link-local router
+    # addresses, marks and routing tables from it.
+    index: int = 0
+    version: int = 0
+
+
+@dataclass
+class Network:
+    """An overlay network: a subnet from the cluster's pool (or asked for) and a VXLAN VNI."""
+
+    id: str
+    name: str
+    subnet: str  # "10.96.5.0/24"
+    vni: int  # >= 4096
+    stack: str = ""  # the manifest (stack) that made it; "" for `orch network create`
+    labels: dict[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
     version: int = 0
 
 
@@ -163,6 +225,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
 def _spec(d: dict[str, Any]) -> ServiceSpec:
     d = dict(d)
     d["ports"] = [PortConfig(**p) for p in d.get("ports", [])]
+    d["networks"] = [NetworkAttachment(**n) for n in d.get("networks", [])]
     d["limits"] = Resources(**d.get("limits", {}))
     d["reservations"] = Resources(**d.get("reservations", {}))
     d["placement"] = Placement(**d.get("placement", {}))
@@ -172,7 +235,8 @@ def _spec(d: dict[str, Any]) -> ServiceSpec:
 
 def service_from_dict(d: dict[str, Any], version: int = 0) -> Service:
     return Service(id=d["id"], spec=_spec(d["spec"]), created_at=d.get("created_at", 0.0),
-                   updated_at=d.get("updated_at", 0.0), version=version)
+                   updated_at=d.get("updated_at", 0.0),
+                   vips=[VirtualIP(**v) for v in d.get("vips", [])], version=version)
 
 
 def task_from_dict(d: dict[str, Any], version: int = 0) -> Task:
@@ -182,6 +246,7 @@ def task_from_dict(d: dict[str, Any], version: int = 0) -> Task:
     d["status"] = TaskStatus(**status)
     d["desired_state"] = TaskState(d.get("desired_state", TaskState.RUNNING))
     d["spec"] = _spec(d["spec"])
+    d["networks"] = [TaskNetwork(**n) for n in d.get("networks", [])]
     d["version"] = version
     return Task(**d)
 
@@ -191,3 +256,9 @@ def node_from_dict(d: dict[str, Any], version: int = 0) -> Node:
     d["resources"] = NodeResources(**d.get("resources", {}))
     d["version"] = version
     return Node(**d)
+
+
+def network_from_dict(d: dict[str, Any], version: int = 0) -> Network:
+    d = dict(d)
+    d["version"] = version
+    return Network(**d)

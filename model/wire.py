@@ -26,9 +26,11 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from model.objects import (
+    Network,
+    NetworkAttachment,
     Node,
     NodeResources,
     Placement,
@@ -38,26 +40,36 @@ from model.objects import (
     Service,
     ServiceSpec,
     Task,
+    TaskNetwork,
     TaskState,
     TaskStatus,
+    VirtualIP,
 )
 from proto import cluster_pb2 as cpb
 
 __all__ = [
     "ACTIONS",
+    "ENDPOINT_MODES",
     "MODES",
     "NODE_AVAILABILITIES",
     "NODE_STATES",
+    "PORT_MODES",
     "PROTOCOLS",
     "RESTART_CONDITIONS",
     "StoreObject",
     "WireError",
     "availability_from_pb",
     "availability_to_pb",
+    "endpoint_mode_from_pb",
+    "endpoint_mode_to_pb",
     "event_from_pb",
     "event_to_pb",
+    "network_from_pb",
+    "network_to_pb",
     "node_from_pb",
     "node_to_pb",
+    "ports_from_pb",
+    "ports_to_pb",
     "service_from_pb",
     "service_to_pb",
     "spec_from_pb",
@@ -70,7 +82,7 @@ __all__ = [
     "task_to_pb",
 ]
 
-StoreObject = Service | Task | Node
+StoreObject = Service | Task | Node | Network
 
 
 class WireError(ValueError):
@@ -81,6 +93,8 @@ class WireError(ValueError):
 # PREFIX + the word in upper case, "-" as "_".
 MODES = ("replicated", "global")
 PROTOCOLS = ("tcp", "udp")
+PORT_MODES = ("ingress", "host")
+ENDPOINT_MODES = ("vip", "dnsrr")
 RESTART_CONDITIONS = ("any", "on-failure", "none")
 NODE_STATES = ("unknown", "ready", "down")
 NODE_AVAILABILITIES = ("active", "drain", "pause")
@@ -95,6 +109,8 @@ def _by_name(enum: Any, prefix: str, words: Iterable[str]) -> tuple[dict[str, An
 
 _MODE, _MODE_OF = _by_name(cpb.ServiceMode, "SERVICE_MODE_", MODES)
 _PROTOCOL, _PROTOCOL_OF = _by_name(cpb.PortProtocol, "PORT_PROTOCOL_", PROTOCOLS)
+_PORT_MODE, _PORT_MODE_OF = _by_name(cpb.PortMode, "PORT_MODE_", PORT_MODES)
+_ENDPOINT_MODE, _ENDPOINT_MODE_OF = _by_name(cpb.EndpointMode, "ENDPOINT_MODE_", ENDPOINT_MODES)
 _CONDITION, _CONDITION_OF = _by_name(cpb.RestartCondition, "RESTART_CONDITION_", RESTART_CONDITIONS)
 _NODE_STATE, _NODE_STATE_OF = _by_name(cpb.NodeState, "NODE_STATE_", NODE_STATES)
 _AVAILABILITY, _AVAILABILITY_OF = _by_name(cpb.NodeAvailability, "NODE_AVAILABILITY_",
@@ -147,12 +163,33 @@ def _resources_from_pb(m: cpb.Resources) -> Resources:
     return Resources(cpus=m.cpus, memory_bytes=m.memory_bytes, pids=m.pids)
 
 
+def ports_to_pb(ports: Iterable[PortConfig]) -> list[cpb.PortConfig]:
+    """Ports as messages; KeyError for a protocol or mode the wire has no word for."""
+    return [cpb.PortConfig(published=p.published, target=p.target, protocol=_PROTOCOL[p.protocol],
+                           mode=_PORT_MODE[p.mode]) for p in ports]
+
+
+def ports_from_pb(ports: Iterable[cpb.PortConfig], field: str = "ports") -> list[PortConfig]:
+    return [PortConfig(published=p.published, target=p.target,
+                       protocol=_member(_PROTOCOL_OF, p.protocol, f"{field}[{i}].protocol"),
+                       mode=_member(_PORT_MODE_OF, p.mode, f"{field}[{i}].mode"))
+            for i, p in enumerate(ports)]
+
+
+def endpoint_mode_to_pb(mode: str) -> Any:
+    return _ENDPOINT_MODE[mode]
+
+
+def endpoint_mode_from_pb(number: int, field: str = "endpoint_mode") -> Literal["vip", "dnsrr"]:
+    return _member(_ENDPOINT_MODE_OF, number, field)  # type: ignore[no-any-return]
+
+
 def spec_to_pb(spec: ServiceSpec) -> cpb.ServiceSpec:
     placement, policy = spec.placement, spec.restart_policy
     try:
-        ports = [cpb.PortConfig(published=p.published, target=p.target, protocol=_PROTOCOL[p.protocol])
-                 for p in spec.ports]
+        ports = ports_to_pb(spec.ports)
         mode, condition = _MODE[spec.mode], _CONDITION[policy.condition]
+        endpoint_mode = _ENDPOINT_MODE[spec.endpoint_mode]
     except KeyError as err:
         raise WireError(f"service {spec.name}: {err.args[0]!r} has no wire form") from None
     out = cpb.ServiceSpec(
@@ -163,7 +200,9 @@ def spec_to_pb(spec: ServiceSpec) -> cpb.ServiceSpec:
                                 max_replicas_per_node=placement.max_replicas_per_node),
         restart_policy=cpb.RestartPolicy(condition=condition, delay=policy.delay,
                                          max_attempts=policy.max_attempts, window=policy.window),
-        binpack=spec.binpack, stop_grace_period=spec.stop_grace_period, storage_size=spec.storage_size)
+        binpack=spec.binpack, stop_grace_period=spec.stop_grace_period, storage_size=spec.storage_size,
+        networks=[cpb.NetworkAttachment(name=n.name, aliases=n.aliases) for n in spec.networks],
+        endpoint_mode=endpoint_mode)
     # None (the image's) and [] (explicitly nothing) differ: presence says which.
     if spec.command is not None:
         out.command.SetInParent()
@@ -181,9 +220,7 @@ def spec_from_pb(m: cpb.ServiceSpec) -> ServiceSpec:
         command=list(m.command.values) if m.HasField("command") else None,
         entrypoint=list(m.entrypoint.values) if m.HasField("entrypoint") else None,
         env=list(m.env),
-        ports=[PortConfig(published=p.published, target=p.target,
-                          protocol=_member(_PROTOCOL_OF, p.protocol, f"ports[{i}].protocol"))
-               for i, p in enumerate(m.ports)],
+        ports=ports_from_pb(m.ports),
         labels=dict(m.labels),
         mode=_member(_MODE_OF, m.mode, "mode"),
         replicas=m.replicas if m.HasField("replicas") else _SPEC.replicas,
@@ -200,6 +237,8 @@ def spec_from_pb(m: cpb.ServiceSpec) -> ServiceSpec:
         stop_grace_period=(m.stop_grace_period if m.HasField("stop_grace_period")
                            else _SPEC.stop_grace_period),
         storage_size=m.storage_size,
+        networks=[NetworkAttachment(name=n.name, aliases=list(n.aliases)) for n in m.networks],
+        endpoint_mode=endpoint_mode_from_pb(m.endpoint_mode),
     )
 
 
@@ -207,12 +246,14 @@ def spec_from_pb(m: cpb.ServiceSpec) -> ServiceSpec:
 
 def service_to_pb(s: Service) -> cpb.Service:
     return cpb.Service(id=s.id, spec=spec_to_pb(s.spec), created_at=s.created_at,
-                       updated_at=s.updated_at, version=s.version)
+                       updated_at=s.updated_at, version=s.version,
+                       vips=[cpb.VirtualIP(network_id=v.network_id, address=v.address) for v in s.vips])
 
 
 def service_from_pb(m: cpb.Service) -> Service:
     return Service(id=m.id, spec=spec_from_pb(m.spec), created_at=m.created_at,
-                   updated_at=m.updated_at, version=m.version)
+                   updated_at=m.updated_at, version=m.version,
+                   vips=[VirtualIP(network_id=v.network_id, address=v.address) for v in m.vips])
 
 
 def _status_to_pb(s: TaskStatus) -> cpb.TaskStatus:
@@ -238,7 +279,9 @@ def task_to_pb(t: Task, specs: dict[int, cpb.ServiceSpec] | None = None) -> cpb.
     return cpb.Task(id=t.id, service_id=t.service_id, service_name=t.service_name, slot=t.slot,
                     spec=spec, node_id=t.node_id, desired_state=_TASK_STATE[t.desired_state],
                     status=_status_to_pb(t.status), created_at=t.created_at, attempt=t.attempt,
-                    version=t.version)
+                    version=t.version,
+                    networks=[cpb.TaskNetwork(network_id=n.network_id, name=n.name, address=n.address,
+                                              aliases=n.aliases) for n in t.networks])
 
 
 def task_from_pb(m: cpb.Task) -> Task:
@@ -247,6 +290,8 @@ def task_from_pb(m: cpb.Task) -> Task:
     return Task(id=m.id, service_id=m.service_id, service_name=m.service_name, slot=m.slot,
                 spec=spec_from_pb(m.spec), node_id=m.node_id, desired_state=desired,
                 status=_status_from_pb(m.status), created_at=m.created_at, attempt=m.attempt,
+                networks=[TaskNetwork(network_id=n.network_id, name=n.name, address=n.address,
+                                      aliases=list(n.aliases)) for n in m.networks],
                 version=m.version)
 
 
@@ -256,7 +301,7 @@ def node_to_pb(n: Node) -> cpb.Node:
                     resources=cpb.NodeResources(cpus=n.resources.cpus,
                                                 memory_bytes=n.resources.memory_bytes),
                     state=_NODE_STATE[n.state], availability=_AVAILABILITY[n.availability],
-                    last_heartbeat=n.last_heartbeat, version=n.version)
+                    last_heartbeat=n.last_heartbeat, version=n.version, index=n.index)
 
 
 def node_from_pb(m: cpb.Node) -> Node:
@@ -264,7 +309,17 @@ def node_from_pb(m: cpb.Node) -> Node:
                 resources=NodeResources(cpus=m.resources.cpus, memory_bytes=m.resources.memory_bytes),
                 state=_member(_NODE_STATE_OF, m.state, "state"),
                 availability=_member(_AVAILABILITY_OF, m.availability, "availability"),
-                last_heartbeat=m.last_heartbeat, version=m.version)
+                last_heartbeat=m.last_heartbeat, index=m.index, version=m.version)
+
+
+def network_to_pb(n: Network) -> cpb.Network:
+    return cpb.Network(id=n.id, name=n.name, subnet=n.subnet, vni=n.vni, stack=n.stack,
+                       labels=n.labels, created_at=n.created_at, version=n.version)
+
+
+def network_from_pb(m: cpb.Network) -> Network:
+    return Network(id=m.id, name=m.name, subnet=m.subnet, vni=m.vni, stack=m.stack,
+                   labels=dict(m.labels), created_at=m.created_at, version=m.version)
 
 
 # ---- task status (node -> control plane) -------------------------------------
@@ -289,6 +344,8 @@ def event_to_pb(action: str, obj: StoreObject | None = None,
         return cpb.Event(action=_ACTION[action], service=service_to_pb(obj))
     if isinstance(obj, Node):
         return cpb.Event(action=_ACTION[action], node=node_to_pb(obj))
+    if isinstance(obj, Network):
+        return cpb.Event(action=_ACTION[action], network=network_to_pb(obj))
     return cpb.Event(action=_ACTION[action])
 
 
@@ -302,4 +359,6 @@ def event_from_pb(m: cpb.Event) -> tuple[str, StoreObject | None]:
         return action, service_from_pb(m.service)
     if kind == "node":
         return action, node_from_pb(m.node)
+    if kind == "network":
+        return action, network_from_pb(m.network)
     return action, None

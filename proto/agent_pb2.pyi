@@ -57,7 +57,7 @@ class PortMapping(_message.Message):
     def __init__(self, host_port: _Optional[int] = ..., container_port: _Optional[int] = ..., protocol: _Optional[str] = ..., host_ip: _Optional[str] = ...) -> None: ...
 
 class ContainerConfig(_message.Message):
-    __slots__ = ("image", "name", "command", "entrypoint", "env", "workdir", "user", "hostname", "ports", "memory_bytes", "cpus", "pids_limit", "restart_policy", "network", "auto_remove", "stop_timeout", "stop_signal", "labels", "read_only", "volatile_rootfs", "storage_size_bytes", "networks")
+    __slots__ = ("image", "name", "command", "entrypoint", "env", "workdir", "user", "hostname", "ports", "memory_bytes", "cpus", "pids_limit", "restart_policy", "network", "auto_remove", "stop_timeout", "stop_signal", "labels", "read_only", "volatile_rootfs", "storage_size_bytes", "networks", "network_aliases")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class ContainerConfig(_message.Message):
     VOLATILE_ROOTFS_FIELD_NUMBER: _ClassVar[int]
     STORAGE_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_ALIASES_FIELD_NUMBER: _ClassVar[int]
     image: str
     name: str
     command: StringList
@@ -109,7 +110,8 @@ class ContainerConfig(_message.Message):
     volatile_rootfs: bool
     storage_size_bytes: int
     networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachmentConfig]
-    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., command: _Optional[_Union[StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., workdir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., cpus: _Optional[float] = ..., pids_limit: _Optional[int] = ..., restart_policy: _Optional[str] = ..., network: _Optional[str] = ..., auto_remove: _Optional[bool] = ..., stop_timeout: _Optional[float] = ..., stop_signal: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., volatile_rootfs: _Optional[bool] = ..., storage_size_bytes: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentConfig, _Mapping]]] = ...) -> None: ...
+    network_aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., command: _Optional[_Union[StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., workdir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., cpus: _Optional[float] = ..., pids_limit: _Optional[int] = ..., restart_policy: _Optional[str] = ..., network: _Optional[str] = ..., auto_remove: _Optional[bool] = ..., stop_timeout: _Optional[float] = ..., stop_signal: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., volatile_rootfs: _Optional[bool] = ..., storage_size_bytes: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentConfig, _Mapping]]] = ..., network_aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NetworkAttachmentConfig(_message.Message):
     __slots__ = ("network_id", "network_name", "address", "aliases")
@@ -314,7 +316,7 @@ class HostEntry(_message.Message):
     def __init__(self, name: _Optional[str] = ..., ip: _Optional[str] = ...) -> None: ...
 
 class NetworkSpec(_message.Message):
-    __slots__ = ("mode", "bridge", "address", "prefixlen", "gateway", "host_veth", "ports", "dns", "extra_hosts")
+    __slots__ = ("mode", "bridge", "address", "prefixlen", "gateway", "host_veth", "ports", "dns", "extra_hosts", "attachments")
     MODE_FIELD_NUMBER: _ClassVar[int]
     BRIDGE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -324,6 +326,7 @@ class NetworkSpec(_message.Message):
     PORTS_FIELD_NUMBER: _ClassVar[int]
     DNS_FIELD_NUMBER: _ClassVar[int]
     EXTRA_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    ATTACHMENTS_FIELD_NUMBER: _ClassVar[int]
     mode: str
     bridge: str
     address: str
@@ -333,7 +336,26 @@ class NetworkSpec(_message.Message):
     ports: _containers.RepeatedCompositeFieldContainer[PortMapping]
     dns: _containers.RepeatedScalarFieldContainer[str]
     extra_hosts: _containers.RepeatedCompositeFieldContainer[HostEntry]
-    def __init__(self, mode: _Optional[str] = ..., bridge: _Optional[str] = ..., address: _Optional[str] = ..., prefixlen: _Optional[int] = ..., gateway: _Optional[str] = ..., host_veth: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., dns: _Optional[_Iterable[str]] = ..., extra_hosts: _Optional[_Iterable[_Union[HostEntry, _Mapping]]] = ...) -> None: ...
+    attachments: _containers.RepeatedCompositeFieldContainer[OverlayAttachment]
+    def __init__(self, mode: _Optional[str] = ..., bridge: _Optional[str] = ..., address: _Optional[str] = ..., prefixlen: _Optional[int] = ..., gateway: _Optional[str] = ..., host_veth: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., dns: _Optional[_Iterable[str]] = ..., extra_hosts: _Optional[_Iterable[_Union[HostEntry, _Mapping]]] = ..., attachments: _Optional[_Iterable[_Union[OverlayAttachment, _Mapping]]] = ...) -> None: ...
+
+class OverlayAttachment(_message.Message):
+    __slots__ = ("network_id", "network_name", "address", "prefixlen", "ifname", "host_veth", "aliases")
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PREFIXLEN_FIELD_NUMBER: _ClassVar[int]
+    IFNAME_FIELD_NUMBER: _ClassVar[int]
+    HOST_VETH_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    network_name: str
+    address: str
+    prefixlen: int
+    ifname: str
+    host_veth: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, network_id: _Optional[str] = ..., network_name: _Optional[str] = ..., address: _Optional[str] = ..., prefixlen: _Optional[int] = ..., ifname: _Optional[str] = ..., host_veth: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Container(_message.Message):
     __slots__ = ("id", "name", "image", "image_id", "command", "state", "created_at", "started_at", "finished_at", "exit_code", "signal", "oom_killed", "restart_count", "pid", "ip_address", "ports", "restart_policy", "network", "error", "auto_remove")
@@ -664,6 +686,96 @@ class LoginRequest(_message.Message):
 class LoginResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class CreateNetworkRequest(_message.Message):
+    __slots__ = ("name", "subnet", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUBNET_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    subnet: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., subnet: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class EngineNetwork(_message.Message):
+    __slots__ = ("id", "name", "driver", "subnet", "gateway", "bridge", "created_at", "labels", "builtin")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    SUBNET_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    BRIDGE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    BUILTIN_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    driver: str
+    subnet: str
+    gateway: str
+    bridge: str
+    created_at: float
+    labels: _containers.ScalarMap[str, str]
+    builtin: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., driver: _Optional[str] = ..., subnet: _Optional[str] = ..., gateway: _Optional[str] = ..., bridge: _Optional[str] = ..., created_at: _Optional[float] = ..., labels: _Optional[_Mapping[str, str]] = ..., builtin: _Optional[bool] = ...) -> None: ...
+
+class ListNetworksRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListNetworksResponse(_message.Message):
+    __slots__ = ("networks",)
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    networks: _containers.RepeatedCompositeFieldContainer[EngineNetwork]
+    def __init__(self, networks: _Optional[_Iterable[_Union[EngineNetwork, _Mapping]]] = ...) -> None: ...
+
+class NetworkRef(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class NetworkEndpoint(_message.Message):
+    __slots__ = ("container_id", "name", "address", "aliases", "state")
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    container_id: str
+    name: str
+    address: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    state: str
+    def __init__(self, container_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ...) -> None: ...
+
+class EngineNetworkDetails(_message.Message):
+    __slots__ = ("network", "containers")
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    network: EngineNetwork
+    containers: _containers.RepeatedCompositeFieldContainer[NetworkEndpoint]
+    def __init__(self, network: _Optional[_Union[EngineNetwork, _Mapping]] = ..., containers: _Optional[_Iterable[_Union[NetworkEndpoint, _Mapping]]] = ...) -> None: ...
+
+class RemoveNetworkResponse(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ShutdownRequest(_message.Message):
     __slots__ = ("stop_containers",)

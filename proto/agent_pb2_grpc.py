@@ -149,6 +149,26 @@ class AgentStub:
                 request_serializer=proto_dot_agent__pb2.LoginRequest.SerializeToString,
                 response_deserializer=proto_dot_agent__pb2.LoginResponse.FromString,
                 _registered_method=True)
+        self.CreateNetwork = channel.unary_unary(
+                '/orch.agent.v1.Agent/CreateNetwork',
+                request_serializer=proto_dot_agent__pb2.CreateNetworkRequest.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.EngineNetwork.FromString,
+                _registered_method=True)
+        self.ListNetworks = channel.unary_unary(
+                '/orch.agent.v1.Agent/ListNetworks',
+                request_serializer=proto_dot_agent__pb2.ListNetworksRequest.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.ListNetworksResponse.FromString,
+                _registered_method=True)
+        self.InspectNetwork = channel.unary_unary(
+                '/orch.agent.v1.Agent/InspectNetwork',
+                request_serializer=proto_dot_agent__pb2.NetworkRef.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.EngineNetworkDetails.FromString,
+                _registered_method=True)
+        self.RemoveNetwork = channel.unary_unary(
+                '/orch.agent.v1.Agent/RemoveNetwork',
+                request_serializer=proto_dot_agent__pb2.NetworkRef.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.RemoveNetworkResponse.FromString,
+                _registered_method=True)
         self.Shutdown = channel.unary_unary(
                 '/orch.agent.v1.Agent/Shutdown',
                 request_serializer=proto_dot_agent__pb2.ShutdownRequest.SerializeToString,
@@ -303,6 +323,34 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateNetwork(self, request, context):
+        """User-defined bridge networks (engine mode), as `docker network`: each a
+        bridge, subnet and nft table of its own; containers on one resolve each
+        other by name and alias through the node's DNS server.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNetworks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InspectNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNetwork(self, request, context):
+        """Refused while a container (in any state) is on the network.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Shutdown(self, request, context):
         """Stops the agent. With stop_containers, stops and removes every container
         and the node network too, leaving nothing behind.
@@ -428,6 +476,26 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Login,
                     request_deserializer=proto_dot_agent__pb2.LoginRequest.FromString,
                     response_serializer=proto_dot_agent__pb2.LoginResponse.SerializeToString,
+            ),
+            'CreateNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateNetwork,
+                    request_deserializer=proto_dot_agent__pb2.CreateNetworkRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.EngineNetwork.SerializeToString,
+            ),
+            'ListNetworks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNetworks,
+                    request_deserializer=proto_dot_agent__pb2.ListNetworksRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.ListNetworksResponse.SerializeToString,
+            ),
+            'InspectNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectNetwork,
+                    request_deserializer=proto_dot_agent__pb2.NetworkRef.FromString,
+                    response_serializer=proto_dot_agent__pb2.EngineNetworkDetails.SerializeToString,
+            ),
+            'RemoveNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNetwork,
+                    request_deserializer=proto_dot_agent__pb2.NetworkRef.FromString,
+                    response_serializer=proto_dot_agent__pb2.RemoveNetworkResponse.SerializeToString,
             ),
             'Shutdown': grpc.unary_unary_rpc_method_handler(
                     servicer.Shutdown,
@@ -1056,6 +1124,114 @@ class Agent:
             '/orch.agent.v1.Agent/Login',
             proto_dot_agent__pb2.LoginRequest.SerializeToString,
             proto_dot_agent__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.agent.v1.Agent/CreateNetwork',
+            proto_dot_agent__pb2.CreateNetworkRequest.SerializeToString,
+            proto_dot_agent__pb2.EngineNetwork.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNetworks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.agent.v1.Agent/ListNetworks',
+            proto_dot_agent__pb2.ListNetworksRequest.SerializeToString,
+            proto_dot_agent__pb2.ListNetworksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.agent.v1.Agent/InspectNetwork',
+            proto_dot_agent__pb2.NetworkRef.SerializeToString,
+            proto_dot_agent__pb2.EngineNetworkDetails.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.agent.v1.Agent/RemoveNetwork',
+            proto_dot_agent__pb2.NetworkRef.SerializeToString,
+            proto_dot_agent__pb2.RemoveNetworkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -32,6 +32,16 @@ class PortProtocol(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PORT_PROTOCOL_TCP: _ClassVar[PortProtocol]
     PORT_PROTOCOL_UDP: _ClassVar[PortProtocol]
 
+class PortMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PORT_MODE_INGRESS: _ClassVar[PortMode]
+    PORT_MODE_HOST: _ClassVar[PortMode]
+
+class EndpointMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENDPOINT_MODE_VIP: _ClassVar[EndpointMode]
+    ENDPOINT_MODE_DNSRR: _ClassVar[EndpointMode]
+
 class RestartCondition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     RESTART_CONDITION_ANY: _ClassVar[RestartCondition]
@@ -72,6 +82,10 @@ SERVICE_MODE_REPLICATED: ServiceMode
 SERVICE_MODE_GLOBAL: ServiceMode
 PORT_PROTOCOL_TCP: PortProtocol
 PORT_PROTOCOL_UDP: PortProtocol
+PORT_MODE_INGRESS: PortMode
+PORT_MODE_HOST: PortMode
+ENDPOINT_MODE_VIP: EndpointMode
+ENDPOINT_MODE_DNSRR: EndpointMode
 RESTART_CONDITION_ANY: RestartCondition
 RESTART_CONDITION_ON_FAILURE: RestartCondition
 RESTART_CONDITION_NONE: RestartCondition
@@ -88,14 +102,24 @@ EVENT_ACTION_SYNCED: EventAction
 EVENT_ACTION_KEEPALIVE: EventAction
 
 class PortConfig(_message.Message):
-    __slots__ = ("published", "target", "protocol")
+    __slots__ = ("published", "target", "protocol", "mode")
     PUBLISHED_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
     published: int
     target: int
     protocol: PortProtocol
-    def __init__(self, published: _Optional[int] = ..., target: _Optional[int] = ..., protocol: _Optional[_Union[PortProtocol, str]] = ...) -> None: ...
+    mode: PortMode
+    def __init__(self, published: _Optional[int] = ..., target: _Optional[int] = ..., protocol: _Optional[_Union[PortProtocol, str]] = ..., mode: _Optional[_Union[PortMode, str]] = ...) -> None: ...
+
+class NetworkAttachment(_message.Message):
+    __slots__ = ("name", "aliases")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Resources(_message.Message):
     __slots__ = ("cpus", "memory_bytes", "pids")
@@ -130,7 +154,7 @@ class RestartPolicy(_message.Message):
     def __init__(self, condition: _Optional[_Union[RestartCondition, str]] = ..., delay: _Optional[float] = ..., max_attempts: _Optional[int] = ..., window: _Optional[float] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "image", "command", "entrypoint", "env", "ports", "labels", "mode", "replicas", "limits", "reservations", "placement", "restart_policy", "binpack", "stop_grace_period", "storage_size")
+    __slots__ = ("name", "image", "command", "entrypoint", "env", "ports", "labels", "mode", "replicas", "limits", "reservations", "placement", "restart_policy", "binpack", "stop_grace_period", "storage_size", "networks", "endpoint_mode")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +178,8 @@ class ServiceSpec(_message.Message):
     BINPACK_FIELD_NUMBER: _ClassVar[int]
     STOP_GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
     STORAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_MODE_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     command: _agent_pb2.StringList
@@ -170,21 +196,33 @@ class ServiceSpec(_message.Message):
     binpack: bool
     stop_grace_period: float
     storage_size: int
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[_Union[ServiceMode, str]] = ..., replicas: _Optional[int] = ..., limits: _Optional[_Union[Resources, _Mapping]] = ..., reservations: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., binpack: _Optional[bool] = ..., stop_grace_period: _Optional[float] = ..., storage_size: _Optional[int] = ...) -> None: ...
+    networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachment]
+    endpoint_mode: EndpointMode
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[_Union[ServiceMode, str]] = ..., replicas: _Optional[int] = ..., limits: _Optional[_Union[Resources, _Mapping]] = ..., reservations: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., binpack: _Optional[bool] = ..., stop_grace_period: _Optional[float] = ..., storage_size: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., endpoint_mode: _Optional[_Union[EndpointMode, str]] = ...) -> None: ...
+
+class VirtualIP(_message.Message):
+    __slots__ = ("network_id", "address")
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    address: str
+    def __init__(self, network_id: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("id", "spec", "created_at", "updated_at", "version")
+    __slots__ = ("id", "spec", "created_at", "updated_at", "version", "vips")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    VIPS_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: ServiceSpec
     created_at: float
     updated_at: float
     version: int
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., version: _Optional[int] = ...) -> None: ...
+    vips: _containers.RepeatedCompositeFieldContainer[VirtualIP]
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., version: _Optional[int] = ..., vips: _Optional[_Iterable[_Union[VirtualIP, _Mapping]]] = ...) -> None: ...
 
 class TaskStatus(_message.Message):
     __slots__ = ("state", "message", "error", "timestamp", "container_id", "exit_code")
@@ -202,8 +240,20 @@ class TaskStatus(_message.Message):
     exit_code: int
     def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., message: _Optional[str] = ..., error: _Optional[str] = ..., timestamp: _Optional[float] = ..., container_id: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
 
+class TaskNetwork(_message.Message):
+    __slots__ = ("network_id", "name", "address", "aliases")
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    name: str
+    address: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, network_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class Task(_message.Message):
-    __slots__ = ("id", "service_id", "service_name", "slot", "spec", "node_id", "desired_state", "status", "created_at", "attempt", "version")
+    __slots__ = ("id", "service_id", "service_name", "slot", "spec", "node_id", "desired_state", "status", "created_at", "attempt", "version", "networks")
     ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -215,6 +265,7 @@ class Task(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
     id: str
     service_id: str
     service_name: str
@@ -226,7 +277,8 @@ class Task(_message.Message):
     created_at: float
     attempt: int
     version: int
-    def __init__(self, id: _Optional[str] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., node_id: _Optional[str] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., created_at: _Optional[float] = ..., attempt: _Optional[int] = ..., version: _Optional[int] = ...) -> None: ...
+    networks: _containers.RepeatedCompositeFieldContainer[TaskNetwork]
+    def __init__(self, id: _Optional[str] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., node_id: _Optional[str] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., created_at: _Optional[float] = ..., attempt: _Optional[int] = ..., version: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[TaskNetwork, _Mapping]]] = ...) -> None: ...
 
 class NodeResources(_message.Message):
     __slots__ = ("cpus", "memory_bytes")
@@ -237,7 +289,7 @@ class NodeResources(_message.Message):
     def __init__(self, cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("id", "name", "address", "labels", "resources", "state", "availability", "last_heartbeat", "version")
+    __slots__ = ("id", "name", "address", "labels", "resources", "state", "availability", "last_heartbeat", "version", "index")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -254,6 +306,7 @@ class Node(_message.Message):
     AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
     LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     address: str
@@ -263,17 +316,47 @@ class Node(_message.Message):
     availability: NodeAvailability
     last_heartbeat: float
     version: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[NodeResources, _Mapping]] = ..., state: _Optional[_Union[NodeState, str]] = ..., availability: _Optional[_Union[NodeAvailability, str]] = ..., last_heartbeat: _Optional[float] = ..., version: _Optional[int] = ...) -> None: ...
+    index: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[NodeResources, _Mapping]] = ..., state: _Optional[_Union[NodeState, str]] = ..., availability: _Optional[_Union[NodeAvailability, str]] = ..., last_heartbeat: _Optional[float] = ..., version: _Optional[int] = ..., index: _Optional[int] = ...) -> None: ...
+
+class Network(_message.Message):
+    __slots__ = ("id", "name", "subnet", "vni", "stack", "labels", "created_at", "version")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUBNET_FIELD_NUMBER: _ClassVar[int]
+    VNI_FIELD_NUMBER: _ClassVar[int]
+    STACK_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    subnet: str
+    vni: int
+    stack: str
+    labels: _containers.ScalarMap[str, str]
+    created_at: float
+    version: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., subnet: _Optional[str] = ..., vni: _Optional[int] = ..., stack: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[float] = ..., version: _Optional[int] = ...) -> None: ...
 
 class DeployRequest(_message.Message):
-    __slots__ = ("services", "manifest", "manifest_path")
+    __slots__ = ("services", "manifest", "manifest_path", "stack")
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_PATH_FIELD_NUMBER: _ClassVar[int]
+    STACK_FIELD_NUMBER: _ClassVar[int]
     services: _containers.RepeatedCompositeFieldContainer[ServiceSpec]
     manifest: str
     manifest_path: str
-    def __init__(self, services: _Optional[_Iterable[_Union[ServiceSpec, _Mapping]]] = ..., manifest: _Optional[str] = ..., manifest_path: _Optional[str] = ...) -> None: ...
+    stack: str
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceSpec, _Mapping]]] = ..., manifest: _Optional[str] = ..., manifest_path: _Optional[str] = ..., stack: _Optional[str] = ...) -> None: ...
 
 class DeployResponse(_message.Message):
     __slots__ = ("services",)
@@ -330,6 +413,35 @@ class ListNodesResponse(_message.Message):
     NODES_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[Node]
     def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ...) -> None: ...
+
+class CreateNetworkRequest(_message.Message):
+    __slots__ = ("name", "subnet", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUBNET_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    subnet: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., subnet: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class NetworkRef(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListNetworksResponse(_message.Message):
+    __slots__ = ("networks",)
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    networks: _containers.RepeatedCompositeFieldContainer[Network]
+    def __init__(self, networks: _Optional[_Iterable[_Union[Network, _Mapping]]] = ...) -> None: ...
 
 class UpdateNodeRequest(_message.Message):
     __slots__ = ("node", "availability", "add_labels", "remove_labels")
@@ -389,16 +501,18 @@ class EventsRequest(_message.Message):
     def __init__(self, services: _Optional[_Iterable[str]] = ..., initial: _Optional[bool] = ..., keepalive: _Optional[float] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("action", "service", "task", "node")
+    __slots__ = ("action", "service", "task", "node", "network")
     ACTION_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
     action: EventAction
     service: Service
     task: Task
     node: Node
-    def __init__(self, action: _Optional[_Union[EventAction, str]] = ..., service: _Optional[_Union[Service, _Mapping]] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., node: _Optional[_Union[Node, _Mapping]] = ...) -> None: ...
+    network: Network
+    def __init__(self, action: _Optional[_Union[EventAction, str]] = ..., service: _Optional[_Union[Service, _Mapping]] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., node: _Optional[_Union[Node, _Mapping]] = ..., network: _Optional[_Union[Network, _Mapping]] = ...) -> None: ...
 
 class EventBatch(_message.Message):
     __slots__ = ("events",)
@@ -499,10 +613,98 @@ class Registered(_message.Message):
     protected_ports: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, node_id: _Optional[str] = ..., heartbeat_interval: _Optional[float] = ..., protected_ports: _Optional[_Iterable[int]] = ...) -> None: ...
 
+class NetworkState(_message.Message):
+    __slots__ = ("full", "networks", "removed_networks", "peers", "removed_peers", "services", "removed_services", "endpoints", "removed_endpoints")
+    FULL_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    PEERS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_PEERS_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_SERVICES_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    full: bool
+    networks: _containers.RepeatedCompositeFieldContainer[OverlayNetwork]
+    removed_networks: _containers.RepeatedScalarFieldContainer[str]
+    peers: _containers.RepeatedCompositeFieldContainer[Peer]
+    removed_peers: _containers.RepeatedScalarFieldContainer[str]
+    services: _containers.RepeatedCompositeFieldContainer[ServiceRoute]
+    removed_services: _containers.RepeatedScalarFieldContainer[str]
+    endpoints: _containers.RepeatedCompositeFieldContainer[Endpoint]
+    removed_endpoints: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, full: _Optional[bool] = ..., networks: _Optional[_Iterable[_Union[OverlayNetwork, _Mapping]]] = ..., removed_networks: _Optional[_Iterable[str]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., removed_peers: _Optional[_Iterable[str]] = ..., services: _Optional[_Iterable[_Union[ServiceRoute, _Mapping]]] = ..., removed_services: _Optional[_Iterable[str]] = ..., endpoints: _Optional[_Iterable[_Union[Endpoint, _Mapping]]] = ..., removed_endpoints: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class OverlayNetwork(_message.Message):
+    __slots__ = ("id", "name", "subnet", "vni")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUBNET_FIELD_NUMBER: _ClassVar[int]
+    VNI_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    subnet: str
+    vni: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., subnet: _Optional[str] = ..., vni: _Optional[int] = ...) -> None: ...
+
+class Peer(_message.Message):
+    __slots__ = ("node_id", "index", "address")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    index: int
+    address: str
+    def __init__(self, node_id: _Optional[str] = ..., index: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
+
+class ServiceRoute(_message.Message):
+    __slots__ = ("id", "name", "endpoint_mode", "networks", "ports")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_MODE_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    endpoint_mode: EndpointMode
+    networks: _containers.RepeatedCompositeFieldContainer[ServiceRouteNetwork]
+    ports: _containers.RepeatedCompositeFieldContainer[PortConfig]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., endpoint_mode: _Optional[_Union[EndpointMode, str]] = ..., networks: _Optional[_Iterable[_Union[ServiceRouteNetwork, _Mapping]]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ...) -> None: ...
+
+class ServiceRouteNetwork(_message.Message):
+    __slots__ = ("network_id", "vip", "aliases")
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    VIP_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    vip: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, network_id: _Optional[str] = ..., vip: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Endpoint(_message.Message):
+    __slots__ = ("task_id", "service_id", "network_id", "address", "node_id", "name", "slot")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    service_id: str
+    network_id: str
+    address: str
+    node_id: str
+    name: str
+    slot: int
+    def __init__(self, task_id: _Optional[str] = ..., service_id: _Optional[str] = ..., network_id: _Optional[str] = ..., address: _Optional[str] = ..., node_id: _Optional[str] = ..., name: _Optional[str] = ..., slot: _Optional[int] = ...) -> None: ...
+
 class DispatcherMessage(_message.Message):
-    __slots__ = ("registered", "assignments")
+    __slots__ = ("registered", "assignments", "network_state")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_STATE_FIELD_NUMBER: _ClassVar[int]
     registered: Registered
     assignments: Assignments
-    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ...) -> None: ...
+    network_state: NetworkState
+    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., network_state: _Optional[_Union[NetworkState, _Mapping]] = ...) -> None: ...

@@ -102,6 +102,26 @@ class ClusterAPIStub:
                 request_serializer=proto_dot_cluster__pb2.InfoRequest.SerializeToString,
                 response_deserializer=proto_dot_cluster__pb2.InfoResponse.FromString,
                 _registered_method=True)
+        self.CreateNetwork = channel.unary_unary(
+                '/orch.cluster.v1.ClusterAPI/CreateNetwork',
+                request_serializer=proto_dot_cluster__pb2.CreateNetworkRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.Network.FromString,
+                _registered_method=True)
+        self.ListNetworks = channel.unary_unary(
+                '/orch.cluster.v1.ClusterAPI/ListNetworks',
+                request_serializer=proto_dot_cluster__pb2.ListRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.ListNetworksResponse.FromString,
+                _registered_method=True)
+        self.GetNetwork = channel.unary_unary(
+                '/orch.cluster.v1.ClusterAPI/GetNetwork',
+                request_serializer=proto_dot_cluster__pb2.NetworkRef.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.Network.FromString,
+                _registered_method=True)
+        self.RemoveNetwork = channel.unary_unary(
+                '/orch.cluster.v1.ClusterAPI/RemoveNetwork',
+                request_serializer=proto_dot_cluster__pb2.NetworkRef.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.RemoveResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterAPIServicer:
@@ -189,6 +209,31 @@ class ClusterAPIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNetworks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetNetwork(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNetwork(self, request, context):
+        """Refused (FAILED_PRECONDITION) while a service or a task uses it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterAPIServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -256,6 +301,26 @@ def add_ClusterAPIServicer_to_server(servicer, server):
                     servicer.Info,
                     request_deserializer=proto_dot_cluster__pb2.InfoRequest.FromString,
                     response_serializer=proto_dot_cluster__pb2.InfoResponse.SerializeToString,
+            ),
+            'CreateNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateNetwork,
+                    request_deserializer=proto_dot_cluster__pb2.CreateNetworkRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.Network.SerializeToString,
+            ),
+            'ListNetworks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNetworks,
+                    request_deserializer=proto_dot_cluster__pb2.ListRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.ListNetworksResponse.SerializeToString,
+            ),
+            'GetNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetNetwork,
+                    request_deserializer=proto_dot_cluster__pb2.NetworkRef.FromString,
+                    response_serializer=proto_dot_cluster__pb2.Network.SerializeToString,
+            ),
+            'RemoveNetwork': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNetwork,
+                    request_deserializer=proto_dot_cluster__pb2.NetworkRef.FromString,
+                    response_serializer=proto_dot_cluster__pb2.RemoveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -611,6 +676,114 @@ class ClusterAPI:
             '/orch.cluster.v1.ClusterAPI/Info',
             proto_dot_cluster__pb2.InfoRequest.SerializeToString,
             proto_dot_cluster__pb2.InfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/CreateNetwork',
+            proto_dot_cluster__pb2.CreateNetworkRequest.SerializeToString,
+            proto_dot_cluster__pb2.Network.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNetworks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/ListNetworks',
+            proto_dot_cluster__pb2.ListRequest.SerializeToString,
+            proto_dot_cluster__pb2.ListNetworksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/GetNetwork',
+            proto_dot_cluster__pb2.NetworkRef.SerializeToString,
+            proto_dot_cluster__pb2.Network.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNetwork(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/RemoveNetwork',
+            proto_dot_cluster__pb2.NetworkRef.SerializeToString,
+            proto_dot_cluster__pb2.RemoveResponse.FromString,
             options,
             channel_credentials,
             insecure,

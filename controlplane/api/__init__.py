@@ -1,8 +1,10 @@
-"""The CLI-facing gRPC API: one servicer, ``ClusterAPI``, made of four parts.
+"""The CLI-facing gRPC API: one servicer, ``ClusterAPI``, made of its parts.
 
 - ``deploy``: the writes: deploy (a manifest, parsed here, or specs), scale
   and remove services, with registry tags pinned to digests; node drain,
   activate and labels.
+- ``networks``: create, list, get and remove overlay networks; the networks
+  a deploy makes for its stack.
 - ``proxy``: logs and exec, proxied to the agents with each node's API token.
 - ``events``: the Events and EventBatches streams, fed by the informer.
 - ``reads``: list and get services, tasks and nodes; info.
@@ -23,17 +25,21 @@ the service, task or node the call names (``controlplane.logctx``).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterator
 
 import grpc
 
+from controlplane.controllers.ipam import DEFAULT_POOL
 from controlplane.store import Informer, Store
+from model.wire import network_to_pb
 from proto import agent_pb2 as pb
 from proto import cluster_pb2 as cpb
 from proto import cluster_pb2_grpc as cpb_grpc
 
 from .deploy import Deployer
 from .events import EVENT_BATCH, EventHub
+from .networks import NetworkRefused, Networks
 from .proxy import AgentProxy
 from .reads import VERSION, Reads
 
@@ -42,10 +48,12 @@ __all__ = ["EVENT_BATCH", "VERSION", "ClusterAPI"]
 
 class ClusterAPI(cpb_grpc.ClusterAPIServicer):
     def __init__(self, store: Store, informer: Informer, replica_id: str,
-                 is_leader: Callable[[], bool], leader_id: Callable[[], str | None]) -> None:
+                 is_leader: Callable[[], bool], leader_id: Callable[[], str | None], *,
+                 network_pool: str = DEFAULT_POOL, reserved_ports: frozenset[int] = frozenset()) -> None:
         self.store = store
         self.informer = informer
-        self.deployer = Deployer(store, informer)
+        self.networks = Networks(store, informer, ipaddress.IPv4Network(network_pool))
+        self.deployer = Deployer(store, informer, self.networks, reserved_ports)
         self.proxy = AgentProxy(informer)
         self.hub = EventHub(informer)
         self.reads = Reads(informer, replica_id, is_leader, leader_id)
@@ -82,6 +90,35 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
 
     def Info(self, request: cpb.InfoRequest, context: grpc.ServicerContext) -> cpb.InfoResponse:
         return self.reads.info()
+
+    # ---- networks --------------------------------------------------------------
+
+    def CreateNetwork(self, request: cpb.CreateNetworkRequest,
+                      context: grpc.ServicerContext) -> cpb.Network:
+        try:
+            return network_to_pb(self.networks.create(request.name, request.subnet, dict(request.labels)))
+        except NetworkRefused as err:
+            context.abort(err.code, err.message)
+        raise AssertionError
+
+    def ListNetworks(self, request: cpb.ListRequest,
+                     context: grpc.ServicerContext) -> cpb.ListNetworksResponse:
+        networks = sorted(self.informer.networks(), key=lambda n: n.name)
+        return cpb.ListNetworksResponse(networks=[network_to_pb(n) for n in networks])
+
+    def GetNetwork(self, request: cpb.NetworkRef, context: grpc.ServicerContext) -> cpb.Network:
+        try:
+            return network_to_pb(self.networks.find(request.name))
+        except NetworkRefused as err:
+            context.abort(err.code, err.message)
+        raise AssertionError
+
+    def RemoveNetwork(self, request: cpb.NetworkRef, context: grpc.ServicerContext) -> cpb.RemoveResponse:
+        try:
+            return cpb.RemoveResponse(id=self.networks.remove(request.name).id)
+        except NetworkRefused as err:
+            context.abort(err.code, err.message)
+        raise AssertionError
 
     # ---- through the agents (proxy) ------------------------------------------
 

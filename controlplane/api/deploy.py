@@ -1,5 +1,10 @@
 """The API's writes: deploy, scale and remove services; drain, activate and
-label nodes.
+label nodes. (Networks: ``networks``.)
+
+A manifest's deploy first makes the networks its stack uses (idempotently:
+one that exists is taken as it is), then writes its services; a service's
+write carries the networks it names (``Networks.touch``), so none of them can
+be removed under it. Removing a service never removes a network.
 
 Every write is a compare-and-swap on the object read from this replica's
 cache, retried a few times when another write got there first (a heartbeat
@@ -22,13 +27,14 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from controlplane.logctx import node_fields, service_fields
-from controlplane.store import Informer, Store, StoreConflict
+from controlplane.store import Informer, Op, Store, StoreConflict
 from model.objects import Service
 from model.units import MAX_REPLICAS
 from model.wire import WireError, availability_from_pb, node_to_pb, service_to_pb, spec_from_pb
 from proto import cluster_pb2 as cpb
 
 from .lookups import find_node, find_service, read_own_write
+from .networks import NetworkRefused, Networks
 
 log = structlog.get_logger("orch.api")
 
@@ -39,15 +45,27 @@ RETRY_PAUSE = 0.05  # seconds: lets this replica's cache catch up with the write
 class Deployer:
     """Writes services and nodes; reads what it changes from ``informer``."""
 
-    def __init__(self, store: Store, informer: Informer) -> None:
+    def __init__(self, store: Store, informer: Informer, networks: Networks,
+                 reserved_ports: frozenset[int] = frozenset()) -> None:
         self.store = store
         self.informer = informer
+        self.networks = networks
+        # Ports of the control plane and etcd, which no service may publish on
+        # every node (nodes' API ports are added from their addresses).
+        self.reserved_ports = reserved_ports
 
     # ---- services ------------------------------------------------------------
 
     def deploy(self, request: cpb.DeployRequest, context: grpc.ServicerContext) -> cpb.DeployResponse:
         call = log.bind(method="Deploy")
-        out = [self._apply(spec, context, call) for spec in _specs(request, context)]
+        specs, stack = _specs(request, context)
+        if stack is not None:
+            for wanted in stack.networks:  # before the services that use them
+                try:
+                    self.networks.ensure(wanted, stack.name, stack.path)
+                except NetworkRefused as err:
+                    context.abort(err.code, err.message)
+        out = [self._apply(spec, context, call) for spec in specs]
         return cpb.DeployResponse(services=[service_to_pb(s) for s in out])
 
     def scale(self, request: cpb.ScaleRequest, context: grpc.ServicerContext) -> cpb.Service:
@@ -63,13 +81,18 @@ class Deployer:
         return service_to_pb(self._apply(spec, context, log.bind(method="Scale")))
 
     def remove(self, request: cpb.ServiceRef, context: grpc.ServicerContext) -> cpb.RemoveResponse:
-        svc = find_service(self.informer, request.name, context)
-        call = log.bind(method="RemoveService", **service_fields(svc))
-        try:
-            self.store.delete(svc)
-        except StoreConflict:
-            call.info("service changed meanwhile; not removed")
-            context.abort(grpc.StatusCode.ABORTED, f"service {svc.spec.name} changed; try again")
+        for attempt in range(ATTEMPTS):
+            svc = find_service(self.informer, request.name, context)
+            call = log.bind(method="RemoveService", **service_fields(svc))
+            try:
+                self.store.delete(svc)
+                break
+            except StoreConflict:
+                # The leader wrote it meanwhile (its VIPs, say): remove what it is now.
+                call.info("service changed meanwhile; reading it again")
+                time.sleep(RETRY_PAUSE * (attempt + 1))
+        else:
+            context.abort(grpc.StatusCode.ABORTED, f"service {request.name} kept changing; try again")
         call.info("service removed")
         read_own_write(self.informer, svc, self.store.revision())
         return cpb.RemoveResponse(id=svc.id)
@@ -83,20 +106,25 @@ class Deployer:
         if not 0 <= spec.replicas <= MAX_REPLICAS:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           f"service {spec.name}: {spec.replicas} replicas is beyond 0 to {MAX_REPLICAS}")
+        self._check_ports(spec, context)
         spec = _pin(spec, context, call)
         for _ in range(ATTEMPTS):
             now = time.time()
             existing = next((s for s in self.informer.services() if s.spec.name == spec.name), None)
+            if existing is not None and existing.spec == spec:
+                return existing
+            try:
+                touched = self.networks.touch(spec)
+            except NetworkRefused as err:
+                context.abort(err.code, err.message)
             try:
                 if existing is None:
-                    created = self.store.create(Service(
-                        id=secrets.token_hex(12), spec=spec, created_at=now, updated_at=now))
+                    created = self._write(Service(id=secrets.token_hex(12), spec=spec, created_at=now,
+                                                  updated_at=now), touched, create=True)
                     call.info("service created", service_id=created.id, image=spec.image,
                               replicas=spec.replicas)
                     return read_own_write(self.informer, created)
-                if existing.spec == spec:
-                    return existing
-                updated = self.store.update(dataclasses.replace(existing, spec=spec, updated_at=now))
+                updated = self._write(dataclasses.replace(existing, spec=spec, updated_at=now), touched)
                 call.info("service updated", service_id=updated.id, image=spec.image, replicas=spec.replicas)
                 return read_own_write(self.informer, updated)
             except StoreConflict:
@@ -104,6 +132,23 @@ class Deployer:
         call.warning("service kept changing; not written", attempts=ATTEMPTS)
         context.abort(grpc.StatusCode.ABORTED, f"service {spec.name} kept changing; try again")
         raise AssertionError
+
+    def _write(self, service: Service, touched: list[Op], create: bool = False) -> Service:
+        """One transaction: the service, and the networks it names as they were read."""
+        [written, *_] = self.store.batch([Op.create(service) if create else Op.update(service), *touched])
+        assert isinstance(written, Service)
+        return written
+
+    def _check_ports(self, spec: Any, context: grpc.ServicerContext) -> None:
+        """An ingress port answers on every node: never on one of orch's own ports."""
+        reserved = set(self.reserved_ports) | {
+            int(port) for n in self.informer.nodes()
+            if (port := n.address.rpartition(":")[2]).isascii() and port.isdigit()}
+        for port in spec.ports:
+            if port.mode == "ingress" and port.published in reserved:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"service {spec.name}: host port {port.published}/{port.protocol} is reserved "
+                              "for orch (the control plane, etcd or a node's API): publish another port")
 
     # ---- nodes -----------------------------------------------------------------
 
@@ -135,20 +180,22 @@ class Deployer:
         raise AssertionError
 
 
-def _specs(request: cpb.DeployRequest, context: grpc.ServicerContext) -> list[Any]:
-    """The services to apply: a manifest's (parsed here, so the CLI need
-    not load YAML and the model: half its start-up), or ready specs held
-    to the same rules (``check_specs``). An empty manifest is an error,
-    not a deploy of nothing: its path comes without text."""
-    from model.manifest import ManifestError, check_specs, parse_manifest
+def _specs(request: cpb.DeployRequest, context: grpc.ServicerContext) -> tuple[list[Any], Any]:
+    """The services to apply, and the manifest's stack (None for ready specs):
+    a manifest's (parsed here, so the CLI need not load YAML and the model:
+    half its start-up), or ready specs held to the same rules
+    (``check_specs``), whose networks must exist. An empty manifest is an
+    error, not a deploy of nothing: its path comes without text."""
+    from model.manifest import ManifestError, check_specs, parse_stack
 
     try:
         if request.manifest or request.manifest_path:
-            return parse_manifest(request.manifest, request.manifest_path or "<manifest>")
+            stack = parse_stack(request.manifest, request.manifest_path or "<manifest>", request.stack)
+            return stack.services, stack
         if not request.services:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                           "nothing to deploy: give a manifest or service specs")
-        return check_specs(_decoded(request.services, context), "services")
+        return check_specs(_decoded(request.services, context), "services"), None
     except ManifestError as err:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
     raise AssertionError

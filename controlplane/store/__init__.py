@@ -2,9 +2,12 @@
 
 - ``keys``: builds and parses every key (``/orch/<kind>/<id>``, leader, meta);
 - ``Store``: typed get/list/create/update/delete and batched transactional writes,
-  each comparing the object's ``version`` (its ``mod_revision``); watch; leader
+  each comparing the object's ``version`` (its ``mod_revision``); guarded writes
+  (a guard key compared and rewritten, claim keys created) for allocations that
+  span objects (networks' subnets and VNIs, node indexes); watch; leader
   election (``campaign`` -> ``Leadership``);
-- ``Informer``: list + watch cache with tasks-by-service/node indexes;
+- ``Informer``: list + watch cache with tasks-by-service/node indexes, networks by
+  name and the addresses in use per network;
 - errors (see ``errors``)::
 
     StoreError
@@ -30,12 +33,12 @@ from .errors import (
     StoreUnavailable,
 )
 from .informer import Change, Handler, Informer
-from .keys import Kind
+from .keys import NETWORKS_GUARD, Kind, node_index_claim
 from .store import Op, Snapshot, Store
 from .watch import StoreEvent, Watch
 
 __all__ = [
-    "Change", "Handler", "Informer", "Kind", "Leadership", "NotLeader", "Op", "Snapshot", "Store",
-    "StoreCompacted", "StoreConflict", "StoreCorrupt", "StoreError", "StoreEvent", "StoreFull",
-    "StoreObject", "StoreUnavailable", "Watch", "encode", "kind_of",
+    "NETWORKS_GUARD", "Change", "Handler", "Informer", "Kind", "Leadership", "NotLeader", "Op", "Snapshot",
+    "Store", "StoreCompacted", "StoreConflict", "StoreCorrupt", "StoreError", "StoreEvent", "StoreFull",
+    "StoreObject", "StoreUnavailable", "Watch", "encode", "kind_of", "node_index_claim",
 ]

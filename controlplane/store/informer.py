@@ -9,7 +9,12 @@ reports the difference to the handlers as ordinary events.
 Invariants:
 - the cache equals the store at ``revision`` (as of the last applied change);
 - work per change is O(1) plus the handlers: the tasks-by-service and
-  tasks-by-node indexes are updated incrementally, never rebuilt;
+  tasks-by-node indexes, networks by name and the addresses in use are updated
+  incrementally, never rebuilt;
+- the addresses in use (``address_owner``) are, per network, those of the tasks
+  that are not terminal and the services' VIPs, as of the cached revision: the
+  index changes under the cache's lock, with the cache, so a reader who waited for
+  a revision (``wait_revision``) sees that revision's addresses;
 - handlers run on the informer thread, in revision order, after the cache holds
   the change; a handler that raises is logged and does not stop the informer;
 - objects handed out are shared with the cache: treat them as read-only and copy
@@ -26,7 +31,7 @@ from typing import Literal
 import structlog
 
 from controlplane.logctx import object_fields
-from model.objects import Node, Service, Task
+from model.objects import Network, Node, Service, Task
 
 from .codec import StoreObject
 from .errors import StoreError
@@ -34,7 +39,7 @@ from .keys import Kind
 from .store import Store
 from .watch import StoreEvent, Watch
 
-__all__ = ["Change", "Handler", "Informer"]
+__all__ = ["Change", "Handler", "Informer", "address_key"]
 
 log = structlog.get_logger("orch.informer")
 
@@ -75,6 +80,53 @@ class _TaskIndex:
         return list(self.groups.get(value, {}).values())
 
 
+def address_key(address: str) -> int:
+    """An ``"IP/prefix"`` (or bare IP) as the integer the address index keys on."""
+    ip = address.partition("/")[0]
+    a, b, c, d = (int(part) for part in ip.split("."))
+    return a << 24 | b << 16 | c << 8 | d
+
+
+class _AddressIndex:
+    """Per network id, address (as an int) -> its owner (a task or service id)."""
+
+    def __init__(self) -> None:
+        self.used: dict[str, dict[int, str]] = {}
+
+    @staticmethod
+    def _held(obj: StoreObject | None) -> list[tuple[str, str]]:
+        """(network id, address) pairs ``obj`` holds."""
+        if isinstance(obj, Task):
+            return [] if obj.status.state.terminal else [(n.network_id, n.address) for n in obj.networks]
+        if isinstance(obj, Service):
+            return [(v.network_id, v.address) for v in obj.vips if v.address]
+        return []
+
+    def update(self, old: StoreObject | None, new: StoreObject | None) -> None:
+        before, after = self._held(old), self._held(new)
+        if before == after:
+            return
+        owner = (old or new).id  # type: ignore[union-attr]
+        for network_id, address in before:
+            group = self.used.get(network_id)
+            key = _key_or_none(address)
+            if group is not None and key is not None and group.get(key) == owner:
+                del group[key]
+                if not group:
+                    del self.used[network_id]
+        for network_id, address in after:
+            key = _key_or_none(address)
+            if key is not None:
+                self.used.setdefault(network_id, {})[key] = owner
+
+
+def _key_or_none(address: str) -> int | None:
+    try:
+        return address_key(address)
+    except ValueError:  # not IPv4: holds nothing an allocator could give
+        return None
+
+
 class Informer:
     """List+watch cache of services, tasks and nodes; see the module invariants."""
 
@@ -87,6 +139,8 @@ class Informer:
         self._cache: dict[Kind, dict[str, StoreObject]] = {k: {} for k in Kind}
         self._by_service = _TaskIndex("service_id")
         self._by_node = _TaskIndex("node_id")
+        self._networks_by_name: dict[str, Network] = {}
+        self._addresses = _AddressIndex()
         self._handlers: list[Handler] = []
         self._revision = 0
         self._synced = threading.Event()
@@ -100,6 +154,11 @@ class Informer:
         """Call ``handler`` for every change from now on (register before ``start`` to see all)."""
         with self._lock:
             self._handlers.append(handler)
+
+    def remove_handler(self, handler: Handler) -> None:
+        with self._lock:
+            if handler in self._handlers:
+                self._handlers.remove(handler)
 
     def start(self) -> Informer:
         if self._thread is None:
@@ -150,6 +209,24 @@ class Informer:
 
     def tasks(self) -> list[Task]:
         return [o for o in self.list_kind(Kind.TASK) if isinstance(o, Task)]
+
+    def networks(self) -> list[Network]:
+        return [o for o in self.list_kind(Kind.NETWORK) if isinstance(o, Network)]
+
+    def network_named(self, name: str) -> Network | None:
+        with self._lock:
+            return self._networks_by_name.get(name)
+
+    def address_owner(self, network_id: str, address: int) -> str | None:
+        """The task or service that holds ``address`` (see :func:`address_key`) on the network."""
+        with self._lock:
+            group = self._addresses.used.get(network_id)
+            return None if group is None else group.get(address)
+
+    def addresses_in_use(self, network_id: str) -> dict[int, str]:
+        """A copy of the network's addresses in use, by owner."""
+        with self._lock:
+            return dict(self._addresses.used.get(network_id, {}))
 
     def tasks_of_service(self, service_id: str) -> list[Task]:
         with self._lock:
@@ -230,6 +307,11 @@ class Informer:
             old_task = old if isinstance(old, Task) else None
             self._by_service.put(old_task, obj)
             self._by_node.put(old_task, obj)
+        elif isinstance(obj, Network):
+            if isinstance(old, Network) and self._networks_by_name.get(old.name) is old:
+                del self._networks_by_name[old.name]
+            self._networks_by_name[obj.name] = obj
+        self._addresses.update(old, obj)
         return Change(kind, "add" if old is None else "update", obj, old)
 
     def _apply_delete(self, kind: Kind, ident: str, old: StoreObject) -> Change:
@@ -237,6 +319,9 @@ class Informer:
         if isinstance(old, Task):
             self._by_service.remove(old)
             self._by_node.remove(old)
+        elif isinstance(old, Network) and self._networks_by_name.get(old.name) is old:
+            del self._networks_by_name[old.name]
+        self._addresses.update(old, None)
         return Change(kind, "delete", old, old)
 
     def _dispatch(self, changes: list[Change]) -> None:

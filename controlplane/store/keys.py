@@ -5,8 +5,11 @@ Layout (all under ``/orch/``)::
     /orch/services/<service id>   a Service, JSON
     /orch/tasks/<task id>         a Task, JSON
     /orch/nodes/<node id>         a Node, JSON
+    /orch/networks/<network id>   a Network, JSON
     /orch/leader/<election>       the leader's candidate id, bound to its lease
-    /orch/meta/<name>             cluster metadata (join token, cluster id, ...)
+    /orch/meta/<name>             cluster metadata (join token, cluster id, ...), and the
+                                  guards and claims of allocations (``NETWORKS_GUARD``,
+                                  ``node_index_claim``)
 
 Tasks of one service or one node are not separate index keys: the informer
 keeps those indexes in memory, so a write touches exactly one key per object.
@@ -21,11 +24,14 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "NETWORKS_GUARD",
     "ROOT",
     "BadKey",
     "Kind",
     "leader_key",
     "meta_key",
+    "network_key",
+    "node_index_claim",
     "node_key",
     "object_key",
     "parse",
@@ -44,11 +50,17 @@ class Kind(enum.StrEnum):
     SERVICE = "services"
     TASK = "tasks"
     NODE = "nodes"
+    NETWORK = "networks"
 
 
 # Non-object segments: parse() reports them so watchers can skip them.
 LEADER = "leader"
 META = "meta"
+
+# The meta key every network create and remove rewrites, comparing the
+# revision it was read at: network writes are serialised across control-plane
+# replicas, so two never take one subnet, VNI or name (see Store.write_guarded).
+NETWORKS_GUARD = "networks"
 
 
 class BadKey(ValueError):
@@ -80,6 +92,15 @@ def task_key(ident: str) -> str:
 
 def node_key(ident: str) -> str:
     return object_key(Kind.NODE, ident)
+
+
+def network_key(ident: str) -> str:
+    return object_key(Kind.NETWORK, ident)
+
+
+def node_index_claim(index: int) -> str:
+    """The meta name that holds node ``index`` (created once, with the node that takes it)."""
+    return f"node-index-{index}"
 
 
 def leader_key(election: str) -> str:

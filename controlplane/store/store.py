@@ -11,6 +11,11 @@ Invariants:
   were committed before it, ``StoreConflict.revision`` at which revision);
 - a write may be *fenced* on a ``Leadership``: it then also compares the leader key's
   create revision, so a deposed leader cannot write (``NotLeader``);
+- ``write_guarded`` adds store-level guarantees that span objects, in the same one
+  transaction: a *guard* meta key compared at the revision it was read at and
+  rewritten (every writer of a kind of allocation, e.g. networks' subnets and VNIs,
+  serialises on it), and *claims*, meta keys that must not exist and are created
+  (e.g. a node index: at most one node ever takes it);
 - ``list_all`` reads every kind at one revision, in pages, so the snapshot is
   consistent and a watch from ``revision + 1`` misses nothing;
 - reads retry while etcd is unavailable, up to ``timeout``; writes raise
@@ -30,7 +35,7 @@ from typing import Any, Literal, TypeVar
 
 from pyetcd import transactions as tx
 
-from model.objects import Node, Service, Task
+from model.objects import Network, Node, Service, Task
 
 from . import keys
 from ._client import connect, read, translate
@@ -43,7 +48,7 @@ from .watch import Watch
 __all__ = ["Op", "Snapshot", "Store"]
 
 Snapshot = dict[Kind, dict[str, StoreObject]]
-T = TypeVar("T", Service, Task, Node)
+T = TypeVar("T", Service, Task, Node, Network)
 Action = Literal["create", "update", "delete"]
 
 DEFAULT_MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
@@ -125,6 +130,9 @@ class Store:
     def get_node(self, ident: str) -> Node | None:
         return _typed(self.get(Kind.NODE, ident), Node)
 
+    def get_network(self, ident: str) -> Network | None:
+        return _typed(self.get(Kind.NETWORK, ident), Network)
+
     def list_kind(self, kind: Kind) -> list[StoreObject]:
         objs, _ = self._list_kind(kind, revision=0)
         return list(objs.values())
@@ -140,6 +148,9 @@ class Store:
 
     def list_nodes(self) -> list[Node]:
         return [_typed_req(o, Node) for o in self.list_kind(Kind.NODE)]
+
+    def list_networks(self) -> list[Network]:
+        return [_typed_req(o, Network) for o in self.list_kind(Kind.NETWORK)]
 
     def list_all(self) -> tuple[Snapshot, int]:
         """Every object of every kind at one revision, and that revision."""
@@ -219,6 +230,54 @@ class Store:
         revision = _txn_revision(responses)
         return revision, [None if op.action == "delete" else dataclasses.replace(op.obj, version=revision)
                           for op in ops]
+
+    def write_guarded(self, ops: Sequence[Op], *, guard: tuple[str, int] | None = None,
+                      claims: Sequence[str] = ()) -> list[StoreObject | None]:
+        """Apply ``ops`` in one transaction that also requires the meta key ``guard[0]``
+        to be at mod_revision ``guard[1]`` (0: absent; see :meth:`meta_version`) and
+        rewrites it, and creates each meta key of ``claims``, which must not exist.
+        ``StoreConflict`` (naming what differed) if any compare fails; nothing is written."""
+        _check_batch(ops)
+        if len(ops) + len(claims) + (1 if guard else 0) > self.max_txn_ops:
+            raise ValueError(f"a guarded write of {len(ops)} ops and {len(claims)} claims does not fit "
+                             f"one transaction of {self.max_txn_ops}")
+        stamp = ops[0].obj.id if ops else ""
+        compare = [tx.Mod(op.key) == op.expected for op in ops]
+        success: list[Any] = [tx.Delete(op.key) if op.action == "delete" else tx.Put(op.key, encode(op.obj))
+                              for op in ops]
+        extra = [(keys.meta_key(name), 0, "claim") for name in claims]
+        if guard is not None:
+            extra.append((keys.meta_key(guard[0]), guard[1], "guard"))
+        for key, expected, what in extra:
+            compare.append((tx.Create(key) if what == "claim" else tx.Mod(key)) == expected)
+            success.append(tx.Put(key, stamp))
+        with translate(f"guarded txn of {len(ops)} ops"):
+            ok, responses = self._kv.transaction(compare=compare, success=success, failure=[])
+        if not ok:
+            found = self._conflict(ops, None).conflicts if ops else []
+            raise StoreConflict(found + self._meta_conflicts(extra))
+        revision = _txn_revision(responses)
+        return [None if op.action == "delete" else dataclasses.replace(op.obj, version=revision)
+                for op in ops]
+
+    def _meta_conflicts(self, extra: list[tuple[str, int, str]]) -> list[str]:
+        gets: list[Any] = [tx.Get(key) for key, _, _ in extra]
+        with translate("read conflicting meta keys"):
+            _, found = self._kv.transaction(compare=[], success=gets, failure=[])
+        out = []
+        for (key, expected, what), kvs in zip(extra, found, strict=False):
+            found_rev = kvs[0][1].mod_revision if kvs else 0
+            if what == "claim" and kvs:
+                out.append(f"{key.removeprefix(keys.ROOT)}: already claimed")
+            elif what == "guard" and found_rev != expected:
+                out.append(f"{key.removeprefix(keys.ROOT)}: guard expected version {expected}, "
+                           f"found {found_rev}")
+        return out
+
+    def meta_version(self, name: str) -> int:
+        """The mod_revision of meta key ``name`` (0: absent): what a guarded write compares."""
+        _, meta = read(f"get meta {name}", lambda: self._kv.get(keys.meta_key(name)), self.timeout)
+        return 0 if meta is None else int(meta.mod_revision)
 
     def _conflict(self, ops: Sequence[Op], fence: Leadership | None) -> StoreConflict:
         """Name what failed. Read after the failed txn (not inside it, which would send every

@@ -1,14 +1,20 @@
 """Manifests: YAML files in Compose's service syntax, parsed into ``ServiceSpec`` objects.
 
-A manifest holds a ``services:`` mapping (Compose's ``version:`` and
-``name:`` are accepted and ignored; top-level ``x-*`` keys are ignored so
-they can hold YAML anchors). Each service takes ``image``, ``command``,
-``entrypoint``, ``environment``, ``ports``, ``labels``,
-``stop_grace_period``, ``pids_limit``, ``storage_opt`` (``size``), ``deploy``
-(``mode``, ``replicas``, ``resources``, ``placement``, ``restart_policy``) and
-orch's extension ``x-orch``
+A manifest holds a ``services:`` mapping and, as Compose's, top-level
+``networks:`` and ``name:`` (the stack's name, which its networks' names
+begin with; by default the manifest's directory's name); ``version:`` is
+accepted and ignored, and top-level ``x-*`` keys are ignored so they can hold
+YAML anchors. Each service takes ``image``, ``command``, ``entrypoint``,
+``environment``, ``ports`` (``mode: ingress``, the default, or ``host``),
+``networks`` (names, or a mapping with ``aliases``; left out, the stack's
+``default`` network), ``network_mode: bridge`` (no cluster network),
+``labels``, ``stop_grace_period``, ``pids_limit``, ``storage_opt``
+(``size``), ``deploy`` (``mode``, ``replicas``, ``resources``, ``placement``,
+``restart_policy``, ``endpoint_mode``) and orch's extension ``x-orch``
 (``binpack: true``: fill nodes one by one instead of spreading). The full
 list, with the accepted spellings, is the JSON Schema ``json_schema()``.
+``parse_stack`` gives the services and the networks they use
+(``NetworkDef``: made by a deploy before its services, unless external).
 
 Errors: one exception, ``ManifestError`` (a ``ValueError``), whose ``str``
 is one line naming file, line and field path::
@@ -17,9 +23,10 @@ is one line naming file, line and field path::
 
 Modules: ``_yaml`` (positioned YAML nodes), ``_values`` (value converters),
 ``_table`` (the known keys; the single source for parser and schema),
-``_walk`` (nodes along the table), ``_parse`` (specs and checks across
-keys), ``_schema`` (JSON Schema), ``_dump`` (specs back to YAML), ``_check``
-(specs from elsewhere held to the manifest's rules).
+``_walk`` (nodes along the table), ``_networks`` (the stack's networks and
+each service's), ``_parse`` (specs and checks across keys), ``_schema``
+(JSON Schema), ``_dump`` (specs back to YAML), ``_check`` (specs from
+elsewhere held to the manifest's rules).
 
 Limits (replicas, memory, CPUs, pids, durations) are ``model.units``'; the
 schema publishes them.
@@ -29,7 +36,8 @@ from typing import TYPE_CHECKING
 
 from common.lazy import lazy_exports
 from model.manifest._errors import ManifestError
-from model.manifest._parse import load_manifest, parse_manifest
+from model.manifest._networks import NetworkDef
+from model.manifest._parse import Stack, load_manifest, load_stack, parse_manifest, parse_stack
 
 if TYPE_CHECKING:
     from model.manifest._check import check_specs
@@ -41,4 +49,5 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(__name__, {"check_specs": "_check", "dump_manifest": "_dump",
                                       "json_schema": "_schema"})
 
-__all__ = ["ManifestError", "check_specs", "dump_manifest", "json_schema", "load_manifest", "parse_manifest"]
+__all__ = ["ManifestError", "NetworkDef", "Stack", "check_specs", "dump_manifest", "json_schema",
+           "load_manifest", "load_stack", "parse_manifest", "parse_stack"]

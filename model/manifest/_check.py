@@ -35,6 +35,7 @@ _KEYS = {
     "restart_policy": "deploy.restart_policy",
     "binpack": "x-orch.binpack",
     "storage_size": "storage_opt.size",
+    "endpoint_mode": "deploy.endpoint_mode",
 }
 
 

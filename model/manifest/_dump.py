@@ -2,18 +2,23 @@
 
 Invariant: ``parse_manifest(dump_manifest(specs)) == specs`` for every list
 of valid specs (distinct DNS-label names, reservations within limits,
-published ports used once); keys holding the default value are left out.
+published ports used once, ingress ports only on services with networks);
+keys holding the default value are left out. The specs' networks are cluster
+networks already (their names are final): the text declares each as
+``external``, and a spec without networks gets ``network_mode: bridge``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from decimal import Decimal
 from typing import Any
 
 import yaml
 
-from model.objects import Placement, Resources, RestartPolicy, ServiceSpec
+from model.manifest._values import NETWORK_KEY_PATTERN
+from model.objects import Placement, PortConfig, Resources, RestartPolicy, ServiceSpec
 
 __all__ = ["dump_manifest", "spec_to_dict"]
 
@@ -39,13 +44,34 @@ _Dumper.add_representer(str, _represent_str)
 
 def dump_manifest(specs: list[ServiceSpec]) -> str:
     """YAML text of a manifest holding ``specs`` in order."""
-    doc = {"services": {spec.name: spec_to_dict(spec) for spec in specs}}
+    keys = _network_keys(specs)
+    doc: dict[str, Any] = {"services": {spec.name: spec_to_dict(spec, keys) for spec in specs}}
+    if keys:
+        doc["networks"] = {key: {"external": True, **({} if key == name else {"name": name})}
+                           for name, key in keys.items()}
     # allow_unicode=False: escapes such as \x85 (NEL, a YAML line break) stay escaped.
     return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=False, default_flow_style=False)
 
 
-def spec_to_dict(spec: ServiceSpec) -> dict[str, Any]:
-    """One service as plain data in manifest form, defaults omitted."""
+_KEY_RE = re.compile(NETWORK_KEY_PATTERN)
+
+
+def _network_keys(specs: list[ServiceSpec]) -> dict[str, str]:
+    """Each network name the specs use -> its key in the text: the name itself
+    where a key can spell it (not ``default``, which means the stack's)."""
+    keys: dict[str, str] = {}
+    for spec in specs:
+        for attachment in spec.networks:
+            name = attachment.name
+            if name not in keys:
+                fits = _KEY_RE.fullmatch(name) and name != "default"
+                keys[name] = name if fits else f"net{len(keys) + 1}"
+    return keys
+
+
+def spec_to_dict(spec: ServiceSpec, network_keys: dict[str, str] | None = None) -> dict[str, Any]:
+    """One service as plain data in manifest form, defaults omitted; ``network_keys``
+    says how the text names each network (default: by its name)."""
     out: dict[str, Any] = {"image": spec.image}
     if spec.command is not None:
         out["command"] = list(spec.command)
@@ -54,8 +80,15 @@ def spec_to_dict(spec: ServiceSpec) -> dict[str, Any]:
     if spec.env:
         out["environment"] = list(spec.env)
     if spec.ports:
-        out["ports"] = [f"{p.published}:{p.target}" + ("/udp" if p.protocol == "udp" else "")
-                        for p in spec.ports]
+        out["ports"] = [_port(p) for p in spec.ports]
+    keys = network_keys or {}
+    if not spec.networks:
+        out["network_mode"] = "bridge"
+    elif any(n.aliases for n in spec.networks):
+        out["networks"] = {keys.get(n.name, n.name): {"aliases": list(n.aliases)} if n.aliases else None
+                           for n in spec.networks}
+    else:
+        out["networks"] = [keys.get(n.name, n.name) for n in spec.networks]
     if spec.labels:
         out["labels"] = dict(spec.labels)
     grace = getattr(spec, "stop_grace_period", None)
@@ -69,6 +102,12 @@ def spec_to_dict(spec: ServiceSpec) -> dict[str, Any]:
     if spec.binpack:
         out["x-orch"] = {"binpack": True}
     return out
+
+
+def _port(p: PortConfig) -> str | dict[str, Any]:
+    if p.mode == "ingress":
+        return f"{p.published}:{p.target}" + ("/udp" if p.protocol == "udp" else "")
+    return {"published": p.published, "target": p.target, "protocol": p.protocol, "mode": p.mode}
 
 
 def _default(name: str) -> Any:
@@ -94,6 +133,8 @@ def _deploy(spec: ServiceSpec) -> dict[str, Any]:
     restart = _changed(spec.restart_policy, RestartPolicy())
     if restart:
         out["restart_policy"] = restart
+    if spec.endpoint_mode != "vip":
+        out["endpoint_mode"] = spec.endpoint_mode
     return out
 
 

@@ -1,43 +1,72 @@
-"""Manifest text to ``ServiceSpec`` objects, with the checks that span several keys.
+"""Manifest text to a ``Stack``: its ``ServiceSpec`` objects and the networks
+they use, with the checks that span several keys.
 
 Pipeline: ``load_yaml`` (positioned nodes) -> ``walk`` along the key table
-(per-value conversion, unknown and missing keys) -> ``_service`` (one spec per
-service, checks across its keys) -> ``_check_ports`` (checks across services).
+(per-value conversion, unknown and missing keys) -> ``resolve_networks``
+(each service's networks, by their names in the cluster) -> ``_service`` (one
+spec per service, checks across its keys) -> ``_check_ports`` (checks across
+services).
 
 Invariants: the specs returned are in the order the services appear in the
 file; a manifest either parses completely or raises the first
-``ManifestError`` in document order.
+``ManifestError`` found (services in document order, then what spans them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from model.manifest._errors import ManifestError
+from model.manifest._networks import NetworkDef, StackName, resolve_networks
 from model.manifest._table import TOP
 from model.manifest._walk import Field, Fields, walk
 from model.manifest._yaml import Seq, load_yaml
-from model.objects import Placement, Resources, RestartPolicy, ServiceSpec
+from model.objects import NetworkAttachment, Placement, Resources, RestartPolicy, ServiceSpec
 from model.units import format_bytes
 
-__all__ = ["load_manifest", "parse_manifest"]
+__all__ = ["Stack", "load_manifest", "load_stack", "parse_manifest", "parse_stack"]
 
 
-def load_manifest(path: str) -> list[ServiceSpec]:
-    """Read and parse the manifest at ``path``; errors name ``path`` as given."""
+@dataclass
+class Stack:
+    """A parsed manifest: its services, and the networks they use (in order of first use)."""
+
+    services: list[ServiceSpec]
+    networks: list[NetworkDef]
+    path: str  # the file, as given: what errors about it name
+    name: str = ""  # the stack's name; "" when it has none (nothing made needs one)
+
+
+def _read(path: str) -> str:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise ManifestError(path, 0, "", f"not UTF-8 text: {err.reason} at byte {err.start}")
     except OSError as err:
         raise ManifestError(path, 0, "", f"cannot read the manifest: {err.strerror or err}")
-    return parse_manifest(text, path)
 
 
-def parse_manifest(text: str, path: str = "<string>") -> list[ServiceSpec]:
-    """Parse manifest ``text``; ``path`` only names the source in errors."""
+def load_stack(path: str, stack: str = "") -> Stack:
+    """Read and parse the manifest at ``path``; errors name ``path`` as given."""
+    return parse_stack(_read(path), path, stack)
+
+
+def load_manifest(path: str) -> list[ServiceSpec]:
+    return load_stack(path).services
+
+
+def parse_manifest(text: str, path: str = "<string>", stack: str = "") -> list[ServiceSpec]:
+    """The services of manifest ``text`` (see :func:`parse_stack`)."""
+    return parse_stack(text, path, stack).services
+
+
+def parse_stack(text: str, path: str = "<string>", stack: str = "") -> Stack:
+    """Parse manifest ``text``; ``path`` names the source in errors. The stack's
+    name is the manifest's ``name:``, else ``stack`` (normalised), else the
+    name of ``path``'s directory."""
     root = load_yaml(text, path)
     if root is None:
         raise ManifestError(path, 1, "", "the manifest is empty: expected a 'services:' mapping")
@@ -45,12 +74,14 @@ def parse_manifest(text: str, path: str = "<string>") -> list[ServiceSpec]:
     services: dict[str, Field] = top["services"].value
     if not services:
         raise ManifestError(path, top["services"].key_line, "services", "no services defined")
-    specs = [_service(name, field, path) for name, field in services.items()]
+    name = StackName(top, stack, path)
+    networks, defs = resolve_networks(top, services, path, name)
+    specs = [_service(service, field, path, networks[service]) for service, field in services.items()]
     _check_ports(specs, list(services.values()), path)
-    return specs
+    return Stack(specs, defs, path, name.peek())
 
 
-def _service(name: str, field: Field, file: str) -> ServiceSpec:
+def _service(name: str, field: Field, file: str, networks: list[NetworkAttachment]) -> ServiceSpec:
     fields: Fields = field.value
     deploy: Fields = fields.value_in("deploy", default=Fields())
     mode = deploy.value_in("mode", default="replicated")
@@ -87,6 +118,8 @@ def _service(name: str, field: Field, file: str) -> ServiceSpec:
         ),
         restart_policy=_restart_policy(deploy),
         binpack=fields.value_in("x-orch", "binpack", default=False),
+        networks=networks,
+        endpoint_mode=deploy.value_in("endpoint_mode", default="vip"),
         **optional,
     )
 
@@ -151,6 +184,7 @@ def _check_ports(specs: list[ServiceSpec], fields: list[Field], file: str) -> No
             key = (port.published, port.protocol)
             line = ports.node.items[index].line
             path = f"{ports.path}[{index}]"
+            _check_ingress(spec, port.mode, file, line, path)
             if key in first:
                 raise ManifestError(
                     file, line, path,
@@ -158,3 +192,17 @@ def _check_ports(specs: list[ServiceSpec], fields: list[Field], file: str) -> No
                     f"{first[key]} (line {first_line[key]}); each published port belongs to one service",
                 )
             first[key], first_line[key] = path, line
+
+
+def _check_ingress(spec: ServiceSpec, mode: str, file: str, line: int, path: str) -> None:
+    """The routing mesh reaches a service's tasks over its networks, through its VIP's endpoints."""
+    if mode != "ingress":
+        return
+    if not spec.networks:
+        raise ManifestError(file, line, path,
+                            "an ingress port needs the service on a network (the routing mesh reaches "
+                            "its tasks over it): drop network_mode, or publish the port with mode: host")
+    if spec.endpoint_mode == "dnsrr":
+        raise ManifestError(file, line, path,
+                            "an ingress port cannot be used with endpoint_mode: dnsrr (as in Swarm); "
+                            "publish the port with mode: host, or use endpoint_mode: vip")

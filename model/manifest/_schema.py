@@ -41,11 +41,14 @@ def _shape(shape: Shape) -> dict[str, Any]:
         out["examples"] = [copy.deepcopy(shape.example)]
         return out
     if isinstance(shape, MapOf):
+        value = _shape(shape.value)
+        if shape.nullable:  # a name with nothing after it takes the defaults
+            value["type"] = ["object", "null"]
         return {
             "type": "object",
             "description": shape.description,
             "propertyNames": {"pattern": shape.name_pattern},
-            "additionalProperties": _shape(shape.value),
+            "additionalProperties": value,
             "minProperties": 1,
         }
     return _section(shape)

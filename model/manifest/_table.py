@@ -1,16 +1,21 @@
 """The manifest's known keys: one table that both the parser and the JSON Schema read.
 
-A manifest is Compose's service syntax with its ``deploy`` keys::
+A manifest is Compose's service syntax with its ``deploy`` keys, and its
+top-level ``networks``::
 
+    name: shop
     services:
       web:
         image: busybox:1.36
         command: httpd -f -p 80 -h /www
         ports: ["8080:80"]
+        networks: [front]
         deploy:
           replicas: 3
           resources: {limits: {cpus: "0.25", memory: 32M}}
         x-orch: {binpack: true}
+    networks:
+      front: {ipam: {config: [{subnet: 10.96.200.0/24}]}}
 
 The table is a tree of ``Section`` (a mapping with a fixed set of keys),
 ``MapOf`` (a mapping from user-chosen names, e.g. service names) and ``Leaf``
@@ -63,6 +68,7 @@ class MapOf:
     name_pattern: str
     check_name: Callable[[str], None]
     description: str
+    nullable: bool = False  # a name may map to nothing (Compose's "networks: {back:}")
 
 
 Shape = Leaf | Section | MapOf
@@ -115,11 +121,41 @@ _PORT_ITEM = {
                 "published": _PORT_NUMBER,
                 "target": _PORT_NUMBER,
                 "protocol": {"enum": ["tcp", "udp"]},
+                "mode": {"enum": ["ingress", "host"],
+                         "description": "ingress (default): every node answers, the routing mesh "
+                                        "reaches a replica anywhere; host: only the nodes running a task"},
             },
             "required": ["published", "target"],
             "additionalProperties": False,
         },
     ]
+}
+_ALIASES = {"type": "array", "items": {"type": "string", "pattern": v.ALIAS_PATTERN}}
+_SERVICE_NETWORKS = {
+    "oneOf": [
+        {"type": "array", "items": {"type": "string", "pattern": v.NETWORK_KEY_PATTERN}},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": v.NETWORK_KEY_PATTERN},
+            "additionalProperties": {
+                "oneOf": [
+                    {"type": "null"},
+                    {"type": "object", "properties": {"aliases": _ALIASES}, "additionalProperties": False},
+                ]
+            },
+        },
+    ]
+}
+_IPAM_CONFIG = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": 1,
+    "items": {
+        "type": "object",
+        "properties": {"subnet": {"type": "string", "pattern": v.SUBNET_PATTERN}},
+        "required": ["subnet"],
+        "additionalProperties": False,
+    },
 }
 _PREFERENCE_ITEM = {
     "type": "object",
@@ -198,12 +234,14 @@ _DEPLOY = Section(
         ),
         "placement": _PLACEMENT,
         "restart_policy": _RESTART,
+        "endpoint_mode": Leaf(v.choice(("vip", "dnsrr")), {"enum": ["vip", "dnsrr"]},
+                              "vip (default): one virtual IP per network, spread over the tasks; dnsrr: "
+                              "no VIP, DNS answers the tasks' addresses.", "vip"),
     },
     "How the service runs on the cluster.",
     unsupported={
         "update_config": "rolling updates are not configurable yet",
         "rollback_config": "rollbacks are not configurable yet",
-        "endpoint_mode": "orch has no service VIPs yet",
         "labels": "put labels under the service's 'labels'",
     },
 )
@@ -229,8 +267,16 @@ _SERVICE = Section(
         "environment": Leaf(v.environment, _LIST_OR_MAP,
                             "Variables: a list of NAME=value or a mapping.", {"MODE": "production"}),
         "ports": Leaf(v.ports, {"type": "array", "items": _PORT_ITEM},
-                      'Published ports: "8080:80", "5353:53/udp" or {published, target, protocol}.',
-                      ["8080:80", {"published": 5353, "target": 53, "protocol": "udp"}]),
+                      'Published ports: "8080:80", "5353:53/udp" or {published, target, protocol, mode}; '
+                      "ingress (the default) answers on every node.",
+                      ["8080:80", {"published": 5353, "target": 53, "protocol": "udp", "mode": "host"}]),
+        "networks": Leaf(v.service_networks, _SERVICE_NETWORKS,
+                         "Networks of the manifest the service joins, in order: a list of names or a "
+                         "mapping with aliases; left out, the stack's default network.",
+                         {"svc": {"aliases": ["api"]}}),
+        "network_mode": Leaf(v.choice(("bridge",)), {"enum": ["bridge"]},
+                             "bridge: no cluster network, only the node's bridge (not with networks).",
+                             "bridge"),
         "labels": Leaf(v.labels, _LIST_OR_MAP,
                        f"Labels: a list of key=value or a mapping; keys under {v.RESERVED_LABEL_PREFIX!r} "
                        "are orch's.", ["com.example.tier=front"]),
@@ -253,23 +299,56 @@ _SERVICE = Section(
         "container_name": "task names are generated from the service name",
         "restart": "use deploy.restart_policy",
         "volumes": "volumes are not supported yet",
-        "networks": "tasks use the node's bridge network; networks are not configurable yet",
         "depends_on": "services start independently; make them retry their dependencies",
         "healthcheck": "health checks are not supported yet",
+    },
+)
+
+_NETWORK = Section(
+    {
+        "driver": Leaf(v.choice(("overlay",)), {"enum": ["overlay"]},
+                       "overlay (the only driver of a cluster network; the default).", "overlay"),
+        "ipam": Section(
+            {
+                "driver": Leaf(v.choice(("default",)), {"enum": ["default"]}, "default (the only one).",
+                               "default"),
+                "config": Leaf(v.ipam_config, _IPAM_CONFIG,
+                               "The network's subnet; left out, the next free /24 of the cluster's pool.",
+                               [{"subnet": "10.96.200.0/24"}]),
+            },
+            "The network's addresses.",
+        ),
+        "external": Leaf(v.boolean, {"type": "boolean"},
+                         "true: a network that exists in the cluster already (orch network create); the "
+                         "manifest neither creates nor configures it.", True),
+        "name": Leaf(v.network_name, {"type": "string", "pattern": v.NETWORK_NAME_PATTERN},
+                     "The network's name in the cluster (default: STACK_KEY).", "shared"),
+        "labels": Leaf(v.labels, _LIST_OR_MAP, "Labels of the network.", ["com.example.tier=back"]),
+    },
+    "One overlay network of the stack (nothing: the defaults).",
+    unsupported={
+        "driver_opts": "the overlay has no options",
+        "attachable": "only services' tasks join a cluster network",
+        "enable_ipv6": "networks are IPv4",
+        "internal": "networks never route out of the cluster already",
     },
 )
 
 TOP = Section(
     {
         "version": Leaf(v.ignored, {"type": ["string", "number"]}, "Ignored (Compose file version).", "3.8"),
-        "name": Leaf(v.ignored, {"type": "string"}, "Ignored (Compose project name).", "demo"),
+        "name": Leaf(v.stack_name, {"type": "string", "pattern": v.STACK_NAME_PATTERN},
+                     "The stack's name (Compose's project name), which its networks' names begin with; "
+                     "default: the manifest's directory's name.", "demo"),
         "services": MapOf(_SERVICE, v.SERVICE_NAME_PATTERN, v.check_service_name,
                           "Services by name; a name is a DNS label (lower-case letters, digits, '-')."),
+        "networks": MapOf(_NETWORK, v.NETWORK_KEY_PATTERN, v.check_network_key,
+                          "The stack's overlay networks by name ('default': the network of the services "
+                          "that name none).", nullable=True),
     },
     "An orch manifest: one or more services in Compose syntax.",
     required=("services",),
     unsupported={
-        "networks": "networks are not configurable yet",
         "volumes": "volumes are not supported yet",
         "secrets": "secrets are not supported yet",
         "configs": "configs are not supported yet",

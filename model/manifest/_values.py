@@ -16,9 +16,11 @@ import math
 import re
 import shlex
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Literal
 
 from model import constraints as grammar
+from model import networks as netrules
 from model.manifest._errors import field_path
 from model.manifest._yaml import Map, Node, Scalar, Seq, describe
 from model.objects import PortConfig
@@ -33,19 +35,27 @@ from model.units import (
 )
 
 __all__ = [
+    "ALIAS_PATTERN",
     "CONSTRAINT_PATTERN",
     "CPUS_PATTERN",
     "DURATION_PATTERN",
     "MEMORY_PATTERN",
+    "NETWORK_KEY_PATTERN",
+    "NETWORK_NAME_PATTERN",
     "PORT_KEYS",
     "PORT_PATTERN",
     "PREFERENCE_KEYS",
     "RESERVED_LABEL_PREFIX",
     "SERVICE_NAME_PATTERN",
+    "SERVICE_NETWORK_KEYS",
     "SPREAD_PATTERN",
+    "STACK_NAME_PATTERN",
+    "SUBNET_PATTERN",
     "Invalid",
+    "NetworkRef",
     "argv",
     "boolean",
+    "check_network_key",
     "check_service_name",
     "choice",
     "command",
@@ -56,11 +66,15 @@ __all__ = [
     "environment",
     "ignored",
     "image",
+    "ipam_config",
     "labels",
     "memory",
+    "network_name",
     "pids_limit",
     "ports",
     "preferences",
+    "service_networks",
+    "stack_name",
     "unknown_key_message",
 ]
 
@@ -92,10 +106,20 @@ RESERVED_LABEL_PREFIX = "orch."
 # The placement grammar's (model.constraints), which the scheduler parses too.
 CONSTRAINT_PATTERN = grammar.CONSTRAINT_PATTERN
 SPREAD_PATTERN = grammar.SPREAD_PATTERN
-PORT_KEYS = ("published", "target", "protocol")
+PORT_KEYS = ("published", "target", "protocol", "mode")
+PORT_MODES = ("ingress", "host")
+# Compose's network keys; a stack's network is named "<stack>_<key>" in the cluster.
+NETWORK_KEY_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$"
+NETWORK_NAME_PATTERN = netrules.NETWORK_NAME_PATTERN
+STACK_NAME_PATTERN = netrules.STACK_NAME_PATTERN
+ALIAS_PATTERN = netrules.ALIAS_PATTERN
+SUBNET_PATTERN = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$"
+SERVICE_NETWORK_KEYS = ("aliases",)
+IPAM_CONFIG_KEYS = ("subnet",)
 PREFERENCE_KEYS = ("spread",)
 
 _SERVICE_NAME_RE = re.compile(SERVICE_NAME_PATTERN)
+_NETWORK_KEY_RE = re.compile(NETWORK_KEY_PATTERN)
 _DURATION_PART_RE = re.compile(_DURATION_PART)
 _DURATION_RE = re.compile(DURATION_PATTERN)
 _ENV_NAME_RE = re.compile(r"[^=\s]+")
@@ -120,6 +144,12 @@ def check_service_name(name: str) -> None:
         )
 
 
+def check_network_key(name: str) -> None:
+    if not _NETWORK_KEY_RE.fullmatch(name):
+        raise Invalid(f"invalid network name {name!r}: use at most 64 letters, digits, '_', '.' and '-', "
+                      "starting with a letter or digit")
+
+
 # ---- scalars ---------------------------------------------------------------
 
 def _text(node: Node, what: str) -> str:
@@ -133,6 +163,24 @@ def _string(node: Node, what: str) -> str:
     if not isinstance(node, Scalar) or not isinstance(node.value, str):
         raise Invalid(f"expected {what}, got {describe(node)}")
     return node.value
+
+
+def stack_name(node: Node) -> str:
+    """The top-level ``name:``: the stack (Compose's project) name its networks are named after."""
+    text = _string(node, "a stack name such as shop")
+    try:
+        return netrules.check_stack_name(text)
+    except ValueError as err:
+        raise Invalid(str(err))
+
+
+def network_name(node: Node) -> str:
+    """A network's name in the cluster (a network's ``name:``)."""
+    text = _string(node, "a network name")
+    try:
+        return netrules.check_network_name(text)
+    except ValueError as err:
+        raise Invalid(str(err))
 
 
 def ignored(node: Node) -> None:
@@ -400,11 +448,15 @@ def _long_port(node: Map, suffix: str) -> PortConfig:
         if not isinstance(value, Scalar) or isinstance(value.value, bool) or value.value is None:
             raise Invalid(f"expected a port number, got {describe(value)}", value.line, f"{suffix}.{key}")
         numbers.append(_port_number(value.text, value.line, f"{suffix}.{key}"))
+    port = PortConfig(numbers[0], numbers[1])
     protocol = values.get("protocol")
-    if protocol is None:
-        return PortConfig(numbers[0], numbers[1])
-    text = _text_at(protocol, "tcp or udp", f"{suffix}.protocol")
-    return PortConfig(numbers[0], numbers[1], _protocol(text, protocol.line, f"{suffix}.protocol"))
+    if protocol is not None:
+        text = _text_at(protocol, "tcp or udp", f"{suffix}.protocol")
+        port.protocol = _protocol(text, protocol.line, f"{suffix}.protocol")
+    mode = values.get("mode")
+    if mode is not None:
+        port.mode = _port_mode(mode, f"{suffix}.mode")
+    return port
 
 
 def _port_number(text: str, line: int, suffix: str) -> int:
@@ -419,6 +471,112 @@ def _protocol(text: str, line: int, suffix: str) -> Literal["tcp", "udp"]:
     if text not in ("tcp", "udp"):
         raise Invalid(f"unknown protocol {text!r}: expected tcp or udp", line, suffix)
     return "udp" if text == "udp" else "tcp"
+
+
+def _port_mode(node: Node, suffix: str) -> Literal["ingress", "host"]:
+    text = _text_at(node, "ingress or host", suffix)
+    if text not in PORT_MODES:
+        raise Invalid(f"unknown port mode {text!r}: expected ingress (every node answers) or host "
+                      "(only the nodes running a task)", node.line, suffix)
+    return "host" if text == "host" else "ingress"
+
+
+# ---- networks --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NetworkRef:
+    """A service's reference to one of the manifest's networks, where it was written."""
+
+    key: str
+    aliases: tuple[str, ...]
+    line: int
+    suffix: str  # the field path below the service's ``networks``
+
+
+def service_networks(node: Node) -> list[NetworkRef]:
+    """``[front, back]`` or ``{back: {aliases: [db]}, front: null}`` (Compose's two forms)."""
+    if isinstance(node, Seq):
+        refs: list[NetworkRef] = []
+        seen: dict[str, int] = {}
+        for i, item in enumerate(node.items):
+            key = _text_at(item, "a network name", f"[{i}]")
+            if key in seen:
+                raise Invalid(f"network {key!r} is listed twice (first at line {seen[key]})", item.line,
+                              f"[{i}]")
+            seen[key] = item.line
+            refs.append(NetworkRef(key, (), item.line, f"[{i}]"))
+        return refs
+    if not isinstance(node, Map):
+        raise Invalid(f"expected a list of network names or a mapping, got {describe(node)}")
+    return [NetworkRef(entry.key, _service_network(entry.value, _key_suffix(entry.key)), entry.key_line,
+                       _key_suffix(entry.key)) for entry in node.items]
+
+
+def _service_network(node: Node, suffix: str) -> tuple[str, ...]:
+    """One entry of the mapping form: null, or a mapping with ``aliases``."""
+    if isinstance(node, Scalar) and node.value is None:
+        return ()
+    if not isinstance(node, Map):
+        raise Invalid(f"expected a mapping such as {{aliases: [db]}} or nothing, got {describe(node)}",
+                      node.line, suffix)
+    aliases: tuple[str, ...] = ()
+    for entry in node.items:
+        where = f"{suffix}.{entry.key}"
+        if entry.key in ("ipv4_address", "ipv6_address", "link_local_ips", "priority", "mac_address"):
+            raise Invalid(f"{entry.key!r} is not supported by orch: the control plane gives every "
+                          "task its address", entry.key_line, where)
+        if entry.key not in SERVICE_NETWORK_KEYS:
+            raise Invalid(unknown_key_message(entry.key, SERVICE_NETWORK_KEYS), entry.key_line, where)
+        aliases = tuple(_aliases(entry.value, where))
+    return aliases
+
+
+def _aliases(node: Node, suffix: str) -> list[str]:
+    if not isinstance(node, Seq):
+        raise Invalid(f"expected a list of DNS names, got {describe(node)}", node.line, suffix)
+    out: list[str] = []
+    for i, item in enumerate(node.items):
+        text = _text_at(item, "a DNS name", f"{suffix}[{i}]")
+        try:
+            netrules.check_alias(text)
+        except ValueError as err:
+            raise Invalid(str(err), item.line, f"{suffix}[{i}]")
+        if text in out:
+            raise Invalid(f"alias {text!r} is given twice", item.line, f"{suffix}[{i}]")
+        out.append(text)
+    return out
+
+
+def subnet(node: Node, suffix: str = "") -> str:
+    text = _text_at(node, "a subnet such as 10.96.5.0/24", suffix)
+    try:
+        return str(netrules.parse_subnet(text))
+    except ValueError as err:
+        raise Invalid(str(err), node.line, suffix)
+
+
+def ipam_config(node: Node) -> str:
+    """``[{subnet: 10.96.5.0/24}]``: the network's subnet (one IPv4 pool)."""
+    if not isinstance(node, Seq):
+        raise Invalid(f"expected a list such as [{{subnet: 10.96.5.0/24}}], got {describe(node)}")
+    if len(node.items) != 1:
+        raise Invalid(f"expected one subnet, got {len(node.items)}: an orch network has one IPv4 subnet")
+    item = node.items[0]
+    if not isinstance(item, Map):
+        raise Invalid(f"expected a mapping such as {{subnet: 10.96.5.0/24}}, got {describe(item)}",
+                      item.line, "[0]")
+    found: Node | None = None
+    for entry in item.items:
+        if entry.key in ("ip_range", "gateway", "aux_addresses"):
+            raise Invalid(f"{entry.key!r} is not supported by orch: the control plane allocates the "
+                          "addresses (no gateway is needed)", entry.key_line, f"[0].{entry.key}")
+        if entry.key not in IPAM_CONFIG_KEYS:
+            raise Invalid(unknown_key_message(entry.key, IPAM_CONFIG_KEYS), entry.key_line,
+                          f"[0].{entry.key}")
+        found = entry.value
+    if found is None:
+        raise Invalid("missing required key 'subnet'", item.line, "[0]")
+    return subnet(found, "[0].subnet")
 
 
 # ---- placement -------------------------------------------------------------

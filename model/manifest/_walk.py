@@ -18,7 +18,7 @@ from typing import Any
 from model.manifest._errors import ManifestError, field_path
 from model.manifest._table import Leaf, MapOf, Section, Shape
 from model.manifest._values import Invalid, unknown_key_message
-from model.manifest._yaml import Map, Node, describe
+from model.manifest._yaml import Map, Node, Scalar, describe
 
 __all__ = ["Field", "Fields", "walk"]
 
@@ -103,6 +103,9 @@ def _walk_names(shape: MapOf, node: Map, path: str, file: str) -> dict[str, Fiel
             shape.check_name(item.key)
         except Invalid as err:
             raise ManifestError(file, item.key_line, where, err.message)
-        value = walk(shape.value, item.value, where, file, item.key_line)
+        if shape.nullable and isinstance(item.value, Scalar) and item.value.value is None:
+            value: Any = Fields()
+        else:
+            value = walk(shape.value, item.value, where, file, item.key_line)
         out[item.key] = Field(value, item.value, item.key_line, where)
     return out

@@ -49,6 +49,9 @@ class AgentOptions:
     # A PEM CA trusted for every registry this node pulls from or pushes to
     # (its image jobs get it as $ORCH_REGISTRY_CA); absolute, checked by the CLI.
     registry_ca: str = ""
+    # The node DNS server's upstream resolvers: "ADDR[:PORT],...", "none", or
+    # "" for the host's non-loopback ones (nodeagent.dns.upstreams).
+    dns_upstream: str = ""
 
     @property
     def socket(self) -> str:
@@ -260,6 +263,8 @@ def run(opts: AgentOptions) -> int:
     from nodeagent.agent.engine import Engine
     from nodeagent.agent.events import EventHub
     from nodeagent.agent.service import AgentService
+    from nodeagent.network.engine_networks import EngineNetworks
+    from nodeagent.network.state import NetworkStateHub
     from proto import agent_pb2_grpc as pb_grpc
 
     for d in (opts.state_dir, opts.run_dir):
@@ -271,14 +276,20 @@ def run(opts: AgentOptions) -> int:
     lock_fd = _lock(opts.run_dir)
     events = EventHub()
     client, started = ensure_supervisor(opts, events)
+    networks = EngineNetworks(opts.state_dir, opts.subnet)
+    hub = NetworkStateHub()  # the cluster's service networking, as the session tells it
+    dns = _node_dns(opts, hub, networks)
+    client.take_fds("dns_sockets", dns.take_sockets)  # before the subscribe: they follow it
+    events.listeners.append(dns.on_event)
     # The events the agent acts on (EventHub): not "created", one per container.
-    sup_info = (client.call("subscribe", events=["started", "exited", "removed"])
+    sup_info = (client.call("subscribe", events=["started", "exited", "removed", "dns_sockets"])
                 and client.call("ping"))
     stop = threading.Event()
     failure: list[str] = []  # why the agent must exit (the worker cannot join)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"))
     engine = Engine(opts.state_dir, client, LazyImageStore(opts.state_dir), events,
                     default_pids_limit=opts.default_pids_limit)
+    engine.networks = networks
     service = AgentService(
         engine, stop_server=stop.set,
         info={"supervisor_pid": sup_info["pid"], "bridge": opts.bridge, "subnet": opts.subnet,
@@ -294,6 +305,7 @@ def run(opts: AgentOptions) -> int:
         engine.protect([listen_port(opts.listen)])
     server.start()
     worker = None
+    overlay = None  # the overlay's data plane, on a node that joins a cluster
 
     def fail(reason: str) -> None:
         """The agent cannot go on (the worker cannot join, no supervisor can
@@ -308,9 +320,11 @@ def run(opts: AgentOptions) -> int:
 
         worker = Worker(TaskExecutor(engine), opts.join, opts.token, opts.name or socket.gethostname(),
                         opts.listen, opts.labels or {}, opts.state_dir, opts.max_starting,
-                        api_token=node_api_token(opts.state_dir), on_fatal=fail)
+                        api_token=node_api_token(opts.state_dir), on_fatal=fail, network=hub)
         events.listeners.append(worker.on_event)
         service.before_stopping_containers.append(worker.stop)
+        overlay = _start_overlay(hub, opts.listen)
+        service.before_stopping_containers.append(lambda: _stop_overlay(overlay, remove=True))
         service.images.load()  # before the first task needs it
         worker.start()
     watch = SupervisorWatch(opts, client, events, service, worker, stop, fail)
@@ -332,9 +346,12 @@ def run(opts: AgentOptions) -> int:
         malloc_trim()
     if worker is not None:
         worker.stop()
+    if overlay is not None:
+        _stop_overlay(overlay, remove=False)  # it stays in the kernel: the next agent takes it over
     if node_api is not None:
         node_api.stop(grace=1)
     server.stop(grace=2).wait()
+    dns.close()
     client.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(opts.socket)
@@ -348,6 +365,36 @@ def run(opts: AgentOptions) -> int:
         raise AgentError(failure[0])
     log.info("agent stopped")
     return 0
+
+
+def _start_overlay(hub: Any, listen: str) -> Any:
+    """The overlay's data plane (``nodeagent.network.overlay``), following
+    ``hub``; this node's underlay address is the host part of ``--listen``."""
+    from nodeagent.network.overlay import Overlay
+
+    return Overlay(hub, listen.rpartition(":")[0].strip("[]") if listen else "")
+
+
+def _stop_overlay(overlay: Any, remove: bool) -> None:
+    """Stop following the state; with ``remove`` (``orch agent stop --all``),
+    remove the overlay from the node too. A failure is logged: the agent
+    still stops."""
+    try:
+        overlay.close(remove=remove)
+    except Exception as exc:
+        log.error("removing the overlay failed", error=str(exc))
+
+
+def _node_dns(opts: AgentOptions, hub: Any, networks: Any) -> Any:
+    """The node's DNS server (started with the first container that has DNS)."""
+    from nodeagent.dns.node import NodeDns
+    from nodeagent.dns.upstreams import resolve_upstreams
+
+    def user_network(bridge: str) -> tuple[str, str] | None:
+        net = networks.by_bridge(bridge)
+        return None if net is None else (net.id, net.name)
+
+    return NodeDns(resolve_upstreams(opts.dns_upstream), hub, user_network)
 
 
 def listen_port(listen: str) -> int:

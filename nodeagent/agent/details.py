@@ -60,7 +60,8 @@ def runtime_spec(spec: ContainerSpec) -> pb.RuntimeSpec:
             gateway=net.gateway, host_veth=net.host_veth,
             ports=[pb.PortMapping(host_port=p.host_port, container_port=p.container_port,
                                   protocol=p.protocol, host_ip=p.host_ip) for p in net.ports],
-            dns=net.dns, extra_hosts=[pb.HostEntry(name=name, ip=ip) for name, ip in net.extra_hosts]),
+            dns=net.dns, extra_hosts=[pb.HostEntry(name=name, ip=ip) for name, ip in net.extra_hosts],
+            attachments=[pb.OverlayAttachment(**vars(a)) for a in net.attachments]),
         cgroup_name=spec.cgroup_name, masked_paths=spec.masked_paths,
         readonly_paths=spec.readonly_paths, stop_signal=spec.stop_signal,
         stop_timeout=spec.stop_timeout, labels=spec.labels)

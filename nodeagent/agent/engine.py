@@ -67,6 +67,8 @@ class Engine:
         self.images = images  # the image store (the agent's is loaded on first use)
         self.events = events
         self.default_pids_limit = default_pids_limit  # for a request whose pids limit is 0
+        # The node's user-defined networks (``EngineNetworks``; set by the agent, None: none).
+        self.networks: Any = None
         self._lock = threading.Lock()
         self._pulls: dict[str, threading.Lock] = {}
         self._pulled: dict[str, str] = {}  # registry ref -> local image id
@@ -79,8 +81,11 @@ class Engine:
         if not cfg.image:
             raise InvalidArgument("no image given")
         image = self.images.get(cfg.image)
+        from nodeagent.agent.networkapi import user_network
+
+        cfg, bridge = user_network(self.networks, cfg)
         spec, extra = specbuild.build(cfg, image, self.images.lower_dirs(image), self.state_dir,
-                                      self.default_pids_limit)
+                                      self.default_pids_limit, user_bridge=bridge)
         from google.protobuf.json_format import MessageToDict
 
         return {"spec": spec.to_dict(), "config": MessageToDict(cfg), **extra}

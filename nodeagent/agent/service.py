@@ -1,10 +1,11 @@
 """The gRPC servicer of the node-local API (proto/agent.proto).
 
-A thin edge, in two parts composed here into the one servicer gRPC
+A thin edge, in parts composed here into the one servicer gRPC
 registers: containers (``containerapi``: each verb one call of the node's
-engine, ``agent.engine``) and images (``imageapi``: the image store and
-image jobs); the agent's own calls (Info, Shutdown) are here. Handlers
-convert protobuf messages to plain values and back; errors become gRPC
+engine, ``agent.engine``), images (``imageapi``: the image store and
+image jobs) and user-defined networks (``networkapi``); the agent's own
+calls (Info, Shutdown) are here. Handlers convert protobuf messages to
+plain values and back; errors become gRPC
 status codes with the user-facing message as details (``edge``). The
 cluster worker reaches containers through the same engine, never through
 this servicer.
@@ -22,6 +23,7 @@ from nodeagent.agent.containerapi import ContainerAPI, to_pb
 from nodeagent.agent.edge import handle_errors
 from nodeagent.agent.engine import Engine
 from nodeagent.agent.imageapi import ImageAPI
+from nodeagent.agent.networkapi import NetworkAPI
 from proto import agent_pb2 as pb
 from proto import agent_pb2_grpc as pb_grpc
 
@@ -30,7 +32,7 @@ __all__ = ["VERSION", "AgentService", "handle_errors", "to_pb"]
 VERSION = "0.1.0"
 
 
-class AgentService(ContainerAPI, ImageAPI, pb_grpc.AgentServicer):
+class AgentService(ContainerAPI, ImageAPI, NetworkAPI, pb_grpc.AgentServicer):
     def __init__(self, engine: Engine, stop_server: Any = None, info: dict[str, Any] | None = None):
         self.engine = engine
         self.state_dir = engine.state_dir

@@ -12,6 +12,13 @@ name, hostname, numeric uid, stop timeout, pids limit, memory or CPU count
 out of range, or a NUL in an argument or variable, is ``InvalidArgument``.
 A pids limit of 0 means the node's default (``default_pids_limit``; 0: none),
 -1 means unlimited.
+
+Overlay networks (``ContainerConfig.networks``, a cluster task's, in the
+order of the task's networks) become the spec's attachments: ``eth1``,
+``eth2``, ... each with its host veth's name, at most :data:`MAX_NETWORKS`,
+each address ``IP/prefix`` an IPv4 host address of its subnet, no network or
+address twice, no two subnets overlapping. The container's resolver is the
+node's DNS server (``bundle.resolv_conf``).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from common.errors import InvalidArgument
 from model import units
 from nodeagent.runtime.spec import (
     ContainerSpec,
+    NetworkAttachment,
     NetworkConfig,
     PortMapping,
     ProcessSpec,
@@ -41,6 +49,11 @@ DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 _ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen",
                "lively", "merry", "nimble", "proud", "quick", "sunny", "tidy", "witty")
+# Overlay networks a container joins at most: one interface each (eth1..eth8),
+# whose host ends are named with a single digit (``veth.overlay_veth_name``).
+MAX_NETWORKS = 8
+# A DNS name: dot-separated labels of letters, digits, '-' and '_'.
+ALIAS_RE = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*$")
 _NOUNS = ("otter", "falcon", "badger", "heron", "lynx", "marten", "newt", "orca",
           "puffin", "quokka", "raven", "stoat", "tapir", "vole", "wren", "yak")
 
@@ -79,7 +92,8 @@ def merge_env(image_env: list[str], extra: list[str]) -> list[str]:
 
 
 def host_nameservers(path: str = "/etc/resolv.conf") -> list[str]:
-    """The host's resolvers, minus loopback ones (unreachable from a container)."""
+    """The host's resolvers, minus loopback ones (unreachable from a
+    container). (Containers themselves ask the node's DNS server.)"""
     out = []
     try:
         with open(path) as f:
@@ -129,6 +143,74 @@ def _resources(cfg: pb.ContainerConfig, default_pids_limit: int) -> Resources:
                      pids_limit=pids if pids > 0 else None)
 
 
+def _attachments(cfg: pb.ContainerConfig, cid: str, mode: str) -> list[NetworkAttachment]:
+    """The overlay networks' interfaces, checked (see the module docstring)."""
+    if not cfg.networks:
+        return []
+    import ipaddress  # only for containers with networks
+
+    if mode == "host":
+        raise InvalidArgument("overlay networks need the container's own network namespace: "
+                              "not with network mode 'host'")
+    if len(cfg.networks) > MAX_NETWORKS:
+        raise InvalidArgument(f"too many networks: {len(cfg.networks)}; a container joins at most "
+                              f"{MAX_NETWORKS}")
+    out: list[NetworkAttachment] = []
+    seen: dict[tuple[str, str], str] = {}  # (field, value) -> the network that has it
+    subnets: list[tuple[ipaddress.IPv4Network, str]] = []
+    for k, net in enumerate(cfg.networks, 1):
+        where = f"network {k} ({net.network_name or net.network_id or 'unnamed'})"
+        if not net.network_id or "\0" in net.network_id + net.network_name:
+            raise InvalidArgument(f"invalid {where}: it needs a network_id, without NUL characters")
+        iface = _overlay_address(net.address, where)
+        for key in (("network_id", net.network_id), ("network_name", net.network_name)):
+            if key[1] and key in seen:
+                raise InvalidArgument(f"invalid {where}: {key[0]} {key[1]!r} is {seen[key]}'s already")
+            seen[key] = where
+        for other, owner in subnets:
+            if iface.network.overlaps(other):
+                raise InvalidArgument(f"invalid {where}: subnet {iface.network} overlaps {owner}'s {other}")
+        subnets.append((iface.network, where))
+        aliases = list(dict.fromkeys(net.aliases))
+        for alias in aliases:
+            if not ALIAS_RE.fullmatch(alias):
+                raise InvalidArgument(f"invalid alias {alias!r} on {where}: use a DNS name "
+                                      "(letters, digits, '-', '_', dot-separated)")
+        out.append(NetworkAttachment(
+            network_id=net.network_id, network_name=net.network_name, address=str(iface.ip),
+            prefixlen=iface.network.prefixlen, ifname=f"eth{k}", host_veth=overlay_veth_name(cid, k),
+            aliases=aliases))
+    return out
+
+
+def overlay_veth_name(container_id: str, index: int) -> str:
+    """The host end of the container's ``eth<index>``: ``vn`` + the id's
+    first 10 characters + the index (1..9): within IFNAMSIZ, and apart from
+    ``eth0``'s (``vo`` + 10, ``nodeagent.network.names``)."""
+    return f"vn{container_id[:10]}{index}"
+
+
+def _overlay_address(text: str, where: str) -> Any:
+    """``text`` as an IPv4Interface: a host address of its subnet, prefix 1..30."""
+    import ipaddress
+
+    try:
+        iface = ipaddress.IPv4Interface(text) if "/" in text else None
+    except ValueError:
+        iface = None
+    if iface is None:
+        raise InvalidArgument(f"invalid address {text!r} on {where}: expected IPv4 address/prefix, "
+                              "as 10.96.5.3/24")
+    net = iface.network
+    if not 1 <= net.prefixlen <= 30:
+        raise InvalidArgument(f"invalid address {text!r} on {where}: the prefix must be 1 to 30")
+    ip = iface.ip
+    if ip in (net.network_address, net.broadcast_address) or ip.is_loopback or ip.is_multicast \
+            or ip.is_link_local or ip.is_unspecified or ip.is_reserved:
+        raise InvalidArgument(f"invalid address {text!r} on {where}: not a host address of {net}")
+    return iface
+
+
 def _stop_timeout(cfg: pb.ContainerConfig) -> float:
     stop_timeout = cfg.stop_timeout if cfg.HasField("stop_timeout") else 10.0
     _checked(units.check_seconds, stop_timeout, units.MAX_STOP_GRACE_PERIOD, "stop timeout")
@@ -136,8 +218,11 @@ def _stop_timeout(cfg: pb.ContainerConfig) -> float:
 
 
 def build(cfg: pb.ContainerConfig, image: Image, lower_dirs: list[str],
-          state_dir: str, default_pids_limit: int = 0) -> tuple[ContainerSpec, dict[str, Any]]:
-    """The spec, and the record fields the supervisor keeps beside it."""
+          state_dir: str, default_pids_limit: int = 0,
+          user_bridge: str = "") -> tuple[ContainerSpec, dict[str, Any]]:
+    """The spec, and the record fields the supervisor keeps beside it.
+    ``user_bridge``: the bridge of the user-defined network ``cfg.network``
+    names (the engine looked it up); "" for the built-in modes."""
     cid = os.urandom(32).hex()
     name = cfg.name or random_name()
     if not NAME_RE.fullmatch(name):
@@ -154,9 +239,10 @@ def build(cfg: pb.ContainerConfig, image: Image, lower_dirs: list[str],
         raise InvalidArgument(
             f"no command specified: image {image.repo_tags[0] if image.repo_tags else image.id} "
             "has no Cmd or Entrypoint; give one after the image name")
-    network = cfg.network or "bridge"
+    network = "bridge" if user_bridge else cfg.network or "bridge"
     if network not in ("bridge", "none", "host"):
-        raise InvalidArgument(f"invalid network mode {network!r}: expected bridge, none or host")
+        raise InvalidArgument(f"network {network!r} not found: expected bridge, none, host or a "
+                              "network of `orch network ls`")
     ports = []
     for p in cfg.ports:
         protocol = p.protocol or "tcp"
@@ -171,7 +257,7 @@ def build(cfg: pb.ContainerConfig, image: Image, lower_dirs: list[str],
     stop_timeout = _stop_timeout(cfg)
     (cwd,) = _no_nul([cfg.workdir if cfg.HasField("workdir") else (image.config.working_dir or "/")],
                      "working directory")
-    dns = host_nameservers() if network == "bridge" else []
+    attachments = _attachments(cfg, cid, network)
     spec = ContainerSpec(
         id=cid,
         name=name,
@@ -187,7 +273,8 @@ def build(cfg: pb.ContainerConfig, image: Image, lower_dirs: list[str],
             user=check_user(cfg.user if cfg.HasField("user") else image.config.user),
         ),
         resources=_resources(cfg, default_pids_limit),
-        network=NetworkConfig(mode=network, ports=ports, dns=dns),  # type: ignore[arg-type]
+        network=NetworkConfig(mode=network, bridge=user_bridge, ports=ports,  # type: ignore[arg-type]
+                              attachments=attachments),
         cgroup_name=f"orch/{cid}",
         stop_signal=stop_signal,
         stop_timeout=stop_timeout,

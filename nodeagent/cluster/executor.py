@@ -59,12 +59,18 @@ DEFAULT_STOP_GRACE = 10.0
 
 
 def container_request(task: Task) -> pb.ContainerConfig:
-    """The engine request for ``task``: its spec's values, pids 0 = the node's default."""
+    """The engine request for ``task``: its spec's values, pids 0 = the node's default.
+    Only ``mode: host`` ports are the container's to publish (on its node); an
+    ingress port is the routing mesh's, on every node. Its overlay networks
+    come with the addresses the control plane gave the task, in order."""
     spec = task.spec
     cfg = pb.ContainerConfig(
         image=spec.image, name=task.name, env=spec.env,
         ports=[pb.PortMapping(host_port=p.published, container_port=p.target, protocol=p.protocol)
-               for p in spec.ports],
+               for p in spec.ports if p.mode == "host"],
+        networks=[pb.NetworkAttachmentConfig(network_id=n.network_id, network_name=n.name,
+                                             address=n.address, aliases=n.aliases)
+                  for n in task.networks],
         memory_bytes=spec.limits.memory_bytes, cpus=spec.limits.cpus, pids_limit=spec.limits.pids,
         restart_policy="no", network="bridge",
         labels={**spec.labels, TASK_LABEL: task.id, SERVICE_LABEL: task.service_name},

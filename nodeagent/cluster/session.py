@@ -1,15 +1,19 @@
 """The session: the node's one gRPC stream to the control plane.
 
 The session thread registers the node, heartbeats, and hands what the
-control plane assigns to the reconciler; when the stream ends it connects
-again, with backoff, trying the control-plane replicas in turn. It only
-records what is assigned: starting and stopping is the reconciler's.
+control plane assigns to the reconciler, and what it says of the cluster's
+service networking to the node's ``NetworkStateHub`` (the data plane and DNS
+follow that); when the stream ends it connects again, with backoff, trying
+the control-plane replicas in turn. It only records what is assigned:
+starting and stopping is the reconciler's.
 
 Invariants:
 - on registration, before any assignment is read, the ports the control
   plane names (its own, etcd's) and the node API's are fenced off from
   containers (``Executor.configure``): no task starts before that;
 - the status reporter sends on the stream only while it is registered;
+- the network state is whole after each session's first network message
+  (``full``): what changed while the node was cut off is applied then;
 - a refused join (a wrong token) ends the session for good: ``on_fatal``
   hears why and the agent exits; any other error is retried.
 """
@@ -26,8 +30,10 @@ from typing import TYPE_CHECKING
 
 from model.wire import task_from_pb
 from nodeagent.cluster.executor import Executor
+from nodeagent.cluster.netstate import state_update_from_pb
 from nodeagent.cluster.reconcile import Reconciler
 from nodeagent.cluster.status import Outbox, StatusReporter
+from nodeagent.network.state import NetworkStateHub
 from proto import cluster_pb2 as cpb
 
 if TYPE_CHECKING:
@@ -53,8 +59,9 @@ class Session:
     def __init__(self, executor: Executor, reconciler: Reconciler, status: StatusReporter, join: str,
                  token: str, name: str, address: str, labels: dict[str, str], state_dir: str,
                  api_token: str, stopped: threading.Event, logger: FilteringBoundLogger,
-                 on_fatal: Callable[[str], None]) -> None:
+                 on_fatal: Callable[[str], None], network: NetworkStateHub | None = None) -> None:
         self.executor = executor
+        self.network = network if network is not None else NetworkStateHub()
         self.reconciler = reconciler
         self.status = status
         self.join = join  # control-plane addresses, comma-separated
@@ -139,6 +146,8 @@ class Session:
                                          name="worker-heartbeat", daemon=True).start()
                     elif kind == "assignments":
                         self._assignments(msg.assignments)
+                    elif kind == "network_state":
+                        self.network.apply(state_update_from_pb(msg.network_state, self.log))
             finally:
                 with self._lock:
                     self._outbox = None
@@ -162,6 +171,7 @@ class Session:
             own = int(self.address.rpartition(":")[2])
             self.executor.configure([own, *reg.protected_ports])
         self._joined = True
+        self.network.state.node_id = reg.node_id  # before its first update: followers read it
         if reg.node_id != self.node_id:
             self.node_id = reg.node_id
             with open(self.node_id_path, "w") as f:

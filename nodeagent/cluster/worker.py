@@ -2,7 +2,9 @@
 
 A thin composition of three parts, each with one thread and one job:
 - ``session``: the gRPC stream to the control plane (registration,
-  heartbeats, reconnects with backoff); it only records what is assigned;
+  heartbeats, reconnects with backoff); it only records what is assigned,
+  and applies the network state to ``network`` (the node's
+  ``NetworkStateHub``, which the data plane and DNS follow);
 - ``reconcile``: assignments against the containers that exist; starts and
   stops them through the executor (``executor``: task -> container request
   -> the node's engine -> the supervisor);
@@ -25,6 +27,7 @@ from nodeagent.cluster.executor import Executor
 from nodeagent.cluster.reconcile import Reconciler
 from nodeagent.cluster.session import Session
 from nodeagent.cluster.status import StatusReporter
+from nodeagent.network.state import NetworkStateHub
 from nodeagent.supervisor import default_max_launching
 
 __all__ = ["Worker"]
@@ -35,8 +38,12 @@ log = get_logger("orch.worker")
 class Worker:
     def __init__(self, executor: Executor, join: str, token: str, name: str, address: str,
                  labels: dict[str, str], state_dir: str, max_starting: int = 0, api_token: str = "",
-                 on_fatal: Callable[[str], None] | None = None) -> None:
+                 on_fatal: Callable[[str], None] | None = None,
+                 network: NetworkStateHub | None = None) -> None:
         self._stopped = threading.Event()
+        # What the control plane says of service networking; the agent makes it
+        # and passes it, so the data plane and DNS can follow it from the start.
+        self.network = network if network is not None else NetworkStateHub()
         # Called when this node can never join (a wrong token): the agent exits.
         self._on_fatal = on_fatal
         self.log = log.bind(node=name)
@@ -47,7 +54,8 @@ class Worker:
                                      assigned=lambda tid: self.reconciler.is_assigned(tid))
         self.reconciler = Reconciler(executor, self.status, max_in_flight, self._stopped, self.log)
         self.session = Session(executor, self.reconciler, self.status, join, token, name, address,
-                               labels, state_dir, api_token, self._stopped, self.log, self._fatal)
+                               labels, state_dir, api_token, self._stopped, self.log, self._fatal,
+                               self.network)
 
     def start(self) -> None:
         self.reconciler.adopt()

@@ -6,14 +6,16 @@ pairs (``veth``) and the nft table (``nftables``, ``ports``). Lifecycle::
     ensure()                       bridge + gateway + nft table (idempotent)
     allocate(id) -> cfg            lease persisted under state_dir
     attach(cfg, pid)               parent side, once the child's net ns exists
+                                   (eth0's veth; the overlay networks' too, see veth)
     inside.container_side(cfg)     what the container's init sets up inside
     publish(id, cfg)               DNAT for cfg.ports
     unpublish(id); detach(cfg); release(id)
     teardown()                     bridge, nft table and lease file removed
 
 Nothing host-wide is changed: ``ip_forward`` is left as found (host-local
-access to published ports does not need it), the only sysctl written is the
-bridge's own ``route_localnet``, which disappears with the bridge.
+access to published ports does not need it), the only sysctls written are the
+bridge's own ``route_localnet`` and the overlay host ends' own (``veth``),
+which disappear with their links.
 """
 
 from __future__ import annotations
@@ -71,10 +73,21 @@ class BridgeNetwork:
             pool.release(container_id)
 
     def attach(self, cfg: NetworkConfig, pid: int) -> None:
-        veth.attach_veth(self._link_socket(), cfg, pid)
+        """The container's links, once its net ns exists: ``eth0`` on the
+        bridge (bridge mode), then one ``ethK`` per overlay network."""
+        links = self._link_socket()
+        if cfg.mode == "bridge":
+            veth.attach_veth(links, cfg, pid)
+        for att in cfg.attachments:
+            veth.attach_overlay(links, att, pid)
 
     def detach(self, cfg: NetworkConfig) -> None:
-        veth.detach_veth(self._link_socket(), cfg)
+        """Delete whatever of the container's links is still there (each
+        overlay one takes its /32 route and settings with it); idempotent."""
+        links = self._link_socket()
+        veth.detach_veth(links, cfg)
+        for att in cfg.attachments:
+            veth.detach_overlay(links, att)
 
     def protect(self, ports: list[int]) -> None:
         """Fence ``ports`` off from containers on any local address (orch's

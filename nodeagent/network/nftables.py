@@ -10,7 +10,10 @@ Layout of ``table inet orch_<bridge>``::
                                      bridge and any other interface, except
                                      connections to published ports (DNAT'd:
                                      other hosts reach them where the host
-                                     forwards, as cluster nodes do)
+                                     forwards, as cluster nodes do) and the
+                                     replies of routing-mesh connections
+                                     another node sent to a task here (see
+                                     below)
     chain guard        filter, input orch's own ports: connections from the bridge
                                      to any local address on a port in the set
                                      ``orch_ports`` (the node API, and the control
@@ -20,6 +23,15 @@ Layout of ``table inet orch_<bridge>``::
                                      has route_localnet, and a container with
                                      CAP_NET_RAW could forge such packets)
     set orch_ports     inet_service  filled by ``protect_ports``
+
+The routing mesh (``nodeagent.network.overlay``) keeps a client's address:
+a node that takes a connection on a published port DNATs it to a task on
+another node, over the overlay, without SNAT. There the task answers through
+its default route, ``eth0`` on this bridge, to the client's address; the
+overlay marks that connection (``ct mark``, tagged ``MESH_MARK_TAG`` under
+``MESH_MARK_MASK``) and policy-routes its replies back to the node that took
+it, and the forward chain here lets such replies (and only those) leave the
+bridge.
 
 Invariants: ``ensure_table`` is idempotent (the fixed chains are flushed and
 refilled in the same atomic batch); published-port rules live only in
@@ -41,6 +53,12 @@ if TYPE_CHECKING:
 
 NFT = "nft"
 FAMILY = "inet"
+
+# The ct mark of a connection the routing mesh of another node sent here
+# over the overlay: MESH_MARK_TAG in the bits of MESH_MARK_MASK (the rest
+# says which node and network: nodeagent.network.overlay.addressing).
+MESH_MARK_MASK = 0xF0000000
+MESH_MARK_TAG = 0x40000000
 
 
 def table_name(bridge: str) -> str:
@@ -92,6 +110,8 @@ flush chain {FAMILY} {t} postrouting
 flush chain {FAMILY} {t} forward
 add rule {FAMILY} {t} postrouting meta nfproto ipv4 ip saddr 127.0.0.0/8 oifname {br} masquerade
 add rule {FAMILY} {t} forward ct status dnat accept comment "orch published ports"
+add rule {FAMILY} {t} forward iifname {br} ct direction reply ct mark and {MESH_MARK_MASK:#x} == \
+{MESH_MARK_TAG:#x} accept comment "orch routing mesh replies"
 add rule {FAMILY} {t} forward iifname {br} oifname != {br} drop comment "orch isolation out"
 add rule {FAMILY} {t} forward oifname {br} iifname != {br} drop comment "orch isolation in"
 add set {FAMILY} {t} orch_ports {{ type inet_service; }}

@@ -1,13 +1,14 @@
-"""The two rtnetlink requests on a container's start/remove path, packed by hand.
+"""The rtnetlink requests on a container's start/remove path, packed by hand.
 
-Creating and deleting a container's veth pair happens once per container, so
-it is the hot path of a rollout. pyroute2's ``IPRoute`` spends ~5 ms of CPU
+Creating and deleting a container's veth pairs (and routing an overlay
+address to one) happens once per container, so it is the hot path of a
+rollout. pyroute2's ``IPRoute`` spends ~5 ms of CPU
 per request (message objects, an asyncio round trip); these requests are a
 few dozen bytes of ``struct`` on a plain netlink socket and cost ~0.1 ms. The
 bridge, set up once per node, stays on pyroute2 in a helper process (``bridge``).
 
 Wire format (``linux/netlink.h``, ``linux/rtnetlink.h``): a 16-byte
-``nlmsghdr``, a 16-byte ``ifinfomsg``, then attributes, each a 4-byte
+``nlmsghdr``, a 16-byte ``ifinfomsg`` (links) or 12-byte ``rtmsg`` (routes), then attributes, each a 4-byte
 header (length, type) and a payload padded to 4 bytes; nested attributes
 carry attributes as payload. The kernel answers with ``NLMSG_ERROR`` holding
 0 (the ack) or a negative errno.
@@ -25,12 +26,21 @@ NETLINK_ROUTE = 0
 NLMSG_ERROR = 2
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
+NLM_F_REPLACE = 0x100
 NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
 RTM_NEWLINK = 16
 RTM_DELLINK = 17
 RTM_SETLINK = 19
+RTM_NEWROUTE = 24
 IFF_UP = 0x1
+
+RTA_DST = 1
+RTA_OIF = 4
+RT_TABLE_MAIN = 254
+RTPROT_STATIC = 4
+RT_SCOPE_LINK = 253
+RTN_UNICAST = 1
 
 IFLA_IFNAME = 3
 IFLA_MASTER = 10
@@ -43,6 +53,7 @@ NLA_F_NESTED = 0x8000
 
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _IFINFOMSG = struct.Struct("=BxHiII")  # family, pad, type, index, flags, change
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 _NLATTR = struct.Struct("=HH")
 
 
@@ -70,12 +81,13 @@ def ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
 
 def veth_request(host: str, peer: str, peer_pid: int, master: int,
                  up: bool = True) -> tuple[int, int, bytes]:
-    """RTM_NEWLINK for a veth pair: ``host`` enslaved to ``master`` (and up,
-    unless ``up`` is False), ``peer`` created inside the network namespace of
-    ``peer_pid``."""
+    """RTM_NEWLINK for a veth pair: ``host`` enslaved to ``master`` (none
+    if 0; and up, unless ``up`` is False), ``peer`` created inside the network
+    namespace of ``peer_pid``."""
     peer_info = ifinfomsg() + ifname(peer) + u32(IFLA_NET_NS_PID, peer_pid)
     flags = IFF_UP if up else 0
-    body = (ifinfomsg(flags=flags, change=flags) + ifname(host) + u32(IFLA_MASTER, master)
+    body = (ifinfomsg(flags=flags, change=flags) + ifname(host)
+            + (u32(IFLA_MASTER, master) if master else b"")
             + nested(IFLA_LINKINFO,
                      attr(IFLA_INFO_KIND, b"veth"),
                      nested(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_info))))
@@ -89,6 +101,16 @@ def up_request(name: str) -> tuple[int, int, bytes]:
 
 def delete_request(index: int) -> tuple[int, int, bytes]:
     return RTM_DELLINK, 0, ifinfomsg(index=index)
+
+
+def host_route_request(address: str, oif: int) -> tuple[int, int, bytes]:
+    """RTM_NEWROUTE for ``address/32 dev <oif> scope link`` in the main
+    table, replacing a route to the same address (an address handed out
+    again while its previous holder's link is still going away)."""
+    body = (_RTMSG.pack(socket.AF_INET, 32, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC, RT_SCOPE_LINK,
+                        RTN_UNICAST, 0)
+            + attr(RTA_DST, socket.inet_pton(socket.AF_INET, address)) + u32(RTA_OIF, oif))
+    return RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body
 
 
 class LinkSocket:

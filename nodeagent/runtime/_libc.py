@@ -91,3 +91,8 @@ def mount(
 
 def umount2(target: str | bytes, flags: int = 0) -> None:
     _check(_libc.umount2(_b(target), flags), "umount2", target, flags)
+
+
+def setns(fd: int, nstype: int) -> None:
+    """Move the calling thread into the namespace ``fd`` refers to."""
+    _check(_libc.setns(fd, nstype), "setns", fd, hex(nstype))

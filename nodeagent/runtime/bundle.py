@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
 import os
 
 from common.errors import AgentError, SetupError
-from nodeagent.runtime.spec import ContainerSpec
+from nodeagent.runtime.spec import EMBEDDED_DNS, ContainerSpec
 
 # The layer's own filesystem (``loopfs.IMAGE``, ``loopfs.MOUNT``), named
 # here so that containers without a limit never import loopfs.
@@ -229,6 +228,8 @@ def hosts_file(spec: ContainerSpec) -> str:
     net = spec.network
     if net.mode == "bridge" and net.address:
         lines.append(f"{net.address}\t{spec.hostname}")
+    elif net.attachments:
+        lines.append(f"{net.attachments[0].address}\t{spec.hostname}")
     else:
         lines.append(f"127.0.1.1\t{spec.hostname}")
     lines.extend(f"{ip}\t{name}" for name, ip in net.extra_hosts)
@@ -236,28 +237,20 @@ def hosts_file(spec: ContainerSpec) -> str:
 
 
 def resolv_conf(spec: ContainerSpec) -> str:
-    """Explicit DNS servers win; otherwise the host's file minus loopback
-    servers (unreachable from a container), as Docker does."""
-    if spec.network.dns:
-        return "".join(f"nameserver {ip}\n" for ip in spec.network.dns)
+    """Explicit DNS servers win. Otherwise a container with a network of its
+    own (bridge mode, overlay networks) asks the node's DNS server, at
+    127.0.0.11 in its own namespace (``netns``), with ``ndots:0`` (a name is
+    tried as given first: service names have no dots); host networking keeps
+    the host's file; ``--network none`` has no resolver."""
+    net = spec.network
+    if net.dns:
+        return "".join(f"nameserver {ip}\n" for ip in net.dns)
+    if net.attached:
+        return f"nameserver {EMBEDDED_DNS}\noptions ndots:0\n"
+    if net.mode != "host":
+        return ""
     try:
         with open(HOST_RESOLV_CONF) as f:
-            host = f.read().splitlines()
+            return f.read()
     except OSError:
         return ""
-    if spec.network.mode == "host":
-        return "\n".join(host) + "\n"
-    out = []
-    for line in host:
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == "nameserver" and _is_loopback(parts[1]):
-            continue
-        out.append(line)
-    return "\n".join(out) + "\n" if out else ""
-
-
-def _is_loopback(addr: str) -> bool:
-    try:
-        return ipaddress.ip_address(addr.split("%")[0]).is_loopback
-    except ValueError:
-        return False

@@ -138,6 +138,9 @@ class FakeRuntime:
         proc.execs.append(pid)
         return pid
 
+    def dns_fds(self, container: Container) -> list[int]:
+        return []  # no namespaces: nothing to resolve in
+
     def stats(self, container: Container) -> Any:
         from nodeagent.runtime.cgroups import CgroupStats
 

@@ -10,7 +10,9 @@ SetupError reports:
 
     close_fds, join_cgroup, cgroup_namespace, make_root_private,
     wait_network, configure_network (loopback_up, disable_ipv6,
-    eth0_address, eth0_netmask, eth0_up, default_route), mount_staging,
+    eth0_address, eth0_netmask, eth0_up, default_route; then each overlay
+    interface, whose failures are ``configure_network`` with the interface
+    in their args), mount_staging,
     mount_rootfs, mount_proc, mount_sysfs, mount_dev, bind_etc_files,
     sethostname, pivot_root, masked_paths, readonly_paths, readonly_rootfs,
     then the process checklist (see ``process``), and last ``parent_death``.
@@ -20,7 +22,9 @@ hierarchy's ``tasks`` on v1, ``cgroup.procs`` on v2; see
 :meth:`~nodeagent.runtime.cgroups.Cgroup.self_join_files`), then unshares its
 cgroup namespace, whose root is thus the container's group. So everything C
 does, and everything of the container's, is accounted to the container. In
-bridge mode C waits for R's ``N`` (veth attached) before configuring it.
+bridge mode, and with overlay networks, C waits for R's ``N`` (veths
+attached, DNS sockets made) before configuring them: the plan's ``link``
+entries, ``ethK ADDRESS PREFIXLEN`` each, in the order of the networks.
 
 Then C reports ``R`` and blocks until R sends ``S``, then execs (a launch,
 ``start_now``, execs at once: R learns of it from EOF alone). Any failure
@@ -84,6 +88,8 @@ def entries(plan: InitPlan) -> Iterator[Entry]:
     for path in plan.cgroup_files:
         yield "cgfile", path
     yield from container_side(plan.network)
+    for att in plan.network.attachments:
+        yield "link", f"{att.ifname} {att.address} {att.prefixlen}"
     rootfs = plan.rootfs
     yield "staging", rootfs.staging
     yield "overlay", rootfs.overlay_data

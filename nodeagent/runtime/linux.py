@@ -9,8 +9,13 @@ their parent-death signal; see ``init``). Lifecycle::
        \\-> SetupError: everything already undone
 
 Invariants: a failed setup step never execs; every failure path and
-:meth:`LinuxRuntime.remove` leave no process, cgroup, mount, veth or runtime
-dir behind; mounts exist only inside the container's mount namespace.
+:meth:`LinuxRuntime.remove` leave no process, cgroup, mount, veth, route or
+runtime dir behind; mounts exist only inside the container's mount namespace.
+
+A container with a network of its own (bridge mode, overlay networks) gets
+its links attached (``BridgeNetwork.attach``) and its DNS sockets made
+(``netns``) before its process runs; the runtime keeps the sockets until
+its process exits (:meth:`LinuxRuntime.dns_fds` lends them out).
 What an earlier runtime process left (a container that outlived it) is
 adopted only to be killed and removed (:meth:`LinuxRuntime.adopt`).
 """
@@ -26,13 +31,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from common.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, SetupError
-from nodeagent.runtime import bundle, channel, enter, init, native, process, seccomp
+from nodeagent.runtime import bundle, channel, enter, init, native, netns, process, seccomp
 from nodeagent.runtime.api import Container, Stdio
 from nodeagent.runtime.rootfs import RootfsPlan, overlay_options
 from nodeagent.runtime.spec import ContainerSpec, ExitStatus, ProcessSpec
 
 if TYPE_CHECKING:
     from nodeagent.network import BridgeNetwork
+    from nodeagent.network.bridges import BridgeNetworks
     from nodeagent.runtime.cgroups import Cgroup, CgroupDriver, CgroupStats
 
 # Exit status reported when the container's pid was not our child (adopted
@@ -68,13 +74,14 @@ class _Live:
     network_attached: bool = False
     status: ExitStatus | None = None
     exec_pids: dict[int, int] = field(default_factory=dict)  # pid -> pidfd
+    dns_fds: tuple[int, ...] = ()  # its 127.0.0.11:53 sockets: UDP, TCP (listening)
     handle: Container | None = None
     adopted: bool = False  # left by an earlier runtime process: not our child
 
 
 class LinuxRuntime:
     def __init__(self, cgroups: CgroupDriver | None = None,
-                 network: BridgeNetwork | None = None) -> None:
+                 network: BridgeNetwork | BridgeNetworks | None = None) -> None:
         if cgroups is None:
             from nodeagent.runtime.cgroups import detect
 
@@ -144,6 +151,12 @@ class LinuxRuntime:
             raise InvalidArgument(f"network mode {spec.network.mode!r} is not none|host|bridge")
         if spec.network.mode == "bridge" and self.network is None:
             raise InvalidArgument("network mode 'bridge' needs a runtime with a BridgeNetwork")
+        if spec.network.attachments:
+            if spec.network.mode == "host":
+                raise InvalidArgument("overlay networks need the container's own network "
+                                      "namespace, not network mode 'host'")
+            if self.network is None:
+                raise InvalidArgument("overlay networks need a runtime with a BridgeNetwork")
         if not spec.rootfs.lower_dirs:
             raise InvalidArgument("rootfs.lower_dirs is empty")
 
@@ -192,7 +205,7 @@ class LinuxRuntime:
         if not pid:
             raise SetupError("clone", hex(plan.unshare_flags), "orch-init exited without a pid")
         live.pidfd = os.pidfd_open(pid)
-        if spec.network.mode == "bridge":
+        if spec.network.attached:
             self._attach_network(spec, pid, live)
         if start_now:
             os.close(live.control_fd)  # nothing more to say: no start to send
@@ -205,11 +218,15 @@ class LinuxRuntime:
         return pid
 
     def _attach_network(self, spec: ContainerSpec, pid: int, live: _Live) -> None:
+        """The host's side of the container's network, before its init
+        configures its own side (``N``): links, published ports, and the
+        DNS sockets in its namespace."""
         assert self.network is not None
         try:
             live.network_attached = True
             self.network.attach(spec.network, pid)
             self.network.publish(spec.id, spec.network)
+            live.dns_fds = netns.dns_sockets(pid)
             os.write(live.control_fd, b"N")
         except BrokenPipeError:
             pass  # init already failed: its report follows on the pipe
@@ -262,6 +279,7 @@ class LinuxRuntime:
         except ChildProcessError:
             _wait_readable(live.pidfd, None)
             live.status = ExitStatus(UNKNOWN_EXIT)
+            _close_dns(live)
             return live.status
         return self.exited(container, status)
 
@@ -272,6 +290,7 @@ class LinuxRuntime:
             with contextlib.suppress(Exception):
                 oom = live.cgroup.oom_kills() > 0
         live.status = ExitStatus.from_wait_status(wait_status, oom)
+        _close_dns(live)  # see dns_fds
         return live.status
 
     def kill(self, container: Container, sig: int) -> None:
@@ -326,6 +345,15 @@ class LinuxRuntime:
     def stats(self, container: Container) -> CgroupStats:
         return self._get(container).cgroup.stats()
 
+    def dns_fds(self, container: Container) -> list[int]:
+        """The container's DNS sockets (UDP, then listening TCP, both bound
+        to 127.0.0.11:53 in its network namespace), lent: they stay the
+        runtime's, which closes them as soon as the container's process has
+        exited (a socket keeps its dead namespace alive). [] without, and
+        from then on."""
+        live = self._live.get(container.spec.id)
+        return list(live.dns_fds) if live is not None else []
+
     def adopt(self, spec: ContainerSpec, pid: int) -> Container:
         """What an earlier runtime process left of a container, to kill and
         remove (:meth:`remove` waits up to RECLAIM_TIMEOUT for its cgroup to
@@ -346,7 +374,7 @@ class LinuxRuntime:
             created = time.time()
         container = Container(spec, pid, created)
         self._live[spec.id] = _Live(cgroup=cgroup, pidfd=pidfd, handle=container, adopted=True,
-                                    network_attached=spec.network.mode == "bridge")
+                                    network_attached=spec.network.attached)
         return container
 
     # --- remove ----------------------------------------------------------------------
@@ -389,6 +417,7 @@ class LinuxRuntime:
                 os.waitpid(pid, os.WNOHANG)
             os.close(fd)
         live.exec_pids.clear()
+        _close_dns(live)  # its processes are gone (see dns_fds)
         with _collect(errors):
             # Once init has exited, its pid namespace took every process with
             # it: the group is usually empty, and one rmdir each removes it.
@@ -396,7 +425,7 @@ class LinuxRuntime:
             if not (init_exited and live.cgroup.try_remove()):
                 live.cgroup.kill_all()
                 live.cgroup.remove()
-        if spec.network.mode == "bridge" and self.network is not None and live.network_attached:
+        if spec.network.attached and self.network is not None and live.network_attached:
             if spec.network.ports:  # unpublish reads the nft ruleset: skip it when idle
                 with _collect(errors):
                     self.network.unpublish(spec.id)
@@ -419,7 +448,7 @@ class LinuxRuntime:
         else:  # left by an earlier runtime process, maybe still in use
             _empty_cgroup(cgroup, RECLAIM_TIMEOUT)
             cgroup.remove()
-        if spec.network.mode == "bridge" and self.network is not None:
+        if spec.network.attached and self.network is not None:
             if spec.network.ports:
                 self.network.unpublish(spec.id)
             self.network.detach(spec.network)
@@ -522,6 +551,13 @@ def _close_fds(live: _Live) -> None:
         if fd >= 0:
             os.close(fd)
             setattr(live, attr, -1)
+    _close_dns(live)
+
+
+def _close_dns(live: _Live) -> None:
+    for fd in live.dns_fds:
+        os.close(fd)
+    live.dns_fds = ()
 
 
 @contextlib.contextmanager

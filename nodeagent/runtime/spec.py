@@ -70,6 +70,10 @@ NAMESPACES: tuple[str, ...] = ("mount", "uts", "ipc", "net", "pid", "cgroup")
 
 NetworkMode = Literal["bridge", "none", "host"]
 
+# The resolver of every container with a network of its own, in its own
+# namespace (Docker's address; see ``netns``).
+EMBEDDED_DNS = "127.0.0.11"
+
 
 _LEAVES = frozenset({str, int, float, bool, type(None), bytes})
 
@@ -134,6 +138,23 @@ class Resources:
 
 
 @dataclass
+class NetworkAttachment:
+    """One overlay network the container joins, as interface ``ifname``
+    (``eth1``, ``eth2``, ... in the order of its networks). The host end of
+    its veth pair, ``host_veth``, is in no bridge: the node routes
+    ``address/32`` to it and answers the container's ARP for the rest of the
+    subnet (proxy ARP), so every packet goes through the node."""
+
+    network_id: str
+    network_name: str
+    address: str  # the container's address on the network (the control plane allocated it)
+    prefixlen: int  # the network's: the container reaches the whole subnet on-link
+    ifname: str  # inside the container
+    host_veth: str  # on the node (<= 15 chars)
+    aliases: list[str] = field(default_factory=list)  # its DNS names there
+
+
+@dataclass
 class NetworkConfig:
     """The container's network, decided before create (IPAM already done)."""
 
@@ -144,8 +165,16 @@ class NetworkConfig:
     gateway: str = ""
     host_veth: str = ""  # host-side veth name (<= 15 chars)
     ports: list[PortMapping] = field(default_factory=list)
-    dns: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)  # nameservers; [] = the default (``bundle``)
     extra_hosts: list[tuple[str, str]] = field(default_factory=list)  # (name, ip)
+    attachments: list[NetworkAttachment] = field(default_factory=list)  # overlay networks
+
+    @property
+    def attached(self) -> bool:
+        """Whether the runtime attaches links of the container's own (a veth
+        on the bridge, overlay interfaces) and its DNS sockets: in bridge
+        mode, or with overlay networks."""
+        return self.mode == "bridge" or bool(self.attachments)
 
 
 @dataclass
@@ -191,6 +220,7 @@ class ContainerSpec:
         net = dict(data.get("network", {}))
         net["ports"] = [PortMapping(**p) for p in net.get("ports", [])]
         net["extra_hosts"] = [tuple(h) for h in net.get("extra_hosts", [])]
+        net["attachments"] = [NetworkAttachment(**a) for a in net.get("attachments", [])]
         return cls(
             id=data["id"],
             name=data["name"],

@@ -16,6 +16,40 @@ and is the only process that can learn their exit, so they die with it
 them as killed, removes what is left of them and applies restart policies
 (``recovery``). The agent carries on with the new one.
 
+Events pushed to subscribers: ``created``, ``started``, ``exited`` and
+``removed`` (the container's public record; ``removed``: id and name),
+``exec_exit`` (to the exec's caller only), and ``dns_sockets``:
+
+- **dns_sockets** hands over a running container's DNS sockets: a UDP
+  socket and a listening TCP socket, both bound to ``127.0.0.11:53`` inside
+  the container's network namespace (``nodeagent.runtime.netns``),
+  non-blocking. Every container with a network of its own has them (bridge
+  mode, a user-defined bridge, overlay networks; not ``none`` without
+  networks, not ``host``); they exist before its process runs, so what it
+  sends early waits in them. Sent right after the container's ``started``,
+  and again, to that connection alone, for every running container right
+  after the reply to a ``subscribe`` that names the event (or names none):
+  an agent that connects again (to this supervisor or a new one) gets them
+  all anew. Its fds, in this order: ``[udp, tcp]`` (the message's ``nfds``
+  is 2); the client passes them to the taker named with
+  ``SupervisorClient.take_fds("dns_sockets", taker)``, which owns those
+  copies (closed unless taken). Its data::
+
+      {"id": ..., "name": ..., "hostname": ..., "labels": {...},
+       "network": "bridge" | "none",      # eth0's mode
+       "bridge": "",                      # a user-defined bridge's name; "": the default
+       "ip_address": "10.88.0.5",         # eth0's address ("" without eth0)
+       "network_aliases": [...],          # its names on a user-defined bridge, besides its name
+       "networks": [{"network_id": ..., "network_name": ...,
+                     "address": "10.96.5.3/24", "aliases": [...], "ifname": "eth1"}, ...]}
+
+  ``networks`` mirrors ``ContainerConfig.networks``, in its order. The
+  supervisor closes its own copies as soon as the container's process has
+  exited (or its start failed); whoever took copies closes them on the
+  container's ``exited`` or ``removed`` (a socket keeps the container's
+  dead namespace alive), or when a newer ``dns_sockets`` for the same id
+  replaces them (a restart has a new namespace).
+
 Invariants:
 - a container's record is on disk (``records``) before its process exists,
   and is updated on every state change, so nothing is lost across restarts;

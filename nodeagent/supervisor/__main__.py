@@ -77,14 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         return ALREADY_RUNNING
 
     from common.errors import AgentError
-    from nodeagent.network import BridgeNetwork
+    from nodeagent.network.bridges import BridgeNetworks
     from nodeagent.runtime import LinuxRuntime
     from nodeagent.supervisor.server import Supervisor, log
 
     os.umask(0o022)
     try:
-        network = BridgeNetwork(os.path.join(state_dir, "network"), str(opts["bridge"]),
-                                str(opts["subnet"]))
+        network = BridgeNetworks(os.path.join(state_dir, "network"), str(opts["bridge"]),
+                                 str(opts["subnet"]))
         runtime = LinuxRuntime(network=network)
         if opts["warm_network"]:
             try:

@@ -10,6 +10,9 @@ connection ends (every call out fails, and ``on_event`` hears
 same client to its successor (``on_event`` hears ``"connected"`` first). It
 then makes again the last call of each of :data:`REPLAYED`, which set up a
 connection or a supervisor, so the new one is set up as the old one was.
+
+Events may carry fds (``dns_sockets``): :meth:`SupervisorClient.take_fds`
+names who takes them; an event's fds that nobody takes are closed.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ class SupervisorClient:
         self._on_event = on_event
         self._closed = False
         self._replay: dict[str, dict[str, Any]] = {}  # op -> the args of its last call
+        self._fd_takers: dict[str, Callable[[dict[str, Any], list[int]], None]] = {}
         self._reader = self._start_reader(self.sock)
 
     def _start_reader(self, sock: socket.socket) -> threading.Thread:
@@ -96,6 +100,15 @@ class SupervisorClient:
                                   daemon=True)
         reader.start()
         return reader
+
+    def take_fds(self, event: str, taker: Callable[[dict[str, Any], list[int]], None]) -> None:
+        """Hand the fds that ``event`` carries to ``taker(data, fds)``, on the
+        reader thread, before ``on_event`` hears of the event; from then on
+        they are the taker's to close, even if it raises. It must not block.
+        Set it before subscribing to the event: the supervisor sends some
+        right after the subscribe's reply."""
+        with self._lock:
+            self._fd_takers[event] = taker
 
     @property
     def connected(self) -> bool:
@@ -190,6 +203,8 @@ class SupervisorClient:
 
     def _deliver(self, msg: dict[str, Any], fds: list[int]) -> None:
         if "event" in msg:
+            if fds:
+                self._hand_over(str(msg["event"]), msg.get("data", {}), fds)
             if self._on_event is not None:
                 self._on_event(msg["event"], msg.get("data", {}))
             return
@@ -203,6 +218,17 @@ class SupervisorClient:
         else:
             pending.error = from_dict(msg.get("error", {}))
         pending.finish()
+
+    def _hand_over(self, event: str, data: dict[str, Any], fds: list[int]) -> None:
+        with self._lock:
+            taker = self._fd_takers.get(event)
+        if taker is None:
+            _close_fds(fds)
+            return
+        try:
+            taker(data, fds)
+        except Exception:  # the reader thread must go on (the fds are the taker's)
+            log.exception("taking an event's fds failed", supervisor_event=event)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

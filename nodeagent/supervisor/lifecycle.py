@@ -52,6 +52,10 @@ from nodeagent.supervisor.records import (
 # grandchild) before the exit is reported anyway.
 DRAIN_TIMEOUT = 2.0
 
+# The event that hands a running container's DNS sockets to subscribers
+# (see the package docstring).
+DNS_SOCKETS = "dns_sockets"
+
 
 @dataclass
 class Live:
@@ -123,14 +127,15 @@ class Lifecycle(Loop):
                     f'container name "{spec.name}" is already in use by {rec.id[:12]}: '
                     "remove that container or choose another name"
                 )
+        if spec.network.attached and self.network is None:
+            raise InvalidArgument("container networking is not available on this node")
         if spec.network.mode == "bridge":
-            if self.network is None:
-                raise InvalidArgument("bridge networking is not available on this node")
             self._check_ports(spec)
-            self.network.ensure()
-            lease = self.network.allocate(spec.id)
+            self.network.ensure(spec.network.bridge)
+            lease = self.network.allocate(spec.id, spec.network.bridge)
             lease.ports, lease.dns = spec.network.ports, spec.network.dns
             lease.extra_hosts = spec.network.extra_hosts
+            lease.attachments = spec.network.attachments
             spec.network = lease
         rec = Record(
             spec=spec,
@@ -258,6 +263,30 @@ class Lifecycle(Loop):
         rec.oom_killed = False
         records.save(rec)
         self._emit("started", rec.public())
+        self._send_dns_sockets(rec)
+
+    def _send_dns_sockets(self, rec: Record, conn: Conn | None = None) -> None:
+        """The ``dns_sockets`` event of a running container (see the package
+        docstring), to every subscriber that wants it, or to ``conn``."""
+        live = self.live.get(rec.id)
+        if live is None or live.exit_status is not None:
+            return
+        fds = self.runtime.dns_fds(live.handle)
+        if not fds:
+            return
+        net = rec.spec.network
+        data = {"id": rec.id, "name": rec.name, "hostname": rec.spec.hostname,
+                "labels": rec.spec.labels, "network": net.mode, "bridge": net.bridge,
+                "ip_address": net.address,
+                # its names on a user-defined network (engine mode), besides its name
+                "network_aliases": list(rec.config.get("networkAliases", [])),
+                "networks": [{"network_id": a.network_id, "network_name": a.network_name,
+                              "address": f"{a.address}/{a.prefixlen}", "aliases": a.aliases,
+                              "ifname": a.ifname} for a in net.attachments]}
+        if conn is None:
+            self._emit(DNS_SOCKETS, data, fds)
+        elif conn.subscribed and (conn.events is None or DNS_SOCKETS in conn.events):
+            self._send(conn, {"event": DNS_SOCKETS, "data": data}, fds)
 
     def _signal(self, rec: Record, sig: int) -> None:
         live = self.live.get(rec.id)
@@ -406,7 +435,8 @@ class Lifecycle(Loop):
 
         if rec.spec.network.mode == "bridge" and self.network is not None:
             try:
-                self.network.ensure()  # gone after a reboot; once per process otherwise
+                # Gone after a reboot; once per process otherwise.
+                self.network.ensure(rec.spec.network.bridge)
             except Exception as exc:
                 err = exc if isinstance(exc, AgentError) else AgentError(
                     f"cannot set up the bridge network: {exc}")
@@ -433,7 +463,7 @@ class Lifecycle(Loop):
         del self.records[rec.id]
         self.backoffs.pop(rec.id, None)
         if rec.spec.network.mode == "bridge" and self.network is not None:
-            self.network.release(rec.id)
+            self.network.release(rec.id, rec.spec.network.bridge)
         self._discard(rec.bundle)
         return True
 

@@ -167,10 +167,12 @@ class Loop:
         except OSError:
             self._close(conn)
 
-    def _emit(self, event: str, data: dict[str, Any]) -> None:
+    def _emit(self, event: str, data: dict[str, Any], fds: list[int] | None = None) -> None:
+        """Push an event to every subscriber that wants it; ``fds`` go with
+        it (each subscriber gets its own copies; the sender keeps its own)."""
         for conn in list(self.conns):
             if conn.subscribed and (conn.events is None or event in conn.events):
-                self._send(conn, {"event": event, "data": data})
+                self._send(conn, {"event": event, "data": data}, fds)
 
     def _on_conn(self, conn: Conn) -> None:
         try:

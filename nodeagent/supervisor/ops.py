@@ -164,10 +164,15 @@ class Operations(Lifecycle):
         reply(sorted(self.network.protected), None)
 
     def op_subscribe(self, conn: Conn, reply: Reply, events: list[str] | None = None) -> None:
-        """Push events to this connection: those named, or every one."""
+        """Push events to this connection: those named, or every one. Every
+        running container's ``dns_sockets`` follow the reply, if it wants them."""
         conn.subscribed = True
         conn.events = None if events is None else frozenset(events)
         reply(True, None)
+        for cid in list(self.live):
+            rec = self.records.get(cid)
+            if rec is not None:
+                self._send_dns_sockets(rec, conn)
 
     def op_list(self, conn: Conn, reply: Reply, all: bool = False) -> None:
         recs = [r for r in self.records.values() if all or r.state in (RUNNING, RESTARTING)]

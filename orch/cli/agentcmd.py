@@ -45,6 +45,10 @@ def register(sub: Any) -> None:
     p.add_argument("--registry-ca", default="", metavar="FILE",
                    help="a PEM CA to trust for every registry (pulls for cluster tasks too), besides "
                    "the system's and /etc/orch/certs.d/HOST:PORT/ca.crt")
+    p.add_argument("--dns-upstream", default="", metavar="ADDR[,ADDR]|none",
+                   help="where the node's DNS server sends the names it does not know (IP[:PORT], "
+                   "comma-separated); none: nowhere (SERVFAIL); default: the host's non-loopback "
+                   "resolvers in /etc/resolv.conf")
     p.add_argument("--all", action="store_true",
                    help="with stop: also stop and remove every container and the node network")
     p.set_defaults(func=cmd_agent)
@@ -78,7 +82,21 @@ def _options(args: argparse.Namespace) -> Any:
                         token=_token(args) if args.join else "",
                         listen=args.listen, name=args.name, labels=labels,
                         max_starting=args.max_starting, registry_ca=_registry_ca(args),
-                        **_default_pids_limit(args))
+                        dns_upstream=_dns_upstream(args), **_default_pids_limit(args))
+
+
+def _dns_upstream(args: argparse.Namespace) -> str:
+    """``--dns-upstream`` checked (the agent parses it again); "" for the host's."""
+    if not args.dns_upstream:
+        return ""
+    from common.errors import InvalidArgument
+    from nodeagent.dns.upstreams import parse_upstreams
+
+    try:
+        parse_upstreams(args.dns_upstream)
+    except InvalidArgument as err:
+        raise CLIError(err.message)
+    return str(args.dns_upstream)
 
 
 def _registry_ca(args: argparse.Namespace) -> str:
@@ -199,6 +217,8 @@ def _detach(agent: Agent, opts: Any, args: argparse.Namespace) -> int:
     cmd += ["--default-pids-limit", str(opts.default_pids_limit)]
     if opts.registry_ca:
         cmd += ["--registry-ca", opts.registry_ca]
+    if opts.dns_upstream:
+        cmd += ["--dns-upstream", opts.dns_upstream]
     for key, value in (opts.labels or {}).items():
         cmd += ["--label", f"{key}={value}"]
     with open(log_path, "ab") as logf:

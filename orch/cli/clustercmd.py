@@ -143,6 +143,8 @@ def register(sub: Any) -> None:
     p.add_argument("--registry-ca", default="", metavar="FILE",
                    help="a PEM CA to trust for the registries whose tags a deploy pins, besides "
                    "the system's and /etc/orch/certs.d/HOST:PORT/ca.crt")
+    p.add_argument("--network-pool", default="10.96.0.0/11", metavar="CIDR",
+                   help="where overlay networks' subnets come from, a /24 each (default 10.96.0.0/11)")
     p.set_defaults(func=cmd_controlplane)
 
     p = sub.add_parser("deploy", help="apply a manifest and follow it until it runs")
@@ -241,7 +243,7 @@ def cmd_controlplane(args: argparse.Namespace, _agent: Any) -> int:
     opts = ControlPlaneOptions(etcd=etcd, listen=args.listen.split(","),
                                token_file=args.token_file, admin_token_file=args.admin_token_file,
                                socket=args.socket, state_dir=args.state_dir, id=args.id,
-                               registry_ca=args.registry_ca)
+                               registry_ca=args.registry_ca, network_pool=args.network_pool)
     try:
         check_options(opts)
         return serve(opts)
@@ -265,7 +267,10 @@ def cmd_deploy(args: argparse.Namespace, _agent: Any) -> int:
     # The control plane parses the manifest (errors name this file, line
     # and field), so this process loads neither YAML nor the model. In wire
     # format by hand: the deploy path does without protobuf.
-    reply = api.call_bytes("Deploy", encode_deploy_request(text, args.file))
+    # A manifest without a top-level name: is a stack named after its
+    # directory, as Compose names a project (the control plane cannot see it).
+    stack = os.path.basename(os.path.dirname(os.path.abspath(args.file)))
+    reply = api.call_bytes("Deploy", encode_deploy_request(text, args.file, stack=stack))
     names = decode_deploy_response(reply)
     print(f"deployed {', '.join(names)}")
     if args.detach:
@@ -383,7 +388,9 @@ def cmd_cluster_ps(args: argparse.Namespace) -> int:
         name = f"{t.service_name}.{t.slot or node}"
         out.append({"id": t.id, "name": name, "service": t.service_name, "slot": t.slot,
                     "node": node, "node_id": t.node_id, "state": state, "desired": desired,
-                    "since": status.timestamp, "error": status.error, "message": status.message})
+                    "since": status.timestamp, "error": status.error, "message": status.message,
+                    "networks": [{"network": n.name, "network_id": n.network_id, "address": n.address,
+                                  "aliases": list(n.aliases)} for n in t.networks]})
         rows.append([t.id[:12], name, node, desired, f"{state} {ago(status.timestamp)}",
                      status.error or (status.message if state == "pending" else "")])
     emit(args.output, out, ["ID", "NAME", "NODE", "DESIRED", "STATE", "ERROR"], rows)

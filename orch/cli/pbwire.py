@@ -194,13 +194,16 @@ class TaskSummary(_Record):
 
 
 def encode_deploy_request(manifest: str = "", manifest_path: str = "",
-                          services: list[bytes] | None = None) -> bytes:
-    """``DeployRequest``: a manifest, or ``services`` (each a serialized ``ServiceSpec``)."""
+                          services: list[bytes] | None = None, stack: str = "") -> bytes:
+    """``DeployRequest``: a manifest (and the stack's name when it has none),
+    or ``services`` (each a serialized ``ServiceSpec``)."""
     out = b"".join(field_bytes(1, spec) for spec in services or ())
     if manifest:
         out += field_string(2, manifest)
     if manifest_path:
         out += field_string(3, manifest_path)
+    if stack:
+        out += field_string(4, stack)
     return out
 
 

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 FLAG, VALUE, APPEND = "flag", "value", "append"
-NETWORKS = ("bridge", "none", "host")
 
 
 class Option:
@@ -85,7 +84,10 @@ OPTIONS = (
     Option(("--cpus",), help="CPU quota, e.g. 0.5 or 500m"),
     Option(("--pids-limit",), help="processes at once; -1 unlimited (default: the node's, 4096)"),
     Option(("--restart",), default="no", help="no | on-failure[:N] | always | unless-stopped"),
-    Option(("--network",), default="bridge", choices=NETWORKS),
+    Option(("--network",), default="bridge",
+           help="bridge (default), none, host, or a network of `orch network ls`"),
+    Option(("--network-alias",), APPEND, metavar="ALIAS",
+           help="another name of the container on its user-defined network"),
     Option(("--entrypoint",)),
     Option(("-w", "--workdir")),
     Option(("-u", "--user")),
@@ -128,7 +130,11 @@ def parse_quick(argv: list[str], run: bool = True) -> dict[str, Any] | None:
         if not word.startswith("-") or word == "-":
             values["image"] = word
             values["cmd"] = argv[i:]
-            return None if "--" in values["cmd"] else values
+            # A later "--word" that is no option's full name may be taken by
+            # argparse as an abbreviation, or refused as an ambiguous one: its call.
+            if any(w.startswith("--") and w.partition("=")[0] not in by_name for w in values["cmd"]):
+                return None
+            return values
         name, eq, value = word.partition("=") if word.startswith("--") else (word, "", "")
         opt = by_name.get(name)
         if opt is None:
@@ -237,6 +243,7 @@ def config_fields(v: dict[str, Any]) -> dict[str, Any]:
         "env": v["env"], "workdir": v["workdir"], "user": v["user"], "hostname": v["hostname"] or "",
         "ports": [parse_port(p) for p in v["publish"]], **checked,
         "restart_policy": v["restart"], "network": v["network"],
+        "network_aliases": v["network_alias"],
         "auto_remove": bool(v.get("rm")),
         "stop_signal": v["stop_signal"], "labels": _labels(v["label"]),
         "read_only": v["read_only"], "storage_size_bytes": storage_size(v["storage_opt"]),
@@ -299,6 +306,7 @@ def encode_config(c: dict[str, Any], volatile: bool = False) -> bytes:
         out.append(field_bytes(18, field_string(1, k) + field_string(2, v)))
     out += [field_int(19, int(c["read_only"])), field_int(20, int(volatile)),
             field_int(21, c["storage_size_bytes"])]
+    out += [field_string(23, a) for a in c.get("network_aliases", ())]
     return b"".join(out)
 
 

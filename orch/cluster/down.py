@@ -171,8 +171,10 @@ def _remove_network(rec: ClusterRecord) -> None:
     net = HostNet(rec.bridge or "orchup0", rec.subnet or "10.89.0.0/24", rec.prefix)
     for i, node in enumerate(rec.nodes, 1):
         if node.netns:
-            net.remove_node(i)
-        elif _single_node_bridge(i):
+            net.remove_node(i)  # its overlay (VXLAN devices, rules, nft) goes with the namespace
+            continue
+        _remove_host_overlay()
+        if _single_node_bridge(i):
             # A node on the host itself: its supervisor removes its bridge and
             # nft table when it stops; if it was killed, this does instead.
             from nodeagent.network.bridge_network import BridgeNetwork
@@ -182,6 +184,16 @@ def _remove_network(rec: ClusterRecord) -> None:
                               node_subnet(i)).teardown()
     if rec.bridge:
         net.remove_bridge()
+
+
+def _remove_host_overlay() -> None:
+    """A node on the host itself: its overlay (``vx-*`` devices, the mesh's
+    policy rules, table ``ip orch_svc``), which its agent removes when it
+    stops with its containers; if it was killed, this does instead."""
+    from nodeagent.network.overlay import remove_here
+
+    with contextlib.suppress(Exception):  # what stays is reported after
+        remove_here()
 
 
 def _single_node_bridge(index: int) -> bool:
@@ -202,8 +214,12 @@ def _network_remains(rec: ClusterRecord) -> list[str]:
                 out.append(f"network namespace {node.netns}")
             if link_exists(net.node(i).host_veth):
                 out.append(f"interface {net.node(i).host_veth}")
-        elif _single_node_bridge(i):
-            out.append(f"interface {NODE_BRIDGE} (node {node.name})")
+        else:
+            from nodeagent.network.overlay import leftovers
+
+            out += [f"{thing} (node {node.name})" for thing in leftovers()]
+            if _single_node_bridge(i):
+                out.append(f"interface {NODE_BRIDGE} (node {node.name})")
     if rec.bridge and link_exists(rec.bridge):
         out.append(f"interface {rec.bridge}")
     return out

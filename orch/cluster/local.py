@@ -156,6 +156,8 @@ def start_agent(rec: ClusterRecord, node: NodeRecord, index: int) -> subprocess.
            "--join", rec.join, "--token-file", rec.token_file,
            "--listen", f"{node.address}:{AGENT_PORT}",
            "--name", node.name, "--label", f"node={node.name}",
+           # A node never sends traffic out: names its DNS server does not know fail at once.
+           "--dns-upstream", "none",
            # The nodes share this machine's CPUs: each starts as many
            # containers at once as its share is (each start keeps about one busy).
            "--max-starting", str(max(1, len(os.sched_getaffinity(0)) // max(1, len(rec.nodes))))]

@@ -35,8 +35,10 @@ class Engine:
         return proc
 
     def start(self) -> None:
+        # No upstream resolvers: names the node's DNS server does not know
+        # fail at once, and no query ever leaves the machine.
         self.orch("agent", "--detach", "--state-dir", str(self.state), "--run-dir", str(self.run),
-                  "--bridge", self.bridge, "--subnet", self.subnet)
+                  "--bridge", self.bridge, "--subnet", self.subnet, "--dns-upstream", "none")
 
     def stop_all(self) -> None:
         self.orch("agent", "stop", "--all", "--state-dir", str(self.state),

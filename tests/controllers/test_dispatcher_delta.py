@@ -78,9 +78,47 @@ def test_queued_deltas_go_as_one_message_and_the_end_is_kept() -> None:
         tasks=[cpb.Task(id=f"t{i}")])) for i in range(3)]
     for msg in rest:
         out.put(msg)
-    batch, ended = _drain(out, first)
-    assert [d.tasks[0].id for d in batch] == ["t0", "t1", "t2"] and not ended
+    networks, batch, ended = _drain(out, first)
+    assert [d.tasks[0].id for d in batch] == ["t0", "t1", "t2"] and not ended and not networks
     out.put(rest[0])
+    out.put(cpb.DispatcherMessage(network_state=cpb.NetworkState(removed_networks=["n1"])))
     out.put(None)
-    batch, ended = _drain(out, first)
+    networks, batch, ended = _drain(out, first)
     assert len(batch) == 2 and ended
+    assert [list(n.removed_networks) for n in networks] == [["n1"]]
+
+
+_KEYS = st.sampled_from(["a", "b", "c"])
+_NET_DELTA = st.lists(st.tuples(st.sampled_from(["networks", "peers", "services", "endpoints"]), _KEYS,
+                                st.booleans(), st.integers(0, 3)), max_size=5)
+
+
+def _net_msg(delta: list[tuple[str, str, bool, int]]) -> cpb.NetworkState:
+    msg = cpb.NetworkState()
+    for table, key, put, value in delta:
+        if not put:
+            getattr(msg, f"removed_{table}").append(f"{key}/n" if table == "endpoints" else key)
+        elif table == "networks":
+            msg.networks.append(cpb.OverlayNetwork(id=key, vni=value))
+        elif table == "peers":
+            msg.peers.append(cpb.Peer(node_id=key, index=value))
+        elif table == "services":
+            msg.services.append(cpb.ServiceRoute(id=key, name=str(value)))
+        else:
+            msg.endpoints.append(cpb.Endpoint(task_id=key, network_id="n", slot=value))
+    return msg
+
+
+@given(deltas=st.lists(_NET_DELTA, min_size=1, max_size=6))
+def test_merged_network_states_leave_a_node_where_applying_them_one_by_one_would(
+        deltas: list[list[tuple[str, str, bool, int]]]) -> None:
+    from controlplane.netview import merge_network_states
+    from nodeagent.cluster.netstate import state_update_from_pb
+    from nodeagent.network.state import NetworkState
+
+    msgs = [_net_msg(d) for d in deltas]
+    one_by_one, merged = NetworkState(), NetworkState()
+    for msg in msgs:
+        one_by_one.apply(state_update_from_pb(msg))
+    merged.apply(state_update_from_pb(merge_network_states(msgs)))
+    assert merged == one_by_one

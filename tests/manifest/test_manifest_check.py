@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from test_manifest_roundtrip import manifests
 
 from model.manifest import ManifestError, check_specs
-from model.objects import PortConfig, Resources, RestartPolicy, ServiceSpec, _spec
+from model.objects import NetworkAttachment, PortConfig, Resources, RestartPolicy, ServiceSpec, _spec
 
 
 @settings(max_examples=100, deadline=None)
@@ -54,9 +54,22 @@ WEB = ServiceSpec(name="web", image="busybox")
         ({"env": ["A=\0"]}, "services_json: services.web.environment[0]: the value of 'A' holds a NUL"),
         ({"labels": {"orch.task": "x"}}, 'services_json: services.web.labels["orch.task"]: label '
                                          "'orch.task' is reserved"),
-        ({"ports": [PortConfig(80, 80, "sctp")]},
-         "services_json: services.web.ports: [PortConfig(published=80, target=80, protocol='sctp')] is not "
-         "a value a manifest can hold"),
+        ({"ports": [PortConfig(80, 80, "sctp", "host")]},
+         "services_json: services.web.ports[0].protocol: unknown protocol 'sctp'"),
+        ({"ports": [PortConfig(80, 80, "tcp", "bridge")]},  # type: ignore[arg-type]
+         "services_json: services.web.ports[0].mode: unknown port mode 'bridge'"),
+        ({"ports": [PortConfig(80, 80)]}, "services_json: services.web.ports[0]: an ingress port needs the "
+                                          "service on a network"),
+        ({"ports": [PortConfig(80, 80)], "networks": [NetworkAttachment("n")], "endpoint_mode": "dnsrr"},
+         "services_json: services.web.ports[0]: an ingress port cannot be used with endpoint_mode: dnsrr"),
+        ({"networks": [NetworkAttachment("-n")]}, "services_json: networks.net1.name: invalid network name "
+                                                  "'-n'"),
+        ({"networks": [NetworkAttachment("n", ["bad_alias"])]},
+         "services_json: services.web.networks.n.aliases[0]: invalid alias 'bad_alias'"),
+        ({"networks": [NetworkAttachment("n"), NetworkAttachment("n")]},
+         "services_json: services.web.networks[1]: network 'n' is listed twice"),
+        ({"endpoint_mode": "ipvs"}, "services_json: services.web.deploy.endpoint_mode: expected one of vip, "
+                                    "dnsrr, got 'ipvs'"),
         ({"ports": [PortConfig(0, 80)]}, "services_json: services.web.ports[0]: port '0' is out of range"),
         ({"mode": "everywhere"}, "services_json: services.web.deploy.mode: 'everywhere' is not a value a "
                                  "manifest can hold"),

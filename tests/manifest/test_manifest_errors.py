@@ -207,7 +207,7 @@ CASES: list[tuple[str, str, str]] = [
         '  web:\n'
         '    image: busybox\n'
         'foo: 1\n',
-        "m.yaml:4: foo: unknown key 'foo'; expected one of: name, services, version",
+        "m.yaml:4: foo: unknown key 'foo'; expected one of: name, networks, services, version",
     ),
     (
         'volumes',

@@ -9,11 +9,12 @@ import pytest
 import yaml
 
 from model.manifest import json_schema, load_manifest
-from model.objects import Placement, PortConfig, Resources, RestartPolicy, ServiceSpec
+from model.objects import NetworkAttachment, Placement, PortConfig, Resources, RestartPolicy, ServiceSpec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MI = 1024 * 1024
 HTTPD = ["httpd", "-f", "-p", "80", "-h", "/www"]
+DEFAULT = [NetworkAttachment("examples_default")]  # the stack is named after the directory
 
 
 def test_web_example() -> None:
@@ -27,6 +28,7 @@ def test_web_example() -> None:
             replicas=3,
             limits=Resources(cpus=0.25, memory_bytes=32 * MI),
             reservations=Resources(cpus=0.1, memory_bytes=16 * MI),
+            networks=DEFAULT,
         )
     ]
 
@@ -35,12 +37,13 @@ def test_stack_example() -> None:
     specs = {spec.name: spec for spec in load_manifest(str(EXAMPLES / "stack.yaml"))}
     assert list(specs) == ["web", "api", "worker", "cache"]
     small = Resources(cpus=0.25, memory_bytes=32 * MI)  # the x-limits anchor
+    shop = [NetworkAttachment("shop_default")]  # named by the manifest's name:
 
     assert specs["web"] == ServiceSpec(
         name="web", image="busybox", command=HTTPD, ports=[PortConfig(8080, 80)],
         labels={"com.example.tier": "front"}, replicas=3, limits=small,
         placement=Placement(preferences=["node.labels.zone"]),
-        restart_policy=RestartPolicy(condition="any", delay=2.0),
+        restart_policy=RestartPolicy(condition="any", delay=2.0), networks=shop,
     )
 
     api = specs["api"]
@@ -56,7 +59,7 @@ def test_stack_example() -> None:
 
     assert specs["worker"] == ServiceSpec(
         name="worker", image="busybox", command=["sh", "-c", "while true; do date; sleep 30; done"],
-        env=["INTERVAL=30"], mode="global", limits=small,
+        env=["INTERVAL=30"], mode="global", limits=small, networks=shop,
     )
 
     assert specs["cache"] == ServiceSpec(
@@ -64,7 +67,7 @@ def test_stack_example() -> None:
         ports=[PortConfig(6379, 6379)], replicas=2,
         placement=Placement(max_replicas_per_node=1),
         restart_policy=RestartPolicy("on-failure", delay=5.0, max_attempts=3),
-        binpack=True,
+        binpack=True, networks=shop,
     )
 
 

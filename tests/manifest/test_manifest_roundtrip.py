@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from model.manifest import ManifestError, dump_manifest, parse_manifest
 from model.manifest._dump import _Dumper
 from model.manifest._values import SERVICE_NAME_PATTERN
-from model.objects import Placement, PortConfig, Resources, RestartPolicy, ServiceSpec
+from model.objects import NetworkAttachment, Placement, PortConfig, Resources, RestartPolicy, ServiceSpec
 from model.units import (
     MAX_MEMORY_BYTES,
     MAX_PIDS,
@@ -73,6 +73,15 @@ constraints = st.one_of(
 )
 
 
+network_names = _word(LOWER + DIGITS, LOWER + DIGITS + "_.-", 20) | st.just("default") | _word(
+    LOWER, LOWER, 100)  # longer than a manifest's key may be: the dumper names it another way
+aliases = _word(LOWER + DIGITS, LOWER + DIGITS + "-", 10, LOWER + DIGITS).filter(
+    lambda a: re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", a) is not None)
+attachments = st.lists(st.tuples(network_names, st.lists(aliases, max_size=2, unique=True)), max_size=3,
+                       unique_by=lambda t: t[0]).map(
+    lambda found: [NetworkAttachment(name, list(names)) for name, names in found])
+
+
 @st.composite
 def resources(draw: st.DrawFn) -> tuple[Resources, Resources]:
     """Limits and reservations with each reservation at most its limit (when both are set)."""
@@ -89,6 +98,11 @@ def resources(draw: st.DrawFn) -> tuple[Resources, Resources]:
 def spec(draw: st.DrawFn, name: str, ports: list[PortConfig]) -> ServiceSpec:
     modes: list[Literal["replicated", "global"]] = ["replicated", "global"]
     mode = draw(st.sampled_from(modes))
+    networks = draw(attachments)
+    endpoint_mode = draw(st.sampled_from(["vip", "dnsrr"]))
+    for port in ports:  # an ingress port needs a network and a VIP
+        port.mode = draw(st.sampled_from(["ingress", "host"])) if networks and endpoint_mode == "vip" \
+            else "host"
     limits, reservations = draw(resources())
     env_keys = draw(st.lists(env_names, max_size=4, unique=True))
     return ServiceSpec(
@@ -117,6 +131,8 @@ def spec(draw: st.DrawFn, name: str, ports: list[PortConfig]) -> ServiceSpec:
         binpack=draw(st.booleans()),
         stop_grace_period=draw(seconds(MAX_STOP_GRACE_PERIOD)),
         storage_size=draw(memory),
+        networks=networks,
+        endpoint_mode=endpoint_mode,  # type: ignore[arg-type]
     )
 
 
@@ -147,8 +163,8 @@ def test_round_trip_long_port_form(specs: list[ServiceSpec], flow: bool) -> None
     for spec_ in specs:
         service = document["services"][spec_.name]
         if spec_.ports:
-            service["ports"] = [{"published": p.published, "target": p.target, "protocol": p.protocol}
-                                for p in spec_.ports]
+            service["ports"] = [{"published": p.published, "target": p.target, "protocol": p.protocol,
+                                 "mode": p.mode} for p in spec_.ports]
     text = yaml.dump(document, Dumper=_Dumper, default_flow_style=flow, sort_keys=False, allow_unicode=True)
     assert parse_manifest(text) == specs
 

@@ -75,8 +75,14 @@ def test_long_form_keys_match_schema() -> None:
 
 
 def test_every_key_at_once_parses() -> None:
-    (spec,) = parse_manifest(yaml.safe_dump(_sample(TOP)))
+    """Every key but the two that exclude others: ``network_mode`` (no networks at
+    all) and a network's ``external`` (which takes only a name)."""
+    document = _sample(TOP)
+    del document["services"]["svc"]["network_mode"]
+    del document["networks"]["svc"]["external"]
+    (spec,) = parse_manifest(yaml.safe_dump(document))
     assert spec.name == "svc" and spec.binpack is True and spec.stop_grace_period == 30.0
+    assert [(n.name, n.aliases) for n in spec.networks] == [("shared", ["api"])]
 
 
 def test_every_leaf_documents_itself() -> None:

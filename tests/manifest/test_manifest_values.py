@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from model.manifest import ManifestError, parse_manifest
-from model.objects import PortConfig, Resources, ServiceSpec
+from model.objects import NetworkAttachment, PortConfig, Resources, ServiceSpec
 from model.units import MAX_REPLICAS
 
 KI, MI, GI = 1024, 1024**2, 1024**3
@@ -17,7 +17,7 @@ KI, MI, GI = 1024, 1024**2, 1024**3
 def _service(body: str) -> ServiceSpec:
     """Parse one service named web whose keys (below image) are ``body``, indented 4."""
     lines = "".join(f"    {line}\n" for line in body.strip("\n").splitlines())
-    (spec,) = parse_manifest(f"services:\n  web:\n    image: busybox\n{lines}")
+    (spec,) = parse_manifest(f"services:\n  web:\n    image: busybox\n{lines}", stack="t")
     return spec
 
 
@@ -208,7 +208,7 @@ def test_environment_and_labels_forms() -> None:
 
 def test_defaults() -> None:
     spec = _service("")
-    assert spec == ServiceSpec(name="web", image="busybox")
+    assert spec == ServiceSpec(name="web", image="busybox", networks=[NetworkAttachment("t_default")])
 
 
 def test_compose_extras_are_ignored() -> None:

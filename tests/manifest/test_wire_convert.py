@@ -16,6 +16,8 @@ from test_manifest_roundtrip import manifests
 
 from model import wire
 from model.objects import (
+    Network,
+    NetworkAttachment,
     Node,
     NodeResources,
     Placement,
@@ -25,8 +27,10 @@ from model.objects import (
     Service,
     ServiceSpec,
     Task,
+    TaskNetwork,
     TaskState,
     TaskStatus,
+    VirtualIP,
 )
 from proto import cluster_pb2 as cpb
 
@@ -43,25 +47,33 @@ any_specs = st.builds(
     ServiceSpec, name=TEXT, image=TEXT, command=st.none() | WORDS, entrypoint=st.none() | WORDS,
     env=WORDS,
     ports=st.lists(st.builds(PortConfig, published=INT64, target=INT64,
-                             protocol=st.sampled_from(wire.PROTOCOLS)), max_size=3),
+                             protocol=st.sampled_from(wire.PROTOCOLS),
+                             mode=st.sampled_from(wire.PORT_MODES)), max_size=3),
     labels=LABELS, mode=st.sampled_from(wire.MODES), replicas=INT64, limits=resources,
     reservations=resources,
     placement=st.builds(Placement, constraints=WORDS, preferences=WORDS, max_replicas_per_node=INT64),
     restart_policy=st.builds(RestartPolicy, condition=st.sampled_from(wire.RESTART_CONDITIONS),
                              delay=FLOATS, max_attempts=INT64, window=FLOATS),
-    binpack=st.booleans(), stop_grace_period=FLOATS, storage_size=INT64)
+    binpack=st.booleans(), stop_grace_period=FLOATS, storage_size=INT64,
+    networks=st.lists(st.builds(NetworkAttachment, name=TEXT, aliases=WORDS), max_size=3),
+    endpoint_mode=st.sampled_from(wire.ENDPOINT_MODES))
 specs = any_specs | manifests().map(lambda found: found[0])
 states = st.sampled_from(list(TaskState))
 statuses = st.builds(TaskStatus, state=states, message=TEXT, error=TEXT, timestamp=FLOATS,
                      container_id=TEXT, exit_code=st.integers(-(1 << 31), (1 << 31) - 1))
-services = st.builds(Service, id=TEXT, spec=specs, created_at=FLOATS, updated_at=FLOATS, version=INT64)
+services = st.builds(Service, id=TEXT, spec=specs, created_at=FLOATS, updated_at=FLOATS, version=INT64,
+                     vips=st.lists(st.builds(VirtualIP, network_id=TEXT, address=TEXT), max_size=3))
 tasks = st.builds(Task, id=TEXT, service_id=TEXT, service_name=TEXT, slot=INT64, spec=specs, node_id=TEXT,
-                  desired_state=states, status=statuses, created_at=FLOATS, attempt=INT64, version=INT64)
+                  desired_state=states, status=statuses, created_at=FLOATS, attempt=INT64, version=INT64,
+                  networks=st.lists(st.builds(TaskNetwork, network_id=TEXT, name=TEXT, address=TEXT,
+                                              aliases=WORDS), max_size=3))
 nodes = st.builds(Node, id=TEXT, name=TEXT, address=TEXT, labels=LABELS,
                   resources=st.builds(NodeResources, cpus=FLOATS, memory_bytes=INT64),
                   state=st.sampled_from(wire.NODE_STATES),
                   availability=st.sampled_from(wire.NODE_AVAILABILITIES), last_heartbeat=FLOATS,
-                  api_token=TEXT, version=INT64)
+                  api_token=TEXT, version=INT64, index=st.integers(0, (1 << 31) - 1))
+networks = st.builds(Network, id=TEXT, name=TEXT, subnet=TEXT, vni=st.integers(0, (1 << 32) - 1),
+                     stack=TEXT, labels=LABELS, created_at=FLOATS, version=INT64)
 
 
 def _through_bytes(message: Any) -> Any:
@@ -98,6 +110,12 @@ def test_nodes_round_trip_without_their_api_token(node: Node) -> None:
     assert wire.node_from_pb(_through_bytes(message)) == dataclasses.replace(node, api_token="")
 
 
+@settings(deadline=None)
+@given(networks)
+def test_networks_round_trip(network: Network) -> None:
+    assert wire.network_from_pb(_through_bytes(wire.network_to_pb(network))) == network
+
+
 # Longer than any other text field here, so only the token itself could hold it.
 TOKENS = st.text("0123456789abcdef", min_size=24, max_size=32)
 
@@ -116,8 +134,8 @@ def test_status_updates_round_trip(task_id: str, status: TaskStatus) -> None:
 
 
 @settings(deadline=None)
-@given(st.sampled_from(["put", "delete"]), services | tasks | nodes)
-def test_events_round_trip(action: str, obj: Service | Task | Node) -> None:
+@given(st.sampled_from(["put", "delete"]), services | tasks | nodes | networks)
+def test_events_round_trip(action: str, obj: Service | Task | Node | Network) -> None:
     back = wire.event_from_pb(_through_bytes(wire.event_to_pb(action, obj)))
     expected = dataclasses.replace(obj, api_token="") if isinstance(obj, Node) else obj
     assert back == (action, expected)
@@ -135,6 +153,8 @@ def test_empty_messages_are_the_models_defaults() -> None:
                                                  spec=ServiceSpec(name="", image=""))
     assert wire.node_from_pb(cpb.Node()) == Node(id="", name="")
     assert wire.service_from_pb(cpb.Service()) == Service(id="", spec=ServiceSpec(name="", image=""))
+    assert wire.network_from_pb(cpb.Network()) == Network(id="", name="", subnet="", vni=0)
+    assert wire.ports_from_pb([cpb.PortConfig()]) == [PortConfig(0, 0)]  # ingress, tcp
 
 
 def test_states_convert_by_name() -> None:
@@ -148,6 +168,8 @@ def test_states_convert_by_name() -> None:
 @pytest.mark.parametrize(("cls", "name", "words"), [
     (ServiceSpec, "mode", wire.MODES),
     (PortConfig, "protocol", wire.PROTOCOLS),
+    (PortConfig, "mode", wire.PORT_MODES),
+    (ServiceSpec, "endpoint_mode", wire.ENDPOINT_MODES),
     (RestartPolicy, "condition", wire.RESTART_CONDITIONS),
     (Node, "state", wire.NODE_STATES),
     (Node, "availability", wire.NODE_AVAILABILITIES),
@@ -163,7 +185,9 @@ def test_every_word_of_the_model_has_its_enum_value(cls: type, name: str, words:
     (TaskStatus, cpb.TaskStatus, set()), (Node, cpb.Node, {"api_token"}),
     (PortConfig, cpb.PortConfig, set()), (Resources, cpb.Resources, set()),
     (Placement, cpb.Placement, set()), (RestartPolicy, cpb.RestartPolicy, set()),
-    (NodeResources, cpb.NodeResources, set()),
+    (NodeResources, cpb.NodeResources, set()), (Network, cpb.Network, set()),
+    (NetworkAttachment, cpb.NetworkAttachment, set()), (TaskNetwork, cpb.TaskNetwork, set()),
+    (VirtualIP, cpb.VirtualIP, set()),
 ])
 def test_the_messages_have_the_models_fields(model: type, message: Any, not_sent: set[str]) -> None:
     """A field added to the model needs its wire field (and a converter line)."""
@@ -175,6 +199,9 @@ def test_the_messages_have_the_models_fields(model: type, message: Any, not_sent
     (wire.spec_from_pb, cpb.ServiceSpec(mode=7), "mode"),  # type: ignore[arg-type]
     (wire.spec_from_pb, cpb.ServiceSpec(ports=[cpb.PortConfig(protocol=3)]),  # type: ignore[arg-type]
      "ports[0].protocol"),
+    (wire.spec_from_pb, cpb.ServiceSpec(ports=[cpb.PortConfig(mode=5)]),  # type: ignore[arg-type]
+     "ports[0].mode"),
+    (wire.spec_from_pb, cpb.ServiceSpec(endpoint_mode=4), "endpoint_mode"),  # type: ignore[arg-type]
     (wire.spec_from_pb, cpb.ServiceSpec(restart_policy=cpb.RestartPolicy(condition=9)),  # type: ignore[arg-type]
      "restart_policy.condition"),
     (wire.task_from_pb, cpb.Task(desired_state=11), "desired_state"),  # type: ignore[arg-type]

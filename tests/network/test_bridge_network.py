@@ -113,8 +113,8 @@ def test_ensure_is_idempotent_and_bridge_has_gateway(net: BridgeNetwork) -> None
         text=True,
         check=True,
     )
-    # The published-ports accept, then the two isolation drops.
-    assert len([i for i in json.loads(rules.stdout)["nftables"] if "rule" in i]) == 3
+    # The published-ports accept, the routing mesh's replies, then the two isolation drops.
+    assert len([i for i in json.loads(rules.stdout)["nftables"] if "rule" in i]) == 4
 
 
 def test_bridge_setup_runs_out_of_process(tmp_path: Path, bridge_name: str, subnet: str) -> None:

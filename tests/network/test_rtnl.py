@@ -59,3 +59,25 @@ def test_kernel_errors_come_back_as_oserror() -> None:
         assert err.value.errno in (errno.ESRCH, errno.ENODEV, errno.EINVAL)
     finally:
         links.close()
+
+
+def test_veth_request_without_a_master_leaves_the_host_end_out_of_any_bridge() -> None:
+    msg = decode(rtnl.veth_request("vn0123456789", "eth1", 4321, 0, up=False))
+    assert msg.get_attr("IFLA_MASTER") is None
+    peer = msg.get_attr("IFLA_LINKINFO").get_attr("IFLA_INFO_DATA").get_attr("VETH_INFO_PEER")
+    assert peer.get_attr("IFLA_IFNAME") == "eth1"
+
+
+def test_host_route_request_decodes_as_a_link_scope_host_route() -> None:
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    kind, flags, body = rtnl.host_route_request("10.96.5.3", 42)
+    assert kind == rtnl.RTM_NEWROUTE and flags == rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE
+    msg = rtmsg(struct.pack("=IHHII", 16 + len(body), kind, flags, 1, 0) + body)
+    msg.decode()
+    assert (msg["family"], msg["dst_len"], msg["table"], msg["scope"], msg["type"]) == (
+        2, 32, 254, 253, 1)
+    assert msg.get_attr("RTA_DST") == "10.96.5.3"
+    assert msg.get_attr("RTA_OIF") == 42
+    with pytest.raises(OSError):
+        rtnl.host_route_request("10.96.5", 42)  # never a shorthand address

@@ -11,7 +11,7 @@ from store_helpers import make_node, make_service, make_task
 from controlplane.store import Kind
 from controlplane.store.codec import decode, encode, kind_of
 from model import objects as model
-from model.objects import PortConfig, TaskState
+from model.objects import Network, NetworkAttachment, PortConfig, TaskNetwork, TaskState, VirtualIP
 
 names = st.text(min_size=1, max_size=12)
 
@@ -24,10 +24,14 @@ def test_encode_matches_to_dict_and_round_trips(replicas: int, env: list[str], l
     svc.spec.env, svc.spec.labels = env, labels
     svc.spec.ports = [PortConfig(published=8080, target=80)]
     svc.spec.limits.cpus = cpus
+    svc.spec.networks = [NetworkAttachment("back", ["db"])]
+    svc.vips = [VirtualIP("net1", "10.96.0.2/24")]
     task = make_task(svc, 1, node)
     task.status.state = state
+    task.networks = [TaskNetwork("net1", "back", "10.96.0.3/24", ["db"])]
+    network = Network(id="net1", name="back", subnet="10.96.0.0/24", vni=4096, labels=labels)
     specs: dict[int, str] = {}
-    for obj in (svc, task, make_node()):
+    for obj in (svc, task, make_node(), network):
         expected = model.to_dict(obj)
         assert json.loads(encode(obj)) == expected
         assert json.loads(encode(obj, specs)) == expected
@@ -38,4 +42,19 @@ def test_encode_matches_to_dict_and_round_trips(replicas: int, env: list[str], l
 
 def test_kind_of() -> None:
     svc = make_service()
-    assert [kind_of(o) for o in (svc, make_task(svc, 1), make_node())] == [Kind.SERVICE, Kind.TASK, Kind.NODE]
+    network = Network(id="n", name="n", subnet="10.96.0.0/24", vni=4096)
+    assert [kind_of(o) for o in (svc, make_task(svc, 1), make_node(), network)] == [
+        Kind.SERVICE, Kind.TASK, Kind.NODE, Kind.NETWORK]
+
+
+def test_objects_stored_before_networks_existed_decode_with_none() -> None:
+    svc = make_service()
+    old = {k: v for k, v in model.to_dict(svc).items() if k != "vips"}
+    del old["spec"]["networks"], old["spec"]["endpoint_mode"]
+    for port in old["spec"]["ports"]:
+        port.pop("mode")
+    back = decode(Kind.SERVICE, "k", json.dumps(old).encode(), 3)
+    assert back == type(svc)(**{**svc.__dict__, "version": 3})
+    node = model.to_dict(make_node())
+    del node["index"]
+    assert decode(Kind.NODE, "k", json.dumps(node).encode(), 3).index == 0  # type: ignore[union-attr]

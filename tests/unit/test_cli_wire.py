@@ -278,12 +278,13 @@ def _spec_pb(name: str, replicas: int) -> bytes:
 
 
 @given(st.lists(st.tuples(st.text(max_size=20), st.integers(0, 100_000)), max_size=4),
-       st.text(max_size=200), st.text(max_size=40))
-def test_deploy_request_matches_protobuf(specs: list[tuple[str, int]], manifest: str, path: str) -> None:
-    encoded = pbwire.encode_deploy_request(manifest, path, [_spec_pb(n, r) for n, r in specs])
+       st.text(max_size=200), st.text(max_size=40), st.text(max_size=20))
+def test_deploy_request_matches_protobuf(specs: list[tuple[str, int]], manifest: str, path: str,
+                                         stack: str) -> None:
+    encoded = pbwire.encode_deploy_request(manifest, path, [_spec_pb(n, r) for n, r in specs], stack)
     got = cpb.DeployRequest.FromString(encoded)
     assert [(s.name, s.replicas) for s in got.services] == specs
-    assert (got.manifest, got.manifest_path) == (manifest, path)
+    assert (got.manifest, got.manifest_path, got.stack) == (manifest, path, stack)
 
 
 def test_deploy_response_matches_protobuf() -> None:

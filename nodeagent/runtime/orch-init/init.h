@@ -6,7 +6,8 @@
  *   plan.c     the plan: NUL-terminated "key=value" entries, read into P
  *   report.c   the report pipe (P<pid>, R, E{...} for a failed step) and the
  *              control pipe (N, S)
- *   net.c      the container's side of its network (lo, eth0, the route)
+ *   net.c      the container's side of its network (lo, eth0, the route,
+ *              the overlay interfaces)
  *   rootfs.c   the staging tmpfs, overlay, /proc, /sys, /dev, the /etc
  *              binds, pivot_root, masked and read-only paths
  *   user.c     the user and groups, from the image's /etc/passwd and /group
@@ -60,7 +61,7 @@ struct plan {
 	/* init */
 	unsigned long flags;
 	int control, start_now, cgroupns, readonly;
-	struct list cgfiles, masked, ro, etc; /* etc: "name=content" */
+	struct list cgfiles, masked, ro, etc, links; /* etc: "name=content"; links: "ethK IP LEN" */
 	const char *net, *ifname, *address, *netmask, *gateway;
 	const char *staging, *overlay, *hostname;
 	/* exec */

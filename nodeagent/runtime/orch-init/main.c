@@ -15,8 +15,8 @@
  * mount, uts, ipc, pid and (unless host networking) net namespaces. C is the
  * runtime's own child and PID 1 of its pid namespace. I reports "P<pid>" and
  * exits. C then runs PID 1's checklist: it joins its cgroup, unshares the
- * cgroup namespace, waits for the runtime's "N" (veth attached, bridge mode)
- * and configures the network. Next come the staging tmpfs, overlay, /proc,
+ * cgroup namespace, waits for the runtime's "N" (veths attached: bridge
+ * mode, overlay networks) and configures the network. Next come the staging tmpfs, overlay, /proc,
  * /sys, /dev, the /etc binds, pivot_root, masked and read-only paths, and the
  * process checklist. It reports "R", waits for "S" (unless start_now) and
  * execs.
@@ -128,7 +128,7 @@ static void container_init(void)
 	if (P.cgroupns && unshare(CLONE_NEWCGROUP) < 0)
 		fail_call("cgroup_namespace", "unshare(CLONE_NEWCGROUP)");
 	do_mount("make_root_private", NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
-	if (P.net && !strcmp(P.net, "bridge"))
+	if (P.net && (!strcmp(P.net, "bridge") || P.links.n))
 		expect("wait_network", 'N');
 	configure_network();
 	build_rootfs();

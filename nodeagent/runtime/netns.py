@@ -1,0 +1,107 @@
+"""Sockets made inside a container's network namespace: its DNS sockets.
+
+A socket belongs to the network namespace it was made in for its whole life,
+whichever process holds it and wherever that process runs. So the node's
+DNS server (in the agent, in the node's namespace) can answer a container at
+``127.0.0.11:53`` in the container's own namespace, without any DNAT: the
+supervisor makes a UDP socket and a listening TCP socket there while it
+attaches the container's network (before the container's process runs), and
+hands their fds to the agent (``nodeagent.supervisor``).
+
+To make them, the supervisor's one thread moves into the container's
+namespace (``setns``), brings its ``lo`` up (the container's init would, a
+moment later: a UDP socket bound to 127.0.0.11 while the namespace has no
+127.0.0.0/8 yet would answer from 127.0.0.1, which a resolver's connected
+socket ignores), makes and binds them, and comes back.
+
+Invariant: :func:`entered` always brings the thread back to the namespace it
+left, whatever its body raises. If the way back itself failed (the kernel
+refusing ``setns`` to a namespace whose fd the process holds: it does not
+happen short of a broken kernel), the process would go on in the wrong
+namespace, creating veths and routes there: it exits at once instead
+(:data:`EXIT_LOST_NAMESPACE`), and its containers die with it as they do
+with any supervisor that dies (``nodeagent.supervisor.recovery``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import struct
+from collections.abc import Iterator
+
+from common.errors import SetupError
+from nodeagent.runtime import _libc
+from nodeagent.runtime.spec import EMBEDDED_DNS
+
+DNS_PORT = 53
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+_IFREQ_FLAGS = struct.Struct("16sH22x")  # struct ifreq: the name, then ifr_flags
+TCP_BACKLOG = 16  # DNS over TCP is rare: a truncated answer's retry
+EXIT_LOST_NAMESPACE = 70  # EX_SOFTWARE
+
+
+@contextlib.contextmanager
+def entered(path: str) -> Iterator[None]:
+    """Run the body with the calling thread in the network namespace at
+    ``path`` (``/proc/PID/ns/net``, ``/run/netns/NAME``); back where it was
+    afterwards, whatever happens (see the module docstring). OSError if the
+    namespace cannot be entered: the thread has not moved."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _libc.setns(target, _libc.CLONE_NEWNET)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            _return(own)
+    finally:
+        os.close(own)
+
+
+def _return(own: int) -> None:
+    try:
+        _libc.setns(own, _libc.CLONE_NEWNET)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.write(2, f"orch: cannot return to the node's network namespace ({exc}); "
+                        "exiting rather than going on in a container's\n".encode())
+        os._exit(EXIT_LOST_NAMESPACE)
+
+
+def _loopback_up(sock: socket.socket) -> None:
+    """``lo`` up in the namespace ``sock`` was made in (any AF_INET socket)."""
+    got = fcntl.ioctl(sock, SIOCGIFFLAGS, _IFREQ_FLAGS.pack(b"lo", 0))
+    flags = _IFREQ_FLAGS.unpack(got)[1]
+    if not flags & IFF_UP:
+        fcntl.ioctl(sock, SIOCSIFFLAGS, _IFREQ_FLAGS.pack(b"lo", flags | IFF_UP))
+
+
+def dns_sockets(pid: int) -> tuple[int, int]:
+    """A UDP socket and a listening TCP socket bound to 127.0.0.11:53 in the
+    network namespace of process ``pid``: their fds, in that order,
+    non-blocking and close-on-exec. SetupError (step ``dns_sockets``) if
+    they cannot be made; nothing is left open then."""
+    made: list[socket.socket] = []
+    try:
+        with entered(f"/proc/{pid}/ns/net"):
+            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                sock = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+                made.append(sock)
+                if len(made) == 1:
+                    _loopback_up(sock)
+                sock.bind((EMBEDDED_DNS, DNS_PORT))
+            made[1].listen(TCP_BACKLOG)
+    except OSError as exc:
+        for sock in made:
+            sock.close()
+        raise SetupError("dns_sockets", {"pid": pid, "address": f"{EMBEDDED_DNS}:{DNS_PORT}"},
+                         exc.strerror or str(exc), exc.errno or 0) from None
+    return made[0].detach(), made[1].detach()
