@@ -252,3 +252,14 @@ def _expr(signature: tuple[object, ...]) -> dict[str, object]:
         return {"dnat": {"addr": signature[1], **({"port": signature[2]} if signature[2] else {})}}
     return {"vmap": {"key": {"numgen": {"mode": "random", "mod": len(signature), "offset": 0}},
                      "data": {"set": [[i, {"goto": {"target": t}}] for i, t in enumerate(signature)]}}}
+
+
+def test_only_endpoints_that_appear_may_wait_for_the_next_pass() -> None:
+    new = task(1, "n2")
+    key = endpoint_key(new.task_id, new.network_id)
+    assert Batch(endpoints={key: new}).only_new_endpoints()
+    assert not Batch(endpoints={key: new, "gone/net1": None}).only_new_endpoints()  # a removal: at once
+    assert not Batch(endpoints={key: new}, services={"web": web()}).only_new_endpoints()
+    assert not Batch(endpoints={key: new}, networks={APP.id: APP}).only_new_endpoints()
+    assert not Batch(endpoints={key: new}, peers={"n4": None}).only_new_endpoints()
+    assert not Batch(node_id="n1", endpoints={key: new}).only_new_endpoints()

@@ -64,6 +64,13 @@ class Batch:
     def __bool__(self) -> bool:
         return bool(self.networks or self.peers or self.services or self.endpoints)
 
+    def only_new_endpoints(self) -> bool:
+        """Whether all it holds is endpoints that appeared or changed: what
+        may wait a moment (a task that starts gets traffic a little later),
+        unlike a removal (a task that stops must get no new connection)."""
+        return not (self.networks or self.peers or self.services or self.node_id) and all(
+            e is not None for e in self.endpoints.values())
+
 
 @dataclass
 class Affected:
