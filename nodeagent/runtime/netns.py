@@ -3,16 +3,17 @@
 A socket belongs to the network namespace it was made in for its whole life,
 whichever process holds it and wherever that process runs. So the node's
 DNS server (in the agent, in the node's namespace) can answer a container at
-``127.0.0.11:53`` in the container's own namespace, without any DNAT: the
-supervisor makes a UDP socket and a listening TCP socket there while it
-attaches the container's network (before the container's process runs), and
-hands their fds to the agent (``nodeagent.supervisor``).
+``127.0.0.11`` in the container's own namespace, and knows which container
+asks: the supervisor makes a UDP socket and a listening TCP socket there
+while it attaches the container's network (before the container's process
+runs), and hands their fds to the agent (``nodeagent.supervisor``). A DNAT
+rule in that namespace sends 127.0.0.11:53 to them (:func:`dns_sockets`).
 
 To make them, the supervisor's one thread moves into the container's
 namespace (``setns``), brings its ``lo`` up (the container's init would, a
 moment later: a UDP socket bound to 127.0.0.11 while the namespace has no
 127.0.0.0/8 yet would answer from 127.0.0.1, which a resolver's connected
-socket ignores), makes and binds them, and comes back.
+socket ignores), makes and binds them, adds the rule, and comes back.
 
 Invariant: :func:`entered` always brings the thread back to the namespace it
 left, whatever its body raises. If the way back itself failed (the kernel
@@ -37,6 +38,7 @@ from nodeagent.runtime import _libc
 from nodeagent.runtime.spec import EMBEDDED_DNS
 
 DNS_PORT = 53
+REDIRECT_TABLE = "orch_dns"
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
@@ -85,11 +87,19 @@ def _loopback_up(sock: socket.socket) -> None:
 
 
 def dns_sockets(pid: int) -> tuple[int, int]:
-    """A UDP socket and a listening TCP socket bound to 127.0.0.11:53 in the
-    network namespace of process ``pid``: their fds, in that order,
-    non-blocking and close-on-exec. SetupError (step ``dns_sockets``) if
-    they cannot be made; nothing is left open then."""
+    """A UDP socket and a listening TCP socket for the node's DNS server in
+    the network namespace of process ``pid``, reached there at
+    127.0.0.11:53: their fds, in that order, non-blocking and close-on-exec.
+    SetupError (step ``dns_sockets`` or ``dns_redirect``) if they cannot be
+    made; nothing is left open then.
+
+    As Docker's resolver: they are bound to ports of 127.0.0.11 the kernel
+    picks, and a DNAT rule of the namespace's own (``table ip orch_dns``,
+    gone with the namespace) sends 127.0.0.11:53 to them, so port 53 stays
+    free for the container (a DNS server in it can bind 0.0.0.0:53). The
+    answers leave from 127.0.0.11:53: conntrack undoes the DNAT."""
     made: list[socket.socket] = []
+    step = "dns_sockets"
     try:
         with entered(f"/proc/{pid}/ns/net"):
             for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
@@ -97,11 +107,31 @@ def dns_sockets(pid: int) -> tuple[int, int]:
                 made.append(sock)
                 if len(made) == 1:
                     _loopback_up(sock)
-                sock.bind((EMBEDDED_DNS, DNS_PORT))
+                sock.bind((EMBEDDED_DNS, 0))
             made[1].listen(TCP_BACKLOG)
+            step = "dns_redirect"
+            _redirect(made[0].getsockname()[1], made[1].getsockname()[1])
     except OSError as exc:
         for sock in made:
             sock.close()
-        raise SetupError("dns_sockets", {"pid": pid, "address": f"{EMBEDDED_DNS}:{DNS_PORT}"},
+        raise SetupError(step, {"pid": pid, "address": f"{EMBEDDED_DNS}:{DNS_PORT}"},
                          exc.strerror or str(exc), exc.errno or 0) from None
     return made[0].detach(), made[1].detach()
+
+
+def _redirect(udp_port: int, tcp_port: int) -> None:
+    """In the caller's network namespace: 127.0.0.11:53 (udp, tcp) -> those
+    ports, one transaction (a namespace made anew each time: a context of
+    its own). OSError with nft's complaint if it is refused."""
+    from nodeagent.network.libnft import Context, first_error  # only containers with a network
+
+    script = (f"add table ip {REDIRECT_TABLE}\n"
+              f"add chain ip {REDIRECT_TABLE} output {{ type nat hook output priority -100; }}\n"
+              f"add rule ip {REDIRECT_TABLE} output ip daddr {EMBEDDED_DNS} udp dport {DNS_PORT} "
+              f"dnat to {EMBEDDED_DNS}:{udp_port}\n"
+              f"add rule ip {REDIRECT_TABLE} output ip daddr {EMBEDDED_DNS} tcp dport {DNS_PORT} "
+              f"dnat to {EMBEDDED_DNS}:{tcp_port}\n")
+    with Context() as nft:
+        ok, _, error = nft.run(script)
+    if not ok:
+        raise OSError(0, first_error(error))

@@ -97,14 +97,15 @@ def test_dns_sockets_are_made_inside_and_answer_from_their_address(box: int) -> 
     """Made while the container's lo is still down, which they bring up: a
     query from inside to 127.0.0.11:53 arrives, over UDP and TCP, and the
     UDP answer comes from 127.0.0.11:53 (a resolver's connected socket takes
-    nothing else)."""
+    nothing else), though the sockets are on other ports."""
     before = own_ns()
     udp_fd, tcp_fd = netns.dns_sockets(box)
     udp, tcp = socket.socket(fileno=udp_fd), socket.socket(fileno=tcp_fd)
     try:
         assert own_ns() == before
-        assert (udp.type, udp.getsockname()) == (socket.SOCK_DGRAM, ("127.0.0.11", 53))
-        assert (tcp.type, tcp.getsockname()) == (socket.SOCK_STREAM, ("127.0.0.11", 53))
+        assert (udp.type, udp.getsockname()[0]) == (socket.SOCK_DGRAM, "127.0.0.11")
+        assert (tcp.type, tcp.getsockname()[0]) == (socket.SOCK_STREAM, "127.0.0.11")
+        assert 53 not in (udp.getsockname()[1], tcp.getsockname()[1])  # reached through the DNAT
         assert all(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK for fd in (udp_fd, tcp_fd))
         assert not os.get_inheritable(udp_fd) and not os.get_inheritable(tcp_fd)
         inside = ["nsenter", f"--net=/proc/{box}/ns/net"]
@@ -141,18 +142,43 @@ def test_dns_sockets_of_a_gone_process_fail_naming_the_step() -> None:
     assert open_fds() == fds
 
 
-def test_dns_sockets_that_cannot_bind_leave_nothing_open(box: int) -> None:
-    """Port 53 taken inside (a second set): SetupError, every socket closed."""
-    first = netns.dns_sockets(box)
+def test_port_53_stays_free_for_the_container(box: int) -> None:
+    """A DNS server in the container binds 0.0.0.0:53 (udp and tcp) and is
+    reached on its own addresses, while 127.0.0.11:53 still reaches the node's."""
+    fds = netns.dns_sockets(box)
     try:
-        fds = open_fds()
-        with pytest.raises(SetupError) as err:
-            netns.dns_sockets(box)
-        assert err.value.step == "dns_sockets" and "Address already in use" in str(err.value)
-        assert open_fds() == fds
+        inside = ["nsenter", f"--net=/proc/{box}/ns/net"]
+        proc = subprocess.run([*inside, sys.executable, "-c", """
+import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 53))
+t = socket.socket(); t.bind(("0.0.0.0", 53)); t.listen()
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.sendto(b"mine", ("127.0.0.1", 53))
+print(u.recvfrom(10)[0].decode())
+"""], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.split() == ["mine"]
+        rules = subprocess.run([*inside, "nft", "list", "table", "ip", netns.REDIRECT_TABLE],
+                               capture_output=True, text=True, check=True).stdout
+        assert rules.count("dnat to 127.0.0.11:") == 2
     finally:
-        for fd in first:
+        for fd in fds:
             os.close(fd)
+
+
+def test_dns_sockets_whose_redirect_fails_leave_nothing_open(box: int,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DNAT refused (nft's complaint, simulated): SetupError naming the
+    step, every socket closed, the thread back home."""
+    def refuse(udp_port: int, tcp_port: int) -> None:
+        raise OSError(0, "Error: Could not process rule: Operation not supported")
+
+    monkeypatch.setattr(netns, "_redirect", refuse)
+    before, fds = own_ns(), open_fds()
+    with pytest.raises(SetupError) as err:
+        netns.dns_sockets(box)
+    assert err.value.step == "dns_redirect" and "Operation not supported" in str(err.value)
+    assert open_fds() == fds
+    assert own_ns() == before
 
 
 def test_setns_failure_is_a_syscall_error() -> None:
