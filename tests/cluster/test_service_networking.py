@@ -224,9 +224,10 @@ def _no_connection_from(cluster: LocalCluster, task: str, address: str) -> None:
 
 def test_two_networks_are_isolated_both_ways(cluster: LocalCluster, tmp_path: Path) -> None:
     def who(name: str, networks: str) -> str:
-        return f"  {name}:\n    image: busybox\n    networks: [{networks}]\n" + WHO_SERVER
+        return f"  {name}:\n    image: busybox\n    networks: {networks}\n" + WHO_SERVER
 
-    path = _stack(tmp_path, "iso", "services:\n" + who("alpha", "a") + who("beta", "b")
+    alpha, beta = who("alpha", "{a: {aliases: [first]}}"), who("beta", "[b]")
+    path = _stack(tmp_path, "iso", "services:\n" + alpha + beta
                   + textwrap.indent(_client("node.hostname != n3", "  networks: [a, b]\n"), "  ")
                   + "networks:\n  a: {}\n  b: {}\n")
     cluster.orch("deploy", "-f", path)
@@ -238,10 +239,12 @@ def test_two_networks_are_isolated_both_ways(cluster: LocalCluster, tmp_path: Pa
         for url in ("http://alpha:9000/cgi-bin/who", "http://beta:9000/cgi-bin/who",
                     f"http://{a_addr}:9000/cgi-bin/who", f"http://{b_vip}:9000/cgi-bin/who"):
             assert ("FAIL", "") not in _requests(cluster, "client.1", url, 2), url
+        assert _lookup(cluster, "client.1", "first") == {a_vip}  # a service alias, on its network
         # Names are scoped per network, and neither side reaches the other's
         # task or VIP by address.
         assert _lookup(cluster, "alpha.1", "beta") == set()
         assert _lookup(cluster, "beta.1", "alpha") == set()
+        assert _lookup(cluster, "beta.1", "first") == set()
         for task, target in (("alpha.1", b_addr), ("alpha.1", b_vip), ("beta.1", a_addr), ("beta.1", a_vip)):
             out = _exec(cluster, task, f"timeout 2 wget -q -O- http://{target}:9000/cgi-bin/who; echo rc=$?",
                         check=False).stdout
