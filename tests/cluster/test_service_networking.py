@@ -226,8 +226,8 @@ def test_two_networks_are_isolated_both_ways(cluster: LocalCluster, tmp_path: Pa
     def who(name: str, networks: str) -> str:
         return f"  {name}:\n    image: busybox\n    networks: {networks}\n" + WHO_SERVER
 
-    alpha, beta = who("alpha", "{a: {aliases: [first]}}"), who("beta", "[b]")
-    path = _stack(tmp_path, "iso", "services:\n" + alpha + beta
+    alpha_yaml, beta_yaml = who("alpha", "{a: {aliases: [first]}}"), who("beta", "[b]")
+    path = _stack(tmp_path, "iso", "services:\n" + alpha_yaml + beta_yaml
                   + textwrap.indent(_client("node.hostname != n3", "  networks: [a, b]\n"), "  ")
                   + "networks:\n  a: {}\n  b: {}\n")
     cluster.orch("deploy", "-f", path)
