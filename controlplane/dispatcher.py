@@ -308,15 +308,21 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
         ops, refused = [], []
         for task_id, u in latest.items():
             task = self.informer.get(Kind.TASK, task_id)
-            if not isinstance(task, Task) or task.status.state == u.state:
-                continue  # gone, or a repeat: nothing to write, nothing refused
+            if not isinstance(task, Task):
+                continue  # gone: nothing to write, nothing refused
+            if task.status.state == u.state:
+                if u.health != task.status.health and not u.state.terminal:
+                    # The task's health moved (its state did not): that alone is written.
+                    status = dataclasses.replace(task.status, health=u.health)
+                    ops.append(Op.update(dataclasses.replace(task, status=status)))
+                continue  # else a repeat: nothing to write, nothing refused
             if not can_advance(task.status.state, u.state):
                 refused.append((task, u))
                 continue
             status = dataclasses.replace(
                 task.status, state=u.state, message=u.message, error=u.error,
                 container_id=u.container_id or task.status.container_id,
-                exit_code=u.exit_code, timestamp=u.timestamp or self.clock())
+                exit_code=u.exit_code, timestamp=u.timestamp or self.clock(), health=u.health)
             ops.append(Op.update(dataclasses.replace(task, status=status)))
         return ops, refused
 

@@ -10,7 +10,8 @@ A node needs:
   the host part of the address it registered);
 - services: those on its networks or with an ingress port, each with its
   networks among the node's (VIP, aliases) and its published ports;
-- endpoints: the running tasks (desired running and running) on its networks.
+- endpoints: the running tasks (desired running and running) on its networks,
+  healthy ones only where the service has a health check.
 
 The view keeps cluster-wide indexes, updated from the informer's changes,
 and per session what was sent; a change re-evaluates only the keys it can
@@ -36,16 +37,24 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from controlplane.store import Change, Informer
+from model.health import HEALTHY
 from model.objects import Network, Node, PortConfig, Service, Task, TaskState
 from model.wire import endpoint_mode_to_pb, ports_to_pb
 from proto import cluster_pb2 as cpb
 
-__all__ = ["NetworkView", "assigned", "merge_network_states", "underlay_address"]
+__all__ = ["NetworkView", "assigned", "merge_network_states", "receives_traffic", "underlay_address"]
 
 
 def assigned(task: Task) -> bool:
     """A task a node is sent (and so runs, or is about to)."""
     return TaskState.ASSIGNED <= task.status.state < TaskState.COMPLETE
+
+
+def receives_traffic(task: Task) -> bool:
+    """Whether ``task`` is an endpoint of its service: running, meant to run,
+    and healthy if it has a health check (one still starting gets nothing)."""
+    return (task.desired_state == TaskState.RUNNING and task.status.state == TaskState.RUNNING
+            and task.status.health in ("", HEALTHY))
 
 
 def underlay_address(node: Node) -> str:
@@ -400,10 +409,9 @@ class NetworkView:
                 if session is not None:
                     for net in sorted(nets):
                         self._sync_net(session, net, outs)
-        # Its endpoints, while it runs.
+        # Its endpoints, while it runs and (with a health check) is healthy.
         eps: dict[str, EndRec] = {}
-        if task is not None and task.node_id and task.desired_state == TaskState.RUNNING \
-                and task.status.state == TaskState.RUNNING:
+        if task is not None and task.node_id and receives_traffic(task):
             for n in task.networks:
                 ep = EndRec(task.id, task.service_id, n.network_id, _ip(n.address), task.node_id,
                             task.name, task.slot)

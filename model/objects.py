@@ -29,6 +29,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from model.health import HealthCheck
+
 
 class TaskState(enum.IntEnum):
     NEW = 0
@@ -111,6 +113,7 @@ class ServiceSpec:
     # Overlay networks, in order (the container's eth1, eth2, ...); [] = only the node's bridge.
     networks: list[NetworkAttachment] = field(default_factory=list)
     endpoint_mode: Literal["vip", "dnsrr"] = "vip"  # vip: one address per network; dnsrr: DNS only
+    healthcheck: HealthCheck | None = None  # None: the image's (model.health)
 
 
 @dataclass
@@ -141,6 +144,7 @@ class TaskStatus:
     timestamp: float = 0.0
     container_id: str = ""
     exit_code: int = 0
+    health: str = ""  # "" (no check), "starting", "healthy", "unhealthy" (model.health)
 
 
 @dataclass
@@ -230,6 +234,7 @@ def _spec(d: dict[str, Any]) -> ServiceSpec:
     d["reservations"] = Resources(**d.get("reservations", {}))
     d["placement"] = Placement(**d.get("placement", {}))
     d["restart_policy"] = RestartPolicy(**d.get("restart_policy", {}))
+    d["healthcheck"] = HealthCheck.from_dict(d.get("healthcheck"))
     return ServiceSpec(**d)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
+from model.health import HealthCheck, HttpProbe, TcpProbe
 from model.objects import (
     Network,
     NetworkAttachment,
@@ -45,6 +46,7 @@ from model.objects import (
     TaskStatus,
     VirtualIP,
 )
+from proto import agent_pb2 as apb
 from proto import cluster_pb2 as cpb
 
 __all__ = [
@@ -203,6 +205,8 @@ def spec_to_pb(spec: ServiceSpec) -> cpb.ServiceSpec:
         binpack=spec.binpack, stop_grace_period=spec.stop_grace_period, storage_size=spec.storage_size,
         networks=[cpb.NetworkAttachment(name=n.name, aliases=n.aliases) for n in spec.networks],
         endpoint_mode=endpoint_mode)
+    if spec.healthcheck is not None:
+        out.healthcheck.CopyFrom(healthcheck_to_pb(spec.healthcheck))
     # None (the image's) and [] (explicitly nothing) differ: presence says which.
     if spec.command is not None:
         out.command.SetInParent()
@@ -239,7 +243,33 @@ def spec_from_pb(m: cpb.ServiceSpec) -> ServiceSpec:
         storage_size=m.storage_size,
         networks=[NetworkAttachment(name=n.name, aliases=list(n.aliases)) for n in m.networks],
         endpoint_mode=endpoint_mode_from_pb(m.endpoint_mode),
+        healthcheck=healthcheck_from_pb(m.healthcheck) if m.HasField("healthcheck") else None,
     )
+
+
+def healthcheck_to_pb(hc: HealthCheck) -> apb.HealthCheck:
+    """A check on the wire: unset fields stay unset (the image's)."""
+    out = apb.HealthCheck(test=list(hc.test), disable=hc.disable)
+    for name in ("interval", "timeout", "retries", "start_period", "start_interval"):
+        value = getattr(hc, name)
+        if value is not None:
+            setattr(out, name, value)
+    if hc.http is not None:
+        out.http.CopyFrom(apb.HttpProbe(port=hc.http.port, path=hc.http.path, status=hc.http.status))
+    if hc.tcp is not None:
+        out.tcp.CopyFrom(apb.TcpProbe(port=hc.tcp.port))
+    return out
+
+
+def healthcheck_from_pb(m: apb.HealthCheck) -> HealthCheck:
+    def opt(name: str) -> Any:
+        return getattr(m, name) if m.HasField(name) else None
+
+    return HealthCheck(
+        test=tuple(m.test), interval=opt("interval"), timeout=opt("timeout"), retries=opt("retries"),
+        start_period=opt("start_period"), start_interval=opt("start_interval"),
+        http=HttpProbe(port=m.http.port, path=m.http.path, status=m.http.status) if m.http.port else None,
+        tcp=TcpProbe(port=m.tcp.port) if m.tcp.port else None, disable=m.disable)
 
 
 # ---- services, tasks, nodes --------------------------------------------------
@@ -258,13 +288,14 @@ def service_from_pb(m: cpb.Service) -> Service:
 
 def _status_to_pb(s: TaskStatus) -> cpb.TaskStatus:
     return cpb.TaskStatus(state=_TASK_STATE[s.state], message=s.message, error=s.error,
-                          timestamp=s.timestamp, container_id=s.container_id, exit_code=s.exit_code)
+                          timestamp=s.timestamp, container_id=s.container_id, exit_code=s.exit_code,
+                          health=s.health)
 
 
 def _status_from_pb(m: cpb.TaskStatus) -> TaskStatus:
     return TaskStatus(state=task_state_from_pb(m.state, "status.state"), message=m.message,
                       error=m.error, timestamp=m.timestamp, container_id=m.container_id,
-                      exit_code=m.exit_code)
+                      exit_code=m.exit_code, health=m.health)
 
 
 def task_to_pb(t: Task, specs: dict[int, cpb.ServiceSpec] | None = None) -> cpb.Task:

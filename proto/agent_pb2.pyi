@@ -57,7 +57,7 @@ class PortMapping(_message.Message):
     def __init__(self, host_port: _Optional[int] = ..., container_port: _Optional[int] = ..., protocol: _Optional[str] = ..., host_ip: _Optional[str] = ...) -> None: ...
 
 class ContainerConfig(_message.Message):
-    __slots__ = ("image", "name", "command", "entrypoint", "env", "workdir", "user", "hostname", "ports", "memory_bytes", "cpus", "pids_limit", "restart_policy", "network", "auto_remove", "stop_timeout", "stop_signal", "labels", "read_only", "volatile_rootfs", "storage_size_bytes", "networks", "network_aliases")
+    __slots__ = ("image", "name", "command", "entrypoint", "env", "workdir", "user", "hostname", "ports", "memory_bytes", "cpus", "pids_limit", "restart_policy", "network", "auto_remove", "stop_timeout", "stop_signal", "labels", "read_only", "volatile_rootfs", "storage_size_bytes", "networks", "network_aliases", "healthcheck")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,7 @@ class ContainerConfig(_message.Message):
     STORAGE_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
     NETWORK_ALIASES_FIELD_NUMBER: _ClassVar[int]
+    HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
     image: str
     name: str
     command: StringList
@@ -111,7 +112,68 @@ class ContainerConfig(_message.Message):
     storage_size_bytes: int
     networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachmentConfig]
     network_aliases: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., command: _Optional[_Union[StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., workdir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., cpus: _Optional[float] = ..., pids_limit: _Optional[int] = ..., restart_policy: _Optional[str] = ..., network: _Optional[str] = ..., auto_remove: _Optional[bool] = ..., stop_timeout: _Optional[float] = ..., stop_signal: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., volatile_rootfs: _Optional[bool] = ..., storage_size_bytes: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentConfig, _Mapping]]] = ..., network_aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+    healthcheck: HealthCheck
+    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., command: _Optional[_Union[StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., workdir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., cpus: _Optional[float] = ..., pids_limit: _Optional[int] = ..., restart_policy: _Optional[str] = ..., network: _Optional[str] = ..., auto_remove: _Optional[bool] = ..., stop_timeout: _Optional[float] = ..., stop_signal: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., read_only: _Optional[bool] = ..., volatile_rootfs: _Optional[bool] = ..., storage_size_bytes: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachmentConfig, _Mapping]]] = ..., network_aliases: _Optional[_Iterable[str]] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ...) -> None: ...
+
+class HealthCheck(_message.Message):
+    __slots__ = ("test", "interval", "timeout", "retries", "start_period", "start_interval", "http", "tcp", "disable")
+    TEST_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    START_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    START_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    HTTP_FIELD_NUMBER: _ClassVar[int]
+    TCP_FIELD_NUMBER: _ClassVar[int]
+    DISABLE_FIELD_NUMBER: _ClassVar[int]
+    test: _containers.RepeatedScalarFieldContainer[str]
+    interval: float
+    timeout: float
+    retries: int
+    start_period: float
+    start_interval: float
+    http: HttpProbe
+    tcp: TcpProbe
+    disable: bool
+    def __init__(self, test: _Optional[_Iterable[str]] = ..., interval: _Optional[float] = ..., timeout: _Optional[float] = ..., retries: _Optional[int] = ..., start_period: _Optional[float] = ..., start_interval: _Optional[float] = ..., http: _Optional[_Union[HttpProbe, _Mapping]] = ..., tcp: _Optional[_Union[TcpProbe, _Mapping]] = ..., disable: _Optional[bool] = ...) -> None: ...
+
+class HttpProbe(_message.Message):
+    __slots__ = ("port", "path", "status")
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    port: int
+    path: str
+    status: int
+    def __init__(self, port: _Optional[int] = ..., path: _Optional[str] = ..., status: _Optional[int] = ...) -> None: ...
+
+class TcpProbe(_message.Message):
+    __slots__ = ("port",)
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    port: int
+    def __init__(self, port: _Optional[int] = ...) -> None: ...
+
+class HealthResult(_message.Message):
+    __slots__ = ("start", "end", "exit_code", "output")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    start: float
+    end: float
+    exit_code: int
+    output: str
+    def __init__(self, start: _Optional[float] = ..., end: _Optional[float] = ..., exit_code: _Optional[int] = ..., output: _Optional[str] = ...) -> None: ...
+
+class Health(_message.Message):
+    __slots__ = ("status", "failing_streak", "log")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    FAILING_STREAK_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    failing_streak: int
+    log: _containers.RepeatedCompositeFieldContainer[HealthResult]
+    def __init__(self, status: _Optional[str] = ..., failing_streak: _Optional[int] = ..., log: _Optional[_Iterable[_Union[HealthResult, _Mapping]]] = ...) -> None: ...
 
 class NetworkAttachmentConfig(_message.Message):
     __slots__ = ("network_id", "network_name", "address", "aliases")
@@ -192,7 +254,7 @@ class ListResponse(_message.Message):
     def __init__(self, containers: _Optional[_Iterable[_Union[Container, _Mapping]]] = ...) -> None: ...
 
 class ContainerDetails(_message.Message):
-    __slots__ = ("container", "config", "spec", "labels", "log_path", "stopped_by_user", "pid_start_time")
+    __slots__ = ("container", "config", "spec", "labels", "log_path", "stopped_by_user", "pid_start_time", "healthcheck")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -207,6 +269,7 @@ class ContainerDetails(_message.Message):
     LOG_PATH_FIELD_NUMBER: _ClassVar[int]
     STOPPED_BY_USER_FIELD_NUMBER: _ClassVar[int]
     PID_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
     container: Container
     config: ContainerConfig
     spec: RuntimeSpec
@@ -214,7 +277,8 @@ class ContainerDetails(_message.Message):
     log_path: str
     stopped_by_user: bool
     pid_start_time: int
-    def __init__(self, container: _Optional[_Union[Container, _Mapping]] = ..., config: _Optional[_Union[ContainerConfig, _Mapping]] = ..., spec: _Optional[_Union[RuntimeSpec, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., log_path: _Optional[str] = ..., stopped_by_user: _Optional[bool] = ..., pid_start_time: _Optional[int] = ...) -> None: ...
+    healthcheck: HealthCheck
+    def __init__(self, container: _Optional[_Union[Container, _Mapping]] = ..., config: _Optional[_Union[ContainerConfig, _Mapping]] = ..., spec: _Optional[_Union[RuntimeSpec, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., log_path: _Optional[str] = ..., stopped_by_user: _Optional[bool] = ..., pid_start_time: _Optional[int] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ...) -> None: ...
 
 class RuntimeSpec(_message.Message):
     __slots__ = ("id", "name", "hostname", "bundle_dir", "rootfs", "process", "resources", "network", "cgroup_name", "masked_paths", "readonly_paths", "stop_signal", "stop_timeout", "labels")
@@ -358,7 +422,7 @@ class OverlayAttachment(_message.Message):
     def __init__(self, network_id: _Optional[str] = ..., network_name: _Optional[str] = ..., address: _Optional[str] = ..., prefixlen: _Optional[int] = ..., ifname: _Optional[str] = ..., host_veth: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Container(_message.Message):
-    __slots__ = ("id", "name", "image", "image_id", "command", "state", "created_at", "started_at", "finished_at", "exit_code", "signal", "oom_killed", "restart_count", "pid", "ip_address", "ports", "restart_policy", "network", "error", "auto_remove")
+    __slots__ = ("id", "name", "image", "image_id", "command", "state", "created_at", "started_at", "finished_at", "exit_code", "signal", "oom_killed", "restart_count", "pid", "ip_address", "ports", "restart_policy", "network", "error", "auto_remove", "health")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
@@ -379,6 +443,7 @@ class Container(_message.Message):
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     AUTO_REMOVE_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     image: str
@@ -399,7 +464,8 @@ class Container(_message.Message):
     network: str
     error: str
     auto_remove: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., image: _Optional[str] = ..., image_id: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., restart_count: _Optional[int] = ..., pid: _Optional[int] = ..., ip_address: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., restart_policy: _Optional[str] = ..., network: _Optional[str] = ..., error: _Optional[str] = ..., auto_remove: _Optional[bool] = ...) -> None: ...
+    health: Health
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., image: _Optional[str] = ..., image_id: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., restart_count: _Optional[int] = ..., pid: _Optional[int] = ..., ip_address: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., restart_policy: _Optional[str] = ..., network: _Optional[str] = ..., error: _Optional[str] = ..., auto_remove: _Optional[bool] = ..., health: _Optional[_Union[Health, _Mapping]] = ...) -> None: ...
 
 class LogsRequest(_message.Message):
     __slots__ = ("id", "follow", "tail")
@@ -518,7 +584,7 @@ class ImageDetails(_message.Message):
     def __init__(self, id: _Optional[str] = ..., repo_tags: _Optional[_Iterable[str]] = ..., manifest_digest: _Optional[str] = ..., created: _Optional[str] = ..., size: _Optional[int] = ..., config: _Optional[_Union[ImageConfig, _Mapping]] = ..., diff_ids: _Optional[_Iterable[str]] = ..., layer_digests: _Optional[_Iterable[str]] = ..., unpacked_size: _Optional[int] = ..., repo_digests: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ImageConfig(_message.Message):
-    __slots__ = ("cmd", "entrypoint", "env", "working_dir", "user", "stop_signal", "exposed_ports", "labels")
+    __slots__ = ("cmd", "entrypoint", "env", "working_dir", "user", "stop_signal", "exposed_ports", "labels", "healthcheck")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -534,6 +600,7 @@ class ImageConfig(_message.Message):
     STOP_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     EXPOSED_PORTS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
     cmd: _containers.RepeatedScalarFieldContainer[str]
     entrypoint: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.RepeatedScalarFieldContainer[str]
@@ -542,7 +609,8 @@ class ImageConfig(_message.Message):
     stop_signal: str
     exposed_ports: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, cmd: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., stop_signal: _Optional[str] = ..., exposed_ports: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    healthcheck: HealthCheck
+    def __init__(self, cmd: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., stop_signal: _Optional[str] = ..., exposed_ports: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ...) -> None: ...
 
 class ListImagesRequest(_message.Message):
     __slots__ = ()

@@ -154,7 +154,7 @@ class RestartPolicy(_message.Message):
     def __init__(self, condition: _Optional[_Union[RestartCondition, str]] = ..., delay: _Optional[float] = ..., max_attempts: _Optional[int] = ..., window: _Optional[float] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "image", "command", "entrypoint", "env", "ports", "labels", "mode", "replicas", "limits", "reservations", "placement", "restart_policy", "binpack", "stop_grace_period", "storage_size", "networks", "endpoint_mode")
+    __slots__ = ("name", "image", "command", "entrypoint", "env", "ports", "labels", "mode", "replicas", "limits", "reservations", "placement", "restart_policy", "binpack", "stop_grace_period", "storage_size", "networks", "endpoint_mode", "healthcheck")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -180,6 +180,7 @@ class ServiceSpec(_message.Message):
     STORAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_MODE_FIELD_NUMBER: _ClassVar[int]
+    HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     command: _agent_pb2.StringList
@@ -198,7 +199,8 @@ class ServiceSpec(_message.Message):
     storage_size: int
     networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachment]
     endpoint_mode: EndpointMode
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[_Union[ServiceMode, str]] = ..., replicas: _Optional[int] = ..., limits: _Optional[_Union[Resources, _Mapping]] = ..., reservations: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., binpack: _Optional[bool] = ..., stop_grace_period: _Optional[float] = ..., storage_size: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., endpoint_mode: _Optional[_Union[EndpointMode, str]] = ...) -> None: ...
+    healthcheck: _agent_pb2.HealthCheck
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[_Union[ServiceMode, str]] = ..., replicas: _Optional[int] = ..., limits: _Optional[_Union[Resources, _Mapping]] = ..., reservations: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., binpack: _Optional[bool] = ..., stop_grace_period: _Optional[float] = ..., storage_size: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., endpoint_mode: _Optional[_Union[EndpointMode, str]] = ..., healthcheck: _Optional[_Union[_agent_pb2.HealthCheck, _Mapping]] = ...) -> None: ...
 
 class VirtualIP(_message.Message):
     __slots__ = ("network_id", "address")
@@ -225,20 +227,22 @@ class Service(_message.Message):
     def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., version: _Optional[int] = ..., vips: _Optional[_Iterable[_Union[VirtualIP, _Mapping]]] = ...) -> None: ...
 
 class TaskStatus(_message.Message):
-    __slots__ = ("state", "message", "error", "timestamp", "container_id", "exit_code")
+    __slots__ = ("state", "message", "error", "timestamp", "container_id", "exit_code", "health")
     STATE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     state: TaskState
     message: str
     error: str
     timestamp: float
     container_id: str
     exit_code: int
-    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., message: _Optional[str] = ..., error: _Optional[str] = ..., timestamp: _Optional[float] = ..., container_id: _Optional[str] = ..., exit_code: _Optional[int] = ...) -> None: ...
+    health: str
+    def __init__(self, state: _Optional[_Union[TaskState, str]] = ..., message: _Optional[str] = ..., error: _Optional[str] = ..., timestamp: _Optional[float] = ..., container_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., health: _Optional[str] = ...) -> None: ...
 
 class TaskNetwork(_message.Message):
     __slots__ = ("network_id", "name", "address", "aliases")
@@ -363,6 +367,52 @@ class DeployResponse(_message.Message):
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     services: _containers.RepeatedCompositeFieldContainer[Service]
     def __init__(self, services: _Optional[_Iterable[_Union[Service, _Mapping]]] = ...) -> None: ...
+
+class PlanRequest(_message.Message):
+    __slots__ = ("deploy", "without")
+    DEPLOY_FIELD_NUMBER: _ClassVar[int]
+    WITHOUT_FIELD_NUMBER: _ClassVar[int]
+    deploy: DeployRequest
+    without: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, deploy: _Optional[_Union[DeployRequest, _Mapping]] = ..., without: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FieldChange(_message.Message):
+    __slots__ = ("field", "old", "new")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    OLD_FIELD_NUMBER: _ClassVar[int]
+    NEW_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    old: str
+    new: str
+    def __init__(self, field: _Optional[str] = ..., old: _Optional[str] = ..., new: _Optional[str] = ...) -> None: ...
+
+class PlannedTask(_message.Message):
+    __slots__ = ("slot", "node", "reason")
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    slot: int
+    node: str
+    reason: str
+    def __init__(self, slot: _Optional[int] = ..., node: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ServicePlan(_message.Message):
+    __slots__ = ("name", "action", "changes", "tasks")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    action: str
+    changes: _containers.RepeatedCompositeFieldContainer[FieldChange]
+    tasks: _containers.RepeatedCompositeFieldContainer[PlannedTask]
+    def __init__(self, name: _Optional[str] = ..., action: _Optional[str] = ..., changes: _Optional[_Iterable[_Union[FieldChange, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[PlannedTask, _Mapping]]] = ...) -> None: ...
+
+class PlanResponse(_message.Message):
+    __slots__ = ("services",)
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    services: _containers.RepeatedCompositeFieldContainer[ServicePlan]
+    def __init__(self, services: _Optional[_Iterable[_Union[ServicePlan, _Mapping]]] = ...) -> None: ...
 
 class ScaleRequest(_message.Message):
     __slots__ = ("service", "replicas")

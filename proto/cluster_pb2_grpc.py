@@ -122,6 +122,11 @@ class ClusterAPIStub:
                 request_serializer=proto_dot_cluster__pb2.NetworkRef.SerializeToString,
                 response_deserializer=proto_dot_cluster__pb2.RemoveResponse.FromString,
                 _registered_method=True)
+        self.Plan = channel.unary_unary(
+                '/orch.cluster.v1.ClusterAPI/Plan',
+                request_serializer=proto_dot_cluster__pb2.PlanRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.PlanResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterAPIServicer:
@@ -234,6 +239,13 @@ class ClusterAPIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Plan(self, request, context):
+        """What a deploy would do, and where its tasks would go; nothing is written.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterAPIServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -321,6 +333,11 @@ def add_ClusterAPIServicer_to_server(servicer, server):
                     servicer.RemoveNetwork,
                     request_deserializer=proto_dot_cluster__pb2.NetworkRef.FromString,
                     response_serializer=proto_dot_cluster__pb2.RemoveResponse.SerializeToString,
+            ),
+            'Plan': grpc.unary_unary_rpc_method_handler(
+                    servicer.Plan,
+                    request_deserializer=proto_dot_cluster__pb2.PlanRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.PlanResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -784,6 +801,33 @@ class ClusterAPI:
             '/orch.cluster.v1.ClusterAPI/RemoveNetwork',
             proto_dot_cluster__pb2.NetworkRef.SerializeToString,
             proto_dot_cluster__pb2.RemoveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Plan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/Plan',
+            proto_dot_cluster__pb2.PlanRequest.SerializeToString,
+            proto_dot_cluster__pb2.PlanResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -72,6 +72,9 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
     def UpdateNode(self, request: cpb.UpdateNodeRequest, context: grpc.ServicerContext) -> cpb.Node:
         return self.deployer.update_node(request, context)
 
+    def Plan(self, request: cpb.PlanRequest, context: grpc.ServicerContext) -> cpb.PlanResponse:
+        return self.deployer.plan(request, context)
+
     # ---- reads ---------------------------------------------------------------
 
     def GetService(self, request: cpb.ServiceRef, context: grpc.ServicerContext) -> cpb.Service:

@@ -68,6 +68,27 @@ class Deployer:
         out = [self._apply(spec, context, call) for spec in specs]
         return cpb.DeployResponse(services=[service_to_pb(s) for s in out])
 
+    def plan(self, request: cpb.PlanRequest, context: grpc.ServicerContext) -> cpb.PlanResponse:
+        """What ``deploy`` of the same manifest would do (``controlplane.plan``);
+        nothing is written, and no image is resolved."""
+        from controlplane.plan import plan
+
+        asked = request.deploy
+        specs = _specs(asked, context)[0] if asked.manifest or asked.manifest_path or asked.services \
+            else None
+        without = [find_node(self.informer, ref, context).id for ref in request.without]
+        if specs is None and not without:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          "nothing to plan: give a manifest or nodes to do without")
+        nodes = {n.id: n for n in self.informer.nodes()}
+        plans = plan({s.id: s for s in self.informer.services()}, self.informer.tasks(), nodes, specs,
+                     time.time(), without)
+        return cpb.PlanResponse(services=[cpb.ServicePlan(
+            name=p.name, action=p.action,
+            changes=[cpb.FieldChange(field=c.field, old=c.old, new=c.new) for c in p.changes],
+            tasks=[cpb.PlannedTask(slot=t.slot, node=nodes[t.node_id].name if t.node_id else "",
+                                   reason=t.reason) for t in p.tasks]) for p in plans])
+
     def scale(self, request: cpb.ScaleRequest, context: grpc.ServicerContext) -> cpb.Service:
         if not 0 <= request.replicas <= MAX_REPLICAS:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,

@@ -43,12 +43,15 @@ def find_node(informer: Informer, ref: str, context: grpc.ServicerContext) -> No
 
 
 def find_running_task(informer: Informer, ref: str, context: grpc.ServicerContext) -> Task:
-    """A running task by id, id prefix or name (``web.1`` means slot 1's running task)."""
+    """A running task by id, id prefix or name (``web.1`` means slot 1's running task;
+    of several, the one meant to keep running)."""
     tasks = informer.tasks()
     exact = [t for t in tasks if t.id == ref or t.name == ref]
     matches = exact or [t for t in tasks if t.id.startswith(ref) or t.name.startswith(ref + ".")
                         or t.name.startswith(ref)]
     running = [t for t in matches if t.status.state == TaskState.RUNNING]
+    if len(running) > 1:  # one meant to run beats ones being stopped (a removed service's, a replaced one)
+        running = [t for t in running if t.desired_state == TaskState.RUNNING] or running
     if len(running) == 1:
         return running[0]
     if len(running) > 1:

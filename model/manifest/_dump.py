@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from model.health import HealthCheck
 from model.manifest._values import NETWORK_KEY_PATTERN
 from model.objects import Placement, PortConfig, Resources, RestartPolicy, ServiceSpec
 
@@ -99,9 +100,35 @@ def spec_to_dict(spec: ServiceSpec, network_keys: dict[str, str] | None = None) 
     deploy = _deploy(spec)
     if deploy:
         out["deploy"] = deploy
-    if spec.binpack:
-        out["x-orch"] = {"binpack": True}
+    x_orch: dict[str, Any] = {"binpack": True} if spec.binpack else {}
+    if spec.healthcheck is not None:
+        hc, probes = _healthcheck(spec.healthcheck)
+        if hc:
+            out["healthcheck"] = hc
+        if probes:
+            x_orch["healthcheck"] = probes
+    if x_orch:
+        out["x-orch"] = x_orch
     return out
+
+
+def _healthcheck(hc: HealthCheck) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(healthcheck, x-orch.healthcheck) of a check, unset fields omitted."""
+    out: dict[str, Any] = {}
+    if hc.test:
+        out["test"] = list(hc.test)
+    for name in ("interval", "timeout", "retries", "start_period", "start_interval"):
+        if getattr(hc, name) is not None:
+            out[name] = getattr(hc, name)
+    if hc.disable:
+        out["disable"] = True
+    probes: dict[str, Any] = {}
+    if hc.http is not None:
+        probes["http"] = {"port": hc.http.port, "path": hc.http.path,
+                          **({"status": hc.http.status} if hc.http.status else {})}
+    if hc.tcp is not None:
+        probes["tcp"] = {"port": hc.tcp.port}
+    return out, probes
 
 
 def _port(p: PortConfig) -> str | dict[str, Any]:

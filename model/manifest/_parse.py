@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model.health import HealthCheck, HttpProbe, TcpProbe
 from model.manifest._errors import ManifestError
 from model.manifest._networks import NetworkDef, StackName, resolve_networks
 from model.manifest._table import TOP
@@ -99,6 +100,7 @@ def _service(name: str, field: Field, file: str, networks: list[NetworkAttachmen
     size = fields.get_in("storage_opt", "size")
     if size is not None:
         optional["storage_size"] = size.value
+    optional["healthcheck"] = _healthcheck(fields, file)
     return ServiceSpec(
         name=name,
         image=fields["image"].value,
@@ -122,6 +124,33 @@ def _service(name: str, field: Field, file: str, networks: list[NetworkAttachmen
         endpoint_mode=deploy.value_in("endpoint_mode", default="vip"),
         **optional,
     )
+
+
+def _healthcheck(fields: Fields, file: str) -> HealthCheck | None:
+    """Compose's ``healthcheck`` and orch's ``x-orch.healthcheck`` probes as
+    one check; None when neither is given (the image's applies)."""
+    hc: Fields = fields.value_in("healthcheck", default=Fields())
+    probes: Fields = fields.value_in("x-orch", "healthcheck", default=Fields())
+    if not hc and not probes:
+        return None
+    http, tcp = probes.value_in("http", default=None), probes.value_in("tcp", default=None)
+    if http is not None and tcp is not None:
+        where = probes["tcp"]
+        raise ManifestError(file, where.key_line, where.path, "give one probe: http or tcp, not both")
+    test = hc.value_in("test", default=[])
+    if test and (http is not None or tcp is not None):
+        where = hc["test"]
+        raise ManifestError(file, where.key_line, where.path,
+                            "give healthcheck.test or an x-orch.healthcheck probe, not both")
+    return HealthCheck(
+        test=tuple(test), interval=hc.value_in("interval", default=None),
+        timeout=hc.value_in("timeout", default=None), retries=hc.value_in("retries", default=None) or None,
+        start_period=hc.value_in("start_period", default=None),
+        start_interval=hc.value_in("start_interval", default=None),
+        http=HttpProbe(port=http.value_in("port"), path=http.value_in("path", default="/"),
+                       status=http.value_in("status", default=0)) if http is not None else None,
+        tcp=TcpProbe(port=tcp.value_in("port")) if tcp is not None else None,
+        disable=hc.value_in("disable", default=False))
 
 
 def _resources(deploy: Fields, kind: str) -> Resources:

@@ -246,10 +246,61 @@ _DEPLOY = Section(
     },
 )
 
+_MAX_HEALTH_DURATION = 24 * 3600.0
+
+_HEALTHCHECK = Section(
+    {
+        "test": Leaf(v.health_test, _STRING_OR_LIST,
+                     "The check: a string (run by the container's shell), or [CMD, arg...], "
+                     "[CMD-SHELL, line] or [NONE]; exit 0 is healthy. Left out: the image's HEALTHCHECK.",
+                     ["CMD", "wget", "-qO-", "http://127.0.0.1/"]),
+        "interval": Leaf(v.duration(_MAX_HEALTH_DURATION), _duration(_MAX_HEALTH_DURATION),
+                         "Time between checks (default 30s).", "10s"),
+        "timeout": Leaf(v.duration(_MAX_HEALTH_DURATION), _duration(_MAX_HEALTH_DURATION),
+                        "A check running longer fails (default 30s).", "3s"),
+        "retries": Leaf(v.count(1000), _count(1000),
+                        "Consecutive failures that make the task unhealthy (default 3).", 3),
+        "start_period": Leaf(v.duration(_MAX_HEALTH_DURATION), _duration(_MAX_HEALTH_DURATION),
+                             "Time after the start during which failures do not count (default 0s).",
+                             "30s"),
+        "start_interval": Leaf(v.duration(_MAX_HEALTH_DURATION), _duration(_MAX_HEALTH_DURATION),
+                               "Time between checks during the start period (default 5s).", "1s"),
+        "disable": Leaf(v.boolean, {"type": "boolean"}, "No check, not even the image's.", True),
+    },
+    "The task's health check (Compose's healthcheck; Docker's defaults). Unhealthy tasks are "
+    "replaced, and VIPs and DNS send only to healthy ones.",
+)
+
+_X_ORCH_HEALTH = Section(
+    {
+        "http": Section(
+            {
+                "port": Leaf(v.port_number, {"type": "integer", "minimum": 1, "maximum": 65535},
+                             "The container's port.", 8080),
+                "path": Leaf(v.http_path, {"type": "string", "pattern": "^/"}, "Path to GET (default /).",
+                             "/healthz"),
+                "status": Leaf(v.http_status, {"type": "integer", "minimum": 100, "maximum": 599},
+                               "The status that means healthy (default: any of 200-399).", 200),
+            },
+            "An HTTP GET from the node to the task's address, as Kubernetes' httpGet probe.",
+            required=("port",),
+        ),
+        "tcp": Section(
+            {"port": Leaf(v.port_number, {"type": "integer", "minimum": 1, "maximum": 65535},
+                          "The container's port.", 6379)},
+            "A TCP connection from the node to the task's address, as Kubernetes' tcpSocket probe.",
+            required=("port",),
+        ),
+    },
+    "A probe the node runs itself (nothing is exec'd in the container), in place of healthcheck.test; "
+    "healthcheck's interval, timeout, retries and periods apply.",
+)
+
 _X_ORCH = Section(
     {
         "binpack": Leaf(v.boolean, {"type": "boolean"},
                         "Fill nodes one after another instead of spreading replicas (default false).", True),
+        "healthcheck": _X_ORCH_HEALTH,
     },
     "orch's own settings.",
 )
@@ -289,6 +340,7 @@ _SERVICE = Section(
             {"size": Leaf(v.memory, _MEMORY, "Most the task's writable layer may hold, e.g. 1G.", "1G")},
             "Options of the task's writable layer (Compose's storage_opt).",
         ),
+        "healthcheck": _HEALTHCHECK,
         "deploy": _DEPLOY,
         "x-orch": _X_ORCH,
     },
@@ -300,7 +352,6 @@ _SERVICE = Section(
         "restart": "use deploy.restart_policy",
         "volumes": "volumes are not supported yet",
         "depends_on": "services start independently; make them retry their dependencies",
-        "healthcheck": "health checks are not supported yet",
     },
 )
 

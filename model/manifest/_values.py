@@ -337,6 +337,47 @@ def command(node: Node) -> list[str]:
     return words
 
 
+def health_test(node: Node) -> list[str]:
+    """Compose's ``healthcheck.test``: a string (run by the container's
+    shell: ``CMD-SHELL``), or a list starting with ``CMD``, ``CMD-SHELL`` or
+    ``NONE`` (Docker's forms)."""
+    if isinstance(node, Scalar) and isinstance(node.value, str):
+        if not node.value.strip():
+            raise Invalid("the test is empty: give a command, or disable: true")
+        return ["CMD-SHELL", node.value]
+    words = argv(node)
+    if not words or words[0] not in ("CMD", "CMD-SHELL", "NONE"):
+        raise Invalid("expected a string, or a list starting with CMD, CMD-SHELL or NONE, "
+                      f"got {describe(node)}")
+    if words[0] == "NONE" and len(words) > 1:
+        raise Invalid("NONE takes no arguments")
+    if words[0] != "NONE" and len(words) == 1:
+        raise Invalid(f"{words[0]} needs a command after it")
+    return words
+
+
+def port_number(node: Node) -> int:
+    """A TCP port, 1 to 65535."""
+    value = node.value if isinstance(node, Scalar) else None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise Invalid(f"expected a port from 1 to 65535, got {describe(node)}")
+    return value
+
+
+def http_path(node: Node) -> str:
+    text = _string(node, "a path such as /healthz")
+    if not text.startswith("/") or any(c.isspace() or ord(c) < 32 for c in text):
+        raise Invalid(f"expected a path starting with / and without spaces, got {describe(node)}")
+    return text
+
+
+def http_status(node: Node) -> int:
+    value = node.value if isinstance(node, Scalar) else None
+    if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
+        raise Invalid(f"expected an HTTP status from 100 to 599, got {describe(node)}")
+    return value
+
+
 def _text_at(node: Node, what: str, suffix: str) -> str:
     try:
         return _text(node, what)

@@ -32,8 +32,20 @@ def to_pb(rec: dict[str, Any]) -> pb.Container:
         restart_count=rec["restart_count"], pid=rec["pid"], ip_address=rec["ip_address"],
         ports=[pb.PortMapping(**p) for p in rec["ports"]],
         restart_policy=rec["restart_policy"], network=rec["network"], error=rec["error"],
-        auto_remove=rec["auto_remove"],
+        auto_remove=rec["auto_remove"], health=_health(rec.get("health")),
     )
+
+
+def _health(health: dict[str, Any] | None) -> pb.Health | None:
+    """The record's health (``HealthState.to_dict()``); None without a check."""
+    if not health:
+        return None
+    return pb.Health(status=str(health.get("status", "")),
+                     failing_streak=int(health.get("failing_streak") or 0),
+                     log=[pb.HealthResult(start=float(r.get("start") or 0), end=float(r.get("end") or 0),
+                                          exit_code=int(r.get("exit_code") or 0),
+                                          output=str(r.get("output") or ""))
+                          for r in health.get("log") or ()])
 
 
 def _line(entry: LogEntry) -> pb.LogLine:

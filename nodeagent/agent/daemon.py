@@ -282,7 +282,8 @@ def run(opts: AgentOptions) -> int:
     client.take_fds("dns_sockets", dns.take_sockets)  # before the subscribe: they follow it
     events.listeners.append(dns.on_event)
     # The events the agent acts on (EventHub): not "created", one per container.
-    sup_info = (client.call("subscribe", events=["started", "exited", "removed", "dns_sockets"])
+    sup_info = (client.call("subscribe", events=["started", "exited", "removed", "dns_sockets",
+                                                 "health_status"])
                 and client.call("ping"))
     stop = threading.Event()
     failure: list[str] = []  # why the agent must exit (the worker cannot join)

@@ -14,6 +14,8 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from model.health import HealthCheck, from_image_config
+from model.wire import healthcheck_to_pb
 from nodeagent.images.model import Image
 from nodeagent.runtime.spec import ContainerSpec
 from proto import agent_pb2 as pb
@@ -27,7 +29,12 @@ def container_details(rec: dict[str, Any], container: pb.Container) -> pb.Contai
         container=container, config=_config(rec.get("config") or {}),
         spec=runtime_spec(ContainerSpec.from_dict(rec["spec"])), labels=rec.get("labels") or {},
         log_path=rec.get("log_path", ""), stopped_by_user=bool(rec.get("stopped_by_user")),
-        pid_start_time=int(rec.get("pid_start_time") or 0))
+        pid_start_time=int(rec.get("pid_start_time") or 0),
+        healthcheck=_healthcheck(HealthCheck.from_dict(rec.get("healthcheck"))))
+
+
+def _healthcheck(check: HealthCheck | None) -> pb.HealthCheck | None:
+    return healthcheck_to_pb(check) if check is not None else None
 
 
 def _config(recorded: dict[str, Any]) -> pb.ContainerConfig:
@@ -74,7 +81,8 @@ def image_details(image: Image) -> pb.ImageDetails:
         created=image.created, size=image.size,
         config=pb.ImageConfig(cmd=c.cmd, entrypoint=c.entrypoint, env=c.env, working_dir=c.working_dir,
                               user=c.user, stop_signal=c.stop_signal, exposed_ports=c.exposed_ports,
-                              labels=c.labels),
+                              labels=c.labels,
+                              healthcheck=_healthcheck(from_image_config({"Healthcheck": c.healthcheck}))),
         diff_ids=image.diff_ids, layer_digests=image.layer_digests, unpacked_size=image.unpacked_size,
         repo_digests=image.repo_digests)
 

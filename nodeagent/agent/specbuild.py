@@ -19,10 +19,16 @@ order of the task's networks) become the spec's attachments: ``eth1``,
 each address ``IP/prefix`` an IPv4 host address of its subnet, no network or
 address twice, no two subnets overlapping. The container's resolver is the
 node's DNS server (``bundle.resolv_conf``).
+
+The health check (``ContainerConfig.healthcheck``) is merged with the
+image's HEALTHCHECK (``model.health.merged``; a duration of 0 is not given,
+as Docker's) and goes in the record beside the spec, for the supervisor's
+runner (``supervisor.health``); None when there is nothing to run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -31,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from common.errors import InvalidArgument
 from model import units
+from model.health import HealthCheck, from_image_config, merged
 from nodeagent.runtime.spec import (
     ContainerSpec,
     NetworkAttachment,
@@ -281,13 +288,64 @@ def build(cfg: pb.ContainerConfig, image: Image, lower_dirs: list[str],
         labels=dict(cfg.labels),
     )
     Path(spec.bundle_dir).parent.mkdir(parents=True, exist_ok=True)
+    check = healthcheck(cfg, image)
     extra = {
         "image": image.repo_tags[0] if image.repo_tags else image.id,
         "image_id": image.id,
         "restart_policy": cfg.restart_policy or "no",
         "auto_remove": cfg.auto_remove,
+        "healthcheck": check.to_dict() if check is not None else None,
     }
     return spec, extra
+
+
+def healthcheck(cfg: pb.ContainerConfig, image: Image) -> HealthCheck | None:
+    """The check the container runs: the request's, each field it leaves
+    unset taken from the image's HEALTHCHECK (Docker's merge); None when
+    there is none or it is disabled. Values out of range are InvalidArgument."""
+    from model.wire import healthcheck_from_pb
+
+    own = healthcheck_from_pb(cfg.healthcheck) if cfg.HasField("healthcheck") else None
+    if own is not None:
+        _check_healthcheck(own)
+        # Docker's rule: a duration of 0 is not given (the image's, else the default).
+        unset: dict[str, Any] = {name: None for name in _DURATIONS if getattr(own, name) == 0}
+        own = dataclasses.replace(own, **unset)
+    try:
+        image_check = from_image_config({"Healthcheck": image.config.healthcheck})
+    except (TypeError, ValueError, AttributeError):
+        image_check = None  # an image's malformed HEALTHCHECK is no check, not a failed run
+    return merged(own, image_check)
+
+
+# A health check's durations, in seconds; Docker's least non-zero one (1 ms).
+_DURATIONS = ("interval", "timeout", "start_period", "start_interval")
+MIN_HEALTH_DURATION = 0.001
+
+
+def _check_healthcheck(hc: HealthCheck) -> None:
+    if hc.test and hc.test[0] not in ("CMD", "CMD-SHELL", "NONE"):
+        raise InvalidArgument(f"invalid health check test {list(hc.test)!r}: it starts with CMD, "
+                              "CMD-SHELL or NONE")
+    if hc.test[:1] in (("CMD",), ("CMD-SHELL",)) and not "".join(hc.test[1:]).strip():
+        raise InvalidArgument(f"invalid health check test {list(hc.test)!r}: {hc.test[0]} needs a command")
+    _no_nul(list(hc.test), "health check command")
+    for name in _DURATIONS:
+        value = getattr(hc, name)
+        if value is not None:
+            _checked(units.check_seconds, value, units.MAX_STOP_GRACE_PERIOD, f"health check {name}")
+            if 0 < value < MIN_HEALTH_DURATION and name != "start_period":
+                raise InvalidArgument(f"invalid health check {name} {value:g}s: at least 1ms (or 0 "
+                                      "for the image's, else the default)")
+    if hc.retries is not None and hc.retries < 0:
+        raise InvalidArgument(f"invalid health check retries {hc.retries}: it must be 0 or more")
+    for probe, kind in ((hc.http, "http"), (hc.tcp, "tcp")):
+        if probe is not None and not 0 < probe.port < 65536:
+            raise InvalidArgument(f"invalid health check {kind} port {probe.port}: ports are 1-65535")
+    path = (hc.http.path or "/") if hc.http is not None else "/"
+    if not path.startswith("/") or any(c in path for c in " \r\n\0"):
+        raise InvalidArgument(f"invalid health check http path {path!r}: a path from '/', "
+                              "without spaces or control characters")
 
 
 def storage_size(cfg: pb.ContainerConfig, state_dir: str) -> int:

@@ -41,6 +41,7 @@ from google.protobuf import json_format  # noqa: F401
 
 import registry.reference  # noqa: F401
 from model.objects import Task
+from model.wire import healthcheck_to_pb
 from proto import agent_pb2 as pb
 
 if TYPE_CHECKING:
@@ -83,6 +84,8 @@ def container_request(task: Task) -> pb.ContainerConfig:
         cfg.command.values.extend(spec.command)
     if spec.entrypoint is not None:
         cfg.entrypoint.values.extend(spec.entrypoint)
+    if spec.healthcheck is not None:  # else the image's HEALTHCHECK, as the engine merges it
+        cfg.healthcheck.CopyFrom(healthcheck_to_pb(spec.healthcheck))
     return cfg
 
 

@@ -15,7 +15,14 @@ Invariants:
   a status already reported is never started again (a restart is a new task);
 - a task's container carries the labels ``orch.task``/``orch.service``; after
   an agent restart the existing containers are found by label and adopted,
-  not restarted.
+  not restarted;
+- a running task's status carries its container's health-check status
+  (``TaskStatus.health``: "", "starting", "healthy", "unhealthy"), reported
+  at its start and on every change (the supervisor's ``health_status``
+  events); the control plane routes to healthy tasks only. A task whose
+  container turns unhealthy is reported so at once, then stopped and
+  reported FAILED ("unhealthy container"), as Swarm does: the control plane
+  replaces it under its restart policy.
 """
 
 from __future__ import annotations
@@ -28,6 +35,12 @@ from common.errors import AgentError, NotFound
 from model.objects import Task, TaskState
 from nodeagent.cluster.executor import SERVICE_LABEL, TASK_LABEL, Executor
 from nodeagent.cluster.status import StatusReporter
+
+# The supervisor's event for a health-check status change (nodeagent.supervisor.health).
+HEALTH_STATUS = "health_status"
+UNHEALTHY = "unhealthy"
+# A task replaced for failing its health check: its status's error (Swarm's words).
+UNHEALTHY_ERROR = "unhealthy container"
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -95,9 +108,15 @@ class Reconciler:
                     self.containers[tid] = rec["id"]
             if new and rec["state"] == "exited":
                 self.on_event("exited", rec)
+            elif new and rec["state"] == "running" and _health_status(rec):
+                # Its health may have changed while no agent listened.
+                self.on_event(HEALTH_STATUS, {**rec, "status": _health_status(rec)})
 
     def on_event(self, event: str, data: dict[str, Any]) -> None:
-        """Supervisor events: a task's container exited."""
+        """Supervisor events: a task's container exited, or its health changed."""
+        if event == HEALTH_STATUS:
+            self._on_health(data)
+            return
         if event != "exited":
             return
         labels = data.get("labels", {})
@@ -112,6 +131,26 @@ class Reconciler:
         self.log.bind(service=labels.get(SERVICE_LABEL, ""), task=tid, container=data["id"]).info(
             "task's container exited", exit_code=code, error=error)
         self._report(tid, state, "exited", error=error, exit_code=code, container_id=data["id"])
+
+    def _on_health(self, data: dict[str, Any]) -> None:
+        """A task's container changed health (an engine-mode container is
+        only marked, by the supervisor, as Docker does)."""
+        tid = (data.get("labels") or {}).get(TASK_LABEL)
+        cid = data.get("id")
+        with self._lock:
+            if not tid or not cid or self.containers.get(tid) != cid:
+                return  # not a task's, or being stopped already
+            task = self.assigned.get(tid)
+        status = str(data.get("status") or "")
+        last = self.status.last(tid)
+        if last is not None and last.state != TaskState.RUNNING:
+            return
+        self._report(tid, TaskState.RUNNING, "running", container_id=cid, health=status)
+        if status == UNHEALTHY:
+            self._task_log(tid, task).warning("task's container is unhealthy: replacing it",
+                                              container=cid,
+                                              failing_streak=data.get("failing_streak", 0))
+            self._stop_async(tid, task, cid, TaskState.FAILED, error=UNHEALTHY_ERROR)
 
     # ---- the reconcile thread ---------------------------------------------
 
@@ -185,7 +224,8 @@ class Reconciler:
         else:
             with self._lock:
                 self.containers[tid] = rec["id"]
-            self._report(tid, TaskState.RUNNING, "running", container_id=rec["id"])
+            self._report(tid, TaskState.RUNNING, "running", container_id=rec["id"],
+                         health=_health_status(rec))
         with self._lock:
             self.starting.discard(tid)
         self._done_one()
@@ -201,9 +241,11 @@ class Reconciler:
             self.status.node_settled()
         self._wake.set()
 
-    def _stop_async(self, tid: str, task: Task | None, cid: str, final: TaskState | None) -> None:
+    def _stop_async(self, tid: str, task: Task | None, cid: str, final: TaskState | None,
+                    error: str = "") -> None:
         """Stop and remove the container on a thread of its own; then report
-        ``final``, or (no final state: the task is no longer assigned) forget it."""
+        ``final`` (with ``error``, why), or (no final state: the task is no
+        longer assigned) forget it."""
         ctl = self.executor.found(tid, cid, self._task_log(tid, task), task)
         with self._lock:
             self.containers.pop(tid, None)
@@ -216,7 +258,7 @@ class Reconciler:
                 with contextlib.suppress(AgentError):
                     ctl.remove()
                 if final is not None:
-                    self._report(tid, final, "shut down")
+                    self._report(tid, final, error or "shut down", error=error, container_id=cid)
                 else:
                     self.status.forget(tid)
             finally:
@@ -225,6 +267,11 @@ class Reconciler:
         threading.Thread(target=stop, name="worker-stop", daemon=True).start()
 
     def _report(self, tid: str, state: TaskState, message: str, error: str = "",
-                exit_code: int = 0, container_id: str = "") -> None:
+                exit_code: int = 0, container_id: str = "", health: str = "") -> None:
         self.status.report(tid, state, message, error=error, exit_code=exit_code,
-                           container_id=container_id or self.containers.get(tid, ""))
+                           container_id=container_id or self.containers.get(tid, ""), health=health)
+
+
+def _health_status(rec: dict[str, Any]) -> str:
+    """A container record's health-check status; "" without a check."""
+    return str((rec.get("health") or {}).get("status") or "")

@@ -105,11 +105,13 @@ class StatusReporter:
     # ---- the reconciler's side --------------------------------------------
 
     def report(self, tid: str, state: TaskState, message: str, error: str = "",
-               exit_code: int = 0, container_id: str = "") -> None:
+               exit_code: int = 0, container_id: str = "", health: str = "") -> None:
+        """``health``: the container's health-check status ("" without a check,
+        "starting", "healthy", "unhealthy"; see ``model.health``)."""
         if self._stopped.is_set():
             return
         status = TaskStatus(state=state, message=message, error=error, container_id=container_id,
-                            exit_code=exit_code, timestamp=time.time())
+                            exit_code=exit_code, timestamp=time.time(), health=health)
         with self._lock:
             self.reported[tid] = status
             ready = self.queue.add((tid, status))

@@ -31,6 +31,9 @@ class ImageConfig:
     stop_signal: str = ""
     exposed_ports: list[str] = field(default_factory=list)  # "80/tcp"
     labels: dict[str, str] = field(default_factory=dict)
+    # Docker's HEALTHCHECK as the config holds it (``Test``, durations in ns);
+    # model.health.from_image_config reads it.
+    healthcheck: dict[str, Any] | None = None
 
     def to_oci(self) -> dict[str, Any]:
         """The OCI ``config`` object; empty fields are omitted (all are optional)."""
@@ -43,6 +46,7 @@ class ImageConfig:
             "StopSignal": self.stop_signal,
             "ExposedPorts": {_port_key(p): {} for p in self.exposed_ports},
             "Labels": dict(self.labels),
+            "Healthcheck": self.healthcheck,
         }
         return {k: v for k, v in out.items() if v}
 
@@ -58,6 +62,7 @@ class ImageConfig:
             stop_signal=str(data.get("StopSignal") or ""),
             exposed_ports=sorted((data.get("ExposedPorts") or {}).keys()),
             labels=dict(data.get("Labels") or {}),
+            healthcheck=dict(data.get("Healthcheck") or {}) or None,
         )
 
 

@@ -138,6 +138,15 @@ class FakeRuntime:
         proc.execs.append(pid)
         return pid
 
+    def kill_exec(self, container: Container, pid: int, sig: int) -> None:
+        self._rec("kill_exec", container.spec.id)
+
+    def exec_reaped(self, container: Container, pid: int) -> None:
+        self._rec("exec_reaped", container.spec.id)
+        proc = self.procs.get(container.spec.id)
+        if proc is not None and pid in proc.execs:
+            proc.execs.remove(pid)
+
     def dns_fds(self, container: Container) -> list[int]:
         return []  # no namespaces: nothing to resolve in
 

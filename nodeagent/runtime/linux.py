@@ -342,6 +342,25 @@ class LinuxRuntime:
         live.exec_pids[pid] = os.pidfd_open(pid)
         return pid
 
+    def kill_exec(self, container: Container, pid: int, sig: int) -> None:
+        """Signal the exec'd ``pid`` (through its pidfd: never a reused pid)
+        and its descendants, children first, so none escapes to the
+        container's PID 1 when its parent dies first."""
+        live = self._live.get(container.spec.id)
+        pidfd = live.exec_pids.get(pid, -1) if live is not None else -1
+        if pidfd < 0:
+            return
+        for child in reversed(_descendants(pid)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, sig)
+        _kill_pidfd(pidfd, sig)
+
+    def exec_reaped(self, container: Container, pid: int) -> None:
+        live = self._live.get(container.spec.id)
+        fd = live.exec_pids.pop(pid, -1) if live is not None else -1
+        if fd >= 0:
+            os.close(fd)
+
     def stats(self, container: Container) -> CgroupStats:
         return self._get(container).cgroup.stats()
 
@@ -524,6 +543,28 @@ def _as_error(msg: bytes | None, step: str) -> SetupError:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid``'s descendants, parents before their children (from
+    /proc/PID/task/TID/children; [] where the kernel does not have it)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo and len(out) < 4096:
+        parent = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    children = [int(c) for c in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            out.extend(children)
+            todo.extend(children)
+    return out
 
 
 def _kill_pidfd(pidfd: int, sig: int) -> None:

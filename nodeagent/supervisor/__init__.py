@@ -18,7 +18,9 @@ them as killed, removes what is left of them and applies restart policies
 
 Events pushed to subscribers: ``created``, ``started``, ``exited`` and
 ``removed`` (the container's public record; ``removed``: id and name),
-``exec_exit`` (to the exec's caller only), and ``dns_sockets``:
+``health_status`` (a health check's status changed: ``{"id", "name",
+"labels", "status", "failing_streak"}``, see ``health``), ``exec_exit`` (to
+the exec's caller only), and ``dns_sockets``:
 
 - **dns_sockets** hands over a running container's DNS sockets: a UDP
   socket and a listening TCP socket, both bound to ``127.0.0.11:53`` inside
@@ -54,7 +56,7 @@ Invariants:
 - a container's record is on disk (``records``) before its process exists,
   and is updated on every state change, so nothing is lost across restarts;
 - every pid the supervisor reaps is either a container's PID 1 or an exec'd
-  process; both are looked up in ``by_pid``;
+  process (a health probe's among them); all are looked up in ``by_pid``;
 - no container runs without the supervisor that started it, and no record
   says "running" once its supervisor is gone.
 
@@ -62,6 +64,8 @@ Modules:
 - ``loop``: the selectors loop, its timers and its client connections;
 - ``lifecycle``: a container's life (create, launch, exit, restart policies,
   removal) and the supervisor's shutdown;
+- ``health``: the running containers' health checks (exec, http and tcp
+  probes on the loop);
 - ``ops``: the requests: dispatch, holding those about a container being
   launched until its launch ends, and the ``op_*`` handlers;
 - ``server``: the process's start (a dead supervisor's containers, the
@@ -70,15 +74,17 @@ Modules:
   about a dead supervisor's containers, the framing; ``client``: the agent's side.
 
 ``Supervisor`` is one object, its layers stacked classes in that order
-(``Loop`` <- ``Lifecycle`` <- ``Operations`` <- ``Supervisor``), not small
+(``Loop`` <- ``Lifecycle`` <- ``Health`` <- ``Operations`` <- ``Supervisor``), not small
 objects composed: the layers share one state (the records, what runs, what
 is being launched), and every change to it happens in a callback of the one
 loop, which runs to its end before the next. As one object, that state is
 plainly one thread's, and no layer holds a reference to another's. A layer
 calls those below it; a lower one reaches a higher one only through the
 methods it declares for it to override: ``Loop._dispatch`` (a request
-arrived), ``Loop._between_steps`` (a step's replies are out) and
-``Lifecycle._launch_ended`` (a launch slot is free).
+arrived), ``Loop._between_steps`` (a step's replies are out),
+``Lifecycle._launch_ended`` (a launch slot is free) and
+``Lifecycle._container_running`` / ``_container_exited`` (a container's
+process runs / has exited: its health checks start / stop).
 """
 
 import os

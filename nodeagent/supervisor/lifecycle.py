@@ -21,7 +21,6 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import os
 import selectors
@@ -38,7 +37,7 @@ from nodeagent.runtime import Container, Runtime, Stdio
 from nodeagent.runtime.bundle import remove_tree
 from nodeagent.runtime.spec import ContainerSpec, ExitStatus
 from nodeagent.supervisor import records, recovery
-from nodeagent.supervisor.loop import Conn, Loop, log
+from nodeagent.supervisor.loop import Conn, Loop, log, read_ready
 from nodeagent.supervisor.records import (
     CREATED,
     EXITED,
@@ -103,7 +102,8 @@ class Lifecycle(Loop):
         self.backoffs: dict[str, Backoff] = {}
         self.records: dict[str, Record] = {}
         self.live: dict[str, Live] = {}
-        self.by_pid: dict[int, str | Exec] = {}
+        # pid -> its container's id, an exec, or (a health probe) what hears its wait status
+        self.by_pid: dict[int, str | Exec | Callable[[int], None]] = {}
         self.waiters: dict[str, list[Callable[[], None]]] = {}
         self.restart_timers: dict[str, int] = {}
         # Containers being launched, and what waits for every launch to end
@@ -145,6 +145,7 @@ class Lifecycle(Loop):
             auto_remove=bool(data.get("auto_remove")),
             config=data.get("config", {}),
             created_at=self.wallclock(),
+            healthcheck=data.get("healthcheck") or None,
         )
         records.save(rec)
         # The log exists from the start, so a client can follow it before the
@@ -261,9 +262,23 @@ class Lifecycle(Loop):
         rec.started_at = self.wallclock()
         rec.exit_code = rec.signal = 0
         rec.oom_killed = False
+        self._container_running(rec)
         records.save(rec)
         self._emit("started", rec.public())
         self._send_dns_sockets(rec)
+
+    def _container_running(self, rec: Record) -> None:
+        """The container's process runs (its record is saved next): the
+        health layer starts its probes."""
+
+    def _container_exited(self, cid: str) -> None:
+        """The container's process has exited: the health layer stops its probes."""
+
+    def _exec_reaped(self, cid: str, pid: int) -> None:
+        """An exec'd process of ``cid`` was reaped: the runtime forgets it."""
+        live = self.live.get(cid)
+        if live is not None:
+            self.runtime.exec_reaped(live.handle, pid)
 
     def _send_dns_sockets(self, rec: Record, conn: Conn | None = None) -> None:
         """The ``dns_sockets`` event of a running container (see the package
@@ -306,8 +321,11 @@ class Lifecycle(Loop):
             if isinstance(owner, Exec):
                 code = os.waitstatus_to_exitcode(status)
                 exit_code = 128 - code if code < 0 else code
+                self._guard(functools.partial(self._exec_reaped, owner.container_id, pid))
                 self._send(owner.conn, {"event": "exec_exit",
                                         "data": {"exec_id": owner.exec_id, "exit_code": exit_code}})
+            elif callable(owner):
+                self._guard(functools.partial(owner, status))
             elif owner is not None:
                 # One exit's failure must not leave the other zombies unread.
                 self._guard(functools.partial(self._on_exit, owner, status))
@@ -324,6 +342,7 @@ class Lifecycle(Loop):
             return
         live = self.live[cid]
         live.exit_status = self.runtime.exited(live.handle, wait_status)
+        self._guard(functools.partial(self._container_exited, cid))
         if live.pipes:
             self._drain(cid)
         if live.pipes:  # a straggler still holds the pipe: give it a moment
@@ -342,14 +361,9 @@ class Lifecycle(Loop):
 
     def _read_pipe(self, live: Live, fd: int) -> None:
         while True:
-            try:
-                data = os.read(fd, 65536)
-            except BlockingIOError:
+            data = read_ready(fd)
+            if data is None:
                 return
-            except OSError as err:
-                if err.errno != errno.EIO:
-                    raise
-                data = b""
             if not data:
                 self.sel.unregister(fd)
                 os.close(fd)

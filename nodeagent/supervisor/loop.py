@@ -22,6 +22,7 @@ Invariants:
 
 from __future__ import annotations
 
+import errno
 import functools
 import heapq
 import itertools
@@ -50,6 +51,19 @@ MAX_WAIT = 3600.0
 
 # What a ready fd's registration carries: called with the fd.
 Handler = Callable[[int], None]
+
+
+def read_ready(fd: int) -> bytes | None:
+    """What a non-blocking pipe or pty has now: None if nothing yet, b"" at
+    its end (EIO, a pty whose other side closed, is an end too)."""
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return None
+    except OSError as err:
+        if err.errno != errno.EIO:
+            raise
+        return b""
 
 
 def clamp_delay(delay: object) -> float:

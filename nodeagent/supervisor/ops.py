@@ -23,15 +23,17 @@ from common.errors import AgentError, Conflict, FailedPrecondition, InvalidArgum
 from nodeagent.runtime import Runtime, Stdio
 from nodeagent.runtime.spec import ProcessSpec
 from nodeagent.supervisor import default_max_launching, records
-from nodeagent.supervisor.lifecycle import Exec, Lifecycle
+from nodeagent.supervisor.health import Health
+from nodeagent.supervisor.lifecycle import Exec
 from nodeagent.supervisor.loop import Conn, log
 from nodeagent.supervisor.records import EXITED, REMOVING, RESTARTING, RUNNING, Record
 
 Reply = Callable[..., None]
 
 
-class Operations(Lifecycle):
-    """The requests' layer, above the containers' (``lifecycle``)."""
+class Operations(Health):
+    """The requests' layer, above the health checks' (``health``) and the
+    containers' (``lifecycle``)."""
 
     def __init__(self, state_dir: str, runtime: Runtime, network: Any,
                  clock: Callable[[], float], wallclock: Callable[[], float],

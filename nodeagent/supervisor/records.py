@@ -51,6 +51,12 @@ class Record:
     restart_count: int = 0
     stopped_by_user: bool = False
     error: str = ""
+    # The health check it runs (model.health.HealthCheck.to_dict(), merged with
+    # its image's; None: none), and its health as last saved
+    # (HealthState.to_dict(); None: no check). Saved on every status change,
+    # so a restarted agent shows it; the log in between is the supervisor's.
+    healthcheck: dict[str, Any] | None = None
+    health: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:

@@ -389,9 +389,11 @@ def cmd_cluster_ps(args: argparse.Namespace) -> int:
         out.append({"id": t.id, "name": name, "service": t.service_name, "slot": t.slot,
                     "node": node, "node_id": t.node_id, "state": state, "desired": desired,
                     "since": status.timestamp, "error": status.error, "message": status.message,
+                    "health": status.health,
                     "networks": [{"network": n.name, "network_id": n.network_id, "address": n.address,
                                   "aliases": list(n.aliases)} for n in t.networks]})
-        rows.append([t.id[:12], name, node, desired, f"{state} {ago(status.timestamp)}",
+        health = f" ({status.health})" if status.health and state == "running" else ""
+        rows.append([t.id[:12], name, node, desired, f"{state}{health} {ago(status.timestamp)}",
                      status.error or (status.message if state == "pending" else "")])
     emit(args.output, out, ["ID", "NAME", "NODE", "DESIRED", "STATE", "ERROR"], rows)
     return 0

@@ -135,9 +135,14 @@ def cmd_rm(args: argparse.Namespace, agent: Agent) -> int:
     return _each(args, agent, "Remove", "RemoveRequest", force=args.force)
 
 
+# What `docker ps` adds to a running container's status, by health.
+HEALTH_SUFFIX = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}
+
+
 def status_text(c: Any) -> str:
     if c.state == "running":
-        return "Up " + format_duration(max(0.0, __import__("time").time() - c.started_at))
+        up = "Up " + format_duration(max(0.0, __import__("time").time() - c.started_at))
+        return up + HEALTH_SUFFIX.get(c.health.status, "")
     if c.state == "exited":
         text = f"Exited ({c.exit_code}) {ago(c.finished_at)}" if c.finished_at else "Exited"
         return text + (" (OOMKilled)" if c.oom_killed else "")

@@ -33,6 +33,7 @@ from orch.cli.pbwire import (
     int32,
     last_value,
     text_value,
+    varint,
 )
 
 TYPE_CHECKING = False
@@ -98,6 +99,17 @@ OPTIONS = (
     Option(("-l", "--label"), APPEND, metavar="K=V"),
     Option(("--storage-opt",), APPEND, metavar="size=SIZE",
            help="writable layer size limit, e.g. size=10G (at least 1M; how it is kept: orch info)"),
+    Option(("--health-cmd",), metavar="CMD", help="command to check health (run with /bin/sh -c)"),
+    Option(("--health-interval",), metavar="DURATION", help="time between checks, e.g. 30s (default 30s)"),
+    Option(("--health-timeout",), metavar="DURATION",
+           help="longest a check may run, e.g. 30s (default 30s)"),
+    Option(("--health-retries",), metavar="N",
+           help="consecutive failures that make it unhealthy (default 3)"),
+    Option(("--health-start-period",), metavar="DURATION",
+           help="start-up time during which failures do not count (default 0s)"),
+    Option(("--health-start-interval",), metavar="DURATION",
+           help="time between checks during the start period (default 5s)"),
+    Option(("--no-healthcheck",), FLAG, help="disable any health check, the image's included"),
 )
 
 
@@ -247,7 +259,62 @@ def config_fields(v: dict[str, Any]) -> dict[str, Any]:
         "auto_remove": bool(v.get("rm")),
         "stop_signal": v["stop_signal"], "labels": _labels(v["label"]),
         "read_only": v["read_only"], "storage_size_bytes": storage_size(v["storage_opt"]),
+        "healthcheck": healthcheck(v),
     }
+
+
+HEALTH_DURATIONS = ("interval", "timeout", "start_period", "start_interval")
+# A health check's longest duration, as the agent takes it (model.units.MAX_STOP_GRACE_PERIOD).
+MAX_HEALTH_DURATION = 24 * 3600.0
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def healthcheck(v: dict[str, Any]) -> dict[str, Any] | None:
+    """Docker's ``--health-*`` / ``--no-healthcheck`` as a ``HealthCheck``'s
+    fields (durations in seconds; a field left out, or 0, is the image's);
+    None when none is given (the image's check, if any, runs)."""
+    given = {name: v.get("health_" + name) for name in ("cmd", "retries", *HEALTH_DURATIONS)}
+    if v.get("no_healthcheck"):
+        if any(value is not None for value in given.values()):
+            raise CLIError("--no-healthcheck conflicts with the --health-* options")
+        return {"test": ["NONE"]}
+    if all(value is None for value in given.values()):
+        return None
+    out: dict[str, Any] = {"test": []}
+    if given["cmd"] is not None:
+        if not given["cmd"].strip():
+            raise CLIError("invalid --health-cmd '': give a command, or --no-healthcheck for none")
+        out["test"] = ["CMD-SHELL", given["cmd"]]
+    if given["retries"] is not None:
+        text = given["retries"]
+        if not text.isascii() or not text.isdigit() or len(text) > 9:
+            raise CLIError(f"invalid --health-retries {text!r}: expected a number of failures, 0 or more")
+        if int(text):
+            out["retries"] = int(text)
+    for name in HEALTH_DURATIONS:
+        text = given[name]
+        if text is not None:
+            seconds = parse_duration(text, "--health-" + name.replace("_", "-"))
+            if seconds:
+                out[name] = seconds
+    return out
+
+
+def parse_duration(text: str, flag: str) -> float:
+    """A Go-style duration (``30s``, ``1m30s``, ``500ms``) or a number of
+    seconds, from 0 to 24h (1 ms at least, unless 0)."""
+    import re
+
+    part = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)"
+    seconds = -1.0
+    if len(text) <= 64 and re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", text):
+        seconds = float(text)
+    elif len(text) <= 64 and re.fullmatch(f"({part})+", text):
+        seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(part, text))
+    if not 0 <= seconds <= MAX_HEALTH_DURATION or 0 < seconds < 0.001:
+        raise CLIError(f"invalid {flag} {text!r}: expected a duration such as 30s, 1m30s or 500ms "
+                       "(at least 1ms, at most 24h; 0 for the image's)")
+    return seconds
 
 
 STORAGE_OPTS = ("size",)
@@ -307,6 +374,19 @@ def encode_config(c: dict[str, Any], volatile: bool = False) -> bytes:
     out += [field_int(19, int(c["read_only"])), field_int(20, int(volatile)),
             field_int(21, c["storage_size_bytes"])]
     out += [field_string(23, a) for a in c.get("network_aliases", ())]
+    if c.get("healthcheck") is not None:
+        out.append(field_bytes(24, encode_healthcheck(c["healthcheck"])))
+    return b"".join(out)
+
+
+def encode_healthcheck(hc: dict[str, Any]) -> bytes:
+    """``HealthCheck``: ``optional`` fields are written when given, 0 included."""
+    out = [field_string(1, t) for t in hc.get("test", ())]
+    for num, key in ((2, "interval"), (3, "timeout"), (5, "start_period"), (6, "start_interval")):
+        if hc.get(key) is not None:
+            out.append(field_double(num, hc[key]))
+    if hc.get("retries") is not None:
+        out.append(varint(4 << 3) + varint(hc["retries"]))
     return b"".join(out)
 
 

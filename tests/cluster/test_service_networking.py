@@ -127,6 +127,15 @@ def _vip_endpoints(cluster: LocalCluster, node: str, vip: str) -> set[str]:
     return {m.replace("_", ".") for m in re.findall(r"goto ep_(\d+_\d+_\d+_\d+)", proc.stdout)}
 
 
+def _wait_endpoints(cluster: LocalCluster, node: str, network: str, service: str) -> None:
+    """Until ``node``'s kernel sends the service's VIP to exactly its running
+    tasks: a deploy returns once they run, and a node programs their
+    endpoints a moment later (new ones are gathered, see the overlay)."""
+    vip = _vip(cluster, network, service)
+    wait_for(lambda: _vip_endpoints(cluster, node, vip)
+             == {_address(t, network) for t in cluster.running(service)})
+
+
 def _vip(cluster: LocalCluster, network: str, service: str) -> str:
     [doc] = json.loads(cluster.orch("network", "inspect", network).stdout)
     return str(next(s["vip"] for s in doc["services"] if s["name"] == service).partition("/")[0])
@@ -166,6 +175,7 @@ def test_by_name_over_the_overlay_and_the_routing_mesh_keep_the_callers_address(
         assert {t["node"] for t in api} == {"n2", "n3"} and client["node"] == "n1"
         by_host = {_hostname(t): t for t in api}
         me = _address(client, "svcnet_default")
+        _wait_endpoints(cluster, "n1", "svcnet_default", "api")
 
         # By name: the VIP spreads 60 requests over the replicas on both other nodes,
         # and each server sees the client's own overlay address.
@@ -233,6 +243,9 @@ def test_two_networks_are_isolated_both_ways(cluster: LocalCluster, tmp_path: Pa
     cluster.orch("deploy", "-f", path)
     try:
         [alpha], [beta] = cluster.running("alpha"), cluster.running("beta")
+        [client] = cluster.running("client")
+        _wait_endpoints(cluster, client["node"], "iso_a", "alpha")
+        _wait_endpoints(cluster, client["node"], "iso_b", "beta")
         a_addr, b_addr = _address(alpha, "iso_a"), _address(beta, "iso_b")
         a_vip, b_vip = _vip(cluster, "iso_a", "alpha"), _vip(cluster, "iso_b", "beta")
         # The control: a task on both networks reaches both services, by name and address.
@@ -351,6 +364,7 @@ def test_nothing_stays_after_rm_and_network_rm(cluster: LocalCluster, tmp_path: 
     vni = doc["vni"]
     addresses = {t["address"].partition("/")[0] for t in doc["tasks"]}
     addresses |= {s["vip"].partition("/")[0] for s in doc["services"] if s["vip"]}
+    _wait_endpoints(cluster, "n1", "gone_back", "api")
     assert _requests(cluster, "client.1", "http://api:9000/cgi-bin/who", 2)[0][0] != "FAIL"
     assert _traces(cluster, vni, addresses), "the network's device, routes and rules exist while in use"
     cluster.orch("rm", "api", "client")

@@ -9,6 +9,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from model.health import HealthCheck, HttpProbe, TcpProbe
 from model.manifest import ManifestError, dump_manifest, parse_manifest
 from model.manifest._dump import _Dumper
 from model.manifest._values import SERVICE_NAME_PATTERN
@@ -95,6 +96,27 @@ def resources(draw: st.DrawFn) -> tuple[Resources, Resources]:
 
 
 @st.composite
+def healthchecks(draw: st.DrawFn) -> HealthCheck | None:
+    """None, or a check as a manifest can write it: a test or one probe, and
+    any of the timings (a retries of 0 is "the default", so never drawn)."""
+    kind = draw(st.sampled_from(["none", "cmd", "shell", "disabled", "http", "tcp", "timings"]))
+    if kind == "none":
+        return None
+    timing = st.none() | seconds(24 * 3600.0)
+    tests = {"cmd": ("CMD", "wget", "-q", "http://127.0.0.1/"), "shell": ("CMD-SHELL", "test -f /ok"),
+             "disabled": ("NONE",)}
+    test: tuple[str, ...] = tests.get(kind, ())
+    return HealthCheck(
+        test=test, interval=draw(seconds(24 * 3600.0) if kind == "timings" else timing), timeout=draw(timing),
+        retries=draw(st.none() | st.integers(1, 1000)),
+        start_period=draw(timing), start_interval=draw(timing),
+        http=HttpProbe(draw(st.integers(1, 65535)), draw(st.sampled_from(["/", "/healthz"])),
+                       draw(st.sampled_from([0, 200, 204]))) if kind == "http" else None,
+        tcp=TcpProbe(draw(st.integers(1, 65535))) if kind == "tcp" else None,
+        disable=draw(st.booleans()) if kind == "timings" else False)
+
+
+@st.composite
 def spec(draw: st.DrawFn, name: str, ports: list[PortConfig]) -> ServiceSpec:
     modes: list[Literal["replicated", "global"]] = ["replicated", "global"]
     mode = draw(st.sampled_from(modes))
@@ -133,6 +155,7 @@ def spec(draw: st.DrawFn, name: str, ports: list[PortConfig]) -> ServiceSpec:
         storage_size=draw(memory),
         networks=networks,
         endpoint_mode=endpoint_mode,  # type: ignore[arg-type]
+        healthcheck=draw(healthchecks()),
     )
 
 

@@ -75,13 +75,16 @@ def test_long_form_keys_match_schema() -> None:
 
 
 def test_every_key_at_once_parses() -> None:
-    """Every key but the two that exclude others: ``network_mode`` (no networks at
-    all) and a network's ``external`` (which takes only a name)."""
+    """Every key but those that exclude others: ``network_mode`` (no networks at
+    all), a network's ``external`` (which takes only a name) and orch's health
+    probes (each replaces ``healthcheck.test``, one at a time)."""
     document = _sample(TOP)
     del document["services"]["svc"]["network_mode"]
     del document["networks"]["svc"]["external"]
+    del document["services"]["svc"]["x-orch"]["healthcheck"]
     (spec,) = parse_manifest(yaml.safe_dump(document))
     assert spec.name == "svc" and spec.binpack is True and spec.stop_grace_period == 30.0
+    assert spec.healthcheck is not None and spec.healthcheck.test[0] == "CMD"
     assert [(n.name, n.aliases) for n in spec.networks] == [("shared", ["api"])]
 
 

@@ -250,3 +250,33 @@ def test_node_fields_are_name_and_id() -> None:
     node = Node(id="abc", name="n1")
     assert object_fields(node) == {"node": "n1", "node_id": "abc"}
     assert object_fields(object()) == {}
+
+
+def test_a_running_tasks_health_is_written_though_its_state_stays(
+        store: Store, informer: Informer, dispatcher: cpb_grpc.DispatcherStub) -> None:
+    agent = Agent(dispatcher, "node-h")
+    try:
+        node_id = agent.registered.get(timeout=10)
+        task = _task_on(store, informer, node_id, TaskState.RUNNING)
+
+        def health() -> str | None:
+            stored = store.get_task(task.id)
+            assert stored is not None and stored.status.state == TaskState.RUNNING
+            return stored.status.health
+
+        for value in ("starting", "healthy", "unhealthy", "healthy"):
+            agent.report(status_update_to_pb(task.id, TaskStatus(state=TaskState.RUNNING, health=value)))
+            deadline = time.monotonic() + 10
+            while health() != value:
+                assert time.monotonic() < deadline, f"health {value!r} never written"
+                time.sleep(0.01)
+        # A failure carries its last word on health too.
+        agent.report(status_update_to_pb(task.id, TaskStatus(state=TaskState.FAILED, health="unhealthy",
+                                                             error="unhealthy container")))
+        deadline = time.monotonic() + 10
+        while (stored := store.get_task(task.id)) is None or stored.status.state != TaskState.FAILED:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert (stored.status.health, stored.status.error) == ("unhealthy", "unhealthy container")
+    finally:
+        agent.close()

@@ -193,6 +193,29 @@ def test_the_full_state_then_endpoints_while_tasks_run(store: Store, agents: Cal
     assert a.kinds[:3] == ["registered", "full", "assignments"]
 
 
+def test_only_healthy_tasks_are_endpoints(store: Store, agents: Callable[..., Agent]) -> None:
+    """A task with a health check gets traffic once healthy, none while
+    starting or unhealthy; one without a check, once it runs."""
+    a = agents("a", "10.89.0.11")
+    a_id = a.registered.get(timeout=10)
+    net = _net(store, "h", "10.96.3.0/24", 4099)
+    svc = _service(store, "api", net, "10.96.3.2/24")
+    checked = _task(store, svc, 1, a_id, net, "10.96.3.3/24")
+    plain = _task(store, svc, 2, a_id, net, "10.96.3.4/24", TaskState.RUNNING)
+    a.wait(lambda s: {e.address for e in s.endpoints.values()} == {"10.96.3.4"})
+
+    def health(value: str) -> None:
+        current = store.get_task(checked.id)
+        assert current is not None
+        store.update(dataclasses.replace(current, status=TaskStatus(state=TaskState.RUNNING, health=value)))
+
+    for value, addresses in (("starting", {"10.96.3.4"}), ("healthy", {"10.96.3.3", "10.96.3.4"}),
+                             ("unhealthy", {"10.96.3.4"}), ("healthy", {"10.96.3.3", "10.96.3.4"})):
+        health(value)
+        a.wait(lambda s, addresses=addresses: {e.address for e in s.endpoints.values()} == addresses)
+    assert plain.status.health == ""
+
+
 def test_a_moved_task_moves_its_endpoint(store: Store, agents: Callable[..., Agent]) -> None:
     a, b = agents("a", "10.89.0.11"), agents("b", "10.89.0.12")
     a_id, b_id = a.registered.get(timeout=10), b.registered.get(timeout=10)
