@@ -1,4 +1,5 @@
-"""Fixtures: a real single-member etcd per test, on free loopback ports, in tmp_path."""
+"""Fixtures: a real single-member etcd per test, on free loopback ports, in tmp_path;
+a store on it, and an informer following that store."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from controlplane.etcd import EmbeddedEtcd
-from controlplane.store import Store
+from controlplane.store import Informer, Store
 
 
 @pytest.fixture
@@ -29,3 +30,11 @@ def store(etcd: EmbeddedEtcd) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def informer(store: Store) -> Iterator[Informer]:
+    informer = Informer(store).start()
+    assert informer.wait_synced(10)
+    yield informer
+    informer.stop()

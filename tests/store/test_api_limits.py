@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -30,14 +29,6 @@ class Aborted(Exception):
 class Context:
     def abort(self, code: grpc.StatusCode, message: str) -> None:
         raise Aborted(f"{code.name}: {message}")
-
-
-@pytest.fixture
-def informer(store: Store) -> Iterator[Informer]:
-    informer = Informer(store).start()
-    assert informer.wait_synced(10)
-    yield informer
-    informer.stop()
 
 
 @pytest.fixture

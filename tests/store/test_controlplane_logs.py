@@ -64,14 +64,6 @@ def wait_for(logs: Logs, event: str, timeout: float = 10.0, **fields: Any) -> Ev
         time.sleep(0.01)
 
 
-@pytest.fixture
-def informer(store: Store) -> Iterator[Informer]:
-    informer = Informer(store).start()
-    assert informer.wait_synced(10)
-    yield informer
-    informer.stop()
-
-
 class Agent:
     """One agent session against a dispatcher served over gRPC on loopback."""
 

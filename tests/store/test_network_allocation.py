@@ -31,14 +31,6 @@ from model.objects import (
 
 
 @pytest.fixture
-def informer(store: Store) -> Iterator[Informer]:
-    informer = Informer(store).start()
-    assert informer.wait_synced(10)
-    yield informer
-    informer.stop()
-
-
-@pytest.fixture
 def leadership(store: Store) -> Iterator[Leadership]:
     won = store.campaign("controllers", "cp-1", ttl=5)
     assert won is not None

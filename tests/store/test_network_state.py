@@ -84,14 +84,6 @@ class Agent:
         self.replies.cancel()
 
 
-@pytest.fixture
-def informer(store: Store) -> Iterator[Informer]:
-    informer = Informer(store).start()
-    assert informer.wait_synced(10)
-    yield informer
-    informer.stop()
-
-
 def _serve(store: Store, informer: Informer) -> tuple[cpb_grpc.DispatcherStub, Callable[[], None]]:
     servicer = Dispatcher(store, informer, TOKEN)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))

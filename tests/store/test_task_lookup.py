@@ -5,7 +5,6 @@ running (a replaced or removed service's is still stopping)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from typing import NoReturn
 
 import grpc
@@ -24,14 +23,6 @@ class Aborted(Exception):
 class Context:
     def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
         raise Aborted(code, details)
-
-
-@pytest.fixture
-def informer(store: Store) -> Iterator[Informer]:
-    informer = Informer(store).start()
-    assert informer.wait_synced(10)
-    yield informer
-    informer.stop()
 
 
 def _put(store: Store, informer: Informer, task: Task, state: TaskState,
