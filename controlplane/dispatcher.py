@@ -34,7 +34,7 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import grpc
@@ -71,8 +71,11 @@ class _Session:
 
 class Dispatcher(cpb_grpc.DispatcherServicer):
     def __init__(self, store: Store, informer: Informer, token: str,
-                 clock: Any = time.time, protected_ports: list[int] | None = None) -> None:
+                 clock: Any = time.time, protected_ports: list[int] | None = None,
+                 on_running: Callable[[float, float], None] | None = None) -> None:
         self.store = store
+        # Hears (created_at, now) of each task that turns running: the scheduling delay's metric.
+        self.on_running = on_running
         self.informer = informer
         self.token = token
         self.protected_ports = protected_ports or []
@@ -181,13 +184,14 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             if existing is None:
                 node = Node(id=reg.node_id or secrets.token_hex(12), name=reg.name,
                             address=reg.address, labels=dict(reg.labels), resources=resources,
-                            state="ready", last_heartbeat=now, api_token=reg.api_token)
+                            state="ready", last_heartbeat=now, api_token=reg.api_token,
+                            metrics_address=reg.metrics_address)
             else:
                 assert isinstance(existing, Node)
                 node = dataclasses.replace(
                     existing, address=reg.address, resources=resources, state="ready",
                     last_heartbeat=now, labels={**dict(reg.labels), **existing.labels},
-                    api_token=reg.api_token)
+                    api_token=reg.api_token, metrics_address=reg.metrics_address)
             op = Op.create(node) if existing is None else Op.update(node)
             try:
                 if node.index:  # kept across registrations
@@ -324,6 +328,8 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                 container_id=u.container_id or task.status.container_id,
                 exit_code=u.exit_code, timestamp=u.timestamp or self.clock(), health=u.health)
             ops.append(Op.update(dataclasses.replace(task, status=status)))
+            if u.state == TaskState.RUNNING and self.on_running is not None:
+                self.on_running(task.created_at, status.timestamp)
         return ops, refused
 
 

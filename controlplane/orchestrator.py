@@ -60,8 +60,10 @@ FIRST_WRITE_PER_NODE = 2  # new tasks per node in a big create's first, small wr
 class Orchestrator:
     def __init__(self, store: Store, informer: Informer, leadership: Leadership,
                  wake: threading.Event, clock: Callable[[], float] = time.time,
-                 prompt: threading.Event | None = None) -> None:
+                 prompt: threading.Event | None = None,
+                 on_pass: Callable[[float], None] | None = None) -> None:
         self.store = store
+        self.on_pass = on_pass  # hears each pass's seconds (the control plane's metrics)
         self.informer = informer
         self.leadership = leadership
         self.clock = clock
@@ -88,9 +90,12 @@ class Orchestrator:
                 time.sleep(SETTLE)  # let a burst of changes land in the cache
             self._wake.clear()
             self._prompt.clear()
+            started = time.monotonic()
             try:
                 wakeup = self.pass_once()
                 wrote = wakeup is not None and wakeup <= self.clock()
+                if self.on_pass is not None:
+                    self.on_pass(time.monotonic() - started)
             except StoreConflict:
                 wakeup, wrote = None, False  # the cache was behind; decide again
                 self._wake.set()

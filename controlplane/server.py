@@ -19,8 +19,10 @@ import os
 import secrets
 import signal
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import grpc
 import structlog
@@ -32,6 +34,9 @@ from controlplane.etcd import EmbeddedEtcd, EtcdStartError
 from controlplane.orchestrator import Orchestrator, is_request, needs_pass
 from controlplane.store import Change, Informer, Leadership, Store
 from proto import cluster_pb2_grpc as cpb_grpc
+
+if TYPE_CHECKING:
+    from controlplane.metrics import Metrics
 
 log = structlog.get_logger("orch.controlplane")
 
@@ -65,6 +70,8 @@ class ControlPlaneOptions:
     registry_ca: str = ""
     # Where networks' subnets come from (a /24 each, unless one asks for its own).
     network_pool: str = "10.96.0.0/11"
+    # HOST:PORT of /metrics and /sd/agents (controlplane.metrics); "": none.
+    metrics_listen: str = ""
 
 
 def check_options(opts: ControlPlaneOptions) -> None:
@@ -82,6 +89,8 @@ def check_options(opts: ControlPlaneOptions) -> None:
         raise ControlPlaneError("--listen needs one or more addresses, HOST:PORT[,...]")
     for addr in opts.listen:
         check_address(addr, "--listen")
+    if opts.metrics_listen:
+        check_address(opts.metrics_listen, "--metrics-listen")
     from controlplane.controllers.ipam import IpamError, parse_pool
 
     try:
@@ -129,14 +138,15 @@ def _bind(server: grpc.Server, addr: str) -> None:
         raise ControlPlaneError(f"cannot listen on {addr}: address in use or not on this host")
 
 
-def _unix_server(path: str) -> grpc.Server:
-    """A server on a unix socket only root can open (0600 in a 0700 dir)."""
+def _unix_server(path: str, timed: list[grpc.ServerInterceptor]) -> grpc.Server:
+    """A server on a unix socket only root can open (0600 in a 0700 dir);
+    ``timed``: the metrics' interceptor, if any."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=0o700, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="cp-local"),
-                         interceptors=[store_errors()])
+                         interceptors=[*timed, store_errors()])
     old = os.umask(0o177)  # the socket is 0600 from its creation
     try:
         _bind(server, f"unix:{path}")
@@ -197,18 +207,21 @@ def _serve(opts: ControlPlaneOptions) -> int:
         return bool(leading) and not leading[0].lost()
 
     protected = _protected_ports(opts)
-    dispatcher = Dispatcher(store, informer, join_token, protected_ports=protected)
+    metrics = _metrics(opts, informer, is_leader, replica)
+    dispatcher = Dispatcher(store, informer, join_token, protected_ports=protected,
+                            on_running=metrics.observe_running if metrics else None)
     api = ClusterAPI(store, informer, replica, is_leader, lambda: store.leader(ELECTION),
                      network_pool=opts.network_pool, reserved_ports=frozenset(protected))
     # TCP: agents' sessions (join token in Register) and the CLI API, which
     # needs the admin token there.
     guard = interceptor(lambda: admin_token, ("/orch.cluster.v1.ClusterAPI/",),
                         what="the control plane's API over TCP")
+    timed = [metrics.interceptor()] if metrics else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="cp"),
-                         interceptors=[guard, store_errors()])
+                         interceptors=[guard, *timed, store_errors()])
     cpb_grpc.add_ClusterAPIServicer_to_server(api, server)  # type: ignore[no-untyped-call]
     cpb_grpc.add_DispatcherServicer_to_server(dispatcher, server)  # type: ignore[no-untyped-call]
-    local = _unix_server(opts.socket) if opts.socket else None
+    local = _unix_server(opts.socket, timed) if opts.socket else None
     if local is not None:
         cpb_grpc.add_ClusterAPIServicer_to_server(api, local)  # type: ignore[no-untyped-call]
     for addr in opts.listen:
@@ -219,7 +232,13 @@ def _serve(opts: ControlPlaneOptions) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     log.info("control plane ready", id=replica, listen=opts.listen, socket=opts.socket, etcd=opts.etcd)
-    elector = threading.Thread(target=_lead, args=(store, informer, replica, stop, leading),
+    http = None
+    if metrics is not None:
+        from controlplane.metrics import serve as serve_metrics
+
+        http = serve_metrics(metrics, opts.metrics_listen)
+    elector = threading.Thread(target=_lead, args=(store, informer, replica, stop, leading,
+                                                   metrics.observe_pass if metrics else None),
                                name="elector", daemon=True)
     elector.start()
     # The manifest parser (YAML and the checks) is loaded now, off the
@@ -237,23 +256,41 @@ def _serve(opts: ControlPlaneOptions) -> int:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(opts.socket)
     server.stop(grace=1).wait()
+    if http is not None:
+        http.shutdown()
+        http.server_close()
     informer.stop()
     store.close()
     return 0
 
 
+def _metrics(opts: ControlPlaneOptions, informer: Informer, is_leader: Callable[[], bool],
+             replica: str) -> Metrics | None:
+    """The replica's metrics, fed by the store's calls, when they are on."""
+    if not opts.metrics_listen:
+        return None
+    from controlplane.metrics import Metrics
+    from controlplane.store import _client
+
+    metrics = Metrics(informer, is_leader, replica)
+    _client.observers.append(metrics.observe_store)
+    return metrics
+
+
 def _protected_ports(opts: ControlPlaneOptions) -> list[int]:
-    """What containers must never reach: this control plane's and etcd's ports."""
+    """What containers must never reach: this control plane's, its metrics' and etcd's ports."""
     from controlplane.store._client import parse_endpoint
 
     ports = {int(addr.rpartition(":")[2]) for addr in opts.listen} | set(ETCD_PORTS)
+    if opts.metrics_listen:
+        ports.add(int(opts.metrics_listen.rpartition(":")[2]))
     for endpoint in opts.etcd:
         ports.add(parse_endpoint(endpoint)[1])
     return sorted(ports)
 
 
 def _lead(store: Store, informer: Informer, replica: str, stop: threading.Event,
-          leading: list[Leadership]) -> None:
+          leading: list[Leadership], on_pass: Callable[[float], None] | None = None) -> None:
     wake, prompt = threading.Event(), threading.Event()
 
     def on_change(change: Change) -> None:
@@ -274,7 +311,7 @@ def _lead(store: Store, informer: Informer, replica: str, stop: threading.Event,
             continue
         leading[:] = [leadership]
         try:
-            Orchestrator(store, informer, leadership, wake, prompt=prompt).run(stop)
+            Orchestrator(store, informer, leadership, wake, prompt=prompt, on_pass=on_pass).run(stop)
         except Exception:
             log.exception("orchestrator crashed")
         finally:

@@ -200,6 +200,7 @@ class Node:
     # registration and kept: the data plane derives MACs, link-local router
     # addresses, marks and routing tables from it.
     index: int = 0
+    metrics_address: str = ""  # its agent's Prometheus endpoint (HOST:PORT); "" if it serves none
     version: int = 0
 
 

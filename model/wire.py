@@ -332,7 +332,8 @@ def node_to_pb(n: Node) -> cpb.Node:
                     resources=cpb.NodeResources(cpus=n.resources.cpus,
                                                 memory_bytes=n.resources.memory_bytes),
                     state=_NODE_STATE[n.state], availability=_AVAILABILITY[n.availability],
-                    last_heartbeat=n.last_heartbeat, version=n.version, index=n.index)
+                    last_heartbeat=n.last_heartbeat, version=n.version, index=n.index,
+                    metrics_address=n.metrics_address)
 
 
 def node_from_pb(m: cpb.Node) -> Node:
@@ -340,7 +341,8 @@ def node_from_pb(m: cpb.Node) -> Node:
                 resources=NodeResources(cpus=m.resources.cpus, memory_bytes=m.resources.memory_bytes),
                 state=_member(_NODE_STATE_OF, m.state, "state"),
                 availability=_member(_AVAILABILITY_OF, m.availability, "availability"),
-                last_heartbeat=m.last_heartbeat, index=m.index, version=m.version)
+                last_heartbeat=m.last_heartbeat, index=m.index, version=m.version,
+                metrics_address=m.metrics_address)
 
 
 def network_to_pb(n: Network) -> cpb.Network:

@@ -293,7 +293,7 @@ class NodeResources(_message.Message):
     def __init__(self, cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("id", "name", "address", "labels", "resources", "state", "availability", "last_heartbeat", "version", "index")
+    __slots__ = ("id", "name", "address", "labels", "resources", "state", "availability", "last_heartbeat", "version", "index", "metrics_address")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -311,6 +311,7 @@ class Node(_message.Message):
     LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
+    METRICS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     address: str
@@ -321,7 +322,8 @@ class Node(_message.Message):
     last_heartbeat: float
     version: int
     index: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[NodeResources, _Mapping]] = ..., state: _Optional[_Union[NodeState, str]] = ..., availability: _Optional[_Union[NodeAvailability, str]] = ..., last_heartbeat: _Optional[float] = ..., version: _Optional[int] = ..., index: _Optional[int] = ...) -> None: ...
+    metrics_address: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[NodeResources, _Mapping]] = ..., state: _Optional[_Union[NodeState, str]] = ..., availability: _Optional[_Union[NodeAvailability, str]] = ..., last_heartbeat: _Optional[float] = ..., version: _Optional[int] = ..., index: _Optional[int] = ..., metrics_address: _Optional[str] = ...) -> None: ...
 
 class Network(_message.Message):
     __slots__ = ("id", "name", "subnet", "vni", "stack", "labels", "created_at", "version")
@@ -593,7 +595,7 @@ class InfoResponse(_message.Message):
     def __init__(self, version: _Optional[str] = ..., controlplane_id: _Optional[str] = ..., leader: _Optional[bool] = ..., leader_id: _Optional[str] = ..., nodes: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ...) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("node_id", "name", "address", "labels", "cpus", "memory_bytes", "token", "api_token")
+    __slots__ = ("node_id", "name", "address", "labels", "cpus", "memory_bytes", "token", "api_token", "metrics_address")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -609,6 +611,7 @@ class Register(_message.Message):
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     API_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    METRICS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     name: str
     address: str
@@ -617,7 +620,8 @@ class Register(_message.Message):
     memory_bytes: int
     token: str
     api_token: str
-    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., token: _Optional[str] = ..., api_token: _Optional[str] = ...) -> None: ...
+    metrics_address: str
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., token: _Optional[str] = ..., api_token: _Optional[str] = ..., metrics_address: _Optional[str] = ...) -> None: ...
 
 class TaskStatusUpdate(_message.Message):
     __slots__ = ("task_id", "status")

@@ -89,13 +89,24 @@ def error_of(exc: BaseException | None, what: str) -> StoreError:
     return StoreError(f"etcd {what}: {type(exc).__name__}: {exc}")
 
 
+# Called after every etcd call with (what, seconds, the StoreError or None):
+# the control plane's metrics (controlplane.metrics), when they are on.
+observers: list[Callable[[str, float, BaseException | None], None]] = []
+
+
 @contextlib.contextmanager
 def translate(what: str) -> Iterator[None]:
     """Run a pyetcd call, raising ``StoreError`` for anything it throws."""
+    started = time.monotonic() if observers else 0.0
+    error: BaseException | None = None
     try:
         yield
     except (etcd_exc.Etcd3Exception, grpc.RpcError) as exc:
-        raise error_of(exc, what) from exc
+        error = error_of(exc, what)
+        raise error from exc
+    finally:
+        for observe in observers:
+            observe(what, time.monotonic() - started, error)
 
 
 def read(what: str, call: Callable[[], R], timeout: float) -> R:

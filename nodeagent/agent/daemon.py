@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,12 @@ class AgentOptions:
     # The node DNS server's upstream resolvers: "ADDR[:PORT],...", "none", or
     # "" for the host's non-loopback ones (nodeagent.dns.upstreams).
     dns_upstream: str = ""
+    # Prometheus metrics on HOST:PORT ("": none; nodeagent.metrics). With
+    # ``metrics_default`` (set after construction) the address was derived
+    # from ``listen``, not asked for: if it cannot be bound the agent runs
+    # without metrics, saying so.
+    metrics_listen: str = ""
+    metrics_default: bool = field(default=False, init=False)
 
     @property
     def socket(self) -> str:
@@ -301,11 +307,13 @@ def run(opts: AgentOptions) -> int:
         os.unlink(opts.socket)
     server.add_insecure_port(f"unix:{opts.socket}")
     node_api = _node_api(grpc, service, opts) if opts.listen else None
-    if opts.listen:
-        # Before any container can start: containers never reach the node API.
-        engine.protect([listen_port(opts.listen)])
-    server.start()
+    if opts.listen or opts.metrics_listen:
+        # Before any container can start: containers never reach the node API
+        # or the metrics.
+        engine.protect([listen_port(a) for a in (opts.listen, opts.metrics_listen) if a])
     worker = None
+    metrics = _metrics(opts, engine, lambda: worker.task_states() if worker is not None else [])
+    server.start()
     overlay = None  # the overlay's data plane, on a node that joins a cluster
 
     def fail(reason: str) -> None:
@@ -321,13 +329,16 @@ def run(opts: AgentOptions) -> int:
 
         worker = Worker(TaskExecutor(engine), opts.join, opts.token, opts.name or socket.gethostname(),
                         opts.listen, opts.labels or {}, opts.state_dir, opts.max_starting,
-                        api_token=node_api_token(opts.state_dir), on_fatal=fail, network=hub)
+                        api_token=node_api_token(opts.state_dir), on_fatal=fail, network=hub,
+                        metrics_address=_advertised(metrics, opts))
         events.listeners.append(worker.on_event)
         service.before_stopping_containers.append(worker.stop)
         overlay = _start_overlay(hub, opts.listen)
         service.before_stopping_containers.append(lambda: _stop_overlay(overlay, remove=True))
         service.images.load()  # before the first task needs it
         worker.start()
+    if metrics is not None:
+        metrics.start()
     watch = SupervisorWatch(opts, client, events, service, worker, stop, fail)
     events.listeners.append(watch.on_event)
     service.before_stopping_containers.append(watch.expect_exit)
@@ -351,6 +362,8 @@ def run(opts: AgentOptions) -> int:
         _stop_overlay(overlay, remove=False)  # it stays in the kernel: the next agent takes it over
     if node_api is not None:
         node_api.stop(grace=1)
+    if metrics is not None:
+        metrics.close()
     server.stop(grace=2).wait()
     dns.close()
     client.close()
@@ -366,6 +379,37 @@ def run(opts: AgentOptions) -> int:
         raise AgentError(failure[0])
     log.info("agent stopped")
     return 0
+
+
+def _metrics(opts: AgentOptions, engine: Any, tasks: Any) -> Any:
+    """The node's metrics (``nodeagent.metrics``), bound but not serving yet;
+    None without ``--metrics-listen``, or when the default address is taken."""
+    if not opts.metrics_listen:
+        return None
+    import socket
+
+    from nodeagent.metrics import Metrics
+
+    try:
+        return Metrics(opts.metrics_listen, lambda: engine.containers(all=True),
+                       opts.name or socket.gethostname(), tasks if opts.join else None)
+    except AgentError as err:
+        if not opts.metrics_default:
+            raise
+        log.warning("no metrics: their default address is not free; give --metrics-listen",
+                    error=err.message)
+        return None
+
+
+def _advertised(metrics: Any, opts: AgentOptions) -> str:
+    """Where the control plane tells Prometheus to scrape this node: the
+    metrics address, with the node API's host for an unspecified one."""
+    if metrics is None:
+        return ""
+    host, _, port = opts.metrics_listen.rpartition(":")
+    if host.strip("[]") in ("0.0.0.0", "::", ""):
+        host = opts.listen.rpartition(":")[0]
+    return f"{host}:{port}"
 
 
 def _start_overlay(hub: Any, listen: str) -> Any:

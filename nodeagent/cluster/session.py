@@ -9,8 +9,8 @@ starting and stopping is the reconciler's.
 
 Invariants:
 - on registration, before any assignment is read, the ports the control
-  plane names (its own, etcd's) and the node API's are fenced off from
-  containers (``Executor.configure``): no task starts before that;
+  plane names (its own, etcd's), the node API's and the metrics' are fenced
+  off from containers (``Executor.configure``): no task starts before that;
 - the status reporter sends on the stream only while it is registered;
 - the network state is whole after each session's first network message
   (``full``): what changed while the node was cut off is applied then;
@@ -59,7 +59,8 @@ class Session:
     def __init__(self, executor: Executor, reconciler: Reconciler, status: StatusReporter, join: str,
                  token: str, name: str, address: str, labels: dict[str, str], state_dir: str,
                  api_token: str, stopped: threading.Event, logger: FilteringBoundLogger,
-                 on_fatal: Callable[[str], None], network: NetworkStateHub | None = None) -> None:
+                 on_fatal: Callable[[str], None], network: NetworkStateHub | None = None,
+                 metrics_address: str = "") -> None:
         self.executor = executor
         self.network = network if network is not None else NetworkStateHub()
         self.reconciler = reconciler
@@ -69,6 +70,7 @@ class Session:
         self.api_token = api_token  # the control plane presents it to this node's API
         self.name = name
         self.address = address
+        self.metrics_address = metrics_address  # where the agent serves /metrics ("": nowhere)
         self.labels = labels
         self.node_id_path = os.path.join(state_dir, "node_id")
         self.node_id = _read(self.node_id_path)
@@ -109,7 +111,8 @@ class Session:
         node = self.executor.describe()
         return cpb.Register(node_id=self.node_id, name=self.name, address=self.address,
                             labels=self.labels, cpus=node.cpus, memory_bytes=node.memory_bytes,
-                            token=self.token, api_token=self.api_token)
+                            token=self.token, api_token=self.api_token,
+                            metrics_address=self.metrics_address)
 
     def _session(self) -> None:
         import grpc
@@ -168,8 +171,8 @@ class Session:
         if self.address:
             # Before the assignments are read: no task starts before the
             # control plane's and etcd's ports are fenced off from containers.
-            own = int(self.address.rpartition(":")[2])
-            self.executor.configure([own, *reg.protected_ports])
+            own = [int(a.rpartition(":")[2]) for a in (self.address, self.metrics_address) if a]
+            self.executor.configure([*own, *reg.protected_ports])
         self._joined = True
         self.network.state.node_id = reg.node_id  # before its first update: followers read it
         if reg.node_id != self.node_id:

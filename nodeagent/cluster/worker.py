@@ -39,7 +39,7 @@ class Worker:
     def __init__(self, executor: Executor, join: str, token: str, name: str, address: str,
                  labels: dict[str, str], state_dir: str, max_starting: int = 0, api_token: str = "",
                  on_fatal: Callable[[str], None] | None = None,
-                 network: NetworkStateHub | None = None) -> None:
+                 network: NetworkStateHub | None = None, metrics_address: str = "") -> None:
         self._stopped = threading.Event()
         # What the control plane says of service networking; the agent makes it
         # and passes it, so the data plane and DNS can follow it from the start.
@@ -55,7 +55,7 @@ class Worker:
         self.reconciler = Reconciler(executor, self.status, max_in_flight, self._stopped, self.log)
         self.session = Session(executor, self.reconciler, self.status, join, token, name, address,
                                labels, state_dir, api_token, self._stopped, self.log, self._fatal,
-                               self.network)
+                               self.network, metrics_address)
 
     def start(self) -> None:
         self.reconciler.adopt()
@@ -80,6 +80,10 @@ class Worker:
         then, which its predecessor's death ended, and report them."""
         self.reconciler.adopt()
         self.reconciler.wake()
+
+    def task_states(self) -> list[str]:
+        """The state of each task the node last reported ("running", ...), for its metrics."""
+        return [status.state.label() for status in list(self.status.reported.values())]
 
     def on_event(self, event: str, data: dict[str, Any]) -> None:
         """Supervisor events (the agent's EventHub passes them all)."""

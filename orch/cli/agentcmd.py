@@ -36,6 +36,9 @@ def register(sub: Any) -> None:
                    help="file holding the join token (0600; or $ORCH_JOIN_TOKEN)")
     p.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: see _token
     p.add_argument("--listen", default="", help="also serve the node API on HOST:PORT (cluster)")
+    p.add_argument("--metrics-listen", default=None, metavar="HOST:PORT|none",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (default: none; with "
+                   "--listen HOST:PORT, HOST:PORT+1); none: no metrics")
     p.add_argument("--name", default="", help="node name (default: the hostname)")
     p.add_argument("--label", action="append", default=[], metavar="K=V", help="node label")
     p.add_argument("--max-starting", type=int, default=0, metavar="N",
@@ -76,13 +79,35 @@ def _options(args: argparse.Namespace) -> Any:
         _check_address(args.listen, "--listen")
     for addr in filter(None, args.join.split(",")):
         _check_address(addr, "--join")
-    return AgentOptions(state_dir=args.state_dir or DEFAULT_STATE_DIR,
+    metrics_listen, metrics_default = _metrics_listen(args)
+    opts = AgentOptions(state_dir=args.state_dir or DEFAULT_STATE_DIR,
                         run_dir=run_dir or DEFAULT_RUN_DIR,
                         bridge=args.bridge, subnet=args.subnet, join=args.join,
                         token=_token(args) if args.join else "",
                         listen=args.listen, name=args.name, labels=labels,
                         max_starting=args.max_starting, registry_ca=_registry_ca(args),
-                        dns_upstream=_dns_upstream(args), **_default_pids_limit(args))
+                        dns_upstream=_dns_upstream(args), metrics_listen=metrics_listen,
+                        **_default_pids_limit(args))
+    opts.metrics_default = metrics_default
+    return opts
+
+
+def _metrics_listen(args: argparse.Namespace) -> tuple[str, bool]:
+    """``--metrics-listen`` checked, and whether it is the default: absent,
+    the port after --listen's (a node of a cluster), or none."""
+    given = args.metrics_listen
+    if given is None:
+        from nodeagent.metrics import default_address
+
+        derived = default_address(args.listen) if args.listen else ""
+        return derived, bool(derived)
+    if given == "none":
+        return "", False
+    _check_address(given, "--metrics-listen")
+    if args.listen and given.rpartition(":")[2] == args.listen.rpartition(":")[2] and \
+            given.rpartition(":")[0] in (args.listen.rpartition(":")[0], "0.0.0.0", "[::]"):
+        raise CLIError(f"--metrics-listen {given}: that is the node API's address (--listen)")
+    return given, False
 
 
 def _dns_upstream(args: argparse.Namespace) -> str:
@@ -212,6 +237,8 @@ def _detach(agent: Agent, opts: Any, args: argparse.Namespace) -> int:
         env[JOIN_TOKEN_ENV] = opts.token
     if opts.name:
         cmd += ["--name", opts.name]
+    if args.metrics_listen is not None:  # else the agent derives it as this one did
+        cmd += ["--metrics-listen", args.metrics_listen]
     if opts.max_starting:
         cmd += ["--max-starting", str(opts.max_starting)]
     cmd += ["--default-pids-limit", str(opts.default_pids_limit)]

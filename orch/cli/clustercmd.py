@@ -143,6 +143,9 @@ def register(sub: Any) -> None:
     p.add_argument("--registry-ca", default="", metavar="FILE",
                    help="a PEM CA to trust for the registries whose tags a deploy pins, besides "
                    "the system's and /etc/orch/certs.d/HOST:PORT/ca.crt")
+    p.add_argument("--metrics-listen", default="", metavar="HOST:PORT",
+                   help="serve Prometheus metrics (/metrics) and the agents' service discovery "
+                   "(/sd/agents) there")
     p.add_argument("--network-pool", default="10.96.0.0/11", metavar="CIDR",
                    help="where overlay networks' subnets come from, a /24 each (default 10.96.0.0/11)")
     p.set_defaults(func=cmd_controlplane)
@@ -243,7 +246,8 @@ def cmd_controlplane(args: argparse.Namespace, _agent: Any) -> int:
     opts = ControlPlaneOptions(etcd=etcd, listen=args.listen.split(","),
                                token_file=args.token_file, admin_token_file=args.admin_token_file,
                                socket=args.socket, state_dir=args.state_dir, id=args.id,
-                               registry_ca=args.registry_ca, network_pool=args.network_pool)
+                               registry_ca=args.registry_ca, network_pool=args.network_pool,
+                               metrics_listen=args.metrics_listen)
     try:
         check_options(opts)
         return serve(opts)

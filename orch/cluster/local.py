@@ -56,6 +56,7 @@ __all__ = ["DEFAULT_RUN", "DEFAULT_STATE", "ClusterRecord", "DownReport", "NodeR
 
 ROOT = Path(__file__).resolve().parents[2]
 TERM_TIMEOUT = 10.0  # a control plane: SIGTERM, then SIGKILL
+METRICS_PORT_OFFSET = 100  # a control plane's metrics port: its API port + this, on loopback
 
 
 def netns_exec(netns: str, cmd: list[str]) -> list[str]:
@@ -131,13 +132,19 @@ def wait_etcd(rec: ClusterRecord, etcd: EmbeddedEtcd) -> None:
         rec.save()
 
 
+def metrics_address(listen: list[str]) -> str:
+    """A control plane's /metrics and /sd/agents: loopback, its port + METRICS_PORT_OFFSET."""
+    return f"127.0.0.1:{int(listen[0].rsplit(':', 1)[1]) + METRICS_PORT_OFFSET}"
+
+
 def start_controlplane(rec: ClusterRecord, index: int) -> None:
     listen = rec.listens[index]
     log = str(Path(rec.state_dir) / f"controlplane{index + 1}.log")
     proc = _spawn([sys.executable, "-m", "orch", "controlplane", "--etcd", rec.etcd_endpoint,
                    "--listen", ",".join(listen), "--token-file", rec.token_file,
                    "--admin-token-file", rec.admin_token_file, "--socket", rec.sockets[index],
-                   "--id", f"cp{index + 1}", "--state-dir", cp_state(rec)], log)
+                   "--id", f"cp{index + 1}", "--state-dir", cp_state(rec),
+                   "--metrics-listen", metrics_address(listen)], log)
     while len(rec.controlplane_pids) <= index:
         rec.controlplane_pids.append(0)
     rec.controlplane_pids[index] = proc.pid
@@ -316,6 +323,7 @@ def up(nodes: int, state_dir: str, run_dir: str, subnet: str, bridge: str, prefi
 
 def _check_ports_free(host: str, port: int, controlplanes: int, registry: int | None) -> None:
     wanted = [("--port", p) for p in range(port, port + controlplanes)]
+    wanted += [("--port", p + METRICS_PORT_OFFSET) for p in range(port, port + controlplanes)]  # metrics
     if registry:
         wanted.append(("--registry", registry))
     for flag, p in wanted:
