@@ -182,7 +182,8 @@ class ServiceSummary(_Record):
 class TaskSummary(_Record):
     """What a rollout needs of a ``Task``; states are TASK_STATES words."""
 
-    __slots__ = ("desired_state", "error", "id", "message", "service_name", "slot", "state", "version")
+    __slots__ = ("desired_state", "error", "health", "id", "message", "service_name", "slot", "state",
+                 "version")
     id: str
     service_name: str
     slot: int
@@ -191,6 +192,7 @@ class TaskSummary(_Record):
     message: str
     error: str
     version: int
+    health: str  # "" (no check), "starting", "healthy", "unhealthy"
 
 
 def encode_deploy_request(manifest: str = "", manifest_path: str = "",
@@ -247,7 +249,7 @@ def decode_service(data: bytes) -> ServiceSummary:
 
 
 _TASK_FIELDS = frozenset({1, 3, 4, 7, 8, 11})  # not 5: the spec
-_STATUS_FIELDS = frozenset({1, 2, 3})
+_STATUS_FIELDS = frozenset({1, 2, 3, 7})
 
 
 def decode_task(data: bytes) -> TaskSummary:
@@ -261,4 +263,4 @@ def decode_task(data: bytes) -> TaskSummary:
                        else _word(TASK_STATES, desired),
                        state=_word(TASK_STATES, last_value(status, 1, int, 0)),
                        message=text_value(status, 2), error=text_value(status, 3),
-                       version=int64(last_value(f, 11, int, 0)))
+                       version=int64(last_value(f, 11, int, 0)), health=text_value(status, 7))

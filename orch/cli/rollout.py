@@ -3,7 +3,8 @@ list + watch (one EventBatches stream: the current state, then changes).
 
 :class:`Rollout` is the pure part: it folds events into the latest version of
 each service and task and says where the rollout stands. The verdict:
-converged (every wanted replica runs), unplaceable (a task the scheduler
+converged (every wanted replica runs, and passes its health check if it
+has one), unplaceable (a task the scheduler
 cannot place), failed (a wanted task failed or was rejected while the
 deploy watched), or waiting. A task already failed when the stream began
 (``synced`` not yet set) is history, not this rollout's failure: e.g. the
@@ -36,9 +37,10 @@ class _Seen(NamedTuple):
 
     service: str
     wanted: bool
-    running: bool
+    running: bool  # and, with a health check, healthy: it serves
     unplaceable: str
     failed: str
+    starting: bool = False  # running, its health check not yet passed
 
 
 class Rollout:
@@ -52,6 +54,7 @@ class Rollout:
         self._tasks: dict[str, _Seen] = {}
         self._wanted: dict[str, int] = {}
         self._running: dict[str, int] = {}
+        self._starting: dict[str, int] = {}  # running, health check not yet passed
         self._unplaceable: dict[str, str] = {}  # task id -> line
         self._failed: dict[str, str] = {}
 
@@ -81,15 +84,18 @@ class Rollout:
     def _count(self, t: TaskSummary) -> None:
         name = t.service_name
         wanted = t.desired_state == "running"
+        up = wanted and t.state == "running"
         seen = _Seen(
-            name, wanted, wanted and t.state == "running",
+            name, wanted, up and t.health in ("", "healthy"),
             f"{name} slot {t.slot}: {t.message}" if wanted and t.state == "pending"
             and t.message.startswith("no suitable node") else "",
             f"{name} task {t.id[:12]}: {t.error or 'failed'}"
-            if wanted and t.state in FAILED_STATES and self.synced else "")
+            if wanted and t.state in FAILED_STATES and self.synced else "",
+            up and t.health == "starting")
         self._tasks[t.id] = seen
         self._wanted[name] = self._wanted.get(name, 0) + seen.wanted
         self._running[name] = self._running.get(name, 0) + seen.running
+        self._starting[name] = self._starting.get(name, 0) + seen.starting
         if seen.unplaceable:
             self._unplaceable[t.id] = seen.unplaceable
         if seen.failed:
@@ -101,6 +107,7 @@ class Rollout:
             return
         self._wanted[seen.service] -= seen.wanted
         self._running[seen.service] -= seen.running
+        self._starting[seen.service] -= seen.starting
         self._unplaceable.pop(ident, None)
         self._failed.pop(ident, None)
 
@@ -114,7 +121,9 @@ class Rollout:
                 continue
             wanted, running = self._wanted.get(name, 0), self._running.get(name, 0)
             target = svc.replicas if svc.mode == "replicated" else wanted
-            lines.append(f"{name}: {running}/{target} running")
+            starting = self._starting.get(name, 0)
+            lines.append(f"{name}: {running}/{target} running"
+                         + (f" ({starting} health starting)" if starting else ""))
             done = done and running >= target and running == wanted
         names = set(self.names)
         return Verdict(", ".join(lines), done,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 from tests.cluster.conftest import LocalCluster, wait_for
 from tests.cluster.test_service_networking import (
@@ -36,10 +37,14 @@ def test_vip_and_dns_send_only_to_healthy_tasks(cluster: LocalCluster, tmp_path:
     # Never unhealthy (1000 retries): a task is "starting" until /tmp/ready exists.
     health = {"test": '["CMD-SHELL", "test -f /tmp/ready"]', "interval": "300ms", "retries": "1000"}
     path = _stack(tmp_path, "hc", "services:\n" + _checked_api(2, health) + textwrap.indent(_client(), "  "))
-    cluster.orch("deploy", "-f", path)
+    # Detached: `orch deploy` would wait for the replicas to pass their check.
+    cluster.orch("deploy", "-d", "-f", path)
     try:
-        api = cluster.running("api")
-        assert len(api) == 2
+        def both_running() -> list[dict[str, Any]] | None:
+            running = cluster.running("api")
+            return running if len(running) == 2 and cluster.running("client") else None
+
+        api = wait_for(both_running)
         vip = _vip(cluster, "hc_default", "api")
         wait_for(lambda: {t["health"] for t in cluster.running("api")} == {"starting"})
         assert "(starting)" in cluster.orch("ps", "api").stdout

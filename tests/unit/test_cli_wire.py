@@ -321,7 +321,8 @@ def _summary(obj: Service | Task) -> pbwire.ServiceSummary | pbwire.TaskSummary:
                                      replicas=obj.spec.replicas, version=obj.version)
     return pbwire.TaskSummary(id=obj.id, service_name=obj.service_name, slot=obj.slot,
                               desired_state=obj.desired_state.label(), state=obj.status.state.label(),
-                              message=obj.status.message, error=obj.status.error, version=obj.version)
+                              message=obj.status.message, error=obj.status.error, version=obj.version,
+                              health=obj.status.health)
 
 
 states = st.sampled_from(list(TaskState))
@@ -331,11 +332,12 @@ services = st.builds(
         version=version),
     text, st.sampled_from(["replicated", "global"]), st.integers(0, 100_000), st.integers(0, (1 << 63) - 1))
 tasks = st.builds(
-    lambda tid, service, slot, desired, state, message, error, version: Task(
+    lambda tid, service, slot, desired, state, message, error, version, health: Task(
         id=tid, service_id="s", service_name=service, slot=slot, desired_state=desired,
         spec=ServiceSpec(name=service, image="busybox", command=["sleep", "1d"]),
-        status=TaskStatus(state=state, message=message, error=error), version=version),
-    text, text, st.integers(0, 100_000), states, states, text, text, st.integers(0, (1 << 63) - 1))
+        status=TaskStatus(state=state, message=message, error=error, health=health), version=version),
+    text, text, st.integers(0, 100_000), states, states, text, text, st.integers(0, (1 << 63) - 1),
+    st.sampled_from(["", "starting", "healthy", "unhealthy"]))
 events = st.tuples(st.sampled_from(["put", "delete"]), services | tasks)
 
 

@@ -14,9 +14,19 @@ def svc(name: str = "web", replicas: int = 2, mode: str = "replicated", version:
 
 
 def task(tid: str, state: str, desired: str = "running", service: str = "web", message: str = "",
-         error: str = "", slot: int = 1, version: int = 0) -> TaskSummary:
+         error: str = "", slot: int = 1, version: int = 0, health: str = "") -> TaskSummary:
     return TaskSummary(id=tid, service_name=service, slot=slot, desired_state=desired, state=state,
-                       message=message, error=error, version=version)
+                       message=message, error=error, version=version, health=health)
+
+
+def test_a_replica_with_a_health_check_counts_once_healthy() -> None:
+    r = Rollout(["web"])
+    r.apply("put", svc(replicas=1))
+    r.apply("put", task("t1", "running", version=2, health="starting"))
+    verdict = r.verdict()
+    assert not verdict.done and verdict.text == "web: 0/1 running (1 health starting)"
+    r.apply("put", task("t1", "running", version=3, health="healthy"))
+    assert r.verdict().done and r.verdict().text == "web: 1/1 running"
 
 
 def test_converges_when_every_wanted_replica_runs() -> None:
