@@ -293,14 +293,13 @@ def follow_rollout(api: Cluster, names: list[str], timeout: float) -> int:
     last = ""
     request = encode_events_request(names, initial=True, keepalive=0.5)
     for data in api.stream_bytes("EventBatches", request):
-        changed = False
         for action, _kind, obj in decode_event_batch(data):
             if action in ("put", "delete"):
-                changed = rollout.apply(action, obj) or changed
+                rollout.apply(action, obj)
             elif action == "synced":
-                rollout.synced = changed = True
-        if not rollout.synced or (not changed and time.monotonic() < deadline):
-            continue
+                rollout.synced = True
+        if not rollout.synced:
+            continue  # keepalives too: an unplaceable verdict may ripen with time alone
         verdict = rollout.verdict()
         if verdict.missing:
             raise CLIError(f"no such service: {', '.join(verdict.missing)} (removed meanwhile?)")

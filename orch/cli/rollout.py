@@ -4,9 +4,9 @@ list + watch (one EventBatches stream: the current state, then changes).
 :class:`Rollout` is the pure part: it folds events into the latest version of
 each service and task and says where the rollout stands. The verdict:
 converged (every wanted replica runs, and passes its health check if it
-has one), unplaceable (a task the scheduler
-cannot place), failed (a wanted task failed or was rejected while the
-deploy watched), or waiting. A task already failed when the stream began
+has one), unplaceable (a task the scheduler cannot place, while no task of
+its service is still stopping to make room), failed (a wanted task failed
+or was rejected while the deploy watched), or waiting. A task already failed when the stream began
 (``synced`` not yet set) is history, not this rollout's failure: e.g. the
 replicas `orch down` stopped, which their replacements are about to take
 over; it still counts as wanted and not running until it is replaced.
@@ -17,11 +17,15 @@ Events come decoded by ``pbwire`` (typed messages, states by name).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 from orch.cli.pbwire import ServiceSummary, TaskSummary
 
 FAILED_STATES = ("failed", "rejected")
+STOPPING_STATES = ("assigned", "preparing", "starting", "running")  # on a node, not ended yet
+SETTLE_AFTER_STOP = 2.0  # seconds after a task of a service stops before its unplaceable ones count
 
 
 class Verdict(NamedTuple):
@@ -41,13 +45,16 @@ class _Seen(NamedTuple):
     unplaceable: str
     failed: str
     starting: bool = False  # running, its health check not yet passed
+    stopping: bool = False  # retired (replaced, scaled away) but still on its node
 
 
 class Rollout:
     # A plain class (as Verdict is a NamedTuple): dataclasses would load
     # inspect, ast and dis, a fifth of `orch deploy`'s start-up.
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], clock: Callable[[], float] = time.monotonic) -> None:
         self.names = names
+        self.clock = clock
+        self._freed: dict[str, float] = {}  # service -> when a task of it last stopped (room freed)
         self.services: dict[str, ServiceSummary] = {}  # by name
         self.versions: dict[str, int] = {}  # object id -> newest version seen
         self.synced = False
@@ -55,6 +62,7 @@ class Rollout:
         self._wanted: dict[str, int] = {}
         self._running: dict[str, int] = {}
         self._starting: dict[str, int] = {}  # running, health check not yet passed
+        self._stopping: dict[str, int] = {}  # retired, still on a node
         self._unplaceable: dict[str, str] = {}  # task id -> line
         self._failed: dict[str, str] = {}
 
@@ -91,11 +99,13 @@ class Rollout:
             and t.message.startswith("no suitable node") else "",
             f"{name} task {t.id[:12]}: {t.error or 'failed'}"
             if wanted and t.state in FAILED_STATES and self.synced else "",
-            up and t.health == "starting")
+            up and t.health == "starting",
+            not wanted and t.state in STOPPING_STATES)
         self._tasks[t.id] = seen
         self._wanted[name] = self._wanted.get(name, 0) + seen.wanted
         self._running[name] = self._running.get(name, 0) + seen.running
         self._starting[name] = self._starting.get(name, 0) + seen.starting
+        self._stopping[name] = self._stopping.get(name, 0) + seen.stopping
         if seen.unplaceable:
             self._unplaceable[t.id] = seen.unplaceable
         if seen.failed:
@@ -105,9 +115,12 @@ class Rollout:
         seen = self._tasks.pop(ident, None)
         if seen is None:
             return
+        if seen.stopping:  # it has stopped (or is gone): the scheduler may place into its room
+            self._freed[seen.service] = self.clock()
         self._wanted[seen.service] -= seen.wanted
         self._running[seen.service] -= seen.running
         self._starting[seen.service] -= seen.starting
+        self._stopping[seen.service] -= seen.stopping
         self._unplaceable.pop(ident, None)
         self._failed.pop(ident, None)
 
@@ -126,8 +139,15 @@ class Rollout:
                          + (f" ({starting} health starting)" if starting else ""))
             done = done and running >= target and running == wanted
         names = set(self.names)
+        # A replacement that does not fit while the task it replaces still
+        # holds its node (stop-first; max_replicas_per_node, a host port,
+        # reservations) waits for that task, not for the user.
+        # The next pass of the leader places it (within its 1 s tick) or says again why not.
+        now = self.clock()
+        settled = {n for n in names if not self._stopping.get(n, 0)
+                   and now - self._freed.get(n, -SETTLE_AFTER_STOP) >= SETTLE_AFTER_STOP}
         return Verdict(", ".join(lines), done,
                        sorted({u for i, u in self._unplaceable.items()
-                               if self._tasks[i].service in names}),
+                               if self._tasks[i].service in settled}),
                        [f for i, f in self._failed.items() if self._tasks[i].service in names],
                        missing)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from orch.cli.pbwire import ServiceSummary, TaskSummary
-from orch.cli.rollout import Rollout
+from orch.cli.rollout import STOPPING_STATES, Rollout
 
 
 def svc(name: str = "web", replicas: int = 2, mode: str = "replicated", version: int = 1) -> ServiceSummary:
@@ -111,8 +113,9 @@ def _reference(names: list[str], services: dict[str, ServiceSummary],
         target = svc_.replicas if svc_.mode == "replicated" else len(wanted)
         lines.append(f"{name}: {len(running)}/{target} running")
         done = done and len(running) >= target and len(running) == len(wanted)
+        stopping = any(t.desired_state != "running" and t.state in STOPPING_STATES for t in mine)
         for t in wanted:
-            if t.state == "pending" and t.message.startswith("no suitable node"):
+            if t.state == "pending" and t.message.startswith("no suitable node") and not stopping:
                 unplaceable.add(f"{name} slot {t.slot}: {t.message}")
             if t.state in ("failed", "rejected"):
                 failed.append(f"{name} task {t.id[:12]}: {t.error or 'failed'}")
@@ -125,7 +128,8 @@ def _reference(names: list[str], services: dict[str, ServiceSummary],
                           st.sampled_from(["running", "shutdown"]), st.booleans()), max_size=30))
 def test_counts_kept_per_event_equal_counting_from_scratch(
         events: list[tuple[str, str, str, str, bool]]) -> None:
-    r = Rollout(["web", "db"])
+    ticks = itertools.count(0, 10)  # 10 s between reads of the clock: a stop is never recent
+    r = Rollout(["web", "db"], clock=lambda: float(next(ticks)))
     r.apply("put", svc("web", 2))
     r.apply("put", svc("db", 1))
     r.synced = True  # every failure below happens while the deploy watches
@@ -141,3 +145,18 @@ def test_counts_kept_per_event_equal_counting_from_scratch(
         latest[tid] = data
     v = r.verdict()
     assert (v.text, v.done, v.unplaceable, sorted(v.failed)) == _reference(r.names, r.services, latest)
+
+
+def test_a_replacement_waiting_for_the_task_it_replaces_is_not_unplaceable() -> None:
+    """max_replicas_per_node 1 on one node: the new task fits only once the old one is gone."""
+    now = [100.0]
+    r = Rollout(["web"], clock=lambda: now[0])
+    r.apply("put", svc(replicas=1))
+    r.apply("put", task("old", "running", desired="shutdown", version=2))
+    r.apply("put", task("new", "pending", message="no suitable node (max replicas per node on 1 node)",
+                        version=3))
+    assert r.verdict().unplaceable == [] and not r.verdict().done
+    r.apply("put", task("old", "shutdown", desired="shutdown", version=4))
+    assert r.verdict().unplaceable == []  # the leader's next pass may place it now
+    now[0] += 2.5
+    assert r.verdict().unplaceable == ["web slot 1: no suitable node (max replicas per node on 1 node)"]
