@@ -104,7 +104,10 @@ class Engine:
             lock = self._pulls.setdefault(ref, threading.Lock())
         with lock:
             if ref not in self._pulled:
-                self._pulled[ref] = run_job(self.state_dir, "pull", ref)
+                from nodeagent.images import pullstats
+
+                with pullstats.counting():
+                    self._pulled[ref] = run_job(self.state_dir, "pull", ref)
         return self._pulled[ref]
 
     # ---- container verbs ------------------------------------------------

@@ -120,10 +120,12 @@ class ImageAPI:
 
     @handle_errors
     def Pull(self, request: pb.PullRequest, context: grpc.ServicerContext) -> Iterator[pb.TransferEvent]:
+        from nodeagent.images import pullstats
         from nodeagent.images.job import follow_job
 
-        yield from _transfer(follow_job(self.state_dir, "pull", request.remote,
-                                        registry_ca=request.registry_ca))
+        with pullstats.counting():
+            yield from _transfer(follow_job(self.state_dir, "pull", request.remote,
+                                            registry_ca=request.registry_ca))
 
     @handle_errors
     def Login(self, request: pb.LoginRequest, context: grpc.ServicerContext) -> pb.LoginResponse:

@@ -226,6 +226,14 @@ class NodeCollector:
         for state, count in states.items():
             out.add("orch_node_containers", "gauge", "The node's containers by state.",
                     {"node": self.node, "state": state}, count)
+        from nodeagent.images import pullstats
+
+        pulls, seconds = pullstats.snapshot()
+        for result, count in sorted(pulls.items()):
+            out.add("orch_image_pulls", "counter", "Image pulls on this node, by result.",
+                    {"node": self.node, "result": result}, count)
+        out.add("orch_image_pull_seconds", "counter", "Seconds this node spent pulling images.",
+                nl, seconds)
         if self.tasks is not None:
             from model.objects import TaskState
 

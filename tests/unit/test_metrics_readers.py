@@ -243,6 +243,25 @@ def test_collector_families_parse_with_prometheus_client(tmp_path: Path) -> None
     assert samples["machine_cpu_cores"][0].value == os.cpu_count()
 
 
+def test_image_pulls_are_counted_by_result(tmp_path: Path) -> None:
+    from nodeagent.images import pullstats
+
+    collector = _collector(tmp_path, [])
+
+    def pulls() -> dict[str, float]:
+        samples = _parse(render([collector]))
+        return {s.labels["result"]: s.value for s in samples["orch_image_pulls_total"]}
+
+    before = pulls()
+    with pullstats.counting():
+        pass
+    with pytest.raises(OSError), pullstats.counting():
+        raise OSError("registry unreachable")
+    after = pulls()
+    assert (after["ok"] - before["ok"], after["failed"] - before["failed"]) == (1, 1)
+    assert "orch_image_pull_seconds_total" in _parse(render([collector]))
+
+
 def test_a_supervisor_that_does_not_answer_still_gives_a_scrape(tmp_path: Path) -> None:
     def fails() -> list[dict[str, Any]]:
         raise ConnectionError("supervisor gone")
