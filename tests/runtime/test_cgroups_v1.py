@@ -318,3 +318,21 @@ def test_real_kill_all_and_remove(v1: Harness) -> None:
         assert not os.path.exists(os.path.join(hierarchy, group.name))
     with pytest.raises(NotFound):
         v1.driver.open(group.name)
+
+
+def test_parents_go_with_their_last_child(v1: Harness) -> None:
+    """orch's parent groups (``orch``, ``orch/build``) do not outlive the groups
+    in them: removing the last child prunes every ancestor left empty, and a
+    create makes them again."""
+    top = f"{v1.parent}-prune"
+    a = v1.driver.create(f"{top}/build/a", Resources())
+    b = v1.driver.create(f"{top}/build/b", Resources())
+    roots = list(dict.fromkeys(v1.driver.hierarchies.values()))
+    a.remove()
+    assert all(os.path.isdir(os.path.join(r, top, "build")) for r in roots)  # b is still there
+    assert b.try_remove()
+    assert not any(os.path.exists(os.path.join(r, top)) for r in roots)
+    again = v1.driver.create(f"{top}/build/c", Resources())
+    assert all(os.path.isdir(os.path.join(r, top, "build", "c")) for r in roots)
+    again.remove()
+    assert not any(os.path.exists(os.path.join(r, top)) for r in roots)

@@ -99,20 +99,37 @@ def read_pids(path: str) -> list[int]:
 def mkdir(path: str) -> bool:
     """Create ``path`` and its parents; an existing directory is fine.
     True if this call created ``path``: a new group holds the kernel's
-    defaults (no limits), so nothing needs writing for an unlimited one."""
-    try:
+    defaults (no limits), so nothing needs writing for an unlimited one.
+    A parent that another process prunes meanwhile (:func:`prune`) is made
+    again."""
+    for attempt in range(3):
         try:
-            os.mkdir(path)
-            return True
+            try:
+                os.mkdir(path)
+                return True
+            except FileNotFoundError:
+                os.makedirs(path)
+                return True
+            except FileExistsError:
+                if not os.path.isdir(path):
+                    raise
+                return False
         except FileNotFoundError:
-            os.makedirs(path)
-            return True
-        except FileExistsError:
-            if not os.path.isdir(path):
-                raise
-            return False
-    except OSError as e:
-        raise SetupError("cgroup mkdir", path, e.strerror or str(e), e.errno or 0)
+            if attempt == 2:
+                raise SetupError("cgroup mkdir", path, "a parent group kept vanishing", errno.ENOENT)
+        except OSError as e:
+            raise SetupError("cgroup mkdir", path, e.strerror or str(e), e.errno or 0)
+    raise AssertionError("unreachable")
+
+
+def prune(root: str, name: str) -> None:
+    """rmdir the ancestors of group ``name`` under ``root`` that are empty now,
+    deepest first, stopping at the first that is not: the parents orch made
+    (``orch``, ``orch/build``) go with their last child instead of staying
+    behind. A racing create makes them again (:func:`mkdir`)."""
+    parent = os.path.dirname(name)
+    while parent and rmdir(os.path.join(root, parent)):
+        parent = os.path.dirname(parent)
 
 
 def rmdir(path: str) -> bool:

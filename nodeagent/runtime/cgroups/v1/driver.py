@@ -58,6 +58,7 @@ class V1Cgroup:
     def __init__(self, name: str, hierarchies: dict[str, str]) -> None:
         self.name = name
         self._dirs = {c: os.path.join(h, name) for c, h in hierarchies.items()}
+        self._roots = list(hierarchies.values())
 
     def directories(self) -> list[str]:
         """The group's directory in each distinct hierarchy."""
@@ -111,10 +112,18 @@ class V1Cgroup:
 
     def remove(self) -> None:
         _procs.rmdir_all(self.directories(), self.procs)
+        self._prune()
 
     def try_remove(self) -> bool:
         """One rmdir per hierarchy, no waiting: True if the group is gone."""
-        return all([_fs.rmdir(d) for d in self.directories()])
+        gone = all([_fs.rmdir(d) for d in self.directories()])
+        if gone:
+            self._prune()
+        return gone
+
+    def _prune(self) -> None:
+        for root in dict.fromkeys(self._roots):
+            _fs.prune(root, self.name)
 
 
 class V1Driver:

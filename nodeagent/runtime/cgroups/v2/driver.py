@@ -12,11 +12,12 @@ Invariants:
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from typing import Any
 
-from common.errors import NotFound
+from common.errors import NotFound, SetupError
 from nodeagent.runtime.spec import Resources
 
 from .. import _fs, _procs
@@ -44,6 +45,7 @@ def enable_controllers(directory: str, wanted: tuple[str, ...] = WANTED_CONTROLL
 class V2Cgroup:
     def __init__(self, name: str, root: str) -> None:
         self.name = name
+        self.root = root
         self.path = os.path.join(root, name)
 
     def _file(self, filename: str) -> str:
@@ -88,10 +90,14 @@ class V2Cgroup:
 
     def remove(self) -> None:
         _procs.rmdir_all([self.path], self.procs)
+        _fs.prune(self.root, self.name)
 
     def try_remove(self) -> bool:
         """One rmdir, no waiting: True if the group is gone."""
-        return _fs.rmdir(self.path)
+        gone = _fs.rmdir(self.path)
+        if gone:
+            _fs.prune(self.root, self.name)
+        return gone
 
 
 class V2Driver:
@@ -101,6 +107,15 @@ class V2Driver:
         self.root = root
 
     def create(self, name: str, resources: Resources) -> V2Cgroup:
+        for attempt in range(3):
+            try:
+                return self._create(name, resources)
+            except SetupError as err:  # an ancestor pruned under us (_fs.prune): make it again
+                if err.errno != errno.ENOENT or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _create(self, name: str, resources: Resources) -> V2Cgroup:
         parts = validate_name(name)
         validate_resources(resources)
         directory = self.root
