@@ -47,7 +47,7 @@ __all__ = ["NetworkView", "assigned", "merge_network_states", "receives_traffic"
 
 def assigned(task: Task) -> bool:
     """A task a node is sent (and so runs, or is about to)."""
-    return TaskState.ASSIGNED <= task.status.state < TaskState.COMPLETE
+    return task.status.state.on_node
 
 
 def receives_traffic(task: Task) -> bool:

@@ -187,8 +187,7 @@ class Orchestrator:
             return []
         snapshot = ClusterSnapshot(
             nodes=tuple(node_info(n) for n in nodes),
-            placed=tuple(placed_of(t) for t in tasks if t.node_id and t.status.state < TaskState.COMPLETE
-                         and t.status.state >= TaskState.ASSIGNED),
+            placed=tuple(placed_of(t) for t in tasks if t.node_id and t.status.state.on_node),
         )
         self._seed += 1
         # Addresses first: a task reaches a node with them, or not at all.
@@ -251,8 +250,7 @@ def needs_pass(change: Change) -> bool:
     old, new = change.old, change.obj
     if change.type != "update" or not isinstance(old, Task) or not isinstance(new, Task):
         return True
-    progressed = (TaskState.ASSIGNED <= old.status.state < TaskState.COMPLETE
-                  and TaskState.ASSIGNED <= new.status.state < TaskState.COMPLETE)
+    progressed = old.status.state.on_node and new.status.state.on_node
     return not (progressed and old.desired_state == new.desired_state
                 and old.node_id == new.node_id)
 

@@ -130,7 +130,7 @@ def _stopped(task: Task) -> Task:
 def _survivors(tasks: Iterable[Task], gone: set[str]) -> list[Task]:
     """The placed tasks that keep running (and their resources)."""
     return [t for t in tasks if t.node_id and t.node_id not in gone and t.desired_state == TaskState.RUNNING
-            and TaskState.ASSIGNED <= t.status.state < TaskState.COMPLETE]
+            and t.status.state.on_node]
 
 
 def _place(plans: dict[str, ServicePlan], started: list[Task], staying: list[Task],

@@ -49,6 +49,11 @@ class TaskState(enum.IntEnum):
     def terminal(self) -> bool:
         return self >= TaskState.COMPLETE
 
+    @property
+    def on_node(self) -> bool:
+        """Sent to a node and not ended: it runs there, or is about to (and holds its resources)."""
+        return TaskState.ASSIGNED <= self < TaskState.COMPLETE
+
     def label(self) -> str:
         return self.name.lower()
 
