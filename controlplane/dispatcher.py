@@ -185,13 +185,14 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                 node = Node(id=reg.node_id or secrets.token_hex(12), name=reg.name,
                             address=reg.address, labels=dict(reg.labels), resources=resources,
                             state="ready", last_heartbeat=now, api_token=reg.api_token,
-                            metrics_address=reg.metrics_address)
+                            metrics_address=reg.metrics_address, ready_since=now)
             else:
                 assert isinstance(existing, Node)
                 node = dataclasses.replace(
                     existing, address=reg.address, resources=resources, state="ready",
                     last_heartbeat=now, labels={**dict(reg.labels), **existing.labels},
-                    api_token=reg.api_token, metrics_address=reg.metrics_address)
+                    api_token=reg.api_token, metrics_address=reg.metrics_address,
+                    ready_since=existing.ready_since if existing.state == "ready" else now)
             op = Op.create(node) if existing is None else Op.update(node)
             try:
                 if node.index:  # kept across registrations
@@ -316,8 +317,10 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                 continue  # gone: nothing to write, nothing refused
             if task.status.state == u.state:
                 if u.health != task.status.health and not u.state.terminal:
-                    # The task's health moved (its state did not): that alone is written.
-                    status = dataclasses.replace(task.status, health=u.health)
+                    # The task's health moved (its state did not): that is written, with
+                    # its time (a rollout counts a task's monitor period from it).
+                    status = dataclasses.replace(task.status, health=u.health,
+                                                 timestamp=u.timestamp or self.clock())
                     ops.append(Op.update(dataclasses.replace(task, status=status)))
                 continue  # else a repeat: nothing to write, nothing refused
             if not can_advance(task.status.state, u.state):

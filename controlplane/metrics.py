@@ -7,7 +7,9 @@ Metrics mirror Swarm's manager metrics, under orch's names:
   ``orch_manager_nodes{state}``, ``orch_manager_tasks{state}``,
   ``orch_manager_tasks_health{health}`` (running tasks with a check),
   ``orch_manager_services``, ``orch_manager_leader`` (1 on the replica that
-  runs the controllers), ``orch_manager_info{replica}``;
+  runs the controllers), ``orch_manager_info{replica}``; rollout progress:
+  ``orch_service_rollout_state{service,state}`` (1 for its last rollout's
+  state), ``orch_service_rollout_{updated_tasks,tasks,failed_tasks}{service}``;
 - observed where things happen: ``orch_dispatcher_scheduling_delay_seconds``
   (a task's creation to its node reporting it running),
   ``orch_orchestrator_pass_seconds`` (one reconcile/schedule pass),
@@ -167,12 +169,38 @@ class _StateCollector:
         for value in ("starting", "healthy", "unhealthy"):
             family.add_metric([value], health.get(value, 0))
         yield family
-        yield GaugeMetricFamily("orch_manager_services", "Services.", value=len(self.informer.services()))
+        services = self.informer.services()
+        yield GaugeMetricFamily("orch_manager_services", "Services.", value=len(services))
+        yield from _rollouts(services)
         yield GaugeMetricFamily("orch_manager_leader", "1 on the replica that runs the controllers.",
                                 value=1 if self.is_leader() else 0)
         info = GaugeMetricFamily("orch_manager_info", "This control-plane replica.", labels=["replica"])
         info.add_metric([self.replica], 1)
         yield info
+
+
+def _rollouts(services: list[Any]) -> Iterator[Any]:
+    """Each service's rollout: its state (1 for the state it is in) and its progress."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    state = GaugeMetricFamily("orch_service_rollout_state", "1 for the state each service's last "
+                              "rollout is in.", labels=["service", "state"])
+    updated = GaugeMetricFamily("orch_service_rollout_updated_tasks", "Tasks of the service's new spec "
+                                "that count as updated, in its last rollout.", labels=["service"])
+    total = GaugeMetricFamily("orch_service_rollout_tasks", "Tasks to update in the service's last "
+                              "rollout.", labels=["service"])
+    failed = GaugeMetricFamily("orch_service_rollout_failed_tasks", "Tasks of the new spec that "
+                               "failed during the service's last rollout.", labels=["service"])
+    for service in services:
+        status = service.update_status
+        if status is None:
+            continue
+        name = service.spec.name
+        state.add_metric([name, status.state], 1)
+        updated.add_metric([name], status.updated)
+        total.add_metric([name], status.total)
+        failed.add_metric([name], len(status.failed))
+    yield from (state, updated, total, failed)
 
 
 def serve(metrics: Metrics, address: str) -> ThreadingHTTPServer:

@@ -33,6 +33,8 @@ import structlog
 
 from controlplane.allocator import Allocator
 from controlplane.controllers import NodeMonitor, diff, oversized
+from controlplane.controllers.rollout import ready
+from controlplane.controllers.snapshot import snapshot, task_request
 from controlplane.logctx import node_fields, service_fields
 from controlplane.passlog import PassReport
 from controlplane.store import (
@@ -46,9 +48,9 @@ from controlplane.store import (
     StoreError,
     StoreObject,
 )
-from model.objects import Node, Service, ServiceSpec, Task, TaskState
+from model.objects import Node, Service, Task, TaskState
 from model.units import MAX_REPLICAS
-from scheduler import ClusterSnapshot, NodeInfo, Placed, TaskRequest, schedule
+from scheduler import schedule
 
 log = structlog.get_logger("orch.orchestrator")
 
@@ -134,19 +136,25 @@ class Orchestrator:
             report.emit()
             return now
         changes = diff(services, tasks, nodes, now)
-        vips = [with_vips for s in services.values() if (with_vips := self.allocator.vips(s)) is not s]
+        moved = {s.id: s for s in changes.services}  # rollout status (one write per service)
+        vips = [with_vips for s in services.values()
+                if (with_vips := self.allocator.vips(moved.get(s.id, s))) is not s]
         if not changes.empty or vips:
             # New tasks are addressed and placed before they are stored: one
             # write each, not a pending one and then its assignment.
             created = self._place(list(nodes.values()), tasks, changes.create, now)
-            ops = ([Op.update(s) for s in vips] + [Op.create(t) for t in created]
-                   + [Op.update(t) for t in changes.update] + [Op.delete(t) for t in changes.delete])
+            # Retirements before creations: a stop-first update's old task is
+            # told to stop before its replacement exists (watchers see the
+            # ops of a write in this order).
+            ops = ([Op.update(s) for s in vips] + [Op.update(t) for t in changes.update]
+                   + [Op.create(t) for t in created] + [Op.delete(t) for t in changes.delete])
             # A few tasks per node go first, in a small write of their own:
             # the nodes start on them while the rest is written.
             report = PassReport()  # from the cache as it was before the write
-            report.changes(changes, lambda task_id: self.informer.get(Kind.TASK, task_id))
+            report.changes(changes, lambda task_id: self.informer.get(Kind.TASK, task_id),
+                           lambda service_id: self.informer.get(Kind.SERVICE, service_id))
             report.placed(t for t, was in zip(created, changes.create, strict=True) if t is not was)
-            self._write(ops, first=FIRST_WRITE_PER_NODE * len(nodes))
+            self._write(ops, first=len(vips) + len(changes.update) + FIRST_WRITE_PER_NODE * len(nodes))
             report.emit()
             return now
         placed = self._schedule(list(nodes.values()), tasks, now)
@@ -185,15 +193,12 @@ class Orchestrator:
         change is returned as it is. ``tasks`` are the placed ones to count."""
         if not pending:
             return []
-        snapshot = ClusterSnapshot(
-            nodes=tuple(node_info(n) for n in nodes),
-            placed=tuple(placed_of(t) for t in tasks if t.node_id and t.status.state.on_node),
-        )
+        cluster = snapshot(nodes, tasks)
         self._seed += 1
         # Addresses first: a task reaches a node with them, or not at all.
         given = {t.id: self.allocator.address(t) for t in pending if t.desired_state == TaskState.RUNNING}
         free = [got for t in pending if not t.node_id and isinstance(got := given.get(t.id), Task)]
-        decisions = {d.task_id: d for d in schedule(snapshot, [task_request(t) for t in free],
+        decisions = {d.task_id: d for d in schedule(cluster, [task_request(t) for t in free],
                                                      seed=self._seed)}
         by_id = {n.id: n for n in nodes}
         out: list[Task] = []
@@ -243,52 +248,23 @@ class Orchestrator:
 
 def needs_pass(change: Change) -> bool:
     """Whether a change can alter what a pass decides. A task's progress on
-    its node (assigned -> preparing -> starting -> running) cannot: every
-    rule reads whether a task is alive, its desired state and its node, and
-    the scheduler whether it is placed. A rollout of N replicas makes 2N
-    such changes; each woke a pass over every task before."""
+    its node up to running (assigned -> preparing -> starting) cannot: every
+    rule reads whether a task is alive, its desired state and its node, the
+    scheduler whether it is placed, and a rollout whether it is ready
+    (running, and healthy if it has a check). A rollout of N replicas makes
+    2N such changes; each woke a pass over every task before."""
     old, new = change.old, change.obj
     if change.type != "update" or not isinstance(old, Task) or not isinstance(new, Task):
         return True
     progressed = old.status.state.on_node and new.status.state.on_node
-    return not (progressed and old.desired_state == new.desired_state
-                and old.node_id == new.node_id)
+    return not (progressed and old.desired_state == new.desired_state and old.node_id == new.node_id
+                and ready(old) == ready(new) and old.status.health == new.status.health)
 
 
 def is_request(change: Change) -> bool:
     """A service created, changed or removed: a user waits on the pass it
     wakes (``orch deploy``, ``scale``, ``rm``), so it skips the settle."""
     return change.kind == Kind.SERVICE
-
-
-def node_info(n: Node) -> NodeInfo:
-    return NodeInfo(id=n.id, name=n.name, labels=dict(n.labels), ready=n.state == "ready",
-                    active=n.availability == "active", cpus=n.resources.cpus,
-                    memory_bytes=n.resources.memory_bytes)
-
-
-def task_request(t: Task) -> TaskRequest:
-    spec = t.spec
-    return TaskRequest(
-        id=t.id, service=t.service_id, slot=t.slot, cpus=spec.reservations.cpus,
-        memory_bytes=spec.reservations.memory_bytes,
-        constraints=tuple(spec.placement.constraints),
-        preferences=tuple(spec.placement.preferences),
-        max_replicas_per_node=spec.placement.max_replicas_per_node,
-        host_ports=host_ports(spec), binpack=spec.binpack)
-
-
-def placed_of(t: Task) -> Placed:
-    spec = t.spec
-    return Placed(node_id=t.node_id, service=t.service_id, cpus=spec.reservations.cpus,
-                  memory_bytes=spec.reservations.memory_bytes,
-                  host_ports=host_ports(spec))
-
-
-def host_ports(spec: ServiceSpec) -> tuple[tuple[int, str], ...]:
-    """The ports a task binds on its node: ``mode: host`` ones (an ingress port
-    is the routing mesh's, on every node, and binds none)."""
-    return tuple((p.published, p.protocol) for p in spec.ports if p.mode == "host")
 
 
 def _assign(task: Task, node_id: str, now: float) -> Task:

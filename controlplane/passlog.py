@@ -2,7 +2,8 @@
 
 What happens to one task gets a line naming it (``controlplane.logctx``): a
 task orphaned by its node's loss, a dead task replaced or, under its restart
-policy, not. What happens in bulk gets one line per service: tasks created,
+policy, not; a service's rollout changing state (started by a rebalance,
+paused, rolling back, completed). What happens in bulk gets one line per service: tasks created,
 placed, retired (scale down, a new spec, a drain, a removed service),
 deleted (history), waiting for a node (with the scheduler's explanation), so
 a rollout of many replicas is a few lines, not one per task. A pass writes
@@ -23,9 +24,9 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from controlplane.controllers import Changes
-from controlplane.logctx import task_fields
+from controlplane.logctx import service_fields, task_fields
 from controlplane.store import StoreObject
-from model.objects import Task, TaskState
+from model.objects import Service, Task, TaskState
 
 log = structlog.get_logger("orch.orchestrator")
 
@@ -57,9 +58,10 @@ class PassReport:
         for task in tasks:
             self.per_service[task.service_name][kind] += 1
 
-    def changes(self, changes: Changes, before: Callable[[str], StoreObject | None]) -> None:
+    def changes(self, changes: Changes, before: Callable[[str], StoreObject | None],
+                before_service: Callable[[str], StoreObject | None] | None = None) -> None:
         """A reconciler pass's written ``changes``; ``before`` looks a task up
-        as it was before the pass."""
+        (``before_service`` a service) as it was before the pass."""
         replacements = {_slot(t): t for t in changes.create}
         for task in changes.update:
             old = before(task.id)
@@ -67,6 +69,20 @@ class PassReport:
                 self._updated(old, task, replacements)
         self.count(changes.delete, "deleted")
         self.count(changes.create, "created")
+        for service in changes.services:
+            old = before_service(service.id) if before_service is not None else None
+            self._rollout(old, service)
+
+    def _rollout(self, old: StoreObject | None, service: Service) -> None:
+        """A line when a service's rollout changes state (progress alone is not logged)."""
+        status = service.update_status
+        was = old.update_status if isinstance(old, Service) else None
+        if status is None or (was is not None and was.state == status.state):
+            return
+        level = "warning" if status.state.endswith("paused") or status.state == "rollback_started" else "info"
+        self.task_lines.append((level, f"rollout {status.state.replace('_', ' ')}", {
+            **service_fields(service), "revision": service.revision, "message": status.message,
+            "updated": status.updated, "total": status.total}))
 
     def _updated(self, old: Task, task: Task, replacements: dict[SlotKey, Task]) -> None:
         status = task.status

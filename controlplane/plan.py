@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from controlplane.controllers import diff
-from controlplane.orchestrator import node_info, placed_of, task_request
+from controlplane.controllers.snapshot import node_info, placed_of, task_request
 from model.objects import Node, Service, ServiceSpec, Task, TaskState, to_dict
 from scheduler import ClusterSnapshot, schedule
 
@@ -105,7 +105,8 @@ def _simulate(services: Mapping[str, Service], tasks: list[Task], nodes: Mapping
     current = {t.id: t for t in tasks}
     moment = now
     for _ in range(SIMULATED_PASSES):
-        changes = diff(services, current.values(), nodes, moment, new_id=lambda: f"plan-{next(counter)}")
+        changes = diff(services, current.values(), nodes, moment, new_id=lambda: f"plan-{next(counter)}",
+                       paced=False)
         for t in changes.update:
             current[t.id] = _stopped(t) if t.desired_state > TaskState.RUNNING else t
         for t in changes.delete:

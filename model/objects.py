@@ -98,6 +98,25 @@ class RestartPolicy:
 
 
 @dataclass
+class UpdateConfig:
+    """How a changed spec rolls out over a service's tasks (Compose's
+    ``deploy.update_config``, and ``rollback_config`` for a rollback), with
+    swarmkit's effective defaults: one task at a time, each watched for 5 s,
+    and a failure pauses the rollout (the Compose spec's text says
+    ``failure_action`` defaults to ``pause`` and ``monitor`` to 0; swarmkit,
+    and so Docker, use 5 s)."""
+
+    parallelism: int = 1  # tasks updated at once; 0 = all at once
+    delay: float = 0.0  # seconds from one task counting as updated to the next one's start
+    failure_action: Literal["pause", "continue", "rollback"] = "pause"
+    # seconds a new task must run (and pass its health check) to count as updated;
+    # a failure within the rollout counts against max_failure_ratio
+    monitor: float = 5.0
+    max_failure_ratio: float = 0.0  # failures tolerated, as a fraction of the tasks to update
+    order: Literal["stop-first", "start-first"] = "stop-first"
+
+
+@dataclass
 class ServiceSpec:
     name: str
     image: str
@@ -119,6 +138,11 @@ class ServiceSpec:
     networks: list[NetworkAttachment] = field(default_factory=list)
     endpoint_mode: Literal["vip", "dnsrr"] = "vip"  # vip: one address per network; dnsrr: DNS only
     healthcheck: HealthCheck | None = None  # None: the image's (model.health)
+    update_config: UpdateConfig = field(default_factory=UpdateConfig)
+    rollback_config: UpdateConfig = field(default_factory=UpdateConfig)
+    # Move tasks to a node that joins or comes back when the spread is uneven
+    # (``x-orch.rebalance: false`` opts out).
+    rebalance: bool = True
 
 
 @dataclass
@@ -127,6 +151,45 @@ class VirtualIP:
 
     network_id: str
     address: str  # "IP/prefix"
+
+
+ROLLOUT_STATES = ("updating", "paused", "completed", "rollback_started", "rollback_paused",
+                  "rollback_completed")
+
+
+@dataclass
+class UpdateStatus:
+    """Where a service's rollout stands (swarmkit's ``UpdateStatus``), stored
+    on the service so a new leader carries on from it. The API starts one
+    when a task's spec changes; the leader moves it and counts progress."""
+
+    state: Literal["updating", "paused", "completed", "rollback_started", "rollback_paused",
+                   "rollback_completed"] = "updating"
+    started_at: float = 0.0
+    completed_at: float = 0.0
+    message: str = ""
+    total: int = 0  # tasks to update when it started
+    updated: int = 0  # tasks of the new spec that count as updated (running, healthy, monitored)
+    failed: list[str] = field(default_factory=list)  # ids of the new spec's tasks that failed meanwhile
+
+    @property
+    def rollback(self) -> bool:
+        return self.state.startswith("rollback")
+
+    @property
+    def active(self) -> bool:
+        """Still moving tasks (not paused, not completed)."""
+        return self.state in ("updating", "rollback_started")
+
+
+@dataclass
+class Revision:
+    """An earlier spec of a service (``orch history``, ``orch rollback --to``)."""
+
+    revision: int
+    spec: ServiceSpec
+    created_at: float = 0.0
+    note: str = ""  # how it came: "deploy", "rollback to 3", "automatic rollback: ..."
 
 
 @dataclass
@@ -138,7 +201,15 @@ class Service:
     # Allocated by the leader for each network of the spec (vip mode), not
     # part of the spec: redeploying the same spec keeps them.
     vips: list[VirtualIP] = field(default_factory=list)
+    revision: int = 1  # the spec's revision: 1 at creation, +1 for each change but scaling
+    note: str = ""  # how the current revision came (as Revision.note)
+    history: list[Revision] = field(default_factory=list)  # earlier revisions, oldest first
+    update_status: UpdateStatus | None = None  # None: never updated
     version: int = 0
+
+    @property
+    def previous_spec(self) -> ServiceSpec | None:
+        return self.history[-1].spec if self.history else None
 
 
 @dataclass
@@ -206,6 +277,7 @@ class Node:
     # addresses, marks and routing tables from it.
     index: int = 0
     metrics_address: str = ""  # its agent's Prometheus endpoint (HOST:PORT); "" if it serves none
+    ready_since: float = 0.0  # when it last became ready (joined, or came back)
     version: int = 0
 
 
@@ -241,13 +313,20 @@ def _spec(d: dict[str, Any]) -> ServiceSpec:
     d["placement"] = Placement(**d.get("placement", {}))
     d["restart_policy"] = RestartPolicy(**d.get("restart_policy", {}))
     d["healthcheck"] = HealthCheck.from_dict(d.get("healthcheck"))
+    d["update_config"] = UpdateConfig(**d.get("update_config", {}))
+    d["rollback_config"] = UpdateConfig(**d.get("rollback_config", {}))
     return ServiceSpec(**d)
 
 
 def service_from_dict(d: dict[str, Any], version: int = 0) -> Service:
+    status = d.get("update_status")
     return Service(id=d["id"], spec=_spec(d["spec"]), created_at=d.get("created_at", 0.0),
                    updated_at=d.get("updated_at", 0.0),
-                   vips=[VirtualIP(**v) for v in d.get("vips", [])], version=version)
+                   vips=[VirtualIP(**v) for v in d.get("vips", [])],
+                   revision=d.get("revision", 1), note=d.get("note", ""),
+                   history=[Revision(r["revision"], _spec(r["spec"]), r.get("created_at", 0.0),
+                                     r.get("note", "")) for r in d.get("history", [])],
+                   update_status=UpdateStatus(**status) if status else None, version=version)
 
 
 def task_from_dict(d: dict[str, Any], version: int = 0) -> Task:

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from model.health import HealthCheck, HttpProbe, TcpProbe
 from model.objects import (
+    ROLLOUT_STATES,
     Network,
     NetworkAttachment,
     Node,
@@ -38,12 +39,15 @@ from model.objects import (
     PortConfig,
     Resources,
     RestartPolicy,
+    Revision,
     Service,
     ServiceSpec,
     Task,
     TaskNetwork,
     TaskState,
     TaskStatus,
+    UpdateConfig,
+    UpdateStatus,
     VirtualIP,
 )
 from proto import agent_pb2 as apb
@@ -101,6 +105,8 @@ RESTART_CONDITIONS = ("any", "on-failure", "none")
 NODE_STATES = ("unknown", "ready", "down")
 NODE_AVAILABILITIES = ("active", "drain", "pause")
 ACTIONS = ("put", "delete", "synced", "keepalive")  # the events' actions
+FAILURE_ACTIONS = ("pause", "continue", "rollback")
+UPDATE_ORDERS = ("stop-first", "start-first")
 
 
 def _by_name(enum: Any, prefix: str, words: Iterable[str]) -> tuple[dict[str, Any], dict[int, Any]]:
@@ -118,6 +124,8 @@ _NODE_STATE, _NODE_STATE_OF = _by_name(cpb.NodeState, "NODE_STATE_", NODE_STATES
 _AVAILABILITY, _AVAILABILITY_OF = _by_name(cpb.NodeAvailability, "NODE_AVAILABILITY_",
                                            NODE_AVAILABILITIES)
 _ACTION, _ACTION_OF = _by_name(cpb.EventAction, "EVENT_ACTION_", ACTIONS)
+_FAILURE_ACTION, _FAILURE_ACTION_OF = _by_name(cpb.FailureAction, "FAILURE_ACTION_", FAILURE_ACTIONS)
+_ORDER, _ORDER_OF = _by_name(cpb.UpdateOrder, "UPDATE_ORDER_", (o.replace("-", "_") for o in UPDATE_ORDERS))
 _TASK_STATE: dict[TaskState, Any] = {state: cpb.TaskState.Value(f"TASK_STATE_{state.name}")
                                      for state in TaskState}
 _TASK_STATE_OF = {number: state for state, number in _TASK_STATE.items()}
@@ -204,7 +212,8 @@ def spec_to_pb(spec: ServiceSpec) -> cpb.ServiceSpec:
                                          max_attempts=policy.max_attempts, window=policy.window),
         binpack=spec.binpack, stop_grace_period=spec.stop_grace_period, storage_size=spec.storage_size,
         networks=[cpb.NetworkAttachment(name=n.name, aliases=n.aliases) for n in spec.networks],
-        endpoint_mode=endpoint_mode)
+        endpoint_mode=endpoint_mode, update_config=update_config_to_pb(spec.update_config),
+        rollback_config=update_config_to_pb(spec.rollback_config), rebalance=spec.rebalance)
     if spec.healthcheck is not None:
         out.healthcheck.CopyFrom(healthcheck_to_pb(spec.healthcheck))
     # None (the image's) and [] (explicitly nothing) differ: presence says which.
@@ -244,7 +253,30 @@ def spec_from_pb(m: cpb.ServiceSpec) -> ServiceSpec:
         networks=[NetworkAttachment(name=n.name, aliases=list(n.aliases)) for n in m.networks],
         endpoint_mode=endpoint_mode_from_pb(m.endpoint_mode),
         healthcheck=healthcheck_from_pb(m.healthcheck) if m.HasField("healthcheck") else None,
+        update_config=update_config_from_pb(m.update_config, "update_config"),
+        rollback_config=update_config_from_pb(m.rollback_config, "rollback_config"),
+        rebalance=m.rebalance if m.HasField("rebalance") else True,
     )
+
+
+def update_config_to_pb(c: UpdateConfig) -> cpb.UpdateConfig:
+    try:
+        action, order = _FAILURE_ACTION[c.failure_action], _ORDER[c.order.replace("-", "_")]
+    except KeyError as err:
+        raise WireError(f"update config: {err.args[0]!r} has no wire form") from None
+    return cpb.UpdateConfig(parallelism=c.parallelism, delay=c.delay, failure_action=action,
+                            monitor=c.monitor, max_failure_ratio=c.max_failure_ratio, order=order)
+
+
+def update_config_from_pb(m: cpb.UpdateConfig, field: str) -> UpdateConfig:
+    default = _SPEC.update_config
+    return UpdateConfig(
+        parallelism=m.parallelism if m.HasField("parallelism") else default.parallelism,
+        delay=m.delay,
+        failure_action=_member(_FAILURE_ACTION_OF, m.failure_action, f"{field}.failure_action"),
+        monitor=m.monitor if m.HasField("monitor") else default.monitor,
+        max_failure_ratio=m.max_failure_ratio,
+        order=_member(_ORDER_OF, m.order, f"{field}.order").replace("_", "-"))
 
 
 def healthcheck_to_pb(hc: HealthCheck) -> apb.HealthCheck:
@@ -275,15 +307,35 @@ def healthcheck_from_pb(m: apb.HealthCheck) -> HealthCheck:
 # ---- services, tasks, nodes --------------------------------------------------
 
 def service_to_pb(s: Service) -> cpb.Service:
-    return cpb.Service(id=s.id, spec=spec_to_pb(s.spec), created_at=s.created_at,
-                       updated_at=s.updated_at, version=s.version,
-                       vips=[cpb.VirtualIP(network_id=v.network_id, address=v.address) for v in s.vips])
+    out = cpb.Service(
+        id=s.id, spec=spec_to_pb(s.spec), created_at=s.created_at, updated_at=s.updated_at,
+        version=s.version, vips=[cpb.VirtualIP(network_id=v.network_id, address=v.address) for v in s.vips],
+        revision=s.revision, note=s.note,
+        history=[cpb.Revision(revision=r.revision, spec=spec_to_pb(r.spec), created_at=r.created_at,
+                              note=r.note) for r in s.history])
+    u = s.update_status
+    if u is not None:
+        out.update_status.CopyFrom(cpb.UpdateStatus(
+            state=u.state, started_at=u.started_at, completed_at=u.completed_at, message=u.message,
+            total=u.total, updated=u.updated, failed=u.failed))
+    return out
 
 
 def service_from_pb(m: cpb.Service) -> Service:
+    u = m.update_status
+    if m.HasField("update_status") and u.state not in ROLLOUT_STATES:
+        raise WireError(f"update_status.state: unknown {u.state!r}")
     return Service(id=m.id, spec=spec_from_pb(m.spec), created_at=m.created_at,
                    updated_at=m.updated_at, version=m.version,
-                   vips=[VirtualIP(network_id=v.network_id, address=v.address) for v in m.vips])
+                   vips=[VirtualIP(network_id=v.network_id, address=v.address) for v in m.vips],
+                   revision=m.revision or 1, note=m.note,
+                   history=[Revision(revision=r.revision, spec=spec_from_pb(r.spec), created_at=r.created_at,
+                                     note=r.note) for r in m.history],
+                   update_status=UpdateStatus(
+                       state=u.state,  # type: ignore[arg-type]
+                       started_at=u.started_at, completed_at=u.completed_at, message=u.message,
+                       total=u.total, updated=u.updated, failed=list(u.failed))
+                   if m.HasField("update_status") else None)
 
 
 def _status_to_pb(s: TaskStatus) -> cpb.TaskStatus:
@@ -333,7 +385,7 @@ def node_to_pb(n: Node) -> cpb.Node:
                                                 memory_bytes=n.resources.memory_bytes),
                     state=_NODE_STATE[n.state], availability=_AVAILABILITY[n.availability],
                     last_heartbeat=n.last_heartbeat, version=n.version, index=n.index,
-                    metrics_address=n.metrics_address)
+                    metrics_address=n.metrics_address, ready_since=n.ready_since)
 
 
 def node_from_pb(m: cpb.Node) -> Node:
@@ -342,7 +394,7 @@ def node_from_pb(m: cpb.Node) -> Node:
                 state=_member(_NODE_STATE_OF, m.state, "state"),
                 availability=_member(_AVAILABILITY_OF, m.availability, "availability"),
                 last_heartbeat=m.last_heartbeat, index=m.index, version=m.version,
-                metrics_address=m.metrics_address)
+                metrics_address=m.metrics_address, ready_since=m.ready_since)
 
 
 def network_to_pb(n: Network) -> cpb.Network:

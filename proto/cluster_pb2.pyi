@@ -60,6 +60,17 @@ class NodeAvailability(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     NODE_AVAILABILITY_DRAIN: _ClassVar[NodeAvailability]
     NODE_AVAILABILITY_PAUSE: _ClassVar[NodeAvailability]
 
+class FailureAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FAILURE_ACTION_PAUSE: _ClassVar[FailureAction]
+    FAILURE_ACTION_CONTINUE: _ClassVar[FailureAction]
+    FAILURE_ACTION_ROLLBACK: _ClassVar[FailureAction]
+
+class UpdateOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    UPDATE_ORDER_STOP_FIRST: _ClassVar[UpdateOrder]
+    UPDATE_ORDER_START_FIRST: _ClassVar[UpdateOrder]
+
 class EventAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EVENT_ACTION_UNSPECIFIED: _ClassVar[EventAction]
@@ -95,6 +106,11 @@ NODE_STATE_DOWN: NodeState
 NODE_AVAILABILITY_ACTIVE: NodeAvailability
 NODE_AVAILABILITY_DRAIN: NodeAvailability
 NODE_AVAILABILITY_PAUSE: NodeAvailability
+FAILURE_ACTION_PAUSE: FailureAction
+FAILURE_ACTION_CONTINUE: FailureAction
+FAILURE_ACTION_ROLLBACK: FailureAction
+UPDATE_ORDER_STOP_FIRST: UpdateOrder
+UPDATE_ORDER_START_FIRST: UpdateOrder
 EVENT_ACTION_UNSPECIFIED: EventAction
 EVENT_ACTION_PUT: EventAction
 EVENT_ACTION_DELETE: EventAction
@@ -153,8 +169,24 @@ class RestartPolicy(_message.Message):
     window: float
     def __init__(self, condition: _Optional[_Union[RestartCondition, str]] = ..., delay: _Optional[float] = ..., max_attempts: _Optional[int] = ..., window: _Optional[float] = ...) -> None: ...
 
+class UpdateConfig(_message.Message):
+    __slots__ = ("parallelism", "delay", "failure_action", "monitor", "max_failure_ratio", "order")
+    PARALLELISM_FIELD_NUMBER: _ClassVar[int]
+    DELAY_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_ACTION_FIELD_NUMBER: _ClassVar[int]
+    MONITOR_FIELD_NUMBER: _ClassVar[int]
+    MAX_FAILURE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    parallelism: int
+    delay: float
+    failure_action: FailureAction
+    monitor: float
+    max_failure_ratio: float
+    order: UpdateOrder
+    def __init__(self, parallelism: _Optional[int] = ..., delay: _Optional[float] = ..., failure_action: _Optional[_Union[FailureAction, str]] = ..., monitor: _Optional[float] = ..., max_failure_ratio: _Optional[float] = ..., order: _Optional[_Union[UpdateOrder, str]] = ...) -> None: ...
+
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "image", "command", "entrypoint", "env", "ports", "labels", "mode", "replicas", "limits", "reservations", "placement", "restart_policy", "binpack", "stop_grace_period", "storage_size", "networks", "endpoint_mode", "healthcheck")
+    __slots__ = ("name", "image", "command", "entrypoint", "env", "ports", "labels", "mode", "replicas", "limits", "reservations", "placement", "restart_policy", "binpack", "stop_grace_period", "storage_size", "networks", "endpoint_mode", "healthcheck", "update_config", "rollback_config", "rebalance")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +213,9 @@ class ServiceSpec(_message.Message):
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_MODE_FIELD_NUMBER: _ClassVar[int]
     HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    REBALANCE_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     command: _agent_pb2.StringList
@@ -200,7 +235,40 @@ class ServiceSpec(_message.Message):
     networks: _containers.RepeatedCompositeFieldContainer[NetworkAttachment]
     endpoint_mode: EndpointMode
     healthcheck: _agent_pb2.HealthCheck
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[_Union[ServiceMode, str]] = ..., replicas: _Optional[int] = ..., limits: _Optional[_Union[Resources, _Mapping]] = ..., reservations: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., binpack: _Optional[bool] = ..., stop_grace_period: _Optional[float] = ..., storage_size: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., endpoint_mode: _Optional[_Union[EndpointMode, str]] = ..., healthcheck: _Optional[_Union[_agent_pb2.HealthCheck, _Mapping]] = ...) -> None: ...
+    update_config: UpdateConfig
+    rollback_config: UpdateConfig
+    rebalance: bool
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[_Union[ServiceMode, str]] = ..., replicas: _Optional[int] = ..., limits: _Optional[_Union[Resources, _Mapping]] = ..., reservations: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., binpack: _Optional[bool] = ..., stop_grace_period: _Optional[float] = ..., storage_size: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., endpoint_mode: _Optional[_Union[EndpointMode, str]] = ..., healthcheck: _Optional[_Union[_agent_pb2.HealthCheck, _Mapping]] = ..., update_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rebalance: _Optional[bool] = ...) -> None: ...
+
+class UpdateStatus(_message.Message):
+    __slots__ = ("state", "started_at", "completed_at", "message", "total", "updated", "failed")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_AT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    started_at: float
+    completed_at: float
+    message: str
+    total: int
+    updated: int
+    failed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, state: _Optional[str] = ..., started_at: _Optional[float] = ..., completed_at: _Optional[float] = ..., message: _Optional[str] = ..., total: _Optional[int] = ..., updated: _Optional[int] = ..., failed: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Revision(_message.Message):
+    __slots__ = ("revision", "spec", "created_at", "note")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    spec: ServiceSpec
+    created_at: float
+    note: str
+    def __init__(self, revision: _Optional[int] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., note: _Optional[str] = ...) -> None: ...
 
 class VirtualIP(_message.Message):
     __slots__ = ("network_id", "address")
@@ -211,20 +279,28 @@ class VirtualIP(_message.Message):
     def __init__(self, network_id: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
 
 class Service(_message.Message):
-    __slots__ = ("id", "spec", "created_at", "updated_at", "version", "vips")
+    __slots__ = ("id", "spec", "created_at", "updated_at", "version", "vips", "revision", "note", "history", "update_status")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VIPS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_STATUS_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: ServiceSpec
     created_at: float
     updated_at: float
     version: int
     vips: _containers.RepeatedCompositeFieldContainer[VirtualIP]
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., version: _Optional[int] = ..., vips: _Optional[_Iterable[_Union[VirtualIP, _Mapping]]] = ...) -> None: ...
+    revision: int
+    note: str
+    history: _containers.RepeatedCompositeFieldContainer[Revision]
+    update_status: UpdateStatus
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., version: _Optional[int] = ..., vips: _Optional[_Iterable[_Union[VirtualIP, _Mapping]]] = ..., revision: _Optional[int] = ..., note: _Optional[str] = ..., history: _Optional[_Iterable[_Union[Revision, _Mapping]]] = ..., update_status: _Optional[_Union[UpdateStatus, _Mapping]] = ...) -> None: ...
 
 class TaskStatus(_message.Message):
     __slots__ = ("state", "message", "error", "timestamp", "container_id", "exit_code", "health")
@@ -293,7 +369,7 @@ class NodeResources(_message.Message):
     def __init__(self, cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("id", "name", "address", "labels", "resources", "state", "availability", "last_heartbeat", "version", "index", "metrics_address")
+    __slots__ = ("id", "name", "address", "labels", "resources", "state", "availability", "last_heartbeat", "version", "index", "metrics_address", "ready_since")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -312,6 +388,7 @@ class Node(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     METRICS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    READY_SINCE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     address: str
@@ -323,7 +400,8 @@ class Node(_message.Message):
     version: int
     index: int
     metrics_address: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[NodeResources, _Mapping]] = ..., state: _Optional[_Union[NodeState, str]] = ..., availability: _Optional[_Union[NodeAvailability, str]] = ..., last_heartbeat: _Optional[float] = ..., version: _Optional[int] = ..., index: _Optional[int] = ..., metrics_address: _Optional[str] = ...) -> None: ...
+    ready_since: float
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[NodeResources, _Mapping]] = ..., state: _Optional[_Union[NodeState, str]] = ..., availability: _Optional[_Union[NodeAvailability, str]] = ..., last_heartbeat: _Optional[float] = ..., version: _Optional[int] = ..., index: _Optional[int] = ..., metrics_address: _Optional[str] = ..., ready_since: _Optional[float] = ...) -> None: ...
 
 class Network(_message.Message):
     __slots__ = ("id", "name", "subnet", "vni", "stack", "labels", "created_at", "version")
@@ -351,6 +429,44 @@ class Network(_message.Message):
     created_at: float
     version: int
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., subnet: _Optional[str] = ..., vni: _Optional[int] = ..., stack: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[float] = ..., version: _Optional[int] = ...) -> None: ...
+
+class RollbackRequest(_message.Message):
+    __slots__ = ("service", "to")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    to: int
+    def __init__(self, service: _Optional[str] = ..., to: _Optional[int] = ...) -> None: ...
+
+class HistoryEntry(_message.Message):
+    __slots__ = ("revision", "created_at", "note", "changes", "current")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    created_at: float
+    note: str
+    changes: _containers.RepeatedCompositeFieldContainer[FieldChange]
+    current: bool
+    def __init__(self, revision: _Optional[int] = ..., created_at: _Optional[float] = ..., note: _Optional[str] = ..., changes: _Optional[_Iterable[_Union[FieldChange, _Mapping]]] = ..., current: _Optional[bool] = ...) -> None: ...
+
+class HistoryResponse(_message.Message):
+    __slots__ = ("revisions",)
+    REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    revisions: _containers.RepeatedCompositeFieldContainer[HistoryEntry]
+    def __init__(self, revisions: _Optional[_Iterable[_Union[HistoryEntry, _Mapping]]] = ...) -> None: ...
+
+class UpdateServiceRequest(_message.Message):
+    __slots__ = ("service", "pause", "resume")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    pause: bool
+    resume: bool
+    def __init__(self, service: _Optional[str] = ..., pause: _Optional[bool] = ..., resume: _Optional[bool] = ...) -> None: ...
 
 class DeployRequest(_message.Message):
     __slots__ = ("services", "manifest", "manifest_path", "stack")

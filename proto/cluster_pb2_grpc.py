@@ -127,6 +127,21 @@ class ClusterAPIStub:
                 request_serializer=proto_dot_cluster__pb2.PlanRequest.SerializeToString,
                 response_deserializer=proto_dot_cluster__pb2.PlanResponse.FromString,
                 _registered_method=True)
+        self.Rollback = channel.unary_unary(
+                '/orch.cluster.v1.ClusterAPI/Rollback',
+                request_serializer=proto_dot_cluster__pb2.RollbackRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.Service.FromString,
+                _registered_method=True)
+        self.History = channel.unary_unary(
+                '/orch.cluster.v1.ClusterAPI/History',
+                request_serializer=proto_dot_cluster__pb2.ServiceRef.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.HistoryResponse.FromString,
+                _registered_method=True)
+        self.UpdateService = channel.unary_unary(
+                '/orch.cluster.v1.ClusterAPI/UpdateService',
+                request_serializer=proto_dot_cluster__pb2.UpdateServiceRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.Service.FromString,
+                _registered_method=True)
 
 
 class ClusterAPIServicer:
@@ -246,6 +261,28 @@ class ClusterAPIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rollback(self, request, context):
+        """Back to an earlier revision (the previous one unless `to`), rolled out with
+        its rollback_config.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def History(self, request, context):
+        """A service's revisions, newest last, each with what changed from the one before.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateService(self, request, context):
+        """Pause or resume a service's rollout.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterAPIServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -338,6 +375,21 @@ def add_ClusterAPIServicer_to_server(servicer, server):
                     servicer.Plan,
                     request_deserializer=proto_dot_cluster__pb2.PlanRequest.FromString,
                     response_serializer=proto_dot_cluster__pb2.PlanResponse.SerializeToString,
+            ),
+            'Rollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollback,
+                    request_deserializer=proto_dot_cluster__pb2.RollbackRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.Service.SerializeToString,
+            ),
+            'History': grpc.unary_unary_rpc_method_handler(
+                    servicer.History,
+                    request_deserializer=proto_dot_cluster__pb2.ServiceRef.FromString,
+                    response_serializer=proto_dot_cluster__pb2.HistoryResponse.SerializeToString,
+            ),
+            'UpdateService': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateService,
+                    request_deserializer=proto_dot_cluster__pb2.UpdateServiceRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.Service.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -828,6 +880,87 @@ class ClusterAPI:
             '/orch.cluster.v1.ClusterAPI/Plan',
             proto_dot_cluster__pb2.PlanRequest.SerializeToString,
             proto_dot_cluster__pb2.PlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/Rollback',
+            proto_dot_cluster__pb2.RollbackRequest.SerializeToString,
+            proto_dot_cluster__pb2.Service.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def History(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/History',
+            proto_dot_cluster__pb2.ServiceRef.SerializeToString,
+            proto_dot_cluster__pb2.HistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateService(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/UpdateService',
+            proto_dot_cluster__pb2.UpdateServiceRequest.SerializeToString,
+            proto_dot_cluster__pb2.Service.FromString,
             options,
             channel_credentials,
             insecure,

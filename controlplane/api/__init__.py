@@ -42,6 +42,7 @@ from .events import EVENT_BATCH, EventHub
 from .networks import NetworkRefused, Networks
 from .proxy import AgentProxy
 from .reads import VERSION, Reads
+from .rollouts import Rollouts
 
 __all__ = ["EVENT_BATCH", "VERSION", "ClusterAPI"]
 
@@ -54,6 +55,7 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
         self.informer = informer
         self.networks = Networks(store, informer, ipaddress.IPv4Network(network_pool))
         self.deployer = Deployer(store, informer, self.networks, reserved_ports)
+        self.rollouts = Rollouts(store, informer, self.networks)
         self.proxy = AgentProxy(informer)
         self.hub = EventHub(informer)
         self.reads = Reads(informer, replica_id, is_leader, leader_id)
@@ -74,6 +76,15 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
 
     def Plan(self, request: cpb.PlanRequest, context: grpc.ServicerContext) -> cpb.PlanResponse:
         return self.deployer.plan(request, context)
+
+    def Rollback(self, request: cpb.RollbackRequest, context: grpc.ServicerContext) -> cpb.Service:
+        return self.rollouts.rollback(request, context)
+
+    def History(self, request: cpb.ServiceRef, context: grpc.ServicerContext) -> cpb.HistoryResponse:
+        return self.rollouts.history(request, context)
+
+    def UpdateService(self, request: cpb.UpdateServiceRequest, context: grpc.ServicerContext) -> cpb.Service:
+        return self.rollouts.update(request, context)
 
     # ---- reads ---------------------------------------------------------------
 

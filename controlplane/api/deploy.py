@@ -12,7 +12,9 @@ flush, another client), then refused ABORTED ("try again"): a second run of
 a handler (``apierrors`` retries while etcd is away) repeats or finds done
 what the first did. A deploy pins each registry image's tag to its digest
 before it is stored, so every node runs the same bytes. Each write returns
-once this replica's cache holds it (``read_own_write``).
+once this replica's cache holds it (``read_own_write``). A changed spec is
+a new revision of the service and, when its tasks' spec changed, starts a
+rollout that the leader paces (``controllers.rollout``); scaling is neither.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import grpc
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from controlplane.controllers import update_started
 from controlplane.logctx import node_fields, service_fields
 from controlplane.store import Informer, Op, Store, StoreConflict
 from model.objects import Service
@@ -141,12 +144,14 @@ class Deployer:
             try:
                 if existing is None:
                     created = self._write(Service(id=secrets.token_hex(12), spec=spec, created_at=now,
-                                                  updated_at=now), touched, create=True)
+                                                  updated_at=now, note="deploy"), touched, create=True)
                     call.info("service created", service_id=created.id, image=spec.image,
                               replicas=spec.replicas)
                     return read_own_write(self.informer, created)
-                updated = self._write(dataclasses.replace(existing, spec=spec, updated_at=now), touched)
-                call.info("service updated", service_id=updated.id, image=spec.image, replicas=spec.replicas)
+                updated = self._write(update_started(existing, spec, now), touched)
+                status = updated.update_status
+                call.info("service updated", service_id=updated.id, image=spec.image, replicas=spec.replicas,
+                          revision=updated.revision, rollout=status.state if status is not None else "")
                 return read_own_write(self.informer, updated)
             except StoreConflict:
                 time.sleep(RETRY_PAUSE)

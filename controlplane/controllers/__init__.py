@@ -6,6 +6,9 @@
 - ``NodeMonitor``: heartbeat age -> node ready/down.
 - ``advance``: task status moves forward only; a terminal status is final.
 - ``restart``: restart condition, attempts and backoff.
+- ``rollout``: rolling updates (the pace of a changed spec, failures,
+  rollback) and rebalancing; ``update_started``/``rolled_back``/``revised``
+  give a service its next revision.
 
 Invariants: no I/O, no threads, no clock reads: time is an argument. Inputs are
 never mutated; every changed object is a copy keeping the ``version`` it was
@@ -18,14 +21,17 @@ else raises on well-typed input.
 
 from .changes import Changes, apply
 from .nodemonitor import HEARTBEAT_INTERVAL, NODE_GRACE, NodeMonitor
-from .reconcile import TASK_HISTORY, IdFactory, diff, holds_slot, oversized, random_id, same_spec
+from .reconcile import TASK_HISTORY, IdFactory, diff, holds_slot, oversized, random_id
 from .restart import MAX_RESTART_DELAY, restart_allowed, restart_delay, restart_due
+from .rollout import HISTORY, REBALANCE_GRACE, revised, rolled_back, same_spec, update_started
 from .transitions import TransitionError, advance, can_advance
 
 __all__ = [
     "HEARTBEAT_INTERVAL",
+    "HISTORY",
     "MAX_RESTART_DELAY",
     "NODE_GRACE",
+    "REBALANCE_GRACE",
     "TASK_HISTORY",
     "Changes",
     "IdFactory",
@@ -41,5 +47,8 @@ __all__ = [
     "restart_allowed",
     "restart_delay",
     "restart_due",
+    "revised",
+    "rolled_back",
     "same_spec",
+    "update_started",
 ]

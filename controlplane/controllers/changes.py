@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from model.objects import Task
+from model.objects import Service, Task
 
 
 @dataclass
@@ -26,11 +26,14 @@ class Changes:
     update: list[Task] = field(default_factory=list)
     delete: list[Task] = field(default_factory=list)
     wakeup: float | None = None
+    # Services whose rollout status moved on (progress, pause, completion, a
+    # rollback's spec): written with the task changes, each at most once.
+    services: list[Service] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         """Nothing to write (``wakeup`` may still be set)."""
-        return not (self.create or self.update or self.delete)
+        return not (self.create or self.update or self.delete or self.services)
 
 
 def apply(changes: Changes, tasks: Iterable[Task]) -> list[Task]:

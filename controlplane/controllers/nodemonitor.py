@@ -3,8 +3,9 @@
 The dispatcher records each agent heartbeat in ``Node.last_heartbeat``; the
 monitor is the only thing that changes ``Node.state``. A node is down once its
 last heartbeat is older than the grace period, and ready again as soon as a
-heartbeat is fresh (a node that never heartbeated, state ``unknown``, becomes
-ready on its first heartbeat or down when its registration goes stale).
+heartbeat is fresh, which sets ``Node.ready_since`` (a node that never
+heartbeated, state ``unknown``, becomes ready on its first heartbeat or down
+when its registration goes stale).
 
 The numbers, and why:
 
@@ -49,7 +50,8 @@ class NodeMonitor:
         for node in nodes:
             state: NodeState = "ready" if self.fresh(node, now) else "down"
             if state != node.state:
-                changed.append(dataclasses.replace(node, state=state))
+                since = now if state == "ready" else node.ready_since
+                changed.append(dataclasses.replace(node, state=state, ready_since=since))
         return changed
 
     def next_check(self, nodes: Iterable[Node], now: float) -> float | None:

@@ -67,13 +67,15 @@ import dataclasses
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
-from model.objects import Node, Service, ServiceSpec, Task, TaskState, TaskStatus
+from model.objects import Node, Service, Task, TaskState, TaskStatus, UpdateStatus
 from model.units import MAX_REPLICAS
 
 from .changes import Changes
 from .placement import keeps_global, starts_global
 from .restart import restart_due
+from .rollout import REBALANCING, Pacer, SlotView, config_of, ready, rebalance_moves, review, same_spec
 from .transitions import advance
 
 IdFactory = Callable[[], str]
@@ -98,16 +100,6 @@ def alive(task: Task) -> bool:
     return not task.status.state.terminal
 
 
-def same_spec(a: ServiceSpec, b: ServiceSpec) -> bool:
-    """Specs equal but for ``replicas``: scaling never replaces a task.
-    (Checked for every task on every pass: compared in place, not copied.)"""
-    if a is b:
-        return True
-    if a.replicas == b.replicas:
-        return a == b
-    return dataclasses.replace(a, replicas=0) == dataclasses.replace(b, replicas=0)
-
-
 def _newest_first(task: Task) -> tuple[float, int, str]:
     return (-task.created_at, -task.attempt, task.id)
 
@@ -117,18 +109,23 @@ def _best_holder(task: Task) -> tuple[bool, bool, float, int, str]:
 
 
 def diff(services: Mapping[str, Service], tasks: Iterable[Task], nodes: Mapping[str, Node],
-         now: float, *, new_id: IdFactory = random_id, history: int = TASK_HISTORY) -> Changes:
-    """One reconciler pass; see the module docstring for the rules."""
-    return _Pass(nodes, now, new_id).run(services, tasks, history)
+         now: float, *, new_id: IdFactory = random_id, history: int = TASK_HISTORY,
+         paced: bool = True) -> Changes:
+    """One reconciler pass; see the module docstring for the rules.
+    ``paced=False`` updates every stale task at once and leaves rollout
+    status and rebalancing alone (``orch plan``: where things end up)."""
+    return _Pass(nodes, now, new_id, paced).run(services, tasks, history)
 
 
 class _Pass:
     """The working state of one ``diff``: copies of changed tasks, new tasks, deletions."""
 
-    def __init__(self, nodes: Mapping[str, Node], now: float, new_id: IdFactory) -> None:
+    def __init__(self, nodes: Mapping[str, Node], now: float, new_id: IdFactory, paced: bool) -> None:
         self.nodes = nodes
         self.now = now
         self.new_id = new_id
+        self.paced = paced
+        self.services: list[Service] = []  # services whose rollout status moved
         self.original: dict[str, Task] = {}
         self.current: dict[str, Task] = {}  # task id -> latest copy (changed or not)
         self.changed: dict[str, None] = {}  # ids in the order they were first changed
@@ -167,12 +164,16 @@ class _Pass:
         if task.desired_state < TaskState.SHUTDOWN:
             self._set(dataclasses.replace(task, desired_state=TaskState.SHUTDOWN))
 
-    def _create(self, service: Service, slot: int, node_id: str, attempt: int) -> None:
+    def _create(self, service: Service, group: _Group, attempt: int) -> None:
         status = TaskStatus(state=TaskState.PENDING, message="created", timestamp=self.now)
-        self.created.append(Task(
-            id=self.new_id(), service_id=service.id, service_name=service.spec.name, slot=slot,
-            spec=service.spec, node_id=node_id, desired_state=TaskState.RUNNING, status=status,
-            created_at=self.now, attempt=attempt))
+        task = Task(
+            id=self.new_id(), service_id=service.id, service_name=service.spec.name, slot=group.slot,
+            spec=service.spec, node_id=group.node_id, desired_state=TaskState.RUNNING, status=status,
+            created_at=self.now, attempt=attempt)
+        self.created.append(task)
+        # Seen by the rest of the pass as the slot's (the rollout counts it in flight).
+        self.current[task.id] = task
+        group.ids.append(task.id)
 
     def _lost(self, node_id: str) -> bool:
         node = self.nodes.get(node_id)
@@ -206,15 +207,17 @@ class _Pass:
                 if holds_slot(self.current[tid]):
                     self._retire(tid)
             self._prune(by_slot[slot], keep=0)
-        for slot in range(1, replicas + 1):
-            self._settle_slot(service, by_slot.get(slot, []), slot, "", can_start=True)
-            self._prune(by_slot.get(slot, []), keep=history)
+        groups = [_Group(slot, "", by_slot.get(slot, []), True) for slot in range(1, replicas + 1)]
+        self._settle_service(service, ids, groups)
+        for group in groups:
+            self._prune(group.ids, keep=history)
 
     def _global_service(self, service: Service, ids: list[str], history: int) -> None:
         by_node: dict[str, list[str]] = defaultdict(list)
         for tid in ids:
             by_node[self.current[tid].node_id].append(tid)
         constraints = service.spec.placement.constraints
+        groups = []
         for node_id in sorted(set(by_node) | set(self.nodes)):
             group = by_node.get(node_id, [])
             node = self.nodes.get(node_id)
@@ -224,41 +227,129 @@ class _Pass:
                         self._retire(tid)
                 self._prune(group, keep=0 if node is None else history)
                 continue
-            self._settle_slot(service, group, 0, node_id, can_start=starts_global(node, constraints))
-            self._prune(group, keep=history)
+            groups.append(_Group(0, node_id, group, starts_global(node, constraints)))
+        self._settle_service(service, ids, groups)
+        for g in groups:
+            self._prune(g.ids, keep=history)
 
-    def _settle_slot(self, service: Service, ids: list[str], slot: int, node_id: str,
-                     can_start: bool) -> None:
-        """Leave the slot with exactly one holder (or none, when no task may start)."""
-        holders = sorted((self.current[t] for t in ids if holds_slot(self.current[t])), key=_best_holder)
-        for extra in holders[1:]:
-            self._retire(extra.id)
-        if not holders:
-            if can_start:
-                self._create(service, slot, node_id, attempt=0)
+    def _settle_service(self, service: Service, ids: list[str], groups: list[_Group]) -> None:
+        """Leave each slot with one holder (two while a start-first replacement
+        is not ready), its stale tasks updated as the rollout admits them.
+
+        Three steps, each on the slots as the one before left them, so that
+        the next pass, on what this one wrote, decides the same: what every
+        slot needs whatever the rollout (a first task, a restart, extras
+        retired, a stale task that serves nothing replaced); then the stale
+        tasks the rollout admits; then, on a settled service, rebalancing."""
+        pacer = Pacer(service, self.now)
+        groups = [g for g in groups if g.can_start or any(holds_slot(self.current[t]) for t in g.ids)]
+        if self.paced:
+            views = [self._view(service, g) for g in groups]
+            moved = review(service, views, (self.current[t] for t in ids), self.now, pacer)
+            if moved is not None:
+                self.services.append(moved)
+                if moved.spec is not service.spec:
+                    self._wake(pacer.wakeup)
+                    return  # a rollback: the tasks follow once it is written
+                service = moved
+                woken, pacer = pacer.wakeup, Pacer(moved, self.now)  # paused now: admits nothing
+                pacer.wakeup = woken
+        else:
+            pacer.moving = True
+            pacer.config = dataclasses.replace(pacer.config, parallelism=0)
+        created = len(self.created)
+        for group in groups:
+            self._settle_slot(service, group)
+        views = [self._view(service, g) for g in groups]
+        for view in views:
+            pacer.count(view)
+        for view, group in zip(views, groups, strict=True):
+            if view.main is not None and not view.fresh and group.can_start and pacer.admit():
+                if not pacer.start_first():
+                    self._retire(view.main.id)
+                self._create(service, group, attempt=0)  # start-first: the main serves until it is ready
+        if self.paced and len(self.created) == created:
+            moves = rebalance_moves(service, views, self.nodes, list(self.current.values()), self.now, pacer)
+            for view, target in moves:
+                self._move(service, view, target, pacer.start_first())
+            if moves:
+                self._status(service, moves)
+        self._wake(pacer.wakeup)
+
+    def _view(self, service: Service, group: _Group) -> SlotView:
+        holders = sorted((self.current[t] for t in group.ids if holds_slot(self.current[t])),
+                         key=_best_holder)
+        fresh = [h for h in holders if same_spec(h.spec, service.spec)]
+        main = fresh[0] if fresh else (holders[0] if holders else None)
+        standby = None
+        if fresh and main is not None and not ready(main):
+            # The task main replaces serves until main is ready: one that
+            # serves, else (start-first) the old task still starting, which
+            # is no worse than main.
+            others = [h for h in holders if h is not main and alive(h)]
+            starting = [h for h in others if not same_spec(h.spec, service.spec)] \
+                if config_of(service).order == "start-first" else []
+            standby = next((h for h in others if ready(h)), starting[0] if starting else None)
+        return SlotView(group.slot, group.node_id, main, bool(fresh), standby)
+
+    def _settle_slot(self, service: Service, group: _Group) -> None:
+        """What a slot needs whatever the rollout: its extras retired, a first
+        task, a fresh main's restart, a stale main that serves nothing replaced."""
+        view = self._view(service, group)
+        for tid in group.ids:
+            task = self.current[tid]
+            if holds_slot(task) and task is not view.main and task is not view.standby:
+                self._retire(tid)  # extras: only the main and its standby hold a slot
+        main = view.main
+        if main is None:
+            if group.can_start:
+                self._create(service, group, attempt=0)
             return
-        holder = holders[0]
-        replacement = self._replacement_attempt(service, holder)
-        if replacement is not None and can_start:
-            self._retire(holder.id)
-            self._create(service, slot, node_id, attempt=replacement)
+        if view.fresh:
+            replacement = self._replacement_attempt(service, main)
+        elif not alive(main) or not main.status.state.on_node or self._drained(service, main):
+            replacement = 0  # not serving: replaced at once, which costs no capacity
+        else:
+            return  # the rollout decides
+        if replacement is not None and group.can_start:
+            self._retire(main.id)
+            self._create(service, group, attempt=replacement)
+
+    def _move(self, service: Service, view: SlotView, node_id: str, start_first: bool) -> None:
+        """Rebalancing: the slot's task again, pinned to ``node_id``."""
+        assert view.main is not None
+        if not start_first:
+            self._retire(view.main.id)
+        self._create(service, _Group(view.slot, node_id, [], True), attempt=view.main.attempt)
+
+    def _status(self, service: Service, moves: list[tuple[SlotView, str]]) -> None:
+        names = sorted({self.nodes[target].name for _, target in moves})
+        status = UpdateStatus(state="updating", started_at=self.now, total=len(moves),
+                              message=f"{REBALANCING} {len(moves)} task(s) to {', '.join(names)}")
+        # After this pass's own review of the service, if any: one write per service.
+        self.services = [s for s in self.services if s.id != service.id]
+        self.services.append(dataclasses.replace(service, update_status=status))
+
+    def _wake(self, when: float | None) -> None:
+        if when is not None:
+            self.wakeup = when if self.wakeup is None else min(self.wakeup, when)
+
+    def _drained(self, service: Service, task: Task) -> bool:
+        node = self.nodes.get(task.node_id)
+        return service.spec.mode == "replicated" and node is not None and node.availability == "drain"
 
     def _replacement_attempt(self, service: Service, holder: Task) -> int | None:
-        """The attempt of the task that replaces ``holder`` now, or None to keep it (rules 4-6)."""
-        if not same_spec(holder.spec, service.spec):
-            return 0
+        """The attempt of the task that replaces the fresh ``holder`` now, or None to keep it (rules 5-6)."""
         if holder.desired_state == TaskState.COMPLETE:
             return None
         if alive(holder):
-            node = self.nodes.get(holder.node_id)
-            drained = node is not None and node.availability == "drain"
-            return holder.attempt if drained and service.spec.mode == "replicated" else None
+            return holder.attempt if self._drained(service, holder) else None
         due = restart_due(holder, service.spec.restart_policy)
         if due is None:
             self._set(dataclasses.replace(holder, desired_state=TaskState.COMPLETE))
             return None
         if due > self.now:
-            self.wakeup = due if self.wakeup is None else min(self.wakeup, due)
+            self._wake(due)
             return None
         return holder.attempt + 1
 
@@ -271,4 +362,15 @@ class _Pass:
     def _changes(self) -> Changes:
         update = [self.current[tid] for tid in self.changed if tid not in self.deleted]
         delete = [self.original[tid] for tid in self.original if tid in self.deleted]
-        return Changes(create=self.created, update=update, delete=delete, wakeup=self.wakeup)
+        return Changes(create=self.created, update=update, delete=delete, wakeup=self.wakeup,
+                       services=self.services)
+
+
+@dataclass
+class _Group:
+    """A slot's tasks (a replica number, or a global service's node) and whether a task may start there."""
+
+    slot: int
+    node_id: str
+    ids: list[str]
+    can_start: bool

@@ -9,12 +9,26 @@ YAML anchors. Each service takes ``image``, ``command``, ``entrypoint``,
 ``networks`` (names, or a mapping with ``aliases``; left out, the stack's
 ``default`` network), ``network_mode: bridge`` (no cluster network),
 ``labels``, ``stop_grace_period``, ``pids_limit``, ``storage_opt``
-(``size``), ``deploy`` (``mode``, ``replicas``, ``resources``, ``placement``,
-``restart_policy``, ``endpoint_mode``) and orch's extension ``x-orch``
-(``binpack: true``: fill nodes one by one instead of spreading). The full
-list, with the accepted spellings, is the JSON Schema ``json_schema()``.
+(``size``), ``healthcheck``, ``deploy`` (``mode``, ``replicas``,
+``resources``, ``placement``, ``restart_policy``, ``update_config``,
+``rollback_config``, ``endpoint_mode``) and orch's extension ``x-orch``
+(``binpack: true``: fill nodes one by one instead of spreading;
+``rebalance: false``: leave the tasks where they are when a node joins or
+comes back, where by default orch moves some to it to even the spread;
+``healthcheck``: an ``http`` or ``tcp`` probe the node runs). The full list,
+with the accepted spellings, is the JSON Schema ``json_schema()``.
+
 ``parse_stack`` gives the services and the networks they use
 (``NetworkDef``: made by a deploy before its services, unless external).
+
+``update_config`` and ``rollback_config`` take Compose's keys with swarmkit's
+effective defaults, which are the model's (``UpdateConfig``): ``parallelism``
+1 (0 = all at once), ``delay`` 0s, ``failure_action`` pause, ``monitor`` 5s,
+``max_failure_ratio`` 0, ``order`` stop-first. Where the Compose spec's text
+names a default it agrees (``failure_action`` pause, ``order`` stop-first),
+but for ``monitor``, which it says is 0s; orch, as swarmkit and Docker,
+watches each new task for 5s. A rollback's ``failure_action`` is ``pause`` or
+``continue`` only, as in Compose and Docker.
 
 Errors: one exception, ``ManifestError`` (a ``ValueError``), whose ``str``
 is one line naming file, line and field path::

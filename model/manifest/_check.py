@@ -33,7 +33,10 @@ _KEYS = {
     "reservations": "deploy.resources.reservations",
     "placement": "deploy.placement",
     "restart_policy": "deploy.restart_policy",
+    "update_config": "deploy.update_config",
+    "rollback_config": "deploy.rollback_config",
     "binpack": "x-orch.binpack",
+    "rebalance": "x-orch.rebalance",
     "storage_size": "storage_opt.size",
     "endpoint_mode": "deploy.endpoint_mode",
 }

@@ -19,7 +19,7 @@ import yaml
 
 from model.health import HealthCheck
 from model.manifest._values import NETWORK_KEY_PATTERN
-from model.objects import Placement, PortConfig, Resources, RestartPolicy, ServiceSpec
+from model.objects import Placement, PortConfig, Resources, RestartPolicy, ServiceSpec, UpdateConfig
 
 __all__ = ["dump_manifest", "spec_to_dict"]
 
@@ -101,6 +101,8 @@ def spec_to_dict(spec: ServiceSpec, network_keys: dict[str, str] | None = None) 
     if deploy:
         out["deploy"] = deploy
     x_orch: dict[str, Any] = {"binpack": True} if spec.binpack else {}
+    if spec.rebalance is not True:  # written as it is: a non-boolean then fails the parse, naming the key
+        x_orch["rebalance"] = spec.rebalance
     if spec.healthcheck is not None:
         hc, probes = _healthcheck(spec.healthcheck)
         if hc:
@@ -160,6 +162,10 @@ def _deploy(spec: ServiceSpec) -> dict[str, Any]:
     restart = _changed(spec.restart_policy, RestartPolicy())
     if restart:
         out["restart_policy"] = restart
+    for key in ("update_config", "rollback_config"):
+        changed = _changed(getattr(spec, key), UpdateConfig())
+        if changed:
+            out[key] = changed
     if spec.endpoint_mode != "vip":
         out["endpoint_mode"] = spec.endpoint_mode
     return out

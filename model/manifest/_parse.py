@@ -25,7 +25,7 @@ from model.manifest._networks import NetworkDef, StackName, resolve_networks
 from model.manifest._table import TOP
 from model.manifest._walk import Field, Fields, walk
 from model.manifest._yaml import Seq, load_yaml
-from model.objects import NetworkAttachment, Placement, Resources, RestartPolicy, ServiceSpec
+from model.objects import NetworkAttachment, Placement, Resources, RestartPolicy, ServiceSpec, UpdateConfig
 from model.units import format_bytes
 
 __all__ = ["Stack", "load_manifest", "load_stack", "parse_manifest", "parse_stack"]
@@ -119,7 +119,10 @@ def _service(name: str, field: Field, file: str, networks: list[NetworkAttachmen
             max_replicas_per_node=deploy.value_in("placement", "max_replicas_per_node", default=0),
         ),
         restart_policy=_restart_policy(deploy),
+        update_config=_update_config(deploy, "update_config"),
+        rollback_config=_update_config(deploy, "rollback_config"),
         binpack=fields.value_in("x-orch", "binpack", default=False),
+        rebalance=fields.value_in("x-orch", "rebalance", default=True),
         networks=networks,
         endpoint_mode=deploy.value_in("endpoint_mode", default="vip"),
         **optional,
@@ -197,6 +200,19 @@ def _restart_policy(deploy: Fields) -> RestartPolicy:
         delay=deploy.value_in("restart_policy", "delay", default=default.delay),
         max_attempts=deploy.value_in("restart_policy", "max_attempts", default=default.max_attempts),
         window=deploy.value_in("restart_policy", "window", default=default.window),
+    )
+
+
+def _update_config(deploy: Fields, key: str) -> UpdateConfig:
+    """``update_config`` or ``rollback_config``; absent keys keep the model's (swarmkit's) defaults."""
+    default = UpdateConfig()
+    return UpdateConfig(
+        parallelism=deploy.value_in(key, "parallelism", default=default.parallelism),
+        delay=deploy.value_in(key, "delay", default=default.delay),
+        failure_action=deploy.value_in(key, "failure_action", default=default.failure_action),
+        monitor=deploy.value_in(key, "monitor", default=default.monitor),
+        max_failure_ratio=deploy.value_in(key, "max_failure_ratio", default=default.max_failure_ratio),
+        order=deploy.value_in(key, "order", default=default.order),
     )
 
 

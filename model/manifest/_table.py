@@ -13,6 +13,7 @@ top-level ``networks``::
         deploy:
           replicas: 3
           resources: {limits: {cpus: "0.25", memory: 32M}}
+          update_config: {parallelism: 2, order: start-first, failure_action: rollback}
         x-orch: {binpack: true}
     networks:
       front: {ipam: {config: [{subnet: 10.96.200.0/24}]}}
@@ -28,7 +29,14 @@ Invariants:
 - every ``Leaf.example`` is accepted by its converter and by its schema
   fragment (checked by the tests);
 - ``x-orch`` is orch's extension inside a service: ``binpack: true`` makes
-  the scheduler fill nodes one after another instead of spreading replicas.
+  the scheduler fill nodes one after another instead of spreading replicas;
+  ``rebalance: false`` keeps the service's tasks where they are when a node
+  joins or comes back; ``healthcheck`` holds probes the node runs itself;
+- ``deploy.update_config`` and ``deploy.rollback_config`` are Compose's, with
+  swarmkit's effective defaults (the model's ``UpdateConfig``): parallelism 1
+  (0 = all at once), delay 0s, failure_action pause, monitor 5s (the Compose
+  spec's text says 0s), max_failure_ratio 0, order stop-first; a rollback's
+  failure_action cannot be ``rollback``, as in Compose and Docker.
 """
 
 from __future__ import annotations
@@ -202,6 +210,48 @@ _RESTART = Section(
     "What happens when a task exits.",
 )
 
+# Docker bounds neither delay nor monitor; a day is beyond any sensible wait,
+# and a bound keeps a stray value (milliseconds written as seconds) from
+# parking a rollout for weeks.
+_MAX_UPDATE_DURATION = 24 * 3600.0
+
+
+def _update(rollback: bool) -> Section:
+    """``update_config``, or ``rollback_config`` (whose failure cannot roll back again)."""
+    what = "rollback" if rollback else "update"
+    actions = ("pause", "continue") if rollback else ("pause", "continue", "rollback")
+    action_help = ("What a failed task does to the rollback: pause (default) or continue (as in Compose "
+                   "and Docker, a rollback cannot roll back)." if rollback else
+                   "What a failed task does to the update: pause (default), continue, or rollback (to the "
+                   "previous spec, with rollback_config).")
+    return Section(
+        {
+            "parallelism": Leaf(v.count(_MAX_COUNT), _count(_MAX_COUNT),
+                                "Tasks replaced at once; 0 = all at once (default 1).", 2),
+            "delay": Leaf(v.duration(_MAX_UPDATE_DURATION), _duration(_MAX_UPDATE_DURATION),
+                          "Wait after tasks count as updated before the next ones are replaced (default "
+                          f"0s; at most {units.format_seconds(_MAX_UPDATE_DURATION)}).", "10s"),
+            "failure_action": Leaf(v.rollback_failure_action if rollback else v.choice(actions),
+                                   {"enum": list(actions)}, action_help, "pause" if rollback else "rollback"),
+            "monitor": Leaf(v.duration(_MAX_UPDATE_DURATION), _duration(_MAX_UPDATE_DURATION),
+                            "How long a new task must run, and pass its health check, to count as "
+                            "updated; a failure within it counts against max_failure_ratio (default 5s, "
+                            "as swarmkit and Docker have it; the Compose spec's text says 0s; at most "
+                            f"{units.format_seconds(_MAX_UPDATE_DURATION)}).", "30s"),
+            "max_failure_ratio": Leaf(v.ratio, {"type": "number", "minimum": 0, "maximum": 1},
+                                      "Failed tasks tolerated, as a fraction (0 to 1) of the tasks the "
+                                      f"{what} replaces, before failure_action applies (default 0).", 0.1),
+            "order": Leaf(v.choice(("stop-first", "start-first")), {"enum": ["stop-first", "start-first"]},
+                          "stop-first (default): an old task stops before its replacement starts; "
+                          "start-first: the replacement starts first and both run for a while.",
+                          "start-first"),
+        },
+        f"How a {'rollback to the previous spec' if rollback else 'changed spec'} rolls out over the "
+        "service's tasks (Compose's keys, with swarmkit's defaults: one task at a time, monitored 5s, "
+        "stop-first, pause on failure).",
+    )
+
+
 _PLACEMENT = Section(
     {
         "constraints": Leaf(v.constraints, {"type": "array", "items": {"type": "string",
@@ -234,14 +284,14 @@ _DEPLOY = Section(
         ),
         "placement": _PLACEMENT,
         "restart_policy": _RESTART,
+        "update_config": _update(rollback=False),
+        "rollback_config": _update(rollback=True),
         "endpoint_mode": Leaf(v.choice(("vip", "dnsrr")), {"enum": ["vip", "dnsrr"]},
                               "vip (default): one virtual IP per network, spread over the tasks; dnsrr: "
                               "no VIP, DNS answers the tasks' addresses.", "vip"),
     },
     "How the service runs on the cluster.",
     unsupported={
-        "update_config": "rolling updates are not configurable yet",
-        "rollback_config": "rollbacks are not configurable yet",
         "labels": "put labels under the service's 'labels'",
     },
 )
@@ -301,6 +351,10 @@ _X_ORCH = Section(
         "binpack": Leaf(v.boolean, {"type": "boolean"},
                         "Fill nodes one after another instead of spreading replicas (default false).", True),
         "healthcheck": _X_ORCH_HEALTH,
+        "rebalance": Leaf(v.boolean, {"type": "boolean"},
+                          "Move tasks to a node that joins or comes back when the service's spread is "
+                          "uneven, through the rolling update's machinery (default true; false opts out).",
+                          False),
     },
     "orch's own settings.",
 )

@@ -73,6 +73,8 @@ __all__ = [
     "pids_limit",
     "ports",
     "preferences",
+    "ratio",
+    "rollback_failure_action",
     "service_networks",
     "stack_name",
     "unknown_key_message",
@@ -232,6 +234,25 @@ def choice(values: tuple[str, ...]) -> Callable[[Node], str]:
         raise Invalid(f"expected one of {', '.join(values)}, got {describe(node)}")
 
     return convert
+
+
+def rollback_failure_action(node: Node) -> str:
+    """A rollback's ``failure_action``: ``pause`` or ``continue``, the two the
+    Compose spec and Docker's CLI allow there. A failed rollback has no
+    earlier spec to go back to (swarmkit pauses instead of rolling a rollback
+    back), so ``rollback`` is refused rather than silently read as ``pause``."""
+    if isinstance(node, Scalar) and node.value == "rollback":
+        raise Invalid("expected pause or continue, got 'rollback': a failed rollback has no earlier spec "
+                      "to go back to (Compose and Docker allow only pause or continue here)")
+    return choice(("pause", "continue"))(node)
+
+
+def ratio(node: Node) -> float:
+    """A fraction from 0 to 1 (``max_failure_ratio``): 0.1 is one task in ten."""
+    value = node.value if isinstance(node, Scalar) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise Invalid(f"expected a number from 0 to 1 (a fraction, such as 0.1), got {describe(node)}")
+    return float(value)
 
 
 def cpus(node: Node) -> float:

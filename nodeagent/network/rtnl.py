@@ -42,6 +42,7 @@ RTPROT_STATIC = 4
 RT_SCOPE_LINK = 253
 RTN_UNICAST = 1
 
+IFLA_ADDRESS = 1
 IFLA_IFNAME = 3
 IFLA_MASTER = 10
 IFLA_LINKINFO = 18
@@ -80,11 +81,13 @@ def ifinfomsg(index: int = 0, flags: int = 0, change: int = 0) -> bytes:
 
 
 def veth_request(host: str, peer: str, peer_pid: int, master: int,
-                 up: bool = True) -> tuple[int, int, bytes]:
+                 up: bool = True, peer_mac: bytes = b"") -> tuple[int, int, bytes]:
     """RTM_NEWLINK for a veth pair: ``host`` enslaved to ``master`` (none
     if 0; and up, unless ``up`` is False), ``peer`` created inside the network
-    namespace of ``peer_pid``."""
-    peer_info = ifinfomsg() + ifname(peer) + u32(IFLA_NET_NS_PID, peer_pid)
+    namespace of ``peer_pid``, with the MAC ``peer_mac`` if given (else the
+    kernel's random one)."""
+    peer_info = (ifinfomsg() + ifname(peer) + u32(IFLA_NET_NS_PID, peer_pid)
+                 + (attr(IFLA_ADDRESS, peer_mac) if peer_mac else b""))
     flags = IFF_UP if up else 0
     body = (ifinfomsg(flags=flags, change=flags) + ifname(host)
             + (u32(IFLA_MASTER, master) if master else b"")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 
 from common.errors import InvalidArgument, SetupError
 from nodeagent.network import rtnl
@@ -63,10 +64,24 @@ def attach_veth(links: LinkSocket, cfg: NetworkConfig, pid: int) -> None:
         # One request: the kernel creates both ends, moves the peer into the
         # target namespace and enslaves the host end; it comes up once its
         # IPv6 is off.
-        links.request(rtnl.veth_request(cfg.host_veth, CONTAINER_IFNAME, pid, bridge, up=False))
+        links.request(rtnl.veth_request(cfg.host_veth, CONTAINER_IFNAME, pid, bridge, up=False,
+                                        peer_mac=mac_for(cfg.address)))
     disable_ipv6(cfg.host_veth)
     with netlink_step("veth_up", args):
         links.request(rtnl.up_request(cfg.host_veth))
+
+
+def mac_for(address: str) -> bytes:
+    """eth0's MAC, derived from its IPv4 address as Docker does (02:42 and the
+    address's four bytes; locally administered). An address handed out again
+    (a rollout's replacement, on the same node) keeps its MAC, so the node's
+    and the other containers' neighbour entries for it stay right: with a new
+    random MAC, they would send to the old one, which no port has any more,
+    until each entry went stale and was probed again (seconds; a health
+    probe from the node timed out meanwhile)."""
+    if not address:
+        return b""
+    return b"\x02\x42" + socket.inet_aton(address)
 
 
 def detach_veth(links: LinkSocket, cfg: NetworkConfig) -> None:

@@ -24,7 +24,8 @@ __all__ = ["main"]
 # so a command line that names its command only builds that module's.
 _MODULES = {"agent": "agentcmd", "images": "images", "image": "images", "build": "images",
             "push": "images", "pull": "images", "login": "images", "system": "images",
-            "network": "netcmd", "plan": "plancmd",
+            "network": "netcmd", "plan": "plancmd", "rollback": "rolloutcmd", "history": "rolloutcmd",
+            "update": "rolloutcmd",
             **dict.fromkeys(("up", "down", "controlplane", "deploy", "scale", "services", "nodes",
                              "node"), "clustercmd")}
 _CONTAINER_COMMANDS = ("run", "create", "start", "stop", "kill", "rm", "ps", "logs", "exec",
@@ -67,7 +68,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     only = _module_for(argv) if argv is not None else None
-    for name in [only] if only else ["agentcmd", "containers", "images", "clustercmd", "netcmd", "plancmd"]:
+    for name in [only] if only else ["agentcmd", "containers", "images", "clustercmd", "netcmd", "plancmd",
+                                     "rolloutcmd"]:
         importlib.import_module(f"orch.cli.{name}").register(sub)
     return parser
 

@@ -275,21 +275,23 @@ def cmd_deploy(args: argparse.Namespace, _agent: Any) -> int:
     # directory, as Compose names a project (the control plane cannot see it).
     stack = os.path.basename(os.path.dirname(os.path.abspath(args.file)))
     reply = api.call_bytes("Deploy", encode_deploy_request(text, args.file, stack=stack))
-    names = decode_deploy_response(reply)
-    print(f"deployed {', '.join(names)}")
+    written = decode_deploy_response(reply)
+    print(f"deployed {', '.join(w.name for w in written)}")
     if args.detach:
         return 0
-    return follow_rollout(api, names, args.timeout)
+    return follow_rollout(api, written, args.timeout)
 
 
-def follow_rollout(api: Cluster, names: list[str], timeout: float) -> int:
-    """Live progress until every replica runs (0), one is unplaceable (2) or
-    fails (1). One stream (EventBatches): the services' state, then their changes."""
+def follow_rollout(api: Cluster, written: list[Any], timeout: float, rollback: bool = False) -> int:
+    """Live progress until every replica runs and every rollout completed
+    (0), one is unplaceable (2), rolled back (3), paused (4) or fails (1).
+    One stream (EventBatches): the services' state, then their changes."""
     from orch.cli.pbwire import decode_event_batch, encode_events_request
     from orch.cli.rollout import Rollout
 
     deadline = time.monotonic() + timeout
-    rollout = Rollout(names)
+    names = [w.name for w in written]
+    rollout = Rollout(names, written=written, rollback=rollback)
     last = ""
     request = encode_events_request(names, initial=True, keepalive=0.5)
     for data in api.stream_bytes("EventBatches", request):
@@ -308,6 +310,13 @@ def follow_rollout(api: Cluster, names: list[str], timeout: float) -> int:
             last = verdict.text
         if verdict.done:
             return 0
+        if verdict.rolled_back:
+            print("rolled back: " + "; ".join(verdict.rolled_back), file=sys.stderr)
+            return 3
+        if verdict.paused:
+            print("paused: " + "; ".join(verdict.paused) + " (`orch update --resume SERVICE` goes on, "
+                  "`orch rollback SERVICE` goes back)", file=sys.stderr)
+            return 4
         if verdict.unplaceable:
             print("unplaceable: " + "; ".join(verdict.unplaceable[:5]), file=sys.stderr)
             return 2
@@ -368,10 +377,23 @@ def cmd_services(args: argparse.Namespace, _agent: Any) -> int:
         running = sum(1 for t in mine if t.status.state == TaskState.RUNNING)
         target = s.spec.replicas if s.spec.mode == "replicated" else len(mine)
         ports = ", ".join(f"*:{p.published}->{p.target}/{p.protocol}" for p in s.spec.ports)
-        rows.append([s.id[:12], s.spec.name, s.spec.mode, f"{running}/{target}", s.spec.image, ports])
+        rows.append([s.id[:12], s.spec.name, s.spec.mode, f"{running}/{target}", s.spec.image, ports,
+                     _rollout(s)])
     emit(args.output, [_plain(s) for s in services],
-         ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"], rows)
+         ["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS", "ROLLOUT"], rows)
     return 0
+
+
+def _rollout(service: Any) -> str:
+    """A service's rollout for a table: "" once completed (or never started)."""
+    status = service.update_status
+    if status is None or status.state == "completed":
+        return ""
+    state = status.state.replace("_", " ")
+    if status.state.endswith("completed"):
+        return state
+    failed = f", {len(status.failed)} failed" if status.failed else ""
+    return f"{state} {status.updated}/{status.total}{failed}"
 
 
 def cmd_cluster_ps(args: argparse.Namespace) -> int:

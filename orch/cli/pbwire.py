@@ -135,6 +135,7 @@ SERVICE_MODES = ("replicated", "global")
 EVENT_ACTIONS = ("unspecified", "put", "delete", "synced", "keepalive")
 # Defaults of the optional fields (proto/cluster.proto says them too).
 DEFAULT_REPLICAS = 1
+DEFAULT_PARALLELISM = 1  # UpdateConfig.parallelism when unset
 DEFAULT_DESIRED_STATE = "running"
 
 
@@ -171,12 +172,24 @@ class _Record:
 class ServiceSummary(_Record):
     """What a rollout needs of a ``Service``."""
 
-    __slots__ = ("id", "mode", "name", "replicas", "version")
+    __slots__ = ("failed", "id", "message", "mode", "name", "parallelism", "replicas", "revision", "rollout",
+                 "started", "total", "updated", "version")
     id: str
     name: str
     mode: str  # one of SERVICE_MODES
     replicas: int
     version: int
+    revision: int
+    # Its rollout (UpdateStatus): the state ("" if it never had one), when it
+    # started (the raw double: compared, never read), its counts and message,
+    # and the parallelism of the config it follows.
+    rollout: str
+    started: bytes
+    updated: int
+    total: int
+    failed: int
+    message: str
+    parallelism: int
 
 
 class TaskSummary(_Record):
@@ -209,10 +222,9 @@ def encode_deploy_request(manifest: str = "", manifest_path: str = "",
     return out
 
 
-def decode_deploy_response(data: bytes) -> list[str]:
-    """``DeployResponse``: the names of the services, in order."""
-    return [text_value(decode_fields(last_value(decode_fields(body), 2, bytes, b"")), 1)
-            for body in messages(data, 1)]
+def decode_deploy_response(data: bytes) -> list[ServiceSummary]:
+    """``DeployResponse``: the services as written, in order."""
+    return [decode_service(body) for body in messages(data, 1)]
 
 
 def encode_events_request(services: list[str], initial: bool, keepalive: float) -> bytes:
@@ -238,14 +250,26 @@ def decode_cluster_event(data: bytes) -> tuple[str, str, ServiceSummary | TaskSu
     return action, "node" if 4 in f else "", None
 
 
+_SERVICE_FIELDS = frozenset({1, 2, 5, 7, 10})  # not 9: the history's specs
+_SPEC_FIELDS = frozenset({1, 8, 9, 20, 21})
+
+
 def decode_service(data: bytes) -> ServiceSummary:
     """``Service``, as much as a rollout needs."""
-    f = decode_fields(data)
-    spec = decode_fields(last_value(f, 2, bytes, b""))
+    f = decode_fields(data, _SERVICE_FIELDS)
+    spec = decode_fields(last_value(f, 2, bytes, b""), _SPEC_FIELDS)
+    status = decode_fields(last_value(f, 10, bytes, b""))
+    rollout = text_value(status, 1)
+    config = decode_fields(last_value(spec, 21 if rollout.startswith("rollback") else 20, bytes, b""))
     return ServiceSummary(id=text_value(f, 1), name=text_value(spec, 1),
                           mode=_word(SERVICE_MODES, last_value(spec, 8, int, 0)),
                           replicas=int64(last_value(spec, 9, int, DEFAULT_REPLICAS)),
-                          version=int64(last_value(f, 5, int, 0)))
+                          version=int64(last_value(f, 5, int, 0)), revision=int64(last_value(f, 7, int, 1)),
+                          rollout=rollout, started=last_value(status, 2, bytes, b""),
+                          updated=int64(last_value(status, 6, int, 0)),
+                          total=int64(last_value(status, 5, int, 0)), failed=len(status.get(7, [])),
+                          message=text_value(status, 4),
+                          parallelism=int64(last_value(config, 1, int, DEFAULT_PARALLELISM)))
 
 
 _TASK_FIELDS = frozenset({1, 3, 4, 7, 8, 11})  # not 5: the spec

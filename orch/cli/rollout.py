@@ -4,7 +4,9 @@ list + watch (one EventBatches stream: the current state, then changes).
 :class:`Rollout` is the pure part: it folds events into the latest version of
 each service and task and says where the rollout stands. The verdict:
 converged (every wanted replica runs, and passes its health check if it
-has one), unplaceable (a task the scheduler cannot place, while no task of
+has one, and the service's rollout, if it has one, completed), paused (a
+rollout paused, on a failure or by a user), rolled back (an update that the
+leader rolled back since the deploy), unplaceable (a task the scheduler cannot place, while no task of
 its service is still stopping to make room), failed (a wanted task failed
 or was rejected while the deploy watched), or waiting. A task already failed when the stream began
 (``synced`` not yet set) is history, not this rollout's failure: e.g. the
@@ -34,6 +36,8 @@ class Verdict(NamedTuple):
     unplaceable: list[str]
     failed: list[str]
     missing: list[str]  # services that were removed meanwhile
+    paused: list[str] = []  # "web: update paused: task web.2.ab12 failed: ..."
+    rolled_back: list[str] = []  # services whose update was rolled back since the deploy
 
 
 class _Seen(NamedTuple):
@@ -51,9 +55,16 @@ class _Seen(NamedTuple):
 class Rollout:
     # A plain class (as Verdict is a NamedTuple): dataclasses would load
     # inspect, ast and dis, a fifth of `orch deploy`'s start-up.
-    def __init__(self, names: list[str], clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, names: list[str], clock: Callable[[], float] = time.monotonic,
+                 written: list[ServiceSummary] | None = None, rollback: bool = False) -> None:
+        """``written``: the services as the deploy (or rollback) wrote them:
+        older versions are ignored, and a rollback counts only if it started
+        after them. ``rollback``: following a rollback the user asked for, so
+        it completing is success."""
         self.names = names
         self.clock = clock
+        self.rollback = rollback
+        self._started = {w.name: w.started for w in written or ()}
         self._freed: dict[str, float] = {}  # service -> when a task of it last stopped (room freed)
         self.services: dict[str, ServiceSummary] = {}  # by name
         self.versions: dict[str, int] = {}  # object id -> newest version seen
@@ -65,6 +76,8 @@ class Rollout:
         self._stopping: dict[str, int] = {}  # retired, still on a node
         self._unplaceable: dict[str, str] = {}  # task id -> line
         self._failed: dict[str, str] = {}
+        for w in written or ():
+            self.apply("put", w)
 
     def apply(self, action: str, obj: ServiceSummary | TaskSummary | None) -> bool:
         """Fold one put or delete in; False if it was older than what is known
@@ -126,6 +139,7 @@ class Rollout:
 
     def verdict(self) -> Verdict:
         lines, done, missing = [], True, []
+        paused, rolled_back, rolling = [], [], set()
         for name in self.names:
             svc = self.services.get(name)
             if svc is None:
@@ -136,7 +150,18 @@ class Rollout:
             target = svc.replicas if svc.mode == "replicated" else wanted
             starting = self._starting.get(name, 0)
             lines.append(f"{name}: {running}/{target} running"
-                         + (f" ({starting} health starting)" if starting else ""))
+                         + (f" ({starting} health starting)" if starting else "") + _progress(svc))
+            state = svc.rollout
+            if state in ("updating", "rollback_started"):
+                rolling.add(name)  # its failures are the rollout's to handle (failure_action)
+                done = False
+            elif state.endswith("paused"):
+                paused.append(f"{name}: {svc.message or state.replace('_', ' ')}")
+                rolling.add(name)
+            elif state == "rollback_completed" and not self.rollback \
+                    and svc.started != self._started.get(name):
+                rolled_back.append(f"{name}: {svc.message or 'rolled back'}")
+                rolling.add(name)
             done = done and running >= target and running == wanted
         names = set(self.names)
         # A replacement that does not fit while the task it replaces still
@@ -146,8 +171,21 @@ class Rollout:
         now = self.clock()
         settled = {n for n in names if not self._stopping.get(n, 0)
                    and now - self._freed.get(n, -SETTLE_AFTER_STOP) >= SETTLE_AFTER_STOP}
-        return Verdict(", ".join(lines), done,
+        return Verdict(", ".join(lines), done and not paused and not rolled_back,
                        sorted({u for i, u in self._unplaceable.items()
                                if self._tasks[i].service in settled}),
-                       [f for i, f in self._failed.items() if self._tasks[i].service in names],
-                       missing)
+                       [f for i, f in self._failed.items()
+                        if self._tasks[i].service in names and self._tasks[i].service not in rolling],
+                       missing, paused, rolled_back)
+
+
+def _progress(svc: ServiceSummary) -> str:
+    """A rollout under way, as ``; updating 3/10 (batch 4/10), 1 failed``."""
+    if svc.rollout not in ("updating", "rollback_started") or not svc.total:
+        return ""
+    verb = "rolling back" if svc.rollout == "rollback_started" else "updating"
+    size = svc.parallelism or svc.total
+    batches = -(-svc.total // size)
+    batch = min(svc.updated // size + 1, batches)
+    failed = f", {svc.failed} failed" if svc.failed else ""
+    return f"; {verb} {svc.updated}/{svc.total} (batch {batch}/{batches}){failed}"

@@ -25,7 +25,9 @@ def test_observe(state: str, heartbeat: float, now: float, expected: str | None)
     assert [c.state for c in changed] == ([expected] if expected else [])
     assert n.state == state  # input untouched
     if changed:
-        assert dataclasses.replace(changed[0], state=state) == n
+        # only the state changes, and ready_since with it when the node becomes ready
+        assert changed[0].ready_since == (now if expected == "ready" else n.ready_since)
+        assert dataclasses.replace(changed[0], state=state, ready_since=n.ready_since) == n
 
 
 def test_a_one_second_blip_does_not_flap_but_a_dead_node_is_down_within_grace() -> None:

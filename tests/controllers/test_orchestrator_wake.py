@@ -30,12 +30,23 @@ def _update(old: Task, new: Task) -> Change:
 
 
 @pytest.mark.parametrize(("before", "after"), [
-    (S.ASSIGNED, S.STARTING), (S.STARTING, S.RUNNING), (S.ASSIGNED, S.RUNNING),
-    (S.PREPARING, S.STARTING), (S.RUNNING, S.RUNNING),
+    (S.ASSIGNED, S.STARTING), (S.ASSIGNED, S.PREPARING), (S.PREPARING, S.STARTING), (S.RUNNING, S.RUNNING),
 ])
 def test_progress_on_its_node_does_not_wake(before: TaskState, after: TaskState) -> None:
     t = task("t1", SVC, state=before)
     assert not needs_pass(_update(t, _with(t, after)))
+
+
+def test_becoming_ready_or_a_health_change_wakes() -> None:
+    """A rollout waits for its new tasks to be ready (running, healthy if checked)."""
+    t = task("t1", SVC, state=S.STARTING)
+    assert needs_pass(_update(t, _with(t, S.RUNNING)))
+    running = task("t2", SVC, state=S.RUNNING)
+    healthy = _with(running, status=dataclasses.replace(running.status, health="healthy"))
+    starting = _with(running, status=dataclasses.replace(running.status, health="starting"))
+    assert needs_pass(_update(starting, healthy))
+    assert not needs_pass(_update(healthy, _with(healthy, status=dataclasses.replace(
+        healthy.status, message="still running"))))
 
 
 @pytest.mark.parametrize(("before", "after"), [

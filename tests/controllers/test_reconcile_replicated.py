@@ -142,9 +142,11 @@ def test_paused_or_unknown_node_keeps_its_tasks(state: str, availability: str) -
     assert diff(services_of(svc), [task("t1", svc)], nodes, 0.0, new_id=Ids()).empty
 
 
-def test_spec_change_replaces_every_task_at_attempt_zero() -> None:
+def test_spec_change_with_parallelism_zero_replaces_every_task_at_attempt_zero() -> None:
     old = service(replicas=2)
-    new = dataclasses.replace(old, spec=dataclasses.replace(old.spec, image="busybox:2"))
+    all_at_once = dataclasses.replace(old.spec.update_config, parallelism=0)
+    new = dataclasses.replace(old, spec=dataclasses.replace(old.spec, image="busybox:2",
+                                                            update_config=all_at_once))
     tasks = [task("t1", old, 1, attempt=3), task("t2", old, 2), task("t0", old, 1, desired=S, state=S)]
     ch = diff(services_of(new), tasks, NODES, 0.0, new_id=Ids())
     assert sorted(t.id for t in ch.update) == ["t1", "t2"]

@@ -13,7 +13,15 @@ from model.health import HealthCheck, HttpProbe, TcpProbe
 from model.manifest import ManifestError, dump_manifest, parse_manifest
 from model.manifest._dump import _Dumper
 from model.manifest._values import SERVICE_NAME_PATTERN
-from model.objects import NetworkAttachment, Placement, PortConfig, Resources, RestartPolicy, ServiceSpec
+from model.objects import (
+    NetworkAttachment,
+    Placement,
+    PortConfig,
+    Resources,
+    RestartPolicy,
+    ServiceSpec,
+    UpdateConfig,
+)
 from model.units import (
     MAX_MEMORY_BYTES,
     MAX_PIDS,
@@ -116,6 +124,20 @@ def healthchecks(draw: st.DrawFn) -> HealthCheck | None:
         disable=draw(st.booleans()) if kind == "timings" else False)
 
 
+MAX_UPDATE_DURATION = 24 * 3600.0
+
+
+def update_configs(rollback: bool) -> st.SearchStrategy[UpdateConfig]:
+    """The defaults (left out of the text), or any values a manifest can write;
+    a rollback's failure_action is never rollback."""
+    actions = ["pause", "continue"] + ([] if rollback else ["rollback"])
+    return st.just(UpdateConfig()) | st.builds(
+        UpdateConfig, parallelism=st.integers(0, 100) | st.just(2**31 - 1),
+        delay=seconds(MAX_UPDATE_DURATION), failure_action=st.sampled_from(actions),
+        monitor=seconds(MAX_UPDATE_DURATION), max_failure_ratio=st.floats(0, 1) | st.sampled_from([0.0, 1.0]),
+        order=st.sampled_from(["stop-first", "start-first"]))
+
+
 @st.composite
 def spec(draw: st.DrawFn, name: str, ports: list[PortConfig]) -> ServiceSpec:
     modes: list[Literal["replicated", "global"]] = ["replicated", "global"]
@@ -156,6 +178,9 @@ def spec(draw: st.DrawFn, name: str, ports: list[PortConfig]) -> ServiceSpec:
         networks=networks,
         endpoint_mode=endpoint_mode,  # type: ignore[arg-type]
         healthcheck=draw(healthchecks()),
+        update_config=draw(update_configs(rollback=False)),
+        rollback_config=draw(update_configs(rollback=True)),
+        rebalance=draw(st.booleans()),
     )
 
 

@@ -10,6 +10,7 @@ import yaml
 from model.manifest import ManifestError, json_schema, parse_manifest
 from model.manifest._table import TOP, Leaf, MapOf, Section, Shape
 from model.manifest._values import PORT_KEYS, PREFERENCE_KEYS
+from model.objects import UpdateConfig
 
 
 def _sample(shape: Shape) -> Any:
@@ -86,6 +87,9 @@ def test_every_key_at_once_parses() -> None:
     assert spec.name == "svc" and spec.binpack is True and spec.stop_grace_period == 30.0
     assert spec.healthcheck is not None and spec.healthcheck.test[0] == "CMD"
     assert [(n.name, n.aliases) for n in spec.networks] == [("shared", ["api"])]
+    assert spec.update_config == UpdateConfig(2, 10.0, "rollback", 30.0, 0.1, "start-first")
+    assert spec.rollback_config == UpdateConfig(2, 10.0, "pause", 30.0, 0.1, "start-first")
+    assert spec.rebalance is False
 
 
 def test_every_leaf_documents_itself() -> None:

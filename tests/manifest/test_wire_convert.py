@@ -16,6 +16,7 @@ from test_manifest_roundtrip import manifests
 
 from model import wire
 from model.objects import (
+    ROLLOUT_STATES,
     Network,
     NetworkAttachment,
     Node,
@@ -24,12 +25,15 @@ from model.objects import (
     PortConfig,
     Resources,
     RestartPolicy,
+    Revision,
     Service,
     ServiceSpec,
     Task,
     TaskNetwork,
     TaskState,
     TaskStatus,
+    UpdateConfig,
+    UpdateStatus,
     VirtualIP,
 )
 from proto import cluster_pb2 as cpb
@@ -61,8 +65,14 @@ specs = any_specs | manifests().map(lambda found: found[0])
 states = st.sampled_from(list(TaskState))
 statuses = st.builds(TaskStatus, state=states, message=TEXT, error=TEXT, timestamp=FLOATS,
                      container_id=TEXT, exit_code=st.integers(-(1 << 31), (1 << 31) - 1))
+rollouts = st.none() | st.builds(UpdateStatus, state=st.sampled_from(ROLLOUT_STATES), started_at=FLOATS,
+                                 completed_at=FLOATS, message=TEXT, total=INT64, updated=INT64, failed=WORDS)
 services = st.builds(Service, id=TEXT, spec=specs, created_at=FLOATS, updated_at=FLOATS, version=INT64,
-                     vips=st.lists(st.builds(VirtualIP, network_id=TEXT, address=TEXT), max_size=3))
+                     vips=st.lists(st.builds(VirtualIP, network_id=TEXT, address=TEXT), max_size=3),
+                     revision=st.integers(1, 1 << 40), note=TEXT,
+                     history=st.lists(st.builds(Revision, revision=st.integers(1, 1 << 40), spec=specs,
+                                                created_at=FLOATS, note=TEXT), max_size=2),
+                     update_status=rollouts)
 tasks = st.builds(Task, id=TEXT, service_id=TEXT, service_name=TEXT, slot=INT64, spec=specs, node_id=TEXT,
                   desired_state=states, status=statuses, created_at=FLOATS, attempt=INT64, version=INT64,
                   networks=st.lists(st.builds(TaskNetwork, network_id=TEXT, name=TEXT, address=TEXT,
@@ -71,7 +81,7 @@ nodes = st.builds(Node, id=TEXT, name=TEXT, address=TEXT, labels=LABELS,
                   resources=st.builds(NodeResources, cpus=FLOATS, memory_bytes=INT64),
                   state=st.sampled_from(wire.NODE_STATES),
                   availability=st.sampled_from(wire.NODE_AVAILABILITIES), last_heartbeat=FLOATS,
-                  api_token=TEXT, version=INT64, index=st.integers(0, (1 << 31) - 1))
+                  api_token=TEXT, version=INT64, index=st.integers(0, (1 << 31) - 1), ready_since=FLOATS)
 networks = st.builds(Network, id=TEXT, name=TEXT, subnet=TEXT, vni=st.integers(0, (1 << 32) - 1),
                      stack=TEXT, labels=LABELS, created_at=FLOATS, version=INT64)
 
@@ -187,7 +197,8 @@ def test_every_word_of_the_model_has_its_enum_value(cls: type, name: str, words:
     (Placement, cpb.Placement, set()), (RestartPolicy, cpb.RestartPolicy, set()),
     (NodeResources, cpb.NodeResources, set()), (Network, cpb.Network, set()),
     (NetworkAttachment, cpb.NetworkAttachment, set()), (TaskNetwork, cpb.TaskNetwork, set()),
-    (VirtualIP, cpb.VirtualIP, set()),
+    (VirtualIP, cpb.VirtualIP, set()), (UpdateConfig, cpb.UpdateConfig, set()),
+    (UpdateStatus, cpb.UpdateStatus, set()), (Revision, cpb.Revision, set()),
 ])
 def test_the_messages_have_the_models_fields(model: type, message: Any, not_sent: set[str]) -> None:
     """A field added to the model needs its wire field (and a converter line)."""
@@ -209,10 +220,20 @@ def test_the_messages_have_the_models_fields(model: type, message: Any, not_sent
     (wire.node_from_pb, cpb.Node(state=3), "state"),  # type: ignore[arg-type]
     (wire.node_from_pb, cpb.Node(availability=3), "availability"),  # type: ignore[arg-type]
     (wire.event_from_pb, cpb.Event(), "action"),
+    (wire.spec_from_pb, cpb.ServiceSpec(update_config=cpb.UpdateConfig(failure_action=5)),  # type: ignore[arg-type]
+     "update_config.failure_action"),
+    (wire.spec_from_pb, cpb.ServiceSpec(rollback_config=cpb.UpdateConfig(order=4)),  # type: ignore[arg-type]
+     "rollback_config.order"),
 ])
 def test_a_value_this_version_does_not_know_is_named(convert: Any, message: Any, field: str) -> None:
     with pytest.raises(wire.WireError, match=rf"^{re.escape(field)}: \d+ is not a value this version knows"):
         convert(message)
+
+
+def test_an_unknown_rollout_state_is_named() -> None:
+    message = cpb.Service(update_status=cpb.UpdateStatus(state="exploding"))
+    with pytest.raises(wire.WireError, match=r"update_status\.state: unknown 'exploding'"):
+        wire.service_from_pb(message)
 
 
 def test_a_model_word_without_a_wire_form_is_refused() -> None:

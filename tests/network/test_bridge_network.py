@@ -151,6 +151,8 @@ def test_attach_gives_eth0_address_and_default_route(net: BridgeNetwork, make_ns
         (cfg.address, 24)
     ]
     assert "UP" in addrs["flags"]
+    # Its MAC follows from its address (Docker's 02:42 scheme): the address's next holder has the same.
+    assert addrs["address"] == "02:42:" + ":".join(f"{int(b):02x}" for b in cfg.address.split("."))
     assert "UP" in nsexec(pid, "ip", "link", "show", "lo").stdout
     route = nsexec(pid, "ip", "-j", "route", "show", "default").stdout
     assert json.loads(route)[0]["gateway"] == net.gateway

@@ -33,6 +33,19 @@ def test_veth_request_decodes_as_pyroute2_would_send_it() -> None:
     assert peer.get_attr("IFLA_NET_NS_PID") == 4321
 
 
+def test_veth_request_gives_the_peer_its_mac_when_asked() -> None:
+    from nodeagent.network.veth import mac_for
+
+    mac = mac_for("10.89.0.7")
+    assert mac == bytes([0x02, 0x42, 10, 89, 0, 7]) and mac_for("") == b""
+    peer = decode(rtnl.veth_request("vethabc", "eth0", 4321, 7, peer_mac=mac)).get_attr(
+        "IFLA_LINKINFO").get_attr("IFLA_INFO_DATA").get_attr("VETH_INFO_PEER")
+    assert peer.get_attr("IFLA_ADDRESS") == "02:42:0a:59:00:07"
+    plain = decode(rtnl.veth_request("vethabc", "eth0", 4321, 7)).get_attr(
+        "IFLA_LINKINFO").get_attr("IFLA_INFO_DATA").get_attr("VETH_INFO_PEER")
+    assert plain.get_attr("IFLA_ADDRESS") is None
+
+
 def test_veth_request_may_leave_the_host_end_down_and_up_request_raises_it() -> None:
     msg = decode(rtnl.veth_request("vethabc", "eth0", 4321, 7, up=False))
     assert not msg["flags"] & rtnl.IFF_UP and not msg["change"] & rtnl.IFF_UP

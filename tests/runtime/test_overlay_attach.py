@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -92,6 +93,30 @@ def start(rt: LinuxRuntime, spec: ContainerSpec) -> Container:
     return c
 
 
+def run_until(rt: LinuxRuntime, spec: ContainerSpec, marker: str, while_running: Callable[[], None]) -> str:
+    """Start the container, read its output up to ``marker``, call
+    ``while_running`` (it still runs), then kill and remove it; its output."""
+    r, w = os.pipe()
+    try:
+        c = rt.create(spec, Stdio(stdout=w, stderr=w))
+    finally:
+        os.close(w)
+    out = b""
+    try:
+        rt.start(c)
+        while not out.endswith(marker.encode()):
+            chunk = os.read(r, 65536)
+            assert chunk, f"the container ended before {marker!r}: {out.decode()}"
+            out += chunk
+        while_running()
+        rt.kill(c, signal.SIGKILL)
+        assert rt.wait(c, timeout=30) is not None, "container did not exit"
+    finally:
+        os.close(r)
+        rt.remove(c)
+    return out.decode()
+
+
 def test_two_networks_configure_both_sides(node: tuple[LinuxRuntime, BridgeNetwork],
                                            make_spec: Spec) -> None:
     """eth1 and eth2 inside with their addresses, on-link subnets, loose
@@ -103,7 +128,8 @@ def test_two_networks_configure_both_sides(node: tuple[LinuxRuntime, BridgeNetwo
     spec = with_networks(sh(make_spec, "ip -o -4 addr; ip route; cat /etc/resolv.conf;"
                                        " for i in eth1 eth2; do"
                                        " cat /proc/sys/net/ipv4/conf/$i/rp_filter"
-                                       " /proc/sys/net/ipv6/conf/$i/disable_ipv6; done"),
+                                       " /proc/sys/net/ipv6/conf/$i/disable_ipv6; done;"
+                                       " echo END; exec sleep 600"),
                          net, "10.97.1.2/24", "10.98.1.2/16")
     atts = spec.network.attachments
 
@@ -118,14 +144,16 @@ def test_two_networks_configure_both_sides(node: tuple[LinuxRuntime, BridgeNetwo
                                  text=True, check=True).stdout
             assert "master" not in out and "UP" in out
 
-    code, out = run(rt, spec, before_remove=node_side)
+    # The node's side is looked at while the container runs: once it has
+    # exited, its namespace (and with it each pair) goes whenever the kernel
+    # gets to it.
+    out = run_until(rt, spec, "END\n", node_side)
     net.release(spec.id)
-    assert code == 0, out
     assert "inet 10.97.1.2/24" in out and "inet 10.98.1.2/16" in out
     assert "10.97.1.0/24 dev eth1" in out and "10.98.0.0/16 dev eth2" in out
     assert f"default via {net.gateway} dev eth0" in out
     assert "nameserver 127.0.0.11\noptions ndots:0\n" in out
-    assert out.rstrip().endswith("2\n1\n2\n1")
+    assert out.rstrip().endswith("2\n1\n2\n1\nEND")
     for att in atts:
         assert not link_exists(att.host_veth)
         assert routes_to(att.address) == ""

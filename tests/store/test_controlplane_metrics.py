@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from controlplane.metrics import Metrics, serve
 from controlplane.store import Informer, Store
 from controlplane.store import _client as store_client
-from model.objects import Node, NodeResources, TaskState, TaskStatus
+from model.objects import Node, NodeResources, TaskState, TaskStatus, UpdateStatus
 from tests.store.store_helpers import make_service, make_task
 
 
@@ -39,7 +39,8 @@ def test_counts_histograms_and_discovery(store: Store, informer: Informer) -> No
         for node in (_node("n1", "ready", "10.89.0.11:7702"), _node("n2", "ready", "10.89.0.12:7702"),
                      _node("n3", "down", "10.89.0.13:7702"), _node("n4", "ready")):
             store.create(node)
-        service = store.create(make_service("web", 2))
+        service = store.create(dataclasses.replace(make_service("web", 2), update_status=UpdateStatus(
+            state="updating", started_at=1.0, total=2, updated=1, failed=["t9"])))
         for slot, (state, health) in enumerate([(TaskState.RUNNING, "healthy"),
                                                 (TaskState.RUNNING, "starting"),
                                                 (TaskState.PENDING, "")], 1):
@@ -56,6 +57,10 @@ def test_counts_histograms_and_discovery(store: Store, informer: Informer) -> No
         assert samples[("orch_manager_tasks_health", (("health", "healthy"),))] == 1
         assert samples[("orch_manager_tasks_health", (("health", "starting"),))] == 1
         assert samples[("orch_manager_services", ())] == 1
+        assert samples[("orch_service_rollout_state", (("service", "web"), ("state", "updating")))] == 1
+        assert samples[("orch_service_rollout_updated_tasks", (("service", "web"),))] == 1
+        assert samples[("orch_service_rollout_tasks", (("service", "web"),))] == 2
+        assert samples[("orch_service_rollout_failed_tasks", (("service", "web"),))] == 1
         assert samples[("orch_manager_leader", ())] == 1
         assert samples[("orch_dispatcher_scheduling_delay_seconds_count", ())] == 1
         assert samples[("orch_dispatcher_scheduling_delay_seconds_bucket", (("le", "0.5"),))] == 1

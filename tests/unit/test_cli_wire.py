@@ -4,6 +4,7 @@ classes, and argparse."""
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import hpack
@@ -12,7 +13,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model import wire
-from model.objects import Service, ServiceSpec, Task, TaskState, TaskStatus
+from model.objects import (
+    ROLLOUT_STATES,
+    Service,
+    ServiceSpec,
+    Task,
+    TaskState,
+    TaskStatus,
+    UpdateConfig,
+    UpdateStatus,
+)
 from orch.cli import build_parser, hpack_lite, pbwire, runcmd
 from orch.cli.client import CLIError
 from proto import agent_pb2 as pb
@@ -291,7 +301,7 @@ def test_deploy_response_matches_protobuf() -> None:
     reply = cpb.DeployResponse(services=[
         wire.service_to_pb(Service(id="i1", spec=ServiceSpec(name="web", image="busybox"), version=3)),
         cpb.Service(id="i2", spec=cpb.ServiceSpec(name="db"))])
-    assert pbwire.decode_deploy_response(reply.SerializeToString()) == ["web", "db"]
+    assert [s.name for s in pbwire.decode_deploy_response(reply.SerializeToString())] == ["web", "db"]
 
 
 @given(st.lists(st.text(max_size=20), max_size=3), st.booleans(),
@@ -317,8 +327,16 @@ def test_enum_words_are_the_generated_enums_names(words: tuple[str, ...], enum: 
 def _summary(obj: Service | Task) -> pbwire.ServiceSummary | pbwire.TaskSummary:
     """What pbwire should read from ``obj``'s message."""
     if isinstance(obj, Service):
-        return pbwire.ServiceSummary(id=obj.id, name=obj.spec.name, mode=obj.spec.mode,
-                                     replicas=obj.spec.replicas, version=obj.version)
+        status = obj.update_status
+        spec = obj.spec
+        config = spec.rollback_config if status is not None and status.rollback else spec.update_config
+        return pbwire.ServiceSummary(
+            id=obj.id, name=obj.spec.name, mode=obj.spec.mode, replicas=obj.spec.replicas,
+            version=obj.version, revision=obj.revision, rollout=status.state if status else "",
+            started=struct.pack("<d", status.started_at) if status and status.started_at else b"",
+            updated=status.updated if status else 0, total=status.total if status else 0,
+            failed=len(status.failed) if status else 0, message=status.message if status else "",
+            parallelism=config.parallelism)
     return pbwire.TaskSummary(id=obj.id, service_name=obj.service_name, slot=obj.slot,
                               desired_state=obj.desired_state.label(), state=obj.status.state.label(),
                               message=obj.status.message, error=obj.status.error, version=obj.version,
@@ -326,11 +344,20 @@ def _summary(obj: Service | Task) -> pbwire.ServiceSummary | pbwire.TaskSummary:
 
 
 states = st.sampled_from(list(TaskState))
+statuses = st.one_of(st.none(), st.builds(
+    lambda state, started, updated, total, failed, message: UpdateStatus(
+        state=state, started_at=started, updated=updated, total=total, failed=failed, message=message),
+    st.sampled_from(ROLLOUT_STATES), st.floats(0, 2e9, allow_nan=False), st.integers(0, 1000),
+    st.integers(0, 1000), st.lists(st.text(max_size=8), max_size=3), st.text(max_size=30)))
 services = st.builds(
-    lambda name, mode, replicas, version: Service(
-        id=f"id-{name}", spec=ServiceSpec(name=name, image="busybox", mode=mode, replicas=replicas),
-        version=version),
-    text, st.sampled_from(["replicated", "global"]), st.integers(0, 100_000), st.integers(0, (1 << 63) - 1))
+    lambda name, mode, replicas, version, revision, status, parallelism: Service(
+        id=f"id-{name}", spec=ServiceSpec(
+            name=name, image="busybox", mode=mode, replicas=replicas,
+            update_config=UpdateConfig(parallelism=parallelism),
+            rollback_config=UpdateConfig(parallelism=parallelism + 1)),
+        version=version, revision=revision, update_status=status),
+    text, st.sampled_from(["replicated", "global"]), st.integers(0, 100_000), st.integers(0, (1 << 63) - 1),
+    st.integers(1, 1000), statuses, st.integers(0, 50))
 tasks = st.builds(
     lambda tid, service, slot, desired, state, message, error, version, health: Task(
         id=tid, service_id="s", service_name=service, slot=slot, desired_state=desired,

@@ -11,8 +11,12 @@ from orch.cli.pbwire import ServiceSummary, TaskSummary
 from orch.cli.rollout import STOPPING_STATES, Rollout
 
 
-def svc(name: str = "web", replicas: int = 2, mode: str = "replicated", version: int = 1) -> ServiceSummary:
-    return ServiceSummary(id=f"id-{name}", name=name, replicas=replicas, mode=mode, version=version)
+def svc(name: str = "web", replicas: int = 2, mode: str = "replicated", version: int = 1,
+        rollout: str = "", started: bytes = b"", updated: int = 0, total: int = 0, failed: int = 0,
+        message: str = "", parallelism: int = 1) -> ServiceSummary:
+    return ServiceSummary(id=f"id-{name}", name=name, replicas=replicas, mode=mode, version=version,
+                          revision=1, rollout=rollout, started=started, updated=updated, total=total,
+                          failed=failed, message=message, parallelism=parallelism)
 
 
 def task(tid: str, state: str, desired: str = "running", service: str = "web", message: str = "",
@@ -160,3 +164,57 @@ def test_a_replacement_waiting_for_the_task_it_replaces_is_not_unplaceable() -> 
     assert r.verdict().unplaceable == []  # the leader's next pass may place it now
     now[0] += 2.5
     assert r.verdict().unplaceable == ["web slot 1: no suitable node (max replicas per node on 1 node)"]
+
+
+def test_an_update_is_done_only_once_its_rollout_completed() -> None:
+    written = svc(replicas=1, rollout="updating", started=b"t1", total=1, version=5)
+    r = Rollout(["web"], written=[written])
+    r.apply("put", task("t1", "running", version=6))
+    v = r.verdict()
+    assert not v.done and v.text == "web: 1/1 running; updating 0/1 (batch 1/1)"
+    r.apply("put", svc(replicas=1, rollout="completed", started=b"t1", updated=1, total=1, version=7))
+    assert r.verdict().done
+
+
+def test_a_service_older_than_the_deploy_is_ignored() -> None:
+    r = Rollout(["web"], written=[svc(replicas=1, rollout="updating", started=b"t1", total=1, version=5)])
+    assert not r.apply("put", svc(replicas=1, rollout="completed", started=b"t0", version=4))
+    r.apply("put", task("t1", "running", version=6))
+    assert not r.verdict().done
+
+
+def test_progress_shows_the_batch_and_failures() -> None:
+    r = Rollout(["web"], written=[svc(replicas=10, rollout="updating", started=b"t1", total=10, updated=4,
+                                      failed=1, parallelism=3, version=5)])
+    assert r.verdict().text == "web: 0/10 running; updating 4/10 (batch 2/4), 1 failed"
+
+
+def test_paused_and_rolled_back_are_verdicts_of_their_own() -> None:
+    r = Rollout(["web"], written=[svc(rollout="updating", started=b"t1", total=2, version=5)])
+    r.apply("put", task("t1", "failed", error="exit 1", version=6))  # the rollout's to handle: not "failed"
+    assert r.verdict().failed == []
+    r.apply("put", svc(rollout="paused", started=b"t1", total=2, message="update paused: task failed",
+                       version=7))
+    v = r.verdict()
+    assert (v.paused, v.done) == (["web: update paused: task failed"], False)
+    r.apply("put", svc(rollout="rollback_completed", started=b"t2", total=2, message="rolled back",
+                       version=8))
+    v = r.verdict()
+    assert (v.rolled_back, v.done) == (["web: rolled back"], False)
+
+
+def test_an_earlier_rollback_is_not_this_deploys() -> None:
+    """Redeploying the spec a rollback returned to changes nothing: its old status is no verdict."""
+    r = Rollout(["web"], written=[svc(replicas=1, rollout="rollback_completed", started=b"t0", version=5)])
+    r.apply("put", task("t1", "running", version=6))
+    assert r.verdict().done and not r.verdict().rolled_back
+
+
+def test_a_rollback_asked_for_completing_is_success() -> None:
+    r = Rollout(["web"], written=[svc(replicas=1, rollout="rollback_started", started=b"t1", total=1,
+                                      version=5)], rollback=True)
+    r.apply("put", task("t1", "running", version=6))
+    assert not r.verdict().done
+    r.apply("put", svc(replicas=1, rollout="rollback_completed", started=b"t1", updated=1, total=1,
+                       version=7))
+    assert r.verdict().done and not r.verdict().rolled_back

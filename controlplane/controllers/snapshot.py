@@ -1,0 +1,53 @@
+"""The model's nodes and tasks as the scheduler sees them (``scheduler``'s own types).
+
+One conversion for every caller that asks the scheduler something: the
+leader placing new tasks, ``orch plan``, and rebalancing checking that a task
+would fit the node it is to move to.
+
+Invariant: a task counts on its node (its reservations and host ports held)
+from its assignment until it has ended (``TaskState.on_node``), whatever its
+desired state: a task being stopped still holds what it took.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from model.objects import Node, ServiceSpec, Task
+from scheduler import ClusterSnapshot, NodeInfo, Placed, TaskRequest
+
+
+def node_info(n: Node) -> NodeInfo:
+    return NodeInfo(id=n.id, name=n.name, labels=dict(n.labels), ready=n.state == "ready",
+                    active=n.availability == "active", cpus=n.resources.cpus,
+                    memory_bytes=n.resources.memory_bytes)
+
+
+def task_request(t: Task) -> TaskRequest:
+    spec = t.spec
+    return TaskRequest(
+        id=t.id, service=t.service_id, slot=t.slot, cpus=spec.reservations.cpus,
+        memory_bytes=spec.reservations.memory_bytes,
+        constraints=tuple(spec.placement.constraints),
+        preferences=tuple(spec.placement.preferences),
+        max_replicas_per_node=spec.placement.max_replicas_per_node,
+        host_ports=host_ports(spec), binpack=spec.binpack)
+
+
+def placed_of(t: Task) -> Placed:
+    spec = t.spec
+    return Placed(node_id=t.node_id, service=t.service_id, cpus=spec.reservations.cpus,
+                  memory_bytes=spec.reservations.memory_bytes,
+                  host_ports=host_ports(spec))
+
+
+def host_ports(spec: ServiceSpec) -> tuple[tuple[int, str], ...]:
+    """The ports a task binds on its node: ``mode: host`` ones (an ingress port
+    is the routing mesh's, on every node, and binds none)."""
+    return tuple((p.published, p.protocol) for p in spec.ports if p.mode == "host")
+
+
+def snapshot(nodes: Iterable[Node], tasks: Iterable[Task]) -> ClusterSnapshot:
+    """``nodes`` with what the ``tasks`` that are on them hold."""
+    return ClusterSnapshot(nodes=tuple(node_info(n) for n in nodes),
+                           placed=tuple(placed_of(t) for t in tasks if t.node_id and t.status.state.on_node))
