@@ -58,6 +58,7 @@ LOAD = """
 import socket, sys, threading
 host, port, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ok = failed = 0
+kinds = {}
 lock = threading.Lock()
 stop = threading.Event()
 def get():
@@ -70,11 +71,14 @@ def get():
                 while chunk := s.recv(4096):
                     data += chunk
             good = data.startswith(b"HTTP/1.") and b" 200 " in data.split(b"\\r\\n", 1)[0]
-        except OSError:
-            good = False
+            why = "" if good else "bad answer: " + data[:40].decode(errors="replace")
+        except OSError as err:
+            good, why = False, type(err).__name__ + ": " + str(err)[:60]
         with lock:
             if good: ok += 1
-            else: failed += 1
+            else:
+                failed += 1
+                kinds[why] = kinds.get(why, 0) + 1
 workers = [threading.Thread(target=get) for _ in range(threads)]
 print("ready", flush=True)
 for w in workers: w.start()
@@ -83,7 +87,7 @@ with lock: ok = failed = 0
 sys.stdin.readline()  # another: stop
 stop.set()
 for w in workers: w.join()
-print(ok, failed, flush=True)
+print(ok, failed, repr(kinds), flush=True)
 """
 
 
@@ -116,6 +120,8 @@ def deploy(path: str) -> tuple[int, float]:
     t0 = time.monotonic()
     proc = orch("deploy", "-f", path, "--timeout", "600", check=False)
     took = time.monotonic() - t0
+    if proc.returncode == 3:
+        print(f"# {proc.stderr.strip()}", flush=True)
     if proc.returncode not in (0, 3):
         raise SystemExit(f"orch deploy {path}: exit {proc.returncode}: {proc.stderr.strip()}")
     return proc.returncode, took
@@ -148,7 +154,10 @@ def update_under_load(state: str, bench: Bench) -> None:
         _, took = deploy(manifest(state, "load2", v2))
         load.stdin.write("stop\n")
         load.stdin.flush()
-        ok, failed = map(int, load.stdout.readline().split())
+        ok_text, failed_text, kinds = load.stdout.readline().split(" ", 2)
+        ok, failed = int(ok_text), int(failed_text)
+        if failed:
+            print(f"# failed requests by kind: {kinds.strip()}", flush=True)
     finally:
         load.kill()
         load.wait()
@@ -208,7 +217,8 @@ def rollback(state: str) -> None:
         stop.set()
         watcher.join(10)
         if code != 3 or not seen:
-            raise SystemExit(f"the failing update was not rolled back (exit {code})")
+            raise SystemExit(f"the failing update was not rolled back (exit {code}): "
+                             f"{orch('ps', 'web', '--all').stdout}")
         took.append(ended - seen[0])
     emit("rollback_s", statistics.median(took))
     emit("rollback_s_runs", ",".join(f"{t:.2f}" for t in took))

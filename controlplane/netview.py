@@ -115,6 +115,7 @@ class EndRec(NamedTuple):
     node_id: str
     name: str
     slot: int
+    draining: bool = False  # routable, not serving (see cpb.Endpoint)
 
     @property
     def key(self) -> str:
@@ -171,7 +172,8 @@ class _Out:
             else:
                 msg.endpoints.append(cpb.Endpoint(
                     task_id=ep.task_id, service_id=ep.service_id, network_id=ep.network_id,
-                    address=ep.address, node_id=ep.node_id, name=ep.name, slot=ep.slot))
+                    address=ep.address, node_id=ep.node_id, name=ep.name, slot=ep.slot,
+                    draining=ep.draining))
         return msg
 
 
@@ -409,12 +411,16 @@ class NetworkView:
                 if session is not None:
                     for net in sorted(nets):
                         self._sync_net(session, net, outs)
-        # Its endpoints, while it runs and (with a health check) is healthy.
+        # Its endpoints, while it runs on its node: serving while it
+        # receives traffic (meant to run and, with a health check, healthy),
+        # else draining (routable only: a task being stopped keeps the
+        # connections made to it, one starting is reachable before it serves).
         eps: dict[str, EndRec] = {}
-        if task is not None and task.node_id and receives_traffic(task):
+        if task is not None and task.node_id and task.status.state == TaskState.RUNNING:
+            draining = not receives_traffic(task)
             for n in task.networks:
                 ep = EndRec(task.id, task.service_id, n.network_id, _ip(n.address), task.node_id,
-                            task.name, task.slot)
+                            task.name, task.slot, draining)
                 eps[ep.key] = ep
         old_eps = self._task_eps.get(tid, {})
         if eps == old_eps:

@@ -262,9 +262,21 @@ def needs_pass(change: Change) -> bool:
 
 
 def is_request(change: Change) -> bool:
-    """A service created, changed or removed: a user waits on the pass it
-    wakes (``orch deploy``, ``scale``, ``rm``), so it skips the settle."""
-    return change.kind == Kind.SERVICE
+    """A service created, changed or removed, or its rollout paused or
+    resumed: a user waits on the pass it wakes (``orch deploy``, ``scale``,
+    ``rm``, ``update``), so it skips the settle. Not the leader's writes of a
+    rollout's progress or of VIPs, which leave the spec and the rollout's
+    state as they were: a rollout of N tasks makes N of those."""
+    if change.kind != Kind.SERVICE:
+        return False
+    old, new = change.old, change.obj
+    if change.type == "update" and isinstance(old, Service) and isinstance(new, Service):
+        return old.spec != new.spec or _rollout_state(old) != _rollout_state(new)
+    return True
+
+
+def _rollout_state(service: Service) -> str:
+    return service.update_status.state if service.update_status is not None else ""
 
 
 def _assign(task: Task, node_id: str, now: float) -> Task:

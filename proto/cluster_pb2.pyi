@@ -852,7 +852,7 @@ class ServiceRouteNetwork(_message.Message):
     def __init__(self, network_id: _Optional[str] = ..., vip: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Endpoint(_message.Message):
-    __slots__ = ("task_id", "service_id", "network_id", "address", "node_id", "name", "slot")
+    __slots__ = ("task_id", "service_id", "network_id", "address", "node_id", "name", "slot", "draining")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
     NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -860,6 +860,7 @@ class Endpoint(_message.Message):
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SLOT_FIELD_NUMBER: _ClassVar[int]
+    DRAINING_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     service_id: str
     network_id: str
@@ -867,7 +868,8 @@ class Endpoint(_message.Message):
     node_id: str
     name: str
     slot: int
-    def __init__(self, task_id: _Optional[str] = ..., service_id: _Optional[str] = ..., network_id: _Optional[str] = ..., address: _Optional[str] = ..., node_id: _Optional[str] = ..., name: _Optional[str] = ..., slot: _Optional[int] = ...) -> None: ...
+    draining: bool
+    def __init__(self, task_id: _Optional[str] = ..., service_id: _Optional[str] = ..., network_id: _Optional[str] = ..., address: _Optional[str] = ..., node_id: _Optional[str] = ..., name: _Optional[str] = ..., slot: _Optional[int] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class DispatcherMessage(_message.Message):
     __slots__ = ("registered", "assignments", "network_state")

@@ -61,4 +61,4 @@ def state_update_from_pb(m: cpb.NetworkState, log: FilteringBoundLogger | None =
 
 def _endpoint(e: Any) -> Endpoint:
     return Endpoint(task_id=e.task_id, service_id=e.service_id, network_id=e.network_id, address=e.address,
-                    node_id=e.node_id, name=e.name, slot=e.slot)
+                    node_id=e.node_id, name=e.name, slot=e.slot, draining=e.draining)

@@ -22,7 +22,10 @@ Invariants:
   events); the control plane routes to healthy tasks only. A task whose
   container turns unhealthy is reported so at once, then stopped and
   reported FAILED ("unhealthy container"), as Swarm does: the control plane
-  replaces it under its restart policy.
+  replaces it under its restart policy;
+- a task that receives traffic (on a network, or publishing ports) and is
+  to stop keeps running ``ENDPOINT_DRAIN`` more seconds, while every node
+  takes it out of its VIPs and DNS.
 """
 
 from __future__ import annotations
@@ -41,6 +44,13 @@ HEALTH_STATUS = "health_status"
 UNHEALTHY = "unhealthy"
 # A task replaced for failing its health check: its status's error (Swarm's words).
 UNHEALTHY_ERROR = "unhealthy container"
+# Seconds a task that receives traffic keeps running once it is to stop:
+# the same write that stops it takes it out of its service's VIPs and DNS
+# on every node, and those nodes apply that while this one would already
+# be stopping it; connections they sent it meanwhile would be refused (a
+# rollout's start-first replacement is ready before this, so nothing is
+# lost). Kubernetes users put a preStop sleep for the same reason.
+ENDPOINT_DRAIN = 1.0
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
@@ -181,7 +191,8 @@ class Reconciler:
                     else:
                         waiting += 1
             elif cid is not None:
-                self._stop_async(tid, task, cid, TaskState.SHUTDOWN)
+                self._stop_async(tid, task, cid, TaskState.SHUTDOWN,
+                                 drain=ENDPOINT_DRAIN if _has_endpoints(task) else 0.0)
             elif last is None or last.state < TaskState.COMPLETE:
                 self._report(task.id, TaskState.SHUTDOWN, "shut down")
         with self._lock:
@@ -242,10 +253,10 @@ class Reconciler:
         self._wake.set()
 
     def _stop_async(self, tid: str, task: Task | None, cid: str, final: TaskState | None,
-                    error: str = "") -> None:
-        """Stop and remove the container on a thread of its own; then report
-        ``final`` (with ``error``, why), or (no final state: the task is no
-        longer assigned) forget it."""
+                    error: str = "", drain: float = 0.0) -> None:
+        """Stop and remove the container on a thread of its own, ``drain``
+        seconds from now; then report ``final`` (with ``error``, why), or (no
+        final state: the task is no longer assigned) forget it."""
         ctl = self.executor.found(tid, cid, self._task_log(tid, task), task)
         with self._lock:
             self.containers.pop(tid, None)
@@ -253,6 +264,8 @@ class Reconciler:
 
         def stop() -> None:
             try:
+                if drain > 0:
+                    self._stopped.wait(drain)  # cut short when the agent stops
                 with contextlib.suppress(AgentError):
                     ctl.shutdown()
                 with contextlib.suppress(AgentError):
@@ -270,6 +283,12 @@ class Reconciler:
                 exit_code: int = 0, container_id: str = "", health: str = "") -> None:
         self.status.report(tid, state, message, error=error, exit_code=exit_code,
                            container_id=container_id or self.containers.get(tid, ""), health=health)
+
+
+def _has_endpoints(task: Task) -> bool:
+    """Whether other nodes may send the task traffic: it is on a network
+    (its service's VIP and DNS there) or its service publishes ports."""
+    return bool(task.networks or task.spec.ports)
 
 
 def _health_status(rec: dict[str, Any]) -> str:

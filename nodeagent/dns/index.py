@@ -69,7 +69,7 @@ class NameIndex:
             for key in changes.endpoints:
                 self._drop_endpoint(key)
                 ep = state.endpoints.get(key)
-                if ep is not None:
+                if ep is not None and not ep.draining:  # DNS answers serving tasks only
                     self._add_endpoint(key, ep)
 
     def _add_service(self, svc: ServiceRoute) -> None:

@@ -58,7 +58,8 @@ class Peer:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A task's address on one network, while it should receive traffic."""
+    """A task's address on one network while it runs on a node; it receives
+    traffic (VIPs, DNS) unless ``draining``."""
 
     task_id: str
     service_id: str
@@ -67,6 +68,9 @@ class Endpoint:
     node_id: str  # where the task runs
     name: str  # the task's name (service.slot.id), which DNS also answers
     slot: int = 0
+    # Routable but not serving: out of the VIPs and DNS (being stopped, or
+    # not yet healthy); connections made to it before keep their route.
+    draining: bool = False
 
 
 @dataclass(frozen=True)

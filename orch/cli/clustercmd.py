@@ -115,6 +115,9 @@ def register(sub: Any) -> None:
     p.add_argument("--controlplanes", type=int, default=1, help="control-plane replicas (1 to 9)")
     p.add_argument("--registry", type=int, nargs="?", const=5000, default=None, metavar="PORT",
                    help="also start a registry on the cluster network (default port 5000)")
+    p.add_argument("--monitoring", type=int, nargs="?", const=9090, default=None, metavar="PORT",
+                   help="also start Prometheus on 127.0.0.1:PORT (default 9090), scraping the "
+                        "control planes, the agents (found through /sd/agents) and etcd")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("down", help="stop the local cluster and remove what it created")
@@ -192,7 +195,7 @@ def cmd_up(args: argparse.Namespace, _agent: Any) -> int:
     t0 = time.monotonic()
     try:
         rec = up(args.nodes, args.state_dir, args.run_dir, args.subnet, args.bridge, args.prefix,
-                 args.port, args.controlplanes, args.registry)
+                 args.port, args.controlplanes, args.registry, args.monitoring)
     except UpError as err:
         raise CLIError(str(err))
     print(f"cluster up: {len(rec.nodes)} node(s) ready in {time.monotonic() - t0:.1f} s")
@@ -202,6 +205,8 @@ def cmd_up(args: argparse.Namespace, _agent: Any) -> int:
     if rec.registry:
         print(f"registry: {rec.registry} (push with ORCH_HOST=unix://{rec.nodes[0].run_dir}/"
               f"agent.sock orch push IMAGE {rec.registry}/NAME:TAG)")
+    if rec.prometheus:
+        print(f"prometheus: http://{rec.prometheus} (dashboards to load into Grafana: examples/grafana)")
     print(f"control plane: {rec.controlplane} (the CLI finds it; elsewhere: "
           f"export ORCH_CLUSTER={rec.controlplane})")
     print(f"join another host: orch agent --join {rec.join} --token-file {rec.token_file} "

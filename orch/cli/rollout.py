@@ -65,6 +65,7 @@ class Rollout:
         self.clock = clock
         self.rollback = rollback
         self._started = {w.name: w.started for w in written or ()}
+        self._rolled_back: dict[str, str] = {}  # service -> the rollback's message, once seen
         self._freed: dict[str, float] = {}  # service -> when a task of it last stopped (room freed)
         self.services: dict[str, ServiceSummary] = {}  # by name
         self.versions: dict[str, int] = {}  # object id -> newest version seen
@@ -100,6 +101,9 @@ class Rollout:
             self._count(obj)
         else:
             self.services[obj.name] = obj
+            if obj.rollout.startswith("rollback") and not self.rollback \
+                    and obj.started != self._started.get(obj.name):
+                self._rolled_back[obj.name] = obj.message or "rolled back"
         return True
 
     def _count(self, t: TaskSummary) -> None:
@@ -158,9 +162,12 @@ class Rollout:
             elif state.endswith("paused"):
                 paused.append(f"{name}: {svc.message or state.replace('_', ' ')}")
                 rolling.add(name)
-            elif state == "rollback_completed" and not self.rollback \
-                    and svc.started != self._started.get(name):
-                rolled_back.append(f"{name}: {svc.message or 'rolled back'}")
+            # Rolled back since the deploy (seen at any point: what follows, a
+            # rebalance say, may have replaced the status since), and done
+            # with it; a rollback that paused is paused.
+            if name in self._rolled_back and state not in ("updating", "rollback_started") \
+                    and not state.endswith("paused"):
+                rolled_back.append(f"{name}: {self._rolled_back[name]}")
                 rolling.add(name)
             done = done and running >= target and running == wanted
         names = set(self.names)

@@ -2,7 +2,7 @@
 
 The control planes stop first, then each node (its containers get their
 stop grace period, at most ``MAX_GRACE``, and the node ``STOP_MARGIN`` more),
-then etcd and the registry. Then the sweep (``orch.cluster.sweep``) kills and
+then etcd, the registry and Prometheus. Then the sweep (``orch.cluster.sweep``) kills and
 removes whatever the kernel ties to the cluster, whatever pid files say, and
 the nodes' namespaces and links go, but never a namespace with a process
 still in it. The record is deleted only once nothing is left; otherwise
@@ -103,6 +103,7 @@ def _target(rec: ClusterRecord) -> sweep.Target:
         target.pids[pid] = cp_state(rec)
     target.pids[rec.etcd_pid] = etcd_data(rec)
     target.pids[rec.registry_pid] = str(state / "registry")
+    target.pids[rec.prometheus_pid] = str(state / "prometheus")
     target.pids.pop(0, None)
     return target
 
@@ -120,8 +121,8 @@ def _stop_gracefully(rec: ClusterRecord) -> None:
     for t in threads:
         t.join()
     state = Path(rec.state_dir)
-    sweep.terminate({rec.registry_pid: str(state / "registry"), rec.etcd_pid: etcd_data(rec)},
-                    TERM_TIMEOUT)
+    sweep.terminate({rec.registry_pid: str(state / "registry"), rec.etcd_pid: etcd_data(rec),
+                     rec.prometheus_pid: str(state / "prometheus")}, TERM_TIMEOUT)
 
 
 def _stop_node(node: NodeRecord) -> None:

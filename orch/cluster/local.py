@@ -283,7 +283,8 @@ def import_busybox(rec: ClusterRecord, rootfs: Path) -> None:
 # ---- up ------------------------------------------------------------------------------
 
 def up(nodes: int, state_dir: str, run_dir: str, subnet: str, bridge: str, prefix: str,
-       port: int = CP_PORT, controlplanes: int = 1, registry_port: int | None = None) -> ClusterRecord:
+       port: int = CP_PORT, controlplanes: int = 1, registry_port: int | None = None,
+       monitoring_port: int | None = None) -> ClusterRecord:
     """Start the cluster and return its record once every node is ready.
     UpError, with nothing created, for flags or a host that cannot work; on
     a later failure (or an interrupt) what was started and created goes."""
@@ -291,6 +292,8 @@ def up(nodes: int, state_dir: str, run_dir: str, subnet: str, bridge: str, prefi
         check_up_flags(nodes, controlplanes, port, registry_port, subnet, bridge, prefix)
     except FlagError as err:
         raise UpError(str(err))
+    if monitoring_port is not None and not 1 <= monitoring_port <= 65535:
+        raise UpError(f"--monitoring {monitoring_port}: a port is 1 to 65535")
     state_dir, run_dir = os.path.abspath(state_dir), os.path.abspath(run_dir)
     if state_dir == run_dir or "/" in (state_dir, run_dir):
         raise UpError(f"--state-dir {state_dir} and --run-dir {run_dir}: two distinct directories, not /")
@@ -298,7 +301,12 @@ def up(nodes: int, state_dir: str, run_dir: str, subnet: str, bridge: str, prefi
         raise UpError(f"a cluster is already up ({run_dir}/cluster.json); run: orch down")
     net = HostNet(bridge, subnet, prefix)
     multi = nodes > 1
-    _check_ports_free("0.0.0.0" if multi else "127.0.0.1", port, controlplanes, registry_port)
+    _check_ports_free("0.0.0.0" if multi else "127.0.0.1", port, controlplanes, registry_port,
+                      monitoring_port)
+    if monitoring_port:
+        from orch.cluster.monitoring import prometheus_binary
+
+        prometheus_binary()  # refused before anything starts
     if multi:
         try:
             net.preflight(nodes)
@@ -306,7 +314,7 @@ def up(nodes: int, state_dir: str, run_dir: str, subnet: str, bridge: str, prefi
             raise UpError(str(err))
     before = _Before.take(state_dir, run_dir)
     try:
-        return _up(nodes, state_dir, run_dir, net, port, controlplanes, registry_port)
+        return _up(nodes, state_dir, run_dir, net, port, controlplanes, registry_port, monitoring_port)
     except BaseException as err:
         try:
             remains = _undo(run_dir, state_dir, before)
@@ -321,12 +329,15 @@ def up(nodes: int, state_dir: str, run_dir: str, subnet: str, bridge: str, prefi
         raise UpError(message) from err
 
 
-def _check_ports_free(host: str, port: int, controlplanes: int, registry: int | None) -> None:
-    wanted = [("--port", p) for p in range(port, port + controlplanes)]
-    wanted += [("--port", p + METRICS_PORT_OFFSET) for p in range(port, port + controlplanes)]  # metrics
+def _check_ports_free(host: str, port: int, controlplanes: int, registry: int | None,
+                      monitoring: int | None = None) -> None:
+    wanted = [("--port", p, host) for p in range(port, port + controlplanes)]
+    wanted += [("--port", p + METRICS_PORT_OFFSET, host) for p in range(port, port + controlplanes)]
     if registry:
-        wanted.append(("--registry", registry))
-    for flag, p in wanted:
+        wanted.append(("--registry", registry, host))
+    if monitoring:
+        wanted.append(("--monitoring", monitoring, "127.0.0.1"))
+    for flag, p, host in wanted:
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -337,7 +348,7 @@ def _check_ports_free(host: str, port: int, controlplanes: int, registry: int | 
 
 
 def _up(nodes: int, state_dir: str, run_dir: str, net: HostNet, port: int, controlplanes: int,
-        registry_port: int | None) -> ClusterRecord:
+        registry_port: int | None, monitoring_port: int | None = None) -> ClusterRecord:
     from common.auth import write_token
 
     Path(run_dir).mkdir(parents=True, exist_ok=True)
@@ -386,7 +397,21 @@ def _up(nodes: int, state_dir: str, run_dir: str, net: HostNet, port: int, contr
             raise UpError(f"agent {node.name} failed to start: {err.decode().strip()}")
     import_busybox(rec, rootfs)
     wait_nodes_ready(rec, nodes, 30)
+    if monitoring_port:
+        start_prometheus(rec, monitoring_port)
+        rec.save()
     return rec
+
+
+def start_prometheus(rec: ClusterRecord, port: int) -> None:
+    """Debian's Prometheus, scraping the cluster (``orch.cluster.monitoring``)."""
+    from orch.cluster import monitoring
+
+    cmd, log = monitoring.prepare(rec, [metrics_address(listen) for listen in rec.listens], port)
+    proc = _spawn(cmd, log)
+    rec.prometheus, rec.prometheus_pid = f"127.0.0.1:{port}", proc.pid
+    rec.save()
+    _wait("prometheus", lambda: monitoring.ready(port), 30, proc, log)
 
 
 @dataclass

@@ -51,6 +51,8 @@ class ClusterRecord:
     listens: list[list[str]] = field(default_factory=list)  # each replica's addresses
     registry: str = ""  # HOST:PORT of the cluster's registry, if started
     registry_pid: int = 0
+    prometheus: str = ""  # HOST:PORT of Prometheus (`orch up --monitoring`), if started
+    prometheus_pid: int = 0
     nodes: list[NodeRecord] = field(default_factory=list)
 
     @property

@@ -353,6 +353,16 @@ def test_down_keeps_the_state_and_purge_removes_it_later(clusters: Callable[[], 
     assert leftovers(c, ids) == []
 
 
+def test_down_stops_the_monitoring_prometheus(clusters: Callable[[], Cluster]) -> None:
+    c = clusters()
+    port = str(c.port + 90)
+    printed = c.orch(*c.up_args(nodes=1, flags={"--monitoring": port})).stdout
+    assert f"prometheus: http://127.0.0.1:{port}" in printed
+    assert any("prometheus" in cmd and str(c.state) in cmd for cmd in _cmdlines().values())
+    c.orch("down", "--run-dir", str(c.run), "--purge")
+    assert leftovers(c, set()) == []  # Prometheus (its argv names the state dir) is gone too
+
+
 # ---- restarting a node's agent; tokens ---------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -128,3 +128,24 @@ def test_a_node_folds_its_messages_into_what_a_fresh_session_gets(ops: list[tupl
                 fresh.on_change(Change(kind, "add", obj, None))
     for node, (state, _) in sessions.items():
         assert state == _full(fresh, node), node
+
+
+def test_a_task_being_stopped_or_starting_is_routable_but_does_not_serve() -> None:
+    """Endpoints follow a running task: serving while it receives traffic,
+    draining while it is being stopped (or its health check has not passed),
+    gone once it has stopped."""
+    view = NetworkView(Informer(None))  # type: ignore[arg-type]
+    for obj in (_network("A"), *(Node(id=n, name=n, address=f"10.89.0.{i}:7701", index=i)
+                                  for i, n in enumerate(NODES, 1)), _service("s1", ["A"], False, False)):
+        view.on_change(Change(kind_of(obj), "add", obj, None))
+    old = None
+    for state, want, health, expected in [
+            (TaskState.RUNNING, TaskState.RUNNING, "starting", [True]),
+            (TaskState.RUNNING, TaskState.RUNNING, "healthy", [False]),
+            (TaskState.RUNNING, TaskState.SHUTDOWN, "healthy", [True]),
+            (TaskState.SHUTDOWN, TaskState.SHUTDOWN, "", [])]:
+        task = _task("t1", "s1", "n1", ["A"], state, want)
+        task.status.health = health
+        view.on_change(Change(Kind.TASK, "add" if old is None else "update", task, old))
+        old = task
+        assert [e.draining for e in _full(view, "n1").endpoints.values()] == expected, (state, want, health)

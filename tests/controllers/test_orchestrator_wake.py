@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from controlplane.controllers import diff
 from controlplane.orchestrator import is_request, needs_pass
 from controlplane.store import Change, Kind
-from model.objects import Task, TaskState, TaskStatus
+from model.objects import Task, TaskState, TaskStatus, UpdateStatus
 
 SVC = service("s1", replicas=3)
 S = TaskState
@@ -97,8 +97,16 @@ def test_a_change_that_does_not_wake_leaves_the_pass_unchanged(
 def test_only_service_changes_are_requests() -> None:
     """A service written through the API wakes the pass at once (no settle):
     a user waits on it. Task and node changes come in bursts and settle."""
+    changed = dataclasses.replace(SVC, spec=dataclasses.replace(SVC.spec, image="busybox:2"))
     for kind in ("add", "update", "delete"):
-        assert is_request(Change(Kind.SERVICE, kind, SVC, SVC if kind != "add" else None))
+        assert is_request(Change(Kind.SERVICE, kind, changed, SVC if kind != "add" else None))
+    # The leader's own writes: a rollout's progress is no request, its state changing (a user's
+    # pause or resume, a completion) is.
+    rolling = dataclasses.replace(SVC, update_status=UpdateStatus(state="updating", updated=1))
+    progressed = dataclasses.replace(SVC, update_status=UpdateStatus(state="updating", updated=2))
+    paused = dataclasses.replace(SVC, update_status=UpdateStatus(state="paused", updated=2))
+    assert not is_request(Change(Kind.SERVICE, "update", progressed, rolling))
+    assert is_request(Change(Kind.SERVICE, "update", paused, progressed))
     t = task("t1", SVC, state=S.RUNNING)
     assert not is_request(Change(Kind.TASK, "add", t, None))
     assert not is_request(_update(t, _with(t, S.FAILED)))

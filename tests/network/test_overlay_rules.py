@@ -4,6 +4,8 @@ is tests/network/test_overlay.py and test_overlay_table.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from nodeagent.network.overlay.addressing import mesh_mark, router_address, vx_mac
 from nodeagent.network.overlay.plan import Batch, Mirror, plan_network, service_rules
 from nodeagent.network.overlay.ruleset import SCHEMA, TableState, build, parse, transaction
@@ -114,6 +116,17 @@ def test_a_vip_balances_over_its_endpoints_on_that_network() -> None:
     assert t.chains["svc_10_96_2_2"].signature == ("ep_10_96_2_14",)
     assert t.vip_addrs == {"10.96.1.2", "10.96.2.2"}
     assert t.subnets == {"10.96.1.0/24", "10.96.2.0/24"}
+
+
+def test_a_draining_task_stays_routable_but_out_of_the_vip_and_the_mesh() -> None:
+    """A task being stopped (or not yet healthy): connections made to it keep their route."""
+    draining = dataclasses.replace(task(2, "n2"), draining=True)
+    m = mirror([web(ports=(PublishedPort(8080, 80),))], [task(1, "n3"), draining])
+    plan = plan_network(m, "net1")
+    assert plan is not None and plan.neigh["10.96.1.12"] == vx_mac(2, 4097)
+    rules = service_rules(m, "web")
+    assert rules.balanced == {"10.96.1.2": ("10.96.1.11",)}
+    assert [r.addresses for r in rules.mesh] == [("10.96.1.11",)]
 
 
 def test_a_vip_without_endpoints_is_only_refused_and_dnsrr_has_none() -> None:

@@ -173,10 +173,12 @@ def test_the_full_state_then_endpoints_while_tasks_run(store: Store, agents: Cal
         "10.96.1.3", a_id, api.id, t1.name, 1)
     _set(store, t2, TaskState.RUNNING)
     a.wait(lambda s: len(s.endpoints) == 2)
-    # t1 is stopped: its endpoint goes at once (desired shutdown), before it has even exited.
+    # t1 is stopped: it stops serving at once (desired shutdown), before it has even exited, and
+    # stays routable (draining) while it runs: connections made to it end as they would.
     _set(store, t1, TaskState.RUNNING, desired=TaskState.SHUTDOWN)
     for agent in (a, b):
-        agent.wait(lambda s: set(s.endpoints) == {endpoint_key(t2.id, net.id)})
+        agent.wait(lambda s: {k for k, e in s.endpoints.items() if not e.draining}
+                   == {endpoint_key(t2.id, net.id)} and s.endpoints[key1].draining)
     # ... and once it has ended, a runs nothing on the network: it forgets it, and the service.
     _set(store, t1, TaskState.SHUTDOWN, desired=TaskState.SHUTDOWN)
     a.wait(lambda s: s.networks == {} and s.services == {} and s.endpoints == {})
@@ -187,14 +189,15 @@ def test_the_full_state_then_endpoints_while_tasks_run(store: Store, agents: Cal
 
 def test_only_healthy_tasks_are_endpoints(store: Store, agents: Callable[..., Agent]) -> None:
     """A task with a health check gets traffic once healthy, none while
-    starting or unhealthy; one without a check, once it runs."""
+    starting or unhealthy (it is routable, draining, meanwhile); one without
+    a check, once it runs."""
     a = agents("a", "10.89.0.11")
     a_id = a.registered.get(timeout=10)
     net = _net(store, "h", "10.96.3.0/24", 4099)
     svc = _service(store, "api", net, "10.96.3.2/24")
     checked = _task(store, svc, 1, a_id, net, "10.96.3.3/24")
     plain = _task(store, svc, 2, a_id, net, "10.96.3.4/24", TaskState.RUNNING)
-    a.wait(lambda s: {e.address for e in s.endpoints.values()} == {"10.96.3.4"})
+    a.wait(lambda s: {e.address for e in s.endpoints.values() if not e.draining} == {"10.96.3.4"})
 
     def health(value: str) -> None:
         current = store.get_task(checked.id)
@@ -204,7 +207,10 @@ def test_only_healthy_tasks_are_endpoints(store: Store, agents: Callable[..., Ag
     for value, addresses in (("starting", {"10.96.3.4"}), ("healthy", {"10.96.3.3", "10.96.3.4"}),
                              ("unhealthy", {"10.96.3.4"}), ("healthy", {"10.96.3.3", "10.96.3.4"})):
         health(value)
-        a.wait(lambda s, addresses=addresses: {e.address for e in s.endpoints.values()} == addresses)
+        # Serving; the other runs, routable but drained of traffic.
+        a.wait(lambda s, addresses=addresses: {e.address for e in s.endpoints.values()
+                                               if not e.draining} == addresses
+               and {e.address for e in s.endpoints.values()} == {"10.96.3.3", "10.96.3.4"})
     assert plain.status.health == ""
 
 

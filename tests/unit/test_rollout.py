@@ -218,3 +218,18 @@ def test_a_rollback_asked_for_completing_is_success() -> None:
     r.apply("put", svc(replicas=1, rollout="rollback_completed", started=b"t1", updated=1, total=1,
                        version=7))
     assert r.verdict().done and not r.verdict().rolled_back
+
+
+def test_a_rollback_seen_once_counts_even_when_a_rebalance_follows() -> None:
+    """The leader may replace rollback_completed by a rebalance's status before the CLI sees it."""
+    r = Rollout(["web"], written=[svc(replicas=1, rollout="updating", started=b"t1", total=1, version=5)])
+    r.apply("put", task("t1", "running", version=6))
+    r.apply("put", svc(replicas=1, rollout="rollback_started", started=b"t2", total=1, version=7,
+                       message="automatic rollback: task web.1.x failed: exit code 1"))
+    assert not r.verdict().rolled_back  # still rolling back
+    r.apply("put", svc(replicas=1, rollout="updating", started=b"t3", total=1, version=8,
+                       message="rebalancing: moving 1 task(s) to n3"))
+    assert not r.verdict().rolled_back and not r.verdict().done
+    r.apply("put", svc(replicas=1, rollout="completed", started=b"t3", updated=1, total=1, version=9))
+    v = r.verdict()
+    assert v.rolled_back == ["web: automatic rollback: task web.1.x failed: exit code 1"] and not v.done

@@ -293,7 +293,7 @@ def service_rules(mirror: Mirror, sid: str) -> ServiceRules:
     svc = mirror.services.get(sid)
     if svc is None:
         return ServiceRules()
-    endpoints = mirror.endpoints_of_service(sid)
+    endpoints = [e for e in mirror.endpoints_of_service(sid) if not e.draining]  # the routes keep all
     vips: list[str] = []
     balanced: dict[str, tuple[str, ...]] = {}
     if svc.endpoint_mode == "vip":

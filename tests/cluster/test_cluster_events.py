@@ -1,0 +1,76 @@
+"""`orch events` on the real cluster: a node labelled, a service deployed
+with a health check (its tasks created, running, healthy), scaled down (a
+task told to stop, then shut down)."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.cluster.conftest import LocalCluster
+from tests.cluster.test_cluster_rollouts import _manifest, _web
+
+
+def _until(lines: queue.Queue[dict[str, Any]], seen: list[dict[str, Any]], want: Any,
+           timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            event = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        seen.append(event)
+        if want(event):
+            return event
+    raise AssertionError(f"no such event within {timeout} s; seen: {seen}")
+
+
+def test_events_follow_nodes_services_and_tasks(cluster: LocalCluster, tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "orch", "events", "-o", "json"], env=cluster.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[dict[str, Any]] = queue.Queue()
+    seen: list[dict[str, Any]] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(json.loads(line))
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        # The stream is open once a change made now shows (events before it are not printed).
+        def labelled(event: dict[str, Any]) -> bool:
+            return event["type"] == "node" and event["action"] == "label"
+
+        for attempt in range(30):
+            cluster.orch("node", "label", "n1", f"events-probe={attempt}")
+            try:
+                _until(lines, seen, labelled, timeout=1)
+                break
+            except AssertionError:
+                continue
+        cluster.orch("deploy", "-f", _manifest(tmp_path, "ev", _web("v1", 2).replace("  web:", "  evweb:")))
+        _until(lines, seen, lambda e: e["type"] == "service" and e["action"] == "create"
+               and e["name"] == "evweb")
+        created = _until(lines, seen, lambda e: e["type"] == "task" and e["action"] == "create")
+        assert created["name"].startswith("evweb.")
+        assert created["attributes"]["state"] in ("pending", "assigned")  # placed before it is stored
+        running = _until(lines, seen, lambda e: e["type"] == "task" and e["action"] == "running")
+        assert running["attributes"]["node"] in ("n1", "n2", "n3")
+        _until(lines, seen, lambda e: e["type"] == "task" and e["action"] == "health healthy")
+        cluster.orch("scale", "evweb=1")
+        _until(lines, seen, lambda e: e["type"] == "service" and e["action"] == "scale"
+               and e["attributes"] == {"replicas": 1})
+        stopped = _until(lines, seen, lambda e: e["type"] == "task" and e["action"] == "desired shutdown")
+        _until(lines, seen, lambda e: e["id"] == stopped["id"] and e["action"] == "shutdown")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        cluster.orch("rm", "evweb", check=False)
+        cluster.orch("node", "label", "n1", "events-probe-", check=False)
