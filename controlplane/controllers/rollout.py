@@ -112,7 +112,8 @@ class Pacer:
         self.in_flight = 0
         self.wakeup: float | None = None
 
-    def _wake(self, when: float) -> None:
+    def wake(self, when: float) -> None:
+        """Ask for a pass at ``when`` (the earliest asked wins)."""
         if when > self.now:
             self.wakeup = when if self.wakeup is None else min(self.wakeup, when)
 
@@ -131,7 +132,7 @@ class Pacer:
             return
         if done + self.config.delay > self.now:
             self.in_flight += 1
-            self._wake(done + self.config.delay)
+            self.wake(done + self.config.delay)
 
     def admit(self, move: bool = False) -> bool:
         """Whether one more stale slot may start its update now (and take its
@@ -166,7 +167,7 @@ def review(service: Service, views: list[SlotView], tasks: Iterable[Task], now: 
             if done is not None and done <= now:
                 counted += 1
             elif done is not None:
-                wake._wake(done)
+                wake.wake(done)
     failed = list(status.failed)
     known = set(failed)
     new = [t for t in tasks if t.id not in known and t.status.state in FAILED_STATES
@@ -324,7 +325,7 @@ def rebalance_moves(service: Service, views: list[SlotView], nodes: Mapping[str,
         counts = [len(v) for v in on.values()]
         if max(counts) >= 2:
             for node in waiting:
-                wake._wake(node.ready_since + REBALANCE_GRACE)
+                wake.wake(node.ready_since + REBALANCE_GRACE)
     return moves
 
 

@@ -49,15 +49,8 @@ def parse_filters(pairs: list[str]) -> dict[str, set[str]]:
 
 
 def _name(kind: str, obj: Any) -> str:
-    if kind == "service":
-        return str(obj.spec.name)
-    if kind == "task":
-        return f"{obj.service_name}.{obj.slot or obj.node_id[:8]}.{obj.id[:8]}"
-    return str(obj.name)
-
-
-def _state(value: Any) -> str:
-    return str(value.label()) if hasattr(value, "label") else str(value)
+    """The object's name as `orch` shows it (a task's is ``Task.name``)."""
+    return str(obj.spec.name if kind == "service" else obj.name)
 
 
 def describe(kind: str, old: Any, new: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -68,7 +61,7 @@ def describe(kind: str, old: Any, new: Any) -> list[tuple[str, dict[str, Any]]]:
     if old is None:
         attrs: dict[str, Any] = {}
         if kind == "task":
-            attrs = {"state": _state(new.status.state)}
+            attrs = {"state": new.status.state.label()}
         return [("create", attrs)]
     if kind == "service":
         return _service(old, new)
