@@ -169,14 +169,43 @@ class _StateCollector:
         for value in ("starting", "healthy", "unhealthy"):
             family.add_metric([value], health.get(value, 0))
         yield family
+        node_state = GaugeMetricFamily("orch_node_state", "1 for the state each node is in.",
+                                       labels=["node", "state"])
+        for node in self.informer.nodes():
+            node_state.add_metric([node.name, node.state], 1)
+        yield node_state
         services = self.informer.services()
         yield GaugeMetricFamily("orch_manager_services", "Services.", value=len(services))
+        yield from _replicas(services, tasks)
         yield from _rollouts(services)
         yield GaugeMetricFamily("orch_manager_leader", "1 on the replica that runs the controllers.",
                                 value=1 if self.is_leader() else 0)
         info = GaugeMetricFamily("orch_manager_info", "This control-plane replica.", labels=["replica"])
         info.add_metric([self.replica], 1)
         yield info
+
+
+def _replicas(services: list[Any], tasks: list[Any]) -> Iterator[Any]:
+    """Each service's desired and running replicas, as kube-state-metrics has a
+    deployment's spec and available replicas (a global service wants one
+    task a node it places on: its tasks told to run)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    told, running = Counter[str](), Counter[str]()
+    for t in tasks:
+        if t.desired_state == TaskState.RUNNING:
+            told[t.service_id] += 1
+            if t.status.state == TaskState.RUNNING:
+                running[t.service_id] += 1
+    desired = GaugeMetricFamily("orch_service_replicas_desired", "Replicas each service wants.",
+                                labels=["service", "mode"])
+    up = GaugeMetricFamily("orch_service_replicas_running", "Tasks of each service running and "
+                           "told to run.", labels=["service"])
+    for service in services:
+        name, mode = service.spec.name, service.spec.mode
+        desired.add_metric([name, mode], service.spec.replicas if mode == "replicated" else told[service.id])
+        up.add_metric([name], running[service.id])
+    yield from (desired, up)
 
 
 def _rollouts(services: list[Any]) -> Iterator[Any]:

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["MAX_LINE", "STREAMS", "LogEntry", "LogFollower", "LogWriter", "read_logs"]
+__all__ = ["MAX_LINE", "STREAMS", "LogEntry", "LogFollower", "LogWriter", "batched", "check_time",
+           "read_logs", "within"]
 
 STREAMS = ("stdout", "stderr")
 # A line longer than this is logged in pieces, like Docker's 16K split.
@@ -172,6 +174,44 @@ class LogWriter:
 
 
 # ---------------------------------------------------------------- reading
+
+# A stored time: every one has this shape, so comparing them as strings
+# compares the instants.
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z")
+BATCH_LINES = 4096
+BATCH_BYTES = 256 << 10
+
+
+def check_time(text: str, field: str) -> str:
+    """``text`` if it is empty or a time as stored (``format_time``); else ValueError."""
+    if text and not _TIME.fullmatch(text):
+        raise ValueError(f"{field} {text!r}: expected a time like 2024-05-01T12:00:00.000000000Z")
+    return text
+
+
+def within(entries: list[LogEntry], since: str = "", until: str = "") -> list[LogEntry]:
+    """The entries with ``since <= time < until`` (an empty bound is open)."""
+    if since:
+        entries = [e for e in entries if e.time >= since]
+    if until:
+        entries = [e for e in entries if e.time < until]
+    return entries
+
+
+def batched(entries: list[LogEntry], max_lines: int = BATCH_LINES,
+            max_bytes: int = BATCH_BYTES) -> list[list[LogEntry]]:
+    """``entries`` cut into runs of at most ``max_lines`` and about
+    ``max_bytes`` of text each (a single longer entry is a run of its own)."""
+    out: list[list[LogEntry]] = []
+    start, size = 0, 0
+    for index, entry in enumerate(entries):
+        size += len(entry.line) + 48
+        if index - start + 1 >= max_lines or size >= max_bytes:
+            out.append(entries[start:index + 1])
+            start, size = index + 1, 0
+    if start < len(entries):
+        out.append(entries[start:])
+    return out
 
 
 @dataclass

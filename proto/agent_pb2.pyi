@@ -468,14 +468,24 @@ class Container(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., image: _Optional[str] = ..., image_id: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., exit_code: _Optional[int] = ..., signal: _Optional[int] = ..., oom_killed: _Optional[bool] = ..., restart_count: _Optional[int] = ..., pid: _Optional[int] = ..., ip_address: _Optional[str] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., restart_policy: _Optional[str] = ..., network: _Optional[str] = ..., error: _Optional[str] = ..., auto_remove: _Optional[bool] = ..., health: _Optional[_Union[Health, _Mapping]] = ...) -> None: ...
 
 class LogsRequest(_message.Message):
-    __slots__ = ("id", "follow", "tail")
+    __slots__ = ("id", "follow", "tail", "since", "until")
     ID_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     TAIL_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
     id: str
     follow: bool
     tail: int
-    def __init__(self, id: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ...) -> None: ...
+    since: str
+    until: str
+    def __init__(self, id: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., since: _Optional[str] = ..., until: _Optional[str] = ...) -> None: ...
+
+class LogBatch(_message.Message):
+    __slots__ = ("lines",)
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    lines: _containers.RepeatedCompositeFieldContainer[LogLine]
+    def __init__(self, lines: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ...) -> None: ...
 
 class LogLine(_message.Message):
     __slots__ = ("time", "stream", "line")
@@ -512,7 +522,7 @@ class ExecOutput(_message.Message):
     def __init__(self, stdout: _Optional[bytes] = ..., stderr: _Optional[bytes] = ..., exit_code: _Optional[int] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("id", "memory_usage_bytes", "memory_limit_bytes", "cpu_usage_ns", "cpu_nr_periods", "cpu_nr_throttled", "cpu_throttled_ns", "pids_current", "pids_limit", "oom_kills")
+    __slots__ = ("id", "memory_usage_bytes", "memory_limit_bytes", "cpu_usage_ns", "cpu_nr_periods", "cpu_nr_throttled", "cpu_throttled_ns", "pids_current", "pids_limit", "oom_kills", "network_rx_bytes", "network_tx_bytes", "block_read_bytes", "block_write_bytes", "time")
     ID_FIELD_NUMBER: _ClassVar[int]
     MEMORY_USAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MEMORY_LIMIT_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -523,6 +533,11 @@ class StatsResponse(_message.Message):
     PIDS_CURRENT_FIELD_NUMBER: _ClassVar[int]
     PIDS_LIMIT_FIELD_NUMBER: _ClassVar[int]
     OOM_KILLS_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_RX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_TX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_READ_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_WRITE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
     id: str
     memory_usage_bytes: int
     memory_limit_bytes: int
@@ -533,7 +548,24 @@ class StatsResponse(_message.Message):
     pids_current: int
     pids_limit: int
     oom_kills: int
-    def __init__(self, id: _Optional[str] = ..., memory_usage_bytes: _Optional[int] = ..., memory_limit_bytes: _Optional[int] = ..., cpu_usage_ns: _Optional[int] = ..., cpu_nr_periods: _Optional[int] = ..., cpu_nr_throttled: _Optional[int] = ..., cpu_throttled_ns: _Optional[int] = ..., pids_current: _Optional[int] = ..., pids_limit: _Optional[int] = ..., oom_kills: _Optional[int] = ...) -> None: ...
+    network_rx_bytes: int
+    network_tx_bytes: int
+    block_read_bytes: int
+    block_write_bytes: int
+    time: float
+    def __init__(self, id: _Optional[str] = ..., memory_usage_bytes: _Optional[int] = ..., memory_limit_bytes: _Optional[int] = ..., cpu_usage_ns: _Optional[int] = ..., cpu_nr_periods: _Optional[int] = ..., cpu_nr_throttled: _Optional[int] = ..., cpu_throttled_ns: _Optional[int] = ..., pids_current: _Optional[int] = ..., pids_limit: _Optional[int] = ..., oom_kills: _Optional[int] = ..., network_rx_bytes: _Optional[int] = ..., network_tx_bytes: _Optional[int] = ..., block_read_bytes: _Optional[int] = ..., block_write_bytes: _Optional[int] = ..., time: _Optional[float] = ...) -> None: ...
+
+class StatsAllRequest(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StatsAllResponse(_message.Message):
+    __slots__ = ("stats",)
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    stats: _containers.RepeatedCompositeFieldContainer[StatsResponse]
+    def __init__(self, stats: _Optional[_Iterable[_Union[StatsResponse, _Mapping]]] = ...) -> None: ...
 
 class ImportImageRequest(_message.Message):
     __slots__ = ("source", "ref")
@@ -700,12 +732,14 @@ class BuildRequest(_message.Message):
     def __init__(self, context: _Optional[str] = ..., containerfile: _Optional[str] = ..., tag: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., no_cache: _Optional[bool] = ...) -> None: ...
 
 class BuildEvent(_message.Message):
-    __slots__ = ("line", "image")
+    __slots__ = ("line", "image", "lines")
     LINE_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
     line: str
     image: Image
-    def __init__(self, line: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ...) -> None: ...
+    lines: str
+    def __init__(self, line: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., lines: _Optional[str] = ...) -> None: ...
 
 class PushRequest(_message.Message):
     __slots__ = ("ref", "remote", "registry_ca")

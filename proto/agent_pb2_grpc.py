@@ -89,6 +89,11 @@ class AgentStub:
                 request_serializer=proto_dot_agent__pb2.LogsRequest.SerializeToString,
                 response_deserializer=proto_dot_agent__pb2.LogLine.FromString,
                 _registered_method=True)
+        self.LogBatches = channel.unary_stream(
+                '/orch.agent.v1.Agent/LogBatches',
+                request_serializer=proto_dot_agent__pb2.LogsRequest.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.LogBatch.FromString,
+                _registered_method=True)
         self.Exec = channel.unary_stream(
                 '/orch.agent.v1.Agent/Exec',
                 request_serializer=proto_dot_agent__pb2.ExecRequest.SerializeToString,
@@ -98,6 +103,11 @@ class AgentStub:
                 '/orch.agent.v1.Agent/Stats',
                 request_serializer=proto_dot_agent__pb2.ContainerRef.SerializeToString,
                 response_deserializer=proto_dot_agent__pb2.StatsResponse.FromString,
+                _registered_method=True)
+        self.StatsAll = channel.unary_unary(
+                '/orch.agent.v1.Agent/StatsAll',
+                request_serializer=proto_dot_agent__pb2.StatsAllRequest.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.StatsAllResponse.FromString,
                 _registered_method=True)
         self.ImportImage = channel.unary_unary(
                 '/orch.agent.v1.Agent/ImportImage',
@@ -249,6 +259,14 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LogBatches(self, request, context):
+        """The same lines, as many as are ready in each message (up to a few
+        hundred KiB): what the control plane and `orch logs` use.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Exec(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -257,6 +275,13 @@ class AgentServicer:
 
     def Stats(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StatsAll(self, request, context):
+        """Many containers in one call (empty ids: every running one).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -417,6 +442,11 @@ def add_AgentServicer_to_server(servicer, server):
                     request_deserializer=proto_dot_agent__pb2.LogsRequest.FromString,
                     response_serializer=proto_dot_agent__pb2.LogLine.SerializeToString,
             ),
+            'LogBatches': grpc.unary_stream_rpc_method_handler(
+                    servicer.LogBatches,
+                    request_deserializer=proto_dot_agent__pb2.LogsRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.LogBatch.SerializeToString,
+            ),
             'Exec': grpc.unary_stream_rpc_method_handler(
                     servicer.Exec,
                     request_deserializer=proto_dot_agent__pb2.ExecRequest.FromString,
@@ -426,6 +456,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=proto_dot_agent__pb2.ContainerRef.FromString,
                     response_serializer=proto_dot_agent__pb2.StatsResponse.SerializeToString,
+            ),
+            'StatsAll': grpc.unary_unary_rpc_method_handler(
+                    servicer.StatsAll,
+                    request_deserializer=proto_dot_agent__pb2.StatsAllRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.StatsAllResponse.SerializeToString,
             ),
             'ImportImage': grpc.unary_unary_rpc_method_handler(
                     servicer.ImportImage,
@@ -811,6 +846,33 @@ class Agent:
             _registered_method=True)
 
     @staticmethod
+    def LogBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/orch.agent.v1.Agent/LogBatches',
+            proto_dot_agent__pb2.LogsRequest.SerializeToString,
+            proto_dot_agent__pb2.LogBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Exec(request,
             target,
             options=(),
@@ -854,6 +916,33 @@ class Agent:
             '/orch.agent.v1.Agent/Stats',
             proto_dot_agent__pb2.ContainerRef.SerializeToString,
             proto_dot_agent__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StatsAll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.agent.v1.Agent/StatsAll',
+            proto_dot_agent__pb2.StatsAllRequest.SerializeToString,
+            proto_dot_agent__pb2.StatsAllResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -631,14 +631,30 @@ class UpdateNodeRequest(_message.Message):
     def __init__(self, node: _Optional[str] = ..., availability: _Optional[_Union[NodeAvailability, str]] = ..., add_labels: _Optional[_Mapping[str, str]] = ..., remove_labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ServiceLogsRequest(_message.Message):
-    __slots__ = ("service", "follow", "tail")
+    __slots__ = ("service", "follow", "tail", "since", "until")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
     TAIL_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
     service: str
     follow: bool
     tail: int
-    def __init__(self, service: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ...) -> None: ...
+    since: str
+    until: str
+    def __init__(self, service: _Optional[str] = ..., follow: _Optional[bool] = ..., tail: _Optional[int] = ..., since: _Optional[str] = ..., until: _Optional[str] = ...) -> None: ...
+
+class TaskLogBatch(_message.Message):
+    __slots__ = ("task", "node", "lines", "notice")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    node: str
+    lines: _containers.RepeatedCompositeFieldContainer[_agent_pb2.LogLine]
+    notice: str
+    def __init__(self, task: _Optional[str] = ..., node: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[_agent_pb2.LogLine, _Mapping]]] = ..., notice: _Optional[str] = ...) -> None: ...
 
 class TaskLogLine(_message.Message):
     __slots__ = ("task", "node", "line")
@@ -649,6 +665,32 @@ class TaskLogLine(_message.Message):
     node: str
     line: _agent_pb2.LogLine
     def __init__(self, task: _Optional[str] = ..., node: _Optional[str] = ..., line: _Optional[_Union[_agent_pb2.LogLine, _Mapping]] = ...) -> None: ...
+
+class TaskStatsRequest(_message.Message):
+    __slots__ = ("services",)
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    services: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, services: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TaskStat(_message.Message):
+    __slots__ = ("task", "node", "service", "stats")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    task: str
+    node: str
+    service: str
+    stats: _agent_pb2.StatsResponse
+    def __init__(self, task: _Optional[str] = ..., node: _Optional[str] = ..., service: _Optional[str] = ..., stats: _Optional[_Union[_agent_pb2.StatsResponse, _Mapping]] = ...) -> None: ...
+
+class TaskStatsResponse(_message.Message):
+    __slots__ = ("tasks", "unreachable")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    UNREACHABLE_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskStat]
+    unreachable: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[TaskStat, _Mapping]]] = ..., unreachable: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskExecRequest(_message.Message):
     __slots__ = ("task", "command")

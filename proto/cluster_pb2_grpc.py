@@ -82,6 +82,16 @@ class ClusterAPIStub:
                 request_serializer=proto_dot_cluster__pb2.ServiceLogsRequest.SerializeToString,
                 response_deserializer=proto_dot_cluster__pb2.TaskLogLine.FromString,
                 _registered_method=True)
+        self.LogBatches = channel.unary_stream(
+                '/orch.cluster.v1.ClusterAPI/LogBatches',
+                request_serializer=proto_dot_cluster__pb2.ServiceLogsRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.TaskLogBatch.FromString,
+                _registered_method=True)
+        self.TaskStats = channel.unary_unary(
+                '/orch.cluster.v1.ClusterAPI/TaskStats',
+                request_serializer=proto_dot_cluster__pb2.TaskStatsRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.TaskStatsResponse.FromString,
+                _registered_method=True)
         self.Exec = channel.unary_stream(
                 '/orch.cluster.v1.ClusterAPI/Exec',
                 request_serializer=proto_dot_cluster__pb2.TaskExecRequest.SerializeToString,
@@ -199,6 +209,22 @@ class ClusterAPIServicer:
 
     def Logs(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogBatches(self, request, context):
+        """The same, many lines a message. With follow, a task that starts later
+        joins; a task whose node is gone gets one notice, and its stream
+        resumes where it left off when the node returns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TaskStats(self, request, context):
+        """Resource use of running tasks, read from their nodes in one call each.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -330,6 +356,16 @@ def add_ClusterAPIServicer_to_server(servicer, server):
                     servicer.Logs,
                     request_deserializer=proto_dot_cluster__pb2.ServiceLogsRequest.FromString,
                     response_serializer=proto_dot_cluster__pb2.TaskLogLine.SerializeToString,
+            ),
+            'LogBatches': grpc.unary_stream_rpc_method_handler(
+                    servicer.LogBatches,
+                    request_deserializer=proto_dot_cluster__pb2.ServiceLogsRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.TaskLogBatch.SerializeToString,
+            ),
+            'TaskStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.TaskStats,
+                    request_deserializer=proto_dot_cluster__pb2.TaskStatsRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.TaskStatsResponse.SerializeToString,
             ),
             'Exec': grpc.unary_stream_rpc_method_handler(
                     servicer.Exec,
@@ -637,6 +673,60 @@ class ClusterAPI:
             '/orch.cluster.v1.ClusterAPI/Logs',
             proto_dot_cluster__pb2.ServiceLogsRequest.SerializeToString,
             proto_dot_cluster__pb2.TaskLogLine.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/LogBatches',
+            proto_dot_cluster__pb2.ServiceLogsRequest.SerializeToString,
+            proto_dot_cluster__pb2.TaskLogBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TaskStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/TaskStats',
+            proto_dot_cluster__pb2.TaskStatsRequest.SerializeToString,
+            proto_dot_cluster__pb2.TaskStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,6 +6,7 @@
 - ``networks``: create, list, get and remove overlay networks; the networks
   a deploy makes for its stack.
 - ``proxy``: logs and exec, proxied to the agents with each node's API token.
+- ``stats``: running tasks' resource use, one StatsAll call per node.
 - ``events``: the Events and EventBatches streams, fed by the informer.
 - ``reads``: list and get services, tasks and nodes; info.
 - ``lookups``: finding the object a request names; reading one's own writes.
@@ -57,6 +58,9 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
         self.deployer = Deployer(store, informer, self.networks, reserved_ports)
         self.rollouts = Rollouts(store, informer, self.networks)
         self.proxy = AgentProxy(informer)
+        from .stats import TaskStats
+
+        self.stats = TaskStats(informer, self.proxy.agent)
         self.hub = EventHub(informer)
         self.reads = Reads(informer, replica_id, is_leader, leader_id)
 
@@ -139,6 +143,14 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
     def Logs(self, request: cpb.ServiceLogsRequest,
              context: grpc.ServicerContext) -> Iterator[cpb.TaskLogLine]:
         return self.proxy.logs(request, context)
+
+    def LogBatches(self, request: cpb.ServiceLogsRequest,
+                   context: grpc.ServicerContext) -> Iterator[cpb.TaskLogBatch]:
+        return self.proxy.log_batches(request, context)
+
+    def TaskStats(self, request: cpb.TaskStatsRequest,
+                  context: grpc.ServicerContext) -> cpb.TaskStatsResponse:
+        return self.stats.task_stats(request, context)
 
     def Exec(self, request: cpb.TaskExecRequest, context: grpc.ServicerContext) -> Iterator[pb.ExecOutput]:
         return self.proxy.exec(request, context)

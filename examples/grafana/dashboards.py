@@ -177,6 +177,8 @@ def _cluster() -> D:
     ]
     nodes_and_tasks = [
         _graph("Nodes by state", Q("max by (state) (orch_manager_nodes)", "{{state}}")),
+        _table("Nodes", Q("max by (node, state) (orch_node_state) == 1"), width=8, hide=["Time", "Value"],
+               description="Each node and the state the control plane holds for it."),
         _graph("Tasks by state", Q("max by (state) (orch_manager_tasks) > 0", "{{state}}"), stacked=True,
                description="Tasks the store holds, by their current state (ended ones until pruned)."),
         _graph("Running tasks by health", Q("max by (health) (orch_manager_tasks_health)", "{{health}}"),
@@ -249,6 +251,9 @@ def _service() -> D:
     rollout = 'max by (service, state) (orch_service_rollout_state{service=~"$service"}) == 1'
     replicas = [
         _stat("Replicas running", Q(f"count by (service) (container_last_seen{{{svc}}})", "{{service}}")),
+        _stat("Replicas desired",
+              Q('max by (service) (orch_service_replicas_desired{service=~"$service"})', "{{service}}"),
+              description="What the service asks for (a global service: its tasks told to run)."),
         _stat("Restarts (time range)", Q(f"sum by (service) ({_restarts(svc, '$__range')})", "{{service}}"),
               thresholds=[(None, "green"), (1, "orange")],
               description="Tasks replaced in their slot, by a restart or a rollout."),

@@ -106,9 +106,15 @@ class ContainerAPI:
 
     @handle_errors
     def Logs(self, request: pb.LogsRequest, context: grpc.ServicerContext) -> Iterator[pb.LogLine]:
+        for batch in self.LogBatches(request, context):
+            yield from batch.lines
+
+    @handle_errors
+    def LogBatches(self, request: pb.LogsRequest, context: grpc.ServicerContext) -> Iterator[pb.LogBatch]:
         tail = request.tail if request.HasField("tail") else None
-        for entry in self.engine.logs(request.id, tail, request.follow, context.is_active):
-            yield _line(entry)
+        for entries in self.engine.logs(request.id, tail, request.follow, context.is_active,
+                                        request.since, request.until):
+            yield pb.LogBatch(lines=[_line(e) for e in entries])
 
     @handle_errors
     def Exec(self, request: pb.ExecRequest, context: grpc.ServicerContext) -> Iterator[pb.ExecOutput]:
@@ -124,6 +130,12 @@ class ContainerAPI:
     def Stats(self, request: pb.ContainerRef, context: grpc.ServicerContext) -> pb.StatsResponse:
         cid, figures = self.engine.stats(request.id)
         return pb.StatsResponse(id=cid, **{k: (v or 0) for k, v in figures.items()})
+
+    @handle_errors
+    def StatsAll(self, request: pb.StatsAllRequest, context: grpc.ServicerContext) -> pb.StatsAllResponse:
+        return pb.StatsAllResponse(stats=[
+            pb.StatsResponse(id=cid, **{k: (v or 0) for k, v in figures.items()})
+            for cid, figures in self.engine.stats_all(list(request.ids))])
 
 
 def _pump_exec(fds: list[int]) -> Iterator[pb.ExecOutput]:

@@ -30,13 +30,14 @@ Errors are ``common.errors`` kinds: the supervisor's, ``specbuild``'s
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from common.errors import AgentError, InvalidArgument
 from common.logging import get_logger
 from nodeagent.agent import specbuild
-from nodeagent.logs import LogEntry, LogFollower, read_logs
+from nodeagent.logs import LogEntry, LogFollower, batched, check_time, format_time, read_logs, within
 from proto import agent_pb2 as pb
 
 if TYPE_CHECKING:
@@ -173,10 +174,33 @@ class Engine:
         return rec
 
     def stats(self, cid: str) -> tuple[str, dict[str, Any]]:
-        """The container's id (``cid`` may be a name or a prefix) and its cgroup figures."""
+        """The running container's id (``cid`` may be a name or a prefix) and
+        its figures, by StatsResponse field (``metrics.containerstats``)."""
+        from common.errors import FailedPrecondition
+        from nodeagent.metrics.containerstats import node_reader
+
         rec = self.get(cid)
-        figures: dict[str, Any] = self.sup.call("stats", id=cid)
+        figures = node_reader().read(rec) if rec["state"] == "running" and rec.get("pid") else None
+        if figures is None:
+            raise FailedPrecondition(f"container {rec['name']} is not running")
         return rec["id"], figures
+
+    def stats_all(self, refs: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        """Each running container's id and figures, as :meth:`stats`: of
+        those ``refs`` name (ids, names, unique id prefixes; one that names
+        no running container is left out), or with none every one. One
+        supervisor list, then a few file reads per container."""
+        from nodeagent.metrics.containerstats import node_reader, pick
+
+        reader = node_reader()
+        running = [r for r in self.containers() if r.get("state") == "running" and r.get("pid")]
+        reader.keep({r["id"] for r in running})
+        out = []
+        for rec in pick(running, refs) if refs else running:
+            figures = reader.read(rec)
+            if figures is not None:  # stopped since the list
+                out.append((str(rec["id"]), dict(figures)))
+        return out
 
     def protect(self, ports: list[int]) -> None:
         """Fence these TCP ports of the node off from every container."""
@@ -218,21 +242,28 @@ class Engine:
         finally:
             follower.close()
 
-    def logs(self, cid: str, tail: int | None, follow: bool,
-             active: Callable[[], bool]) -> Iterator[LogEntry]:
-        """The container's output; with ``follow``, like `docker logs -f`:
-        until the container stops (or ``active()`` is False)."""
+    def logs(self, cid: str, tail: int | None, follow: bool, active: Callable[[], bool],
+             since: str = "", until: str = "") -> Iterator[list[LogEntry]]:
+        """The container's output in batches (``nodeagent.logs.batched``),
+        with ``since <= time < until``; with ``follow``, like `docker logs
+        -f`: until the container stops, ``until`` passes, or ``active()`` is
+        False."""
+        try:
+            check_time(since, "since")
+            check_time(until, "until")
+        except ValueError as err:
+            raise InvalidArgument(str(err)) from None
         rec = self.get(cid)
         if not follow:
-            yield from read_logs(rec["log_path"], tail=tail)
+            yield from batched(within(read_logs(rec["log_path"], tail=tail), since, until))
             return
         follower = LogFollower(rec["log_path"], tail=tail)
         try:
             running = rec["state"] in ("running", "restarting")
             while active():
                 stopped = not running or self._stopped(rec["id"])
-                yield from follower.poll()
-                if stopped:
+                yield from batched(within(follower.poll(), since, until))
+                if stopped or (until and format_time(time.time()) >= until):
                     return
                 self.events.wait_change(0.1)
         finally:

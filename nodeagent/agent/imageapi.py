@@ -95,13 +95,13 @@ class ImageAPI:
         # The builder forks containers for RUN steps, so it is its own
         # single-threaded process, started by exec (never a fork of this one).
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, text=True)
+                                stdin=subprocess.DEVNULL)
         last = ""
         try:
             assert proc.stdout is not None
-            for line in proc.stdout:
-                last = line.rstrip("\n") or last
-                yield pb.BuildEvent(line=line.rstrip("\n"))
+            for text in _whole_lines(proc.stdout.fileno()):
+                last = next((ln for ln in reversed(text.splitlines()) if ln.strip()), last)
+                yield pb.BuildEvent(lines=text)
         finally:
             if proc.poll() is None and not context.is_active():
                 proc.kill()
@@ -150,3 +150,17 @@ def _transfer(job: Generator[Progress, None, str]) -> Iterator[pb.TransferEvent]
 def _image_pb(image: Any) -> pb.Image:
     return pb.Image(id=image.id, repo_tags=image.repo_tags, manifest_digest=image.manifest_digest,
                     created=image.created, size=image.size, repo_digests=image.repo_digests)
+
+
+def _whole_lines(fd: int) -> Iterator[str]:
+    """What a pipe carries, as runs of whole lines (each ending in a newline;
+    a last unfinished line gets one), one run per read of up to 256 KiB."""
+    pending = b""
+    while chunk := os.read(fd, 256 << 10):
+        pending += chunk
+        cut = pending.rfind(b"\n") + 1
+        if cut:
+            yield pending[:cut].decode("utf-8", "replace")
+            pending = pending[cut:]
+    if pending:
+        yield pending.decode("utf-8", "replace") + "\n"

@@ -482,16 +482,20 @@ def cmd_cluster_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster_logs(args: argparse.Namespace) -> int:
+    from orch.cli.containers import log_window, write_lines
     from proto import cluster_pb2 as cpb
 
-    request = cpb.ServiceLogsRequest(service=args.container, follow=args.follow)
+    since, until = log_window(args)
+    request = cpb.ServiceLogsRequest(service=args.container, follow=args.follow, since=since, until=until)
     if args.tail is not None:
         request.tail = args.tail
-    for item in client(args).stream("Logs", request):
-        out = sys.stdout if item.line.stream == "stdout" else sys.stderr
-        out.write(f"{item.task}@{item.node} | {item.line.line}\n")
-        if args.follow:
-            out.flush()
+    stamp = args.timestamps
+    for batch in client(args).stream("LogBatches", request):
+        head = f"{batch.task}@{batch.node} | "
+        if batch.notice:
+            sys.stderr.write(f"{head}{batch.notice}\n")
+            sys.stderr.flush()
+        write_lines(batch.lines, head, stamp, args.follow)
     return 0
 
 

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from model.units import format_bytes, format_duration
+from model.units import format_duration
 from orch.cli import runcmd
 from orch.cli.client import Agent, CLIError
 from orch.cli.common import add_output, ago, write_exec_output
@@ -53,6 +53,9 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--follow", action="store_true")
     p.add_argument("--tail", type=int, default=None)
     p.add_argument("-t", "--timestamps", action="store_true")
+    p.add_argument("--since", default="", metavar="T",
+                   help="lines from T on: a duration before now (10m), Unix seconds or RFC 3339")
+    p.add_argument("--until", default="", metavar="T", help="lines before T (as --since)")
     p.add_argument("container")
     p.set_defaults(func=cmd_logs)
 
@@ -72,9 +75,13 @@ def register(sub: Any) -> None:
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=cmd_wait)
 
-    p = sub.add_parser("stats", help="resource use of running containers")
-    p.add_argument("containers", nargs="+")
-    add_output(p)
+    p = sub.add_parser("stats", help="live resource use of running containers (cluster mode: of "
+                       "services' tasks), like `docker stats`")
+    p.add_argument("--no-stream", action="store_true",
+                   help="one table (two readings a second apart), then exit")
+    p.add_argument("containers", nargs="*", metavar="NAME",
+                   help="containers (cluster mode: services); none: every running one")
+    add_output(p)  # json and yaml: one reading's objects, as with --no-stream
     p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("info", help="the engine: version, state dir, counts, limits it can enforce")
@@ -188,20 +195,43 @@ def _short(text: str, width: int) -> str:
     return quoted if len(quoted) <= width else quoted[: width - 4] + '..."'
 
 
+def log_window(args: argparse.Namespace) -> tuple[str, str]:
+    """``--since`` and ``--until`` as the agent compares them."""
+    from model.logtime import parse_log_time
+
+    try:
+        return parse_log_time(args.since, "--since"), parse_log_time(args.until, "--until")
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+
+
 def cmd_logs(args: argparse.Namespace, agent: Agent) -> int:
     from proto import agent_pb2 as pb
 
     if (cluster := _cluster(args)) is not None:
         return int(cluster.cmd_cluster_logs(args))
-    request = pb.LogsRequest(id=args.container, follow=args.follow)
+    since, until = log_window(args)
+    request = pb.LogsRequest(id=args.container, follow=args.follow, since=since, until=until)
     if args.tail is not None:
         request.tail = args.tail
-    for line in agent.stream("Logs", request):
-        out = sys.stdout if line.stream == "stdout" else sys.stderr
-        out.write((line.time + " " if args.timestamps else "") + line.line + "\n")
-        if args.follow:
-            out.flush()
+    stamp = args.timestamps
+    for batch in agent.stream("LogBatches", request):
+        write_lines(batch.lines, "", stamp, args.follow)
     return 0
+
+
+def write_lines(lines: Any, head: str, stamp: bool, flush: bool) -> None:
+    """Log lines to stdout and stderr by their stream, one write a run of
+    lines; each after ``head`` and, with ``stamp``, its time."""
+    runs: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    for line in lines:
+        runs["stderr" if line.stream == "stderr" else "stdout"].append(
+            f"{head}{line.time} {line.line}\n" if stamp else f"{head}{line.line}\n")
+    for name, out in (("stdout", sys.stdout), ("stderr", sys.stderr)):
+        if runs[name]:
+            out.write("".join(runs[name]))
+            if flush:
+                out.flush()
 
 
 def cmd_exec(args: argparse.Namespace, agent: Agent) -> int:
@@ -250,17 +280,11 @@ def cmd_wait(args: argparse.Namespace, agent: Agent) -> int:
 
 
 def cmd_stats(args: argparse.Namespace, agent: Agent) -> int:
-    from proto import agent_pb2 as pb
+    from orch.cli import statscmd
 
-    stats = [agent.call("Stats", pb.ContainerRef(id=ref)) for ref in args.containers]
-    rows = [[s.id[:12], f"{s.cpu_usage_ns / 1e9:.2f}s",
-             f"{s.cpu_nr_throttled}/{s.cpu_nr_periods}",
-             format_bytes(s.memory_usage_bytes) + " / " +
-             (format_bytes(s.memory_limit_bytes) if s.memory_limit_bytes else "unlimited"),
-             f"{s.pids_current}" + (f"/{s.pids_limit}" if s.pids_limit else "")] for s in stats]
-    emit(args.output, [message_dict(s) for s in stats],
-         ["CONTAINER", "CPU TIME", "THROTTLED", "MEMORY", "PIDS"], rows)
-    return 0
+    if (cluster := _cluster(args)) is not None:
+        return statscmd.cmd_cluster_stats(args, cluster.client(args))
+    return statscmd.cmd_engine_stats(args, agent)
 
 
 def cmd_info(args: argparse.Namespace, agent: Agent) -> int:

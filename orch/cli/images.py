@@ -175,7 +175,11 @@ def cmd_build(args: argparse.Namespace, agent: Agent) -> int:
                               target=args.target, no_cache=args.no_cache,
                               containerfile=os.path.abspath(args.file) if args.file else "")
     for event in agent.stream("Build", request):
-        if event.WhichOneof("event") == "line":
+        kind = event.WhichOneof("event")
+        if kind == "lines":
+            sys.stdout.write(event.lines)
+            sys.stdout.flush()
+        elif kind == "line":
             print(event.line, flush=True)
         else:
             print(f"built {event.image.id}" + (f" {args.tag}" if args.tag else ""))

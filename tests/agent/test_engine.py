@@ -531,3 +531,74 @@ def test_build_run_and_rebuild_from_cache(engine: Engine) -> None:
     bad = engine.orch("build", "-f", str(root / "examples/Containerfile"), "--target", "nope",
                       str(root / "examples"), check=False)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+
+# Holds about 32 MiB for as long as it runs (a shell variable of that size).
+HOLD_MEMORY = "x=$(yes abcdefghijklmnopqrstuvwxyz | head -c 33554432); while :; do sleep 1; done"
+
+
+def _cgroup_memory(cid: str) -> int:
+    """What the container's cgroup says it uses now (v1 or v2, as the runtime chose)."""
+    from typing import Any
+
+    from nodeagent.runtime.cgroups import detect
+
+    driver: Any = detect()
+    if driver.version == 1:
+        return int(Path(driver.hierarchies["memory"], "orch", cid, "memory.usage_in_bytes").read_text())
+    return int(Path(str(driver.root), "orch", cid, "memory.current").read_text())
+
+
+def test_stats_reads_the_running_containers_in_one_call(engine: Engine) -> None:
+    engine.orch("run", "-d", "--name", "st-burn", "busybox", "sh", "-c", "while :; do :; done")
+    engine.orch("run", "-d", "--name", "st-hold", "--memory", "256Mi", "busybox", "sh", "-c", HOLD_MEMORY)
+    try:
+        def sample() -> dict | None:  # type: ignore[type-arg]
+            # No names: every running container (others of this session's tests too).
+            out = engine.orch("stats", "--no-stream", "-o", "json").stdout
+            docs = {d["name"]: d for d in json.loads(out)}
+            hold, burn = docs.get("st-hold"), docs.get("st-burn")
+            # The burner busy: on a loaded machine it may get little of a core at times.
+            return docs if hold and burn and hold["memory_usage_bytes"] > 32 << 20 \
+                and (burn["cpu_percent"] or 0) > 20 else None
+
+        docs = wait_for(sample, timeout=60, interval=0.2)
+        burn, hold = docs["st-burn"], docs["st-hold"]
+        assert burn["cpu_percent"] > 20, burn  # a busy loop: most of a core
+        assert burn["id"] == inspect(engine, "st-burn")["id"]
+        assert hold["memory_limit_bytes"] == 256 << 20
+        assert hold["memory_percent"] == pytest.approx(hold["memory_usage_bytes"] / (256 << 20) * 100)
+        now = _cgroup_memory(hold["id"])
+        assert abs(hold["memory_usage_bytes"] - now) <= max(4 << 20, now // 10), (hold, now)
+        assert hold["pids_current"] >= 1 and burn["pids_current"] >= 1
+        # The counters are the container's own eth0's, not the host's.
+        dev = engine.orch("exec", "st-burn", "cat", "/proc/net/dev").stdout
+        own = sum(int(line.split(":")[1].split()[0]) for line in dev.splitlines()[2:]
+                  if line.split(":")[0].strip() != "lo")
+        assert 0 <= burn["network_rx_bytes"] <= own
+        assert burn["time"] > 0 and burn["block_read_bytes"] >= 0
+
+        named = json.loads(engine.orch("stats", "--no-stream", "-o", "json", "st-burn").stdout)
+        assert [d["name"] for d in named] == ["st-burn"]
+        table = engine.orch("stats", "--no-stream", "st-hold", "st-burn").stdout.splitlines()
+        assert table[0].split()[:4] == ["CONTAINER", "ID", "NAME", "CPU"] and "MEM USAGE / LIMIT" in table[0]
+        assert [row.split()[1] for row in table[1:]] == ["st-burn", "st-hold"]
+        assert "256MiB" in table[2]
+
+        p = engine.orch("stats", "--no-stream", "st-nosuch", check=False)
+        assert (p.returncode, p.stdout, p.stderr) == (1, "", "orch: error: no such container: st-nosuch\n")
+
+        # Streaming: a table a second (not a terminal: one after the other) until Ctrl-C, which exits 0.
+        live = subprocess.Popen([sys.executable, "-m", "orch", "stats", "st-burn"], env=engine.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert live.stdout is not None
+        headers = 0
+        while headers < 2:
+            line = live.stdout.readline()
+            assert line, live.stderr.read() if live.stderr else ""
+            headers += line.startswith("CONTAINER ID")
+        live.send_signal(signal.SIGINT)
+        _, err = live.communicate(timeout=30)
+        assert (live.returncode, err) == (0, "")
+    finally:
+        engine.orch("rm", "-f", "st-burn", "st-hold")

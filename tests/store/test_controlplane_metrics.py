@@ -57,6 +57,11 @@ def test_counts_histograms_and_discovery(store: Store, informer: Informer) -> No
         assert samples[("orch_manager_tasks_health", (("health", "healthy"),))] == 1
         assert samples[("orch_manager_tasks_health", (("health", "starting"),))] == 1
         assert samples[("orch_manager_services", ())] == 1
+        assert samples[("orch_node_state", (("node", "n3"), ("state", "down")))] == 1
+        assert samples[("orch_node_state", (("node", "n1"), ("state", "ready")))] == 1
+        assert ("orch_node_state", (("node", "n1"), ("state", "down"))) not in samples
+        assert samples[("orch_service_replicas_desired", (("mode", "replicated"), ("service", "web")))] == 2
+        assert samples[("orch_service_replicas_running", (("service", "web"),))] == 2
         assert samples[("orch_service_rollout_state", (("service", "web"), ("state", "updating")))] == 1
         assert samples[("orch_service_rollout_updated_tasks", (("service", "web"),))] == 1
         assert samples[("orch_service_rollout_tasks", (("service", "web"),))] == 2

@@ -217,6 +217,10 @@ class _Builder:
             self.out(f" ---> {verdict} {time.monotonic() - t0:.3f}s")
         return state
 
+    def _run_output(self, text: str) -> None:
+        """A RUN step's lines (many a call), each as ``  | line``."""
+        self.out("  | " + text.replace("\n", "\n  | "))
+
     def _announce(self, stage: Stage, text: str) -> None:
         self.step += 1
         self.out(f"STEP {self.step}/{self.total} [{stage.label}] {text}")
@@ -396,7 +400,7 @@ class _Builder:
             with run_step(self.runtime, self.cache_root, lowers, argv,
                           [f"{k}={v}" for k, v in run_env.items()],
                           state.config.get("WorkingDir") or "/", state.config.get("User") or "",
-                          lambda line: self.out(f"  | {line}"), self.cgroup_parent) as result:
+                          self._run_output, self.cgroup_parent) as result:
                 if result.exit_code != 0:
                     raise BuildError(ins.where, f"RUN {ins.text!r} failed with exit code {result.exit_code}")
                 with view.merged() as root:

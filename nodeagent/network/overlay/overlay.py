@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from common.logging import get_logger
 from nodeagent.network.overlay.addressing import MAC_PREFIX
-from nodeagent.network.overlay.conntrack import forget_udp_to
+from nodeagent.network.overlay.conntrack import forget_udp_flows
 from nodeagent.network.overlay.links import KernelNet, KernelState, Links, Underlay
 from nodeagent.network.overlay.plan import (
     Affected,
@@ -38,7 +38,7 @@ from nodeagent.network.overlay.plan import (
     plan_network,
     service_rules,
 )
-from nodeagent.network.overlay.ruleset import TableState, build, transaction
+from nodeagent.network.overlay.ruleset import TableState, build, lost_udp, transaction
 from nodeagent.network.overlay.table import Nft
 from nodeagent.network.state import Changes, NetworkState, NetworkStateHub, Peer
 
@@ -281,7 +281,7 @@ class Overlay:
                 self._routes.gate = False
             if self._table is not None:
                 self._nft.delete()
-                forget_udp_to(_endpoints(self._table))
+                forget_udp_flows(lost_udp(self._table, None))
                 self._table = None
             return
         links.ensure_gate(self._routes)
@@ -291,9 +291,9 @@ class Overlay:
         snat = under.address if under is not None and under.prefsrc else ""
         desired = build(self._rules, self._plans.values(), problems, snat)
         self._nft.apply(transaction(self._table, desired))
-        gone = _endpoints(self._table) - _endpoints(desired)
+        lost = lost_udp(self._table, desired)
         self._table = desired
-        forget_udp_to(gone)
+        forget_udp_flows(lost)
 
     def _plan_all(self, problems: list[str]) -> dict[str, LinkPlan]:
         plans: dict[str, LinkPlan] = {}
@@ -329,13 +329,6 @@ class Overlay:
                     continue
                 out[ret.mark] = (ret.gateway, plan.name)
         return out
-
-
-def _endpoints(table: TableState | None) -> set[str]:
-    """The addresses the table DNATs to."""
-    if table is None:
-        return set()
-    return {str(c.signature[1]) for c in table.chains.values() if c.signature[:1] == ("dnat",)}
 
 
 def remove_all(links: Links, nft: Nft) -> None:

@@ -68,7 +68,8 @@ from nodeagent.network.overlay.addressing import (
 )
 from nodeagent.network.overlay.plan import LinkPlan, ServiceRules
 
-__all__ = ["FAMILY", "TABLE", "Chain", "TableState", "build", "parse", "transaction"]
+__all__ = ["FAMILY", "TABLE", "Chain", "TableState", "balanced_udp", "build", "lost_udp", "parse",
+           "transaction"]
 
 FAMILY = "ip"
 TABLE = "orch_svc"
@@ -345,6 +346,41 @@ def _mesh_key(key: tuple[str, int]) -> str:
 
 def _is_leaf(name: str) -> bool:
     return name.startswith(("ep_", "mep_"))
+
+
+# ---- what UDP flows were balanced to -------------------------------------------------
+
+
+def balanced_udp(state: TableState | None) -> dict[tuple[str, int], set[str]]:
+    """Where the table balances UDP flows, and to which addresses: each VIP
+    (it forwards every port) as ``(VIP, 0)``, each UDP port of the mesh as
+    ``("", port)`` (it is published on every local address)."""
+    if state is None:
+        return {}
+    out = {(vip, 0): _targets(state, chain) for vip, chain in state.vips.items()}
+    out.update((("", port), _targets(state, chain)) for (proto, port), chain in state.mesh.items()
+               if proto == "udp")
+    return out
+
+
+def lost_udp(current: TableState | None, desired: TableState | None) -> dict[tuple[str, int], set[str]]:
+    """The addresses each destination of :func:`balanced_udp` balances to in
+    ``current`` and no longer in ``desired``: whose UDP flows from there
+    must be forgotten (see ``overlay.conntrack``)."""
+    after = balanced_udp(desired)
+    return {dest: lost for dest, addresses in balanced_udp(current).items()
+            if (lost := addresses - after.get(dest, set()))}
+
+
+def _targets(state: TableState, chain: str) -> set[str]:
+    """The addresses a balancing chain DNATs to (none for a chain not understood)."""
+    balancer = state.chains.get(chain)
+    out: set[str] = set()
+    for leaf in balancer.signature if balancer is not None else ():
+        target = state.chains.get(leaf) if isinstance(leaf, str) else None
+        if target is not None and target.signature[:1] == ("dnat",):
+            out.add(str(target.signature[1]))
+    return out
 
 
 # ---- reading the kernel's ---------------------------------------------------------
