@@ -17,7 +17,10 @@ from typing import Any
 
 from bench._common import ORCH
 
-RUN = "/run/orch-bench-cluster"
+# $ORCH_BENCH_SLOT (0-9, default 0) picks another set of names, so two
+# benchmarks can run side by side.
+SLOT = int(os.environ.get("ORCH_BENCH_SLOT", "0") or 0) % 10
+RUN = "/run/orch-bench-cluster" + (f"-{SLOT}" if SLOT else "")
 ENV = {**os.environ, "ORCH_CLUSTER_RUN_DIR": RUN}
 ENV.pop("ORCH_HOST", None)
 ENV.pop("ORCH_CLUSTER", None)
@@ -30,7 +33,8 @@ def orch(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def up_args(nodes: int, state: str) -> list[str]:
     return ["up", "--nodes", str(nodes), "--state-dir", state, "--run-dir", RUN, "--bridge",
-            "orchbench0", "--prefix", "ob-", "--subnet", "10.221.0.0/24", "--port", "17900"]
+            f"orchbench{SLOT}", "--prefix", f"ob{SLOT or ''}-", "--subnet", f"10.221.{SLOT * 16}.0/24",
+            "--port", str(17900 + SLOT * 20)]
 
 
 @contextlib.contextmanager

@@ -12,6 +12,12 @@ and status up.
 - Assignments: first the *full* set of the node's tasks, then changes, fed by
   the informer (O(changes) per event). A task is assigned while its status is
   between ASSIGNED and RUNNING; once terminal it is sent as removed.
+- Secrets and configs: an assignments message carries the values of the
+  versions its tasks are granted (``Assignments.secrets``), opened with the
+  cluster's key (``controlplane.envelope``) as the message is made: only
+  for tasks the node is to run (desired running), only on that node's
+  session, never logged. A node that runs no task granted a secret never
+  receives it.
 - Network state (``netview``): the full state the node needs for service
   networking when its session starts (before its full assignment set), then
   changes, queued with the assignments; a batch drained from the queue goes
@@ -42,10 +48,11 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from controlplane.controllers import HEARTBEAT_INTERVAL, can_advance
+from controlplane.envelope import EnvelopeError, Kek, binding, open_value
 from controlplane.logctx import node_fields, task_fields
 from controlplane.netview import NetworkView, assigned, merge_network_states
 from controlplane.store import Change, Informer, Kind, Op, Store, StoreConflict, StoreError, node_index_claim
-from model.objects import Node, NodeResources, Task, TaskState, TaskStatus
+from model.objects import Node, NodeResources, Secret, Task, TaskState, TaskStatus
 from model.wire import WireError, status_update_from_pb, task_to_pb
 from proto import cluster_pb2 as cpb
 from proto import cluster_pb2_grpc as cpb_grpc
@@ -72,8 +79,9 @@ class _Session:
 class Dispatcher(cpb_grpc.DispatcherServicer):
     def __init__(self, store: Store, informer: Informer, token: str,
                  clock: Any = time.time, protected_ports: list[int] | None = None,
-                 on_running: Callable[[float, float], None] | None = None) -> None:
+                 on_running: Callable[[float, float], None] | None = None, kek: Kek | None = None) -> None:
         self.store = store
+        self.kek = kek  # opens the secret values a node's tasks are granted (None: none can be sent)
         # Hears (created_at, now) of each task that turns running: the scheduling delay's metric.
         self.on_running = on_running
         self.informer = informer
@@ -131,7 +139,8 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             with session.lock:
                 tasks = [t for t in self.informer.tasks_of_node(node.id) if assigned(t)]
                 session.sent = {t.id for t in tasks}
-                full = cpb.Assignments(full=True, tasks=[task_to_pb(t) for t in tasks])
+                full = cpb.Assignments(full=True, tasks=[task_to_pb(t) for t in tasks],
+                                       secrets=self._payloads(tasks, session))
             yield cpb.DispatcherMessage(assignments=full)
             while context.is_active():
                 try:
@@ -230,7 +239,37 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             with session.lock:
                 msg = self._delta(session, task, change.type == "delete", old)
             if msg is not None:
+                if msg.tasks:
+                    msg.secrets.extend(self._payloads([task], session))
                 session.out.put(cpb.DispatcherMessage(assignments=msg))
+
+    def _payloads(self, tasks: Iterable[Task], session: _Session) -> list[cpb.SecretPayload]:
+        """The values of the secret and config versions granted to those of
+        ``tasks`` the node is to start. One that cannot be opened is left
+        out, with a warning naming it (never its value): the node then
+        rejects the task, saying which file it lacks."""
+        out: dict[str, cpb.SecretPayload] = {}
+        for task in tasks:
+            if task.desired_state != TaskState.RUNNING or task.status.state.terminal:
+                continue
+            for ref in (*task.spec.secrets, *task.spec.configs):
+                if ref.secret_id in out:
+                    continue
+                try:
+                    out[ref.secret_id] = cpb.SecretPayload(id=ref.secret_id, data=self._open(ref.secret_id))
+                except EnvelopeError as err:
+                    session.log.warning("secret not sent with its task", **task_fields(task),
+                                        secret=ref.source, secret_id=ref.secret_id, error=str(err))
+        return list(out.values())
+
+    def _open(self, version_id: str) -> bytes:
+        """The value of a secret (config) version; EnvelopeError saying why not."""
+        version = self.informer.get(Kind.SECRET, version_id) if version_id else None
+        if not isinstance(version, Secret) or version.sealed is None:
+            raise EnvelopeError("the version is gone, or holds no value")
+        if self.kek is None:
+            raise EnvelopeError("this control plane has no secrets key")
+        return open_value(self.kek, version.sealed, binding(version.id, version.kind, version.name))
 
     @staticmethod
     def _delta(session: _Session, task: Task, deleted: bool,
@@ -397,8 +436,12 @@ def merge_deltas(deltas: list[cpb.Assignments]) -> cpb.Assignments:
     task assigned, then removed, is removed; removed, then assigned, is
     assigned), so the node ends where applying them one by one would."""
     last: dict[str, cpb.Task | None] = {}
+    payloads: dict[str, cpb.SecretPayload] = {}
     for delta in deltas:
         last.update((t.id, t) for t in delta.tasks)
         last.update((tid, None) for tid in delta.removed)
-    return cpb.Assignments(tasks=[a for a in last.values() if a is not None],
-                           removed=[tid for tid, a in last.items() if a is None])
+        payloads.update((p.id, p) for p in delta.secrets)
+    tasks = [a for a in last.values() if a is not None]
+    granted = {r.secret_id for t in tasks for r in (*t.spec.secrets, *t.spec.configs)}
+    return cpb.Assignments(tasks=tasks, removed=[tid for tid, a in last.items() if a is None],
+                           secrets=[p for vid, p in payloads.items() if vid in granted])

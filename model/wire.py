@@ -40,6 +40,7 @@ from model.objects import (
     Resources,
     RestartPolicy,
     Revision,
+    SecretRef,
     Service,
     ServiceSpec,
     Task,
@@ -62,6 +63,7 @@ __all__ = [
     "PORT_MODES",
     "PROTOCOLS",
     "RESTART_CONDITIONS",
+    "SECRET_KINDS",
     "StoreObject",
     "WireError",
     "availability_from_pb",
@@ -76,6 +78,10 @@ __all__ = [
     "node_to_pb",
     "ports_from_pb",
     "ports_to_pb",
+    "secret_kind_from_pb",
+    "secret_kind_to_pb",
+    "secret_refs_from_pb",
+    "secret_refs_to_pb",
     "service_from_pb",
     "service_to_pb",
     "spec_from_pb",
@@ -107,6 +113,7 @@ NODE_AVAILABILITIES = ("active", "drain", "pause")
 ACTIONS = ("put", "delete", "synced", "keepalive")  # the events' actions
 FAILURE_ACTIONS = ("pause", "continue", "rollback")
 UPDATE_ORDERS = ("stop-first", "start-first")
+SECRET_KINDS = ("secret", "config")
 
 
 def _by_name(enum: Any, prefix: str, words: Iterable[str]) -> tuple[dict[str, Any], dict[int, Any]]:
@@ -126,6 +133,7 @@ _AVAILABILITY, _AVAILABILITY_OF = _by_name(cpb.NodeAvailability, "NODE_AVAILABIL
 _ACTION, _ACTION_OF = _by_name(cpb.EventAction, "EVENT_ACTION_", ACTIONS)
 _FAILURE_ACTION, _FAILURE_ACTION_OF = _by_name(cpb.FailureAction, "FAILURE_ACTION_", FAILURE_ACTIONS)
 _ORDER, _ORDER_OF = _by_name(cpb.UpdateOrder, "UPDATE_ORDER_", (o.replace("-", "_") for o in UPDATE_ORDERS))
+_SECRET_KIND, _SECRET_KIND_OF = _by_name(cpb.SecretKind, "SECRET_KIND_", SECRET_KINDS)
 _TASK_STATE: dict[TaskState, Any] = {state: cpb.TaskState.Value(f"TASK_STATE_{state.name}")
                                      for state in TaskState}
 _TASK_STATE_OF = {number: state for state, number in _TASK_STATE.items()}
@@ -133,6 +141,7 @@ _TASK_STATE_OF = {number: state for state, number in _TASK_STATE.items()}
 # Defaults that are not the proto's zero values (their fields are optional).
 _SPEC = ServiceSpec(name="", image="")
 _TASK = Task(id="", service_id="", service_name="", slot=0, spec=_SPEC)
+_REF = SecretRef(source="", target="")
 
 
 def _member(table: dict[int, Any], number: int, field: str) -> Any:
@@ -161,6 +170,18 @@ def availability_to_pb(availability: str) -> Any:
 
 def availability_from_pb(number: int) -> str:
     return _member(_AVAILABILITY_OF, number, "availability")  # type: ignore[no-any-return]
+
+
+def secret_kind_to_pb(kind: str) -> Any:
+    """``secret`` or ``config`` as the enum; WireError for another word."""
+    try:
+        return _SECRET_KIND[kind]
+    except KeyError:
+        raise WireError(f"kind: {kind!r} is not one of {', '.join(SECRET_KINDS)}") from None
+
+
+def secret_kind_from_pb(number: int, field: str = "kind") -> Literal["secret", "config"]:
+    return _member(_SECRET_KIND_OF, number, field)  # type: ignore[no-any-return]
 
 
 # ---- service specs -----------------------------------------------------------
@@ -194,6 +215,16 @@ def endpoint_mode_from_pb(number: int, field: str = "endpoint_mode") -> Literal[
     return _member(_ENDPOINT_MODE_OF, number, field)  # type: ignore[no-any-return]
 
 
+def secret_refs_to_pb(refs: Iterable[SecretRef]) -> list[cpb.SecretReference]:
+    return [cpb.SecretReference(source=r.source, target=r.target, uid=r.uid, gid=r.gid, mode=r.mode,
+                                secret_id=r.secret_id) for r in refs]
+
+
+def secret_refs_from_pb(refs: Iterable[cpb.SecretReference]) -> list[SecretRef]:
+    return [SecretRef(source=r.source, target=r.target, uid=r.uid, gid=r.gid,
+                      mode=r.mode if r.HasField("mode") else _REF.mode, secret_id=r.secret_id) for r in refs]
+
+
 def spec_to_pb(spec: ServiceSpec) -> cpb.ServiceSpec:
     placement, policy = spec.placement, spec.restart_policy
     try:
@@ -213,7 +244,8 @@ def spec_to_pb(spec: ServiceSpec) -> cpb.ServiceSpec:
         binpack=spec.binpack, stop_grace_period=spec.stop_grace_period, storage_size=spec.storage_size,
         networks=[cpb.NetworkAttachment(name=n.name, aliases=n.aliases) for n in spec.networks],
         endpoint_mode=endpoint_mode, update_config=update_config_to_pb(spec.update_config),
-        rollback_config=update_config_to_pb(spec.rollback_config), rebalance=spec.rebalance)
+        rollback_config=update_config_to_pb(spec.rollback_config), rebalance=spec.rebalance,
+        secrets=secret_refs_to_pb(spec.secrets), configs=secret_refs_to_pb(spec.configs))
     if spec.healthcheck is not None:
         out.healthcheck.CopyFrom(healthcheck_to_pb(spec.healthcheck))
     # None (the image's) and [] (explicitly nothing) differ: presence says which.
@@ -256,6 +288,8 @@ def spec_from_pb(m: cpb.ServiceSpec) -> ServiceSpec:
         update_config=update_config_from_pb(m.update_config, "update_config"),
         rollback_config=update_config_from_pb(m.rollback_config, "rollback_config"),
         rebalance=m.rebalance if m.HasField("rebalance") else True,
+        secrets=secret_refs_from_pb(m.secrets),
+        configs=secret_refs_from_pb(m.configs),
     )
 
 

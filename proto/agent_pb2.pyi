@@ -281,7 +281,7 @@ class ContainerDetails(_message.Message):
     def __init__(self, container: _Optional[_Union[Container, _Mapping]] = ..., config: _Optional[_Union[ContainerConfig, _Mapping]] = ..., spec: _Optional[_Union[RuntimeSpec, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., log_path: _Optional[str] = ..., stopped_by_user: _Optional[bool] = ..., pid_start_time: _Optional[int] = ..., healthcheck: _Optional[_Union[HealthCheck, _Mapping]] = ...) -> None: ...
 
 class RuntimeSpec(_message.Message):
-    __slots__ = ("id", "name", "hostname", "bundle_dir", "rootfs", "process", "resources", "network", "cgroup_name", "masked_paths", "readonly_paths", "stop_signal", "stop_timeout", "labels")
+    __slots__ = ("id", "name", "hostname", "bundle_dir", "rootfs", "process", "resources", "network", "cgroup_name", "masked_paths", "readonly_paths", "stop_signal", "stop_timeout", "labels", "mounts")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -303,6 +303,7 @@ class RuntimeSpec(_message.Message):
     STOP_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     STOP_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    MOUNTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     hostname: str
@@ -317,7 +318,18 @@ class RuntimeSpec(_message.Message):
     stop_signal: int
     stop_timeout: float
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., hostname: _Optional[str] = ..., bundle_dir: _Optional[str] = ..., rootfs: _Optional[_Union[RootfsSpec, _Mapping]] = ..., process: _Optional[_Union[ProcessSpec, _Mapping]] = ..., resources: _Optional[_Union[RuntimeResources, _Mapping]] = ..., network: _Optional[_Union[NetworkSpec, _Mapping]] = ..., cgroup_name: _Optional[str] = ..., masked_paths: _Optional[_Iterable[str]] = ..., readonly_paths: _Optional[_Iterable[str]] = ..., stop_signal: _Optional[int] = ..., stop_timeout: _Optional[float] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    mounts: _containers.RepeatedCompositeFieldContainer[BindMount]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., hostname: _Optional[str] = ..., bundle_dir: _Optional[str] = ..., rootfs: _Optional[_Union[RootfsSpec, _Mapping]] = ..., process: _Optional[_Union[ProcessSpec, _Mapping]] = ..., resources: _Optional[_Union[RuntimeResources, _Mapping]] = ..., network: _Optional[_Union[NetworkSpec, _Mapping]] = ..., cgroup_name: _Optional[str] = ..., masked_paths: _Optional[_Iterable[str]] = ..., readonly_paths: _Optional[_Iterable[str]] = ..., stop_signal: _Optional[int] = ..., stop_timeout: _Optional[float] = ..., labels: _Optional[_Mapping[str, str]] = ..., mounts: _Optional[_Iterable[_Union[BindMount, _Mapping]]] = ...) -> None: ...
+
+class BindMount(_message.Message):
+    __slots__ = ("source", "target", "readonly")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    READONLY_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    target: str
+    readonly: bool
+    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., readonly: _Optional[bool] = ...) -> None: ...
 
 class RootfsSpec(_message.Message):
     __slots__ = ("lower_dirs", "readonly", "volatile", "size_bytes")

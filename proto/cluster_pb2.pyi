@@ -71,6 +71,11 @@ class UpdateOrder(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UPDATE_ORDER_STOP_FIRST: _ClassVar[UpdateOrder]
     UPDATE_ORDER_START_FIRST: _ClassVar[UpdateOrder]
 
+class SecretKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SECRET_KIND_SECRET: _ClassVar[SecretKind]
+    SECRET_KIND_CONFIG: _ClassVar[SecretKind]
+
 class EventAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EVENT_ACTION_UNSPECIFIED: _ClassVar[EventAction]
@@ -111,6 +116,8 @@ FAILURE_ACTION_CONTINUE: FailureAction
 FAILURE_ACTION_ROLLBACK: FailureAction
 UPDATE_ORDER_STOP_FIRST: UpdateOrder
 UPDATE_ORDER_START_FIRST: UpdateOrder
+SECRET_KIND_SECRET: SecretKind
+SECRET_KIND_CONFIG: SecretKind
 EVENT_ACTION_UNSPECIFIED: EventAction
 EVENT_ACTION_PUT: EventAction
 EVENT_ACTION_DELETE: EventAction
@@ -185,8 +192,24 @@ class UpdateConfig(_message.Message):
     order: UpdateOrder
     def __init__(self, parallelism: _Optional[int] = ..., delay: _Optional[float] = ..., failure_action: _Optional[_Union[FailureAction, str]] = ..., monitor: _Optional[float] = ..., max_failure_ratio: _Optional[float] = ..., order: _Optional[_Union[UpdateOrder, str]] = ...) -> None: ...
 
+class SecretReference(_message.Message):
+    __slots__ = ("source", "target", "uid", "gid", "mode", "secret_id")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    UID_FIELD_NUMBER: _ClassVar[int]
+    GID_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    SECRET_ID_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    target: str
+    uid: int
+    gid: int
+    mode: int
+    secret_id: str
+    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., mode: _Optional[int] = ..., secret_id: _Optional[str] = ...) -> None: ...
+
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "image", "command", "entrypoint", "env", "ports", "labels", "mode", "replicas", "limits", "reservations", "placement", "restart_policy", "binpack", "stop_grace_period", "storage_size", "networks", "endpoint_mode", "healthcheck", "update_config", "rollback_config", "rebalance")
+    __slots__ = ("name", "image", "command", "entrypoint", "env", "ports", "labels", "mode", "replicas", "limits", "reservations", "placement", "restart_policy", "binpack", "stop_grace_period", "storage_size", "networks", "endpoint_mode", "healthcheck", "update_config", "rollback_config", "rebalance", "secrets", "configs")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +239,8 @@ class ServiceSpec(_message.Message):
     UPDATE_CONFIG_FIELD_NUMBER: _ClassVar[int]
     ROLLBACK_CONFIG_FIELD_NUMBER: _ClassVar[int]
     REBALANCE_FIELD_NUMBER: _ClassVar[int]
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
+    CONFIGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     command: _agent_pb2.StringList
@@ -238,7 +263,9 @@ class ServiceSpec(_message.Message):
     update_config: UpdateConfig
     rollback_config: UpdateConfig
     rebalance: bool
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[_Union[ServiceMode, str]] = ..., replicas: _Optional[int] = ..., limits: _Optional[_Union[Resources, _Mapping]] = ..., reservations: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., binpack: _Optional[bool] = ..., stop_grace_period: _Optional[float] = ..., storage_size: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., endpoint_mode: _Optional[_Union[EndpointMode, str]] = ..., healthcheck: _Optional[_Union[_agent_pb2.HealthCheck, _Mapping]] = ..., update_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rebalance: _Optional[bool] = ...) -> None: ...
+    secrets: _containers.RepeatedCompositeFieldContainer[SecretReference]
+    configs: _containers.RepeatedCompositeFieldContainer[SecretReference]
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[_Union[ServiceMode, str]] = ..., replicas: _Optional[int] = ..., limits: _Optional[_Union[Resources, _Mapping]] = ..., reservations: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., binpack: _Optional[bool] = ..., stop_grace_period: _Optional[float] = ..., storage_size: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., endpoint_mode: _Optional[_Union[EndpointMode, str]] = ..., healthcheck: _Optional[_Union[_agent_pb2.HealthCheck, _Mapping]] = ..., update_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rebalance: _Optional[bool] = ..., secrets: _Optional[_Iterable[_Union[SecretReference, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[SecretReference, _Mapping]]] = ...) -> None: ...
 
 class UpdateStatus(_message.Message):
     __slots__ = ("state", "started_at", "completed_at", "message", "total", "updated", "failed")
@@ -430,6 +457,94 @@ class Network(_message.Message):
     version: int
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., subnet: _Optional[str] = ..., vni: _Optional[int] = ..., stack: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[float] = ..., version: _Optional[int] = ...) -> None: ...
 
+class Secret(_message.Message):
+    __slots__ = ("id", "name", "kind", "number", "size", "labels", "stack", "created_at", "updated_at", "versions", "services", "data")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    STACK_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    kind: SecretKind
+    number: int
+    size: int
+    labels: _containers.ScalarMap[str, str]
+    stack: str
+    created_at: float
+    updated_at: float
+    versions: _containers.RepeatedCompositeFieldContainer[SecretVersion]
+    services: _containers.RepeatedScalarFieldContainer[str]
+    data: bytes
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[SecretKind, str]] = ..., number: _Optional[int] = ..., size: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., stack: _Optional[str] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., versions: _Optional[_Iterable[_Union[SecretVersion, _Mapping]]] = ..., services: _Optional[_Iterable[str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class SecretVersion(_message.Message):
+    __slots__ = ("id", "number", "size", "created_at", "tasks")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    number: int
+    size: int
+    created_at: float
+    tasks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[int] = ..., size: _Optional[int] = ..., created_at: _Optional[float] = ..., tasks: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateSecretRequest(_message.Message):
+    __slots__ = ("kind", "name", "data", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    kind: SecretKind
+    name: str
+    data: bytes
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, kind: _Optional[_Union[SecretKind, str]] = ..., name: _Optional[str] = ..., data: _Optional[bytes] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class SecretListRequest(_message.Message):
+    __slots__ = ("kind",)
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    kind: SecretKind
+    def __init__(self, kind: _Optional[_Union[SecretKind, str]] = ...) -> None: ...
+
+class ListSecretsResponse(_message.Message):
+    __slots__ = ("secrets",)
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
+    secrets: _containers.RepeatedCompositeFieldContainer[Secret]
+    def __init__(self, secrets: _Optional[_Iterable[_Union[Secret, _Mapping]]] = ...) -> None: ...
+
+class SecretRef(_message.Message):
+    __slots__ = ("kind", "name")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    kind: SecretKind
+    name: str
+    def __init__(self, kind: _Optional[_Union[SecretKind, str]] = ..., name: _Optional[str] = ...) -> None: ...
+
 class RollbackRequest(_message.Message):
     __slots__ = ("service", "to")
     SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -469,16 +584,28 @@ class UpdateServiceRequest(_message.Message):
     def __init__(self, service: _Optional[str] = ..., pause: _Optional[bool] = ..., resume: _Optional[bool] = ...) -> None: ...
 
 class DeployRequest(_message.Message):
-    __slots__ = ("services", "manifest", "manifest_path", "stack")
+    __slots__ = ("services", "manifest", "manifest_path", "stack", "files")
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_PATH_FIELD_NUMBER: _ClassVar[int]
     STACK_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
     services: _containers.RepeatedCompositeFieldContainer[ServiceSpec]
     manifest: str
     manifest_path: str
     stack: str
-    def __init__(self, services: _Optional[_Iterable[_Union[ServiceSpec, _Mapping]]] = ..., manifest: _Optional[str] = ..., manifest_path: _Optional[str] = ..., stack: _Optional[str] = ...) -> None: ...
+    files: _containers.RepeatedCompositeFieldContainer[ManifestFile]
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceSpec, _Mapping]]] = ..., manifest: _Optional[str] = ..., manifest_path: _Optional[str] = ..., stack: _Optional[str] = ..., files: _Optional[_Iterable[_Union[ManifestFile, _Mapping]]] = ...) -> None: ...
+
+class ManifestFile(_message.Message):
+    __slots__ = ("kind", "key", "data")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    kind: SecretKind
+    key: str
+    data: bytes
+    def __init__(self, kind: _Optional[_Union[SecretKind, str]] = ..., key: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class DeployResponse(_message.Message):
     __slots__ = ("services",)
@@ -806,14 +933,24 @@ class StatusBatch(_message.Message):
     def __init__(self, updates: _Optional[_Iterable[_Union[TaskStatusUpdate, _Mapping]]] = ...) -> None: ...
 
 class Assignments(_message.Message):
-    __slots__ = ("full", "tasks", "removed")
+    __slots__ = ("full", "tasks", "removed", "secrets")
     FULL_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
     full: bool
     tasks: _containers.RepeatedCompositeFieldContainer[Task]
     removed: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, full: _Optional[bool] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
+    secrets: _containers.RepeatedCompositeFieldContainer[SecretPayload]
+    def __init__(self, full: _Optional[bool] = ..., tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ..., secrets: _Optional[_Iterable[_Union[SecretPayload, _Mapping]]] = ...) -> None: ...
+
+class SecretPayload(_message.Message):
+    __slots__ = ("id", "data")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    data: bytes
+    def __init__(self, id: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Registered(_message.Message):
     __slots__ = ("node_id", "heartbeat_interval", "protected_ports")

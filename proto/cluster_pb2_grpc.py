@@ -152,6 +152,26 @@ class ClusterAPIStub:
                 request_serializer=proto_dot_cluster__pb2.UpdateServiceRequest.SerializeToString,
                 response_deserializer=proto_dot_cluster__pb2.Service.FromString,
                 _registered_method=True)
+        self.CreateSecret = channel.unary_unary(
+                '/orch.cluster.v1.ClusterAPI/CreateSecret',
+                request_serializer=proto_dot_cluster__pb2.CreateSecretRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.Secret.FromString,
+                _registered_method=True)
+        self.ListSecrets = channel.unary_unary(
+                '/orch.cluster.v1.ClusterAPI/ListSecrets',
+                request_serializer=proto_dot_cluster__pb2.SecretListRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.ListSecretsResponse.FromString,
+                _registered_method=True)
+        self.GetSecret = channel.unary_unary(
+                '/orch.cluster.v1.ClusterAPI/GetSecret',
+                request_serializer=proto_dot_cluster__pb2.SecretRef.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.Secret.FromString,
+                _registered_method=True)
+        self.RemoveSecret = channel.unary_unary(
+                '/orch.cluster.v1.ClusterAPI/RemoveSecret',
+                request_serializer=proto_dot_cluster__pb2.SecretRef.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.RemoveResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterAPIServicer:
@@ -309,6 +329,33 @@ class ClusterAPIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSecret(self, request, context):
+        """Secrets and configs: the value goes in once and never comes back out
+        (but a config's, to GetSecret). A name that exists gets a new version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSecrets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSecret(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSecret(self, request, context):
+        """Refused (FAILED_PRECONDITION, naming them) while a service or a task uses it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterAPIServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -426,6 +473,26 @@ def add_ClusterAPIServicer_to_server(servicer, server):
                     servicer.UpdateService,
                     request_deserializer=proto_dot_cluster__pb2.UpdateServiceRequest.FromString,
                     response_serializer=proto_dot_cluster__pb2.Service.SerializeToString,
+            ),
+            'CreateSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSecret,
+                    request_deserializer=proto_dot_cluster__pb2.CreateSecretRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.Secret.SerializeToString,
+            ),
+            'ListSecrets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSecrets,
+                    request_deserializer=proto_dot_cluster__pb2.SecretListRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.ListSecretsResponse.SerializeToString,
+            ),
+            'GetSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSecret,
+                    request_deserializer=proto_dot_cluster__pb2.SecretRef.FromString,
+                    response_serializer=proto_dot_cluster__pb2.Secret.SerializeToString,
+            ),
+            'RemoveSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSecret,
+                    request_deserializer=proto_dot_cluster__pb2.SecretRef.FromString,
+                    response_serializer=proto_dot_cluster__pb2.RemoveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1051,6 +1118,114 @@ class ClusterAPI:
             '/orch.cluster.v1.ClusterAPI/UpdateService',
             proto_dot_cluster__pb2.UpdateServiceRequest.SerializeToString,
             proto_dot_cluster__pb2.Service.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/CreateSecret',
+            proto_dot_cluster__pb2.CreateSecretRequest.SerializeToString,
+            proto_dot_cluster__pb2.Secret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSecrets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/ListSecrets',
+            proto_dot_cluster__pb2.SecretListRequest.SerializeToString,
+            proto_dot_cluster__pb2.ListSecretsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/GetSecret',
+            proto_dot_cluster__pb2.SecretRef.SerializeToString,
+            proto_dot_cluster__pb2.Secret.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/RemoveSecret',
+            proto_dot_cluster__pb2.SecretRef.SerializeToString,
+            proto_dot_cluster__pb2.RemoveResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,10 @@
   activate and labels.
 - ``networks``: create, list, get and remove overlay networks; the networks
   a deploy makes for its stack.
+- ``secrets``: create, list, inspect and remove secrets and configs (values
+  sealed under the cluster's key, ``controlplane.envelope``, and never
+  answered, but a config's); the versions a deploy pins; on the leader, the
+  removal of versions nothing uses.
 - ``proxy``: logs and exec, proxied to the agents with each node's API token.
 - ``stats``: running tasks' resource use, one StatsAll call per node.
 - ``events``: the Events and EventBatches streams, fed by the informer.
@@ -32,6 +36,7 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from controlplane.controllers.ipam import DEFAULT_POOL
+from controlplane.envelope import Kek
 from controlplane.store import Informer, Store
 from model.wire import network_to_pb
 from proto import agent_pb2 as pb
@@ -44,6 +49,7 @@ from .networks import NetworkRefused, Networks
 from .proxy import AgentProxy
 from .reads import VERSION, Reads
 from .rollouts import Rollouts
+from .secrets import Collector, SecretRefused, Secrets
 
 __all__ = ["EVENT_BATCH", "VERSION", "ClusterAPI"]
 
@@ -51,12 +57,16 @@ __all__ = ["EVENT_BATCH", "VERSION", "ClusterAPI"]
 class ClusterAPI(cpb_grpc.ClusterAPIServicer):
     def __init__(self, store: Store, informer: Informer, replica_id: str,
                  is_leader: Callable[[], bool], leader_id: Callable[[], str | None], *,
-                 network_pool: str = DEFAULT_POOL, reserved_ports: frozenset[int] = frozenset()) -> None:
+                 network_pool: str = DEFAULT_POOL, reserved_ports: frozenset[int] = frozenset(),
+                 kek: Kek | None = None) -> None:
         self.store = store
         self.informer = informer
         self.networks = Networks(store, informer, ipaddress.IPv4Network(network_pool))
-        self.deployer = Deployer(store, informer, self.networks, reserved_ports)
-        self.rollouts = Rollouts(store, informer, self.networks)
+        self.secrets = Secrets(store, informer, kek)
+        # Removes the secret versions nothing uses, on the leader; the server starts it.
+        self.collector = Collector(store, informer, is_leader)
+        self.deployer = Deployer(store, informer, self.networks, reserved_ports, self.secrets)
+        self.rollouts = Rollouts(store, informer, self.networks, self.secrets)
         self.proxy = AgentProxy(informer)
         from .stats import TaskStats
 
@@ -135,6 +145,37 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
         try:
             return cpb.RemoveResponse(id=self.networks.remove(request.name).id)
         except NetworkRefused as err:
+            context.abort(err.code, err.message)
+        raise AssertionError
+
+    # ---- secrets and configs -------------------------------------------------------
+
+    def CreateSecret(self, request: cpb.CreateSecretRequest, context: grpc.ServicerContext) -> cpb.Secret:
+        try:
+            return self.secrets.create(request)
+        except SecretRefused as err:
+            context.abort(err.code, err.message)
+        raise AssertionError
+
+    def ListSecrets(self, request: cpb.SecretListRequest,
+                    context: grpc.ServicerContext) -> cpb.ListSecretsResponse:
+        try:
+            return self.secrets.list(request)
+        except SecretRefused as err:
+            context.abort(err.code, err.message)
+        raise AssertionError
+
+    def GetSecret(self, request: cpb.SecretRef, context: grpc.ServicerContext) -> cpb.Secret:
+        try:
+            return self.secrets.get(request)
+        except SecretRefused as err:
+            context.abort(err.code, err.message)
+        raise AssertionError
+
+    def RemoveSecret(self, request: cpb.SecretRef, context: grpc.ServicerContext) -> cpb.RemoveResponse:
+        try:
+            return self.secrets.delete(request)
+        except SecretRefused as err:
             context.abort(err.code, err.message)
         raise AssertionError
 

@@ -2,9 +2,13 @@
 label nodes. (Networks: ``networks``.)
 
 A manifest's deploy first makes the networks its stack uses (idempotently:
-one that exists is taken as it is), then writes its services; a service's
-write carries the networks it names (``Networks.touch``), so none of them can
-be removed under it. Removing a service never removes a network.
+one that exists is taken as it is), then the versions of its secrets and
+configs whose values changed (``secrets``), pinning each service's grants
+to them, then writes its services; a service's write carries the networks
+it names (``Networks.touch``) and the secret versions it pins
+(``Secrets.touch``), so none of them can be removed under it. Removing a
+service never removes a network or a secret (the leader removes the
+versions nothing uses any more).
 
 Every write is a compare-and-swap on the object read from this replica's
 cache, retried a few times when another write got there first (a heartbeat
@@ -38,6 +42,7 @@ from proto import cluster_pb2 as cpb
 
 from .lookups import find_node, find_service, read_own_write
 from .networks import NetworkRefused, Networks
+from .secrets import SecretRefused, Secrets
 
 log = structlog.get_logger("orch.api")
 
@@ -49,10 +54,11 @@ class Deployer:
     """Writes services and nodes; reads what it changes from ``informer``."""
 
     def __init__(self, store: Store, informer: Informer, networks: Networks,
-                 reserved_ports: frozenset[int] = frozenset()) -> None:
+                 reserved_ports: frozenset[int] = frozenset(), secrets: Secrets | None = None) -> None:
         self.store = store
         self.informer = informer
         self.networks = networks
+        self.secrets = secrets if secrets is not None else Secrets(store, informer, None)
         # Ports of the control plane and etcd, which no service may publish on
         # every node (nodes' API ports are added from their addresses).
         self.reserved_ports = reserved_ports
@@ -68,6 +74,7 @@ class Deployer:
                     self.networks.ensure(wanted, stack.name, stack.path)
                 except NetworkRefused as err:
                     context.abort(err.code, err.message)
+        specs = self._pin_secrets(specs, stack, request, context)
         out = [self._apply(spec, context, call) for spec in specs]
         return cpb.DeployResponse(services=[service_to_pb(s) for s in out])
 
@@ -77,8 +84,10 @@ class Deployer:
         from controlplane.plan import plan
 
         asked = request.deploy
-        specs = _specs(asked, context)[0] if asked.manifest or asked.manifest_path or asked.services \
-            else None
+        specs = None
+        if asked.manifest or asked.manifest_path or asked.services:
+            specs, stack = _specs(asked, context)
+            specs = self._pin_secrets(specs, stack, asked, context, dry_run=True)
         without = [find_node(self.informer, ref, context).id for ref in request.without]
         if specs is None and not without:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
@@ -138,8 +147,8 @@ class Deployer:
             if existing is not None and existing.spec == spec:
                 return existing
             try:
-                touched = self.networks.touch(spec)
-            except NetworkRefused as err:
+                touched = self.networks.touch(spec) + self.secrets.touch(spec)
+            except (NetworkRefused, SecretRefused) as err:
                 context.abort(err.code, err.message)
             try:
                 if existing is None:
@@ -157,6 +166,21 @@ class Deployer:
                 time.sleep(RETRY_PAUSE)
         call.warning("service kept changing; not written", attempts=ATTEMPTS)
         context.abort(grpc.StatusCode.ABORTED, f"service {spec.name} kept changing; try again")
+        raise AssertionError
+
+    def _pin_secrets(self, specs: list[Any], stack: Any, request: cpb.DeployRequest,
+                     context: grpc.ServicerContext, dry_run: bool = False) -> list[Any]:
+        """The specs with each secret and config grant pinned to its version
+        (``Secrets.resolve``; ready specs: each secret's latest)."""
+        if not any(s.secrets or s.configs for s in specs):
+            return specs
+        files = {(_FILE_KINDS.get(f.kind, "secret"), f.key): bytes(f.data) for f in request.files}
+        try:
+            if stack is not None:
+                return self.secrets.resolve(stack, files, dry_run=dry_run)
+            return self.secrets.pin(specs)
+        except SecretRefused as err:
+            context.abort(err.code, err.message)
         raise AssertionError
 
     def _write(self, service: Service, touched: list[Op], create: bool = False) -> Service:
@@ -227,13 +251,21 @@ def _specs(request: cpb.DeployRequest, context: grpc.ServicerContext) -> tuple[l
     raise AssertionError
 
 
+_FILE_KINDS = {cpb.SECRET_KIND_SECRET: "secret", cpb.SECRET_KIND_CONFIG: "config"}
+
+
 def _decoded(services: Any, context: grpc.ServicerContext) -> list[Any]:
+    """Ready specs; the versions their grants name are the control plane's
+    to pin (``Secrets.pin``), so any the sender set are dropped."""
     specs = []
     for index, message in enumerate(services):
         try:
-            specs.append(spec_from_pb(message))
+            spec = spec_from_pb(message)
         except WireError as err:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"services[{index}].{err}")
+        specs.append(dataclasses.replace(
+            spec, secrets=[dataclasses.replace(r, secret_id="") for r in spec.secrets],
+            configs=[dataclasses.replace(r, secret_id="") for r in spec.configs]))
     return specs
 
 

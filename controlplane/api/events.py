@@ -6,6 +6,8 @@ A stream asking for the initial state registers its queue *before* it reads
 the snapshot, so a change made meanwhile is in the snapshot, the queue, or
 both (a client keeps the newest version of each object): none is lost.
 A stream naming services gets the changes of those services' objects only.
+Secrets and configs are not in any stream: a change to one is not an event
+(their metadata is ``GetSecret``'s to give, and their values nobody's).
 
 ``Events`` sends one message per change; ``EventBatches`` the same events,
 each message carrying all that were ready (at most ``EVENT_BATCH``).
@@ -21,7 +23,7 @@ import grpc
 import structlog
 
 from controlplane.store import Change, Informer, StoreObject
-from model.objects import Service, Task
+from model.objects import Network, Node, Service, Task
 from model.wire import event_to_pb
 from proto import cluster_pb2 as cpb
 
@@ -29,6 +31,9 @@ log = structlog.get_logger("orch.api")
 
 EVENT_BATCH = 500  # events per EventBatches message at most
 WATCHER_QUEUE = 100000  # changes a stream may fall behind by
+
+
+_STREAMED = (Service, Task, Node, Network)  # the kinds an Event can carry
 
 
 def _service_name(obj: StoreObject) -> str | None:
@@ -122,6 +127,8 @@ class EventHub:
                         if request.keepalive > 0:
                             yield event_to_pb("keepalive")
                         continue
+                if not isinstance(change.obj, _STREAMED):
+                    continue
                 if names and _service_name(change.obj) not in names:
                     continue
                 yield event_to_pb("delete" if change.type == "delete" else "put", change.obj)
@@ -133,7 +140,7 @@ class EventHub:
 
 def _snapshot(informer: Informer, names: set[str]) -> Iterator[cpb.Event]:
     """The cached services and tasks (of ``names``, when given), then ``synced``."""
-    everything: list[StoreObject] = [*informer.services(), *informer.tasks()]
+    everything: list[Service | Task] = [*informer.services(), *informer.tasks()]
     snapshot = [o for o in everything if not names or _service_name(o) in names]
     del everything
     # Memoised by identity: ``snapshot`` keeps the specs alive while it is used.

@@ -29,6 +29,7 @@ from proto import cluster_pb2 as cpb
 from .deploy import ATTEMPTS, RETRY_PAUSE
 from .lookups import find_service, read_own_write
 from .networks import NetworkRefused, Networks
+from .secrets import SecretRefused, Secrets
 
 log = structlog.get_logger("orch.api")
 
@@ -46,10 +47,14 @@ class Refused(Exception):
 
 
 class Rollouts:
-    def __init__(self, store: Store, informer: Informer, networks: Networks) -> None:
+    def __init__(self, store: Store, informer: Informer, networks: Networks,
+                 secrets: Secrets | None = None) -> None:
         self.store = store
         self.informer = informer
         self.networks = networks
+        # A revision's spec pins the secret versions it ran with: a rollback
+        # to one whose version is gone (its secret removed) is refused.
+        self.secrets = secrets if secrets is not None else Secrets(store, informer, None)
 
     def rollback(self, request: cpb.RollbackRequest, context: grpc.ServicerContext) -> cpb.Service:
         def back(svc: Service) -> tuple[Service, list[Op]]:
@@ -59,6 +64,10 @@ class Rollouts:
                 touched = self.networks.touch(spec)
             except NetworkRefused as err:
                 raise Refused(err.code, err.message) from None
+            try:
+                touched += self.secrets.touch(spec)
+            except SecretRefused as err:
+                raise Refused(err.code, f"revision {target}: {err.message}") from None
             return rolled_back(svc, spec, f"rollback to {target}", time.time()), touched
 
         return self._rewrite(request.service, "Rollback", back, context)

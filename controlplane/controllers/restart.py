@@ -13,16 +13,17 @@ is still running. The service's ``RestartPolicy`` decides:
   backoff doubles with each attempt and is capped at ``MAX_RESTART_DELAY``
   (the cap never shortens a configured base delay above it).
 
-An orphaned task (its node went down) is replaced without delay: the backoff
-damps crash loops, and a lost node is not one; the cluster promises a
-replacement within a few seconds of a node loss (see ``nodemonitor``).
+An orphaned task (its node went down), or one killed with its node's
+supervisor, is replaced without delay: the backoff damps crash loops, and a
+lost node is not one; the cluster promises a replacement within a few
+seconds of a node loss (see ``nodemonitor``).
 
 ``window`` is not applied yet: attempts count over the slot's whole life.
 """
 
 from __future__ import annotations
 
-from model.objects import RestartPolicy, Task, TaskState
+from model.objects import SUPERVISOR_DIED, RestartPolicy, Task, TaskState
 
 MAX_RESTART_DELAY = 60.0  # seconds; backoff cap
 _MAX_DOUBLINGS = 16  # keeps 2**n small; the cap is reached long before
@@ -39,7 +40,8 @@ def restart_allowed(task: Task, policy: RestartPolicy) -> bool:
 
 def restart_delay(task: Task, policy: RestartPolicy) -> float:
     """Seconds between the task's death and its replacement."""
-    if task.status.state == TaskState.ORPHANED or policy.delay <= 0:
+    if task.status.state == TaskState.ORPHANED or policy.delay <= 0 \
+            or task.status.error.startswith(SUPERVISOR_DIED):
         return 0.0
     backoff = policy.delay * 2 ** min(max(task.attempt, 0), _MAX_DOUBLINGS)
     return min(backoff, max(MAX_RESTART_DELAY, policy.delay))

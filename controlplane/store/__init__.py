@@ -1,6 +1,8 @@
 """The store: the only code that knows etcd keys, and the informer controllers read.
 
 - ``keys``: builds and parses every key (``/orch/<kind>/<id>``, leader, meta);
+  secrets and configs are a kind too, their values sealed before they get here
+  (``controlplane.envelope``): the store never sees a plaintext;
 - ``Store``: typed get/list/create/update/delete and batched transactional writes,
   each comparing the object's ``version`` (its ``mod_revision``); guarded writes
   (a guard key compared and rewritten, claim keys created) for allocations that

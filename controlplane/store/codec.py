@@ -14,20 +14,21 @@ from collections.abc import Callable
 from typing import Any, TypeAlias
 
 from model import objects as model
-from model.objects import Network, Node, Service, Task
+from model.objects import Network, Node, Secret, Service, Task
 
 from .errors import StoreCorrupt
 from .keys import Kind
 
 __all__ = ["StoreObject", "decode", "encode", "kind_of"]
 
-StoreObject: TypeAlias = Service | Task | Node | Network
+StoreObject: TypeAlias = Service | Task | Node | Network | Secret
 
 _DECODERS: dict[Kind, Callable[[dict[str, Any], int], StoreObject]] = {
     Kind.SERVICE: model.service_from_dict,
     Kind.TASK: model.task_from_dict,
     Kind.NODE: model.node_from_dict,
     Kind.NETWORK: model.network_from_dict,
+    Kind.SECRET: model.secret_from_dict,
 }
 
 
@@ -40,6 +41,8 @@ def kind_of(obj: StoreObject) -> Kind:
         return Kind.NODE
     if isinstance(obj, Network):
         return Kind.NETWORK
+    if isinstance(obj, Secret):
+        return Kind.SECRET
     raise TypeError(f"not a store object: {type(obj).__name__}")
 
 

@@ -31,7 +31,7 @@ from typing import Literal
 import structlog
 
 from controlplane.logctx import object_fields
-from model.objects import Network, Node, Service, Task
+from model.objects import Network, Node, Secret, Service, Task
 
 from .codec import StoreObject
 from .errors import StoreError
@@ -212,6 +212,10 @@ class Informer:
 
     def networks(self) -> list[Network]:
         return [o for o in self.list_kind(Kind.NETWORK) if isinstance(o, Network)]
+
+    def secrets(self) -> list[Secret]:
+        """Every version of every secret and config (their values sealed)."""
+        return [o for o in self.list_kind(Kind.SECRET) if isinstance(o, Secret)]
 
     def network_named(self, name: str) -> Network | None:
         with self._lock:

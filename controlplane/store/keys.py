@@ -6,6 +6,8 @@ Layout (all under ``/orch/``)::
     /orch/tasks/<task id>         a Task, JSON
     /orch/nodes/<node id>         a Node, JSON
     /orch/networks/<network id>   a Network, JSON
+    /orch/secrets/<version id>    a Secret (or config) version, JSON, its value sealed
+                                  (envelope-encrypted: ``controlplane.envelope``)
     /orch/leader/<election>       the leader's candidate id, bound to its lease
     /orch/meta/<name>             cluster metadata (join token, cluster id, ...), and the
                                   guards and claims of allocations (``NETWORKS_GUARD``,
@@ -37,6 +39,7 @@ __all__ = [
     "parse",
     "prefix",
     "range_end",
+    "secret_key",
     "service_key",
     "task_key",
 ]
@@ -51,6 +54,7 @@ class Kind(enum.StrEnum):
     TASK = "tasks"
     NODE = "nodes"
     NETWORK = "networks"
+    SECRET = "secrets"  # secrets and configs, one object per version
 
 
 # Non-object segments: parse() reports them so watchers can skip them.
@@ -96,6 +100,10 @@ def node_key(ident: str) -> str:
 
 def network_key(ident: str) -> str:
     return object_key(Kind.NETWORK, ident)
+
+
+def secret_key(ident: str) -> str:
+    return object_key(Kind.SECRET, ident)
 
 
 def node_index_claim(index: int) -> str:

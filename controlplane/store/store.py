@@ -1,4 +1,4 @@
-"""The typed store: services, tasks and nodes in etcd, with optimistic concurrency.
+"""The typed store: services, tasks, nodes, networks and secrets in etcd, with optimistic concurrency.
 
 Invariants:
 - an object's ``version`` is its key's ``mod_revision`` (0 = not stored); every write
@@ -35,7 +35,7 @@ from typing import Any, Literal, TypeVar
 
 from pyetcd import transactions as tx
 
-from model.objects import Network, Node, Service, Task
+from model.objects import Network, Node, Secret, Service, Task
 
 from . import keys
 from ._client import connect, read, translate
@@ -48,7 +48,7 @@ from .watch import Watch
 __all__ = ["Op", "Snapshot", "Store"]
 
 Snapshot = dict[Kind, dict[str, StoreObject]]
-T = TypeVar("T", Service, Task, Node, Network)
+T = TypeVar("T", Service, Task, Node, Network, Secret)
 Action = Literal["create", "update", "delete"]
 
 DEFAULT_MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
@@ -133,6 +133,9 @@ class Store:
     def get_network(self, ident: str) -> Network | None:
         return _typed(self.get(Kind.NETWORK, ident), Network)
 
+    def get_secret(self, ident: str) -> Secret | None:
+        return _typed(self.get(Kind.SECRET, ident), Secret)
+
     def list_kind(self, kind: Kind) -> list[StoreObject]:
         objs, _ = self._list_kind(kind, revision=0)
         return list(objs.values())
@@ -151,6 +154,10 @@ class Store:
 
     def list_networks(self) -> list[Network]:
         return [_typed_req(o, Network) for o in self.list_kind(Kind.NETWORK)]
+
+    def list_secrets(self) -> list[Secret]:
+        """Every version of every secret and config (values sealed)."""
+        return [_typed_req(o, Secret) for o in self.list_kind(Kind.SECRET)]
 
     def list_all(self) -> tuple[Snapshot, int]:
         """Every object of every kind at one revision, and that revision."""

@@ -19,7 +19,13 @@ comes back, where by default orch moves some to it to even the spread;
 with the accepted spellings, is the JSON Schema ``json_schema()``.
 
 ``parse_stack`` gives the services and the networks they use
-(``NetworkDef``: made by a deploy before its services, unless external).
+(``NetworkDef``: made by a deploy before its services, unless external),
+and the secrets and configs they use (``SecretDef``, from the top-level
+``secrets:`` and ``configs:``: a file or a variable of the deploying
+machine, which the CLI reads and sends beside the manifest, a config's
+inline ``content``, or external); each service's ``secrets:`` and
+``configs:`` grant them (short and long form: ``source``, ``target``,
+``uid``, ``gid``, ``mode``), see ``_secrets``.
 
 ``update_config`` and ``rollback_config`` take Compose's keys with swarmkit's
 effective defaults, which are the model's (``UpdateConfig``): ``parallelism``
@@ -38,7 +44,8 @@ is one line naming file, line and field path::
 Modules: ``_yaml`` (positioned YAML nodes), ``_values`` (value converters),
 ``_table`` (the known keys; the single source for parser and schema),
 ``_walk`` (nodes along the table), ``_networks`` (the stack's networks and
-each service's), ``_parse`` (specs and checks across keys), ``_schema``
+each service's), ``_secrets`` (the stack's secrets and configs and each
+service's grants), ``_parse`` (specs and checks across keys), ``_schema``
 (JSON Schema), ``_dump`` (specs back to YAML), ``_check`` (specs from
 elsewhere held to the manifest's rules).
 
@@ -52,6 +59,7 @@ from common.lazy import lazy_exports
 from model.manifest._errors import ManifestError
 from model.manifest._networks import NetworkDef
 from model.manifest._parse import Stack, load_manifest, load_stack, parse_manifest, parse_stack
+from model.manifest._secrets import SecretDef
 
 if TYPE_CHECKING:
     from model.manifest._check import check_specs
@@ -63,5 +71,5 @@ if TYPE_CHECKING:
 __getattr__ = lazy_exports(__name__, {"check_specs": "_check", "dump_manifest": "_dump",
                                       "json_schema": "_schema"})
 
-__all__ = ["ManifestError", "NetworkDef", "Stack", "check_specs", "dump_manifest", "json_schema",
+__all__ = ["ManifestError", "NetworkDef", "SecretDef", "Stack", "check_specs", "dump_manifest", "json_schema",
            "load_manifest", "load_stack", "parse_manifest", "parse_stack"]

@@ -6,6 +6,10 @@ published ports used once, ingress ports only on services with networks);
 keys holding the default value are left out. The specs' networks are cluster
 networks already (their names are final): the text declares each as
 ``external``, and a spec without networks gets ``network_mode: bridge``.
+So are its secrets and configs (by their names, which a key can always
+spell), granted in the long form with their absolute targets; the version a
+grant pins (``SecretRef.secret_id``) is the control plane's, not a
+manifest's: it reads back empty.
 """
 
 from __future__ import annotations
@@ -19,7 +23,16 @@ import yaml
 
 from model.health import HealthCheck
 from model.manifest._values import NETWORK_KEY_PATTERN
-from model.objects import Placement, PortConfig, Resources, RestartPolicy, ServiceSpec, UpdateConfig
+from model.objects import (
+    DEFAULT_FILE_MODE,
+    Placement,
+    PortConfig,
+    Resources,
+    RestartPolicy,
+    SecretRef,
+    ServiceSpec,
+    UpdateConfig,
+)
 
 __all__ = ["dump_manifest", "spec_to_dict"]
 
@@ -50,6 +63,10 @@ def dump_manifest(specs: list[ServiceSpec]) -> str:
     if keys:
         doc["networks"] = {key: {"external": True, **({} if key == name else {"name": name})}
                            for name, key in keys.items()}
+    for kind in ("secrets", "configs"):
+        names = dict.fromkeys(ref.source for spec in specs for ref in getattr(spec, kind))
+        if names:
+            doc[kind] = {name: {"external": True} for name in names}
     # allow_unicode=False: escapes such as \x85 (NEL, a YAML line break) stay escaped.
     return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=False, default_flow_style=False)
 
@@ -92,6 +109,10 @@ def spec_to_dict(spec: ServiceSpec, network_keys: dict[str, str] | None = None) 
         out["networks"] = [keys.get(n.name, n.name) for n in spec.networks]
     if spec.labels:
         out["labels"] = dict(spec.labels)
+    for kind in ("secrets", "configs"):
+        refs = getattr(spec, kind)
+        if refs:
+            out[kind] = [_grant(ref) for ref in refs]
     grace = getattr(spec, "stop_grace_period", None)
     if grace is not None and grace != _default("stop_grace_period"):
         out["stop_grace_period"] = grace
@@ -131,6 +152,17 @@ def _healthcheck(hc: HealthCheck) -> tuple[dict[str, Any], dict[str, Any]]:
     if hc.tcp is not None:
         probes["tcp"] = {"port": hc.tcp.port}
     return out, probes
+
+
+def _grant(ref: SecretRef) -> dict[str, Any]:
+    out: dict[str, Any] = {"source": ref.source, "target": ref.target}
+    if ref.uid:
+        out["uid"] = ref.uid
+    if ref.gid:
+        out["gid"] = ref.gid
+    if ref.mode != DEFAULT_FILE_MODE:
+        out["mode"] = ref.mode
+    return out
 
 
 def _port(p: PortConfig) -> str | dict[str, Any]:

@@ -3,7 +3,8 @@ they use, with the checks that span several keys.
 
 Pipeline: ``load_yaml`` (positioned nodes) -> ``walk`` along the key table
 (per-value conversion, unknown and missing keys) -> ``resolve_networks``
-(each service's networks, by their names in the cluster) -> ``_service`` (one
+(each service's networks, by their names in the cluster) -> ``resolve_secrets``
+(each service's secrets and configs, by their names in the cluster) -> ``_service`` (one
 spec per service, checks across its keys) -> ``_check_ports`` (checks across
 services).
 
@@ -14,6 +15,7 @@ file; a manifest either parses completely or raises the first
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +24,19 @@ from typing import Any
 from model.health import HealthCheck, HttpProbe, TcpProbe
 from model.manifest._errors import ManifestError
 from model.manifest._networks import NetworkDef, StackName, resolve_networks
+from model.manifest._secrets import SecretDef, resolve_secrets
 from model.manifest._table import TOP
 from model.manifest._walk import Field, Fields, walk
 from model.manifest._yaml import Seq, load_yaml
-from model.objects import NetworkAttachment, Placement, Resources, RestartPolicy, ServiceSpec, UpdateConfig
+from model.objects import (
+    NetworkAttachment,
+    Placement,
+    Resources,
+    RestartPolicy,
+    SecretRef,
+    ServiceSpec,
+    UpdateConfig,
+)
 from model.units import format_bytes
 
 __all__ = ["Stack", "load_manifest", "load_stack", "parse_manifest", "parse_stack"]
@@ -33,21 +44,27 @@ __all__ = ["Stack", "load_manifest", "load_stack", "parse_manifest", "parse_stac
 
 @dataclass
 class Stack:
-    """A parsed manifest: its services, and the networks they use (in order of first use)."""
+    """A parsed manifest: its services, and the networks, secrets and configs
+    they use (in order of first use)."""
 
     services: list[ServiceSpec]
     networks: list[NetworkDef]
     path: str  # the file, as given: what errors about it name
     name: str = ""  # the stack's name; "" when it has none (nothing made needs one)
+    secrets: list[SecretDef] = dataclasses.field(default_factory=list)  # secrets and configs (SecretDef.kind)
 
 
 def _read(path: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ManifestError(path, 0, "", f"not UTF-8 text: {err.reason} at byte {err.start}")
+        data = Path(path).read_bytes()
     except OSError as err:
         raise ManifestError(path, 0, "", f"cannot read the manifest: {err.strerror or err}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise ManifestError(path, line, "", f"not UTF-8 text: {err.reason} at byte {err.start}; "
+                                            "save the file as UTF-8")
 
 
 def load_stack(path: str, stack: str = "") -> Stack:
@@ -77,12 +94,15 @@ def parse_stack(text: str, path: str = "<string>", stack: str = "") -> Stack:
         raise ManifestError(path, top["services"].key_line, "services", "no services defined")
     name = StackName(top, stack, path)
     networks, defs = resolve_networks(top, services, path, name)
-    specs = [_service(service, field, path, networks[service]) for service, field in services.items()]
+    granted, secrets = resolve_secrets(top, services, path, name)
+    specs = [_service(service, field, path, networks[service], granted[service])
+             for service, field in services.items()]
     _check_ports(specs, list(services.values()), path)
-    return Stack(specs, defs, path, name.peek())
+    return Stack(specs, defs, path, name.peek(), secrets)
 
 
-def _service(name: str, field: Field, file: str, networks: list[NetworkAttachment]) -> ServiceSpec:
+def _service(name: str, field: Field, file: str, networks: list[NetworkAttachment],
+             granted: dict[str, list[SecretRef]] | None = None) -> ServiceSpec:
     fields: Fields = field.value
     deploy: Fields = fields.value_in("deploy", default=Fields())
     mode = deploy.value_in("mode", default="replicated")
@@ -101,6 +121,8 @@ def _service(name: str, field: Field, file: str, networks: list[NetworkAttachmen
     if size is not None:
         optional["storage_size"] = size.value
     optional["healthcheck"] = _healthcheck(fields, file)
+    optional["secrets"] = (granted or {}).get("secret", [])
+    optional["configs"] = (granted or {}).get("config", [])
     return ServiceSpec(
         name=name,
         image=fields["image"].value,

@@ -45,7 +45,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from model import secrets as secret_rules
 from model import units
+from model.manifest import _secrets as grants
 from model.manifest import _values as v
 from model.manifest._yaml import Node
 
@@ -165,6 +167,55 @@ _IPAM_CONFIG = {
         "additionalProperties": False,
     },
 }
+_OWNER_ID = {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 2**32 - 2},
+                      {"type": "string", "pattern": r"^[0-9]+$"}]}
+
+
+def _grant_schema(kind: str) -> dict[str, Any]:
+    """A service's ``secrets``/``configs``: names, or mappings with a source."""
+    return {"type": "array", "items": {"oneOf": [
+        {"type": "string", "pattern": secret_rules.SECRET_KEY_PATTERN},
+        {"type": "object",
+         "properties": {
+             "source": {"type": "string", "pattern": secret_rules.SECRET_KEY_PATTERN,
+                        "description": f"The {kind}'s name under the top-level '{kind}s:'."},
+             "target": {"type": "string", "minLength": 1,
+                        "description": "The file in the container: " + (
+                            "a name under /run/secrets, or an absolute path (default: the source)."
+                            if kind == "secret" else "an absolute path (default: /SOURCE).")},
+             "uid": _OWNER_ID, "gid": _OWNER_ID,
+             "mode": {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 0o777},
+                                {"type": "string", "pattern": r"^0[oO]?[0-7]{1,3}$"}],
+                      "description": "Permission bits, octal (default 0444)."},
+         },
+         "required": ["source"], "additionalProperties": False},
+    ]}}
+
+
+def _definition_schema(kind: str) -> dict[str, Any]:
+    """The top-level ``secrets``/``configs``: each one value's source."""
+    sources: dict[str, Any] = {
+        "file": {"type": "string", "minLength": 1,
+                 "description": "A file on the deploying machine, relative to the manifest."},
+        "environment": {"type": "string", "minLength": 1,
+                        "description": "A variable of the deploying shell."},
+    }
+    if kind == "config":
+        sources["content"] = {"type": "string", "description": "The value itself."}
+    return {"type": "object", "propertyNames": {"pattern": secret_rules.SECRET_KEY_PATTERN},
+            "minProperties": 1,
+            "additionalProperties": {
+                "type": "object",
+                "properties": {**sources,
+                               "external": {"type": "boolean", "description": f"Made already (orch {kind} "
+                                                                             "create); takes only name."},
+                               "name": {"type": "string", "pattern": secret_rules.SECRET_NAME_PATTERN,
+                                        "description": f"The {kind}'s name in the cluster (default: "
+                                                       "STACK_KEY)."},
+                               "labels": _LIST_OR_MAP},
+                "additionalProperties": False}}
+
+
 _PREFERENCE_ITEM = {
     "type": "object",
     "properties": {"spread": {"type": "string", "pattern": v.SPREAD_PATTERN}},
@@ -395,6 +446,15 @@ _SERVICE = Section(
             "Options of the task's writable layer (Compose's storage_opt).",
         ),
         "healthcheck": _HEALTHCHECK,
+        "secrets": Leaf(grants.grants("secret"), _grant_schema("secret"),
+                        "Secrets of the manifest in each task's container, read-only on a tmpfs: names "
+                        "(/run/secrets/NAME) or {source, target, uid, gid, mode}; a changed value rolls "
+                        "the tasks.", ["db_password", {"source": "api_key", "target": "api.key",
+                                                       "uid": "103", "gid": "103", "mode": 0o440}]),
+        "configs": Leaf(grants.grants("config"), _grant_schema("config"),
+                        "Configs of the manifest in each task's container, read-only: names (/NAME) or "
+                        "{source, target, uid, gid, mode}; a changed value rolls the tasks.",
+                        [{"source": "app_config", "target": "/etc/app.conf", "mode": 0o444}]),
         "deploy": _DEPLOY,
         "x-orch": _X_ORCH,
     },
@@ -450,13 +510,20 @@ TOP = Section(
         "networks": MapOf(_NETWORK, v.NETWORK_KEY_PATTERN, v.check_network_key,
                           "The stack's overlay networks by name ('default': the network of the services "
                           "that name none).", nullable=True),
+        "secrets": Leaf(grants.definitions("secret"), _definition_schema("secret"),
+                        "The stack's secrets by name (STACK_NAME in the cluster), each from a file or a "
+                        "variable of the deploying machine, or external; sealed in the cluster's store.",
+                        {"db_password": {"file": "./db_password.txt"},
+                         "api_key": {"external": True, "name": "shared_api_key"}}),
+        "configs": Leaf(grants.definitions("config"), _definition_schema("config"),
+                        "The stack's configs by name (STACK_NAME in the cluster), each from a file, a "
+                        "variable, inline content, or external.",
+                        {"app_config": {"content": "level=info\n", "labels": ["tier=front"]}}),
     },
     "An orch manifest: one or more services in Compose syntax.",
     required=("services",),
     unsupported={
         "volumes": "volumes are not supported yet",
-        "secrets": "secrets are not supported yet",
-        "configs": "configs are not supported yet",
     },
     extensions=True,
 )

@@ -186,9 +186,10 @@ def network_name(node: Node) -> str:
 
 
 def ignored(node: Node) -> None:
-    """Keys Compose files carry that mean nothing to orch (``version``, ``name``)."""
-    if not isinstance(node, Scalar):
-        raise Invalid(f"expected a string, got {describe(node)}")
+    """Keys Compose files carry that mean nothing to orch (``version``): a string or a
+    number, as the schema has it, though the value is not used."""
+    if not isinstance(node, Scalar) or isinstance(node.value, bool) or node.value is None:
+        raise Invalid(f"expected a string such as '3.8', got {describe(node)}")
 
 
 def image(node: Node) -> str:
@@ -406,6 +407,15 @@ def _text_at(node: Node, what: str, suffix: str) -> str:
         raise Invalid(err.message, node.line, suffix)
 
 
+def _string_at(node: Node, what: str, suffix: str) -> str:
+    """A string, not a number or boolean as written: names, as the schema has them
+    (``aliases: [yes]`` is a boolean to YAML, and to every other tool that reads it)."""
+    try:
+        return _string(node, what)
+    except Invalid as err:
+        raise Invalid(err.message, node.line, suffix)
+
+
 def _item_text(item: Node, index: int, what: str) -> str:
     return _text_at(item, what, f"[{index}]")
 
@@ -499,7 +509,8 @@ def _long_port(node: Map, suffix: str) -> PortConfig:
     values: dict[str, Node] = {}
     for item in node.items:
         if item.key not in PORT_KEYS:
-            raise Invalid(unknown_key_message(item.key, PORT_KEYS), item.key_line, f"{suffix}.{item.key}")
+            raise Invalid(unknown_key_message(item.key, PORT_KEYS), item.key_line,
+                          field_path(suffix, item.key))
         values[item.key] = item.value
     for key in ("published", "target"):
         if key not in values:
@@ -561,7 +572,7 @@ def service_networks(node: Node) -> list[NetworkRef]:
         refs: list[NetworkRef] = []
         seen: dict[str, int] = {}
         for i, item in enumerate(node.items):
-            key = _text_at(item, "a network name", f"[{i}]")
+            key = _string_at(item, "a network name", f"[{i}]")
             if key in seen:
                 raise Invalid(f"network {key!r} is listed twice (first at line {seen[key]})", item.line,
                               f"[{i}]")
@@ -583,7 +594,7 @@ def _service_network(node: Node, suffix: str) -> tuple[str, ...]:
                       node.line, suffix)
     aliases: tuple[str, ...] = ()
     for entry in node.items:
-        where = f"{suffix}.{entry.key}"
+        where = field_path(suffix, entry.key)
         if entry.key in ("ipv4_address", "ipv6_address", "link_local_ips", "priority", "mac_address"):
             raise Invalid(f"{entry.key!r} is not supported by orch: the control plane gives every "
                           "task its address", entry.key_line, where)
@@ -598,7 +609,7 @@ def _aliases(node: Node, suffix: str) -> list[str]:
         raise Invalid(f"expected a list of DNS names, got {describe(node)}", node.line, suffix)
     out: list[str] = []
     for i, item in enumerate(node.items):
-        text = _text_at(item, "a DNS name", f"{suffix}[{i}]")
+        text = _string_at(item, "a DNS name", f"{suffix}[{i}]")
         try:
             netrules.check_alias(text)
         except ValueError as err:
@@ -631,10 +642,10 @@ def ipam_config(node: Node) -> str:
     for entry in item.items:
         if entry.key in ("ip_range", "gateway", "aux_addresses"):
             raise Invalid(f"{entry.key!r} is not supported by orch: the control plane allocates the "
-                          "addresses (no gateway is needed)", entry.key_line, f"[0].{entry.key}")
+                          "addresses (no gateway is needed)", entry.key_line, field_path("[0]", entry.key))
         if entry.key not in IPAM_CONFIG_KEYS:
             raise Invalid(unknown_key_message(entry.key, IPAM_CONFIG_KEYS), entry.key_line,
-                          f"[0].{entry.key}")
+                          field_path("[0]", entry.key))
         found = entry.value
     if found is None:
         raise Invalid("missing required key 'subnet'", item.line, "[0]")
@@ -672,7 +683,7 @@ def preferences(node: Node) -> list[str]:
         for entry in item.items:
             if entry.key not in PREFERENCE_KEYS:
                 raise Invalid(unknown_key_message(entry.key, PREFERENCE_KEYS), entry.key_line,
-                              f"[{i}].{entry.key}")
+                              field_path(f"[{i}]", entry.key))
         spread = next((entry.value for entry in item.items if entry.key == "spread"), None)
         if spread is None:
             raise Invalid("missing required key 'spread'", item.line, f"[{i}]")

@@ -6,8 +6,10 @@ limit, a published port used twice) can still point at a line.
 
 Invariants: a key not in the table is an error at the key's line, with the
 closest known key suggested; a missing required key is an error at the line
-of the mapping that lacks it; values are converted in document order, so the
-first error in the file is the one reported.
+of the mapping that lacks it; a mapping of names (``services``,
+``networks``) holds at least one, as the schema's ``minProperties`` has it;
+values are converted in document order, so the first error in the file is
+the one reported.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def walk(shape: Shape, node: Node, path: str, file: str, key_line: int = 0) -> A
     if not isinstance(node, Map):
         raise ManifestError(file, node.line, path, f"expected a mapping, got {describe(node)}")
     if isinstance(shape, MapOf):
-        return _walk_names(shape, node, path, file)
+        return _walk_names(shape, node, path, file, key_line or node.line)
     return _walk_section(shape, node, path, file, key_line or node.line)
 
 
@@ -95,7 +97,11 @@ def _walk_section(section: Section, node: Map, path: str, file: str, line: int) 
     return fields
 
 
-def _walk_names(shape: MapOf, node: Map, path: str, file: str) -> dict[str, Field]:
+def _walk_names(shape: MapOf, node: Map, path: str, file: str, line: int) -> dict[str, Field]:
+    if not node.items:  # the schema's minProperties: a key with nothing under it says nothing
+        what = path.rsplit(".", 1)[-1]
+        raise ManifestError(file, line, path, f"no {what} defined" + (
+            "" if what == "services" else f": define one, or leave '{what}' out"))
     out: dict[str, Field] = {}
     for item in node.items:
         where = field_path(path, item.key)

@@ -71,7 +71,8 @@ def runtime_spec(spec: ContainerSpec) -> pb.RuntimeSpec:
             attachments=[pb.OverlayAttachment(**vars(a)) for a in net.attachments]),
         cgroup_name=spec.cgroup_name, masked_paths=spec.masked_paths,
         readonly_paths=spec.readonly_paths, stop_signal=spec.stop_signal,
-        stop_timeout=spec.stop_timeout, labels=spec.labels)
+        stop_timeout=spec.stop_timeout, labels=spec.labels,
+        mounts=[pb.BindMount(source=m.source, target=m.target, readonly=m.readonly) for m in spec.mounts])
 
 
 def image_details(image: Image) -> pb.ImageDetails:

@@ -27,11 +27,20 @@ Invariant: :func:`container_request` is the only place a ``Task`` becomes a
 container request; everything else about the container (image lookup,
 checks, node defaults such as the pids limit) is the engine's, as for
 `orch run`.
+
+Secrets and configs: ``prepare`` puts the task's files on a tmpfs of their
+own (``runtime.secretfs``, under the agent's run dir) from the values its
+assignment brought (:func:`task_files`), and adds the bind mounts to the
+container's spec; the request and the spec name paths only, so nothing the
+engine or the supervisor saves holds a value. The tmpfs goes when the
+container is removed, when its start fails, and when it exits
+(``Executor.release``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,8 +49,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from google.protobuf import json_format  # noqa: F401
 
 import registry.reference  # noqa: F401
+from common.errors import AgentError, NotFound
 from model.objects import Task
 from model.wire import healthcheck_to_pb
+from nodeagent.runtime.secretfs import SecretFile, SecretFiles
+from nodeagent.runtime.spec import as_plain
 from proto import agent_pb2 as pb
 
 if TYPE_CHECKING:
@@ -50,7 +62,7 @@ if TYPE_CHECKING:
     from nodeagent.agent.engine import Engine, StartDone
 
 __all__ = ["DEFAULT_STOP_GRACE", "SERVICE_LABEL", "TASK_LABEL", "Controller", "Executor",
-           "NodeDescription", "TaskController", "TaskExecutor", "container_request"]
+           "NodeDescription", "TaskController", "TaskExecutor", "container_request", "task_files"]
 
 TASK_LABEL = "orch.task"
 SERVICE_LABEL = "orch.service"
@@ -89,6 +101,21 @@ def container_request(task: Task) -> pb.ContainerConfig:
     return cfg
 
 
+def task_files(task: Task, payloads: Mapping[str, bytes]) -> list[SecretFile]:
+    """The task's secrets and configs as files, each value from ``payloads``
+    (by version id, as the assignment brought them); NotFound naming the
+    first whose value did not come (the task is then rejected)."""
+    out = []
+    for kind, refs in (("secret", task.spec.secrets), ("config", task.spec.configs)):
+        for ref in refs:
+            data = payloads.get(ref.secret_id) if ref.secret_id else None
+            if data is None:
+                raise NotFound(f"{kind} {ref.source} (version {ref.secret_id or 'none'}) did not come with "
+                               "the task: the control plane could not send it (see its log)")
+            out.append(SecretFile(target=ref.target, data=data, uid=ref.uid, gid=ref.gid, mode=ref.mode))
+    return out
+
+
 @dataclass(frozen=True)
 class NodeDescription:
     """What a node registers with: its resources."""
@@ -114,9 +141,12 @@ class Executor(Protocol):
     def describe(self) -> NodeDescription: ...
     def configure(self, protected_ports: list[int]) -> None: ...
     def task_containers(self) -> list[dict[str, Any]]: ...
-    def controller(self, task: Task, logger: FilteringBoundLogger) -> Controller: ...
+    def controller(self, task: Task, logger: FilteringBoundLogger,
+                   payloads: Mapping[str, bytes] | None = None) -> Controller: ...
     def found(self, task_id: str, container_id: str, logger: FilteringBoundLogger,
               task: Task | None = None) -> Controller: ...
+    def release(self, task_id: str) -> None: ...
+    def prune(self, keep: set[str]) -> None: ...
 
 
 class TaskController:
@@ -125,12 +155,15 @@ class TaskController:
     has (:meth:`TaskExecutor.found`), whose task may no longer be known."""
 
     def __init__(self, engine: Engine, task_id: str, task: Task | None, container_id: str,
-                 logger: FilteringBoundLogger) -> None:
+                 logger: FilteringBoundLogger, files: SecretFiles | None = None,
+                 payloads: Mapping[str, bytes] | None = None) -> None:
         self.engine = engine
         self.task_id = task_id
         self.task = task
         self.container_id = container_id
         self.log = logger  # bound with node, service and task; the engine adds the container
+        self.files = files  # where the task's secrets and configs go (None: it has none to make)
+        self._payloads = dict(payloads or {})  # their values, until prepare has made the files
         self._record: dict[str, Any] | None = None
 
     def prepare(self) -> None:
@@ -140,7 +173,15 @@ class TaskController:
         assert self.task is not None, "only a task's own controller prepares"
         cfg = container_request(self.task)
         cfg.image = self.engine.pulled(self.task.spec.image)
-        self._record = self.engine.record(cfg)
+        record = self.engine.record(cfg)
+        files = task_files(self.task, self._payloads)
+        self._payloads = {}  # the values live on in the tmpfs only
+        if files:
+            if self.files is None:
+                raise NotFound("this node has no place for a task's secrets and configs")
+            mounts = self.files.make(self.task_id, files)
+            record["spec"]["mounts"] = [as_plain(m) for m in mounts]
+        self._record = record
 
     def start(self, done: StartDone) -> None:
         """Create and start the prepared container without waiting:
@@ -151,9 +192,15 @@ class TaskController:
         def answered(rec: dict[str, Any] | None, err: Any) -> None:
             if rec is not None:
                 self.container_id = rec["id"]
+            elif self.files is not None:
+                self.files.release(self.task_id)  # no container came: its files go now
             done(rec, err)
 
-        self.engine.run_async(self._record, answered, self.log)
+        try:
+            self.engine.run_async(self._record, answered, self.log)
+        except AgentError:
+            self.release()
+            raise
 
     def shutdown(self) -> None:
         """The stop signal, then SIGKILL after the task's grace period;
@@ -165,15 +212,29 @@ class TaskController:
         self.engine.kill(self.container_id, "SIGKILL")
 
     def remove(self) -> None:
-        """Remove the container, killing it first if it still runs."""
-        self.engine.remove(self.container_id, force=True, logger=self.log)
+        """Remove the container, killing it first if it still runs; then its
+        task's secrets and configs (their tmpfs), whatever the removal said."""
+        try:
+            self.engine.remove(self.container_id, force=True, logger=self.log)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Drop the task's secrets and configs (their tmpfs), if it has any here."""
+        if self.files is not None:
+            self.files.release(self.task_id)
 
 
 class TaskExecutor:
     """Controllers for this node's tasks, and the node's side of its registration."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, secrets_dir: str = "") -> None:
         self.engine = engine
+        # Tasks' secrets and configs, each task's on a tmpfs here: under the
+        # agent's run dir (beside its supervisor's socket), not its state dir.
+        socket = getattr(engine.sup, "socket_path", "")
+        self.files = SecretFiles(secrets_dir or os.path.join(
+            os.path.dirname(socket) if socket else os.path.join(engine.state_dir, "run"), "secrets"))
 
     def describe(self) -> NodeDescription:
         return NodeDescription(cpus=float(os.cpu_count() or 1), memory_bytes=_memory_bytes())
@@ -187,12 +248,22 @@ class TaskExecutor:
         """The supervisor's records of the node's task containers (running or not)."""
         return [rec for rec in self.engine.containers(all=True) if rec.get("labels", {}).get(TASK_LABEL)]
 
-    def controller(self, task: Task, logger: FilteringBoundLogger) -> TaskController:
-        return TaskController(self.engine, task.id, task, "", logger)
+    def controller(self, task: Task, logger: FilteringBoundLogger,
+                   payloads: Mapping[str, bytes] | None = None) -> TaskController:
+        return TaskController(self.engine, task.id, task, "", logger, self.files, payloads)
 
     def found(self, task_id: str, container_id: str, logger: FilteringBoundLogger,
               task: Task | None = None) -> TaskController:
-        return TaskController(self.engine, task_id, task, container_id, logger)
+        return TaskController(self.engine, task_id, task, container_id, logger, self.files)
+
+    def release(self, task_id: str) -> None:
+        """Drop a task's secrets and configs: its container has exited (or is gone)."""
+        self.files.release(task_id)
+
+    def prune(self, keep: set[str]) -> None:
+        """Drop the secrets and configs of every task but ``keep`` (those with a
+        container here): what an agent before this one left."""
+        self.files.prune(keep)
 
 
 def _memory_bytes() -> int:

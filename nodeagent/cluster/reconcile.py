@@ -25,13 +25,20 @@ Invariants:
   replaces it under its restart policy;
 - a task that receives traffic (on a network, or publishing ports) and is
   to stop keeps running ``ENDPOINT_DRAIN`` more seconds, while every node
-  takes it out of its VIPs and DNS.
+  takes it out of its VIPs and DNS;
+- the values of secrets and configs an assignment brings (by version id)
+  are kept in memory only until the tasks granted them have started (their
+  files are then on the task's tmpfs, see ``executor``): a value no task
+  still to start is granted is dropped; a task's files go when its
+  container exits or is removed, and, after an agent restart, those of
+  tasks without a container here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from common.errors import AgentError, NotFound
@@ -69,6 +76,8 @@ class Reconciler:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self.assigned: dict[str, Task] = {}
+        # Secret and config values by version id, for the tasks still to start (never logged).
+        self.payloads: dict[str, bytes] = {}
         self.full_seen = False
         self.containers: dict[str, str] = {}  # task id -> container id
         self.starting: set[str] = set()  # task ids whose start awaits the supervisor
@@ -77,8 +86,10 @@ class Reconciler:
 
     # ---- what the others tell it ------------------------------------------
 
-    def assign(self, tasks: dict[str, Task], removed: list[str], full: bool) -> None:
-        """The session's assignments: the full set, or changes to it."""
+    def assign(self, tasks: dict[str, Task], removed: list[str], full: bool,
+               payloads: Mapping[str, bytes] | None = None) -> None:
+        """The session's assignments: the full set, or changes to it, and the
+        values of the secrets and configs those tasks are granted."""
         with self._lock:
             if full:
                 self.assigned = tasks
@@ -87,7 +98,25 @@ class Reconciler:
                 self.assigned.update(tasks)
                 for tid in removed:
                     self.assigned.pop(tid, None)
+            self.payloads.update(payloads or {})
+            self._drop_payloads()
         self._wake.set()
+
+    def _drop_payloads(self) -> None:  # the caller holds the lock
+        """Forget the values no task still to start is granted."""
+        if not self.payloads:
+            return
+        wanted = {ref.secret_id for tid, task in self.assigned.items()
+                  if task.desired_state == TaskState.RUNNING and tid not in self.containers
+                  and self.status.last(tid) is None
+                  for ref in (*task.spec.secrets, *task.spec.configs)}
+        for vid in [vid for vid in self.payloads if vid not in wanted]:
+            del self.payloads[vid]
+
+    def _payloads_for(self, task: Task) -> dict[str, bytes]:
+        refs = (*task.spec.secrets, *task.spec.configs)
+        with self._lock:
+            return {r.secret_id: self.payloads[r.secret_id] for r in refs if r.secret_id in self.payloads}
 
     def is_assigned(self, tid: str) -> bool:
         with self._lock:
@@ -110,7 +139,8 @@ class Reconciler:
         agent restart) and after a new supervisor replaced a dead one. A
         container newly mapped and found exited had its exit go unseen (it
         was killed with its supervisor): reported now."""
-        for rec in self.executor.task_containers():
+        records = self.executor.task_containers()
+        for rec in records:
             tid = rec["labels"][TASK_LABEL]
             with self._lock:
                 new = tid not in self.containers and tid not in self.starting
@@ -121,6 +151,9 @@ class Reconciler:
             elif new and rec["state"] == "running" and _health_status(rec):
                 # Its health may have changed while no agent listened.
                 self.on_event(HEALTH_STATUS, {**rec, "status": _health_status(rec)})
+        with self._lock:
+            keep = {rec["labels"][TASK_LABEL] for rec in records if rec["state"] != "exited"} | self.starting
+        self.executor.prune(keep)  # secrets of tasks whose container is gone, or ended
 
     def on_event(self, event: str, data: dict[str, Any]) -> None:
         """Supervisor events: a task's container exited, or its health changed."""
@@ -134,6 +167,7 @@ class Reconciler:
         if not tid or self.containers.get(tid) != data["id"]:
             return  # not a task, or stopped on purpose (reported by the stopper)
         code = int(data["exit_code"])
+        self.executor.release(tid)  # its secrets and configs: the container that saw them is gone
         state = TaskState.COMPLETE if code == 0 else TaskState.FAILED
         error = "OOMKilled" if data.get("oom_killed") else (f"exit code {code}" if code else "")
         # The supervisor's word on why, if it has one ("killed: its supervisor ... died").
@@ -202,6 +236,7 @@ class Reconciler:
             self._stop_async(tid, None, cid, None)
         with self._lock:
             self.waiting = waiting
+            self._drop_payloads()
 
     def _task_log(self, tid: str, task: Task | None) -> FilteringBoundLogger:
         if task is None:
@@ -212,8 +247,11 @@ class Reconciler:
         """Prepare the task's container and start it without waiting: its
         answer comes to :meth:`_started` (the supervisor sets up several
         containers at once)."""
+        # Its secrets' values first: once it is reported starting, an assignment
+        # that comes meanwhile finds it started and drops them.
+        payloads = self._payloads_for(task)
         self._report(task.id, TaskState.STARTING, "starting")
-        ctl = self.executor.controller(task, self._task_log(task.id, task))
+        ctl = self.executor.controller(task, self._task_log(task.id, task), payloads)
         try:
             ctl.prepare()
             with self._lock:

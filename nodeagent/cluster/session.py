@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 __all__ = ["JOIN_LOG_EVERY", "JOIN_RETRY_MAX", "RECONNECT_MAX", "Session", "next_retry"]
 
 RECONNECT_MAX = 2.0
+# The largest message the node takes from the control plane: an assignment
+# set carries the values of its tasks' secrets and configs (up to 500 KiB
+# each), beyond gRPC's default of 4 MiB.
+MAX_MESSAGE = 256 << 20
 # Until it first joins, a node retries faster: `orch up` starts the agents
 # with the control plane, and a retry that just missed its start would make
 # the cluster wait up to RECONNECT_MAX more. A refused connect costs little.
@@ -133,7 +137,8 @@ class Session:
         addresses = [a for a in self.join.split(",") if a]
         self._attempt += 1
         target = addresses[self._attempt % len(addresses)]
-        with grpc.insecure_channel(target) as channel:
+        options = [("grpc.max_receive_message_length", MAX_MESSAGE)]
+        with grpc.insecure_channel(target, options=options) as channel:
             stub = cluster_pb2_grpc.DispatcherStub(channel)
             responses = stub.Session(requests())
             try:
@@ -189,7 +194,11 @@ class Session:
             outbox.put(cpb.AgentMessage(heartbeat=True))
 
     def _assignments(self, msg: cpb.Assignments) -> None:
-        self.reconciler.assign({t.id: task_from_pb(t) for t in msg.tasks}, list(msg.removed), msg.full)
+        # The values of the tasks' secrets and configs: held in memory by the
+        # reconciler until their files are made, never written or logged here.
+        payloads = {p.id: bytes(p.data) for p in msg.secrets}
+        self.reconciler.assign({t.id: task_from_pb(t) for t in msg.tasks}, list(msg.removed), msg.full,
+                               payloads)
 
 
 def _refused(err: Exception) -> bool:

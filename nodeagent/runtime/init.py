@@ -13,7 +13,7 @@ SetupError reports:
     eth0_address, eth0_netmask, eth0_up, default_route; then each overlay
     interface, whose failures are ``configure_network`` with the interface
     in their args), mount_staging,
-    mount_rootfs, mount_proc, mount_sysfs, mount_dev, bind_etc_files,
+    mount_rootfs, mount_proc, mount_sysfs, mount_dev, bind_etc_files, bind_mounts,
     sethostname, pivot_root, masked_paths, readonly_paths, readonly_rootfs,
     then the process checklist (see ``process``), and last ``parent_death``.
 
@@ -97,6 +97,9 @@ def entries(plan: InitPlan) -> Iterator[Entry]:
     yield "hostname", rootfs.hostname
     for name, content in rootfs.etc_files.items():
         yield "etc", f"{name}={content}"
+    for mount in rootfs.mounts:
+        # Tab-separated: a target holds no control characters (model.secrets), a source is the node's.
+        yield "bind", f"{mount.source}\t{mount.target}\t{'ro' if mount.readonly else 'rw'}"
     for path in rootfs.masked_paths:
         yield "masked", path
     for path in rootfs.readonly_paths:

@@ -159,6 +159,26 @@ class LinuxRuntime:
                 raise InvalidArgument("overlay networks need a runtime with a BridgeNetwork")
         if not spec.rootfs.lower_dirs:
             raise InvalidArgument("rootfs.lower_dirs is empty")
+        if spec.mounts:
+            self._validate_mounts(spec)
+
+    @staticmethod
+    def _validate_mounts(spec: ContainerSpec) -> None:
+        """Binds at absolute, normalised targets (``model.secrets``' rules), once each, from host paths."""
+        from model.secrets import resolve_target
+
+        targets: set[str] = set()
+        for mount in spec.mounts:
+            try:
+                if resolve_target("config", mount.target) != mount.target:
+                    raise ValueError(f"invalid target {mount.target!r}: an absolute path")
+            except ValueError as err:
+                raise InvalidArgument(f"mount {mount.source}: {err}") from None
+            if not os.path.isabs(mount.source) or any(c in mount.source for c in "\t\n\0"):
+                raise InvalidArgument(f"invalid mount source {mount.source!r}: an absolute host path")
+            if mount.target in targets:
+                raise InvalidArgument(f"two mounts at {mount.target}")
+            targets.add(mount.target)
 
     def _init_plan(self, spec: ContainerSpec, stdio: Stdio, report_w: int,
                    control_r: int, live: _Live) -> init.InitPlan:
@@ -174,6 +194,7 @@ class LinuxRuntime:
                 readonly=spec.rootfs.readonly, hostname=spec.hostname,
                 etc_files=bundle.etc_files(spec),
                 masked_paths=spec.masked_paths, readonly_paths=spec.readonly_paths,
+                mounts=tuple(spec.mounts),
             ),
             process=process.build_plan(spec.process, stdio, spec.hostname, report_w),
             network=spec.network,

@@ -12,7 +12,11 @@ from the :class:`RootfsPlan` made here. ``/`` is made rprivate first; then a sma
 
 then the overlay (init layer over the image's layers, writable ``upper``),
 /proc, /sys, /dev (the OCI default devices, ``pts``, ``shm``), the /etc
-binds, pivot_root, masked and read-only paths.
+binds, the spec's bind mounts (``ContainerSpec.mounts``: a cluster task's
+secrets and configs, read-only, each on a mountpoint made in the init
+layer: its parent directories and an empty file there, so nothing of the
+image's, not even a symlink, lies on its path), pivot_root, masked and
+read-only paths.
 
 Why staging: the mountpoints and generated files are the same kind of thing
 every time, and making them on the container's disk (copying up ``/etc`` to
@@ -32,6 +36,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from nodeagent.runtime.spec import Mount
+
 
 @dataclass
 class RootfsPlan:
@@ -42,6 +48,7 @@ class RootfsPlan:
     etc_files: dict[str, str]  # "hosts", "hostname", "resolv.conf" -> content
     masked_paths: tuple[str, ...]
     readonly_paths: tuple[str, ...]
+    mounts: tuple[Mount, ...] = ()  # bound after /dev and /etc, before pivot_root
 
 
 def overlay_options(staging: str, lower_dirs: list[str], writable: tuple[str, str] | None,

@@ -12,6 +12,10 @@ Invariants:
   the ``rootfs/`` mountpoint live there (the generated /etc files live in the
   container's own namespace, see ``rootfs``).
 - Quantities are in base units: bytes, and CPUs as a float (0.5 = half a CPU).
+- ``mounts`` bind files the host holds into the container (a cluster task's
+  secrets and configs, from a tmpfs of the agent's: ``secretfs``); the spec
+  names their paths only, never their contents, so a persisted spec holds
+  no secret.
 """
 
 from __future__ import annotations
@@ -190,6 +194,17 @@ class RootfsSpec:
     size_bytes: int = 0
 
 
+@dataclass(frozen=True)
+class Mount:
+    """A host file (or directory) bound at ``target`` in the container, on a
+    mountpoint the runtime makes in its init layer (so the image needs no
+    such path, and no symlink of the image's is followed to it)."""
+
+    source: str  # host path, in the runtime's mount namespace
+    target: str  # absolute path in the container (``model.secrets.resolve_target``'s rules)
+    readonly: bool = True
+
+
 @dataclass
 class ContainerSpec:
     id: str  # 64 hex chars
@@ -206,6 +221,7 @@ class ContainerSpec:
     stop_signal: int = int(signal.SIGTERM)
     stop_timeout: float = 10.0
     labels: dict[str, str] = field(default_factory=dict)
+    mounts: list[Mount] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         plain = as_plain(self)
@@ -236,6 +252,7 @@ class ContainerSpec:
             stop_signal=int(data.get("stop_signal", signal.SIGTERM)),
             stop_timeout=float(data.get("stop_timeout", 10.0)),
             labels=dict(data.get("labels", {})),
+            mounts=[Mount(**m) for m in data.get("mounts", [])],
         )
 
 

@@ -42,6 +42,7 @@ import os
 import selectors
 import signal
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,8 @@ from nodeagent.supervisor import records
 from nodeagent.supervisor.lifecycle import Lifecycle
 from nodeagent.supervisor.loop import log, read_ready
 from nodeagent.supervisor.records import Record
+
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
 __all__ = ["HEALTH_STATUS", "Health", "Monitor", "probe_address"]
 
@@ -216,6 +219,13 @@ class Health(Lifecycle):
         elif isinstance(probe, _SocketProbe):
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(probe.sock)
+            # Close with a reset, as kubelet's probes do: a graceful close
+            # leaves the connection in conntrack as TIME_WAIT for 120 s, so
+            # 100 tasks probed every 100 ms keep ~35,000 entries per node,
+            # and every conntrack walk (the overlay's UDP flow cleanup) pays
+            # for them. A reset leaves it CLOSE, for 10 s.
+            with contextlib.suppress(OSError):
+                probe.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
             probe.sock.close()
 
     # ---- exec probes -----------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import signal
 
+from model.objects import SUPERVISOR_DIED
 from nodeagent.restart import RestartPolicy, should_restart
 
 # How a killed container's record ends: 128 + SIGKILL, as if `orch kill`ed.
@@ -45,8 +46,8 @@ def previous_pid(pid_file: str) -> int:
 def killed_error(supervisor_pid: int) -> str:
     """The error a record killed with its supervisor carries."""
     if supervisor_pid:
-        return f"killed: its supervisor (pid {supervisor_pid}) died"
-    return "killed: its supervisor died"
+        return f"{SUPERVISOR_DIED} (pid {supervisor_pid}) died"
+    return f"{SUPERVISOR_DIED} died"
 
 
 def restart_at_start(policy: RestartPolicy, exit_code: int, restart_count: int,

@@ -25,7 +25,8 @@ __all__ = ["main"]
 _MODULES = {"agent": "agentcmd", "images": "images", "image": "images", "build": "images",
             "push": "images", "pull": "images", "login": "images", "system": "images",
             "network": "netcmd", "plan": "plancmd", "rollback": "rolloutcmd", "history": "rolloutcmd",
-            "update": "rolloutcmd", "events": "eventscmd",
+            "update": "rolloutcmd", "events": "eventscmd", "chaos": "chaoscmd", "secret": "secretcmd",
+            "config": "secretcmd",
             **dict.fromkeys(("up", "down", "controlplane", "deploy", "scale", "services", "nodes",
                              "node"), "clustercmd")}
 _CONTAINER_COMMANDS = ("run", "create", "start", "stop", "kill", "rm", "ps", "logs", "exec",
@@ -69,7 +70,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sub.required = True
     only = _module_for(argv) if argv is not None else None
     for name in [only] if only else ["agentcmd", "containers", "images", "clustercmd", "netcmd", "plancmd",
-                                     "rolloutcmd", "eventscmd"]:
+                                     "rolloutcmd", "eventscmd", "chaoscmd", "secretcmd"]:
         importlib.import_module(f"orch.cli.{name}").register(sub)
     return parser
 

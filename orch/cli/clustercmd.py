@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from orch.cli.client import CLIError, Cluster
-from orch.cli.common import add_output, ago, write_exec_output
+from orch.cli.common import add_output, ago, read_manifest, write_exec_output
 from orch.cli.output import emit
 
 DEFAULT_RUN = "/run/orch/cluster"
@@ -113,6 +113,10 @@ def register(sub: Any) -> None:
     p.add_argument("--prefix", default="orch-", help="network namespace name prefix")
     p.add_argument("--port", type=int, default=7700, help="control plane port (replica i: +i)")
     p.add_argument("--controlplanes", type=int, default=1, help="control-plane replicas (1 to 9)")
+    p.add_argument("--etcd-members", type=int, default=None, metavar="N",
+                   help="etcd members: 1 (default), 3, 5 or 7; several listen on loopback ports "
+                        "--port+200+i (clients) and --port+210+i (peers). A kept state starts "
+                        "again with the members it has")
     p.add_argument("--registry", type=int, nargs="?", const=5000, default=None, metavar="PORT",
                    help="also start a registry on the cluster network (default port 5000)")
     p.add_argument("--monitoring", type=int, nargs="?", const=9090, default=None, metavar="PORT",
@@ -151,6 +155,9 @@ def register(sub: Any) -> None:
                    "(/sd/agents) there")
     p.add_argument("--network-pool", default="10.96.0.0/11", metavar="CIDR",
                    help="where overlay networks' subnets come from, a /24 each (default 10.96.0.0/11)")
+    p.add_argument("--secrets-key-file", default="", metavar="FILE",
+                   help="the key that seals secrets in etcd (0600, 64 hex digits; every replica of a "
+                   "cluster needs the same; default: made as STATE_DIR/secrets.key)")
     p.set_defaults(func=cmd_controlplane)
 
     p = sub.add_parser("deploy", help="apply a manifest and follow it until it runs")
@@ -195,7 +202,7 @@ def cmd_up(args: argparse.Namespace, _agent: Any) -> int:
     t0 = time.monotonic()
     try:
         rec = up(args.nodes, args.state_dir, args.run_dir, args.subnet, args.bridge, args.prefix,
-                 args.port, args.controlplanes, args.registry, args.monitoring)
+                 args.port, args.controlplanes, args.registry, args.monitoring, args.etcd_members)
     except UpError as err:
         raise CLIError(str(err))
     print(f"cluster up: {len(rec.nodes)} node(s) ready in {time.monotonic() - t0:.1f} s")
@@ -252,7 +259,8 @@ def cmd_controlplane(args: argparse.Namespace, _agent: Any) -> int:
                                token_file=args.token_file, admin_token_file=args.admin_token_file,
                                socket=args.socket, state_dir=args.state_dir, id=args.id,
                                registry_ca=args.registry_ca, network_pool=args.network_pool,
-                               metrics_listen=args.metrics_listen)
+                               metrics_listen=args.metrics_listen,
+                               secrets_key_file=getattr(args, "secrets_key_file", ""))
     try:
         check_options(opts)
         return serve(opts)
@@ -265,13 +273,7 @@ def cmd_controlplane(args: argparse.Namespace, _agent: Any) -> int:
 def cmd_deploy(args: argparse.Namespace, _agent: Any) -> int:
     from orch.cli.pbwire import decode_deploy_response, encode_deploy_request
 
-    try:
-        with open(args.file, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError as err:
-        raise CLIError(f"{args.file}: not UTF-8 text: {err.reason} at byte {err.start}")
-    except OSError as err:
-        raise CLIError(f"{args.file}: cannot read the manifest: {err.strerror or err}")
+    text = read_manifest(args.file)
     api = client(args)
     # The control plane parses the manifest (errors name this file, line
     # and field), so this process loads neither YAML nor the model. In wire
@@ -279,7 +281,10 @@ def cmd_deploy(args: argparse.Namespace, _agent: Any) -> int:
     # A manifest without a top-level name: is a stack named after its
     # directory, as Compose names a project (the control plane cannot see it).
     stack = os.path.basename(os.path.dirname(os.path.abspath(args.file)))
-    reply = api.call_bytes("Deploy", encode_deploy_request(text, args.file, stack=stack))
+    from orch.cli.secretcmd import manifest_files
+
+    files = manifest_files(text, args.file)  # the values of its secrets and configs, read here
+    reply = api.call_bytes("Deploy", encode_deploy_request(text, args.file, stack=stack, files=files))
     written = decode_deploy_response(reply)
     print(f"deployed {', '.join(w.name for w in written)}")
     if args.detach:

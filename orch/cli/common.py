@@ -36,3 +36,21 @@ def ago(ts: float) -> str:
     if not ts:
         return ""
     return format_duration(max(0.0, time.time() - ts)) + " ago"
+
+
+def read_manifest(path: str) -> str:
+    """A manifest's text; a file that is not UTF-8 is named with the line of
+    its first bad byte, in the words the manifest parser uses."""
+    from orch.cli.client import CLIError
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise CLIError(f"{path}: cannot read the manifest: {err.strerror or err}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise CLIError(f"{path}:{line}: not UTF-8 text: {err.reason} at byte {err.start}; "
+                       "save the file as UTF-8") from None

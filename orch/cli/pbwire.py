@@ -208,10 +208,16 @@ class TaskSummary(_Record):
     health: str  # "" (no check), "starting", "healthy", "unhealthy"
 
 
+# SecretKind's words by wire number.
+SECRET_KINDS = ("secret", "config")
+
+
 def encode_deploy_request(manifest: str = "", manifest_path: str = "",
-                          services: list[bytes] | None = None, stack: str = "") -> bytes:
+                          services: list[bytes] | None = None, stack: str = "",
+                          files: list[tuple[str, str, bytes]] | None = None) -> bytes:
     """``DeployRequest``: a manifest (and the stack's name when it has none),
-    or ``services`` (each a serialized ``ServiceSpec``)."""
+    or ``services`` (each a serialized ``ServiceSpec``); ``files``: the
+    values of the manifest's secrets and configs, as (kind, key, data)."""
     out = b"".join(field_bytes(1, spec) for spec in services or ())
     if manifest:
         out += field_string(2, manifest)
@@ -219,6 +225,9 @@ def encode_deploy_request(manifest: str = "", manifest_path: str = "",
         out += field_string(3, manifest_path)
     if stack:
         out += field_string(4, stack)
+    for kind, key, data in files or ():
+        body = field_int(1, SECRET_KINDS.index(kind)) + field_string(2, key)
+        out += field_bytes(5, body + (field_bytes(3, data) if data else b""))
     return out
 
 

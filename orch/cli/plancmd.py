@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from orch.cli.client import CLIError
-from orch.cli.common import add_output
+from orch.cli.common import add_output, read_manifest
 
 EXIT_SAME, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 
@@ -50,9 +50,15 @@ def _plan(args: argparse.Namespace) -> int:
         raise CLIError("nothing to plan: give -f FILE, --without NODE, or both")
     request = cpb.PlanRequest(without=args.without)
     if args.file:
-        request.deploy.CopyFrom(cpb.DeployRequest(manifest=_read(args.file), manifest_path=args.file,
+        from orch.cli.secretcmd import manifest_files
+
+        text = _read(args.file)
+        request.deploy.CopyFrom(cpb.DeployRequest(manifest=text, manifest_path=args.file,
                                                   stack=os.path.basename(os.path.dirname(
                                                       os.path.abspath(args.file)))))
+        # Its secrets' values, so the plan tells a changed one (a new version) from the same.
+        request.deploy.files.extend(cpb.ManifestFile(kind=f"SECRET_KIND_{kind.upper()}", key=key, data=data)
+                                    for kind, key, data in manifest_files(text, args.file))
     reply = client(args).call("Plan", request)
     if args.output != "table":
         from orch.cli.output import emit
@@ -68,13 +74,7 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _read(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except UnicodeDecodeError as err:
-        raise CLIError(f"{path}: not UTF-8 text: {err.reason} at byte {err.start}")
-    except OSError as err:
-        raise CLIError(f"{path}: cannot read the manifest: {err.strerror or err}")
+    return read_manifest(path)
 
 
 def _print(services: Any) -> None:

@@ -35,7 +35,7 @@ from orch.cluster.record import (
     UpError,
     agent_pid,
     cp_state,
-    etcd_data,
+    etcd_members,
     load_record,
     node_subnet,
     read_pid,
@@ -65,6 +65,9 @@ def down(run_dir: str, purge: bool = False, state_dir: str | None = None,
     ``purge`` deletes the kept state in ``state_dir``. ``graceful=False``
     skips giving containers their stop grace period (a failed ``up``)."""
     run_dir = os.path.abspath(run_dir)
+    from orch.cluster.chaos import heal_all  # chaos first: its timers, delays and cut links
+
+    heal_all(run_dir)
     rec = load_record(run_dir) if (Path(run_dir) / "cluster.json").exists() else None
     if rec is None:
         state = os.path.abspath(state_dir or DEFAULT_STATE)
@@ -101,7 +104,8 @@ def _target(rec: ClusterRecord) -> sweep.Target:
     state = Path(rec.state_dir)
     for pid in rec.controlplane_pids:
         target.pids[pid] = cp_state(rec)
-    target.pids[rec.etcd_pid] = etcd_data(rec)
+    for member in etcd_members(rec):
+        target.pids[member.pid] = member.data_dir
     target.pids[rec.registry_pid] = str(state / "registry")
     target.pids[rec.prometheus_pid] = str(state / "prometheus")
     target.pids.pop(0, None)
@@ -113,7 +117,7 @@ def _stop_gracefully(rec: ClusterRecord) -> None:
     failing one by one. Stopped while the control plane watched, each node
     would be marked down and its tasks replaced (on nodes also going down);
     this way the state is kept as it was, and `orch up` restarts the same
-    tasks on the same nodes. Then every node at once, then etcd."""
+    tasks on the same nodes. Then every node at once, then etcd (every member)."""
     sweep.terminate({pid: cp_state(rec) for pid in rec.controlplane_pids}, TERM_TIMEOUT)
     threads = [threading.Thread(target=_stop_node, args=(node,), daemon=True) for node in rec.nodes]
     for t in threads:
@@ -121,8 +125,10 @@ def _stop_gracefully(rec: ClusterRecord) -> None:
     for t in threads:
         t.join()
     state = Path(rec.state_dir)
-    sweep.terminate({rec.registry_pid: str(state / "registry"), rec.etcd_pid: etcd_data(rec),
-                     rec.prometheus_pid: str(state / "prometheus")}, TERM_TIMEOUT)
+    others = {rec.registry_pid: str(state / "registry"), rec.prometheus_pid: str(state / "prometheus")}
+    # Every etcd member at once (one left alone would wait for the others);
+    # one already gone (killed) is skipped.
+    sweep.terminate({**others, **{m.pid: m.data_dir for m in etcd_members(rec)}}, TERM_TIMEOUT)
 
 
 def _stop_node(node: NodeRecord) -> None:

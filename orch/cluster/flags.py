@@ -11,6 +11,13 @@ The limits follow from the cluster's layout:
 - on the cluster network (``--subnet``) the bridge is .1 and node i is
   .(10+i), so the subnet must hold 10 + N addresses below its broadcast;
 - control-plane replica i listens on ``--port`` + i;
+- etcd has an odd number of members, at most ``MAX_ETCD_MEMBERS`` (an even
+  count survives no more failures than one member fewer, and raft's writes
+  slow down with each member). A lone member takes free ports (nothing
+  remembers its peer address); member i (from 0) of several listens for
+  clients on ``--port`` + ``ETCD_CLIENT_OFFSET`` + i and for its peers on
+  ``--port`` + ``ETCD_PEER_OFFSET`` + i, on loopback: fixed, because the
+  members find each other by the peer addresses their data holds;
 - interface names (the bridge; and, to keep them as short, the nodes'
   namespace names, PREFIX + "n" + i) fit Linux's 15 characters.
 """
@@ -22,6 +29,9 @@ import re
 
 MAX_NODES = 254
 MAX_CONTROLPLANES = 9
+MAX_ETCD_MEMBERS = 7
+ETCD_CLIENT_OFFSET = 200  # past the control planes' metrics ports (--port + 100 + i)
+ETCD_PEER_OFFSET = ETCD_CLIENT_OFFSET + 10
 IFNAMSIZ = 15  # characters in a Linux interface name (IFNAMSIZ - 1)
 NODE_SUBNETS = ipaddress.IPv4Network("10.88.0.0/16")
 FIRST_NODE_HOST = 10  # node i is network address + 10 + i
@@ -33,14 +43,16 @@ class FlagError(Exception):
 
 
 def check_up_flags(nodes: int, controlplanes: int, port: int, registry: int | None, subnet: str,
-                   bridge: str, prefix: str) -> ipaddress.IPv4Network:
+                   bridge: str, prefix: str, etcd_members: int = 1) -> ipaddress.IPv4Network:
     """Raise FlagError for the first flag that cannot work; the parsed subnet."""
     if not 1 <= nodes <= MAX_NODES:
         raise FlagError(f"--nodes {nodes}: a cluster has 1 to {MAX_NODES} nodes")
     if not 1 <= controlplanes <= MAX_CONTROLPLANES:
         raise FlagError(f"--controlplanes {controlplanes}: a cluster has 1 to {MAX_CONTROLPLANES} "
                         "control-plane replicas")
+    check_etcd_members(etcd_members)
     _check_ports(port, controlplanes, registry)
+    _check_etcd_ports(port, etcd_members, registry)
     net = parse_subnet(subnet)
     if nodes > 1:
         _check_room(net, nodes)
@@ -63,6 +75,30 @@ def _check_ports(port: int, controlplanes: int, registry: int | None) -> None:
     if port <= registry <= last:
         raise FlagError(f"--registry {registry}: the control plane listens there "
                         f"(--port {port}" + (f" to {last})" if last > port else ")"))
+
+
+def check_etcd_members(members: int) -> None:
+    if not 1 <= members <= MAX_ETCD_MEMBERS or members % 2 == 0:
+        raise FlagError(f"--etcd-members {members}: etcd runs 1, 3, 5 or 7 members (an even count "
+                        "survives no more failures than one member fewer)")
+
+
+def etcd_ports(port: int, members: int) -> list[tuple[int, int]]:
+    """(client, peer) port of each etcd member of a cluster whose control
+    plane listens on ``port``; none for a lone member (it takes free ones)."""
+    if members == 1:
+        return []
+    return [(port + ETCD_CLIENT_OFFSET + i, port + ETCD_PEER_OFFSET + i) for i in range(members)]
+
+
+def _check_etcd_ports(port: int, members: int, registry: int | None) -> None:
+    ports = [p for pair in etcd_ports(port, members) for p in pair]
+    if ports and max(ports) > 65535:
+        raise FlagError(f"--port {port} with --etcd-members {members}: etcd would listen on "
+                        f"{min(ports)} to {max(ports)}, past 65535")
+    if registry in ports:
+        raise FlagError(f"--registry {registry}: etcd listens there (--port {port} + "
+                        f"{registry - port}, with --etcd-members {members})")
 
 
 def parse_subnet(subnet: str) -> ipaddress.IPv4Network:

@@ -114,6 +114,35 @@ class HostNet:
     def restore(self, index: int) -> None:
         _ip("link", "set", self.node(index).host_veth, "up")
 
+    def link_up(self, index: int) -> bool:
+        """Whether node ``index``'s host-side veth is up (not cut)."""
+        proc = _ip("-j", "link", "show", "dev", self.node(index).host_veth, check=False)
+        links = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
+        return bool(links) and "UP" in links[0].get("flags", [])
+
+    def set_netem(self, index: int, delay_ms: float, loss: float) -> None:
+        """Chaos: delay every packet crossing node ``index``'s link by
+        ``delay_ms`` and drop ``loss`` percent, in both directions (tc netem
+        on the host-side veth, for what goes to the node, and on the node's
+        eth0, for what it sends). NetemUnsupported if this kernel has no netem."""
+        node = self.node(index)
+        args = ["netem", "delay", f"{delay_ms:g}ms", *(["loss", f"{loss:g}%"] if loss else [])]
+        for netns, dev in (("", node.host_veth), (node.name, "eth0")):
+            proc = _tc("qdisc", "replace", "dev", dev, "root", *args, netns=netns)
+            if proc.returncode != 0:
+                self.clear_netem(index)
+                if "unknown" in proc.stderr.lower():  # "Specified qdisc kind is unknown."
+                    raise NetemUnsupported("this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM)")
+                raise HostNetError(f"tc qdisc replace dev {dev} root {' '.join(args)}: "
+                                   f"{proc.stderr.strip()}")
+
+    def clear_netem(self, index: int) -> None:
+        """Remove what ``set_netem`` added (idempotent: a link without it is left alone)."""
+        node = self.node(index)
+        for netns, dev in (("", node.host_veth), (node.name, "eth0")):
+            if "netem" in root_qdisc(dev, netns):
+                _tc("qdisc", "del", "dev", dev, "root", netns=netns)
+
     def remove_node(self, index: int) -> None:
         node = self.node(index)
         _ip("link", "del", node.host_veth, check=False)
@@ -149,6 +178,24 @@ def netns_pids(name: str) -> set[int]:
 
 def link_exists(name: str) -> bool:
     return _ip("link", "show", "dev", name, check=False).returncode == 0
+
+
+class NetemUnsupported(HostNetError):
+    """The kernel has no netem qdisc."""
+
+
+def _tc(*args: str, netns: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["tc", *(["-n", netns] if netns else []), *args], capture_output=True, text=True)
+
+
+def root_qdisc(dev: str, netns: str = "") -> str:
+    """The kind of ``dev``'s root qdisc ("netem", "noqueue", ...); "" if the
+    device (or its namespace) does not exist."""
+    proc = _tc("-j", "qdisc", "show", "dev", dev, "root", netns=netns)
+    if proc.returncode != 0:
+        return ""
+    qdiscs = json.loads(proc.stdout or "[]")
+    return str(qdiscs[0].get("kind", "")) if qdiscs else ""
 
 
 def host_addresses() -> list[tuple[str, ipaddress.IPv4Interface]]:

@@ -2,8 +2,10 @@
 
 ``up`` checks its flags and the host (ports, interfaces, namespaces) before
 it creates anything; then starts etcd (``controlplane.etcd``, with its
-compaction and quota; data in ``<state>/etcd``, a daemon ``down`` stops),
-the control-plane replicas and N agents, each agent in its
+compaction and quota; one member or several, ``--etcd-members``, their data
+under ``<state>/etcd``, daemons ``down`` stops; a kept state's members start
+again as they were), the control-plane replicas (each given every etcd
+member) and N agents, each agent in its
 own network namespace when N > 1, imports the busybox image on every node,
 and returns once every node is ready. Everything it starts is recorded in
 ``<run-dir>/cluster.json`` (``orch.cluster.record``); the join and admin
@@ -17,6 +19,7 @@ find there.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -28,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from orch.cluster import sweep
 from orch.cluster.down import DownReport, down, rm_tree
-from orch.cluster.flags import FlagError, check_up_flags
+from orch.cluster.flags import FlagError, check_up_flags, etcd_ports
 from orch.cluster.hostnet import HostNet, HostNetError, netns_path
 from orch.cluster.record import (
     AGENT_PORT,
@@ -37,14 +40,19 @@ from orch.cluster.record import (
     DEFAULT_STATE,
     NODE_BRIDGE,
     ClusterRecord,
+    EtcdMember,
+    EtcdMembership,
     NodeRecord,
     UpError,
     agent_pid,
     cp_state,
-    etcd_data,
+    etcd_members,
+    kept_membership,
     load_record,
+    new_membership,
     node_subnet,
     read_pid,
+    set_etcd_members,
 )
 from orch.pids import alive
 
@@ -56,6 +64,7 @@ __all__ = ["DEFAULT_RUN", "DEFAULT_STATE", "ClusterRecord", "DownReport", "NodeR
 
 ROOT = Path(__file__).resolve().parents[2]
 TERM_TIMEOUT = 10.0  # a control plane: SIGTERM, then SIGKILL
+ETCD_START_TIMEOUT = 20.0  # every member answering (several elect a leader first)
 METRICS_PORT_OFFSET = 100  # a control plane's metrics port: its API port + this, on loopback
 
 
@@ -105,30 +114,81 @@ def _port_open(host: str, port: int) -> bool:
 
 # ---- the parts ---------------------------------------------------------------------
 
-def spawn_etcd(rec: ClusterRecord) -> EmbeddedEtcd:
-    """Start etcd (``controlplane.etcd``, with its compaction and quota) as a
-    daemon that outlives ``up``: ``down`` stops it by the pid recorded here and
-    the data dir its argv names. ``wait_etcd`` waits until it serves."""
+def plan_etcd(state_dir: str, port: int, members: int | None) -> EtcdMembership:
+    """The etcd members ``up`` starts: those the kept state holds data for
+    (``members``, if given, must be their count), or ``members`` (default 1)
+    new ones on the ports ``orch.cluster.flags.etcd_ports`` gives."""
+    import secrets
+
+    kept = kept_membership(state_dir)
+    if kept is None:
+        count = 1 if members is None else members
+        return new_membership(state_dir, etcd_ports(port, count), f"orch-{secrets.token_hex(8)}")
+    if members is not None and members != len(kept.members):
+        raise UpError(f"--etcd-members {members}: the state in {state_dir} holds an etcd of "
+                      f"{len(kept.members)} member(s); omit --etcd-members to start it again, or "
+                      "start afresh with orch down --purge")
+    return kept
+
+
+def etcd_process(rec: ClusterRecord, member: EtcdMember, token: str = "", new: bool = False) -> EmbeddedEtcd:
+    """The etcd of ``member`` (``controlplane.etcd``, with its compaction and
+    quota), on its recorded ports: a lone member without them takes free
+    ones. Members of several know each other by their peer addresses; a
+    ``new`` one bootstraps the cluster with ``token``, others rejoin it
+    (etcd reads neither once its data dir holds data)."""
     from controlplane.etcd import EmbeddedEtcd
 
-    data = etcd_data(rec)
-    etcd = EmbeddedEtcd(data, log_path=f"{data}.log")
-    etcd.spawn()
-    rec.etcd_pid, rec.etcd_endpoint = etcd.pid or 0, etcd.endpoint
-    return etcd
+    members = etcd_members(rec)
+    several = len(members) > 1
+    return EmbeddedEtcd(member.data_dir, _url_port(member.client), _url_port(member.peer), member.name,
+                        log_path=f"{member.data_dir}.log",
+                        peers={m.name: m.peer for m in members} if several else None,
+                        cluster_state="new" if new or not several else "existing", cluster_token=token)
 
 
-def wait_etcd(rec: ClusterRecord, etcd: EmbeddedEtcd) -> None:
+def _url_port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1]) if url else 0
+
+
+def spawn_etcd(rec: ClusterRecord, membership: EtcdMembership) -> list[EmbeddedEtcd]:
+    """Start every etcd member as a daemon that outlives ``up``: ``down``
+    stops them by the pids recorded here and the data dirs their argv
+    names. All at once: a member of several serves only once a majority
+    runs. ``wait_etcd`` waits until they serve."""
+    membership.save(rec.state_dir)
+    set_etcd_members(rec, [dataclasses.replace(m, pid=0) for m in membership.members])
+    etcds = [etcd_process(rec, m, membership.token, membership.new) for m in rec.etcd_members]
+    for etcd in etcds:
+        etcd.spawn()
+        note_etcd(rec, etcd)
+    return etcds
+
+
+def note_etcd(rec: ClusterRecord, etcd: EmbeddedEtcd) -> None:
+    """Record ``etcd``'s pid and addresses in its member's entry."""
+    members = [dataclasses.replace(m, pid=etcd.pid or 0, client=etcd.endpoint, peer=etcd.peer_url)
+               if m.name == etcd.name else m for m in etcd_members(rec)]
+    set_etcd_members(rec, members)
+
+
+def wait_etcd(rec: ClusterRecord, etcds: list[EmbeddedEtcd], timeout: float = ETCD_START_TIMEOUT) -> None:
     from controlplane.etcd import EtcdStartError
 
+    deadline = time.monotonic() + timeout
+    waiting = ""
     try:
-        # Once it answers: the control planes wait for its leader themselves,
-        # and their start overlaps the 1-2 s a restarted etcd takes to elect it.
-        etcd.wait_ready(15, leader=False)
+        for etcd in etcds:
+            waiting = etcd.name
+            # Once it answers: the control planes wait for its leader themselves,
+            # and their start overlaps the 1-2 s a restarted etcd takes to elect it.
+            etcd.wait_ready(max(1.0, deadline - time.monotonic()), leader=False)
     except EtcdStartError as err:
-        raise UpError(f"etcd did not start: {err}")
-    finally:  # a port taken meanwhile made it start again, on other ports
-        rec.etcd_pid, rec.etcd_endpoint = etcd.pid or 0, etcd.endpoint
+        what = "etcd" if len(etcd_members(rec)) == 1 else f"etcd member {waiting}"
+        raise UpError(f"{what} did not start: {err}")
+    finally:  # a port taken meanwhile made a lone etcd start again, on other ports
+        for etcd in etcds:
+            note_etcd(rec, etcd)
         rec.save()
 
 
@@ -140,7 +200,8 @@ def metrics_address(listen: list[str]) -> str:
 def start_controlplane(rec: ClusterRecord, index: int) -> None:
     listen = rec.listens[index]
     log = str(Path(rec.state_dir) / f"controlplane{index + 1}.log")
-    proc = _spawn([sys.executable, "-m", "orch", "controlplane", "--etcd", rec.etcd_endpoint,
+    etcd = ",".join(m.client for m in etcd_members(rec))  # every member: the store fails over
+    proc = _spawn([sys.executable, "-m", "orch", "controlplane", "--etcd", etcd,
                    "--listen", ",".join(listen), "--token-file", rec.token_file,
                    "--admin-token-file", rec.admin_token_file, "--socket", rec.sockets[index],
                    "--id", f"cp{index + 1}", "--state-dir", cp_state(rec),
@@ -284,12 +345,15 @@ def import_busybox(rec: ClusterRecord, rootfs: Path) -> None:
 
 def up(nodes: int, state_dir: str, run_dir: str, subnet: str, bridge: str, prefix: str,
        port: int = CP_PORT, controlplanes: int = 1, registry_port: int | None = None,
-       monitoring_port: int | None = None) -> ClusterRecord:
+       monitoring_port: int | None = None, etcd_members: int | None = None) -> ClusterRecord:
     """Start the cluster and return its record once every node is ready.
-    UpError, with nothing created, for flags or a host that cannot work; on
-    a later failure (or an interrupt) what was started and created goes."""
+    ``etcd_members``: how many etcd members (None: as many as the kept
+    state has, or 1). UpError, with nothing created, for flags or a host
+    that cannot work; on a later failure (or an interrupt) what was started
+    and created goes."""
     try:
-        check_up_flags(nodes, controlplanes, port, registry_port, subnet, bridge, prefix)
+        check_up_flags(nodes, controlplanes, port, registry_port, subnet, bridge, prefix,
+                       1 if etcd_members is None else etcd_members)
     except FlagError as err:
         raise UpError(str(err))
     if monitoring_port is not None and not 1 <= monitoring_port <= 65535:
@@ -301,8 +365,9 @@ def up(nodes: int, state_dir: str, run_dir: str, subnet: str, bridge: str, prefi
         raise UpError(f"a cluster is already up ({run_dir}/cluster.json); run: orch down")
     net = HostNet(bridge, subnet, prefix)
     multi = nodes > 1
+    etcd = plan_etcd(state_dir, port, etcd_members)
     _check_ports_free("0.0.0.0" if multi else "127.0.0.1", port, controlplanes, registry_port,
-                      monitoring_port)
+                      monitoring_port, etcd)
     if monitoring_port:
         from orch.cluster.monitoring import prometheus_binary
 
@@ -314,7 +379,8 @@ def up(nodes: int, state_dir: str, run_dir: str, subnet: str, bridge: str, prefi
             raise UpError(str(err))
     before = _Before.take(state_dir, run_dir)
     try:
-        return _up(nodes, state_dir, run_dir, net, port, controlplanes, registry_port, monitoring_port)
+        return _up(nodes, state_dir, run_dir, net, port, controlplanes, registry_port, monitoring_port,
+                   etcd)
     except BaseException as err:
         try:
             remains = _undo(run_dir, state_dir, before)
@@ -330,25 +396,41 @@ def up(nodes: int, state_dir: str, run_dir: str, subnet: str, bridge: str, prefi
 
 
 def _check_ports_free(host: str, port: int, controlplanes: int, registry: int | None,
-                      monitoring: int | None = None) -> None:
+                      monitoring: int | None = None, etcd: EtcdMembership | None = None) -> None:
     wanted = [("--port", p, host) for p in range(port, port + controlplanes)]
     wanted += [("--port", p + METRICS_PORT_OFFSET, host) for p in range(port, port + controlplanes)]
     if registry:
         wanted.append(("--registry", registry, host))
     if monitoring:
         wanted.append(("--monitoring", monitoring, "127.0.0.1"))
+    # etcd's own ports: new ones follow --port; kept ones are the state's.
+    kept = etcd is not None and not etcd.new
+    for member in etcd.members if etcd else []:
+        wanted += [(_KEPT_ETCD if kept else "--port", _url_port(url), "127.0.0.1")
+                   for url in (member.client, member.peer) if url]
+    seen: dict[int, str] = {}
+    for flag, p, _ in wanted:
+        if seen.get(p, flag) != flag:
+            raise UpError(f"port {p} would serve both {seen[p]} and {flag}: pick another port")
+        seen[p] = flag
     for flag, p, host in wanted:
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((host, p))
             except OSError as err:
+                if flag == _KEPT_ETCD:
+                    raise UpError(f"port {p} of the kept etcd members is in use here ({err.strerror}): "
+                                  "stop what holds it, or start afresh with orch down --purge")
                 raise UpError(f"{flag}: port {p} is in use here ({err.strerror}): another cluster? "
                               f"pick another {flag}")
 
 
+_KEPT_ETCD = "the kept etcd members"
+
+
 def _up(nodes: int, state_dir: str, run_dir: str, net: HostNet, port: int, controlplanes: int,
-        registry_port: int | None, monitoring_port: int | None = None) -> ClusterRecord:
+        registry_port: int | None, monitoring_port: int | None, etcd_plan: EtcdMembership) -> ClusterRecord:
     from common.auth import write_token
 
     Path(run_dir).mkdir(parents=True, exist_ok=True)
@@ -383,11 +465,11 @@ def _up(nodes: int, state_dir: str, run_dir: str, net: HostNet, port: int, contr
     # control plane waits only for etcd.
     if registry_port:
         start_registry(rec, net.gateway if multi else "127.0.0.1", registry_port)
-    etcd = spawn_etcd(rec)
+    etcds = spawn_etcd(rec, etcd_plan)
     rec.save()
     procs = [start_agent(rec, n, i) for i, n in enumerate(rec.nodes, 1)]
     rootfs = build_busybox(rec)
-    wait_etcd(rec, etcd)
+    wait_etcd(rec, etcds)
     for i in range(controlplanes):
         start_controlplane(rec, i)
     rec.save()

@@ -4,6 +4,15 @@ names and paths every part of ``orch up``/``orch down`` agrees on.
 The record is written 0600 and atomically; it holds no secret (the tokens
 are 0600 files in the state dir that it names). A record written before the
 token files (with a ``token`` field) still loads.
+
+etcd: a lone member keeps its data in ``<state>/etcd`` (its log beside it,
+``<state>/etcd.log``). Members of a cluster of several keep theirs in
+``<state>/etcd/<name>`` (logs ``<state>/etcd/<name>.log``), and their
+membership (names, addresses, the cluster's token) in
+``<state>/etcd/members.json``: an ``orch up`` on kept state starts the
+same members again, on the same addresses. The record lists every member
+(``etcd_members``); ``etcd_pid`` and ``etcd_endpoint`` stay the first
+member's, for what reads only those.
 """
 
 from __future__ import annotations
@@ -34,6 +43,15 @@ class NodeRecord:
 
 
 @dataclass
+class EtcdMember:
+    name: str
+    data_dir: str  # its --data-dir (its log is <data_dir>.log)
+    client: str  # http://127.0.0.1:PORT ("" until started, for a lone member on free ports)
+    peer: str  # http://127.0.0.1:PORT (the same)
+    pid: int = 0
+
+
+@dataclass
 class ClusterRecord:
     state_dir: str
     run_dir: str
@@ -42,8 +60,9 @@ class ClusterRecord:
     token_file: str = ""  # the join token (0600)
     admin_token_file: str = ""  # the CLI's token for the API over TCP (0600)
     sockets: list[str] = field(default_factory=list)  # each replica's root-only unix socket
-    etcd_pid: int = 0
-    etcd_endpoint: str = ""
+    etcd_pid: int = 0  # the first etcd member's
+    etcd_endpoint: str = ""  # the first etcd member's client URL
+    etcd_members: list[EtcdMember] = field(default_factory=list)
     controlplane_pids: list[int] = field(default_factory=list)  # one per replica
     bridge: str = ""
     subnet: str = ""
@@ -73,6 +92,7 @@ class ClusterRecord:
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in data.items() if k in known}
         data["nodes"] = [NodeRecord(**n) for n in data.get("nodes", [])]
+        data["etcd_members"] = [EtcdMember(**m) for m in data.get("etcd_members", [])]
         rec = cls(**data)
         for attr, name in (("token_file", "join-token"), ("admin_token_file", "admin-token")):
             if not getattr(rec, attr) and (Path(rec.state_dir) / name).exists():
@@ -108,8 +128,77 @@ def cp_state(rec: ClusterRecord) -> str:
 
 
 def etcd_data(rec: ClusterRecord) -> str:
-    """etcd's data dir (its log is ``<data>.log``); its argv names it."""
+    """Where etcd keeps its data: a lone member's data dir, or the
+    directory of the members' (each one's argv names its own, inside it)."""
     return str(Path(rec.state_dir) / "etcd")
+
+
+def etcd_members(rec: ClusterRecord) -> list[EtcdMember]:
+    """The cluster's etcd members (a record written before ``etcd_members``: its one etcd)."""
+    if rec.etcd_members or not (rec.etcd_pid or rec.etcd_endpoint):
+        return rec.etcd_members
+    return [EtcdMember(LONE_MEMBER, etcd_data(rec), rec.etcd_endpoint, "", rec.etcd_pid)]
+
+
+def set_etcd_members(rec: ClusterRecord, members: list[EtcdMember]) -> None:
+    rec.etcd_members = members
+    rec.etcd_pid = members[0].pid if members else 0
+    rec.etcd_endpoint = members[0].client if members else ""
+
+
+LONE_MEMBER = "orch"  # the name of a lone etcd member
+_MEMBERS_FILE = "members.json"
+
+
+@dataclass
+class EtcdMembership:
+    """The etcd members a cluster's state holds data for (``new``: none
+    yet), kept in the state dir across ``orch down``/``orch up``."""
+
+    members: list[EtcdMember]
+    token: str  # etcd's --initial-cluster-token: members of another cluster never join it
+    new: bool
+
+    def save(self, state_dir: str) -> None:
+        """Remember the membership of several members (a lone one needs no file)."""
+        if len(self.members) == 1:
+            return
+        path = Path(state_dir) / "etcd" / _MEMBERS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        members = [{"name": m.name, "data_dir": m.data_dir, "client": m.client, "peer": m.peer}
+                   for m in self.members]
+        tmp = path.with_name(_MEMBERS_FILE + ".tmp")
+        write_private(tmp, json.dumps({"token": self.token, "members": members}, indent=2))
+        os.replace(tmp, path)
+
+
+def kept_membership(state_dir: str) -> EtcdMembership | None:
+    """The etcd membership of the state in ``state_dir`` (None if it holds
+    no etcd data): several members as ``members.json`` lists them, or a
+    lone member. UpError if the file does not read."""
+    etcd = Path(state_dir) / "etcd"
+    path = etcd / _MEMBERS_FILE
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+            members = [EtcdMember(m["name"], m["data_dir"], m["client"], m["peer"]) for m in data["members"]]
+            return EtcdMembership(members, str(data["token"]), new=False)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UpError(f"{path}: unreadable ({err}); the state's etcd members are unknown: "
+                          "start afresh with orch down --purge")
+    if (etcd / "member").is_dir():
+        return EtcdMembership([EtcdMember(LONE_MEMBER, str(etcd), "", "")], "", new=False)
+    return None
+
+
+def new_membership(state_dir: str, ports: list[tuple[int, int]], token: str) -> EtcdMembership:
+    """A lone member (``ports`` empty: it takes free ones) or one member per (client, peer) port."""
+    etcd = Path(state_dir) / "etcd"
+    if not ports:
+        return EtcdMembership([EtcdMember(LONE_MEMBER, str(etcd), "", "")], token, new=True)
+    members = [EtcdMember(f"etcd{i}", str(etcd / f"etcd{i}"), f"http://127.0.0.1:{client}",
+                          f"http://127.0.0.1:{peer}") for i, (client, peer) in enumerate(ports, 1)]
+    return EtcdMembership(members, token, new=True)
 
 
 def agent_pid(node: NodeRecord) -> int:

@@ -242,7 +242,7 @@ def test_bad_manifests_name_the_field(cluster: LocalCluster, tmp_path: Path) -> 
     latin = tmp_path / "latin.yaml"
     latin.write_bytes(b"services:\n  caf\xe9:\n    image: busybox\n")
     p = cluster.orch("deploy", "-f", str(latin), check=False)
-    assert p.returncode == 1 and "latin.yaml: not UTF-8 text" in p.stderr
+    assert p.returncode == 1 and "latin.yaml:2: not UTF-8 text" in p.stderr  # the line of the bad byte
     p = cluster.orch("deploy", "-f", str(tmp_path / "nope.yaml"), check=False)
     assert p.returncode == 1 and "nope.yaml: cannot read the manifest" in p.stderr
     assert "Traceback" not in p.stderr

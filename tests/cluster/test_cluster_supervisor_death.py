@@ -134,8 +134,10 @@ def test_a_killed_node_supervisor_is_replaced_and_its_tasks_exactly_once(
     error = f"killed: its supervisor (pid {old}) died"
 
     def failed() -> set[str]:
-        return {t["id"] for t in c.tasks("steady") if t["state"] == "failed"
-                and error in t.get("error", "")}
+        # --all: the failed tasks are replaced at once (the node's fault, no
+        # restart delay), so the current ones no longer include them.
+        every = json.loads(c.orch("ps", "steady", "--all", "-o", "json").stdout)
+        return {t["id"] for t in every if t["state"] == "failed" and error in t.get("error", "")}
 
     assert wait_for(lambda: failed() == doomed and doomed, timeout=60)
 

@@ -27,6 +27,19 @@ def test_restart_delay(delay: float, attempt: int, state: T, expected: float) ->
     assert restart_delay(t, RestartPolicy(delay=delay)) == expected
 
 
+def test_a_task_killed_with_its_supervisor_is_replaced_at_once() -> None:
+    import dataclasses
+
+    from nodeagent.supervisor.recovery import killed_error
+
+    t = task("t", service(), state=T.FAILED, attempt=2)
+    for error in (killed_error(1234), killed_error(0)):
+        dead = dataclasses.replace(t, status=dataclasses.replace(t.status, error=error))
+        assert restart_delay(dead, RestartPolicy(delay=5.0)) == 0.0
+    exited = dataclasses.replace(t, status=dataclasses.replace(t.status, error="exit code 1"))
+    assert restart_delay(exited, RestartPolicy(delay=5.0)) == 20.0
+
+
 def test_restart_due_is_failure_time_plus_delay_or_never() -> None:
     t = task("t", service(), state=T.FAILED, at=100.0, attempt=1)
     assert restart_due(t, RestartPolicy(delay=2.0)) == 104.0

@@ -207,7 +207,8 @@ CASES: list[tuple[str, str, str]] = [
         '  web:\n'
         '    image: busybox\n'
         'foo: 1\n',
-        "m.yaml:4: foo: unknown key 'foo'; expected one of: name, networks, services, version",
+        "m.yaml:4: foo: unknown key 'foo'; expected one of: configs, name, networks, secrets, services, "
+        "version",
     ),
     (
         'volumes',

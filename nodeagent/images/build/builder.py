@@ -30,7 +30,7 @@ from nodeagent.images.build.errors import BuildError
 from nodeagent.images.build.ignore import IgnoreRules
 from nodeagent.images.build.layers import upper_to_layer
 from nodeagent.images.build.parser import Instruction, Stage, parse
-from nodeagent.images.build.rootview import RootView, lstat_in_root
+from nodeagent.images.build.rootview import RootView, lstat_in_root, read_regular_file, resolve_in_root
 from nodeagent.images.build.runner import CGROUP_PARENT, run_step
 from nodeagent.images.build.shellwords import WordError, word, words
 from nodeagent.images.build.sources import Source, SourceError, digest, select
@@ -69,13 +69,9 @@ def build(store: ImageStore, context: str, containerfile: str, tag: str | None,
 
     RUN containers live in cgroups under ``cgroup_parent`` (removed with each container).
     """
-    try:
-        with open(containerfile, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise BuildError(containerfile, f"cannot read the Containerfile: {e.strerror}")
     if not os.path.isdir(context):
         raise BuildError("", f"build context {context!r} is not a directory")
+    text = read_containerfile(containerfile, context)
     stages = parse(text, os.path.basename(containerfile))
     builder = _Builder(store, os.path.realpath(context), stages, build_args, no_cache, runtime, out)
     builder.cgroup_parent = cgroup_parent
@@ -87,6 +83,43 @@ def build(store: ImageStore, context: str, containerfile: str, tag: str | None,
     image = store.add_image(tag, _image_doc(final), final.layers)
     out(f"built {image.id}" + (f" as {tag}" if tag else ""))
     return image
+
+
+MAX_CONTAINERFILE = 1 << 20  # bytes
+
+
+def read_containerfile(path: str, context: str) -> str:
+    """The text of the Containerfile at ``path``.
+
+    One inside the context (the default CONTEXT/Containerfile comes with the
+    context, and is as hostile) is read as the context's files are: a
+    symlink leading out of it is refused, as it could show a host file's
+    lines in the build's errors. One named elsewhere (``-f``) is the
+    caller's choice. Either way only a regular file of at most
+    ``MAX_CONTAINERFILE`` bytes of UTF-8 is read: a FIFO would block, a device
+    never end."""
+    host = os.path.abspath(path)
+    for root in (os.path.abspath(context), os.path.realpath(context)):
+        rel = os.path.relpath(host, root)
+        if rel != ".." and not rel.startswith("../"):
+            inside = resolve_in_root(os.path.realpath(context), rel, confine=True)
+            if inside is None:
+                raise BuildError(path, "the Containerfile is a symlink leading outside the build context; "
+                                       "name the file it points to with -f")
+            host = inside
+            break
+    else:
+        host = os.path.realpath(host)
+    try:
+        data = read_regular_file(host, MAX_CONTAINERFILE)
+    except OSError as e:
+        raise BuildError(path, f"cannot read the Containerfile: {e.strerror or e}")
+    except ValueError as e:
+        raise BuildError(path, f"cannot read the Containerfile: {e}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BuildError(path, f"the Containerfile is not UTF-8 text (byte {e.start})")
 
 
 def _image_doc(state: _State) -> dict[str, Any]:
@@ -256,6 +289,8 @@ class _Builder:
             raise BuildError(ins.where, str(e))
         except AgentError as e:
             raise BuildError(ins.where, e.message)
+        except OSError as e:  # a file vanished or could not be read while copying: the step fails
+            raise BuildError(ins.where, f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
 
     def _dispatch(self, state: _State, ins: Instruction) -> bool:
         env = state.subst_env()
@@ -497,20 +532,23 @@ def _resolve_owner(root: str, chown: str, mode: int | None, ins: Instruction) ->
     return Owner(uid, gid, mode)
 
 
+MAX_ID_TABLE = 16 << 20  # bytes of an image's /etc/passwd or /etc/group
+
+
 def _lookup_id(root: str, table: str, name: str, ins: Instruction) -> int:
+    """``name``'s id in the image's ``table``, its links resolved inside the image;
+    one that is not a regular file (a FIFO a RUN made) counts as missing."""
     if name.isdigit():
         return int(name)
-    from nodeagent.images.build.rootview import resolve_in_root
-
     host = resolve_in_root(root, table, confine=False)
     try:
-        with open(host or "/nonexistent", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                fields = line.strip().split(":")
-                if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
-                    return int(fields[2])
-    except OSError:
-        pass
+        data = read_regular_file(host, MAX_ID_TABLE) if host else b""
+    except (OSError, ValueError):
+        data = b""
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        fields = line.strip().split(":")
+        if len(fields) > 2 and fields[0] == name and fields[2].isdigit():
+            return int(fields[2])
     raise BuildError(ins.where, f"--chown: {name!r} not found in the image's /{table}")
 
 

@@ -11,6 +11,10 @@ snapshot: it hides the lower layers' entries while the layer's own content
 
 Invariants: whiteout dirs exist only complete (temp + rename) and are never
 modified; :meth:`RootView.merged` mounts read-only and always unmounts.
+Files the builder reads itself (the Containerfile, ``.dockerignore``, an
+image's ``/etc/passwd``) are read by :func:`read_regular_file`: a regular
+file only (never a FIFO, a device or a final symlink, which could block,
+never end or lead out), and only up to a size.
 """
 
 from __future__ import annotations
@@ -183,3 +187,38 @@ def lstat_in_root(root: str, path: str) -> os.stat_result | None:
         return os.lstat(os.path.join(host_parent, base)) if base else os.lstat(host_parent)
     except (FileNotFoundError, NotADirectoryError):
         return None
+
+
+def read_regular_file(path: str, limit: int) -> bytes:
+    """The bytes of the regular file at ``path`` (already resolved: a final symlink is
+    refused), at most ``limit`` of them.
+
+    Raises ``FileNotFoundError`` when there is none, ``ValueError`` saying what
+    is there instead (a symlink, a FIFO, a device, a directory, too much).
+    The type is checked before opening (opening some devices acts) and again
+    on the open fd, which cannot block (``O_NONBLOCK``) or follow a link."""
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"not a regular file ({_kind(st.st_mode)})")
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"not a regular file ({_kind(st.st_mode)})")
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, 1 << 16):
+            total += len(chunk)
+            if total > limit:
+                raise ValueError(f"larger than {limit >> 10} KiB")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a special file")

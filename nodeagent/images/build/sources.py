@@ -50,21 +50,27 @@ class SourceError(ValueError):
 def select(root: str, patterns: list[str], rules: IgnoreRules | None, confine: bool) -> list[Source]:
     out: list[Source] = []
     for pattern in patterns:
-        clean = posixpath.normpath("/" + pattern if not confine else pattern)
-        if confine and (clean == ".." or clean.startswith("../") or pattern.startswith("/")):
-            if clean == ".." or clean.startswith("../"):
-                raise SourceError(f"source {pattern!r} is outside the build context")
-            clean = posixpath.normpath(pattern.lstrip("/")) or "."
-        clean = clean.lstrip("/") or "."
-        if _GLOB.search(clean):
-            matches = _glob(root, clean, rules, confine)
-            if not matches:
-                raise SourceError(f"no source files match {pattern!r}")
-        else:
-            matches = [clean]
-        for rel in matches:
-            out.append(_source(root, rel, rules, confine, pattern))
+        try:
+            out += _select(root, pattern, rules, confine)
+        except OSError as err:  # a path too long for the kernel, a directory that cannot be listed
+            raise SourceError(f"source {pattern!r}: {err.strerror or err}")
     return out
+
+
+def _select(root: str, pattern: str, rules: IgnoreRules | None, confine: bool) -> list[Source]:
+    clean = posixpath.normpath("/" + pattern if not confine else pattern)
+    if confine and (clean == ".." or clean.startswith("../") or pattern.startswith("/")):
+        if clean == ".." or clean.startswith("../"):
+            raise SourceError(f"source {pattern!r} is outside the build context")
+        clean = posixpath.normpath(pattern.lstrip("/")) or "."
+    clean = clean.lstrip("/") or "."
+    if _GLOB.search(clean):
+        matches = _glob(root, clean, rules, confine)
+        if not matches:
+            raise SourceError(f"no source files match {pattern!r}")
+    else:
+        matches = [clean]
+    return [_source(root, rel, rules, confine, pattern) for rel in matches]
 
 
 def _source(root: str, rel: str, rules: IgnoreRules | None, confine: bool, pattern: str) -> Source:

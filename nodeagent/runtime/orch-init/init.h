@@ -62,6 +62,7 @@ struct plan {
 	unsigned long flags;
 	int control, start_now, cgroupns, readonly;
 	struct list cgfiles, masked, ro, etc, links; /* etc: "name=content"; links: "ethK IP LEN" */
+	struct list binds; /* "SOURCE\tTARGET\tro|rw": host files bound into the container */
 	const char *net, *ifname, *address, *netmask, *gateway;
 	const char *staging, *overlay, *hostname;
 	/* exec */

@@ -44,6 +44,7 @@ void parse_plan(char *data, size_t len)
 		else if (!strcmp(e, "masked")) list_push(&P.masked, v);
 		else if (!strcmp(e, "ro")) list_push(&P.ro, v);
 		else if (!strcmp(e, "etc")) list_push(&P.etc, v);
+		else if (!strcmp(e, "bind")) list_push(&P.binds, v);
 		else if (!strcmp(e, "link")) list_push(&P.links, v);
 		else if (!strcmp(e, "cwd")) P.cwd = v;
 		else if (!strcmp(e, "user")) P.user = v;

@@ -1,12 +1,14 @@
 /* The container's root, built by PID 1 in its mount namespace: the staging
- * tmpfs (init layer, generated /etc files), the overlay, /proc, /sys, /dev,
- * the /etc binds and the hostname; then pivot_root, masked and read-only
- * paths, and a read-only root if asked for (nodeagent/runtime/rootfs.py
- * plans it). */
+ * tmpfs (init layer, generated /etc files, the binds' mountpoints), the
+ * overlay, /proc, /sys, /dev, the /etc binds, the plan's binds (a task's
+ * secrets and configs) and the hostname; then pivot_root, masked and
+ * read-only paths, and a read-only root if asked for
+ * (nodeagent/runtime/rootfs.py plans it). */
 #include "init.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -40,6 +42,95 @@ static void make_dir(const char *step, const char *path, mode_t mode)
 
 static char *rootfs_dir(void) { return join(P.staging, "root"); }
 
+/* A bind of the plan: "SOURCE\tTARGET\tro|rw". */
+struct bind {
+	const char *source, *target;
+	int readonly;
+};
+
+/* The plan's binds, split once (in place) on first use. */
+static struct bind *binds(void)
+{
+	static struct bind *parsed;
+	if (parsed || !P.binds.n)
+		return parsed;
+	parsed = calloc(P.binds.n, sizeof(*parsed));
+	if (!parsed)
+		die_oom();
+	for (size_t i = 0; i < P.binds.n; i++) {
+		char *entry = P.binds.v[i];
+		struct bind *b = &parsed[i];
+		char *tab = strchr(entry, '\t');
+		if (!tab)
+			fail_on("bind_mounts", "bind", entry, EINVAL);
+		*tab = '\0';
+		b->source = entry;
+		b->target = tab + 1;
+		b->readonly = 1;
+		tab = strchr(tab + 1, '\t');
+		if (tab) {
+			*tab = '\0';
+			b->readonly = strcmp(tab + 1, "rw") != 0;
+		}
+		if (b->target[0] != '/' || b->source[0] != '/')
+			fail_on("bind_mounts", "target", b->target, EINVAL);
+	}
+	return parsed;
+}
+
+/* mkdir -p of path's parent directories below base (which exists). */
+static void make_parents(const char *step, const char *base, const char *path)
+{
+	struct buf dir = {0};
+	buf_str(&dir, base);
+	const char *p = path[0] == '/' ? path + 1 : path;
+	for (const char *slash; (slash = strchr(p, '/')); p = slash + 1) {
+		buf_str(&dir, "/");
+		buf_add(&dir, p, (size_t)(slash - p));
+		if (mkdir(dir.p, 0755) < 0 && errno != EEXIST)
+			fail_call(step, "mkdir(%s)", dir.p);
+	}
+}
+
+/* Each bind's mountpoint in the init layer: an empty file (or directory, for
+ * a directory source) with its parent directories. The init layer is the
+ * overlay's topmost lower layer: every component of the path is then the
+ * init layer's, so no symlink of the image's is followed to the target. */
+static void make_bind_points(const char *init)
+{
+	const char *step = "bind_mounts";
+	struct bind *all = binds();
+	for (size_t i = 0; i < P.binds.n; i++) {
+		struct bind b = all[i];
+		struct stat st;
+		if (stat(b.source, &st) < 0)
+			fail_call(step, "stat(%s)", b.source);
+		make_parents(step, init, b.target);
+		char *point = join(init, b.target);
+		if (S_ISDIR(st.st_mode)) {
+			if (mkdir(point, 0755) < 0 && errno != EEXIST)
+				fail_call(step, "mkdir(%s)", point);
+		} else {
+			write_file(step, point, "", 0);
+		}
+	}
+}
+
+/* The plan's binds, on the mountpoints made above; read-only ones without
+ * set-id, devices or exec, as Docker mounts secrets. */
+static void bind_mounts(const char *root)
+{
+	const char *step = "bind_mounts";
+	struct bind *all = binds();
+	for (size_t i = 0; i < P.binds.n; i++) {
+		char *point = join(root, all[i].target);
+		do_mount(step, all[i].source, point, NULL, MS_BIND, NULL);
+		if (all[i].readonly)
+			do_mount(step, NULL, point, NULL,
+				 MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	}
+}
+
 static const char *const ETC_FILES[] = {"hosts", "hostname", "resolv.conf"};
 static const char *const MOUNTPOINT_DIRS[] = {"proc", "sys", "dev", "etc"};
 
@@ -68,6 +159,7 @@ static void mount_staging(void)
 		const char *content = etc_content(ETC_FILES[i]);
 		write_file(step, join(P.staging, ETC_FILES[i]), content, strlen(content));
 	}
+	make_bind_points(init);
 }
 
 static void mount_dev(void)
@@ -116,6 +208,7 @@ void build_rootfs(void)
 	for (size_t i = 0; i < 3; i++)
 		do_mount("bind_etc_files", join(P.staging, ETC_FILES[i]),
 			 join(join(root, "etc"), ETC_FILES[i]), NULL, MS_BIND, NULL);
+	bind_mounts(root);
 	const char *host = P.hostname ? P.hostname : "";
 	if (sethostname(host, strlen(host)) < 0)
 		fail_call("sethostname", "sethostname(%s)", host);
