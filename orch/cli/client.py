@@ -144,8 +144,8 @@ class Agent:
     def translate(self, err: Any) -> CLIError:
         from orch.cli.h2grpc import CANCELLED, UNAVAILABLE
 
-        if err.code == UNAVAILABLE:
-            return CLIError(self.not_running_message())
+        if err.code == UNAVAILABLE and (getattr(err, "transport", True) or not err.details):
+            return CLIError(self.not_running_message())  # a server that says why is reached
         if err.code == CANCELLED:
             return CLIError("cancelled", 130)
         return CLIError(err.details or f"agent error (gRPC status {err.code})")

@@ -8,7 +8,7 @@ It listens on 127.0.0.1:PORT (9090 by default) and scrapes, every 5 s:
   service discovery (``/sd/agents``, which lists the ready nodes that serve
   metrics): nodes that join or leave come and go without a restart; each
   replica answers the same list, and Prometheus drops the duplicates;
-- etcd's ``/metrics`` (its client URL).
+- every etcd member's ``/metrics`` (its client URL).
 
 The alert rules in ``examples/prometheus/alerts.yml`` are loaded when they
 exist, so ``orch up --monitoring`` shows them firing. Its data lives under
@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from orch.cluster.record import ClusterRecord, UpError
+from orch.cluster.record import ClusterRecord, UpError, etcd_members
 
 DEFAULT_PORT = 9090
 SCRAPE_INTERVAL = "5s"
@@ -43,7 +43,7 @@ def prometheus_binary() -> str:
 
 def config(rec: ClusterRecord, metrics: list[str]) -> dict[str, Any]:
     """The scrape configuration (a dict, written as JSON: YAML is a superset)."""
-    etcd = rec.etcd_endpoint.split("://", 1)[-1].rstrip("/")
+    etcd = [e for e in (m.client.split("://", 1)[-1].rstrip("/") for m in etcd_members(rec)) if e]
     scrape = [
         {"job_name": "orch-controlplane", "static_configs": [{"targets": metrics}]},
         {"job_name": "orch-agent",
@@ -51,7 +51,7 @@ def config(rec: ClusterRecord, metrics: list[str]) -> dict[str, Any]:
                              for m in metrics]},
     ]
     if etcd:
-        scrape.append({"job_name": "etcd", "static_configs": [{"targets": [etcd]}]})
+        scrape.append({"job_name": "etcd", "static_configs": [{"targets": etcd}]})
     out: dict[str, Any] = {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
         "scrape_configs": scrape,
