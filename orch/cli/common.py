@@ -54,3 +54,20 @@ def read_manifest(path: str) -> str:
         line = data.count(b"\n", 0, err.start) + 1
         raise CLIError(f"{path}:{line}: not UTF-8 text: {err.reason} at byte {err.start}; "
                        "save the file as UTF-8") from None
+
+
+def remove_each(names: Iterable[str], remove: Any) -> int:
+    """``remove(name)`` for each name, printing it; one that fails is
+    reported on stderr and the others are still removed. The exit code."""
+    from orch.cli.client import CLIError
+
+    failed = False
+    for name in names:
+        try:
+            remove(name)
+        except CLIError as err:
+            print(f"orch: error: {err.message}", file=sys.stderr)
+            failed = True
+            continue
+        print(name)
+    return 1 if failed else 0

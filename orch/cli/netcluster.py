@@ -11,12 +11,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
 from orch.cli.client import CLIError
-from orch.cli.common import ago
+from orch.cli.common import ago, remove_each
 from orch.cli.output import emit
 
 __all__ = ["cmd_network", "network_document"]
@@ -114,11 +112,7 @@ def _inspect(args: argparse.Namespace) -> int:
     tasks = [task_from_pb(t) for t in api.call("ListTasks", cpb.ListTasksRequest()).tasks]
     nodes = {n.id: n.name for n in map(node_from_pb, api.call("ListNodes", cpb.ListRequest()).nodes)}
     docs = [network_document(n, services, tasks, nodes) for n in found]
-    if getattr(args, "output", "table") == "yaml":
-        emit("yaml", docs, [], [])
-    else:
-        json.dump(docs, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+    emit("yaml" if getattr(args, "output", "table") == "yaml" else "json", docs, [], [])
     return 0
 
 
@@ -126,13 +120,4 @@ def _rm(args: argparse.Namespace) -> int:
     from proto import cluster_pb2 as cpb
 
     api = _client(args)
-    failed = False
-    for ref in args.networks:
-        try:
-            api.call("RemoveNetwork", cpb.NetworkRef(name=ref))
-        except CLIError as err:  # the others are still removed
-            print(f"orch: error: {err.message}", file=sys.stderr)
-            failed = True
-            continue
-        print(ref)
-    return 1 if failed else 0
+    return remove_each(args.networks, lambda ref: api.call("RemoveNetwork", cpb.NetworkRef(name=ref)))

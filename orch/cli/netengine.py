@@ -19,7 +19,6 @@ declares for both::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
@@ -95,11 +94,7 @@ def _inspect(args: argparse.Namespace, agent: Agent) -> int:
         details = agent.call("InspectNetwork", pb.NetworkRef(id=ref))
         docs.append({**network_document(details.network),
                      "containers": [message_plain(c) for c in details.containers]})
-    if getattr(args, "output", "table") == "yaml":
-        emit("yaml", docs, [], [])
-    else:
-        json.dump(docs, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+    emit("yaml" if getattr(args, "output", "table") == "yaml" else "json", docs, [], [])
     return 0
 
 

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import re
 import sys
 from typing import Any
 
 from orch.cli.client import Agent, CLIError
-from orch.cli.common import add_output, ago
+from orch.cli.common import add_output, ago, remove_each
 from orch.cli.output import emit
 
 __all__ = ["MAX_BYTES", "cmd_secret", "manifest_files", "register"]
@@ -151,11 +150,7 @@ def _inspect(args: argparse.Namespace) -> int:
     api = _client(args)
     docs = [_document(api.call("GetSecret", cpb.SecretRef(kind=_kind(args), name=name)), args.kind,
                       with_value=True) for name in args.names]
-    if args.output == "yaml":
-        emit("yaml", docs, [], [])
-    else:
-        json.dump(docs, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+    emit("yaml" if args.output == "yaml" else "json", docs, [], [])
     return 0
 
 
@@ -163,16 +158,8 @@ def _rm(args: argparse.Namespace) -> int:
     from proto import cluster_pb2 as cpb
 
     api = _client(args)
-    failed = False
-    for name in args.names:
-        try:
-            api.call("RemoveSecret", cpb.SecretRef(kind=_kind(args), name=name))
-        except CLIError as err:  # the others are still removed
-            print(f"orch: error: {err.message}", file=sys.stderr)
-            failed = True
-            continue
-        print(name)
-    return 1 if failed else 0
+    return remove_each(args.names, lambda name: api.call(
+        "RemoveSecret", cpb.SecretRef(kind=_kind(args), name=name)))
 
 
 # ---- orch deploy ---------------------------------------------------------------------
