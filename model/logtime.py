@@ -58,3 +58,9 @@ def parse_log_time(text: str, field: str, now: float | None = None) -> str:
         return stamp(whole, int((m[7] or "0").ljust(9, "0")))
     raise ValueError(f"{field} {text!r}: expected a duration (10m, 1h30m), Unix seconds, "
                      "or an RFC 3339 time (2024-05-01T12:00:00Z)")
+
+
+def to_unix(stored: str) -> float:
+    """A stored time (``stamp``'s form) as Unix seconds."""
+    whole = calendar.timegm(time.strptime(stored[:19], "%Y-%m-%dT%H:%M:%S"))
+    return whole + int(stored[20:29]) / 1e9

@@ -828,28 +828,34 @@ class TaskExecRequest(_message.Message):
     def __init__(self, task: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EventsRequest(_message.Message):
-    __slots__ = ("services", "initial", "keepalive")
+    __slots__ = ("services", "initial", "keepalive", "since")
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     INITIAL_FIELD_NUMBER: _ClassVar[int]
     KEEPALIVE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
     services: _containers.RepeatedScalarFieldContainer[str]
     initial: bool
     keepalive: float
-    def __init__(self, services: _Optional[_Iterable[str]] = ..., initial: _Optional[bool] = ..., keepalive: _Optional[float] = ...) -> None: ...
+    since: float
+    def __init__(self, services: _Optional[_Iterable[str]] = ..., initial: _Optional[bool] = ..., keepalive: _Optional[float] = ..., since: _Optional[float] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("action", "service", "task", "node", "network")
+    __slots__ = ("action", "service", "task", "node", "network", "time", "base")
     ACTION_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    BASE_FIELD_NUMBER: _ClassVar[int]
     action: EventAction
     service: Service
     task: Task
     node: Node
     network: Network
-    def __init__(self, action: _Optional[_Union[EventAction, str]] = ..., service: _Optional[_Union[Service, _Mapping]] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., node: _Optional[_Union[Node, _Mapping]] = ..., network: _Optional[_Union[Network, _Mapping]] = ...) -> None: ...
+    time: float
+    base: bool
+    def __init__(self, action: _Optional[_Union[EventAction, str]] = ..., service: _Optional[_Union[Service, _Mapping]] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., node: _Optional[_Union[Node, _Mapping]] = ..., network: _Optional[_Union[Network, _Mapping]] = ..., time: _Optional[float] = ..., base: _Optional[bool] = ...) -> None: ...
 
 class EventBatch(_message.Message):
     __slots__ = ("events",)

@@ -10,14 +10,20 @@ Secrets and configs are not in any stream: a change to one is not an event
 (their metadata is ``GetSecret``'s to give, and their values nobody's).
 
 ``Events`` sends one message per change; ``EventBatches`` the same events,
-each message carrying all that were ready (at most ``EVENT_BATCH``).
+each message carrying all that were ready (at most ``EVENT_BATCH``). The
+hub keeps the last ``RECENT`` changes with their times, for a stream that
+asks for those since a time (``orch events --since``), as Docker keeps its
+last events.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import queue
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import grpc
 import structlog
@@ -31,6 +37,7 @@ log = structlog.get_logger("orch.api")
 
 EVENT_BATCH = 500  # events per EventBatches message at most
 WATCHER_QUEUE = 100000  # changes a stream may fall behind by
+RECENT = 4096  # changes kept for a stream that asks for those since a time
 
 
 _STREAMED = (Service, Task, Node, Network)  # the kinds an Event can carry
@@ -42,6 +49,14 @@ def _service_name(obj: StoreObject) -> str | None:
     if isinstance(obj, Service):
         return obj.spec.name
     return None
+
+
+def _heartbeat_only(change: Change) -> bool:
+    """A node's write that only moved its heartbeat: every node's, every
+    second, which the kept changes would otherwise be made of."""
+    old, new = change.old, change.obj
+    return isinstance(old, Node) and isinstance(new, Node) and dataclasses.replace(
+        old, last_heartbeat=new.last_heartbeat, version=new.version) == new
 
 
 class _Watcher:
@@ -63,15 +78,20 @@ class EventHub:
     RESOURCE_EXHAUSTED, so its client lists again), not waited for.
     """
 
-    def __init__(self, informer: Informer, queue_size: int = WATCHER_QUEUE) -> None:
+    def __init__(self, informer: Informer, queue_size: int = WATCHER_QUEUE,
+                 clock: Callable[[], float] = time.time) -> None:
         self.informer = informer
         self.queue_size = queue_size
+        self.clock = clock
         self._watchers: list[_Watcher] = []
+        self._recent: collections.deque[tuple[float, Change]] = collections.deque(maxlen=RECENT)
         self._lock = threading.Lock()
         informer.add_handler(self.fan_out)
 
     def fan_out(self, change: Change) -> None:
         with self._lock:
+            if isinstance(change.obj, _STREAMED) and not _heartbeat_only(change):
+                self._recent.append((self.clock(), change))
             for watcher in self._watchers:
                 if watcher.overflowed:
                     continue
@@ -106,9 +126,21 @@ class EventHub:
         q = watcher.queue
         with self._lock:
             self._watchers.append(watcher)
+            replay = [(at, c) for at, c in self._recent if at >= request.since] if request.since else []
         call = log.bind(method=method, services=sorted(names))
-        call.debug("event stream opened", initial=request.initial)
+        call.debug("event stream opened", initial=request.initial, since=request.since)
         try:
+            for at, change in replay:
+                if not isinstance(change.obj, _STREAMED) or (
+                        names and _service_name(change.obj) not in names):
+                    continue
+                if isinstance(change.old, _STREAMED):
+                    base = event_to_pb("put", change.old)
+                    base.base = True
+                    yield base
+                event = event_to_pb("delete" if change.type == "delete" else "put", change.obj)
+                event.time = at
+                yield event
             if request.initial:
                 yield from _snapshot(self.informer, names)
             wait = request.keepalive if request.keepalive > 0 else 0.5

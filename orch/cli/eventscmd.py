@@ -5,8 +5,10 @@ revision), removed, and their rollouts moving (started, paused, rolled back,
 completed); tasks created, placed, moving through their states, their health
 changing, told to stop; nodes joining, going down, coming back, drained.
 Filters as Docker's: ``--filter type=service|task|node|network``,
-``service=NAME``, ``node=NAME`` (repeatable; values of one key are alternatives,
-keys all apply). ``-o json`` prints one JSON object a line.
+``service=NAME``, ``node=NAME`` (repeatable, or comma-separated; values of one
+key are alternatives, keys all apply). ``--since T`` first replays the changes
+the control plane kept since T, each with its own time. ``-o json`` prints
+one JSON object a line.
 
 The control plane's Events stream sends objects, not events: this command
 keeps the last version of each (the stream starts with the current state,
@@ -32,13 +34,16 @@ def register(sub: Any) -> None:
     p = sub.add_parser("events", help="stream the cluster's events (services, tasks, nodes, networks)")
     p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="type=service|task|node|network, service=NAME, node=NAME (repeatable)")
+    p.add_argument("--since", default="", metavar="T",
+                   help="first the changes since T (a duration before now: 10m, Unix seconds or RFC "
+                        "3339), as far back as the control plane keeps them (its last 4096)")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.set_defaults(func=cmd_events)
 
 
 def parse_filters(pairs: list[str]) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
-    for pair in pairs:
+    for pair in (p for given in pairs for p in given.split(",")):  # -f a=1,b=2 or -f a=1 -f b=2
         key, sep, value = pair.partition("=")
         if not sep or not value or key not in ("type", "service", "node"):
             raise CLIError(f"invalid filter {pair!r}: expected type=KIND, service=NAME or node=NAME")
@@ -132,8 +137,16 @@ def cmd_events(args: argparse.Namespace, _agent: Any) -> int:
     from proto import cluster_pb2 as cpb
 
     filters = parse_filters(args.filter)
+    since = 0.0
+    if args.since:
+        from model.logtime import parse_log_time, to_unix
+
+        try:
+            since = to_unix(parse_log_time(args.since, "--since"))
+        except ValueError as err:
+            raise CLIError(str(err)) from None
     api = client(args)
-    request = cpb.EventsRequest(services=sorted(filters.get("service", ())), initial=True)
+    request = cpb.EventsRequest(services=sorted(filters.get("service", ())), initial=True, since=since)
     seen: dict[tuple[str, str], Any] = {}
     nodes: dict[str, str] = {}  # node id -> name, for tasks
     synced = False
@@ -150,25 +163,30 @@ def cmd_events(args: argparse.Namespace, _agent: Any) -> int:
             if kind == "node":
                 nodes[obj.id] = obj.name
             key = (kind, obj.id)
+            if message.base:  # the version a replayed change started from
+                seen[key] = obj
+                continue
             old = seen.get(key)
             new = None if action == "delete" else obj
             if new is None:
                 seen.pop(key, None)
             else:
                 seen[key] = new
-            if not synced or not wanted(kind, obj, filters, nodes):
+            # Replayed changes print with their own time; the initial state does not print.
+            if not (synced or message.time) or not wanted(kind, obj, filters, nodes):
                 continue
             for what, attrs in describe(kind, old, new):
                 if kind == "task" and "node_id" in attrs:
                     attrs["node"] = nodes.get(attrs.pop("node_id"), obj.node_id[:12])
-                _print(args.output, kind, what, _name(kind, obj), obj.id, attrs)
+                _print(args.output, kind, what, _name(kind, obj), obj.id, attrs, message.time)
     except KeyboardInterrupt:
         return 0
     raise CLIError("the control plane ended the event stream")
 
 
-def _print(output: str, kind: str, action: str, name: str, ident: str, attrs: dict[str, Any]) -> None:
-    now = time.time()
+def _print(output: str, kind: str, action: str, name: str, ident: str, attrs: dict[str, Any],
+           when: float = 0.0) -> None:
+    now = when or time.time()
     if output == "json":
         print(json.dumps({"time": now, "type": kind, "action": action, "name": name, "id": ident,
                           "attributes": attrs}), flush=True)

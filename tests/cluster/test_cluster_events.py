@@ -74,3 +74,31 @@ def test_events_follow_nodes_services_and_tasks(cluster: LocalCluster, tmp_path:
         proc.wait(10)
         cluster.orch("rm", "evweb", check=False)
         cluster.orch("node", "label", "n1", "events-probe-", check=False)
+
+
+def test_events_since_replays_what_happened_before_the_stream(cluster: LocalCluster, tmp_path: Path) -> None:
+    t0 = time.time()
+    cluster.orch("deploy", "-f", _manifest(tmp_path, "past", _web("v1", 1).replace("  web:", "  pastweb:")))
+    proc = subprocess.Popen([sys.executable, "-m", "orch", "events", "--since", str(t0 - 1), "-o", "json",
+                             "-f", "type=service,service=pastweb"], env=cluster.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(json.loads(line))
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        created = _until(lines, [], lambda e: e["action"] == "create")
+        # The deploy was over before the stream opened: its creation comes
+        # from the control plane's memory, with the time it happened.
+        assert created["name"] == "pastweb" and created["type"] == "service"
+        assert t0 - 1 <= created["time"] <= time.time()
+        bad = cluster.orch("events", "--since", "last week", check=False)
+        assert bad.returncode == 1 and bad.stderr.startswith("orch: error: --since 'last week'")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        cluster.orch("rm", "pastweb", check=False)

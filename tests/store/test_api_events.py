@@ -116,3 +116,44 @@ def test_batches_carry_the_same_events_as_they_become_ready(api: ClusterAPI,
         assert [event_from_pb(e) for e in batch.events] == [("put", t3)]
     finally:
         ctx.active = False
+
+
+def test_since_replays_the_kept_changes_with_their_times_and_bases(api: ClusterAPI,
+                                                                    store: Store) -> None:
+    import dataclasses
+    import time
+
+    web = store.create(make_service("web", 2))
+    api.informer.wait_revision(store.revision(), 10)
+    cut = time.time()
+    task = store.create(make_task(web, 1))
+    moved = store.update(dataclasses.replace(task, node_id="n9"))
+    api.informer.wait_revision(store.revision(), 10)
+    out, ctx = _pump(api, cpb.EventsRequest(initial=True, since=cut))
+    try:
+        raw = [out.get(timeout=10) for _ in range(3)]
+        # The task's creation (no base: it had no version before), then its
+        # move, after the version it moved from; web's creation was earlier.
+        assert [(e.base, event_from_pb(e)) for e in raw] == [
+            (False, ("put", task)), (True, ("put", task)), (False, ("put", moved))]
+        assert cut <= raw[0].time <= raw[2].time <= time.time()
+        assert raw[1].time == 0  # a base is not a change
+        listed = _until(out, "synced")  # then the state as it is, as without since
+        assert ("put", moved) in listed and ("put", web) in listed
+    finally:
+        ctx.active = False
+
+
+def test_heartbeats_alone_are_not_kept_for_since(api: ClusterAPI) -> None:
+    import dataclasses
+
+    from controlplane.store import Change, Kind
+    from model.objects import Node
+
+    hub = api.hub
+    node = Node(id="n1", name="n1", state="ready", last_heartbeat=1.0, version=3)
+    kept = len(hub._recent)
+    hub.fan_out(Change(Kind.NODE, "update", dataclasses.replace(node, last_heartbeat=2.0, version=4), node))
+    assert len(hub._recent) == kept
+    hub.fan_out(Change(Kind.NODE, "update", dataclasses.replace(node, state="down", version=5), node))
+    assert len(hub._recent) == kept + 1

@@ -73,3 +73,17 @@ def test_filters() -> None:
     assert not wanted("service", SVC, parse_filters(["type=task"]), nodes)
     assert wanted("service", SVC, parse_filters(["service=web"]), nodes)
     assert not wanted("node", Node(id="n2id", name="n2"), parse_filters(["service=web"]), nodes)
+
+
+def test_filters_may_be_comma_separated() -> None:
+    from orch.cli.eventscmd import parse_filters
+
+    assert parse_filters(["type=task,service=web", "service=db"]) == {
+        "type": {"task"}, "service": {"web", "db"}}
+
+
+def test_a_stored_time_back_to_unix_seconds() -> None:
+    from model.logtime import parse_log_time, stamp, to_unix
+
+    assert to_unix(stamp(1_714_564_800, 250_000_000)) == 1_714_564_800.25
+    assert abs(to_unix(parse_log_time("10m", "--since", now=1_000_000.0)) - 999_400.0) < 1e-6
