@@ -261,13 +261,6 @@ class Operations(Health):
 
         self._when_exited(rec, removed)
 
-    def op_stats(self, conn: Conn, reply: Reply, id: str) -> None:
-        rec = self._find(id)
-        live = self.live.get(rec.id)
-        if rec.state != RUNNING or live is None:
-            raise FailedPrecondition(f"container {rec.name} is not running")
-        reply(vars(self.runtime.stats(live.handle)), None)
-
     def op_exec(self, conn: Conn, reply: Reply, id: str, process: dict[str, Any]) -> None:
         rec = self._find(id)
         live = self.live.get(rec.id)

@@ -31,11 +31,9 @@ def _until(lines: queue.Queue[dict[str, Any]], seen: list[dict[str, Any]], want:
     raise AssertionError(f"no such event within {timeout} s; seen: {seen}")
 
 
-def test_events_follow_nodes_services_and_tasks(cluster: LocalCluster, tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "orch", "events", "-o", "json"], env=cluster.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _json_lines(proc: subprocess.Popen[str]) -> queue.Queue[dict[str, Any]]:
+    """``proc``'s stdout, a JSON object a line, read into a queue on a thread."""
     lines: queue.Queue[dict[str, Any]] = queue.Queue()
-    seen: list[dict[str, Any]] = []
 
     def read() -> None:
         assert proc.stdout is not None
@@ -43,6 +41,14 @@ def test_events_follow_nodes_services_and_tasks(cluster: LocalCluster, tmp_path:
             lines.put(json.loads(line))
 
     threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def test_events_follow_nodes_services_and_tasks(cluster: LocalCluster, tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "orch", "events", "-o", "json"], env=cluster.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = _json_lines(proc)
+    seen: list[dict[str, Any]] = []
     try:
         # The stream is open once a change made now shows (events before it are not printed).
         def labelled(event: dict[str, Any]) -> bool:
@@ -82,14 +88,7 @@ def test_events_since_replays_what_happened_before_the_stream(cluster: LocalClus
     proc = subprocess.Popen([sys.executable, "-m", "orch", "events", "--since", str(t0 - 1), "-o", "json",
                              "-f", "type=service,service=pastweb"], env=cluster.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue[dict[str, Any]] = queue.Queue()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(json.loads(line))
-
-    threading.Thread(target=read, daemon=True).start()
+    lines = _json_lines(proc)
     try:
         created = _until(lines, [], lambda e: e["action"] == "create")
         # The deploy was over before the stream opened: its creation comes
