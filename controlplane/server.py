@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -46,7 +46,6 @@ LEASE_TTL = 2  # seconds: a dead leader is replaced within about this
 
 
 JOIN_TOKEN_ENV = "ORCH_JOIN_TOKEN"
-ADMIN_TOKEN_ENV = "ORCH_ADMIN_TOKEN"
 DEFAULT_SOCKET = "/run/orch/controlplane.sock"
 ETCD_PORTS = (2379, 2380)  # etcd's client and peer ports, wherever etcd runs
 # The largest request a replica takes: a deploy carries its manifest's
@@ -65,11 +64,17 @@ class ControlPlaneOptions:
     listen: list[str] = field(default_factory=lambda: ["127.0.0.1:7700"])
     state_dir: str = "/var/lib/orch/controlplane"
     id: str = ""
-    # Secrets come from 0600 files (or the environment), never from argv.
-    # Without a file, the token is made in the state dir on first start.
+    # The cluster's CA and the join tokens' files (controlplane.trust);
+    # "": <state_dir>/pki.
+    pki_dir: str = ""
+    # A replica that joins a running cluster: control-plane API addresses
+    # and the file holding the control-plane join token (0600; or
+    # $ORCH_JOIN_TOKEN). It gets the CA and the secrets key from them.
+    join: list[str] = field(default_factory=list)
     token_file: str = ""
-    admin_token_file: str = ""
-    # The local CLI's door: a root-only unix socket, which needs no token.
+    # The lifetime of the certificates this replica signs, in days.
+    cert_days: float = 90.0
+    # The local CLI's door: a root-only unix socket, which needs no certificate.
     socket: str = DEFAULT_SOCKET
     # A PEM CA trusted for the registries whose tags a deploy pins to digests.
     registry_ca: str = ""
@@ -94,6 +99,10 @@ def check_options(opts: ControlPlaneOptions) -> None:
             parse_endpoint(endpoint)
         except ValueError as err:
             raise ControlPlaneError(f"--etcd: {err}")
+    if not 0 < opts.cert_days <= 3650:
+        raise ControlPlaneError(f"--cert-days {opts.cert_days:g}: expected more than 0 and at most 3650")
+    for addr in opts.join:
+        check_address(addr, "--join")
     if not opts.listen or not all(opts.listen):
         raise ControlPlaneError("--listen needs one or more addresses, HOST:PORT[,...]")
     for addr in opts.listen:
@@ -123,19 +132,64 @@ def check_address(addr: str, flag: str) -> None:
                                 "from 1 to 65535")
 
 
-def _tokens(opts: ControlPlaneOptions) -> tuple[str, str]:
-    """(join token, admin token), from their files or the environment, or
-    made in the state dir on first start."""
-    from common.auth import TokenError, token_from, write_token
+def pki_dir(opts: ControlPlaneOptions) -> str:
+    return opts.pki_dir or os.path.join(opts.state_dir, "pki")
+
+
+def _ca(opts: ControlPlaneOptions) -> Any:
+    """The cluster's CA: the pki dir's; got by joining with the
+    control-plane token (``--join``), which also brings the secrets key; or,
+    for a first replica, made there."""
+    from controlplane.trust import TrustError, create_ca, load_ca
+
+    directory = pki_dir(opts)
+    try:
+        found = load_ca(directory)
+        if found is not None:
+            return found
+        if opts.join:
+            return _join_as_controlplane(opts, directory)
+        return create_ca(directory)
+    except (TrustError, OSError) as err:
+        raise ControlPlaneError(str(err))
+
+
+def _join_as_controlplane(opts: ControlPlaneOptions, directory: str) -> Any:
+    import json
+
+    from common import join as joincrypto
+    from common import pki
+    from common.identity import JoinRefused, join
+    from controlplane.envelope import KEY_FILE
+    from controlplane.trust import CA_CERT, CA_KEY, write_private
+    from proto import cluster_pb2
+
+    token = _join_token(opts)
+    try:
+        joined = join(os.path.join(directory, "join"), opts.join, token, opts.id or "", role="controlplane",
+                      pb=cluster_pb2)
+        bundle = json.loads(joincrypto.open_from(pki.parse_token(token)[1], joined.sealed, joined.csr))
+    except (JoinRefused, ConnectionError, joincrypto.JoinError, ValueError) as err:
+        raise ControlPlaneError(f"cannot join the control planes at {','.join(opts.join)}: {err}")
+    ca = pki.CA(joined.identity.creds.ca_pem, bundle["ca_key"].encode())
+    write_private(os.path.join(directory, CA_KEY), ca.key_pem)
+    write_private(os.path.join(directory, CA_CERT), ca.cert_pem)
+    if not opts.secrets_key_file:
+        write_private(os.path.join(opts.state_dir, KEY_FILE), (bundle["secrets_key"] + "\n").encode())
+    return ca
+
+
+def _join_token(opts: ControlPlaneOptions) -> str:
+    from common.auth import TokenError, token_from
 
     try:
-        join = token_from(opts.token_file, JOIN_TOKEN_ENV) or write_token(
-            os.path.join(opts.state_dir, "join-token"))
-        admin = token_from(opts.admin_token_file, ADMIN_TOKEN_ENV) or write_token(
-            os.path.join(opts.state_dir, "admin-token"))
-    except (TokenError, OSError) as err:
+        token = token_from(opts.token_file, JOIN_TOKEN_ENV)
+    except TokenError as err:
         raise ControlPlaneError(str(err))
-    return join, admin
+    if not token:
+        raise ControlPlaneError("--join needs the control-plane join token: --token-file FILE or "
+                                "$ORCH_JOIN_TOKEN (`orch token` prints it)")
+    return token
 
 
 def _secrets_key(opts: ControlPlaneOptions) -> Kek:
@@ -151,9 +205,9 @@ def _secrets_key(opts: ControlPlaneOptions) -> Kek:
         raise ControlPlaneError(str(err))
 
 
-def _bind(server: grpc.Server, addr: str) -> None:
+def _bind(server: grpc.Server, addr: str, creds: grpc.ServerCredentials | None = None) -> None:
     try:
-        bound = server.add_insecure_port(addr)
+        bound = server.add_insecure_port(addr) if creds is None else server.add_secure_port(addr, creds)
     except RuntimeError as err:  # grpcio raises where older ones returned 0
         raise ControlPlaneError(f"cannot listen on {addr}: {err}")
     if bound == 0:
@@ -189,20 +243,27 @@ def serve(opts: ControlPlaneOptions) -> int:
 
         use_ca_file(opts.registry_ca)
     os.makedirs(opts.state_dir, mode=0o700, exist_ok=True)
+    ca = _ca(opts)
+    replica = opts.id or secrets.token_hex(6)
     if opts.etcd:
-        return _serve(opts)
-    etcd = _start_embedded_etcd(opts.state_dir)
+        return _serve(opts, ca, replica)
+    etcd = _start_embedded_etcd(opts.state_dir, ca, pki_dir(opts))
     try:
-        return _serve(dataclasses.replace(opts, etcd=[etcd.endpoint]))
+        return _serve(dataclasses.replace(opts, etcd=[etcd.endpoint]), ca, replica)
     finally:
         etcd.stop()
         log.info("embedded etcd stopped", data_dir=str(etcd.data_dir))
 
 
-def _start_embedded_etcd(state_dir: str) -> EmbeddedEtcd:
-    """etcd with its data in ``<state_dir>/etcd``, tied to this process: the
-    kernel stops it if this process dies without stopping it (SIGKILL)."""
-    etcd = EmbeddedEtcd(os.path.join(state_dir, "etcd"), die_with_parent=True)
+def _start_embedded_etcd(state_dir: str, ca: Any, directory: str) -> EmbeddedEtcd:
+    """etcd with its data in ``<state_dir>/etcd``, serving mutual TLS with a
+    certificate from the cluster CA, tied to this process: the kernel stops
+    it if this process dies without stopping it (SIGKILL)."""
+    from controlplane.etcd import EtcdTLS
+
+    etcd = EmbeddedEtcd(os.path.join(state_dir, "etcd"), die_with_parent=True,
+                        tls=etcd_tls(ca, directory, "etcd", ["127.0.0.1"]))
+    assert isinstance(etcd.tls, EtcdTLS)
     try:
         etcd.start(timeout=30)
     except (EtcdStartError, OSError) as err:
@@ -212,17 +273,57 @@ def _start_embedded_etcd(state_dir: str) -> EmbeddedEtcd:
     return etcd
 
 
-def _serve(opts: ControlPlaneOptions) -> int:
-    from common.auth import interceptor
+def etcd_tls(ca: Any, directory: str, name: str, addresses: list[str]) -> Any:
+    """An etcd member's TLS files in ``directory`` (``<name>.crt``/``.key``
+    and ``ca.crt``), made from the CA if missing: role ``etcd``, which no orch
+    API serves. The member takes only control planes as clients and only
+    members as peers. The files last as long as the CA: etcd is not told of a
+    renewal."""
+    from common import pki
+    from controlplane.etcd import EtcdTLS
+    from controlplane.trust import CA_CERT, issue_local, write_private
 
-    join_token, admin_token = _tokens(opts)
+    cert_path, key_path = os.path.join(directory, f"{name}.crt"), os.path.join(directory, f"{name}.key")
+    if not (os.path.exists(cert_path) and os.path.exists(key_path)):
+        cert, key = issue_local(ca, name, "etcd", days=pki.CA_YEARS * 365, addresses=addresses)
+        write_private(key_path, key)
+        write_private(cert_path, cert)
+    return EtcdTLS(os.path.join(directory, CA_CERT), cert_path, key_path,
+                   client_name=pki.SERVER_NAMES["controlplane"], peer_name=pki.SERVER_NAMES["etcd"])
+
+
+def etcd_client_tls(ca: Any, replica: str, endpoints: list[str]) -> Any:
+    """This replica's client certificate towards etcd (in memory only, as
+    long-lived as the CA: the store's channels are not re-made on a
+    renewal), when any endpoint is https; else None."""
+    from common import pki
+    from controlplane.store._client import ClientTLS
+    from controlplane.trust import issue_local
+
+    if not any(e.startswith("https://") for e in endpoints):
+        return None
+    cert, key = issue_local(ca, replica, "controlplane", days=pki.CA_YEARS * 365)
+    return ClientTLS(ca.cert_pem, cert, key)
+
+
+def _serve(opts: ControlPlaneOptions, ca: Any, replica: str) -> int:
+    from common.identity import join_address
+    from common.tls import PeerGuard, ServerTLS
+    from controlplane.joinsvc import JoinService
+    from controlplane.trust import Trust, TrustError
+
     kek = _secrets_key(opts)
-    replica = opts.id or secrets.token_hex(6)
-    store = Store(opts.etcd)
+    store = Store(opts.etcd, tls=etcd_client_tls(ca, replica, opts.etcd))
     informer = Informer(store).start()
     if not informer.wait_synced(30):
         raise ControlPlaneError(f"could not read the cluster state from etcd at {','.join(opts.etcd)} "
                                 "within 30 s: is etcd running?")
+    trust = Trust(ca, store, kek, pki_dir=pki_dir(opts), days=opts.cert_days)
+    try:
+        trust.tokens()
+    except TrustError as err:
+        raise ControlPlaneError(str(err))
+    tls = ServerTLS(ca.cert_pem, *trust.own(replica, _ip_hosts(opts.listen)))
     stop = threading.Event()
     leading: list[Leadership] = []
 
@@ -230,33 +331,41 @@ def _serve(opts: ControlPlaneOptions) -> int:
         return bool(leading) and not leading[0].lost()
 
     protected = _protected_ports(opts)
+    _publish_ports(store, replica, protected)
     metrics = _metrics(opts, informer, is_leader, replica)
-    dispatcher = Dispatcher(store, informer, join_token, protected_ports=protected,
-                            on_running=metrics.observe_running if metrics else None, kek=kek)
+    dispatcher = Dispatcher(store, informer, "", protected_ports=protected,
+                            on_running=metrics.observe_running if metrics else None, kek=kek, trust=trust,
+                            ports_source=lambda: _published_ports(store))
     api = ClusterAPI(store, informer, replica, is_leader, lambda: store.leader(ELECTION),
-                     network_pool=opts.network_pool, reserved_ports=frozenset(protected), kek=kek)
-    # TCP: agents' sessions (join token in Register) and the CLI API, which
-    # needs the admin token there.
-    guard = interceptor(lambda: admin_token, ("/orch.cluster.v1.ClusterAPI/",),
-                        what="the control plane's API over TCP")
+                     network_pool=opts.network_pool, reserved_ports=frozenset(protected), kek=kek,
+                     trust=trust, node_tls=tls)
+    # TCP: mutual TLS only. The CLI API serves users and control planes; the
+    # dispatcher serves nodes (common.tls.PeerGuard).
+    guard = PeerGuard(trust.cluster_id, {"/orch.cluster.v1.ClusterAPI/": ("user", "controlplane"),
+                                         "/orch.cluster.v1.Dispatcher/": ("node",)}, revoked=trust.revoked)
     timed = [metrics.interceptor()] if metrics else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="cp"),
                          interceptors=[guard, *timed, store_errors()], options=_SERVER_OPTIONS)
     cpb_grpc.add_ClusterAPIServicer_to_server(api, server)  # type: ignore[no-untyped-call]
     cpb_grpc.add_DispatcherServicer_to_server(dispatcher, server)  # type: ignore[no-untyped-call]
+    joins = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="cp-join"))
+    cpb_grpc.add_JoinServicer_to_server(JoinService(trust, kek, lambda: list(opts.listen)),  # type: ignore[no-untyped-call]
+                                        joins)
     local = _unix_server(opts.socket, timed) if opts.socket else None
     if local is not None:
         cpb_grpc.add_ClusterAPIServicer_to_server(api, local)  # type: ignore[no-untyped-call]
     for addr in opts.listen:
-        _bind(server, addr)
+        _bind(server, addr, tls.credentials())
+        _bind(joins, join_address(addr))
     server.start()
+    joins.start()
     api.collector.start()
     if local is not None:
         local.start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     log.info("control plane ready", id=replica, listen=opts.listen, socket=opts.socket, etcd=opts.etcd,
-             secrets_key=kek.id)
+             secrets_key=kek.id, cluster=trust.cluster_id)
     http = None
     if metrics is not None:
         from controlplane.metrics import serve as serve_metrics
@@ -266,6 +375,8 @@ def _serve(opts: ControlPlaneOptions) -> int:
                                                    metrics.observe_pass if metrics else None),
                                name="elector", daemon=True)
     elector.start()
+    threading.Thread(target=_renew_own, args=(trust, tls, replica, _ip_hosts(opts.listen), stop),
+                     name="renew", daemon=True).start()
     # The manifest parser (YAML and the checks) is loaded now, off the
     # request path: the first `orch deploy` does not wait for it.
     threading.Thread(target=importlib.import_module, args=("model.manifest",),
@@ -281,6 +392,7 @@ def _serve(opts: ControlPlaneOptions) -> int:
         local.stop(grace=1)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(opts.socket)
+    joins.stop(grace=0)
     server.stop(grace=1).wait()
     if http is not None:
         http.shutdown()
@@ -288,6 +400,35 @@ def _serve(opts: ControlPlaneOptions) -> int:
     informer.stop()
     store.close()
     return 0
+
+
+def _ip_hosts(listen: list[str]) -> list[str]:
+    """The IP addresses among ``listen``'s hosts, for the certificate (not the wildcard)."""
+    import ipaddress
+
+    hosts = []
+    for addr in listen:
+        host = addr.rpartition(":")[0].strip("[]")
+        with contextlib.suppress(ValueError):
+            if not ipaddress.ip_address(host).is_unspecified:
+                hosts.append(host)
+    return hosts
+
+
+def _renew_own(trust: Any, tls: Any, replica: str, addresses: list[str], stop: threading.Event) -> None:
+    """Renew this replica's certificate at a random 50-80% of its life; the
+    servers present it from their next handshake on, nothing restarts."""
+    import random
+    import time
+
+    from common import pki
+
+    while True:
+        when = pki.renew_at(tls.cert_pem, random.random())
+        if stop.wait(max(0.0, when - time.time())):
+            return
+        tls.rotate(*trust.own(replica, addresses))
+        log.info("control-plane certificate renewed", id=replica)
 
 
 def _metrics(opts: ControlPlaneOptions, informer: Informer, is_leader: Callable[[], bool],
@@ -305,14 +446,49 @@ def _metrics(opts: ControlPlaneOptions, informer: Informer, is_leader: Callable[
 
 def _protected_ports(opts: ControlPlaneOptions) -> list[int]:
     """What containers must never reach: this control plane's, its metrics' and etcd's ports."""
+    from common.identity import JOIN_PORT_OFFSET
     from controlplane.store._client import parse_endpoint
 
-    ports = {int(addr.rpartition(":")[2]) for addr in opts.listen} | set(ETCD_PORTS)
+    ports = {int(addr.rpartition(":")[2]) + offset for addr in opts.listen
+             for offset in (0, JOIN_PORT_OFFSET)} | set(ETCD_PORTS)
     if opts.metrics_listen:
         ports.add(int(opts.metrics_listen.rpartition(":")[2]))
     for endpoint in opts.etcd:
         ports.add(parse_endpoint(endpoint)[1])
     return sorted(ports)
+
+
+PORTS_META = "controlplane-ports"
+
+
+def _publish_ports(store: Store, replica: str, ports: list[int]) -> None:
+    """Add this replica's ports (its API, join and metrics ports, its etcd
+    endpoints') to those every replica tells its nodes to fence off."""
+    import json
+
+    from controlplane.store import StoreError
+
+    try:
+        while True:
+            version = store.meta_version(PORTS_META)
+            known = json.loads(store.get_meta(PORTS_META) or "{}")
+            known[replica] = sorted(ports)
+            if store.put_meta_if(PORTS_META, json.dumps(known, sort_keys=True), version):
+                return
+    except (StoreError, ValueError) as err:
+        raise ControlPlaneError(f"cannot publish this replica's ports in etcd: {err}")
+
+
+def _published_ports(store: Store) -> list[int] | None:
+    """Every replica's published ports; None when etcd cannot say (the
+    dispatcher then keeps what it has)."""
+    import json
+
+    try:
+        known = json.loads(store.get_meta(PORTS_META) or "{}")
+        return sorted({int(p) for ports in known.values() for p in ports})
+    except Exception:
+        return None
 
 
 def _lead(store: Store, informer: Informer, replica: str, stop: threading.Event,

@@ -307,9 +307,6 @@ class Node:
     state: Literal["ready", "down", "unknown"] = "unknown"
     availability: Literal["active", "drain", "pause"] = "active"
     last_heartbeat: float = 0.0
-    # What the control plane presents to this node's API (the node made it);
-    # never shown to clients.
-    api_token: str = ""
     # Small and unique in the cluster (>= 1; 0 = not given yet), allocated at
     # registration and kept: the data plane derives MACs, link-local router
     # addresses, marks and routing tables from it.

@@ -11,9 +11,7 @@ It lives in ``model``, not ``proto``, because ``proto`` is the bottom layer
 Importing it loads protobuf; nothing on the CLI's fast paths does.
 
 Invariants:
-- ``X_from_pb(X_to_pb(x)) == x`` for every object the model can hold, with
-  two exceptions by design: a node's ``api_token`` is never sent (it stays
-  with the control plane and the store) and comes back empty;
+- ``X_from_pb(X_to_pb(x)) == x`` for every object the model can hold;
 - enums convert by name, never by number: the tables below are built from
   the generated enums' names, and importing this module fails if the model
   has a value the proto lacks;
@@ -413,7 +411,7 @@ def task_from_pb(m: cpb.Task) -> Task:
 
 
 def node_to_pb(n: Node) -> cpb.Node:
-    """The node as clients see it: without its ``api_token`` (the message has no such field)."""
+    """The node as clients see it."""
     return cpb.Node(id=n.id, name=n.name, address=n.address, labels=n.labels,
                     resources=cpb.NodeResources(cpus=n.resources.cpus,
                                                 memory_bytes=n.resources.memory_bytes),

@@ -738,6 +738,46 @@ class ListNetworksResponse(_message.Message):
     networks: _containers.RepeatedCompositeFieldContainer[Network]
     def __init__(self, networks: _Optional[_Iterable[_Union[Network, _Mapping]]] = ...) -> None: ...
 
+class RemoveNodeRequest(_message.Message):
+    __slots__ = ("node", "force")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    force: bool
+    def __init__(self, node: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class IssueCertificateRequest(_message.Message):
+    __slots__ = ("name", "csr", "days")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CSR_FIELD_NUMBER: _ClassVar[int]
+    DAYS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    csr: bytes
+    days: float
+    def __init__(self, name: _Optional[str] = ..., csr: _Optional[bytes] = ..., days: _Optional[float] = ...) -> None: ...
+
+class IssueCertificateReply(_message.Message):
+    __slots__ = ("cert", "ca")
+    CERT_FIELD_NUMBER: _ClassVar[int]
+    CA_FIELD_NUMBER: _ClassVar[int]
+    cert: bytes
+    ca: bytes
+    def __init__(self, cert: _Optional[bytes] = ..., ca: _Optional[bytes] = ...) -> None: ...
+
+class JoinTokensRequest(_message.Message):
+    __slots__ = ("rotate",)
+    ROTATE_FIELD_NUMBER: _ClassVar[int]
+    rotate: str
+    def __init__(self, rotate: _Optional[str] = ...) -> None: ...
+
+class JoinTokensReply(_message.Message):
+    __slots__ = ("node", "controlplane")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    CONTROLPLANE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    controlplane: str
+    def __init__(self, node: _Optional[str] = ..., controlplane: _Optional[str] = ...) -> None: ...
+
 class UpdateNodeRequest(_message.Message):
     __slots__ = ("node", "availability", "add_labels", "remove_labels")
     class AddLabelsEntry(_message.Message):
@@ -885,8 +925,58 @@ class InfoResponse(_message.Message):
     tasks: int
     def __init__(self, version: _Optional[str] = ..., controlplane_id: _Optional[str] = ..., leader: _Optional[bool] = ..., leader_id: _Optional[str] = ..., nodes: _Optional[int] = ..., services: _Optional[int] = ..., tasks: _Optional[int] = ...) -> None: ...
 
+class RenewRequest(_message.Message):
+    __slots__ = ("csr",)
+    CSR_FIELD_NUMBER: _ClassVar[int]
+    csr: bytes
+    def __init__(self, csr: _Optional[bytes] = ...) -> None: ...
+
+class RenewReply(_message.Message):
+    __slots__ = ("cert",)
+    CERT_FIELD_NUMBER: _ClassVar[int]
+    cert: bytes
+    def __init__(self, cert: _Optional[bytes] = ...) -> None: ...
+
+class CARequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CAReply(_message.Message):
+    __slots__ = ("ca",)
+    CA_FIELD_NUMBER: _ClassVar[int]
+    ca: bytes
+    def __init__(self, ca: _Optional[bytes] = ...) -> None: ...
+
+class JoinRequest(_message.Message):
+    __slots__ = ("role", "csr", "name", "node_id", "time", "proof")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CSR_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    csr: bytes
+    name: str
+    node_id: str
+    time: float
+    proof: bytes
+    def __init__(self, role: _Optional[str] = ..., csr: _Optional[bytes] = ..., name: _Optional[str] = ..., node_id: _Optional[str] = ..., time: _Optional[float] = ..., proof: _Optional[bytes] = ...) -> None: ...
+
+class JoinReply(_message.Message):
+    __slots__ = ("cert", "node_id", "api_addresses", "sealed")
+    CERT_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    API_ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    SEALED_FIELD_NUMBER: _ClassVar[int]
+    cert: bytes
+    node_id: str
+    api_addresses: _containers.RepeatedScalarFieldContainer[str]
+    sealed: bytes
+    def __init__(self, cert: _Optional[bytes] = ..., node_id: _Optional[str] = ..., api_addresses: _Optional[_Iterable[str]] = ..., sealed: _Optional[bytes] = ...) -> None: ...
+
 class Register(_message.Message):
-    __slots__ = ("node_id", "name", "address", "labels", "cpus", "memory_bytes", "token", "api_token", "metrics_address")
+    __slots__ = ("node_id", "name", "address", "labels", "cpus", "memory_bytes", "token", "metrics_address")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -901,7 +991,6 @@ class Register(_message.Message):
     CPUS_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
-    API_TOKEN_FIELD_NUMBER: _ClassVar[int]
     METRICS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     name: str
@@ -910,9 +999,8 @@ class Register(_message.Message):
     cpus: float
     memory_bytes: int
     token: str
-    api_token: str
     metrics_address: str
-    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., token: _Optional[str] = ..., api_token: _Optional[str] = ..., metrics_address: _Optional[str] = ...) -> None: ...
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., token: _Optional[str] = ..., metrics_address: _Optional[str] = ...) -> None: ...
 
 class TaskStatusUpdate(_message.Message):
     __slots__ = ("task_id", "status")
@@ -1057,11 +1145,19 @@ class Endpoint(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., service_id: _Optional[str] = ..., network_id: _Optional[str] = ..., address: _Optional[str] = ..., node_id: _Optional[str] = ..., name: _Optional[str] = ..., slot: _Optional[int] = ..., draining: _Optional[bool] = ...) -> None: ...
 
 class DispatcherMessage(_message.Message):
-    __slots__ = ("registered", "assignments", "network_state")
+    __slots__ = ("registered", "assignments", "network_state", "protected_ports")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     NETWORK_STATE_FIELD_NUMBER: _ClassVar[int]
+    PROTECTED_PORTS_FIELD_NUMBER: _ClassVar[int]
     registered: Registered
     assignments: Assignments
     network_state: NetworkState
-    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., network_state: _Optional[_Union[NetworkState, _Mapping]] = ...) -> None: ...
+    protected_ports: ProtectedPorts
+    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., assignments: _Optional[_Union[Assignments, _Mapping]] = ..., network_state: _Optional[_Union[NetworkState, _Mapping]] = ..., protected_ports: _Optional[_Union[ProtectedPorts, _Mapping]] = ...) -> None: ...
+
+class ProtectedPorts(_message.Message):
+    __slots__ = ("ports",)
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    ports: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ports: _Optional[_Iterable[int]] = ...) -> None: ...

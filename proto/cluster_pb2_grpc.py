@@ -172,6 +172,21 @@ class ClusterAPIStub:
                 request_serializer=proto_dot_cluster__pb2.SecretRef.SerializeToString,
                 response_deserializer=proto_dot_cluster__pb2.RemoveResponse.FromString,
                 _registered_method=True)
+        self.RemoveNode = channel.unary_unary(
+                '/orch.cluster.v1.ClusterAPI/RemoveNode',
+                request_serializer=proto_dot_cluster__pb2.RemoveNodeRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.RemoveResponse.FromString,
+                _registered_method=True)
+        self.IssueCertificate = channel.unary_unary(
+                '/orch.cluster.v1.ClusterAPI/IssueCertificate',
+                request_serializer=proto_dot_cluster__pb2.IssueCertificateRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.IssueCertificateReply.FromString,
+                _registered_method=True)
+        self.JoinTokens = channel.unary_unary(
+                '/orch.cluster.v1.ClusterAPI/JoinTokens',
+                request_serializer=proto_dot_cluster__pb2.JoinTokensRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.JoinTokensReply.FromString,
+                _registered_method=True)
 
 
 class ClusterAPIServicer:
@@ -356,6 +371,28 @@ class ClusterAPIServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveNode(self, request, context):
+        """Remove a node from the cluster and revoke its certificate: it is
+        refused at once. A node that is ready needs force (as docker node rm).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueCertificate(self, request, context):
+        """Sign a certificate request for a user of the API (OU=user).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def JoinTokens(self, request, context):
+        """The join tokens; rotate makes new ones for new joins (joined nodes stay).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterAPIServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -493,6 +530,21 @@ def add_ClusterAPIServicer_to_server(servicer, server):
                     servicer.RemoveSecret,
                     request_deserializer=proto_dot_cluster__pb2.SecretRef.FromString,
                     response_serializer=proto_dot_cluster__pb2.RemoveResponse.SerializeToString,
+            ),
+            'RemoveNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNode,
+                    request_deserializer=proto_dot_cluster__pb2.RemoveNodeRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.RemoveResponse.SerializeToString,
+            ),
+            'IssueCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueCertificate,
+                    request_deserializer=proto_dot_cluster__pb2.IssueCertificateRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.IssueCertificateReply.SerializeToString,
+            ),
+            'JoinTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinTokens,
+                    request_deserializer=proto_dot_cluster__pb2.JoinTokensRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.JoinTokensReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1236,6 +1288,87 @@ class ClusterAPI:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def RemoveNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/RemoveNode',
+            proto_dot_cluster__pb2.RemoveNodeRequest.SerializeToString,
+            proto_dot_cluster__pb2.RemoveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/IssueCertificate',
+            proto_dot_cluster__pb2.IssueCertificateRequest.SerializeToString,
+            proto_dot_cluster__pb2.IssueCertificateReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.ClusterAPI/JoinTokens',
+            proto_dot_cluster__pb2.JoinTokensRequest.SerializeToString,
+            proto_dot_cluster__pb2.JoinTokensReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class DispatcherStub:
     """---- node agents ---------------------------------------------------------------
@@ -1253,6 +1386,11 @@ class DispatcherStub:
                 request_serializer=proto_dot_cluster__pb2.AgentMessage.SerializeToString,
                 response_deserializer=proto_dot_cluster__pb2.DispatcherMessage.FromString,
                 _registered_method=True)
+        self.Renew = channel.unary_unary(
+                '/orch.cluster.v1.Dispatcher/Renew',
+                request_serializer=proto_dot_cluster__pb2.RenewRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.RenewReply.FromString,
+                _registered_method=True)
 
 
 class DispatcherServicer:
@@ -1269,6 +1407,13 @@ class DispatcherServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Renew(self, request, context):
+        """A new certificate for the calling node's key, same identity.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DispatcherServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1276,6 +1421,11 @@ def add_DispatcherServicer_to_server(servicer, server):
                     servicer.Session,
                     request_deserializer=proto_dot_cluster__pb2.AgentMessage.FromString,
                     response_serializer=proto_dot_cluster__pb2.DispatcherMessage.SerializeToString,
+            ),
+            'Renew': grpc.unary_unary_rpc_method_handler(
+                    servicer.Renew,
+                    request_deserializer=proto_dot_cluster__pb2.RenewRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.RenewReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1307,6 +1457,163 @@ class Dispatcher:
             '/orch.cluster.v1.Dispatcher/Session',
             proto_dot_cluster__pb2.AgentMessage.SerializeToString,
             proto_dot_cluster__pb2.DispatcherMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Renew(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.Dispatcher/Renew',
+            proto_dot_cluster__pb2.RenewRequest.SerializeToString,
+            proto_dot_cluster__pb2.RenewReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class JoinStub:
+    """The join port: plaintext, outside mutual TLS, since a joining node has no
+    certificate yet. The node fetches the CA, checks it against its token's
+    digest, and proves it holds the token by an HMAC of its request (the
+    token's secret never crosses the wire). Anything secret in a reply is
+    sealed with a key derived from the token.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CA = channel.unary_unary(
+                '/orch.cluster.v1.Join/CA',
+                request_serializer=proto_dot_cluster__pb2.CARequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.CAReply.FromString,
+                _registered_method=True)
+        self.Certificate = channel.unary_unary(
+                '/orch.cluster.v1.Join/Certificate',
+                request_serializer=proto_dot_cluster__pb2.JoinRequest.SerializeToString,
+                response_deserializer=proto_dot_cluster__pb2.JoinReply.FromString,
+                _registered_method=True)
+
+
+class JoinServicer:
+    """The join port: plaintext, outside mutual TLS, since a joining node has no
+    certificate yet. The node fetches the CA, checks it against its token's
+    digest, and proves it holds the token by an HMAC of its request (the
+    token's secret never crosses the wire). Anything secret in a reply is
+    sealed with a key derived from the token.
+    """
+
+    def CA(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Certificate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_JoinServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CA': grpc.unary_unary_rpc_method_handler(
+                    servicer.CA,
+                    request_deserializer=proto_dot_cluster__pb2.CARequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.CAReply.SerializeToString,
+            ),
+            'Certificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Certificate,
+                    request_deserializer=proto_dot_cluster__pb2.JoinRequest.FromString,
+                    response_serializer=proto_dot_cluster__pb2.JoinReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'orch.cluster.v1.Join', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('orch.cluster.v1.Join', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Join:
+    """The join port: plaintext, outside mutual TLS, since a joining node has no
+    certificate yet. The node fetches the CA, checks it against its token's
+    digest, and proves it holds the token by an HMAC of its request (the
+    token's secret never crosses the wire). Anything secret in a reply is
+    sealed with a key derived from the token.
+    """
+
+    @staticmethod
+    def CA(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.Join/CA',
+            proto_dot_cluster__pb2.CARequest.SerializeToString,
+            proto_dot_cluster__pb2.CAReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Certificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.cluster.v1.Join/Certificate',
+            proto_dot_cluster__pb2.JoinRequest.SerializeToString,
+            proto_dot_cluster__pb2.JoinReply.FromString,
             options,
             channel_credentials,
             insecure,

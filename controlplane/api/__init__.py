@@ -9,7 +9,9 @@
   sealed under the cluster's key, ``controlplane.envelope``, and never
   answered, but a config's); the versions a deploy pins; on the leader, the
   removal of versions nothing uses.
-- ``proxy``: logs and exec, proxied to the agents with each node's API token.
+- ``proxy``: logs and exec, proxied to the agents over mutual TLS.
+- ``trust``: node removal (revoking its certificate), user
+  certificates, join tokens.
 - ``stats``: running tasks' resource use, one StatsAll call per node.
 - ``events``: the Events and EventBatches streams, fed by the informer.
 - ``reads``: list and get services, tasks and nodes; info.
@@ -35,9 +37,11 @@ from collections.abc import Callable, Iterator
 
 import grpc
 
+from common.tls import ServerTLS
 from controlplane.controllers.ipam import DEFAULT_POOL
 from controlplane.envelope import Kek
 from controlplane.store import Informer, Store
+from controlplane.trust import Trust
 from model.wire import network_to_pb
 from proto import agent_pb2 as pb
 from proto import cluster_pb2 as cpb
@@ -50,6 +54,7 @@ from .proxy import AgentProxy
 from .reads import VERSION, Reads
 from .rollouts import Rollouts
 from .secrets import Collector, SecretRefused, Secrets
+from .trust import TrustAPI
 
 __all__ = ["EVENT_BATCH", "VERSION", "ClusterAPI"]
 
@@ -58,7 +63,8 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
     def __init__(self, store: Store, informer: Informer, replica_id: str,
                  is_leader: Callable[[], bool], leader_id: Callable[[], str | None], *,
                  network_pool: str = DEFAULT_POOL, reserved_ports: frozenset[int] = frozenset(),
-                 kek: Kek | None = None) -> None:
+                 kek: Kek | None = None, trust: Trust | None = None,
+                 node_tls: ServerTLS | None = None) -> None:
         self.store = store
         self.informer = informer
         self.networks = Networks(store, informer, ipaddress.IPv4Network(network_pool))
@@ -67,7 +73,8 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
         self.collector = Collector(store, informer, is_leader)
         self.deployer = Deployer(store, informer, self.networks, reserved_ports, self.secrets)
         self.rollouts = Rollouts(store, informer, self.networks, self.secrets)
-        self.proxy = AgentProxy(informer)
+        self.proxy = AgentProxy(informer, node_tls)
+        self.trust = TrustAPI(store, informer, trust)
         from .stats import TaskStats
 
         self.stats = TaskStats(informer, self.proxy.agent)
@@ -99,6 +106,19 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
 
     def UpdateService(self, request: cpb.UpdateServiceRequest, context: grpc.ServicerContext) -> cpb.Service:
         return self.rollouts.update(request, context)
+
+    # ---- trust ---------------------------------------------------------------
+
+    def RemoveNode(self, request: cpb.RemoveNodeRequest, context: grpc.ServicerContext) -> cpb.RemoveResponse:
+        return self.trust.remove_node(request, context)
+
+    def IssueCertificate(self, request: cpb.IssueCertificateRequest,
+                         context: grpc.ServicerContext) -> cpb.IssueCertificateReply:
+        return self.trust.issue_certificate(request, context)
+
+    def JoinTokens(self, request: cpb.JoinTokensRequest,
+                   context: grpc.ServicerContext) -> cpb.JoinTokensReply:
+        return self.trust.join_tokens(request, context)
 
     # ---- reads ---------------------------------------------------------------
 

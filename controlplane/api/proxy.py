@@ -1,8 +1,8 @@
 """Logs and exec, proxied to the agents that run the tasks.
 
-The control plane dials each node's agent at the address it registered, with
-the node's API token as a bearer token (the only calls an agent serves over
-TCP: logs, exec, stats). The token stays here: no API answer carries it.
+The control plane dials each node's agent at the address it registered, over
+mutual TLS with its own certificate (the node's API serves only control
+planes of its cluster, and only logs, exec and stats).
 
 A service's logs merge the streams of all its tasks that have a container,
 one thread per task, batches in the order they arrive; a node that cannot
@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 import structlog
 
+from common.tls import ServerTLS
 from controlplane.logctx import task_fields
 from controlplane.store import Informer, Kind, StoreError
 from model.objects import Node, Task, TaskState
@@ -37,38 +38,23 @@ LOG_BUFFER = 64  # batches waiting for a slow client before the pumps block
 LOOK_INTERVAL = 0.5  # following: how often new tasks and gone nodes are looked for
 
 
-class _Metadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
-    """Adds fixed metadata (a bearer token) to every call of a channel."""
-
-    def __init__(self, metadata: list[tuple[str, str]]) -> None:
-        self.metadata = metadata
-
-    def _details(self, details: Any) -> Any:
-        return details._replace(metadata=[*(details.metadata or ()), *self.metadata])
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-
 class AgentProxy:
     """Streams from the agents; knows the nodes through ``informer``."""
 
-    def __init__(self, informer: Informer) -> None:
+    def __init__(self, informer: Informer, tls: ServerTLS | None = None) -> None:
         self.informer = informer
+        # This replica's certificate, presented to the nodes' APIs (mutual
+        # TLS); None: plaintext (in-process agents without TLS).
+        self.tls = tls
 
     def agent(self, node_id: str) -> tuple[Node, Any, Any]:
-        """The node, a channel to its API and a stub whose calls carry the
-        node's API token."""
-        from common.auth import bearer
-
+        """The node, a channel to its API (mutual TLS with this replica's
+        certificate) and a stub."""
         node = self.informer.get(Kind.NODE, node_id)
         if not isinstance(node, Node) or not node.address:
             raise StoreError(f"node {node_id} has no address")
-        channel = grpc.intercept_channel(grpc.insecure_channel(node.address),
-                                         _Metadata(bearer(node.api_token)))
+        channel = (self.tls.channel(node.address, "node") if self.tls is not None
+                   else grpc.insecure_channel(node.address))
         return node, channel, pb_grpc.AgentStub(channel)
 
     def logs(self, request: cpb.ServiceLogsRequest,

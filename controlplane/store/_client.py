@@ -1,9 +1,16 @@
 """Connecting to etcd through pyetcd, and turning its failures into store errors.
 
 Invariants:
-- endpoints are ``http://host:port`` (or ``host:port``); TLS is not wired yet.
-  With several, they are the members of one etcd cluster (``orch up`` gives
-  every replica all of them);
+- endpoints are ``http://host:port`` (or ``host:port``), or ``https://host:port``
+  with ``ClientTLS``: mutual TLS, the client checks the member's certificate
+  against the CA (the address it dials must be among the certificate's names)
+  and presents its own. Every endpoint of one client is of one kind: an
+  ``https`` one without ``ClientTLS``, or ``ClientTLS`` with an ``http`` one,
+  is a ``ValueError``. A TLS handshake that fails (a certificate either side
+  refuses) is ``StoreUnavailable`` carrying gRPC's reason ("handshake failed"),
+  after the client's timeout for a read, at once for a write. With several,
+  they are the members of one etcd cluster (``orch up`` gives every replica
+  all of them);
 - every call asks etcd to refuse it at once when the member it reaches has no
   leader (gRPC metadata ``hasleader``, as etcd's own clients do for watches):
   it is not left waiting for a leader that cannot come, and a watch on a
@@ -37,6 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -47,7 +55,8 @@ from pyetcd import exceptions as etcd_exc
 
 from .errors import StoreCompacted, StoreError, StoreFull, StoreUnavailable
 
-__all__ = ["QuorumLost", "connect", "parse_endpoint", "read", "translate"]
+__all__ = ["ClientTLS", "QuorumLost", "connect", "endpoint_scheme", "parse_endpoint", "read",
+           "split_endpoint", "translate"]
 
 _RETRY_FAILED = 0.5
 _READ_RETRY_PAUSE = 0.05
@@ -85,23 +94,93 @@ class _NoLeader(etcd_exc.Etcd3Exception):
         return "its leader is gone and no other member leads yet (an election is due)"
 
 
-def parse_endpoint(endpoint: str) -> tuple[str, int]:
-    """``(host, port)`` of ``http://host:port`` or ``host:port``."""
+_PEM_CERT = b"-----BEGIN CERTIFICATE-----"
+_PEM_KEY = b"PRIVATE KEY-----"
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """What an etcd client needs for mutual TLS, PEM: the CA that signed the
+    members' certificates, and the client's own certificate and key (signed
+    by the CA the members trust). Both empty: no client certificate (a member
+    with ``--client-cert-auth`` refuses such a client)."""
+
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+    def __post_init__(self) -> None:
+        if _PEM_CERT not in self.ca_pem:
+            raise ValueError("etcd TLS: the CA is not a PEM certificate")
+        if bool(self.cert_pem) != bool(self.key_pem):
+            raise ValueError("etcd TLS: a client certificate needs its key, and a key its certificate")
+        if self.cert_pem and _PEM_CERT not in self.cert_pem:
+            raise ValueError("etcd TLS: the client certificate is not a PEM certificate")
+        if self.key_pem and _PEM_KEY not in self.key_pem:
+            raise ValueError("etcd TLS: the client key is not a PEM private key")
+
+    @classmethod
+    def from_files(cls, ca_file: str, cert_file: str, key_file: str) -> ClientTLS:
+        """Read the three PEM files (``ValueError`` naming one that cannot be read)."""
+        pems = []
+        for what, path in (("CA", ca_file), ("certificate", cert_file), ("key", key_file)):
+            try:
+                pems.append(Path(path).read_bytes())
+            except OSError as err:
+                raise ValueError(f"etcd TLS {what} file {path}: {err.strerror or err}") from None
+        return cls(*pems)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(root_certificates=self.ca_pem,
+                                            private_key=self.key_pem or None,
+                                            certificate_chain=self.cert_pem or None)
+
+
+def split_endpoint(endpoint: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of ``http://host:port``, ``https://host:port``
+    or ``host:port`` (scheme ``http``)."""
     url = urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
-    if url.scheme != "http":
-        raise ValueError(f"etcd endpoint {endpoint!r}: only http:// is supported for now")
-    if not url.hostname or not url.port:
-        raise ValueError(f"etcd endpoint {endpoint!r}: expected http://host:port")
-    return url.hostname, url.port
+    if url.scheme not in ("http", "https"):
+        raise ValueError(f"etcd endpoint {endpoint!r}: expected http://host:port or https://host:port")
+    try:
+        port = url.port
+    except ValueError:
+        port = None
+    if not url.hostname or not port:
+        raise ValueError(f"etcd endpoint {endpoint!r}: expected http://host:port or https://host:port")
+    return url.scheme, url.hostname, port
 
 
-def connect(endpoints: list[str], timeout: float) -> pyetcd.MultiEndpointEtcd3Client:
-    """A client over ``endpoints`` that fails over between them; RPCs time out after ``timeout``."""
+def parse_endpoint(endpoint: str) -> tuple[str, int]:
+    """``(host, port)`` of ``http://host:port``, ``https://host:port`` or ``host:port``."""
+    _, host, port = split_endpoint(endpoint)
+    return host, port
+
+
+def endpoint_scheme(endpoint: str) -> str:
+    """``http`` or ``https``: whether ``endpoint`` wants TLS."""
+    return split_endpoint(endpoint)[0]
+
+
+def connect(endpoints: list[str], timeout: float,
+            tls: ClientTLS | None = None) -> pyetcd.MultiEndpointEtcd3Client:
+    """A client over ``endpoints`` that fails over between them; RPCs time out
+    after ``timeout``. ``https`` endpoints need ``tls``, ``http`` ones refuse it."""
     if not endpoints:
         raise ValueError("no etcd endpoints given")
+    parsed = [split_endpoint(endpoint) for endpoint in endpoints]
+    for endpoint, (scheme, _, _) in zip(endpoints, parsed, strict=True):
+        if scheme == "https" and tls is None:
+            raise ValueError(f"etcd endpoint {endpoint}: https:// needs the client's TLS "
+                             "(a CA, a certificate and its key)")
+        if scheme == "http" and tls is not None:
+            raise ValueError(f"etcd endpoint {endpoint}: TLS is given but the endpoint is plain http://; "
+                             "use https://")
+    creds = tls.credentials() if tls else None
     skip_failed = _RETRY_FAILED if len(endpoints) > 1 else 0.0
-    eps = [pyetcd.Endpoint(host, port, secure=False, time_retry=skip_failed, opts=_GRPC_OPTIONS)
-           for host, port in map(parse_endpoint, endpoints)]
+    eps = [pyetcd.Endpoint(host, port, secure=creds is not None, creds=creds, time_retry=skip_failed,
+                           opts=_GRPC_OPTIONS)
+           for _, host, port in parsed]
     return _FailoverClient(endpoints=eps, timeout=timeout, failover=True)
 
 

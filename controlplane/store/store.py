@@ -38,7 +38,7 @@ from pyetcd import transactions as tx
 from model.objects import Network, Node, Secret, Service, Task
 
 from . import keys
-from ._client import connect, read, translate
+from ._client import ClientTLS, connect, read, translate
 from .codec import StoreObject, decode, encode, kind_of
 from .election import Leadership, campaign
 from .errors import NotLeader, StoreCompacted, StoreConflict, StoreError
@@ -86,16 +86,16 @@ class Op:  # frozen, but ``key`` is cached in __dict__ by cached_property
 class Store:
     """Typed access to etcd; thread-safe (pyetcd's client is)."""
 
-    def __init__(self, endpoints: list[str], *, timeout: float = 5.0,
+    def __init__(self, endpoints: list[str], *, timeout: float = 5.0, tls: ClientTLS | None = None,
                  max_txn_ops: int = DEFAULT_MAX_TXN_OPS, page_size: int = 1000) -> None:
         self.endpoints = list(endpoints)
         self.timeout = timeout
         self.max_txn_ops = max_txn_ops
         self.page_size = page_size
-        self._kv = connect(self.endpoints, timeout)
+        self._kv = connect(self.endpoints, timeout, tls)
         # Watches get their own connection: a failed unary call makes pyetcd drop the
         # client's watch stream, and that must not break watches for a hiccup elsewhere.
-        self._watch_client = connect(self.endpoints, timeout)
+        self._watch_client = connect(self.endpoints, timeout, tls)
         self._lock = threading.Lock()
         self._leaderships: list[Leadership] = []
 
@@ -321,6 +321,14 @@ class Store:
     def put_meta(self, name: str, value: str) -> None:
         with translate(f"put meta {name}"):
             self._kv.put(keys.meta_key(name), value)
+
+    def put_meta_if(self, name: str, value: str, version: int) -> bool:
+        """Set ``name`` if its mod_revision is still ``version`` (0: absent); whether it was."""
+        key = keys.meta_key(name)
+        with translate(f"put meta {name}"):
+            ok, _ = self._kv.transaction(compare=[tx.Mod(key) == version], success=[tx.Put(key, value)],
+                                         failure=[])
+        return bool(ok)
 
     def create_meta(self, name: str, value: str) -> str:
         """Set ``name`` unless it is set; returns the value that is stored (first writer wins)."""

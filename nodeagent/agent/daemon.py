@@ -19,12 +19,15 @@ import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.errors import AgentError
 from common.logging import get_logger
 from model.units import DEFAULT_PIDS_LIMIT
 from nodeagent.supervisor import ALREADY_RUNNING, SupervisorClient, SupervisorUnavailable
+
+if TYPE_CHECKING:
+    from common.identity import NodeIdentity
 
 log = get_logger("orch.agent")
 
@@ -306,7 +309,14 @@ def run(opts: AgentOptions) -> int:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(opts.socket)
     server.add_insecure_port(f"unix:{opts.socket}")
-    node_api = _node_api(grpc, service, opts) if opts.listen else None
+    try:
+        identity = _identity(opts, stop) if opts.join else None
+    except AgentError:
+        if started:  # a node that cannot join leaves nothing running behind it
+            with contextlib.suppress(Exception):
+                client.call("shutdown", stop_containers=True)
+        raise
+    node_api = _node_api(grpc, service, opts, identity) if opts.listen else None
     if opts.listen or opts.metrics_listen:
         # Before any container can start: containers never reach the node API
         # or the metrics.
@@ -329,8 +339,8 @@ def run(opts: AgentOptions) -> int:
 
         worker = Worker(TaskExecutor(engine), opts.join, opts.token, opts.name or socket.gethostname(),
                         opts.listen, opts.labels or {}, opts.state_dir, opts.max_starting,
-                        api_token=node_api_token(opts.state_dir), on_fatal=fail, network=hub,
-                        metrics_address=_advertised(metrics, opts))
+                        on_fatal=fail, network=hub, metrics_address=_advertised(metrics, opts),
+                        identity=identity)
         events.listeners.append(worker.on_event)
         service.before_stopping_containers.append(worker.stop)
         overlay = _start_overlay(hub, opts.listen)
@@ -356,6 +366,14 @@ def run(opts: AgentOptions) -> int:
         # Once a second: an image import or a burst of RPCs would otherwise
         # pin the agent's peak heap for good.
         malloc_trim()
+    if worker is not None and worker.removed:
+        # Removed from the cluster (`orch node rm`): its tasks run elsewhere
+        # now, so its containers stop, as a Shutdown(stop_containers) does.
+        log.warning("this node was removed from the cluster: stopping its containers")
+        for hook in service.before_stopping_containers:
+            hook()
+        engine.shutdown()
+        overlay = None  # removed by its hook
     if worker is not None:
         worker.stop()
     if overlay is not None:
@@ -450,37 +468,53 @@ def listen_port(listen: str) -> int:
 # CLI. Everything else (run, build, import, push, pull: they take host paths)
 # stays on the root-only unix socket.
 NODE_API_METHODS = ("Logs", "LogBatches", "Exec", "Stats", "StatsAll")
-NODE_API_TOKEN = "node-api-token"
 
 
-def _node_api(grpc: Any, service: Any, opts: AgentOptions) -> Any:
-    """The node API on ``opts.listen``: the methods above, for callers that
-    present this node's API token (the control plane, which learns it from
-    the node's Register); started here."""
-    from common.auth import interceptor
+def _identity(opts: AgentOptions, stop: threading.Event) -> NodeIdentity:
+    """This node's certificate: the one kept in ``<state>/pki``, or one got
+    by joining with the token (``common.identity``)."""
+    import socket
+
+    from common.identity import JoinRefused, obtain
+    from proto import cluster_pb2
+
+    node_id = ""
+    with contextlib.suppress(OSError), open(os.path.join(opts.state_dir, "node_id")) as f:
+        node_id = f.read().strip()
+    try:
+        identity = obtain(os.path.join(opts.state_dir, "pki"), [a for a in opts.join.split(",") if a],
+                          opts.token, opts.name or socket.gethostname(), node_id, stop, log, pb=cluster_pb2)
+    except JoinRefused as err:
+        raise AgentError(str(err)) from None
+    if identity is None:
+        raise AgentError("stopped before the node could join the cluster")
+    return identity
+
+
+def _node_api(grpc: Any, service: Any, opts: AgentOptions, identity: NodeIdentity | None) -> Any:
+    """The node API on ``opts.listen``: the methods above, over mutual TLS
+    with this node's certificate, for control planes of its cluster only
+    (``common.tls.PeerGuard``); started here."""
+    from common import pki
+    from common.tls import PeerGuard
     from proto import agent_pb2_grpc as pb_grpc
 
-    token = node_api_token(opts.state_dir)
+    if identity is None:
+        raise AgentError("the node API needs the node's certificate: give --join")
     prefix = "/orch.agent.v1.Agent/"
-    guard = interceptor(lambda: token, (prefix,), {prefix + m for m in NODE_API_METHODS},
-                        what="this node's API over TCP")
+    guard = PeerGuard(pki.ca_cluster_id(identity.creds.ca_pem),
+                      {prefix + m: ("controlplane",) for m in NODE_API_METHODS})
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="node-api"),
                          interceptors=[guard])
     pb_grpc.add_AgentServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     try:
-        bound = server.add_insecure_port(opts.listen)
+        bound = server.add_secure_port(opts.listen, identity.creds.credentials())
     except RuntimeError as err:
         raise AgentError(f"cannot listen on {opts.listen}: {err}")
     if bound == 0:
         raise AgentError(f"cannot listen on {opts.listen}")
     server.start()
     return server
-
-
-def node_api_token(state_dir: str) -> str:
-    from common.auth import write_token
-
-    return write_token(os.path.join(state_dir, NODE_API_TOKEN))
 
 
 def _cgroup_version() -> int:

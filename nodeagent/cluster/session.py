@@ -14,8 +14,10 @@ Invariants:
 - the status reporter sends on the stream only while it is registered;
 - the network state is whole after each session's first network message
   (``full``): what changed while the node was cut off is applied then;
-- a refused join (a wrong token) ends the session for good: ``on_fatal``
-  hears why and the agent exits; any other error is retried.
+- the session runs over mutual TLS with the node's certificate
+  (``identity``); a refused session (a revoked certificate: the node was
+  removed) ends it for good: ``on_fatal`` hears why and the agent exits; any
+  other error is retried.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from common.identity import NodeIdentity
+from common.tls import REVOKED
 from model.wire import task_from_pb
 from nodeagent.cluster.executor import Executor
 from nodeagent.cluster.netstate import state_update_from_pb
@@ -62,22 +66,25 @@ def next_retry(delay: float, joined: bool) -> float:
 class Session:
     def __init__(self, executor: Executor, reconciler: Reconciler, status: StatusReporter, join: str,
                  token: str, name: str, address: str, labels: dict[str, str], state_dir: str,
-                 api_token: str, stopped: threading.Event, logger: FilteringBoundLogger,
+                 stopped: threading.Event, logger: FilteringBoundLogger,
                  on_fatal: Callable[[str], None], network: NetworkStateHub | None = None,
-                 metrics_address: str = "") -> None:
+                 metrics_address: str = "", identity: NodeIdentity | None = None) -> None:
         self.executor = executor
         self.network = network if network is not None else NetworkStateHub()
         self.reconciler = reconciler
         self.status = status
         self.join = join  # control-plane addresses, comma-separated
         self.token = token
-        self.api_token = api_token  # the control plane presents it to this node's API
+        # The node's certificate (``common.identity``): the
+        # session runs over mutual TLS with it. None: plaintext, with the
+        # shared token in Register (an in-process dispatcher without TLS).
+        self.identity = identity
         self.name = name
         self.address = address
         self.metrics_address = metrics_address  # where the agent serves /metrics ("": nowhere)
         self.labels = labels
         self.node_id_path = os.path.join(state_dir, "node_id")
-        self.node_id = _read(self.node_id_path)
+        self.node_id = identity.node_id if identity is not None else _read(self.node_id_path)
         self.log = logger  # bound with the node
         self.on_fatal = on_fatal
         self._stopped = stopped
@@ -85,6 +92,7 @@ class Session:
         self._outbox: Outbox | None = None  # the registered stream's
         self._joined = False  # registered with a control plane at least once
         self._attempt = -1  # which control-plane address the next session tries
+        self.removed = False  # the cluster revoked this node's certificate
 
     def stop(self) -> None:
         """End the stream (the session thread sees the worker stopped)."""
@@ -115,11 +123,10 @@ class Session:
         node = self.executor.describe()
         return cpb.Register(node_id=self.node_id, name=self.name, address=self.address,
                             labels=self.labels, cpus=node.cpus, memory_bytes=node.memory_bytes,
-                            token=self.token, api_token=self.api_token,
+                            token="" if self.identity is not None else self.token,
                             metrics_address=self.metrics_address)
 
     def _session(self) -> None:
-        import grpc
 
         from proto import cluster_pb2_grpc
 
@@ -138,7 +145,7 @@ class Session:
         self._attempt += 1
         target = addresses[self._attempt % len(addresses)]
         options = [("grpc.max_receive_message_length", MAX_MESSAGE)]
-        with grpc.insecure_channel(target, options=options) as channel:
+        with self.channel(target, options) as channel:
             stub = cluster_pb2_grpc.DispatcherStub(channel)
             responses = stub.Session(requests())
             try:
@@ -156,6 +163,8 @@ class Session:
                         self._assignments(msg.assignments)
                     elif kind == "network_state":
                         self.network.apply(state_update_from_pb(msg.network_state, self.log))
+                    elif kind == "protected_ports":
+                        self._protect(list(msg.protected_ports.ports))
             finally:
                 with self._lock:
                     self._outbox = None
@@ -164,20 +173,44 @@ class Session:
                 with contextlib.suppress(Exception):
                     responses.cancel()
 
+    def channel(self, target: str, options: list[tuple[str, Any]] | None = None) -> Any:
+        """A channel to the control plane at ``target``: mutual TLS with this
+        node's current certificate, or plaintext without one."""
+        import grpc
+
+        if self.identity is None:
+            return grpc.insecure_channel(target, options=options)
+        return self.identity.creds.channel(target, "controlplane", options)
+
+    def renew(self, csr: bytes) -> bytes:
+        """A new certificate for ``csr`` from a control plane (``Dispatcher.Renew``)."""
+        from proto import cluster_pb2_grpc
+
+        last: Exception | None = None
+        for target in [a for a in self.join.split(",") if a]:
+            try:
+                with self.channel(target) as channel:
+                    reply = cluster_pb2_grpc.DispatcherStub(channel).Renew(  # type: ignore[no-untyped-call]
+                        cpb.RenewRequest(csr=csr), timeout=10)
+                return bytes(reply.cert)
+            except Exception as err:
+                last = err
+        raise ConnectionError(f"no control plane renewed the certificate: {last}")
+
     def _refused(self, err: Exception) -> None:
         """The control plane will not have this node: retrying cannot help."""
-        reason = (f"the control plane at {self.join} refused this node: "
-                  f"{getattr(err, 'details', lambda: str(err))()}; check the join token "
-                  "(--token-file or $ORCH_JOIN_TOKEN)")
-        self.log.error("cannot join the cluster", error=reason)
+        details = str(getattr(err, "details", lambda: str(err))())
+        reason = f"the control plane at {self.join} refused this node: {details}"
+        # Revoked: the node was removed (`orch node rm`) and its tasks run
+        # elsewhere; the agent stops its containers before it exits.
+        self.removed = REVOKED in details
+        self.log.error("cannot join the cluster", error=reason, removed=self.removed)
         self.on_fatal(reason)
 
     def _registered(self, reg: cpb.Registered) -> None:
-        if self.address:
-            # Before the assignments are read: no task starts before the
-            # control plane's and etcd's ports are fenced off from containers.
-            own = [int(a.rpartition(":")[2]) for a in (self.address, self.metrics_address) if a]
-            self.executor.configure([*own, *reg.protected_ports])
+        # Before the assignments are read: no task starts before the
+        # control plane's and etcd's ports are fenced off from containers.
+        self._protect(list(reg.protected_ports))
         self._joined = True
         self.network.state.node_id = reg.node_id  # before its first update: followers read it
         if reg.node_id != self.node_id:
@@ -185,6 +218,12 @@ class Session:
             with open(self.node_id_path, "w") as f:
                 f.write(reg.node_id)
         self.log.info("joined the cluster", node_id=self.node_id, join=self.join)
+
+    def _protect(self, ports: list[int]) -> None:
+        """Fence off ``ports`` (the control planes' and etcd's) and this node's own."""
+        if self.address:
+            own = [int(a.rpartition(":")[2]) for a in (self.address, self.metrics_address) if a]
+            self.executor.configure([*own, *ports])
 
     def _heartbeat(self, outbox: Outbox, interval: float) -> None:
         while not self._stopped.wait(interval or 1.0):

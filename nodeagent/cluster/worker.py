@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from common.identity import NodeIdentity, Renewer
 from common.logging import get_logger
 from nodeagent.cluster.executor import Executor
 from nodeagent.cluster.reconcile import Reconciler
@@ -37,9 +38,10 @@ log = get_logger("orch.worker")
 
 class Worker:
     def __init__(self, executor: Executor, join: str, token: str, name: str, address: str,
-                 labels: dict[str, str], state_dir: str, max_starting: int = 0, api_token: str = "",
+                 labels: dict[str, str], state_dir: str, max_starting: int = 0,
                  on_fatal: Callable[[str], None] | None = None,
-                 network: NetworkStateHub | None = None, metrics_address: str = "") -> None:
+                 network: NetworkStateHub | None = None, metrics_address: str = "",
+                 identity: NodeIdentity | None = None) -> None:
         self._stopped = threading.Event()
         # What the control plane says of service networking; the agent makes it
         # and passes it, so the data plane and DNS can follow it from the start.
@@ -54,13 +56,17 @@ class Worker:
                                      assigned=lambda tid: self.reconciler.is_assigned(tid))
         self.reconciler = Reconciler(executor, self.status, max_in_flight, self._stopped, self.log)
         self.session = Session(executor, self.reconciler, self.status, join, token, name, address,
-                               labels, state_dir, api_token, self._stopped, self.log, self._fatal,
-                               self.network, metrics_address)
+                               labels, state_dir, self._stopped, self.log, self._fatal,
+                               self.network, metrics_address, identity)
+        self.renewer = Renewer(identity, self.session.renew, self._stopped, self.log) if identity else None
 
     def start(self) -> None:
         self.reconciler.adopt()
-        for target, name in ((self.session.run, "session"), (self.reconciler.run, "reconcile"),
-                             (self.status.run, "status")):
+        loops = [(self.session.run, "session"), (self.reconciler.run, "reconcile"),
+                 (self.status.run, "status")]
+        if self.renewer is not None:
+            loops.append((self.renewer.run, "renew"))
+        for target, name in loops:
             threading.Thread(target=target, name=f"worker-{name}", daemon=True).start()
 
     def stop(self) -> None:
@@ -88,6 +94,11 @@ class Worker:
     def on_event(self, event: str, data: dict[str, Any]) -> None:
         """Supervisor events (the agent's EventHub passes them all)."""
         self.reconciler.on_event(event, data)
+
+    @property
+    def removed(self) -> bool:
+        """The cluster removed this node (``orch node rm``): its certificate is revoked."""
+        return self.session.removed
 
     def _fatal(self, reason: str) -> None:
         self.stop()

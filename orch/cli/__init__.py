@@ -26,7 +26,7 @@ _MODULES = {"agent": "agentcmd", "images": "images", "image": "images", "build":
             "push": "images", "pull": "images", "login": "images", "system": "images",
             "network": "netcmd", "plan": "plancmd", "rollback": "rolloutcmd", "history": "rolloutcmd",
             "update": "rolloutcmd", "events": "eventscmd", "chaos": "chaoscmd", "secret": "secretcmd",
-            "config": "secretcmd",
+            "config": "secretcmd", "cert": "certcmd", "token": "certcmd",
             **dict.fromkeys(("up", "down", "controlplane", "deploy", "scale", "services", "nodes",
                              "node"), "clustercmd")}
 _CONTAINER_COMMANDS = ("run", "create", "start", "stop", "kill", "rm", "ps", "logs", "exec",
@@ -36,7 +36,7 @@ _CONTAINER_COMMANDS = ("run", "create", "start", "stop", "kill", "rm", "ps", "lo
 def _module_for(argv: list[str]) -> str | None:
     words = iter(argv)
     for word in words:
-        if word in ("-H", "--host", "-C", "--cluster"):
+        if word in ("-H", "--host", "-C", "--cluster", "--tlscacert", "--tlscert", "--tlskey"):
             next(words, None)
         elif not word.startswith("-"):
             return "containers" if word in _CONTAINER_COMMANDS else _MODULES.get(word)
@@ -66,11 +66,17 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                         "unix:///run/orch/agent.sock)")
     parser.add_argument("-C", "--cluster", help="control plane HOST:PORT (default: $ORCH_CLUSTER, "
                         "or the local cluster of `orch up`)")
+    parser.add_argument("--tlscacert", metavar="FILE", help="over TCP: the cluster's CA (default: "
+                        "$ORCH_TLS_CACERT, or ca.pem in $ORCH_CERT_PATH)")
+    parser.add_argument("--tlscert", metavar="FILE", help="over TCP: this user's certificate, from "
+                        "`orch cert issue --user` (default: $ORCH_TLS_CERT, or cert.pem in $ORCH_CERT_PATH)")
+    parser.add_argument("--tlskey", metavar="FILE", help="over TCP: its key (default: $ORCH_TLS_KEY, or "
+                        "key.pem in $ORCH_CERT_PATH)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     only = _module_for(argv) if argv is not None else None
     for name in [only] if only else ["agentcmd", "containers", "images", "clustercmd", "netcmd", "plancmd",
-                                     "rolloutcmd", "eventscmd", "chaoscmd", "secretcmd"]:
+                                     "rolloutcmd", "eventscmd", "chaoscmd", "secretcmd", "certcmd"]:
         importlib.import_module(f"orch.cli.{name}").register(sub)
     return parser
 

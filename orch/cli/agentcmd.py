@@ -31,7 +31,8 @@ def register(sub: Any) -> None:
     p.add_argument("--subnet", default="10.88.0.0/16", help="container subnet")
     p.add_argument("-d", "--detach", action="store_true",
                    help="start in the background and return once ready")
-    p.add_argument("--join", default="", help="control plane address (HOST:PORT) to join")
+    p.add_argument("--join", default="", help="control plane API address(es) (HOST:PORT[,...]) to join; "
+                   "a node without a certificate joins on each one's port + 50")
     p.add_argument("--token-file", default="", metavar="FILE",
                    help="file holding the join token (0600; or $ORCH_JOIN_TOKEN)")
     p.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: see _token
@@ -162,8 +163,15 @@ def _token(args: argparse.Namespace) -> str:
     except TokenError as err:
         raise CLIError(str(err))
     if not token:
-        raise CLIError("--join needs the join token: --token-file FILE or $ORCH_JOIN_TOKEN "
-                       "(orch up writes it to <state-dir>/join-token)")
+        raise CLIError("--join needs the node join token: --token-file FILE or $ORCH_JOIN_TOKEN "
+                       "(`orch token` on a control-plane host prints it)")
+    from common.pki import TokenError as BadToken
+    from common.pki import parse_token
+
+    try:
+        parse_token(token)
+    except BadToken as err:
+        raise CLIError(f"the join token{' in ' + args.token_file if args.token_file else ''}: {err}")
     return token
 
 

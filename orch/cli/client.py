@@ -64,8 +64,6 @@ class Agent:
     def __init__(self, host: str) -> None:
         self.host = host
         self._channel: Any = None
-        # Extra request headers sent with every call (e.g. an authorization bearer).
-        self.metadata: list[tuple[str, str]] | None = None
 
     @property
     def channel(self) -> Any:
@@ -122,8 +120,7 @@ class Agent:
         from orch.cli.h2grpc import RpcError
 
         try:
-            return bytes(self.channel.unary(f"/{self.SERVICE}/{method}", request, timeout,
-                                            metadata=self.metadata))
+            return bytes(self.channel.unary(f"/{self.SERVICE}/{method}", request, timeout))
         except RpcError as err:
             raise self.translate(err)
 
@@ -137,7 +134,7 @@ class Agent:
         from orch.cli.h2grpc import RpcError
 
         try:
-            yield from self.channel.stream(f"/{self.SERVICE}/{method}", request, metadata=self.metadata)
+            yield from self.channel.stream(f"/{self.SERVICE}/{method}", request)
         except RpcError as err:
             raise self.translate(err)
 
@@ -168,9 +165,9 @@ class Cluster(Agent):
     """A client for the control plane's CLI-facing API.
 
     ``endpoints``: every replica's address, in order of preference (a
-    root-only unix socket, ``unix:///PATH``, needs no token; HOST:PORT sends
-    ``token`` as a bearer). A replica that cannot be reached, or whose
-    connection breaks before it answers, is skipped for the next: any
+    root-only unix socket, ``unix:///PATH``, needs no certificate; HOST:PORT
+    is mutual TLS with ``tls``, over grpcio: ``orch.cli.tlschannel``). A
+    replica that cannot be reached, or whose connection breaks before it answers, is skipped for the next: any
     replica serves the API, and every call is safe to make again (writes are
     compare-and-swap on the whole spec).
     """
@@ -178,11 +175,23 @@ class Cluster(Agent):
     SERVICE = "orch.cluster.v1.ClusterAPI"
     MODULE = "proto.cluster_pb2"
 
-    def __init__(self, endpoints: str | list[str], token: str = "") -> None:
+    def __init__(self, endpoints: str | list[str], tls: Any = None) -> None:
         self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         super().__init__(self.endpoints[0])
-        self.token = token
+        self.tls = tls  # an orch.cli.tlschannel.CLITLS, for HOST:PORT endpoints
         self._index = 0
+
+    def _connect(self, host: str) -> Any:
+        if socket_path(host):
+            return super()._connect(host)
+        check_address(host)
+        if self.tls is None:
+            raise CLIError(f"the control plane at {host} takes mutual TLS only: give the CLI a user "
+                           "certificate (--tlscacert/--tlscert/--tlskey, $ORCH_TLS_* or $ORCH_CERT_PATH; "
+                           "`orch cert issue --user NAME` on a control-plane host makes one)")
+        import importlib  # grpcio only on this path: the CLI's fast paths never load it
+
+        return importlib.import_module("orch.cli.tlschannel").TLSChannel(host, self.tls)
 
     @property
     def channel(self) -> Any:
@@ -194,8 +203,6 @@ class Cluster(Agent):
             try:
                 self._channel = self._connect(host)
                 self.host = host
-                self.metadata = None if socket_path(host) or not self.token else [
-                    ("authorization", f"Bearer {self.token}")]
             except (RpcError, CLIError) as err:
                 if isinstance(err, CLIError) and not err.message.startswith("cannot reach"):
                     raise  # a bad address or no permission: the user must act
@@ -221,8 +228,7 @@ class Cluster(Agent):
         while True:
             channel = self.channel
             try:
-                return bytes(channel.unary(f"/{self.SERVICE}/{method}", request, timeout,
-                                           metadata=self.metadata))
+                return bytes(channel.unary(f"/{self.SERVICE}/{method}", request, timeout))
             except RpcError as err:
                 if not (_lost(err) and self._skip()):
                     raise self.translate(err)
@@ -235,7 +241,7 @@ class Cluster(Agent):
             channel = self.channel
             got = False
             try:
-                for data in channel.stream(f"/{self.SERVICE}/{method}", request, metadata=self.metadata):
+                for data in channel.stream(f"/{self.SERVICE}/{method}", request):
                     got = True
                     yield data
                 return
@@ -244,12 +250,12 @@ class Cluster(Agent):
                     raise self.translate(err)
 
     def translate(self, err: Any) -> CLIError:
-        from orch.cli.h2grpc import UNAUTHENTICATED
+        from orch.cli.h2grpc import PERMISSION_DENIED, UNAUTHENTICATED
 
-        if err.code == UNAUTHENTICATED:
-            return CLIError(f"the control plane at {self.host} refused the call: {err.details}; over TCP "
-                            "the CLI needs its admin token: set $ORCH_ADMIN_TOKEN_FILE to a copy of "
-                            "the control plane's admin-token file (orch up writes it in its state dir)")
+        if err.code in (UNAUTHENTICATED, PERMISSION_DENIED):
+            return CLIError(f"the control plane at {self.host} refused the call: {err.details}")
+        if str(err.details).startswith("TLS handshake with"):
+            return CLIError(err.details)  # a certificate either side refuses: retrying cannot help
         return super().translate(err)
 
     def not_running_message(self) -> str:

@@ -21,10 +21,9 @@ from orch.cli.output import emit
 
 DEFAULT_RUN = "/run/orch/cluster"
 DEFAULT_STATE = "/var/lib/orch/cluster"
+CONTROLPLANE_SOCKET = "/run/orch/controlplane.sock"  # controlplane.server.DEFAULT_SOCKET
 
 
-ADMIN_TOKEN_ENV = "ORCH_ADMIN_TOKEN"
-ADMIN_TOKEN_FILE_ENV = "ORCH_ADMIN_TOKEN_FILE"
 
 
 def _local_record() -> dict[str, Any] | None:
@@ -35,56 +34,57 @@ def _local_record() -> dict[str, Any] | None:
             record = json.load(f)
     except PermissionError:
         raise CLIError(f"permission denied: the local cluster ({path}) is for root only; run orch "
-                       "as root, or use --cluster HOST:PORT with $ORCH_ADMIN_TOKEN_FILE")
+                       "as root, or use --cluster HOST:PORT with a user certificate (--tlscert)")
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
 
 
-def cluster_endpoints(args: argparse.Namespace) -> tuple[list[str], str] | None:
-    """Every control-plane endpoint to try, in order, and the admin token
-    for TCP ones; None when the CLI is not in cluster mode.
+def cluster_endpoints(args: argparse.Namespace) -> tuple[list[str], Any] | None:
+    """Every control-plane endpoint to try, in order, and the TLS files for
+    TCP ones (``orch.cli.tlschannel.CLITLS`` or None); None when the CLI is
+    not in cluster mode.
 
     ``-C``/``$ORCH_CLUSTER`` name them (``HOST:PORT`` or ``unix:///PATH``,
     comma-separated); otherwise the local cluster's record gives each
-    replica's root-only unix socket first, then its TCP address.
+    replica's root-only unix socket first, then its TCP address; otherwise,
+    on a control plane's host, its default socket. The TLS
+    files come from the flags or the environment, else (root on the local
+    cluster's host) from the admin certificate ``orch up`` made.
     """
     explicit = getattr(args, "cluster", None) or os.environ.get("ORCH_CLUSTER")
     if explicit:
         endpoints = [e.strip() for e in str(explicit).split(",") if e.strip()]
         if not endpoints:
             raise CLIError("--cluster: expected HOST:PORT[,HOST:PORT...]")
-        try:  # root on the local cluster's host has its admin token at hand
+        try:
             record = _local_record()
         except CLIError:
             record = None
-        return endpoints, _admin_token(record)
+        return endpoints, _tls(args, record)
     if getattr(args, "host", None) or os.environ.get("ORCH_HOST"):
         return None
     record = _local_record()
     if record is None:
-        return None
+        # A control plane's host: `orch controlplane`'s default socket.
+        return ([f"unix://{CONTROLPLANE_SOCKET}"], _tls(args, None)) if os.path.exists(CONTROLPLANE_SOCKET) \
+            else None
     sockets = [f"unix://{path}" for path in record.get("sockets", [])]
     tcp = [listen[0] for listen in record.get("listens", []) if listen] or [record["controlplane"]]
-    return sockets + tcp, _admin_token(record)
+    return sockets + tcp, _tls(args, record)
 
 
-def _admin_token(record: dict[str, Any] | None) -> str:
-    """The admin token for TCP endpoints: $ORCH_ADMIN_TOKEN, the file
-    $ORCH_ADMIN_TOKEN_FILE names, or the local cluster's own; "" if none."""
-    from common.auth import TokenError, read_token
+def _tls(args: argparse.Namespace, record: dict[str, Any] | None) -> Any:
+    from orch.cli.tlsfiles import CLITLS, tls_from
 
-    if os.environ.get(ADMIN_TOKEN_ENV):
-        return os.environ[ADMIN_TOKEN_ENV].strip()
-    path = os.environ.get(ADMIN_TOKEN_FILE_ENV) or (record or {}).get("admin_token_file", "")
-    if not path:
-        return ""
-    try:
-        return read_token(path)
-    except TokenError as err:
-        if os.environ.get(ADMIN_TOKEN_FILE_ENV):
-            raise CLIError(str(err))
-        return ""  # the unix sockets need none
+    given = tls_from(args)
+    if given is not None:
+        return given
+    path = (record or {}).get("cert_path", "")
+    if path and os.access(os.path.join(path, "key.pem"), os.R_OK):
+        ca, cert, key = (os.path.join(path, f) for f in ("ca.pem", "cert.pem", "key.pem"))
+        return CLITLS(ca, cert, key)
+    return None
 
 
 def cluster_address(args: argparse.Namespace) -> str | None:
@@ -98,8 +98,8 @@ def client(args: argparse.Namespace) -> Cluster:
     if found is None:
         raise CLIError("no cluster: start one with `orch up`, or point at a control plane with "
                        "--cluster HOST:PORT or $ORCH_CLUSTER")
-    endpoints, token = found
-    return Cluster(endpoints, token)
+    endpoints, tls = found
+    return Cluster(endpoints, tls)
 
 
 def register(sub: Any) -> None:
@@ -136,13 +136,17 @@ def register(sub: Any) -> None:
                    help="etcd endpoints, URL[,URL...] (default: run an etcd of its own, its data in "
                    "STATE_DIR/etcd, stopped with it)")
     p.add_argument("--listen", default="127.0.0.1:7700", help="ADDR:PORT[,ADDR:PORT...]")
+    p.add_argument("--join", default="", metavar="HOST:PORT[,...]",
+                   help="join the control planes there (a new replica of a running cluster): it gets "
+                   "the CA and the secrets key with the control-plane token")
     p.add_argument("--token-file", default="", metavar="FILE",
-                   help="the join token agents must present (0600; or $ORCH_JOIN_TOKEN; "
-                   "default: made as STATE_DIR/join-token)")
-    p.add_argument("--admin-token-file", default="", metavar="FILE",
-                   help="the token CLIs must present over TCP (0600; or $ORCH_ADMIN_TOKEN; "
-                   "default: made as STATE_DIR/admin-token)")
-    p.add_argument("--socket", default="/run/orch/controlplane.sock",
+                   help="with --join: the control-plane join token (0600; or $ORCH_JOIN_TOKEN)")
+    p.add_argument("--pki-dir", default="", metavar="DIR",
+                   help="the cluster CA (ca.crt, ca.key 0600) and the join tokens' files (default: "
+                   "STATE_DIR/pki; made there by a first replica)")
+    p.add_argument("--cert-days", type=float, default=90.0, metavar="DAYS",
+                   help="lifetime of the certificates it signs (default 90; renewed at 50-80%%)")
+    p.add_argument("--socket", default=CONTROLPLANE_SOCKET,
                    help="root-only unix socket for the local CLI ('' for none)")
     p.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: secrets stay out of argv
     p.add_argument("--state-dir", default="/var/lib/orch/controlplane")
@@ -178,7 +182,7 @@ def register(sub: Any) -> None:
     add_output(p)
     p.set_defaults(func=cmd_nodes)
 
-    p = sub.add_parser("node", help="drain, activate or label a node")
+    p = sub.add_parser("node", help="drain, activate, label or remove a node")
     nsub = p.add_subparsers(dest="node_command", metavar="COMMAND", parser_class=type(p))
     nsub.required = True
     for verb in ("drain", "activate"):
@@ -186,6 +190,10 @@ def register(sub: Any) -> None:
         q.add_argument("node")
         q.set_defaults(func=cmd_node_availability, availability="active" if verb == "activate"
                        else "drain")
+    q = nsub.add_parser("rm", help="remove a node and revoke its certificate (refused at once)")
+    q.add_argument("nodes", nargs="+", metavar="NODE")
+    q.add_argument("-f", "--force", action="store_true", help="also a node that is ready (its tasks move)")
+    q.set_defaults(func=cmd_node_rm)
     q = nsub.add_parser("label", help="add K=V or remove K- labels")
     q.add_argument("node")
     q.add_argument("labels", nargs="+", metavar="K=V|K-")
@@ -256,7 +264,8 @@ def cmd_controlplane(args: argparse.Namespace, _agent: Any) -> int:
 
     etcd = [] if args.etcd is None else args.etcd.split(",")  # none: an embedded etcd
     opts = ControlPlaneOptions(etcd=etcd, listen=args.listen.split(","),
-                               token_file=args.token_file, admin_token_file=args.admin_token_file,
+                               token_file=args.token_file, pki_dir=args.pki_dir,
+                               join=[a for a in args.join.split(",") if a], cert_days=args.cert_days,
                                socket=args.socket, state_dir=args.state_dir, id=args.id,
                                registry_ca=args.registry_ca, network_pool=args.network_pool,
                                metrics_listen=args.metrics_listen,
@@ -440,8 +449,7 @@ def cmd_nodes(args: argparse.Namespace, _agent: Any) -> int:
 
     api = client(args)
     nodes = [node_from_pb(n) for n in api.call("ListNodes", cpb.ListRequest()).nodes]
-    # The node's API token never reaches a client: the message has no field for it.
-    out = [{k: v for k, v in _plain(n).items() if k != "api_token"} for n in nodes]
+    out = [_plain(n) for n in nodes]
     rows = [[n.id[:12], n.name, n.state, n.availability, n.address,
              ",".join(f"{k}={v}" for k, v in sorted(n.labels.items()))] for n in nodes]
     emit(args.output, out, ["ID", "NAME", "STATE", "AVAILABILITY", "ADDRESS", "LABELS"], rows)
@@ -456,6 +464,15 @@ def cmd_node_availability(args: argparse.Namespace, _agent: Any) -> int:
         node=args.node, availability=availability_to_pb(args.availability)))
     print(f"{args.node}: {args.availability}")
     return 0
+
+
+def cmd_node_rm(args: argparse.Namespace, _agent: Any) -> int:
+    from orch.cli.common import remove_each
+    from proto import cluster_pb2 as cpb
+
+    api = client(args)
+    return remove_each(args.nodes, lambda name: api.call("RemoveNode", cpb.RemoveNodeRequest(
+        node=name, force=args.force)))
 
 
 def cmd_node_label(args: argparse.Namespace, _agent: Any) -> int:

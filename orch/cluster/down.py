@@ -8,7 +8,7 @@ the nodes' namespaces and links go, but never a namespace with a process
 still in it. The record is deleted only once nothing is left; otherwise
 ``down`` reports what remains and keeps it, so ``down`` can run again.
 Without ``purge`` the state is kept (a later ``up`` runs the same tasks
-again); with it the state dir goes, its join-token last, also when no
+again); with it the state dir goes, its pki dir (the CA) last, also when no
 cluster is up (the state an earlier ``down`` kept).
 """
 
@@ -239,7 +239,7 @@ def _purge_kept(run_dir: str, state_dir: str) -> DownReport:
     if not os.path.isdir(state_dir):
         return report
     if not _is_cluster_state(state_dir):
-        raise UpError(f"{state_dir} does not look like the state of an orch cluster (no join-token, "
+        raise UpError(f"{state_dir} does not look like the state of an orch cluster (no pki/, "
                       "etcd/ or nodes/ in it): not deleting it")
     target = sweep.Target(dirs=[state_dir, run_dir])
     target.add_containers(state_dir)
@@ -257,17 +257,17 @@ def _is_cluster_state(path: str) -> bool:
     p = Path(path)
     if p.parent == p or p.parent == Path("/"):
         return False  # never / or a top-level directory such as /var
-    return (p / "join-token").is_file() or (p / "etcd").is_dir() or (p / "nodes").is_dir()
+    return (p / "pki").is_dir() or (p / "etcd").is_dir() or (p / "nodes").is_dir()
 
 
 def _purge_state(state_dir: str, report: DownReport) -> None:
-    """Delete the state dir, its join-token last: a dir that could not be
+    """Delete the state dir, its pki dir last: a dir that could not be
     deleted whole is still known as a cluster's to the next ``down --purge``."""
     size = _disk_usage(state_dir)
     for entry in _listdir(state_dir):
-        if entry != "join-token":
+        if entry != "pki":
             rm_tree(os.path.join(state_dir, entry))
-    if _listdir(state_dir) in ([], ["join-token"]):
+    if _listdir(state_dir) in ([], ["pki"]):
         rm_tree(state_dir)
     if os.path.lexists(state_dir):
         report.remains.append(f"directory {state_dir}: not fully deleted")

@@ -8,8 +8,12 @@ again as they were), the control-plane replicas (each given every etcd
 member) and N agents, each agent in its
 own network namespace when N > 1, imports the busybox image on every node,
 and returns once every node is ready. Everything it starts is recorded in
-``<run-dir>/cluster.json`` (``orch.cluster.record``); the join and admin
-tokens are 0600 files in the state dir, passed by path, never in argv. If
+``<run-dir>/cluster.json`` (``orch.cluster.record``). Before etcd starts,
+``up`` makes the cluster CA in ``<state>/pki`` (``controlplane.trust``): etcd
+serves mutual TLS with member certificates from it, the control planes sign
+the nodes' certificates with it, and the CLI over TCP uses the admin user's
+certificate in ``<state>/pki/admin``. The node join token is a 0600 file the
+control planes write there, passed by path, never in argv. If
 ``up`` fails it takes down what it started and deletes the state it did not
 find there.
 
@@ -66,6 +70,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TERM_TIMEOUT = 10.0  # a control plane: SIGTERM, then SIGKILL
 ETCD_START_TIMEOUT = 20.0  # every member answering (several elect a leader first)
 METRICS_PORT_OFFSET = 100  # a control plane's metrics port: its API port + this, on loopback
+JOIN_PORT_OFFSET = 50  # its join port (common.identity, which a test holds to this)
 
 
 def netns_exec(netns: str, cmd: list[str]) -> list[str]:
@@ -138,13 +143,23 @@ def etcd_process(rec: ClusterRecord, member: EtcdMember, token: str = "", new: b
     ``new`` one bootstraps the cluster with ``token``, others rejoin it
     (etcd reads neither once its data dir holds data)."""
     from controlplane.etcd import EmbeddedEtcd
+    from controlplane.server import etcd_tls
+    from controlplane.trust import load_ca
 
     members = etcd_members(rec)
     several = len(members) > 1
+    ca = load_ca(rec.pki_dir)
+    tls = etcd_tls(ca, rec.pki_dir, f"etcd-{member.name}", ["127.0.0.1"]) if ca is not None else None
     return EmbeddedEtcd(member.data_dir, _url_port(member.client), _url_port(member.peer), member.name,
                         log_path=f"{member.data_dir}.log",
-                        peers={m.name: m.peer for m in members} if several else None,
-                        cluster_state="new" if new or not several else "existing", cluster_token=token)
+                        peers={m.name: _https(m.peer) if tls else m.peer for m in members} if several
+                        else None,
+                        cluster_state="new" if new or not several else "existing", cluster_token=token,
+                        tls=tls)
+
+
+def _https(url: str) -> str:
+    return "https://" + url.split("://", 1)[-1] if url else url
 
 
 def _url_port(url: str) -> int:
@@ -167,7 +182,8 @@ def spawn_etcd(rec: ClusterRecord, membership: EtcdMembership) -> list[EmbeddedE
 
 def note_etcd(rec: ClusterRecord, etcd: EmbeddedEtcd) -> None:
     """Record ``etcd``'s pid and addresses in its member's entry."""
-    members = [dataclasses.replace(m, pid=etcd.pid or 0, client=etcd.endpoint, peer=etcd.peer_url)
+    members = [dataclasses.replace(m, pid=etcd.pid or 0, client=etcd.endpoint, peer=etcd.peer_url,
+                                   metrics=etcd.metrics_url)
                if m.name == etcd.name else m for m in etcd_members(rec)]
     set_etcd_members(rec, members)
 
@@ -202,8 +218,7 @@ def start_controlplane(rec: ClusterRecord, index: int) -> None:
     log = str(Path(rec.state_dir) / f"controlplane{index + 1}.log")
     etcd = ",".join(m.client for m in etcd_members(rec))  # every member: the store fails over
     proc = _spawn([sys.executable, "-m", "orch", "controlplane", "--etcd", etcd,
-                   "--listen", ",".join(listen), "--token-file", rec.token_file,
-                   "--admin-token-file", rec.admin_token_file, "--socket", rec.sockets[index],
+                   "--listen", ",".join(listen), "--pki-dir", rec.pki_dir, "--socket", rec.sockets[index],
                    "--id", f"cp{index + 1}", "--state-dir", cp_state(rec),
                    "--metrics-listen", metrics_address(listen)], log)
     while len(rec.controlplane_pids) <= index:
@@ -399,6 +414,7 @@ def _check_ports_free(host: str, port: int, controlplanes: int, registry: int | 
                       monitoring: int | None = None, etcd: EtcdMembership | None = None) -> None:
     wanted = [("--port", p, host) for p in range(port, port + controlplanes)]
     wanted += [("--port", p + METRICS_PORT_OFFSET, host) for p in range(port, port + controlplanes)]
+    wanted += [("--port", p + JOIN_PORT_OFFSET, host) for p in range(port, port + controlplanes)]
     if registry:
         wanted.append(("--registry", registry, host))
     if monitoring:
@@ -429,22 +445,46 @@ def _check_ports_free(host: str, port: int, controlplanes: int, registry: int | 
 _KEPT_ETCD = "the kept etcd members"
 
 
+def _admin_certificate(pki_dir: str) -> str:
+    """The cluster CA (made if there is none), the first join tokens (the
+    control planes adopt them, ``controlplane.trust``: the agents start
+    before them) and the admin user's certificate for the CLI over TCP, in
+    ``<pki>/admin``; that directory."""
+    from common import pki
+    from controlplane.trust import TOKEN_FILES, create_ca, issue_local, write_private
+
+    ca = create_ca(pki_dir)
+    admin = os.path.join(pki_dir, "admin")
+    for name in TOKEN_FILES.values():
+        if not os.path.exists(os.path.join(pki_dir, name)):
+            write_private(os.path.join(pki_dir, name), (pki.make_token(ca.cert_pem) + "\n").encode())
+    if not os.path.exists(os.path.join(admin, "key.pem")):
+        cert, key = issue_local(ca, "admin", "user", days=pki.NODE_DAYS)
+        write_private(os.path.join(admin, "ca.pem"), ca.cert_pem)
+        write_private(os.path.join(admin, "cert.pem"), cert)
+        write_private(os.path.join(admin, "key.pem"), key)
+    # Kept files made wider since are made private again (as the CA key is
+    # refused if it is: that one a control plane checks).
+    for path in [*(os.path.join(pki_dir, n) for n in TOKEN_FILES.values()),
+                 *(os.path.join(admin, n) for n in ("ca.pem", "cert.pem", "key.pem"))]:
+        os.chmod(path, 0o600)
+    os.chmod(admin, 0o700)
+    return admin
+
+
 def _up(nodes: int, state_dir: str, run_dir: str, net: HostNet, port: int, controlplanes: int,
         registry_port: int | None, monitoring_port: int | None, etcd_plan: EtcdMembership) -> ClusterRecord:
-    from common.auth import write_token
-
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     Path(state_dir).mkdir(parents=True, exist_ok=True)
-    token_file, admin_token_file = str(Path(state_dir) / "join-token"), str(Path(state_dir) / "admin-token")
-    write_token(token_file)
-    write_token(admin_token_file)
+    pki_dir = str(Path(state_dir) / "pki")
+    cert_path = _admin_certificate(pki_dir)
     multi = nodes > 1
     agent_side = net.gateway if multi else "127.0.0.1"
     ports = [port + i for i in range(controlplanes)]
     listens = [[f"127.0.0.1:{p}"] + ([f"{net.gateway}:{p}"] if multi else []) for p in ports]
     rec = ClusterRecord(state_dir=state_dir, run_dir=run_dir, controlplane=f"127.0.0.1:{port}",
                         join=",".join(f"{agent_side}:{p}" for p in ports), listens=listens,
-                        token_file=token_file, admin_token_file=admin_token_file,
+                        token_file=str(Path(pki_dir) / "node-token"), pki_dir=pki_dir, cert_path=cert_path,
                         sockets=[str(Path(run_dir) / f"cp{i + 1}.sock") for i in range(controlplanes)],
                         bridge=net.bridge if multi else "", subnet=str(net.subnet), prefix=net.prefix)
     rec.save()  # from here on, `orch down` can clean up whatever exists

@@ -8,7 +8,8 @@ It listens on 127.0.0.1:PORT (9090 by default) and scrapes, every 5 s:
   service discovery (``/sd/agents``, which lists the ready nodes that serve
   metrics): nodes that join or leave come and go without a restart; each
   replica answers the same list, and Prometheus drops the duplicates;
-- every etcd member's ``/metrics`` (its client URL).
+- every etcd member's ``/metrics`` (its plain-HTTP metrics listener, beside
+  its mutual-TLS client URL).
 
 The alert rules in ``examples/prometheus/alerts.yml`` are loaded when they
 exist, so ``orch up --monitoring`` shows them firing. Its data lives under
@@ -43,7 +44,8 @@ def prometheus_binary() -> str:
 
 def config(rec: ClusterRecord, metrics: list[str]) -> dict[str, Any]:
     """The scrape configuration (a dict, written as JSON: YAML is a superset)."""
-    etcd = [e for e in (m.client.split("://", 1)[-1].rstrip("/") for m in etcd_members(rec)) if e]
+    urls = [m.metrics or m.client for m in etcd_members(rec)]
+    etcd = [e for e in (u.split("://", 1)[-1].rstrip("/") for u in urls) if e]
     scrape = [
         {"job_name": "orch-controlplane", "static_configs": [{"targets": metrics}]},
         {"job_name": "orch-agent",

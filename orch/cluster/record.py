@@ -46,9 +46,10 @@ class NodeRecord:
 class EtcdMember:
     name: str
     data_dir: str  # its --data-dir (its log is <data_dir>.log)
-    client: str  # http://127.0.0.1:PORT ("" until started, for a lone member on free ports)
-    peer: str  # http://127.0.0.1:PORT (the same)
+    client: str  # https://127.0.0.1:PORT ("" until started, for a lone member on free ports)
+    peer: str  # https://127.0.0.1:PORT (the same)
     pid: int = 0
+    metrics: str = ""  # http://127.0.0.1:PORT: /metrics and /health without TLS
 
 
 @dataclass
@@ -57,8 +58,9 @@ class ClusterRecord:
     run_dir: str
     controlplane: str  # address the CLI uses
     join: str  # addresses agents use
-    token_file: str = ""  # the join token (0600)
-    admin_token_file: str = ""  # the CLI's token for the API over TCP (0600)
+    token_file: str = ""  # the node join token (0600), which the control planes write
+    pki_dir: str = ""  # the cluster CA (ca.key 0600) and the etcd members' certificates
+    cert_path: str = ""  # the admin user's ca.pem, cert.pem and key.pem, for the CLI over TCP
     sockets: list[str] = field(default_factory=list)  # each replica's root-only unix socket
     etcd_pid: int = 0  # the first etcd member's
     etcd_endpoint: str = ""  # the first etcd member's client URL
@@ -86,18 +88,13 @@ class ClusterRecord:
 
     @classmethod
     def load(cls, run_dir: str) -> ClusterRecord:
-        """The record in ``run_dir``; one written before the token files
-        (with a ``token`` field) reads as using ``<state>/join-token``."""
+        """The record in ``run_dir``."""
         data = json.loads((Path(run_dir) / "cluster.json").read_text())
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in data.items() if k in known}
         data["nodes"] = [NodeRecord(**n) for n in data.get("nodes", [])]
         data["etcd_members"] = [EtcdMember(**m) for m in data.get("etcd_members", [])]
-        rec = cls(**data)
-        for attr, name in (("token_file", "join-token"), ("admin_token_file", "admin-token")):
-            if not getattr(rec, attr) and (Path(rec.state_dir) / name).exists():
-                setattr(rec, attr, str(Path(rec.state_dir) / name))
-        return rec
+        return cls(**data)
 
 
 def write_private(path: Path, text: str) -> None:

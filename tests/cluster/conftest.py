@@ -42,7 +42,7 @@ class LocalCluster:
         self.orch("up", "--nodes", str(nodes), "--controlplanes", str(controlplanes),
                   "--state-dir", str(self.state), "--run-dir", str(self.run), "--bridge", self.bridge,
                   "--prefix", self.prefix, "--subnet", self.subnet, "--port", str(self.port),
-                  "--registry", str(self.port + 50), "--monitoring", str(self.port + 70))
+                  "--registry", str(self.port + 40), "--monitoring", str(self.port + 70))
 
     def down(self, purge: bool = True) -> None:
         """`orch down`, which must leave nothing: a down that lists leftovers

@@ -97,12 +97,16 @@ def _skipped_in_logs(cluster: LocalCluster, name: str) -> bool:
 def test_a_stored_service_with_an_absurd_count_is_skipped(cluster: LocalCluster, tmp_path: Path) -> None:
     """Written straight into etcd (as a store from before the limit would hold it): the
     leader logs it and creates no task; everything else keeps working."""
+    from controlplane.server import etcd_client_tls
     from controlplane.store import Store
+    from controlplane.trust import load_ca
     from model.objects import Service, ServiceSpec
 
     before = _controlplane_rss(cluster)
     name = f"stored-{secrets.token_hex(2)}"
-    with Store([cluster.record()["etcd_endpoint"]]) as store:
+    rec = cluster.record()
+    tls = etcd_client_tls(load_ca(rec["pki_dir"]), "bad-values-test", [rec["etcd_endpoint"]])
+    with Store([rec["etcd_endpoint"]], tls=tls) as store:
         store.create(Service(id=secrets.token_hex(12), spec=ServiceSpec(
             name=name, image="busybox", command=["sleep", "3600"], replicas=10**12)))
     try:

@@ -37,11 +37,15 @@ SERVER = textwrap.indent(textwrap.dedent("""\
 """), "    ")
 
 
-def _web(version: str, replicas: int, update: str = "", command: str = "", probe: bool = True) -> str:
+def _web(version: str, replicas: int, update: str = "", command: str = "", probe: bool = True,
+         rebalance: bool = True) -> str:
     """A web service on port 9000 (/ says its version, /cgi-bin/who who answers),
     with an HTTP probe of / (a file: no process per probe on a busy machine),
-    and its environment naming ``version``."""
-    check = ("    x-orch:\n      healthcheck:\n        http: {port: 9000, path: /}\n"
+    and its environment naming ``version``; ``rebalance=False`` opts it out
+    of rebalancing (a node of the shared cluster coming back must not move
+    its tasks in the middle of what a test watches)."""
+    check = ("    x-orch:\n" + ("" if rebalance else "      rebalance: false\n")
+             + "      healthcheck:\n        http: {port: 9000, path: /}\n"
              "    healthcheck: {interval: 1s, timeout: 5s, retries: 3, start_period: 20s, "
              "start_interval: 100ms}\n") if probe else ""
     body = command or SERVER
@@ -145,12 +149,13 @@ def _first(seen: list[tuple[str, str, str, str]], task: str, desired: str = "",
 
 
 def test_stop_first_and_start_first_order_in_the_events(cluster: LocalCluster, tmp_path: Path) -> None:
-    path = _manifest(tmp_path, "order", _web("v1", 2, "{monitor: 0s}"))
+    path = _manifest(tmp_path, "order", _web("v1", 2, "{monitor: 0s}", rebalance=False))
     cluster.orch("deploy", "-f", path)
     try:
         old = {t["slot"]: t["id"] for t in cluster.running("web")}
         with _events(cluster, "web") as seen:
-            path = _manifest(tmp_path, "order", _web("v2", 2, "{monitor: 0s, order: stop-first}"))
+            path = _manifest(tmp_path, "order", _web("v2", 2, "{monitor: 0s, order: stop-first}",
+                                                     rebalance=False))
             cluster.orch("deploy", "-f", path)
             wait_for(lambda: _stopped(seen, old.values()))  # the stream's reader caught up
         new = {t["slot"]: t["id"] for t in cluster.running("web")}
@@ -160,7 +165,8 @@ def test_stop_first_and_start_first_order_in_the_events(cluster: LocalCluster, t
 
         old = new
         with _events(cluster, "web") as seen:
-            path = _manifest(tmp_path, "order", _web("v3", 2, "{monitor: 0s, order: start-first}"))
+            path = _manifest(tmp_path, "order", _web("v3", 2, "{monitor: 0s, order: start-first}",
+                                                     rebalance=False))
             cluster.orch("deploy", "-f", path)
             wait_for(lambda: _stopped(seen, old.values()))
         new = {t["slot"]: t["id"] for t in cluster.running("web")}

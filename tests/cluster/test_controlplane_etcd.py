@@ -1,7 +1,9 @@
 """The one etcd launcher in its two owners: `orch up` runs etcd as a daemon
-with compaction and a quota; `orch controlplane` without --etcd runs its own
-etcd in its state dir, serves deploys on it, and leaves no etcd behind when it
-stops or is killed. Real etcd, real control-plane processes, the real CLI."""
+with compaction, a quota and mutual TLS (https client and peer URLs, a
+plain-http metrics URL); `orch controlplane` without --etcd runs its own
+etcd in its state dir, on mutual TLS as well, serves deploys on it, and
+leaves no etcd behind when it stops or is killed. Real etcd, real
+control-plane processes, the real CLI."""
 
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ def _metric(endpoint: str, name: str) -> float:
 
 def test_orch_ups_etcd_runs_with_compaction_and_a_quota(cluster: LocalCluster) -> None:
     rec = cluster.record()
+    [member] = rec["etcd_members"]
     args = argv(rec["etcd_pid"])
     assert args and args[0].endswith("/etcd") and _flag(args, "--data-dir") == str(cluster.state / "etcd")
     assert _flag(args, "--auto-compaction-mode") == "periodic"
@@ -46,8 +49,22 @@ def test_orch_ups_etcd_runs_with_compaction_and_a_quota(cluster: LocalCluster) -
     assert int(_flag(args, "--quota-backend-bytes")) == QUOTA_BYTES
     assert int(_flag(args, "--snapshot-count")) == SNAPSHOT_COUNT
     assert _flag(args, "--log-level") == "warn"
+    # Mutual TLS for clients and peers, with the member's certificate from the
+    # cluster CA; metrics alone in plain http, on their own listener.
+    pki_dir = rec["pki_dir"]
+    assert rec["etcd_endpoint"] == member["client"] == _flag(args, "--listen-client-urls")
+    assert member["client"].startswith("https://127.0.0.1:") and member["peer"].startswith("https://127.0.0.1:")
+    assert _flag(args, "--listen-peer-urls") == member["peer"]
+    assert member["metrics"].startswith("http://127.0.0.1:")
+    assert _flag(args, "--listen-metrics-urls") == member["metrics"]
+    assert "--client-cert-auth" in args and "--peer-client-cert-auth" in args
+    for flag in ("--trusted-ca-file", "--peer-trusted-ca-file"):
+        assert _flag(args, flag) == f"{pki_dir}/ca.crt"
+    for flag, ext in (("--cert-file", "crt"), ("--peer-cert-file", "crt"), ("--key-file", "key"),
+                      ("--peer-key-file", "key")):
+        assert _flag(args, flag) == f"{pki_dir}/etcd-{member['name']}.{ext}"
     # What etcd itself says it enforces:
-    assert _metric(rec["etcd_endpoint"], "etcd_server_quota_backend_bytes") == QUOTA_BYTES
+    assert _metric(member["metrics"], "etcd_server_quota_backend_bytes") == QUOTA_BYTES
 
 
 # ---- orch controlplane with an etcd of its own -------------------------------------
@@ -151,7 +168,17 @@ def test_controlplane_without_etcd_runs_its_own_and_stops_it(solo: SoloPlane) ->
     args = argv(pids[0])
     assert int(_flag(args, "--quota-backend-bytes")) == QUOTA_BYTES
     assert _flag(args, "--auto-compaction-mode") == "periodic"
-    assert all(u.startswith("http://127.0.0.1:") for u in args if u.startswith("http"))
+    # Its own etcd serves mutual TLS too (a certificate from the control
+    # plane's CA, in its pki dir); only the metrics listener is plain http.
+    pki_dir = solo.state / "pki"
+    for flag in ("--listen-client-urls", "--advertise-client-urls", "--listen-peer-urls"):
+        assert _flag(args, flag).startswith("https://127.0.0.1:"), flag
+    assert _flag(args, "--listen-metrics-urls").startswith("http://127.0.0.1:")
+    urls = [u for u in args if u.startswith("http")]
+    assert urls and all(u.startswith(("https://127.0.0.1:", "http://127.0.0.1:")) for u in urls)
+    assert "--client-cert-auth" in args and _flag(args, "--trusted-ca-file") == str(pki_dir / "ca.crt")
+    assert _flag(args, "--cert-file") == str(pki_dir / "etcd.crt")
+    assert _metric(_flag(args, "--listen-metrics-urls"), "etcd_server_quota_backend_bytes") == QUOTA_BYTES
     _deploy(solo)
     assert _services(solo) == ["web"]
     # The leader's orchestrator made its tasks (there is no node to run them).

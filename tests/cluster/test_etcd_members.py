@@ -1,4 +1,5 @@
-"""`orch up --etcd-members 3`: three etcd members on loopback, every
+"""`orch up --etcd-members 3`: three etcd members on loopback, on mutual TLS
+(https client and peer URLs, a plain-http metrics URL each), every
 control-plane replica given all of them. One member killed (the raft
 leader): deploy, scale and ps see nothing, and the member catches up once
 started again. Two killed: writes fail at once with one line saying etcd
@@ -20,6 +21,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +32,8 @@ import pyetcd
 import pytest
 from pyetcd import etcdrpc
 
+from controlplane.etcd import EtcdTLS
+from controlplane.trust import issue_local, load_ca, write_private
 from orch.cluster.etcdchaos import heal_etcd, kill_etcd
 from orch.cluster.record import UpError
 from orch.cluster.sweep import argv
@@ -105,16 +109,39 @@ def _flag(args: list[str], flag: str) -> str:
     return args[args.index(flag) + 1]
 
 
-def _status(client_url: str) -> Any:
-    with grpc.insecure_channel(client_url.split("//", 1)[1]) as channel:
+def _address(url: str) -> str:
+    return url.split("//", 1)[-1]
+
+
+def member_tls(c: LocalCluster) -> EtcdTLS:
+    """A client certificate of the cluster's CA as the members take one (a
+    control plane's), made once from the CA in the state's pki dir, beside
+    the state; with the CA, good for reading any member."""
+    pki_dir = Path(c.record()["pki_dir"])
+    out = c.state.parent / "etcd-client"
+    if not (out / "client.key").exists():
+        ca = load_ca(str(pki_dir))
+        assert ca is not None
+        cert, key = issue_local(ca, "members-test", "controlplane")
+        write_private(str(out / "client.crt"), cert)
+        write_private(str(out / "client.key"), key)
+    return EtcdTLS(str(pki_dir / "ca.crt"), str(out / "client.crt"), str(out / "client.key"))
+
+
+def _status(client_url: str, tls: EtcdTLS) -> Any:
+    assert client_url.startswith("https://")
+    creds = grpc.ssl_channel_credentials(*(Path(f).read_bytes() for f in (tls.ca_file, tls.key_file,
+                                                                            tls.cert_file)))
+    with grpc.secure_channel(client_url.split("//", 1)[1], creds) as channel:
         return etcdrpc.MaintenanceStub(channel).Status(etcdrpc.StatusRequest(), timeout=2)
 
 
 def raft_leader(c: LocalCluster) -> int:
     """The member (1-based) that leads etcd's raft (0 while none does)."""
+    tls = member_tls(c)
     for i, member in enumerate(c.record()["etcd_members"], 1):
         try:
-            status = _status(member["client"])
+            status = _status(member["client"], tls)
         except grpc.RpcError:
             continue
         if status.leader and status.leader == status.header.member_id:
@@ -122,11 +149,12 @@ def raft_leader(c: LocalCluster) -> int:
     return 0
 
 
-def member_data(client_url: str) -> tuple[int, dict[bytes, tuple[bytes, int]]] | None:
+def member_data(client_url: str, tls: EtcdTLS) -> tuple[int, dict[bytes, tuple[bytes, int]]] | None:
     """What one member alone holds (a serializable read, answered from its
     own copy): its revision and every key of orch's; None if it does not answer."""
     host, port = client_url.split("//", 1)[1].rsplit(":", 1)
-    client = pyetcd.client(host, int(port), timeout=2)
+    client = pyetcd.client(host, int(port), ca_cert=tls.ca_file, cert_key=tls.key_file,
+                           cert_cert=tls.cert_file, timeout=2)
     try:
         resp = client.get_prefix_response("/orch/", serializable=True)
     except Exception:
@@ -213,18 +241,26 @@ def test_three_members_run_and_every_replica_knows_them_all(em: LocalCluster) ->
     rec = em.record()
     members = rec["etcd_members"]
     assert [m["name"] for m in members] == ["etcd1", "etcd2", "etcd3"]
-    assert [m["client"] for m in members] == [f"http://127.0.0.1:{em.port + 200 + i}" for i in range(3)]
-    assert [m["peer"] for m in members] == [f"http://127.0.0.1:{em.port + 210 + i}" for i in range(3)]
+    assert [m["client"] for m in members] == [f"https://127.0.0.1:{em.port + 200 + i}" for i in range(3)]
+    assert [m["peer"] for m in members] == [f"https://127.0.0.1:{em.port + 210 + i}" for i in range(3)]
     assert (rec["etcd_pid"], rec["etcd_endpoint"]) == (members[0]["pid"], members[0]["client"])
     assert sorted(etcd_processes(em.state)) == sorted(m["pid"] for m in members)
+    metrics = [m["metrics"] for m in members]
+    assert all(u.startswith("http://127.0.0.1:") for u in metrics) and len(set(metrics)) == 3
     for m in members:
         args = argv(m["pid"])
         assert _flag(args, "--data-dir") == m["data_dir"] == str(em.state / "etcd" / m["name"])
         assert _flag(args, "--initial-cluster") == ",".join(f"{x['name']}={x['peer']}" for x in members)
+        assert _flag(args, "--listen-metrics-urls") == m["metrics"]
+        assert "--client-cert-auth" in args and "--peer-client-cert-auth" in args
+        assert _flag(args, "--peer-cert-file") == str(Path(rec["pki_dir"]) / f"etcd-{m['name']}.crt")
+        # Plain http answers /health there, and only there.
+        with urllib.request.urlopen(f"{m['metrics']}/health", timeout=5) as resp:
+            assert json.loads(resp.read())["health"] == "true"
     for pid in rec["controlplane_pids"]:
         assert _flag(argv(pid), "--etcd") == ",".join(m["client"] for m in members)
     # One cluster: every member knows the same leader.
-    assert len({_status(m["client"]).leader for m in members}) == 1
+    assert len({_status(m["client"], member_tls(em)).leader for m in members}) == 1
 
 
 def test_the_raft_leader_killed_nothing_shows_and_it_catches_up(em: LocalCluster, tmp_path: Path) -> None:
@@ -251,8 +287,11 @@ def test_the_raft_leader_killed_nothing_shows_and_it_catches_up(em: LocalCluster
     assert len(etcd_processes(em.state)) == 3
 
     # It caught up: alone, it holds what another member holds, at the same revision.
+    tls = member_tls(em)
+
     def same() -> bool:
-        mine, other = member_data(members[victim - 1]["client"]), member_data(members[victim % 3]["client"])
+        mine = member_data(members[victim - 1]["client"], tls)
+        other = member_data(members[victim % 3]["client"], tls)
         return mine is not None and mine == other
 
     wait_for(same, timeout=30)
@@ -293,8 +332,8 @@ def test_down_stops_every_member_and_up_starts_the_same_ones(em: LocalCluster) -
     kill_etcd(str(em.run), 2)  # down copes with a member already gone
     em.down(purge=False)
     assert etcd_processes(em.state) == []
-    assert json.loads((em.state / "etcd" / "members.json").read_text())["members"][1]["client"] == \
-        before[1]["client"]
+    kept = json.loads((em.state / "etcd" / "members.json").read_text())["members"][1]["client"]
+    assert _address(kept) == _address(before[1]["client"])
     # The kept state's membership is the state's to say.
     proc = up(em, "--etcd-members", "1", check=False)
     one_line_error(proc, "--etcd-members 1: the state in")
@@ -303,6 +342,7 @@ def test_down_stops_every_member_and_up_starts_the_same_ones(em: LocalCluster) -
     after = em.record()["etcd_members"]
     assert [(m["name"], m["client"], m["peer"], m["data_dir"]) for m in after] == \
         [(m["name"], m["client"], m["peer"], m["data_dir"]) for m in before]
+    assert all(m["client"].startswith("https://") and m["metrics"].startswith("http://") for m in after)
     assert sorted(etcd_processes(em.state)) == sorted(m["pid"] for m in after)
     converged(em, {"kept": 5})
     assert {t["id"] for t in running_tasks(em)} == tasks

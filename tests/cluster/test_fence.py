@@ -4,13 +4,15 @@ namespaces), real containers probing with busybox nc."""
 
 from __future__ import annotations
 
-import json
+import time
 from pathlib import Path
 
 import grpc
 import pytest
 
-from common.auth import bearer, read_token
+from common import pki, tls
+from common.identity import JOIN_PORT_OFFSET
+from controlplane.trust import issue_local, load_ca
 from proto import agent_pb2 as pb
 from proto import agent_pb2_grpc as pb_grpc
 from tests.cluster.conftest import LocalCluster, wait_for
@@ -19,10 +21,13 @@ from tests.cluster.test_cluster import LOOP, manifest
 PUBLISHED = 18093
 
 
-def _connects(cluster: LocalCluster, task: str, host: str, port: int) -> bool:
-    """Whether a TCP connection from inside ``task``'s container opens."""
-    p = cluster.orch("exec", task, "nc", "-w", "2", host, str(port), check=False)
-    return p.returncode == 0
+def _reachable(cluster: LocalCluster, task: str, targets: list[tuple[str, int]]) -> list[str]:
+    """Which of ``targets`` a TCP connection from inside ``task``'s
+    container opens to: all tried at once (each waits up to 2 s)."""
+    probes = " ".join(f"(nc -w 2 {host} {port} </dev/null >/dev/null 2>&1 && echo {host}:{port}) &"
+                      for host, port in targets)
+    p = cluster.orch("exec", task, "sh", "-c", f"{probes} wait", check=False)
+    return p.stdout.split()
 
 
 @pytest.fixture(scope="module")
@@ -63,18 +68,21 @@ def test_containers_cannot_reach_any_orch_port(cluster: LocalCluster, probes: di
     controlplanes = [listen[-1] for listen in rec["listens"]]  # the address agents use
     for node, task in probes.items():
         own_host = nodes[node].rsplit(":", 1)[0]
-        # The control: the node's own address answers on a published port.
-        assert _connects(cluster, task, own_host, PUBLISHED), node
+        # The control: the node's own address answers on a published port
+        # (and the probe sees it, among targets that do not answer).
+        control = [(own_host, PUBLISHED), (own_host, 1)]
+        assert _reachable(cluster, task, control) == [f"{own_host}:{PUBLISHED}"], node
         gateway = cluster.orch("exec", task, "sh", "-c",
                                "ip route | awk '/^default/ {print $3}'").stdout.strip()
         assert gateway
         targets = [(gateway, int(nodes[node].rsplit(":", 1)[1]))]  # the node API via the bridge
         targets += [(addr.rsplit(":", 1)[0], int(addr.rsplit(":", 1)[1])) for addr in nodes.values()]
         targets += [(addr.rsplit(":", 1)[0], int(addr.rsplit(":", 1)[1])) for addr in controlplanes]
+        targets += [(addr.rsplit(":", 1)[0], int(addr.rsplit(":", 1)[1]) + JOIN_PORT_OFFSET)
+                    for addr in controlplanes]  # the join ports
         targets += [(own_host, etcd_port), (rec["subnet"].rsplit(".", 1)[0] + ".1", etcd_port),
                     (gateway, etcd_port)]
-        for host, port in targets:
-            assert not _connects(cluster, task, host, port), f"{node}: {host}:{port} is reachable"
+        assert _reachable(cluster, task, targets) == [], f"{node}: reachable from a container"
 
 
 def test_orch_ports_cannot_be_published(cluster: LocalCluster, tmp_path: Path) -> None:
@@ -95,20 +103,32 @@ def test_orch_ports_cannot_be_published(cluster: LocalCluster, tmp_path: Path) -
 
 
 def test_the_node_api_on_tcp_serves_only_the_control_plane(cluster: LocalCluster) -> None:
+    """Mutual TLS with a control plane's certificate of this cluster's CA,
+    and only what the control plane proxies: a plaintext caller, a node's or
+    a user's certificate, or another CA's, is refused before any handler."""
     rec = cluster.record()
     node = cluster.nodes()[0]
-    state = next(n["state_dir"] for n in rec["nodes"] if n["name"] == node["name"])
-    token = read_token(str(Path(state) / "node-api-token"))
-    assert token not in json.dumps(cluster.nodes())  # the CLI never sees it
-    with grpc.insecure_channel(node["address"]) as channel:
-        stub = pb_grpc.AgentStub(channel)
-        for metadata in (None, bearer("wrong")):
-            with pytest.raises(grpc.RpcError) as err:
-                list(stub.Logs(pb.LogsRequest(id="x"), metadata=metadata, timeout=10))
-            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        # With the token: what the control plane proxies is served ...
+    ca = load_ca(rec["pki_dir"])
+    assert ca is not None
+    with grpc.insecure_channel(node["address"]) as channel:  # no TLS at all
         with pytest.raises(grpc.RpcError) as err:
-            stub.Stats(pb.ContainerRef(id="no-such-container"), metadata=bearer(token), timeout=10)
+            pb_grpc.AgentStub(channel).Stats(pb.ContainerRef(id="x"), timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    other = pki.new_ca("other", time.time())
+    for issuer, role, code in ((ca, "node", grpc.StatusCode.PERMISSION_DENIED),
+                               (ca, "user", grpc.StatusCode.PERMISSION_DENIED),
+                               (other, "controlplane", grpc.StatusCode.UNAVAILABLE)):
+        cert, key = issue_local(issuer, f"probe-{role}", role)
+        with tls.secure_channel(node["address"], ca.cert_pem, cert, key, "node") as channel:
+            with pytest.raises(grpc.RpcError) as err:
+                pb_grpc.AgentStub(channel).Stats(pb.ContainerRef(id="no-such-container"), timeout=10)
+            assert err.value.code() == code, (role, err.value.details())
+    cert, key = issue_local(ca, "probe-cp", "controlplane")
+    with tls.secure_channel(node["address"], ca.cert_pem, cert, key, "node") as channel:
+        stub = pb_grpc.AgentStub(channel)
+        # What the control plane proxies is served ...
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Stats(pb.ContainerRef(id="no-such-container"), timeout=10)
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
         # ... and nothing that takes host paths or starts containers.
         calls = [(stub.Run, pb.RunRequest()), (stub.Build, pb.BuildRequest(context="/etc")),
@@ -116,7 +136,7 @@ def test_the_node_api_on_tcp_serves_only_the_control_plane(cluster: LocalCluster
                  (stub.Shutdown, pb.ShutdownRequest()), (stub.List, pb.ListRequest())]
         for method, request in calls:
             with pytest.raises(grpc.RpcError) as err:
-                reply = method(request, metadata=bearer(token), timeout=10)
+                reply = method(request, timeout=10)
                 if hasattr(reply, "__iter__") and not hasattr(reply, "SerializeToString"):
                     list(reply)
             assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED, method

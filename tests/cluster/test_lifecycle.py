@@ -3,7 +3,10 @@ before it creates anything, a failed `up` removes what it made, `orch down
 --purge` leaves no process, mount, cgroup, namespace or link whatever state
 the nodes are in (a killed supervisor, a restarted agent, a hung node) and
 says what it could not remove; a node's agent restarts (`orch agent restart`
-or `ip netns exec`) and adopts its containers; tokens stay in 0600 files.
+or `ip netns exec`), keeps its certificate and adopts its containers; the
+join tokens, the CA key and every private key stay in 0600 files, a token
+file or the admin key made wider is made 0600 again, a CA key made wider
+is refused.
 
 Clusters of their own, with private names, ports and subnets (10.218.x.0/24),
 so these run beside the session's cluster; the checks of what is left read
@@ -29,6 +32,7 @@ from tests.cluster.conftest import LocalCluster, wait_for
 from tests.cluster.test_cluster import looping
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
+TOKEN_FILES = ("node-token", "controlplane-token")  # in <state>/pki
 
 
 class Cluster(LocalCluster):
@@ -72,9 +76,15 @@ def clusters(tmp_path: Path) -> Iterator[Callable[[], Cluster]]:
     made: list[Cluster] = []
     tags: set[str] = set()
 
+    def clashes(tag: str) -> bool:
+        """Another cluster of this test has the subnet, or ports near enough
+        that one's API, join (+50) or metrics (+100) port is another's."""
+        port = _new(tmp_path, tag).port
+        return tag[:2] in tags or any(abs(port - c.port) <= 110 for c in made)
+
     def make() -> Cluster:
         tag = secrets.token_hex(2)
-        while tag[:2] in tags:  # distinct subnets within one test
+        while clashes(tag):
             tag = secrets.token_hex(2)
         tags.add(tag[:2])
         made.append(_new(tmp_path, tag))
@@ -331,15 +341,31 @@ def test_down_keeps_the_state_and_purge_removes_it_later(clusters: Callable[[], 
     c.up(nodes=2)
     _deploy(c, tmp_path, "kept", 2)
     ids = c.container_ids()
-    token = (c.state / "join-token").read_text()
+    pki_dir = c.state / "pki"
+    tokens = {name: (pki_dir / name).read_text() for name in TOKEN_FILES}
+    ca = (pki_dir / "ca.crt").read_bytes()
     p = c.orch("down", "--run-dir", str(c.run))
     assert p.stdout.strip() == f"cluster down (state kept in {c.state}; --purge deletes it)"
     assert leftovers(c, ids, purged=False) == []
-    # An existing token file is made 0600 again, and kept.
-    (c.state / "join-token").chmod(0o644)
+    # The CA key made readable by others: refused, one line saying what to do; nothing started.
+    (pki_dir / "ca.key").chmod(0o640)
+    p = c.orch(*c.up_args(nodes=2), check=False)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
+    assert f"the CA key {pki_dir}/ca.key is readable by others (mode 640): run chmod 600" in p.stderr
+    assert leftovers(c, ids, purged=False) == []
+    assert (pki_dir / "ca.crt").read_bytes() == ca  # the kept state is untouched
+    (pki_dir / "ca.key").chmod(0o600)
+    # A token file or the admin key made wider is made 0600 again, and kept; so is the CA.
+    widened = [*TOKEN_FILES, "admin/key.pem"]
+    tokens["admin/key.pem"] = (pki_dir / "admin" / "key.pem").read_text()
+    for name in widened:
+        (pki_dir / name).chmod(0o644)
     c.up(nodes=2)
-    assert stat.S_IMODE((c.state / "join-token").stat().st_mode) == 0o600
-    assert (c.state / "join-token").read_text() == token
+    for name in widened:
+        assert stat.S_IMODE((pki_dir / name).stat().st_mode) == 0o600, name
+        assert (pki_dir / name).read_text() == tokens[name], name
+    assert (pki_dir / "ca.crt").read_bytes() == ca
+    wait_for(lambda: len(c.running("kept")) == 2)
     c.orch("down", "--run-dir", str(c.run))
     # Not a cluster's state: refused, untouched.
     other = tmp_path / "other"
@@ -430,6 +456,8 @@ def test_an_agent_restarted_with_ip_netns_exec_uses_the_host_mounts(running: Clu
     node = next(n for n in rec.nodes if n.name == "n2")
     _deploy(c, tmp_path, "netnsexec", 4)
     tasks, pids = _on_n2(c, "netnsexec"), _container_pids(c, "n2", "netnsexec")
+    cert = (Path(node.state_dir) / "pki" / "node.crt").read_bytes()
+    ids = {n["name"]: n["id"] for n in c.nodes()}
     old = _pid(c.node_run("n2") / "agent.lock")
     os.kill(old, signal.SIGTERM)
     _wait_gone(old)
@@ -445,23 +473,48 @@ def test_an_agent_restarted_with_ip_netns_exec_uses_the_host_mounts(running: Clu
     wait_for(lambda: _n2_ready(c))
     assert _on_n2(c, "netnsexec") == tasks
     assert _container_pids(c, "n2", "netnsexec") == pids
+    # It kept its certificate (the token file was only read): the same node.
+    assert (Path(node.state_dir) / "pki" / "node.crt").read_bytes() == cert
+    assert {n["name"]: n["id"] for n in c.nodes()} == ids
     c.orch("rm", "netnsexec")
 
 
-def test_tokens_are_in_private_files_and_never_in_argv(running: Cluster) -> None:
+def test_secrets_are_in_private_files_and_never_in_argv(running: Cluster) -> None:
+    """The join tokens, the CA key, the etcd members' keys, the admin
+    user's certificate and each node's key: 0600 files (in 0700 dirs); the
+    record names their paths and holds none of them; no process has a
+    token or a key in its argv."""
+    from common import pki
+
     c = running
     record = c.run / "cluster.json"
-    tokens = [(c.state / name).read_text().strip() for name in ("join-token", "admin-token")]
-    for path in (record, c.state / "join-token", c.state / "admin-token"):
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
-    assert all(len(t) >= 32 for t in tokens)
+    pki_dir = c.state / "pki"
     data = json.loads(record.read_text())
-    assert "token" not in data and not any(t in record.read_text() for t in tokens)
-    assert data["token_file"] == str(c.state / "join-token")
-    assert data["admin_token_file"] == str(c.state / "admin-token")
+    admin = pki_dir / "admin"
+    nodes = [Path(n["state_dir"]) / "pki" for n in data["nodes"]]
+    private = [record, pki_dir / "ca.key", *(pki_dir / name for name in TOKEN_FILES),
+               *(admin / name for name in ("ca.pem", "cert.pem", "key.pem")),
+               *(pki_dir / f"etcd-{m['name']}.key" for m in data["etcd_members"]),
+               *(d / "node.key" for d in nodes)]
+    for path in private:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    for directory in (pki_dir, admin, *nodes):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    ca = (pki_dir / "ca.crt").read_bytes()
+    tokens = [(pki_dir / name).read_text().strip() for name in TOKEN_FILES]
+    assert all(pki.token_pins(t, ca) for t in tokens) and tokens[0] != tokens[1]
+    # The keys' base64 bodies: what a leak would show.
+    keys = [b"".join(p.read_bytes().splitlines()[1:-1]).decode() for p in private if p.name.endswith("key")
+            or p.name == "key.pem"]
+    assert len(keys) == 2 + len(data["etcd_members"]) + len(nodes)
+    text = record.read_text()
+    assert "token" not in data and "admin_token_file" not in data
+    assert not any(t in text for t in tokens) and not any(k in text for k in keys)
+    assert data["token_file"] == str(pki_dir / "node-token")
+    assert data["pki_dir"] == str(pki_dir) and data["cert_path"] == str(admin)
     assert data["sockets"] == [str(c.run / "cp1.sock"), str(c.run / "cp2.sock")]
     assert all(stat.S_ISSOCK(os.stat(s).st_mode) for s in data["sockets"])
-    leaks = [pid for pid, cmd in _cmdlines().items() if any(t in cmd for t in tokens)]
+    leaks = [pid for pid, cmd in _cmdlines().items() if any(t in cmd for t in [*tokens, *keys])]
     assert leaks == []
     hint = next(line for line in c.printed.splitlines() if line.startswith("join another host"))
-    assert hint.endswith(f"--token-file {c.state}/join-token --listen HOST_ADDR:7701")
+    assert hint.endswith(f"--token-file {c.state}/pki/node-token --listen HOST_ADDR:7701")

@@ -28,6 +28,7 @@ def test_web_example() -> None:
             replicas=3,
             limits=Resources(cpus=0.25, memory_bytes=32 * MI),
             reservations=Resources(cpus=0.1, memory_bytes=16 * MI),
+            stop_grace_period=1.0,
             networks=DEFAULT,
         )
     ]

@@ -465,7 +465,6 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
     import socket
     import time
 
-    from common.auth import write_token
     from controlplane.etcd import EmbeddedEtcd
     from orch.pids import wait_exit
 
@@ -476,13 +475,10 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plane]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     sock = str(tmp / "cp.sock")
-    join, admin = str(tmp / "state" / "join-token"), str(tmp / "state" / "admin-token")
-    write_token(join)
-    write_token(admin)
     with open(tmp / "cp.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "orch", "controlplane", "--etcd", etcd.endpoint,
-                                 "--listen", f"127.0.0.1:{port}", "--socket", sock, "--token-file", join,
-                                 "--admin-token-file", admin, "--state-dir", str(tmp / "cp")],
+                                 "--listen", f"127.0.0.1:{port}", "--socket", sock,
+                                 "--state-dir", str(tmp / "cp")],
                                 stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 60

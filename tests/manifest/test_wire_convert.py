@@ -81,7 +81,7 @@ nodes = st.builds(Node, id=TEXT, name=TEXT, address=TEXT, labels=LABELS,
                   resources=st.builds(NodeResources, cpus=FLOATS, memory_bytes=INT64),
                   state=st.sampled_from(wire.NODE_STATES),
                   availability=st.sampled_from(wire.NODE_AVAILABILITIES), last_heartbeat=FLOATS,
-                  api_token=TEXT, version=INT64, index=st.integers(0, (1 << 31) - 1), ready_since=FLOATS)
+                  version=INT64, index=st.integers(0, (1 << 31) - 1), ready_since=FLOATS)
 networks = st.builds(Network, id=TEXT, name=TEXT, subnet=TEXT, vni=st.integers(0, (1 << 32) - 1),
                      stack=TEXT, labels=LABELS, created_at=FLOATS, version=INT64)
 
@@ -115,26 +115,14 @@ def test_tasks_round_trip_with_or_without_the_spec_memo(batch: list[Task], share
 
 @settings(deadline=None)
 @given(nodes)
-def test_nodes_round_trip_without_their_api_token(node: Node) -> None:
-    message = wire.node_to_pb(node)
-    assert wire.node_from_pb(_through_bytes(message)) == dataclasses.replace(node, api_token="")
+def test_nodes_round_trip(node: Node) -> None:
+    assert wire.node_from_pb(_through_bytes(wire.node_to_pb(node))) == node
 
 
 @settings(deadline=None)
 @given(networks)
 def test_networks_round_trip(network: Network) -> None:
     assert wire.network_from_pb(_through_bytes(wire.network_to_pb(network))) == network
-
-
-# Longer than any other text field here, so only the token itself could hold it.
-TOKENS = st.text("0123456789abcdef", min_size=24, max_size=32)
-
-
-@given(nodes, TOKENS)
-def test_a_node_message_never_carries_the_api_token(node: Node, token: str) -> None:
-    assert "api_token" not in cpb.Node.DESCRIPTOR.fields_by_name
-    message = wire.node_to_pb(dataclasses.replace(node, api_token=token))
-    assert token.encode() not in message.SerializeToString()
 
 
 @given(st.text(max_size=12), statuses)
@@ -146,9 +134,7 @@ def test_status_updates_round_trip(task_id: str, status: TaskStatus) -> None:
 @settings(deadline=None)
 @given(st.sampled_from(["put", "delete"]), services | tasks | nodes | networks)
 def test_events_round_trip(action: str, obj: Service | Task | Node | Network) -> None:
-    back = wire.event_from_pb(_through_bytes(wire.event_to_pb(action, obj)))
-    expected = dataclasses.replace(obj, api_token="") if isinstance(obj, Node) else obj
-    assert back == (action, expected)
+    assert wire.event_from_pb(_through_bytes(wire.event_to_pb(action, obj))) == (action, obj)
 
 
 @pytest.mark.parametrize("action", ["synced", "keepalive"])
@@ -192,7 +178,7 @@ def test_every_word_of_the_model_has_its_enum_value(cls: type, name: str, words:
 
 @pytest.mark.parametrize(("model", "message", "not_sent"), [
     (ServiceSpec, cpb.ServiceSpec, set()), (Service, cpb.Service, set()), (Task, cpb.Task, set()),
-    (TaskStatus, cpb.TaskStatus, set()), (Node, cpb.Node, {"api_token"}),
+    (TaskStatus, cpb.TaskStatus, set()), (Node, cpb.Node, set()),
     (PortConfig, cpb.PortConfig, set()), (Resources, cpb.Resources, set()),
     (Placement, cpb.Placement, set()), (RestartPolicy, cpb.RestartPolicy, set()),
     (NodeResources, cpb.NodeResources, set()), (Network, cpb.Network, set()),

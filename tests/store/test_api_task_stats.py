@@ -1,6 +1,7 @@
 """TaskStats with a real etcd, informer and cluster API, and the nodes'
-agents as small gRPC servers on loopback that answer like agents do (with
-the node API's token guard): the running tasks are grouped by node, each
+agents as small gRPC servers on loopback that answer like agents do
+(mutual TLS with node certificates from a test CA, behind the node API's
+guard): the running tasks are grouped by node, each
 node is asked once, a node that cannot be read is named in ``unreachable``
 (never an error of the call), an agent without StatsAll is read with Stats,
 and an unknown service is NOT_FOUND with its name."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
@@ -17,16 +19,17 @@ import grpc
 import pytest
 from store_helpers import make_node, make_service, make_task
 
-from common.auth import interceptor
+from common import pki, tls
 from controlplane.api import ClusterAPI
 from controlplane.store import Store
+from controlplane.trust import issue_local
 from model.objects import TaskState, TaskStatus
 from proto import agent_pb2 as pb
 from proto import agent_pb2_grpc as pb_grpc
 from proto import cluster_pb2 as cpb
 
-TOKEN = "node-token"
 PREFIX = "/orch.agent.v1.Agent/"
+CA = pki.new_ca("c1", time.time())
 
 
 class Aborted(Exception):
@@ -74,12 +77,12 @@ class FakeAgent(pb_grpc.AgentServicer):
 
 
 def serve(agent: FakeAgent, methods: tuple[str, ...]) -> tuple[Any, str]:
-    """The agent behind the node API's guard: ``methods`` only, with the token."""
-    guard = interceptor(lambda: TOKEN, (PREFIX,), {PREFIX + m for m in methods},
-                        what="this node's API over TCP")
+    """The agent behind the node API's guard: ``methods`` only, for control planes."""
+    guard = tls.PeerGuard("c1", {PREFIX + m: ("controlplane",) for m in methods})
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), interceptors=[guard])
     pb_grpc.add_AgentServicer_to_server(agent, server)  # type: ignore[no-untyped-call]
-    port = server.add_insecure_port("127.0.0.1:0")
+    creds = tls.ServerTLS(CA.cert_pem, *issue_local(CA, "n", "node")).credentials()
+    port = server.add_secure_port("127.0.0.1:0", creds)
     server.start()
     return server, f"127.0.0.1:{port}"
 
@@ -90,7 +93,8 @@ def api(store: Store) -> Iterator[ClusterAPI]:
 
     informer = Informer(store).start()
     assert informer.wait_synced(10)
-    api = ClusterAPI(store, informer, "r1", is_leader=lambda: True, leader_id=lambda: "r1")
+    api = ClusterAPI(store, informer, "r1", is_leader=lambda: True, leader_id=lambda: "r1",
+                     node_tls=tls.ServerTLS(CA.cert_pem, *issue_local(CA, "r1", "controlplane")))
     api.stats.timeout = 0.5  # the hanging node's deadline: the test need not wait 2 s for it
     yield api
     informer.stop()
@@ -103,7 +107,7 @@ def test_each_node_is_asked_once_and_failures_are_named(api: ClusterAPI, store: 
                serve(old, ("Logs", "Exec", "Stats")),  # an agent from before StatsAll
                serve(hung, ("Stats", "StatsAll"))]
     try:
-        nodes = [store.create(dataclasses.replace(make_node(name), address=address, api_token=TOKEN,
+        nodes = [store.create(dataclasses.replace(make_node(name), address=address,
                                                   state="ready"))
                  for name, (_, address) in zip(("n1", "n2", "n3"), servers, strict=True)]
         nodes.append(store.create(dataclasses.replace(make_node("n4"), state="down")))  # no address

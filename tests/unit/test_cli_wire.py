@@ -36,6 +36,9 @@ values = st.one_of(st.sampled_from(["", "0", "200", "POST", "application/grpc", 
                    st.text(max_size=300))
 headers = st.lists(st.tuples(names, values), max_size=12)
 
+# The global connection options, which the quick parser leaves to argparse.
+_GLOBAL = ("func", "command", "host", "cluster", "tlscacert", "tlscert", "tlskey")
+
 
 @given(headers)
 def test_hpack_lite_blocks_decode_with_hpack(block: list[tuple[str, str]]) -> None:
@@ -202,7 +205,7 @@ def _argparse(argv: list[str]) -> dict[str, Any] | None:
         args = vars(build_parser(["run", *argv]).parse_args(["run", *argv]))
     except (CLIError, SystemExit):
         return None
-    return {k: v for k, v in args.items() if k not in ("func", "command", "host", "cluster")}
+    return {k: v for k, v in args.items() if k not in _GLOBAL}
 
 
 words = st.one_of(

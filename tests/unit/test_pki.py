@@ -101,3 +101,14 @@ def test_tokens_pin_the_ca(ca: pki.CA) -> None:
 def test_malformed_tokens(token: str, why: str) -> None:
     with pytest.raises(pki.TokenError, match=why):
         pki.parse_token(token)
+
+
+@pytest.mark.parametrize("days", [0.0003, 0.01, 1.0, 90.0])
+def test_renewal_always_falls_after_the_certificate_was_made(days: float) -> None:
+    """The clock-skew backdate is at most a tenth of the life: even a
+    26-second certificate is renewed between about 40% and 80% of its time."""
+    now = 1_000_000.0
+    ca = pki.new_ca("c1", now)
+    cert = pki.issue(ca, pki.new_csr(pki.new_key()), "n1", "node", "c1", now, days=days)
+    life = days * 86400
+    assert now + 0.4 * life <= pki.renew_at(cert, 0.0) <= pki.renew_at(cert, 1.0) <= now + 0.8 * life

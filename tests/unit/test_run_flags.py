@@ -18,13 +18,16 @@ from orch.cli.client import CLIError
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# The global connection options, which the quick parser leaves to argparse.
+_GLOBAL = ("func", "command", "host", "cluster", "tlscacert", "tlscert", "tlskey")
+
 
 def _values(argv: list[str]) -> dict[str, Any]:
     """Options as argparse reads them (the quick parser, where it answers, must agree)."""
     args = vars(build_parser(["run", *argv]).parse_args(["run", *argv]))
     quick = runcmd.parse_quick(argv)
     if quick is not None:
-        assert quick == {k: v for k, v in args.items() if k not in ("func", "command", "host", "cluster")}
+        assert quick == {k: v for k, v in args.items() if k not in _GLOBAL}
     return args
 
 

@@ -126,7 +126,8 @@ def test_which_argv_names_the_cluster(argv: list[str], named: bool) -> None:
 def test_the_record_is_private_and_holds_no_token(tmp_path: Path) -> None:
     os.umask(0o022)
     rec = ClusterRecord(state_dir=str(tmp_path / "state"), run_dir=str(tmp_path), controlplane="127.0.0.1:1",
-                        join="127.0.0.1:1", token_file="/x/join-token", admin_token_file="/x/admin-token",
+                        join="127.0.0.1:1", token_file="/x/pki/node-token", pki_dir="/x/pki",
+                        cert_path="/x/pki/admin",
                         sockets=["/r/cp1.sock"], nodes=[NodeRecord("n1", "", "127.0.0.1", "/s", "/r")])
     (tmp_path / "cluster.json").write_text("{}")
     (tmp_path / "cluster.json").chmod(0o644)
@@ -134,13 +135,13 @@ def test_the_record_is_private_and_holds_no_token(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "cluster.json").stat().st_mode) == 0o600
     data = json.loads((tmp_path / "cluster.json").read_text())
     assert "token" not in data
-    assert data["sockets"] == ["/r/cp1.sock"] and data["admin_token_file"] == "/x/admin-token"
+    assert data["sockets"] == ["/r/cp1.sock"] and data["cert_path"] == "/x/pki/admin"
     assert ClusterRecord.load(str(tmp_path)) == rec
 
 
 def test_an_old_record_still_loads(tmp_path: Path) -> None:
-    """Written before the token files: a token in it, no token_file, sockets
-    or admin_token_file. It reads as using <state>/join-token."""
+    """Written before the token files and the CA: a token in it, no
+    token_file, sockets or pki_dir. Its fields that are gone are dropped."""
     state = tmp_path / "state"
     state.mkdir()
     (state / "join-token").write_text("abc")
@@ -152,6 +153,6 @@ def test_an_old_record_still_loads(tmp_path: Path) -> None:
                       "state_dir": str(state / "nodes/n1"), "run_dir": str(tmp_path / "nodes/n1")}]}
     (tmp_path / "cluster.json").write_text(json.dumps(old))
     rec = ClusterRecord.load(str(tmp_path))
-    assert rec.token_file == str(state / "join-token")
-    assert rec.admin_token_file == "" and rec.sockets == []
+    assert rec.token_file == "" and rec.pki_dir == ""
+    assert rec.sockets == []
     assert rec.nodes[0].netns == "orch-n1" and rec.controlplane_pids == [6]
