@@ -35,6 +35,7 @@ from typing import Any
 
 from common import join as joincrypto
 from common import pki
+from common.auth import write_private
 from common.tls import ServerTLS
 
 __all__ = ["JOIN_PORT_OFFSET", "JoinRefused", "Joined", "NodeIdentity", "Renewer", "join", "join_address",
@@ -68,15 +69,6 @@ def join_address(api: str) -> str:
 def _paths(pki_dir: str) -> tuple[str, str, str]:
     return (os.path.join(pki_dir, "ca.crt"), os.path.join(pki_dir, "node.crt"),
             os.path.join(pki_dir, "node.key"))
-
-
-def _write(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    temp = f"{path}.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(temp, path)
 
 
 def load(pki_dir: str, token: str = "", now: float | None = None) -> NodeIdentity | None:
@@ -166,9 +158,9 @@ def join(pki_dir: str, addresses: list[str], token: str, name: str, node_id: str
         if not pki.matches_key(cert, key) or who.role != role:
             raise JoinRefused(f"the certificate from {target} is not for this node's key and role")
         ca_path, cert_path, key_path = _paths(pki_dir)
-        _write(key_path, key)
-        _write(cert_path, cert)
-        _write(ca_path, ca)
+        write_private(key_path, key)
+        write_private(cert_path, cert)
+        write_private(ca_path, ca)
         return Joined(NodeIdentity(pki_dir, ServerTLS(ca, cert, key)), list(reply.api_addresses) or addresses,
                       csr, bytes(reply.sealed))
     raise ConnectionError(f"no control plane answered on its join port ({last})")
@@ -210,8 +202,8 @@ class Renewer:
         if not pki.matches_key(cert, key) or who.node_id != self.identity.node_id:
             raise pki.CertError("the renewed certificate is not for this node's new key")
         _, cert_path, key_path = _paths(self.identity.pki_dir)
-        _write(key_path, key)
-        _write(cert_path, cert)
+        write_private(key_path, key)
+        write_private(cert_path, cert)
         creds.rotate(cert, key)
         self.renewed += 1
         if self.log is not None:

@@ -45,7 +45,6 @@ ELECTION = "controllers"
 LEASE_TTL = 2  # seconds: a dead leader is replaced within about this
 
 
-JOIN_TOKEN_ENV = "ORCH_JOIN_TOKEN"
 DEFAULT_SOCKET = "/run/orch/controlplane.sock"
 ETCD_PORTS = (2379, 2380)  # etcd's client and peer ports, wherever etcd runs
 # The largest request a replica takes: a deploy carries its manifest's
@@ -159,17 +158,18 @@ def _join_as_controlplane(opts: ControlPlaneOptions, directory: str) -> Any:
 
     from common import join as joincrypto
     from common import pki
+    from common.auth import TokenError, join_token, write_private
     from common.identity import JoinRefused, join
     from controlplane.envelope import KEY_FILE
-    from controlplane.trust import CA_CERT, CA_KEY, write_private
+    from controlplane.trust import CA_CERT, CA_KEY
     from proto import cluster_pb2
 
-    token = _join_token(opts)
     try:
+        token = join_token(opts.token_file, "control-plane")
         joined = join(os.path.join(directory, "join"), opts.join, token, opts.id or "", role="controlplane",
                       pb=cluster_pb2)
         bundle = json.loads(joincrypto.open_from(pki.parse_token(token)[1], joined.sealed, joined.csr))
-    except (JoinRefused, ConnectionError, joincrypto.JoinError, ValueError) as err:
+    except (TokenError, JoinRefused, ConnectionError, joincrypto.JoinError, ValueError) as err:
         raise ControlPlaneError(f"cannot join the control planes at {','.join(opts.join)}: {err}")
     ca = pki.CA(joined.identity.creds.ca_pem, bundle["ca_key"].encode())
     write_private(os.path.join(directory, CA_KEY), ca.key_pem)
@@ -177,19 +177,6 @@ def _join_as_controlplane(opts: ControlPlaneOptions, directory: str) -> Any:
     if not opts.secrets_key_file:
         write_private(os.path.join(opts.state_dir, KEY_FILE), (bundle["secrets_key"] + "\n").encode())
     return ca
-
-
-def _join_token(opts: ControlPlaneOptions) -> str:
-    from common.auth import TokenError, token_from
-
-    try:
-        token = token_from(opts.token_file, JOIN_TOKEN_ENV)
-    except TokenError as err:
-        raise ControlPlaneError(str(err))
-    if not token:
-        raise ControlPlaneError("--join needs the control-plane join token: --token-file FILE or "
-                                "$ORCH_JOIN_TOKEN (`orch token` prints it)")
-    return token
 
 
 def _secrets_key(opts: ControlPlaneOptions) -> Kek:
@@ -260,6 +247,7 @@ def _start_embedded_etcd(state_dir: str, ca: Any, directory: str) -> EmbeddedEtc
     certificate from the cluster CA, tied to this process: the kernel stops
     it if this process dies without stopping it (SIGKILL)."""
     from controlplane.etcd import EtcdTLS
+    from controlplane.trust import etcd_tls
 
     etcd = EmbeddedEtcd(os.path.join(state_dir, "etcd"), die_with_parent=True,
                         tls=etcd_tls(ca, directory, "etcd", ["127.0.0.1"]))
@@ -273,44 +261,11 @@ def _start_embedded_etcd(state_dir: str, ca: Any, directory: str) -> EmbeddedEtc
     return etcd
 
 
-def etcd_tls(ca: Any, directory: str, name: str, addresses: list[str]) -> Any:
-    """An etcd member's TLS files in ``directory`` (``<name>.crt``/``.key``
-    and ``ca.crt``), made from the CA if missing: role ``etcd``, which no orch
-    API serves. The member takes only control planes as clients and only
-    members as peers. The files last as long as the CA: etcd is not told of a
-    renewal."""
-    from common import pki
-    from controlplane.etcd import EtcdTLS
-    from controlplane.trust import CA_CERT, issue_local, write_private
-
-    cert_path, key_path = os.path.join(directory, f"{name}.crt"), os.path.join(directory, f"{name}.key")
-    if not (os.path.exists(cert_path) and os.path.exists(key_path)):
-        cert, key = issue_local(ca, name, "etcd", days=pki.CA_YEARS * 365, addresses=addresses)
-        write_private(key_path, key)
-        write_private(cert_path, cert)
-    return EtcdTLS(os.path.join(directory, CA_CERT), cert_path, key_path,
-                   client_name=pki.SERVER_NAMES["controlplane"], peer_name=pki.SERVER_NAMES["etcd"])
-
-
-def etcd_client_tls(ca: Any, replica: str, endpoints: list[str]) -> Any:
-    """This replica's client certificate towards etcd (in memory only, as
-    long-lived as the CA: the store's channels are not re-made on a
-    renewal), when any endpoint is https; else None."""
-    from common import pki
-    from controlplane.store._client import ClientTLS
-    from controlplane.trust import issue_local
-
-    if not any(e.startswith("https://") for e in endpoints):
-        return None
-    cert, key = issue_local(ca, replica, "controlplane", days=pki.CA_YEARS * 365)
-    return ClientTLS(ca.cert_pem, cert, key)
-
-
 def _serve(opts: ControlPlaneOptions, ca: Any, replica: str) -> int:
     from common.identity import join_address
     from common.tls import PeerGuard, ServerTLS
     from controlplane.joinsvc import JoinService
-    from controlplane.trust import Trust, TrustError
+    from controlplane.trust import Trust, TrustError, etcd_client_tls
 
     kek = _secrets_key(opts)
     store = Store(opts.etcd, tls=etcd_client_tls(ca, replica, opts.etcd))
@@ -468,13 +423,13 @@ def _publish_ports(store: Store, replica: str, ports: list[int]) -> None:
 
     from controlplane.store import StoreError
 
+    def published(raw: str | None) -> str:
+        known = json.loads(raw or "{}")
+        known[replica] = sorted(ports)
+        return json.dumps(known, sort_keys=True)
+
     try:
-        while True:
-            version = store.meta_version(PORTS_META)
-            known = json.loads(store.get_meta(PORTS_META) or "{}")
-            known[replica] = sorted(ports)
-            if store.put_meta_if(PORTS_META, json.dumps(known, sort_keys=True), version):
-                return
+        store.update_meta(PORTS_META, published)
     except (StoreError, ValueError) as err:
         raise ControlPlaneError(f"cannot publish this replica's ports in etcd: {err}")
 

@@ -36,14 +36,20 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from common import pki
+from common.auth import write_private
 from controlplane.envelope import Kek, open_value, seal
-from controlplane.store import Store
 from model.objects import Sealed
 
-__all__ = ["CA_CERT", "CA_KEY", "Trust", "TrustError", "create_ca", "issue_local", "load_ca",
-           "write_private"]
+if TYPE_CHECKING:
+    from controlplane.etcd import EtcdTLS
+    from controlplane.store import Store
+    from controlplane.store._client import ClientTLS
+
+__all__ = ["CA_CERT", "CA_KEY", "Trust", "TrustError", "create_ca", "etcd_client_tls", "etcd_tls",
+           "issue_local", "load_ca"]
 
 CA_CERT, CA_KEY = "ca.crt", "ca.key"
 TOKENS_META = "join-tokens"
@@ -55,23 +61,6 @@ _REVOKED_TTL = 1.0
 
 class TrustError(Exception):
     """A CA that cannot be read or made, a role or request that cannot be served."""
-
-
-def write_private(path: str, data: bytes) -> None:
-    """Write ``path`` (0600 from its first byte), atomically."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    temp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
 
 
 def load_ca(pki_dir: str) -> pki.CA | None:
@@ -96,9 +85,8 @@ def load_ca(pki_dir: str) -> pki.CA | None:
     except OSError as err:
         raise TrustError(f"cannot read the CA in {pki_dir}: {err.strerror or err}") from None
     try:
-        pki.ca_cluster_id(cert)
-        probe = pki.new_key()
-        pki.issue(pki.CA(cert, key), pki.new_csr(probe), "probe", "node", "probe", time.time(), days=1)
+        if not pki.ca_cluster_id(cert) or not pki.matches_key(cert, key):
+            raise pki.CertError(f"{CA_KEY} is not the key of {CA_CERT}, or {CA_CERT} names no cluster")
     except pki.CertError as err:
         raise TrustError(f"the CA in {pki_dir} cannot sign: {err}") from None
     return pki.CA(cert, key)
@@ -131,6 +119,35 @@ def issue_local(ca: pki.CA, node_id: str, role: str, *, now: float | None = None
                      time.time() if now is None else now, days=days, dns_names=names,
                      addresses=["127.0.0.1", *(addresses or [])])
     return cert, key
+
+
+def etcd_tls(ca: pki.CA, directory: str, name: str, addresses: list[str]) -> EtcdTLS:
+    """An etcd member's TLS files in ``directory`` (``<name>.crt``/``.key``
+    and ``ca.crt``), made from the CA if missing: role ``etcd``, which no orch
+    API serves. The member takes only control planes as clients and only
+    members as peers. The files last as long as the CA: etcd is not told of a
+    renewal."""
+    from controlplane.etcd import EtcdTLS
+
+    cert_path, key_path = os.path.join(directory, f"{name}.crt"), os.path.join(directory, f"{name}.key")
+    if not (os.path.exists(cert_path) and os.path.exists(key_path)):
+        cert, key = issue_local(ca, name, "etcd", days=pki.CA_YEARS * 365, addresses=addresses)
+        write_private(key_path, key)
+        write_private(cert_path, cert)
+    return EtcdTLS(os.path.join(directory, CA_CERT), cert_path, key_path,
+                   client_name=pki.SERVER_NAMES["controlplane"], peer_name=pki.SERVER_NAMES["etcd"])
+
+
+def etcd_client_tls(ca: pki.CA, replica: str, endpoints: list[str]) -> ClientTLS | None:
+    """This replica's client certificate towards etcd (in memory only, as
+    long-lived as the CA: the store's channels are not re-made on a
+    renewal), when any endpoint is https; else None."""
+    from controlplane.store._client import ClientTLS
+
+    if not any(e.startswith("https://") for e in endpoints):
+        return None
+    cert, key = issue_local(ca, replica, "controlplane", days=pki.CA_YEARS * 365)
+    return ClientTLS(ca.cert_pem, cert, key)
 
 
 class Trust:
@@ -214,12 +231,14 @@ class Trust:
         if role not in JOIN_ROLES:
             raise TrustError(f"role {role!r}: a join token is for {' or '.join(JOIN_ROLES)}")
         self._secrets()  # they exist, and open
-        while True:
-            version = self.store.meta_version(TOKENS_META)
-            current = json.loads(self.store.get_meta(TOKENS_META) or "{}")
+
+        def rotated(raw: str | None) -> str:
+            current = json.loads(raw or "{}")
             current[role] = self._seal(role, pki.make_token(self.ca.cert_pem).rsplit("-", 1)[1])
-            if self.store.put_meta_if(TOKENS_META, json.dumps(current), version):
-                return self.tokens()
+            return json.dumps(current)
+
+        self.store.update_meta(TOKENS_META, rotated)
+        return self.tokens()
 
     # ---- revocation ---------------------------------------------------------
 
@@ -239,10 +258,7 @@ class Trust:
         return ids
 
     def revoke(self, node_id: str) -> None:
-        while True:
-            version = self.store.meta_version(REVOKED_META)
-            ids = set(json.loads(self.store.get_meta(REVOKED_META) or "[]")) | {node_id}
-            if self.store.put_meta_if(REVOKED_META, json.dumps(sorted(ids)), version):
-                break
+        written = self.store.update_meta(
+            REVOKED_META, lambda raw: json.dumps(sorted(set(json.loads(raw or "[]")) | {node_id})))
         with self._lock:
-            self._revoked = (time.monotonic(), frozenset(ids))
+            self._revoked = (time.monotonic(), frozenset(json.loads(written)))

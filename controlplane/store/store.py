@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -322,13 +322,20 @@ class Store:
         with translate(f"put meta {name}"):
             self._kv.put(keys.meta_key(name), value)
 
-    def put_meta_if(self, name: str, value: str, version: int) -> bool:
-        """Set ``name`` if its mod_revision is still ``version`` (0: absent); whether it was."""
+    def update_meta(self, name: str, change: Callable[[str | None], str]) -> str:
+        """Set ``name`` to ``change(its value)`` (None: absent), compare-and-swap
+        on the version read, again while another writer came between; the
+        value written."""
         key = keys.meta_key(name)
-        with translate(f"put meta {name}"):
-            ok, _ = self._kv.transaction(compare=[tx.Mod(key) == version], success=[tx.Put(key, value)],
-                                         failure=[])
-        return bool(ok)
+        while True:
+            raw, meta = read(f"get meta {name}", lambda: self._kv.get(key), self.timeout)
+            value = change(None if raw is None else bytes(raw).decode())
+            version = 0 if meta is None else int(meta.mod_revision)
+            with translate(f"put meta {name}"):
+                ok, _ = self._kv.transaction(compare=[tx.Mod(key) == version], success=[tx.Put(key, value)],
+                                             failure=[])
+            if ok:
+                return value
 
     def create_meta(self, name: str, value: str) -> str:
         """Set ``name`` unless it is set; returns the value that is stored (first writer wins)."""

@@ -10,11 +10,10 @@ import sys
 import time
 from typing import Any
 
-from orch.cli.client import Agent, CLIError
+from orch.cli.client import Agent, CLIError, key_values
 from orch.pids import alive, wait_exit
 
 DETACH_TIMEOUT = 30.0
-JOIN_TOKEN_ENV = "ORCH_JOIN_TOKEN"
 
 
 def register(sub: Any) -> None:
@@ -66,12 +65,7 @@ def _options(args: argparse.Namespace) -> Any:
         from orch.cli.client import socket_path
 
         run_dir = os.path.dirname(socket_path(args.host)) or None
-    labels = {}
-    for item in args.label:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CLIError(f"invalid label {item!r}: expected KEY=VALUE")
-        labels[key] = value
+    labels = key_values(args.label, "label")
     if args.max_starting < 0:
         raise CLIError(f"--max-starting must be 0 (one per CPU) or more, not {args.max_starting}")
     if args.join and not args.listen:
@@ -156,23 +150,12 @@ def _token(args: argparse.Namespace) -> str:
     if args.token is not None:
         raise CLIError("--token would show the join token to every user in the process list; "
                        "pass it with --token-file FILE (mode 0600) or $ORCH_JOIN_TOKEN")
-    from common.auth import TokenError, token_from
+    from common.auth import TokenError, join_token
 
     try:
-        token = token_from(args.token_file, JOIN_TOKEN_ENV)
+        return join_token(args.token_file, "node")
     except TokenError as err:
         raise CLIError(str(err))
-    if not token:
-        raise CLIError("--join needs the node join token: --token-file FILE or $ORCH_JOIN_TOKEN "
-                       "(`orch token` on a control-plane host prints it)")
-    from common.pki import TokenError as BadToken
-    from common.pki import parse_token
-
-    try:
-        parse_token(token)
-    except BadToken as err:
-        raise CLIError(f"the join token{' in ' + args.token_file if args.token_file else ''}: {err}")
-    return token
 
 
 def _check_address(addr: str, flag: str) -> None:
@@ -242,6 +225,8 @@ def _detach(agent: Agent, opts: Any, args: argparse.Namespace) -> int:
     if opts.join:
         # The token goes in the environment (readable by root only), not argv.
         cmd += ["--join", opts.join, "--listen", opts.listen]
+        from common.auth import JOIN_TOKEN_ENV
+
         env[JOIN_TOKEN_ENV] = opts.token
     if opts.name:
         cmd += ["--name", opts.name]

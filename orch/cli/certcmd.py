@@ -60,7 +60,7 @@ def _client(args: argparse.Namespace) -> Any:
 
 def cmd_cert_issue(args: argparse.Namespace, _agent: Any) -> int:
     from common import pki
-    from controlplane.trust import write_private
+    from common.auth import write_private
     from proto import cluster_pb2 as cpb
 
     out = args.out or args.user
@@ -96,8 +96,7 @@ def cmd_cert_etcd(args: argparse.Namespace, _agent: Any) -> int:
     import shutil
 
     from common import pki
-    from controlplane.server import etcd_tls
-    from controlplane.trust import TrustError, load_ca
+    from controlplane.trust import TrustError, etcd_tls, load_ca
 
     try:
         ca = load_ca(args.pki_dir)

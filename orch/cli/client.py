@@ -153,6 +153,18 @@ class Agent:
             self._channel = None
 
 
+def key_values(items: list[str], what: str) -> dict[str, str]:
+    """``KEY=VALUE`` items (labels, environment variables) as a dict; a
+    CLIError naming ``what`` for one that is not."""
+    out = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise CLIError(f"invalid {what} {item!r}: expected KEY=VALUE")
+        out[k] = v
+    return out
+
+
 def check_address(host: str) -> None:
     """A HOST:PORT the CLI can dial, or a one-line error."""
     name, sep, port = host.rpartition(":")

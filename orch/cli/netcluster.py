@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from orch.cli.client import CLIError
+from orch.cli.client import CLIError, key_values
 from orch.cli.common import ago, remove_each
 from orch.cli.output import emit
 
@@ -34,20 +34,10 @@ def _client(args: argparse.Namespace) -> Any:
     return client(args)
 
 
-def _labels(items: list[str]) -> dict[str, str]:
-    labels = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CLIError(f"invalid label {item!r}: expected KEY=VALUE")
-        labels[key] = value
-    return labels
-
-
 def _create(args: argparse.Namespace) -> int:
     from proto import cluster_pb2 as cpb
 
-    labels = _labels(getattr(args, "label", None) or [])
+    labels = key_values(getattr(args, "label", None) or [], "label")
     net = _client(args).call("CreateNetwork", cpb.CreateNetworkRequest(
         name=args.name, subnet=getattr(args, "subnet", "") or "", labels=labels))
     print(net.id)

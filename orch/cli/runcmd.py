@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 
-from orch.cli.client import Agent, CLIError
+from orch.cli.client import Agent, CLIError, key_values
 from orch.cli.pbwire import (
     WireError,
     decode_fields,
@@ -192,21 +192,11 @@ def parse_port(text: str) -> dict[str, Any]:
             "host_ip": m["ip"] or ""}
 
 
-def _kv(items: list[str], what: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            raise CLIError(f"invalid {what} {item!r}: expected KEY=VALUE")
-        out[k] = v
-    return out
-
-
 RESERVED_LABEL_PREFIX = "orch."  # orch's own labels (orch.task, orch.service)
 
 
 def _labels(items: list[str]) -> dict[str, str]:
-    labels = _kv(items, "label")
+    labels = key_values(items, "label")
     for key in labels:
         if key.startswith(RESERVED_LABEL_PREFIX):
             raise CLIError(f"invalid label {key!r}: labels under {RESERVED_LABEL_PREFIX!r} are orch's own")
@@ -247,7 +237,7 @@ def config_fields(v: dict[str, Any]) -> dict[str, Any]:
     ``command``, ``entrypoint``, ``workdir``, ``user`` and ``stop_timeout``
     are None when not given: the image's values apply then."""
     checked = _checked(v)
-    _kv(v["env"], "environment variable")
+    key_values(v["env"], "environment variable")
     entrypoint = v["entrypoint"]
     return {
         "image": v["image"], "name": v["name"] or "", "command": v["cmd"] or None,

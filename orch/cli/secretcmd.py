@@ -25,7 +25,7 @@ import re
 import sys
 from typing import Any
 
-from orch.cli.client import Agent, CLIError
+from orch.cli.client import Agent, CLIError, key_values
 from orch.cli.common import add_output, ago, remove_each
 from orch.cli.output import emit
 
@@ -76,16 +76,6 @@ def _kind(args: argparse.Namespace) -> Any:
     return cpb.SECRET_KIND_CONFIG if args.kind == "config" else cpb.SECRET_KIND_SECRET
 
 
-def _labels(items: list[str]) -> dict[str, str]:
-    labels = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CLIError(f"invalid label {item!r}: expected KEY=VALUE")
-        labels[key] = value
-    return labels
-
-
 def _read_value(path: str, kind: str) -> bytes:
     """A value from a file or stdin ("-"), refused beyond MAX_BYTES."""
     try:
@@ -107,7 +97,7 @@ def _create(args: argparse.Namespace) -> int:
 
     data = _read_value(args.file, args.kind)
     made = _client(args).call("CreateSecret", cpb.CreateSecretRequest(
-        kind=_kind(args), name=args.name, data=data, labels=_labels(args.label)))
+        kind=_kind(args), name=args.name, data=data, labels=key_values(args.label, "label")))
     print(made.id)
     return 0
 

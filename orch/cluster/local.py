@@ -143,8 +143,7 @@ def etcd_process(rec: ClusterRecord, member: EtcdMember, token: str = "", new: b
     ``new`` one bootstraps the cluster with ``token``, others rejoin it
     (etcd reads neither once its data dir holds data)."""
     from controlplane.etcd import EmbeddedEtcd
-    from controlplane.server import etcd_tls
-    from controlplane.trust import load_ca
+    from controlplane.trust import etcd_tls, load_ca
 
     members = etcd_members(rec)
     several = len(members) > 1
@@ -451,7 +450,8 @@ def _admin_certificate(pki_dir: str) -> str:
     before them) and the admin user's certificate for the CLI over TCP, in
     ``<pki>/admin``; that directory."""
     from common import pki
-    from controlplane.trust import TOKEN_FILES, create_ca, issue_local, write_private
+    from common.auth import write_private
+    from controlplane.trust import TOKEN_FILES, create_ca, issue_local
 
     ca = create_ca(pki_dir)
     admin = os.path.join(pki_dir, "admin")

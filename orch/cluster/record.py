@@ -18,9 +18,10 @@ member's, for what reads only those.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+from common.auth import write_private
 
 DEFAULT_STATE = "/var/lib/orch/cluster"
 DEFAULT_RUN = "/run/orch/cluster"
@@ -82,9 +83,7 @@ class ClusterRecord:
 
     def save(self) -> None:
         """Replace the record atomically; the file is 0600 from its creation."""
-        tmp = self.path.with_name("cluster.json.tmp")
-        write_private(tmp, json.dumps(asdict(self), indent=2))
-        os.replace(tmp, self.path)
+        write_private(str(self.path), json.dumps(asdict(self), indent=2).encode())
 
     @classmethod
     def load(cls, run_dir: str) -> ClusterRecord:
@@ -95,14 +94,6 @@ class ClusterRecord:
         data["nodes"] = [NodeRecord(**n) for n in data.get("nodes", [])]
         data["etcd_members"] = [EtcdMember(**m) for m in data.get("etcd_members", [])]
         return cls(**data)
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``path`` readable by root only, never wider even for a moment."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        os.fchmod(f.fileno(), 0o600)  # it may have existed with a wider mode
-        f.write(text)
 
 
 def load_record(run_dir: str) -> ClusterRecord:
@@ -164,9 +155,7 @@ class EtcdMembership:
         path.parent.mkdir(parents=True, exist_ok=True)
         members = [{"name": m.name, "data_dir": m.data_dir, "client": m.client, "peer": m.peer}
                    for m in self.members]
-        tmp = path.with_name(_MEMBERS_FILE + ".tmp")
-        write_private(tmp, json.dumps({"token": self.token, "members": members}, indent=2))
-        os.replace(tmp, path)
+        write_private(str(path), json.dumps({"token": self.token, "members": members}, indent=2).encode())
 
 
 def kept_membership(state_dir: str) -> EtcdMembership | None:

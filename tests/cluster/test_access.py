@@ -24,9 +24,10 @@ from pathlib import Path
 import pytest
 
 from common import pki
+from common.auth import write_private
 from common.identity import JOIN_PORT_OFFSET
 from controlplane.etcd import EmbeddedEtcd
-from controlplane.trust import issue_local, load_ca, write_private
+from controlplane.trust import issue_local, load_ca
 from orch.pids import wait_exit
 from tests.cluster.conftest import wait_for
 from tests.ports import bindable, free_ports

@@ -97,9 +97,8 @@ def _skipped_in_logs(cluster: LocalCluster, name: str) -> bool:
 def test_a_stored_service_with_an_absurd_count_is_skipped(cluster: LocalCluster, tmp_path: Path) -> None:
     """Written straight into etcd (as a store from before the limit would hold it): the
     leader logs it and creates no task; everything else keeps working."""
-    from controlplane.server import etcd_client_tls
     from controlplane.store import Store
-    from controlplane.trust import load_ca
+    from controlplane.trust import etcd_client_tls, load_ca
     from model.objects import Service, ServiceSpec
 
     before = _controlplane_rss(cluster)

@@ -18,8 +18,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from common.auth import write_private
 from controlplane.etcd import EtcdTLS
-from controlplane.trust import issue_local, load_ca, write_private
+from controlplane.trust import issue_local, load_ca
 from tests.cluster.conftest import LocalCluster, wait_for
 
 MANIFEST = textwrap.dedent("""\

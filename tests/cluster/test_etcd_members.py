@@ -32,8 +32,9 @@ import pyetcd
 import pytest
 from pyetcd import etcdrpc
 
+from common.auth import write_private
 from controlplane.etcd import EtcdTLS
-from controlplane.trust import issue_local, load_ca, write_private
+from controlplane.trust import issue_local, load_ca
 from orch.cluster.etcdchaos import heal_etcd, kill_etcd
 from orch.cluster.record import UpError
 from orch.cluster.sweep import argv

@@ -32,9 +32,10 @@ from typing import Any
 import pytest
 
 from common import pki
+from common.auth import write_private
 from common.identity import JOIN_PORT_OFFSET
 from controlplane.etcd import EmbeddedEtcd, EtcdTLS, etcdctl_binary
-from controlplane.trust import issue_local, load_ca, write_private
+from controlplane.trust import issue_local, load_ca
 from orch.cluster.record import agent_pid, load_record
 from orch.pids import wait_exit
 from tests.cluster.conftest import LocalCluster, wait_for

@@ -129,15 +129,9 @@ def _paths(value: Any, prefix: PathT = ()) -> list[PathT]:
     return out
 
 
-def _mappings(value: Any, prefix: PathT = ()) -> list[PathT]:
-    out: list[PathT] = [prefix] if isinstance(value, dict) else []
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            out += _mappings(sub, (*prefix, key))
-    elif isinstance(value, list):
-        for i, sub in enumerate(value):
-            out += _mappings(sub, (*prefix, i))
-    return out
+def _mappings(value: Any) -> list[PathT]:
+    """The paths of every mapping in ``value``, the root's included, parents first."""
+    return [path for path in [(), *_paths(value)] if isinstance(_get(value, path), dict)]
 
 
 def _get(doc: Any, path: PathT) -> Any:

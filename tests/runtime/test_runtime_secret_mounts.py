@@ -14,6 +14,7 @@ from common.errors import InvalidArgument, SetupError
 from nodeagent.runtime import LinuxRuntime, Stdio
 from nodeagent.runtime.secretfs import SecretFile, SecretFiles
 from nodeagent.runtime.spec import ContainerSpec, Mount
+from tests.runtime.test_runtime_linux import run
 
 Spec = Callable[..., ContainerSpec]
 VALUE = b"s3cr3t-\x00-value\n"
@@ -28,25 +29,6 @@ def files(tmp_path: Path) -> Iterator[SecretFiles]:
     made.prune(set())
     assert made.tasks() == []
     assert not left, f"secret files left behind: {left}"
-
-
-def _run(rt: LinuxRuntime, spec: ContainerSpec) -> tuple[int, str]:
-    r, w = os.pipe()
-    try:
-        c = rt.create(spec, Stdio(stdout=w, stderr=w))
-    finally:
-        os.close(w)
-    try:
-        rt.start(c)
-        status = rt.wait(c, timeout=30)
-        assert status is not None
-        chunks = []
-        while chunk := os.read(r, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(r)
-        rt.remove(c)
-    return status.exit_code, b"".join(chunks).decode(errors="replace")
 
 
 def _mounted(path: str) -> bool:
@@ -97,7 +79,7 @@ def test_a_container_reads_its_secret_at_its_target(runtime: LinuxRuntime, make_
                       "grep -E ' /(run/secrets/db|etc/app/app.conf) ' /proc/self/mounts; "
                       "echo x > /run/secrets/db || echo refused; ls /etc/app"])
     spec.mounts = mounts
-    code, out = _run(runtime, spec)
+    code, out = run(runtime, spec)
     assert code == 0, out
     assert "s   3   c   r   3   t   -  \\0   -" in out
     assert "1000:1000 400" in out
@@ -124,7 +106,7 @@ def test_a_symlink_of_the_image_never_leads_a_mount_out(runtime: LinuxRuntime, m
     spec = make_spec(["/bin/sh", "-c", "cat /run/secrets/db"])
     spec.rootfs.lower_dirs = [str(layer), *spec.rootfs.lower_dirs]
     spec.mounts = mounts
-    code, out = _run(runtime, spec)
+    code, out = run(runtime, spec)
     assert code == 0 and out.encode() == VALUE
     assert list(outside.iterdir()) == []
     files.release("t3")

@@ -219,11 +219,10 @@ def test_a_three_member_tls_cluster_serves_through_the_store(certs: Certs) -> No
 # ---- orch's members: control planes as clients, members as peers -------------------
 
 def test_orch_members_take_only_control_planes_as_clients(tmp_path: Path) -> None:
-    """``controlplane.server.etcd_tls``: a member's certificate is of role
+    """``controlplane.trust.etcd_tls``: a member's certificate is of role
     etcd, and the member refuses a node's, a user's and another member's
     certificate of the same CA as a client; a control plane's opens it."""
-    from controlplane.server import etcd_tls
-    from controlplane.trust import create_ca, issue_local
+    from controlplane.trust import create_ca, etcd_tls, issue_local
 
     ca = create_ca(str(tmp_path / "pki"))
     tls = etcd_tls(ca, str(tmp_path / "pki"), "etcd-a", ["127.0.0.1"])
