@@ -6,9 +6,13 @@ and status up.
   small unique ``index`` the first time (the lowest free one, claimed in the
   store with the node's write, so two replicas never give one twice) and
   keeps it.
-- Heartbeats are kept in memory and flushed to the store as
-  ``Node.last_heartbeat`` at most every ``FLUSH_INTERVAL``, in one batch for
-  all nodes; the leader's node monitor decides when a node is down.
+- Heartbeats (each message on a node's stream, and each of its liveness
+  beacons, ``controlplane.beacon``, every 0.1 s) are kept in memory; a
+  node's is written to the store as ``Node.last_heartbeat`` once the stored
+  one is ``WRITE_AGE`` old, checked every ``BEAT_TICK`` and at once when a
+  beacon finds it so (a node heard again after a blip is stored within
+  milliseconds), in one batch for all nodes due; the leader's node monitor
+  decides when a node is down.
 - Assignments: first the *full* set of the node's tasks, then changes, fed by
   the informer (O(changes) per event). A task is assigned while its status is
   between ASSIGNED and RUNNING; once terminal it is sent as removed.
@@ -47,7 +51,9 @@ import grpc
 import structlog
 from structlog.typing import FilteringBoundLogger
 
+from common.beacon import INTERVAL as BEACON_INTERVAL
 from common.tls import REVOKED, peer_identity
+from controlplane.beacon import BeaconListener
 from controlplane.controllers import HEARTBEAT_INTERVAL, can_advance
 from controlplane.envelope import EnvelopeError, Kek, binding, open_value
 from controlplane.logctx import node_fields, task_fields
@@ -61,7 +67,12 @@ from proto import cluster_pb2_grpc as cpb_grpc
 
 _log = structlog.get_logger("orch.dispatcher")
 
-FLUSH_INTERVAL = 1.0
+FLUSH_INTERVAL = 1.0  # the published ports' refresh
+# A node's stored heartbeat is rewritten once it is this old (seconds) and a
+# newer one is in memory: with beacons every 0.1 s it lags the node by at
+# most ~0.6 s, well inside the monitor's grace (1.5 s).
+WRITE_AGE = 0.5
+BEAT_TICK = 0.1
 STATUS_WINDOW = 0.02
 # Assignment changes queued for a node go out as one message, up to this
 # many: a rollout's burst is a few messages, not one per task.
@@ -107,6 +118,8 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._status_ready = threading.Event()
+        # Set by the server: the ear for the nodes' liveness beacons (None: streams only).
+        self.beacon: BeaconListener | None = None
         # Before the assignments' handler: a change's network state is queued first.
         self.netview = NetworkView(informer)
         informer.add_handler(self._on_change)
@@ -149,13 +162,17 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             self.sessions[node.id] = session
             self.heartbeats[node.id] = self.clock()
         session.log.info("node session", address=node.address, replaced=old is not None)
+        beacon = self.beacon
+        key = beacon.open(node.id) if beacon is not None else b""
         reader = threading.Thread(target=self._read, args=(request_iterator, node.id, session),
                                   daemon=True)
         reader.start()
         try:
             yield cpb.DispatcherMessage(registered=cpb.Registered(
                 node_id=node.id, heartbeat_interval=HEARTBEAT_INTERVAL,
-                protected_ports=self.protected_ports))
+                protected_ports=self.protected_ports,
+                beacon_port=beacon.port if beacon is not None else 0, beacon_key=key,
+                beacon_interval=BEACON_INTERVAL))
             # The networks before the tasks that use them.
             yield cpb.DispatcherMessage(network_state=self.netview.start(node.id, session.out))
             with session.lock:
@@ -185,6 +202,8 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                 if ended:
                     return
         finally:
+            if beacon is not None:
+                beacon.close(node.id, key)
             self.netview.stop(node.id, session.out)
             with self._lock:
                 if self.sessions.get(node.id) is session:
@@ -221,6 +240,18 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             pass
         finally:
             session.out.put(None)
+
+    def beat(self, node_id: str) -> None:
+        """A beacon of ``node_id``'s (``BeaconListener.on_beat``): a heartbeat,
+        written at once if the stored one is due."""
+        now = self.clock()
+        with self._lock:
+            if node_id not in self.sessions:
+                return
+            self.heartbeats[node_id] = now
+        node = self.informer.get(Kind.NODE, node_id)
+        if isinstance(node, Node) and now - node.last_heartbeat >= WRITE_AGE:
+            self._status_ready.set()  # wakes the flush loop
 
     def _register(self, reg: cpb.Register) -> Node:
         tried: set[int] = set()  # indexes found claimed by nodes this cache does not know yet
@@ -337,18 +368,18 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
     # ---- writing heartbeats and status -----------------------------------
 
     def _flush_loop(self) -> None:
-        last_heartbeats = 0.0
+        last_ports = 0.0
         last_status = 0.0  # monotonic time of the last status write
         while not self._stop.is_set():
-            if self._status_ready.wait(FLUSH_INTERVAL) and not self._stop.wait(
+            if self._status_ready.wait(BEAT_TICK) and not self._stop.wait(
                     max(0.0, last_status + STATUS_WINDOW - time.monotonic())):
                 self._status_ready.clear()
             try:
                 if self._flush_status():
                     last_status = time.monotonic()
-                if self.clock() - last_heartbeats >= FLUSH_INTERVAL:
-                    last_heartbeats = self.clock()
-                    self._flush_heartbeats()
+                self._flush_heartbeats()
+                if self.clock() - last_ports >= FLUSH_INTERVAL:
+                    last_ports = self.clock()
                     published = self.ports_source() if self.ports_source is not None else None
                     if published is not None:
                         self.protected_ports = sorted(set(self.own_ports) | set(published))
@@ -364,7 +395,8 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             node = self.informer.get(Kind.NODE, node_id)
             if not isinstance(node, Node) or node_id not in live:
                 continue
-            if beat > node.last_heartbeat:
+            late = beat > node.last_heartbeat and node.state != "ready"
+            if beat - node.last_heartbeat >= WRITE_AGE or late:
                 ops.append(Op.update(dataclasses.replace(node, last_heartbeat=beat)))
         if ops:
             try:

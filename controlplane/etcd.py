@@ -99,9 +99,10 @@ SNAPSHOT_COUNT = 10_000
 
 # Raft timing for members of several on loopback (etcd's defaults, 100 and
 # 1000 ms, are for networks). A dead leader is replaced within 0.5-1 s
-# instead of 1-2 s, well inside the control plane's heartbeat grace (3 s,
-# ``controlplane.controllers.NODE_GRACE``): the nodes' heartbeats are
-# written again before any node is taken for down. etcd wants the election
+# instead of 1-2 s, inside the control plane's heartbeat grace (1.5 s,
+# ``controlplane.controllers.NODE_GRACE``). A longer outage of the store
+# flaps no node either: a new leader counts every node's heartbeat from its
+# own start (``orchestrator``). etcd wants the election
 # timeout at least 5 heartbeats.
 PEER_HEARTBEAT_MS = 100
 PEER_ELECTION_MS = 500

@@ -7,6 +7,10 @@ result in fenced batches: a deposed leader's writes fail instead of racing
 the new leader's. A conflict just means the cache was behind: the next pass
 sees the newer objects and decides again.
 
+Start order (``controllers.dependencies``): a service's first tasks stay
+pending, saying why, until the services it depends on are started, healthy
+or completed (its ``depends_on``); they are addressed but not placed.
+
 Addresses (``controlplane.allocator``): a service gets its VIPs and a task
 its address on each of its networks in the pass that creates it, before the
 scheduler places it, so no node ever sees a task without them; a task whose
@@ -33,8 +37,9 @@ import structlog
 
 from controlplane.allocator import Allocator
 from controlplane.controllers import NodeMonitor, diff, oversized
+from controlplane.controllers.dependencies import held
 from controlplane.controllers.rollout import ready
-from controlplane.controllers.snapshot import snapshot, task_request
+from controlplane.controllers.snapshot import bound_volumes, snapshot, task_request
 from controlplane.logctx import node_fields, service_fields
 from controlplane.passlog import PassReport
 from controlplane.store import (
@@ -195,12 +200,15 @@ class Orchestrator:
             return []
         cluster = snapshot(nodes, tasks)
         self._seed += 1
+        # A service's first start waits for its dependencies (depends_on).
+        held_back = held(self.informer.services(), tasks, pending)
         # Addresses first: a task reaches a node with them, or not at all.
         given = {t.id: self.allocator.address(t) for t in pending if t.desired_state == TaskState.RUNNING}
-        free = [got for t in pending if not t.node_id and isinstance(got := given.get(t.id), Task)]
-        decisions = {d.task_id: d for d in schedule(cluster, [task_request(t) for t in free],
-                                                     seed=self._seed)}
+        free = [got for t in pending if not t.node_id and t.id not in held_back
+                and isinstance(got := given.get(t.id), Task)]
         by_id = {n.id: n for n in nodes}
+        decisions = {d.task_id: d for d in schedule(cluster, [task_request(t, by_id) for t in free],
+                                                     seed=self._seed)}
         out: list[Task] = []
         for was in pending:
             task = given.get(was.id, was)
@@ -209,6 +217,10 @@ class Orchestrator:
                 out.append(_pending(was, task, now) if waits else was)
             elif task.desired_state != TaskState.RUNNING:
                 out.append(task)
+            elif task.id in held_back:
+                reason = held_back[task.id]
+                changed = task.status.message != reason or task.status.state != TaskState.PENDING
+                out.append(_pending(task, reason, now) if changed else task)
             elif task.node_id:  # global tasks come with their node
                 node = by_id.get(task.node_id)
                 fits = node is not None and node.state == "ready" and node.availability == "active"
@@ -280,10 +292,13 @@ def _rollout_state(service: Service) -> str:
 
 
 def _assign(task: Task, node_id: str, now: float) -> Task:
+    """``task`` on ``node_id``, which then holds its node-local volumes' data
+    (``Task.data_node``: its slot's later tasks go there too)."""
     from dataclasses import replace
 
     status = replace(task.status, state=TaskState.ASSIGNED, message="assigned", timestamp=now)
-    return replace(task, node_id=node_id, status=status)
+    return replace(task, node_id=node_id, status=status,
+                   data_node=node_id if bound_volumes(task.spec) else "")
 
 
 def _since(node: Node, started: float) -> Node:

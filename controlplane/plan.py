@@ -139,7 +139,7 @@ def _place(plans: dict[str, ServicePlan], started: list[Task], staying: list[Tas
     snapshot = ClusterSnapshot(nodes=tuple(node_info(n) for n in nodes.values()),
                                placed=tuple(placed_of(t) for t in staying))
     free = [t for t in started if not t.node_id]
-    decisions = {d.task_id: d for d in schedule(snapshot, [task_request(t) for t in free], seed=1)}
+    decisions = {d.task_id: d for d in schedule(snapshot, [task_request(t, nodes) for t in free], seed=1)}
     for task in sorted(started, key=lambda t: (t.service_id, t.slot, t.node_id)):
         target = plans[task.service_id]
         if task.node_id:  # global: its node, if that node takes tasks

@@ -29,6 +29,7 @@ import structlog
 
 from controlplane.api import ClusterAPI
 from controlplane.apierrors import store_errors
+from controlplane.beacon import BeaconError, BeaconListener
 from controlplane.dispatcher import Dispatcher
 from controlplane.etcd import EmbeddedEtcd, EtcdStartError
 from controlplane.orchestrator import Orchestrator, is_request, needs_pass
@@ -201,6 +202,16 @@ def _bind(server: grpc.Server, addr: str, creds: grpc.ServerCredentials | None =
         raise ControlPlaneError(f"cannot listen on {addr}: address in use or not on this host")
 
 
+def _beacon(listen: list[str], on_beat: Callable[[str], None]) -> BeaconListener:
+    """The nodes' liveness beacons, on UDP at each listen host and the
+    first listen address's port (``controlplane.beacon``)."""
+    hosts = [addr.rpartition(":")[0] for addr in listen]
+    try:
+        return BeaconListener(hosts, int(listen[0].rpartition(":")[2]), on_beat).start()
+    except BeaconError as err:
+        raise ControlPlaneError(str(err))
+
+
 def _unix_server(path: str, timed: list[grpc.ServerInterceptor]) -> grpc.Server:
     """A server on a unix socket only root can open (0600 in a 0700 dir);
     ``timed``: the metrics' interceptor, if any."""
@@ -312,6 +323,7 @@ def _serve(opts: ControlPlaneOptions, ca: Any, replica: str) -> int:
     for addr in opts.listen:
         _bind(server, addr, tls.credentials())
         _bind(joins, join_address(addr))
+    beacon = dispatcher.beacon = _beacon(opts.listen, dispatcher.beat)
     server.start()
     joins.start()
     api.collector.start()
@@ -342,6 +354,7 @@ def _serve(opts: ControlPlaneOptions, ca: Any, replica: str) -> int:
         with contextlib.suppress(Exception):
             leading[0].resign()
     dispatcher.stop()
+    beacon.stop()
     api.collector.stop()
     if local is not None:
         local.stop(grace=1)

@@ -5,6 +5,14 @@ Constraints use Swarm's syntax: a subject, ``==`` or ``!=``, a value::
     node.labels.<key>   a node label (key: ASCII letters, digits and _ . - /)
     node.name           the node's name; node.hostname is Swarm's spelling of it
     node.id             the node's id
+    node.platform.os    Swarm's spelling of the label platform.os (linux)
+    node.platform.arch  Swarm's spelling of the label platform.arch (amd64, arm64, arm/v7:
+                        Go's names, as a manifest's ``platform`` writes them)
+
+A node's platform is a pair of labels of the node, which each agent gives
+itself when it registers (``platform.os=linux``, ``platform.arch`` from its
+machine: ``nodeagent.cluster.session``); a label set by hand (``orch node
+label``, ``orch agent --label``) wins.
 
 Spaces around the operator and at either end are dropped; the value keeps
 inner spaces (``node.labels.disk==ssd nvme``) and holds no ``=`` or ``!``.
@@ -48,6 +56,7 @@ from typing import Literal
 __all__ = [
     "CONSTRAINT_PATTERN",
     "LABEL_PREFIX",
+    "PLATFORM_LABELS",
     "SPREAD_PATTERN",
     "Constraint",
     "ConstraintError",
@@ -59,15 +68,19 @@ __all__ = [
 ]
 
 LABEL_PREFIX = "node.labels."
+# The node labels that node.platform.os and node.platform.arch read.
+PLATFORM_LABELS = ("platform.os", "platform.arch")
 _LABEL_KEY = r"[A-Za-z0-9_.\-/]+"
 # Published in the JSON Schema: ECMAScript syntax, which Python reads alike
 # under fullmatch (but for a few exotic spaces that \s covers in one only).
-CONSTRAINT_PATTERN = rf"^\s*node\.(labels\.{_LABEL_KEY}|name|id|hostname)\s*(==|!=)\s*[^\s=!][^=!]*$"
+CONSTRAINT_PATTERN = (rf"^\s*node\.(labels\.{_LABEL_KEY}|platform\.(os|arch)|name|id|hostname)\s*(==|!=)\s*"
+                      r"[^\s=!][^=!]*$")
 SPREAD_PATTERN = rf"^node\.labels\.{_LABEL_KEY}$"
 
 # CONSTRAINT_PATTERN with its parts captured; the value ends at its last non-space.
 _CONSTRAINT_RE = re.compile(
-    rf"\s*node\.(labels\.(?P<label>{_LABEL_KEY})|(?P<field>name|id|hostname))\s*(?P<op>==|!=)\s*"
+    rf"\s*node\.(labels\.(?P<label>{_LABEL_KEY})|(?P<platform>platform\.(os|arch))|(?P<field>name|id|hostname))"
+    r"\s*(?P<op>==|!=)\s*"
     r"(?P<value>[^\s=!][^=!]*?)\s*"
 )
 _SPREAD_RE = re.compile(SPREAD_PATTERN)
@@ -113,6 +126,8 @@ def parse_constraint(text: str) -> Constraint:
     op: Literal["==", "!="] = "==" if match["op"] == "==" else "!="
     if match["label"] is not None:
         return Constraint("label", match["label"], op, match["value"])
+    if match["platform"] is not None:
+        return Constraint("label", match["platform"], op, match["value"])
     return Constraint(_FIELDS[match["field"]], "", op, match["value"])
 
 
@@ -131,8 +146,8 @@ def _constraint_problem(text: str) -> str:
                 "and no '=' or '!' in the value")
     if not value.strip():
         return f"invalid constraint {text!r}: expected a non-empty value after the operator"
-    return (f"invalid constraint {text!r}: expected node.labels.KEY, node.name, node.id or "
-            "node.hostname, then == or !=, then a value")
+    return (f"invalid constraint {text!r}: expected node.labels.KEY, node.name, node.id, "
+            "node.hostname or node.platform.os|arch, then == or !=, then a value")
 
 
 def spread_label(text: str) -> str:

@@ -11,6 +11,13 @@ Semantics (Docker's, as `docker inspect` shows them in ``State.Health``):
   count, and probes come every ``start_interval`` until the first success;
   after it, or once the period is over, every ``interval``;
 - a probe that runs past ``timeout`` fails;
+- beyond Docker, for orch's ``http`` and ``tcp`` probes only (they cost a
+  socket, never a process): until the first success within the start
+  period, probes start :data:`FIRST_PROBE` after the start and double from
+  there up to ``start_interval``, as Kubernetes probes from the start
+  (``initialDelaySeconds`` 0). A server that listens 30 ms after its start is
+  healthy some 10 ms later, not a whole ``start_interval`` later: a rolling
+  update of many replicas waits on that once per batch;
 - the last :data:`LOG_KEEP` results are kept, each with at most
   :data:`OUTPUT_MAX` bytes of output.
 
@@ -57,6 +64,7 @@ DEFAULT_RETRIES = 3
 DEFAULT_START_PERIOD = 0.0
 DEFAULT_START_INTERVAL = 5.0
 LOG_KEEP = 5
+FIRST_PROBE = 0.01  # seconds after the start: a socket probe's first (see above)
 OUTPUT_MAX = 4096
 
 Status = Literal["starting", "healthy", "unhealthy"]
@@ -210,6 +218,7 @@ class HealthState:
     failing_streak: int = 0
     ever_healthy: bool = False
     log: list[HealthResult] = field(default_factory=list)
+    probes: int = 0  # results taken
 
     def in_start_period(self, now: float) -> bool:
         return now < self.started + self.check.effective_start_period()
@@ -218,11 +227,14 @@ class HealthState:
         """Seconds from ``now`` (a probe just ended, or the container just
         started) until the next probe."""
         if not self.ever_healthy and self.in_start_period(now):
+            if self.check.http is not None or self.check.tcp is not None:
+                return min(self.check.effective_start_interval(), FIRST_PROBE * 2 ** min(self.probes, 30))
             return self.check.effective_start_interval()
         return self.check.effective_interval()
 
     def record(self, result: HealthResult, now: float) -> bool:
         """Take a probe's result (ended at ``now``); whether the status changed."""
+        self.probes += 1
         self.log.append(dataclasses.replace(result, output=_capped(result.output)))
         del self.log[:-LOG_KEEP]
         before = self.status

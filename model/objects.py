@@ -147,6 +147,48 @@ class SecretRef:
 
 
 @dataclass
+class Mount:
+    """A volume, bind mount or tmpfs in each task's container (Compose's
+    ``volumes`` and ``tmpfs``). A volume is the node's own (a task's data
+    stays on the node it ran on): ``source`` is its name on the node (a
+    stack's are ``<stack>_<key>``), "" for an anonymous one; a bind's source
+    is an absolute path on the node."""
+
+    type: Literal["volume", "bind", "tmpfs"]
+    target: str  # absolute path in the container
+    source: str = ""
+    read_only: bool = False
+    volume_nocopy: bool = False  # a new volume is not filled from the image's files there
+    tmpfs_size: int = 0  # bytes; 0: the kernel's default
+    tmpfs_mode: int = 0  # permission bits; 0: 01777
+    # A volume on storage every node reaches (top-level ``x-orch: {shareable:
+    # true}``): its tasks may run anywhere. Else a task with a named volume is
+    # tied to the node that holds its data (``Task.data_node``).
+    shareable: bool = False
+
+
+@dataclass
+class Ulimit:
+    name: str  # "nofile", "nproc", "core", ...
+    soft: int  # -1: unlimited
+    hard: int
+
+
+DEPENDENCY_CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
+
+
+@dataclass
+class Dependency:
+    """A service this one starts after (Compose's ``depends_on``): on the
+    service's first deploy its tasks wait until ``condition`` holds for the
+    dependency (``controlplane.controllers.dependencies``)."""
+
+    service: str
+    condition: Literal["service_started", "service_healthy", "service_completed_successfully"] = (
+        "service_started")
+
+
+@dataclass
 class ServiceSpec:
     name: str
     image: str
@@ -176,6 +218,32 @@ class ServiceSpec:
     # Files from the cluster's secrets and configs, in each task's container.
     secrets: list[SecretRef] = field(default_factory=list)
     configs: list[SecretRef] = field(default_factory=list)
+    # The container's own settings (Compose's keys of the same names), each
+    # default the engine's: "" / 0 / false / empty.
+    container_name: str = ""  # the task's container's name (one task only); "": generated
+    hostname: str = ""  # "": the task's name
+    user: str = ""  # "uid[:gid]" or a name of the image's; "": the image's
+    working_dir: str = ""  # "": the image's
+    stop_signal: str = ""  # "": the image's, else SIGTERM
+    network_mode: Literal["", "host", "none"] = ""  # "": the networks (or the node's bridge)
+    read_only: bool = False
+    init: bool = False
+    tty: bool = False
+    stdin_open: bool = False
+    privileged: bool = False
+    cap_add: list[str] = field(default_factory=list)
+    cap_drop: list[str] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)  # HOST[:CONTAINER[:rwm]]
+    sysctls: dict[str, str] = field(default_factory=dict)
+    ulimits: list[Ulimit] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    extra_hosts: list[str] = field(default_factory=list)  # "name:address"
+    shm_size: int = 0  # bytes of /dev/shm; 0: the engine's default
+    mounts: list[Mount] = field(default_factory=list)
+    log_max_size: int = 0  # bytes per log file; 0: the node's default
+    log_max_files: int = 0  # 0: the node's default
+    # Start order of the first deploy; the control plane's alone (never sent to nodes).
+    depends_on: list[Dependency] = field(default_factory=list)
 
 
 @dataclass
@@ -285,6 +353,10 @@ class Task:
     attempt: int = 0  # restarts of this slot so far
     networks: list[TaskNetwork] = field(default_factory=list)  # in the spec's order
     version: int = 0
+    # The node that holds its node-local named volumes' data (its slot's,
+    # inherited by each replacement and update): it runs there or waits. "":
+    # none yet, or the spec has no such volume.
+    data_node: str = ""
 
     @property
     def name(self) -> str:
@@ -314,6 +386,9 @@ class Node:
     metrics_address: str = ""  # its agent's Prometheus endpoint (HOST:PORT); "" if it serves none
     ready_since: float = 0.0  # when it last became ready (joined, or came back)
     version: int = 0
+    # Drained with --allow-data-loss: the tasks whose volume data it holds
+    # may run elsewhere. Cleared when it is activated again.
+    data_released: bool = False
 
 
 @dataclass
@@ -388,6 +463,9 @@ def _spec(d: dict[str, Any]) -> ServiceSpec:
     d["rollback_config"] = UpdateConfig(**d.get("rollback_config", {}))
     d["secrets"] = [SecretRef(**r) for r in d.get("secrets", [])]
     d["configs"] = [SecretRef(**r) for r in d.get("configs", [])]
+    d["ulimits"] = [Ulimit(**u) for u in d.get("ulimits", [])]
+    d["mounts"] = [Mount(**m) for m in d.get("mounts", [])]
+    d["depends_on"] = [Dependency(**x) for x in d.get("depends_on", [])]
     return ServiceSpec(**d)
 
 

@@ -19,6 +19,12 @@ Invariants:
   are the model's defaults; fields with another default are ``optional``);
 - a value the model does not know (an enum number from a newer peer) raises
   :class:`WireError` naming the field.
+
+The spec's container settings (mounts, capabilities, ulimits, ... from
+Compose's service keys) travel with each task to its node, which turns them
+into the engine's request (``nodeagent.cluster.executor``); ``depends_on``
+travels too, so a service reads back whole, though only the control plane
+acts on it (the start order of a deploy).
 """
 
 from __future__ import annotations
@@ -28,7 +34,10 @@ from typing import Any, Literal
 
 from model.health import HealthCheck, HttpProbe, TcpProbe
 from model.objects import (
+    DEPENDENCY_CONDITIONS,
     ROLLOUT_STATES,
+    Dependency,
+    Mount,
     Network,
     NetworkAttachment,
     Node,
@@ -45,6 +54,7 @@ from model.objects import (
     TaskNetwork,
     TaskState,
     TaskStatus,
+    Ulimit,
     UpdateConfig,
     UpdateStatus,
     VirtualIP,
@@ -142,11 +152,11 @@ _TASK = Task(id="", service_id="", service_name="", slot=0, spec=_SPEC)
 _REF = SecretRef(source="", target="")
 
 
-def _member(table: dict[int, Any], number: int, field: str) -> Any:
+def _member(table: dict[Any, Any], number: int | str, field: str) -> Any:
     try:
         return table[number]
     except KeyError:
-        raise WireError(f"{field}: {number} is not a value this version knows") from None
+        raise WireError(f"{field}: {number!r} is not a value this version knows") from None
 
 
 def task_state_to_pb(state: TaskState) -> Any:
@@ -243,7 +253,19 @@ def spec_to_pb(spec: ServiceSpec) -> cpb.ServiceSpec:
         networks=[cpb.NetworkAttachment(name=n.name, aliases=n.aliases) for n in spec.networks],
         endpoint_mode=endpoint_mode, update_config=update_config_to_pb(spec.update_config),
         rollback_config=update_config_to_pb(spec.rollback_config), rebalance=spec.rebalance,
-        secrets=secret_refs_to_pb(spec.secrets), configs=secret_refs_to_pb(spec.configs))
+        secrets=secret_refs_to_pb(spec.secrets), configs=secret_refs_to_pb(spec.configs),
+        container_name=spec.container_name, hostname=spec.hostname, user=spec.user,
+        working_dir=spec.working_dir, stop_signal=spec.stop_signal, network_mode=spec.network_mode,
+        read_only=spec.read_only, init=spec.init, tty=spec.tty, stdin_open=spec.stdin_open,
+        privileged=spec.privileged, cap_add=spec.cap_add, cap_drop=spec.cap_drop, devices=spec.devices,
+        sysctls=spec.sysctls,
+        ulimits=[apb.Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in spec.ulimits],
+        dns=spec.dns, extra_hosts=spec.extra_hosts, shm_size=spec.shm_size,
+        mounts=[apb.MountConfig(type=m.type, source=m.source, target=m.target, readonly=m.read_only,
+                                volume_nocopy=m.volume_nocopy, tmpfs_size=m.tmpfs_size,
+                                tmpfs_mode=m.tmpfs_mode, shareable=m.shareable) for m in spec.mounts],
+        log_max_size=spec.log_max_size, log_max_files=spec.log_max_files,
+        depends_on=[cpb.Dependency(service=d.service, condition=d.condition) for d in spec.depends_on])
     if spec.healthcheck is not None:
         out.healthcheck.CopyFrom(healthcheck_to_pb(spec.healthcheck))
     # None (the image's) and [] (explicitly nothing) differ: presence says which.
@@ -288,7 +310,30 @@ def spec_from_pb(m: cpb.ServiceSpec) -> ServiceSpec:
         rebalance=m.rebalance if m.HasField("rebalance") else True,
         secrets=secret_refs_from_pb(m.secrets),
         configs=secret_refs_from_pb(m.configs),
+        container_name=m.container_name, hostname=m.hostname, user=m.user, working_dir=m.working_dir,
+        stop_signal=m.stop_signal,
+        network_mode=_member(_NETWORK_MODES, m.network_mode, "network_mode"),
+        read_only=m.read_only, init=m.init, tty=m.tty, stdin_open=m.stdin_open, privileged=m.privileged,
+        cap_add=list(m.cap_add), cap_drop=list(m.cap_drop), devices=list(m.devices),
+        sysctls=dict(m.sysctls), ulimits=[Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in m.ulimits],
+        dns=list(m.dns), extra_hosts=list(m.extra_hosts), shm_size=m.shm_size,
+        mounts=[_mount_from_pb(x) for x in m.mounts],
+        log_max_size=m.log_max_size, log_max_files=m.log_max_files,
+        depends_on=[Dependency(service=d.service,
+                               condition=_member(_CONDITIONS, d.condition, "depends_on.condition"))
+                    for d in m.depends_on],
     )
+
+
+_NETWORK_MODES = {mode: mode for mode in ("", "host", "none")}
+_CONDITIONS = {c: c for c in DEPENDENCY_CONDITIONS}
+_MOUNT_TYPES = {t: t for t in ("volume", "bind", "tmpfs")}
+
+
+def _mount_from_pb(m: Any) -> Mount:
+    return Mount(type=_member(_MOUNT_TYPES, m.type, "mounts.type"), target=m.target, source=m.source,
+                 read_only=m.readonly, volume_nocopy=m.volume_nocopy, tmpfs_size=m.tmpfs_size,
+                 tmpfs_mode=m.tmpfs_mode, shareable=m.shareable)
 
 
 def update_config_to_pb(c: UpdateConfig) -> cpb.UpdateConfig:
@@ -396,7 +441,8 @@ def task_to_pb(t: Task, specs: dict[int, cpb.ServiceSpec] | None = None) -> cpb.
                     status=_status_to_pb(t.status), created_at=t.created_at, attempt=t.attempt,
                     version=t.version,
                     networks=[cpb.TaskNetwork(network_id=n.network_id, name=n.name, address=n.address,
-                                              aliases=n.aliases) for n in t.networks])
+                                              aliases=n.aliases) for n in t.networks],
+                    data_node=t.data_node)
 
 
 def task_from_pb(m: cpb.Task) -> Task:
@@ -407,7 +453,7 @@ def task_from_pb(m: cpb.Task) -> Task:
                 status=_status_from_pb(m.status), created_at=m.created_at, attempt=m.attempt,
                 networks=[TaskNetwork(network_id=n.network_id, name=n.name, address=n.address,
                                       aliases=list(n.aliases)) for n in m.networks],
-                version=m.version)
+                version=m.version, data_node=m.data_node)
 
 
 def node_to_pb(n: Node) -> cpb.Node:
@@ -417,7 +463,8 @@ def node_to_pb(n: Node) -> cpb.Node:
                                                 memory_bytes=n.resources.memory_bytes),
                     state=_NODE_STATE[n.state], availability=_AVAILABILITY[n.availability],
                     last_heartbeat=n.last_heartbeat, version=n.version, index=n.index,
-                    metrics_address=n.metrics_address, ready_since=n.ready_since)
+                    metrics_address=n.metrics_address, ready_since=n.ready_since,
+                    data_released=n.data_released)
 
 
 def node_from_pb(m: cpb.Node) -> Node:
@@ -426,7 +473,8 @@ def node_from_pb(m: cpb.Node) -> Node:
                 state=_member(_NODE_STATE_OF, m.state, "state"),
                 availability=_member(_AVAILABILITY_OF, m.availability, "availability"),
                 last_heartbeat=m.last_heartbeat, index=m.index, version=m.version,
-                metrics_address=m.metrics_address, ready_since=m.ready_since)
+                metrics_address=m.metrics_address, ready_since=m.ready_since,
+                data_released=m.data_released)
 
 
 def network_to_pb(n: Network) -> cpb.Network:

@@ -184,6 +184,56 @@ class AgentStub:
                 request_serializer=proto_dot_agent__pb2.ShutdownRequest.SerializeToString,
                 response_deserializer=proto_dot_agent__pb2.ShutdownResponse.FromString,
                 _registered_method=True)
+        self.CreateVolume = channel.unary_unary(
+                '/orch.agent.v1.Agent/CreateVolume',
+                request_serializer=proto_dot_agent__pb2.CreateVolumeRequest.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.Volume.FromString,
+                _registered_method=True)
+        self.ListVolumes = channel.unary_unary(
+                '/orch.agent.v1.Agent/ListVolumes',
+                request_serializer=proto_dot_agent__pb2.ListVolumesRequest.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.ListVolumesResponse.FromString,
+                _registered_method=True)
+        self.InspectVolume = channel.unary_unary(
+                '/orch.agent.v1.Agent/InspectVolume',
+                request_serializer=proto_dot_agent__pb2.VolumeRef.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.Volume.FromString,
+                _registered_method=True)
+        self.RemoveVolume = channel.unary_unary(
+                '/orch.agent.v1.Agent/RemoveVolume',
+                request_serializer=proto_dot_agent__pb2.RemoveVolumeRequest.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.RemoveVolumeResponse.FromString,
+                _registered_method=True)
+        self.PruneVolumes = channel.unary_unary(
+                '/orch.agent.v1.Agent/PruneVolumes',
+                request_serializer=proto_dot_agent__pb2.PruneVolumesRequest.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.RemoveVolumeResponse.FromString,
+                _registered_method=True)
+        self.Commit = channel.unary_unary(
+                '/orch.agent.v1.Agent/Commit',
+                request_serializer=proto_dot_agent__pb2.CommitRequest.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.Image.FromString,
+                _registered_method=True)
+        self.CopyFrom = channel.unary_stream(
+                '/orch.agent.v1.Agent/CopyFrom',
+                request_serializer=proto_dot_agent__pb2.CopyFromRequest.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.TarChunk.FromString,
+                _registered_method=True)
+        self.CopyTo = channel.stream_unary(
+                '/orch.agent.v1.Agent/CopyTo',
+                request_serializer=proto_dot_agent__pb2.CopyToChunk.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.CopyToResponse.FromString,
+                _registered_method=True)
+        self.Attach = channel.stream_stream(
+                '/orch.agent.v1.Agent/Attach',
+                request_serializer=proto_dot_agent__pb2.AttachInput.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.ExecOutput.FromString,
+                _registered_method=True)
+        self.ExecAttach = channel.stream_stream(
+                '/orch.agent.v1.Agent/ExecAttach',
+                request_serializer=proto_dot_agent__pb2.AttachInput.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.ExecOutput.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -384,6 +434,76 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateVolume(self, request, context):
+        """Local named volumes (engine mode), as `docker volume`. A volume in use
+        by a container (in any state) is never removed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVolumes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InspectVolume(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveVolume(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PruneVolumes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Commit(self, request, context):
+        """A new image from a container: its writable layer as a new layer on top
+        of its image's (deletions as whiteouts), as `docker commit`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyFrom(self, request, context):
+        """`orch cp`: a tar stream of a path in the container, or into it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyTo(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Attach(self, request_iterator, context):
+        """Interactive streams (`orch attach`, `orch run -i/-t`, `orch exec -i/-t`):
+        the first message says what to attach to (Attach: ``attach``;
+        ExecAttach: ``exec``, which starts the command); then stdin bytes,
+        window sizes and the end of stdin. The answer streams the output (a tty's
+        as stdout), then the exit code.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExecAttach(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -536,6 +656,56 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Shutdown,
                     request_deserializer=proto_dot_agent__pb2.ShutdownRequest.FromString,
                     response_serializer=proto_dot_agent__pb2.ShutdownResponse.SerializeToString,
+            ),
+            'CreateVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVolume,
+                    request_deserializer=proto_dot_agent__pb2.CreateVolumeRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.Volume.SerializeToString,
+            ),
+            'ListVolumes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVolumes,
+                    request_deserializer=proto_dot_agent__pb2.ListVolumesRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.ListVolumesResponse.SerializeToString,
+            ),
+            'InspectVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectVolume,
+                    request_deserializer=proto_dot_agent__pb2.VolumeRef.FromString,
+                    response_serializer=proto_dot_agent__pb2.Volume.SerializeToString,
+            ),
+            'RemoveVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveVolume,
+                    request_deserializer=proto_dot_agent__pb2.RemoveVolumeRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.RemoveVolumeResponse.SerializeToString,
+            ),
+            'PruneVolumes': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneVolumes,
+                    request_deserializer=proto_dot_agent__pb2.PruneVolumesRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.RemoveVolumeResponse.SerializeToString,
+            ),
+            'Commit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Commit,
+                    request_deserializer=proto_dot_agent__pb2.CommitRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.Image.SerializeToString,
+            ),
+            'CopyFrom': grpc.unary_stream_rpc_method_handler(
+                    servicer.CopyFrom,
+                    request_deserializer=proto_dot_agent__pb2.CopyFromRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.TarChunk.SerializeToString,
+            ),
+            'CopyTo': grpc.stream_unary_rpc_method_handler(
+                    servicer.CopyTo,
+                    request_deserializer=proto_dot_agent__pb2.CopyToChunk.FromString,
+                    response_serializer=proto_dot_agent__pb2.CopyToResponse.SerializeToString,
+            ),
+            'Attach': grpc.stream_stream_rpc_method_handler(
+                    servicer.Attach,
+                    request_deserializer=proto_dot_agent__pb2.AttachInput.FromString,
+                    response_serializer=proto_dot_agent__pb2.ExecOutput.SerializeToString,
+            ),
+            'ExecAttach': grpc.stream_stream_rpc_method_handler(
+                    servicer.ExecAttach,
+                    request_deserializer=proto_dot_agent__pb2.AttachInput.FromString,
+                    response_serializer=proto_dot_agent__pb2.ExecOutput.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1348,6 +1518,276 @@ class Agent:
             '/orch.agent.v1.Agent/Shutdown',
             proto_dot_agent__pb2.ShutdownRequest.SerializeToString,
             proto_dot_agent__pb2.ShutdownResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.agent.v1.Agent/CreateVolume',
+            proto_dot_agent__pb2.CreateVolumeRequest.SerializeToString,
+            proto_dot_agent__pb2.Volume.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVolumes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.agent.v1.Agent/ListVolumes',
+            proto_dot_agent__pb2.ListVolumesRequest.SerializeToString,
+            proto_dot_agent__pb2.ListVolumesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.agent.v1.Agent/InspectVolume',
+            proto_dot_agent__pb2.VolumeRef.SerializeToString,
+            proto_dot_agent__pb2.Volume.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.agent.v1.Agent/RemoveVolume',
+            proto_dot_agent__pb2.RemoveVolumeRequest.SerializeToString,
+            proto_dot_agent__pb2.RemoveVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneVolumes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.agent.v1.Agent/PruneVolumes',
+            proto_dot_agent__pb2.PruneVolumesRequest.SerializeToString,
+            proto_dot_agent__pb2.RemoveVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Commit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/orch.agent.v1.Agent/Commit',
+            proto_dot_agent__pb2.CommitRequest.SerializeToString,
+            proto_dot_agent__pb2.Image.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyFrom(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/orch.agent.v1.Agent/CopyFrom',
+            proto_dot_agent__pb2.CopyFromRequest.SerializeToString,
+            proto_dot_agent__pb2.TarChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyTo(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/orch.agent.v1.Agent/CopyTo',
+            proto_dot_agent__pb2.CopyToChunk.SerializeToString,
+            proto_dot_agent__pb2.CopyToResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Attach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/orch.agent.v1.Agent/Attach',
+            proto_dot_agent__pb2.AttachInput.SerializeToString,
+            proto_dot_agent__pb2.ExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecAttach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/orch.agent.v1.Agent/ExecAttach',
+            proto_dot_agent__pb2.AttachInput.SerializeToString,
+            proto_dot_agent__pb2.ExecOutput.FromString,
             options,
             channel_credentials,
             insecure,

@@ -209,8 +209,15 @@ class SecretReference(_message.Message):
     def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., uid: _Optional[int] = ..., gid: _Optional[int] = ..., mode: _Optional[int] = ..., secret_id: _Optional[str] = ...) -> None: ...
 
 class ServiceSpec(_message.Message):
-    __slots__ = ("name", "image", "command", "entrypoint", "env", "ports", "labels", "mode", "replicas", "limits", "reservations", "placement", "restart_policy", "binpack", "stop_grace_period", "storage_size", "networks", "endpoint_mode", "healthcheck", "update_config", "rollback_config", "rebalance", "secrets", "configs")
+    __slots__ = ("name", "image", "command", "entrypoint", "env", "ports", "labels", "mode", "replicas", "limits", "reservations", "placement", "restart_policy", "binpack", "stop_grace_period", "storage_size", "networks", "endpoint_mode", "healthcheck", "update_config", "rollback_config", "rebalance", "secrets", "configs", "container_name", "hostname", "user", "working_dir", "stop_signal", "network_mode", "read_only", "init", "tty", "stdin_open", "privileged", "cap_add", "cap_drop", "devices", "sysctls", "ulimits", "dns", "extra_hosts", "shm_size", "mounts", "log_max_size", "log_max_files", "depends_on")
     class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class SysctlsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -241,6 +248,29 @@ class ServiceSpec(_message.Message):
     REBALANCE_FIELD_NUMBER: _ClassVar[int]
     SECRETS_FIELD_NUMBER: _ClassVar[int]
     CONFIGS_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_NAME_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    WORKING_DIR_FIELD_NUMBER: _ClassVar[int]
+    STOP_SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_MODE_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    INIT_FIELD_NUMBER: _ClassVar[int]
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    STDIN_OPEN_FIELD_NUMBER: _ClassVar[int]
+    PRIVILEGED_FIELD_NUMBER: _ClassVar[int]
+    CAP_ADD_FIELD_NUMBER: _ClassVar[int]
+    CAP_DROP_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    SYSCTLS_FIELD_NUMBER: _ClassVar[int]
+    ULIMITS_FIELD_NUMBER: _ClassVar[int]
+    DNS_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    SHM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    LOG_MAX_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LOG_MAX_FILES_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
     name: str
     image: str
     command: _agent_pb2.StringList
@@ -265,7 +295,38 @@ class ServiceSpec(_message.Message):
     rebalance: bool
     secrets: _containers.RepeatedCompositeFieldContainer[SecretReference]
     configs: _containers.RepeatedCompositeFieldContainer[SecretReference]
-    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[_Union[ServiceMode, str]] = ..., replicas: _Optional[int] = ..., limits: _Optional[_Union[Resources, _Mapping]] = ..., reservations: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., binpack: _Optional[bool] = ..., stop_grace_period: _Optional[float] = ..., storage_size: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., endpoint_mode: _Optional[_Union[EndpointMode, str]] = ..., healthcheck: _Optional[_Union[_agent_pb2.HealthCheck, _Mapping]] = ..., update_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rebalance: _Optional[bool] = ..., secrets: _Optional[_Iterable[_Union[SecretReference, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[SecretReference, _Mapping]]] = ...) -> None: ...
+    container_name: str
+    hostname: str
+    user: str
+    working_dir: str
+    stop_signal: str
+    network_mode: str
+    read_only: bool
+    init: bool
+    tty: bool
+    stdin_open: bool
+    privileged: bool
+    cap_add: _containers.RepeatedScalarFieldContainer[str]
+    cap_drop: _containers.RepeatedScalarFieldContainer[str]
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    sysctls: _containers.ScalarMap[str, str]
+    ulimits: _containers.RepeatedCompositeFieldContainer[_agent_pb2.Ulimit]
+    dns: _containers.RepeatedScalarFieldContainer[str]
+    extra_hosts: _containers.RepeatedScalarFieldContainer[str]
+    shm_size: int
+    mounts: _containers.RepeatedCompositeFieldContainer[_agent_pb2.MountConfig]
+    log_max_size: int
+    log_max_files: int
+    depends_on: _containers.RepeatedCompositeFieldContainer[Dependency]
+    def __init__(self, name: _Optional[str] = ..., image: _Optional[str] = ..., command: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., entrypoint: _Optional[_Union[_agent_pb2.StringList, _Mapping]] = ..., env: _Optional[_Iterable[str]] = ..., ports: _Optional[_Iterable[_Union[PortConfig, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., mode: _Optional[_Union[ServiceMode, str]] = ..., replicas: _Optional[int] = ..., limits: _Optional[_Union[Resources, _Mapping]] = ..., reservations: _Optional[_Union[Resources, _Mapping]] = ..., placement: _Optional[_Union[Placement, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., binpack: _Optional[bool] = ..., stop_grace_period: _Optional[float] = ..., storage_size: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., endpoint_mode: _Optional[_Union[EndpointMode, str]] = ..., healthcheck: _Optional[_Union[_agent_pb2.HealthCheck, _Mapping]] = ..., update_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rollback_config: _Optional[_Union[UpdateConfig, _Mapping]] = ..., rebalance: _Optional[bool] = ..., secrets: _Optional[_Iterable[_Union[SecretReference, _Mapping]]] = ..., configs: _Optional[_Iterable[_Union[SecretReference, _Mapping]]] = ..., container_name: _Optional[str] = ..., hostname: _Optional[str] = ..., user: _Optional[str] = ..., working_dir: _Optional[str] = ..., stop_signal: _Optional[str] = ..., network_mode: _Optional[str] = ..., read_only: _Optional[bool] = ..., init: _Optional[bool] = ..., tty: _Optional[bool] = ..., stdin_open: _Optional[bool] = ..., privileged: _Optional[bool] = ..., cap_add: _Optional[_Iterable[str]] = ..., cap_drop: _Optional[_Iterable[str]] = ..., devices: _Optional[_Iterable[str]] = ..., sysctls: _Optional[_Mapping[str, str]] = ..., ulimits: _Optional[_Iterable[_Union[_agent_pb2.Ulimit, _Mapping]]] = ..., dns: _Optional[_Iterable[str]] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., shm_size: _Optional[int] = ..., mounts: _Optional[_Iterable[_Union[_agent_pb2.MountConfig, _Mapping]]] = ..., log_max_size: _Optional[int] = ..., log_max_files: _Optional[int] = ..., depends_on: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ...) -> None: ...
+
+class Dependency(_message.Message):
+    __slots__ = ("service", "condition")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    condition: str
+    def __init__(self, service: _Optional[str] = ..., condition: _Optional[str] = ...) -> None: ...
 
 class UpdateStatus(_message.Message):
     __slots__ = ("state", "started_at", "completed_at", "message", "total", "updated", "failed")
@@ -360,7 +421,7 @@ class TaskNetwork(_message.Message):
     def __init__(self, network_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("id", "service_id", "service_name", "slot", "spec", "node_id", "desired_state", "status", "created_at", "attempt", "version", "networks")
+    __slots__ = ("id", "service_id", "service_name", "slot", "spec", "node_id", "desired_state", "status", "created_at", "attempt", "version", "networks", "data_node")
     ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_ID_FIELD_NUMBER: _ClassVar[int]
     SERVICE_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -373,6 +434,7 @@ class Task(_message.Message):
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    DATA_NODE_FIELD_NUMBER: _ClassVar[int]
     id: str
     service_id: str
     service_name: str
@@ -385,7 +447,8 @@ class Task(_message.Message):
     attempt: int
     version: int
     networks: _containers.RepeatedCompositeFieldContainer[TaskNetwork]
-    def __init__(self, id: _Optional[str] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., node_id: _Optional[str] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., created_at: _Optional[float] = ..., attempt: _Optional[int] = ..., version: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[TaskNetwork, _Mapping]]] = ...) -> None: ...
+    data_node: str
+    def __init__(self, id: _Optional[str] = ..., service_id: _Optional[str] = ..., service_name: _Optional[str] = ..., slot: _Optional[int] = ..., spec: _Optional[_Union[ServiceSpec, _Mapping]] = ..., node_id: _Optional[str] = ..., desired_state: _Optional[_Union[TaskState, str]] = ..., status: _Optional[_Union[TaskStatus, _Mapping]] = ..., created_at: _Optional[float] = ..., attempt: _Optional[int] = ..., version: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[TaskNetwork, _Mapping]]] = ..., data_node: _Optional[str] = ...) -> None: ...
 
 class NodeResources(_message.Message):
     __slots__ = ("cpus", "memory_bytes")
@@ -396,7 +459,7 @@ class NodeResources(_message.Message):
     def __init__(self, cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("id", "name", "address", "labels", "resources", "state", "availability", "last_heartbeat", "version", "index", "metrics_address", "ready_since")
+    __slots__ = ("id", "name", "address", "labels", "resources", "state", "availability", "last_heartbeat", "version", "index", "metrics_address", "ready_since", "data_released")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -416,6 +479,7 @@ class Node(_message.Message):
     INDEX_FIELD_NUMBER: _ClassVar[int]
     METRICS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     READY_SINCE_FIELD_NUMBER: _ClassVar[int]
+    DATA_RELEASED_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     address: str
@@ -428,7 +492,8 @@ class Node(_message.Message):
     index: int
     metrics_address: str
     ready_since: float
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[NodeResources, _Mapping]] = ..., state: _Optional[_Union[NodeState, str]] = ..., availability: _Optional[_Union[NodeAvailability, str]] = ..., last_heartbeat: _Optional[float] = ..., version: _Optional[int] = ..., index: _Optional[int] = ..., metrics_address: _Optional[str] = ..., ready_since: _Optional[float] = ...) -> None: ...
+    data_released: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[NodeResources, _Mapping]] = ..., state: _Optional[_Union[NodeState, str]] = ..., availability: _Optional[_Union[NodeAvailability, str]] = ..., last_heartbeat: _Optional[float] = ..., version: _Optional[int] = ..., index: _Optional[int] = ..., metrics_address: _Optional[str] = ..., ready_since: _Optional[float] = ..., data_released: _Optional[bool] = ...) -> None: ...
 
 class Network(_message.Message):
     __slots__ = ("id", "name", "subnet", "vni", "stack", "labels", "created_at", "version")
@@ -584,28 +649,41 @@ class UpdateServiceRequest(_message.Message):
     def __init__(self, service: _Optional[str] = ..., pause: _Optional[bool] = ..., resume: _Optional[bool] = ...) -> None: ...
 
 class DeployRequest(_message.Message):
-    __slots__ = ("services", "manifest", "manifest_path", "stack", "files")
+    __slots__ = ("services", "manifest", "manifest_path", "stack", "files", "profiles", "built_images")
+    class BuiltImagesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_PATH_FIELD_NUMBER: _ClassVar[int]
     STACK_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
+    PROFILES_FIELD_NUMBER: _ClassVar[int]
+    BUILT_IMAGES_FIELD_NUMBER: _ClassVar[int]
     services: _containers.RepeatedCompositeFieldContainer[ServiceSpec]
     manifest: str
     manifest_path: str
     stack: str
     files: _containers.RepeatedCompositeFieldContainer[ManifestFile]
-    def __init__(self, services: _Optional[_Iterable[_Union[ServiceSpec, _Mapping]]] = ..., manifest: _Optional[str] = ..., manifest_path: _Optional[str] = ..., stack: _Optional[str] = ..., files: _Optional[_Iterable[_Union[ManifestFile, _Mapping]]] = ...) -> None: ...
+    profiles: _containers.RepeatedScalarFieldContainer[str]
+    built_images: _containers.ScalarMap[str, str]
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceSpec, _Mapping]]] = ..., manifest: _Optional[str] = ..., manifest_path: _Optional[str] = ..., stack: _Optional[str] = ..., files: _Optional[_Iterable[_Union[ManifestFile, _Mapping]]] = ..., profiles: _Optional[_Iterable[str]] = ..., built_images: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ManifestFile(_message.Message):
-    __slots__ = ("kind", "key", "data")
+    __slots__ = ("kind", "key", "data", "env_file")
     KIND_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    ENV_FILE_FIELD_NUMBER: _ClassVar[int]
     kind: SecretKind
     key: str
     data: bytes
-    def __init__(self, kind: _Optional[_Union[SecretKind, str]] = ..., key: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+    env_file: str
+    def __init__(self, kind: _Optional[_Union[SecretKind, str]] = ..., key: _Optional[str] = ..., data: _Optional[bytes] = ..., env_file: _Optional[str] = ...) -> None: ...
 
 class DeployResponse(_message.Message):
     __slots__ = ("services",)
@@ -779,7 +857,7 @@ class JoinTokensReply(_message.Message):
     def __init__(self, node: _Optional[str] = ..., controlplane: _Optional[str] = ...) -> None: ...
 
 class UpdateNodeRequest(_message.Message):
-    __slots__ = ("node", "availability", "add_labels", "remove_labels")
+    __slots__ = ("node", "availability", "add_labels", "remove_labels", "allow_data_loss")
     class AddLabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -791,11 +869,13 @@ class UpdateNodeRequest(_message.Message):
     AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
     ADD_LABELS_FIELD_NUMBER: _ClassVar[int]
     REMOVE_LABELS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_DATA_LOSS_FIELD_NUMBER: _ClassVar[int]
     node: str
     availability: NodeAvailability
     add_labels: _containers.ScalarMap[str, str]
     remove_labels: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, node: _Optional[str] = ..., availability: _Optional[_Union[NodeAvailability, str]] = ..., add_labels: _Optional[_Mapping[str, str]] = ..., remove_labels: _Optional[_Iterable[str]] = ...) -> None: ...
+    allow_data_loss: bool
+    def __init__(self, node: _Optional[str] = ..., availability: _Optional[_Union[NodeAvailability, str]] = ..., add_labels: _Optional[_Mapping[str, str]] = ..., remove_labels: _Optional[_Iterable[str]] = ..., allow_data_loss: _Optional[bool] = ...) -> None: ...
 
 class ServiceLogsRequest(_message.Message):
     __slots__ = ("service", "follow", "tail", "since", "until")
@@ -860,12 +940,30 @@ class TaskStatsResponse(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[TaskStat, _Mapping]]] = ..., unreachable: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskExecRequest(_message.Message):
-    __slots__ = ("task", "command")
+    __slots__ = ("task", "command", "tty", "stdin", "size")
     TASK_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
     task: str
     command: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, task: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ...) -> None: ...
+    tty: bool
+    stdin: bool
+    size: _agent_pb2.WindowSize
+    def __init__(self, task: _Optional[str] = ..., command: _Optional[_Iterable[str]] = ..., tty: _Optional[bool] = ..., stdin: _Optional[bool] = ..., size: _Optional[_Union[_agent_pb2.WindowSize, _Mapping]] = ...) -> None: ...
+
+class TaskAttachInput(_message.Message):
+    __slots__ = ("exec", "stdin", "resize", "stdin_close")
+    EXEC_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FIELD_NUMBER: _ClassVar[int]
+    STDIN_CLOSE_FIELD_NUMBER: _ClassVar[int]
+    exec: TaskExecRequest
+    stdin: bytes
+    resize: _agent_pb2.WindowSize
+    stdin_close: bool
+    def __init__(self, exec: _Optional[_Union[TaskExecRequest, _Mapping]] = ..., stdin: _Optional[bytes] = ..., resize: _Optional[_Union[_agent_pb2.WindowSize, _Mapping]] = ..., stdin_close: _Optional[bool] = ...) -> None: ...
 
 class EventsRequest(_message.Message):
     __slots__ = ("services", "initial", "keepalive", "since")
@@ -1047,14 +1145,20 @@ class SecretPayload(_message.Message):
     def __init__(self, id: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class Registered(_message.Message):
-    __slots__ = ("node_id", "heartbeat_interval", "protected_ports")
+    __slots__ = ("node_id", "heartbeat_interval", "protected_ports", "beacon_port", "beacon_key", "beacon_interval")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     PROTECTED_PORTS_FIELD_NUMBER: _ClassVar[int]
+    BEACON_PORT_FIELD_NUMBER: _ClassVar[int]
+    BEACON_KEY_FIELD_NUMBER: _ClassVar[int]
+    BEACON_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     heartbeat_interval: float
     protected_ports: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, node_id: _Optional[str] = ..., heartbeat_interval: _Optional[float] = ..., protected_ports: _Optional[_Iterable[int]] = ...) -> None: ...
+    beacon_port: int
+    beacon_key: bytes
+    beacon_interval: float
+    def __init__(self, node_id: _Optional[str] = ..., heartbeat_interval: _Optional[float] = ..., protected_ports: _Optional[_Iterable[int]] = ..., beacon_port: _Optional[int] = ..., beacon_key: _Optional[bytes] = ..., beacon_interval: _Optional[float] = ...) -> None: ...
 
 class NetworkState(_message.Message):
     __slots__ = ("full", "networks", "removed_networks", "peers", "removed_peers", "services", "removed_services", "endpoints", "removed_endpoints")

@@ -97,6 +97,11 @@ class ClusterAPIStub:
                 request_serializer=proto_dot_cluster__pb2.TaskExecRequest.SerializeToString,
                 response_deserializer=proto_dot_agent__pb2.ExecOutput.FromString,
                 _registered_method=True)
+        self.ExecAttach = channel.stream_stream(
+                '/orch.cluster.v1.ClusterAPI/ExecAttach',
+                request_serializer=proto_dot_cluster__pb2.TaskAttachInput.SerializeToString,
+                response_deserializer=proto_dot_agent__pb2.ExecOutput.FromString,
+                _registered_method=True)
         self.Events = channel.unary_stream(
                 '/orch.cluster.v1.ClusterAPI/Events',
                 request_serializer=proto_dot_cluster__pb2.EventsRequest.SerializeToString,
@@ -266,6 +271,14 @@ class ClusterAPIServicer:
 
     def Exec(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExecAttach(self, request_iterator, context):
+        """`orch exec -i/-t TASK`: proxied to the task's node's ExecAttach. The
+        first message is ``exec``; then stdin, resizes and its end.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -454,6 +467,11 @@ def add_ClusterAPIServicer_to_server(servicer, server):
             'Exec': grpc.unary_stream_rpc_method_handler(
                     servicer.Exec,
                     request_deserializer=proto_dot_cluster__pb2.TaskExecRequest.FromString,
+                    response_serializer=proto_dot_agent__pb2.ExecOutput.SerializeToString,
+            ),
+            'ExecAttach': grpc.stream_stream_rpc_method_handler(
+                    servicer.ExecAttach,
+                    request_deserializer=proto_dot_cluster__pb2.TaskAttachInput.FromString,
                     response_serializer=proto_dot_agent__pb2.ExecOutput.SerializeToString,
             ),
             'Events': grpc.unary_stream_rpc_method_handler(
@@ -872,6 +890,33 @@ class ClusterAPI:
             target,
             '/orch.cluster.v1.ClusterAPI/Exec',
             proto_dot_cluster__pb2.TaskExecRequest.SerializeToString,
+            proto_dot_agent__pb2.ExecOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecAttach(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/orch.cluster.v1.ClusterAPI/ExecAttach',
+            proto_dot_cluster__pb2.TaskAttachInput.SerializeToString,
             proto_dot_agent__pb2.ExecOutput.FromString,
             options,
             channel_credentials,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
+from model.constraints import PLATFORM_LABELS
 from scheduler._expr import Constraint, matches, parse_constraint
 from scheduler._nodestate import NodeState, normalise_ports
 from scheduler._types import TaskRequest
@@ -75,7 +76,12 @@ class ConstraintFilter:
         return matches(self.constraint, node.info)
 
     def explain(self, n_nodes: int) -> str:
-        return f"constraint {self.constraint} not met {on_nodes(n_nodes)}"
+        text = f"constraint {self.constraint} not met {on_nodes(n_nodes)}"
+        if self.constraint.subject == "label" and self.constraint.label in PLATFORM_LABELS:
+            # Nodes register no platform: it is a label an operator gives them.
+            key = self.constraint.label
+            text += f"; label the nodes of that platform: orch node label NODE {key}={self.constraint.value}"
+        return text
 
 
 class ResourceFilter:
@@ -127,6 +133,24 @@ class MaxReplicasFilter:
         return f"max replicas per node reached {on_nodes(n_nodes)}"
 
 
+class DataFilter:
+    """The node that holds the task's node-local volume data, and only it."""
+
+    def __init__(self, node_name: str) -> None:
+        self.node_name = node_name
+        self.name = f"volume data on {node_name}"
+
+    def applies(self, task: TaskRequest) -> bool:
+        return bool(task.data_node)
+
+    def check(self, task: TaskRequest, node: NodeState) -> bool:
+        return node.info.id == task.data_node
+
+    def explain(self, n_nodes: int) -> str:
+        return (f"its node-local volumes' data is on {self.node_name}, not {on_nodes(n_nodes)}: "
+                f"`orch node drain --allow-data-loss {self.node_name}` lets it start elsewhere, empty")
+
+
 def filters_for(task: TaskRequest) -> list[Filter]:
     """The filters relevant to ``task``, in pipeline order.
 
@@ -135,7 +159,8 @@ def filters_for(task: TaskRequest) -> list[Filter]:
     ports, replicas), so a node that fails both is blamed on the durable
     reason. Raises ``ConstraintError`` for a malformed constraint.
     """
-    candidates: list[Filter] = [ReadyFilter(), ActiveFilter()]
+    candidates: list[Filter] = [DataFilter(task.data_node_name or task.data_node), ReadyFilter(),
+                                ActiveFilter()]
     candidates += [ConstraintFilter(parse_constraint(c)) for c in task.constraints]
     candidates += [ResourceFilter("memory"), ResourceFilter("cpu")]
     candidates += [HostPortFilter(p) for p in dict.fromkeys(normalise_ports(task.host_ports))]

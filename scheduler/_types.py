@@ -39,6 +39,10 @@ class TaskRequest:
     max_replicas_per_node: int = 0  # 0 = no limit
     host_ports: tuple[tuple[int, str], ...] = ()  # ((8080, "tcp"), (53, "udp"))
     binpack: bool = False  # pack the most-used node that fits instead of spreading
+    # The node holding the data of its node-local volumes ("": none): it runs
+    # there or nowhere. ``data_node_name`` names it in explanations.
+    data_node: str = ""
+    data_node_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -216,6 +216,10 @@ class ClusterAPI(cpb_grpc.ClusterAPIServicer):
     def Exec(self, request: cpb.TaskExecRequest, context: grpc.ServicerContext) -> Iterator[pb.ExecOutput]:
         return self.proxy.exec(request, context)
 
+    def ExecAttach(self, request_iterator: Iterator[cpb.TaskAttachInput],
+                   context: grpc.ServicerContext) -> Iterator[pb.ExecOutput]:
+        return self.proxy.exec_attach(request_iterator, context)
+
     # ---- events ----------------------------------------------------------------
 
     def Events(self, request: cpb.EventsRequest, context: grpc.ServicerContext) -> Iterator[cpb.Event]:

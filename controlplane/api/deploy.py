@@ -35,7 +35,7 @@ from structlog.typing import FilteringBoundLogger
 from controlplane.controllers import update_started
 from controlplane.logctx import node_fields, service_fields
 from controlplane.store import Informer, Op, Store, StoreConflict
-from model.objects import Service
+from model.objects import Service, TaskState
 from model.units import MAX_REPLICAS
 from model.wire import WireError, availability_from_pb, node_to_pb, service_to_pb, spec_from_pb
 from proto import cluster_pb2 as cpb
@@ -174,7 +174,8 @@ class Deployer:
         (``Secrets.resolve``; ready specs: each secret's latest)."""
         if not any(s.secrets or s.configs for s in specs):
             return specs
-        files = {(_FILE_KINDS.get(f.kind, "secret"), f.key): bytes(f.data) for f in request.files}
+        files = {(_FILE_KINDS.get(f.kind, "secret"), f.key): bytes(f.data) for f in request.files
+                 if not f.env_file}
         try:
             if stack is not None:
                 return self.secrets.resolve(stack, files, dry_run=dry_run)
@@ -202,8 +203,15 @@ class Deployer:
 
     # ---- nodes -----------------------------------------------------------------
 
+    def _data_held(self, node_id: str) -> list[str]:
+        return _data_held_by(self.informer.tasks(), node_id)
+
     def update_node(self, request: cpb.UpdateNodeRequest, context: grpc.ServicerContext) -> cpb.Node:
-        """Set a node's availability (drain, pause, active) and add or remove labels."""
+        """Set a node's availability (drain, pause, active) and add or remove
+        labels. A drain of a node that holds node-local volume data of
+        running services' tasks is refused unless ``allow_data_loss``, which
+        lets those tasks start elsewhere (``Node.data_released``, cleared
+        when the node is activated)."""
         try:
             wanted = (availability_from_pb(request.availability) if request.HasField("availability")
                       else None)
@@ -215,9 +223,20 @@ class Deployer:
             for key in request.remove_labels:
                 labels.pop(key, None)
             avail = wanted or node.availability
+            released = node.data_released
+            if avail == "drain" and wanted == "drain":
+                held = self._data_held(node.id)
+                if held and not request.allow_data_loss:
+                    context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                  f"node {node.name} holds the data of {', '.join(held)} "
+                                  "(node-local volumes): draining it would start them elsewhere with "
+                                  "empty volumes; add --allow-data-loss to do so")
+                released = released or request.allow_data_loss
+            elif avail == "active":
+                released = False
             try:
                 updated = self.store.update(dataclasses.replace(
-                    node, labels=labels, availability=avail))  # type: ignore[arg-type]
+                    node, labels=labels, availability=avail, data_released=released))  # type: ignore[arg-type]
             except StoreConflict:
                 time.sleep(RETRY_PAUSE)  # a heartbeat flush raced us
                 continue
@@ -230,17 +249,27 @@ class Deployer:
         raise AssertionError
 
 
+def _data_held_by(tasks: Any, node_id: str) -> list[str]:
+    """The running-wanted tasks whose node-local volume data ``node_id`` holds, by name."""
+    from controlplane.controllers.snapshot import bound_volumes
+
+    return sorted({t.name for t in tasks if t.data_node == node_id and t.desired_state == TaskState.RUNNING
+                   and bound_volumes(t.spec)})
+
+
 def _specs(request: cpb.DeployRequest, context: grpc.ServicerContext) -> tuple[list[Any], Any]:
     """The services to apply, and the manifest's stack (None for ready specs):
     a manifest's (parsed here, so the CLI need not load YAML and the model:
-    half its start-up), or ready specs held to the same rules
-    (``check_specs``), whose networks must exist. An empty manifest is an
-    error, not a deploy of nothing: its path comes without text."""
+    half its start-up), with the profiles the request activates,
+    or ready specs held to the same rules (``check_specs``), whose networks
+    must exist. An empty manifest is an error, not a deploy of nothing: its
+    path comes without text."""
     from model.manifest import ManifestError, check_specs, parse_stack
 
     try:
         if request.manifest or request.manifest_path:
-            stack = parse_stack(request.manifest, request.manifest_path or "<manifest>", request.stack)
+            stack = parse_stack(request.manifest, request.manifest_path or "<manifest>", request.stack,
+                                list(request.profiles), _env_files(request), dict(request.built_images))
             return stack.services, stack
         if not request.services:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
@@ -249,6 +278,14 @@ def _specs(request: cpb.DeployRequest, context: grpc.ServicerContext) -> tuple[l
     except ManifestError as err:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
     raise AssertionError
+
+
+def _env_files(request: cpb.DeployRequest) -> dict[str, list[str]]:
+    """The variables of each env_file the CLI read, by path as the manifest
+    writes it (``NAME=value`` strings, NUL-separated: the CLI parsed the
+    file; a value may hold a newline, never a NUL)."""
+    return {f.env_file: bytes(f.data).decode(errors="replace").split("\0") if f.data else []
+            for f in request.files if f.env_file}
 
 
 _FILE_KINDS = {cpb.SECRET_KIND_SECRET: "secret", cpb.SECRET_KIND_CONFIG: "config"}

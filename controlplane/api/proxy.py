@@ -8,7 +8,8 @@ A service's logs merge the streams of all its tasks that have a container,
 one thread per task, batches in the order they arrive; a node that cannot
 be read gets a notice and is logged, the others still stream. Following,
 new tasks join and a gone node's tasks resume (``_Pump``). Exec runs in one
-running task, named by id, id prefix or name.
+running task, named by id, id prefix or name; an interactive exec
+(``exec_attach``: stdin, a tty) streams both ways through the same node call.
 """
 
 from __future__ import annotations
@@ -109,17 +110,23 @@ class AgentProxy:
             for pump in pumps.values():
                 pump.cancel()
 
-    def exec(self, request: cpb.TaskExecRequest,
-             context: grpc.ServicerContext) -> Iterator[pb.ExecOutput]:
-        task = find_running_task(self.informer, request.task, context)
-        call = log.bind(method="Exec", **task_fields(task))
+    def _running(self, ref: str, method: str, context: grpc.ServicerContext) -> tuple[Any, Any, Any]:
+        """The running task ``ref`` names, a logger bound to it, and (node,
+        channel, stub) of its node's API; the call is aborted otherwise."""
+        task = find_running_task(self.informer, ref, context)
+        call = log.bind(method=method, **task_fields(task))
         if task.status.state != TaskState.RUNNING or not task.status.container_id:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"task {task.name} is not running")
         try:
-            node, channel, stub = self.agent(task.node_id)
+            return task, call, self.agent(task.node_id)
         except StoreError as err:
             call.info("exec refused: the task's node cannot be reached", error=str(err))
             context.abort(grpc.StatusCode.UNAVAILABLE, str(err))
+        raise AssertionError
+
+    def exec(self, request: cpb.TaskExecRequest,
+             context: grpc.ServicerContext) -> Iterator[pb.ExecOutput]:
+        task, call, (node, channel, stub) = self._running(request.task, "Exec", context)
         # The program only: its arguments may carry secrets.
         call.info("exec", node=node.name, program=request.command[0] if request.command else "")
         with channel:
@@ -128,6 +135,41 @@ class AgentProxy:
                                                     command=list(request.command)))
             except grpc.RpcError as err:
                 code, details = _failure(err)
+                call.info("exec failed on the node", node=node.name, code=code.name)
+                context.abort(code, details or "exec failed")
+
+
+    def exec_attach(self, request_iterator: Iterator[cpb.TaskAttachInput],
+                    context: grpc.ServicerContext) -> Iterator[pb.ExecOutput]:
+        """``exec`` with stdin and a tty: the first message names the task
+        and the command; the rest (stdin, resizes, its end) go on to the
+        node's ``ExecAttach`` as they come. A client that leaves cancels it."""
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("input") != "exec":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the stream's first message must be 'exec'")
+        request = first.exec
+        task, call, (node, channel, stub) = self._running(request.task, "ExecAttach", context)
+        start = pb.ExecRequest(id=task.status.container_id, command=list(request.command),
+                               tty=request.tty, stdin=request.stdin, size=request.size)
+
+        def inputs() -> Iterator[pb.AttachInput]:
+            yield pb.AttachInput(exec=start)
+            for msg in request_iterator:
+                kind = msg.WhichOneof("input")
+                if kind is not None:
+                    yield pb.AttachInput(**{kind: getattr(msg, kind)})
+
+        call.info("exec", node=node.name, program=request.command[0] if request.command else "",
+                  tty=request.tty)
+        with channel:
+            upstream = stub.ExecAttach(inputs())
+            context.add_callback(upstream.cancel)
+            try:
+                yield from upstream
+            except grpc.RpcError as err:
+                code, details = _failure(err)
+                if code is grpc.StatusCode.CANCELLED and not context.is_active():
+                    return  # the client left
                 call.info("exec failed on the node", node=node.name, code=code.name)
                 context.abort(code, details or "exec failed")
 

@@ -9,13 +9,20 @@ when its registration goes stale).
 
 The numbers, and why:
 
-- agents heartbeat every ``HEARTBEAT_INTERVAL`` (0.5 s);
-- ``NODE_GRACE`` (3 s) = six intervals: a blip of up to ~2.5 s (a lost
-  packet, a GC pause, a control-plane failover) does not flap the node, while
-  a dead node is detected at most 3 s after its last heartbeat. The driver
-  sleeps until ``next_check`` instead of polling, so detection adds no tick;
-  orphaned tasks are replaced without restart delay (``restart``), which
-  leaves about 2 s of a 5 s budget for scheduling and starting the replacement.
+- agents heartbeat on their session stream every ``HEARTBEAT_INTERVAL``
+  (0.5 s), and send a liveness beacon (UDP, sealed: ``common.beacon``)
+  every 0.1 s; the dispatcher keeps a node's stored heartbeat at most
+  ~0.6 s behind its last beacon, and stores a beacon heard after a gap at
+  once;
+- ``NODE_GRACE`` (1.5 s): a 1 s blip (a lost link, a GC pause) does not flap
+  the node, since its first beacon after the blip arrives within 0.1 s of
+  the link's return (a datagram is never retransmitted, so TCP's backoff,
+  which delays the stream's next heartbeat to ~1.4 s after such a blip,
+  plays no part), while a dead or cut-off node is detected 1.5 s after its
+  last beacon, and its tasks run elsewhere within 2 s of the cut
+  (``bench/failover.py``'s ``partition_failover_s``). The driver sleeps until
+  ``next_check`` instead of polling, so detection adds no tick; orphaned
+  tasks are replaced without restart delay (``restart``).
 
 A heartbeat exactly ``grace`` old has expired, so ``next_check`` is the very
 instant at which ``observe`` marks the node down (no busy wait at the boundary).
@@ -32,7 +39,7 @@ from model.objects import Node
 NodeState = Literal["ready", "down", "unknown"]
 
 HEARTBEAT_INTERVAL = 0.5  # seconds between an agent's heartbeats
-NODE_GRACE = 3.0  # seconds without a heartbeat before a node is down
+NODE_GRACE = 1.5  # seconds without a heartbeat before a node is down
 
 
 class NodeMonitor:

@@ -76,6 +76,7 @@ from .changes import Changes
 from .placement import keeps_global, starts_global
 from .restart import restart_due
 from .rollout import REBALANCING, Pacer, SlotView, config_of, ready, rebalance_moves, review, same_spec
+from .snapshot import bound_volumes
 from .transitions import advance
 
 IdFactory = Callable[[], str]
@@ -169,11 +170,24 @@ class _Pass:
         task = Task(
             id=self.new_id(), service_id=service.id, service_name=service.spec.name, slot=group.slot,
             spec=service.spec, node_id=group.node_id, desired_state=TaskState.RUNNING, status=status,
-            created_at=self.now, attempt=attempt)
+            created_at=self.now, attempt=attempt, data_node=self._data_node(service, group))
         self.created.append(task)
         # Seen by the rest of the pass as the slot's (the rollout counts it in flight).
         self.current[task.id] = task
         group.ids.append(task.id)
+
+    def _data_node(self, service: Service, group: _Group) -> str:
+        """Where the slot's node-local volumes keep their data: its newest
+        task's ``data_node``, unless that node left or released it (the new
+        task then binds where it is placed, ``orchestrator._assign``)."""
+        if not bound_volumes(service.spec):
+            return ""
+        held = [self.current[tid] for tid in group.ids if self.current[tid].data_node]
+        if not held:
+            return ""
+        newest = max(held, key=lambda t: (t.created_at, t.id))
+        node = self.nodes.get(newest.data_node)
+        return "" if node is None or node.data_released else newest.data_node
 
     def _lost(self, node_id: str) -> bool:
         node = self.nodes.get(node_id)

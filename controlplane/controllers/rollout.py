@@ -40,7 +40,8 @@ it has stayed), a task moves from the fullest node to the emptiest while the
 counts differ by two or more, ``parallelism`` at a time, in the service's
 update order, pinned to the target (which the scheduler must say it fits).
 Services with spread preferences or ``binpack`` are left as placed (their
-spread is not per node), as are those with ``rebalance`` off.
+spread is not per node), as are those with ``rebalance`` off and those with
+node-local volumes (a move would leave the data behind).
 
 Pure: no I/O, no clock reads.
 """
@@ -55,7 +56,7 @@ from model.objects import Node, Revision, Service, ServiceSpec, Task, TaskState,
 from scheduler import schedule
 
 from .placement import matches_all
-from .snapshot import snapshot, task_request
+from .snapshot import bound_volumes, snapshot, task_request
 
 HISTORY = 10  # revisions kept per service, the current one included
 REBALANCE_GRACE = 10.0  # seconds a node is ready before tasks move to it
@@ -270,6 +271,7 @@ def rebalance_moves(service: Service, views: list[SlotView], nodes: Mapping[str,
     """The slots to move now and the node each goes to (empty when the spread is even enough)."""
     spec = service.spec
     if (spec.mode != "replicated" or not spec.rebalance or spec.placement.preferences or spec.binpack
+            or bound_volumes(spec)
             or not views):
         return []
     status = service.update_status

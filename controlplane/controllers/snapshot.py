@@ -11,7 +11,7 @@ desired state: a task being stopped still holds what it took.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from model.objects import Node, ServiceSpec, Task
 from scheduler import ClusterSnapshot, NodeInfo, Placed, TaskRequest
@@ -23,15 +23,34 @@ def node_info(n: Node) -> NodeInfo:
                     memory_bytes=n.resources.memory_bytes)
 
 
-def task_request(t: Task) -> TaskRequest:
+def bound_volumes(spec: ServiceSpec) -> list[str]:
+    """The node-local named volumes of ``spec`` (not shareable): a task with
+    one stays with the node that holds its data (``Task.data_node``)."""
+    return [m.source for m in spec.mounts if m.type == "volume" and m.source and not m.shareable]
+
+
+def data_node(t: Task, nodes: Mapping[str, Node]) -> Node | None:
+    """The node ``t`` must run on for its volumes' data, if any: not once
+    that node is gone from the cluster or drained with --allow-data-loss."""
+    if not t.data_node or not bound_volumes(t.spec):
+        return None
+    node = nodes.get(t.data_node)
+    return None if node is None or node.data_released else node
+
+
+def task_request(t: Task, nodes: Mapping[str, Node] | None = None) -> TaskRequest:
+    """The scheduler's view of ``t``; ``nodes`` by id, for the node its
+    volumes' data binds it to (left out: not bound)."""
     spec = t.spec
+    held = data_node(t, nodes) if nodes is not None else None
     return TaskRequest(
         id=t.id, service=t.service_id, slot=t.slot, cpus=spec.reservations.cpus,
         memory_bytes=spec.reservations.memory_bytes,
         constraints=tuple(spec.placement.constraints),
         preferences=tuple(spec.placement.preferences),
         max_replicas_per_node=spec.placement.max_replicas_per_node,
-        host_ports=host_ports(spec), binpack=spec.binpack)
+        host_ports=host_ports(spec), binpack=spec.binpack,
+        data_node=held.id if held is not None else "", data_node_name=held.name if held is not None else "")
 
 
 def placed_of(t: Task) -> Placed:

@@ -1,10 +1,30 @@
 """Manifests: YAML files in Compose's service syntax, parsed into ``ServiceSpec`` objects.
 
 A manifest holds a ``services:`` mapping and, as Compose's, top-level
-``networks:`` and ``name:`` (the stack's name, which its networks' names
-begin with; by default the manifest's directory's name); ``version:`` is
-accepted and ignored, and top-level ``x-*`` keys are ignored so they can hold
-YAML anchors. Each service takes ``image``, ``command``, ``entrypoint``,
+``networks:``, ``volumes:`` and ``name:`` (the stack's name, which its
+networks' and volumes' names begin with; by default the manifest's
+directory's name); ``version:`` is accepted and ignored (the only key that
+is), and ``x-*`` keys, at the top level and in a service, are extensions
+that can hold YAML anchors.
+
+Compose's service keys that mean something on a Linux node are taken and
+take effect (``_container``, ``_compose``): the container's own settings
+(``volumes`` and ``tmpfs``, ``user``, ``working_dir``, ``hostname``,
+``container_name`` for a single task, ``cap_add``/``cap_drop``,
+``ulimits``, ``sysctls``, ``dns``, ``extra_hosts``, ``init``, ``tty``,
+``stdin_open``, ``read_only``, ``privileged``, ``devices``, ``shm_size``,
+``stop_signal``, ``logging`` to the node's rotated files, ``network_mode``
+host or none), and Compose's shorthands of cluster settings: ``restart``
+(the restart policy, unless ``deploy.restart_policy``), ``mem_limit``,
+``mem_reservation`` and ``cpus`` (``deploy.resources``), ``platform`` (a
+constraint on the nodes' ``platform.arch`` label), ``depends_on`` (the
+start order of a deploy), ``profiles`` (a service is deployed only with one
+of them active), ``extends`` (within the file). ``build``, ``runtime``
+(the node's own) and ``expose`` are checked. What a node cannot honour is
+refused with the reason: a relative bind source, ``env_file``, another
+runtime or logging driver, ``network_mode: service:...``.
+
+Each service takes ``image``, ``command``, ``entrypoint``,
 ``environment``, ``ports`` (``mode: ingress``, the default, or ``host``),
 ``networks`` (names, or a mapping with ``aliases``; left out, the stack's
 ``default`` network), ``network_mode: bridge`` (no cluster network),
@@ -45,7 +65,9 @@ Modules: ``_yaml`` (positioned YAML nodes), ``_values`` (value converters),
 ``_table`` (the known keys; the single source for parser and schema),
 ``_walk`` (nodes along the table), ``_networks`` (the stack's networks and
 each service's), ``_secrets`` (the stack's secrets and configs and each
-service's grants), ``_parse`` (specs and checks across keys), ``_schema``
+service's grants), ``_container`` (converters of the container's keys),
+``_compose`` (extends, profiles, depends_on, named volumes), ``_parse``
+(specs and checks across keys), ``_schema``
 (JSON Schema), ``_dump`` (specs back to YAML), ``_check`` (specs from
 elsewhere held to the manifest's rules).
 

@@ -39,6 +39,9 @@ _KEYS = {
     "rebalance": "x-orch.rebalance",
     "storage_size": "storage_opt.size",
     "endpoint_mode": "deploy.endpoint_mode",
+    "mounts": "volumes",
+    "log_max_size": "logging.options.max-size",
+    "log_max_files": "logging.options.max-file",
 }
 
 

@@ -3,7 +3,10 @@
 Invariant: ``parse_manifest(dump_manifest(specs)) == specs`` for every list
 of valid specs (distinct DNS-label names, reservations within limits,
 published ports used once, ingress ports only on services with networks);
-keys holding the default value are left out. The specs' networks are cluster
+keys holding the default value are left out. Named volumes, as networks,
+have their final names: the text declares each as ``external``; every
+mount is written in the long form (a tmpfs from ``tmpfs:`` too), and
+``depends_on`` in the long form with its condition. The specs' networks are cluster
 networks already (their names are final): the text declares each as
 ``external``, and a spec without networks gets ``network_mode: bridge``.
 So are its secrets and configs (by their names, which a key can always
@@ -25,6 +28,7 @@ from model.health import HealthCheck
 from model.manifest._values import NETWORK_KEY_PATTERN
 from model.objects import (
     DEFAULT_FILE_MODE,
+    Mount,
     Placement,
     PortConfig,
     Resources,
@@ -59,10 +63,16 @@ _Dumper.add_representer(str, _represent_str)
 def dump_manifest(specs: list[ServiceSpec]) -> str:
     """YAML text of a manifest holding ``specs`` in order."""
     keys = _network_keys(specs)
-    doc: dict[str, Any] = {"services": {spec.name: spec_to_dict(spec, keys) for spec in specs}}
+    volumes = _volume_keys(specs)
+    doc: dict[str, Any] = {"services": {spec.name: spec_to_dict(spec, keys, volumes) for spec in specs}}
     if keys:
         doc["networks"] = {key: {"external": True, **({} if key == name else {"name": name})}
                            for name, key in keys.items()}
+    if volumes:
+        shared = {m.source for spec in specs for m in spec.mounts if m.type == "volume" and m.shareable}
+        doc["volumes"] = {key: {"external": True, **({} if key == name else {"name": name}),
+                                **({"x-orch": {"shareable": True}} if name in shared else {})}
+                          for name, key in volumes.items()}
     for kind in ("secrets", "configs"):
         names = dict.fromkeys(ref.source for spec in specs for ref in getattr(spec, kind))
         if names:
@@ -87,9 +97,21 @@ def _network_keys(specs: list[ServiceSpec]) -> dict[str, str]:
     return keys
 
 
-def spec_to_dict(spec: ServiceSpec, network_keys: dict[str, str] | None = None) -> dict[str, Any]:
+def _volume_keys(specs: list[ServiceSpec]) -> dict[str, str]:
+    """Each named volume the specs mount -> its key in the text (external: its name is final)."""
+    keys: dict[str, str] = {}
+    for spec in specs:
+        for mount in spec.mounts:
+            if mount.type == "volume" and mount.source and mount.source not in keys:
+                fits = _KEY_RE.fullmatch(mount.source)
+                keys[mount.source] = mount.source if fits else f"vol{len(keys) + 1}"
+    return keys
+
+
+def spec_to_dict(spec: ServiceSpec, network_keys: dict[str, str] | None = None,
+                 volume_keys: dict[str, str] | None = None) -> dict[str, Any]:
     """One service as plain data in manifest form, defaults omitted; ``network_keys``
-    says how the text names each network (default: by its name)."""
+    and ``volume_keys`` say how the text names each network and volume (default: by its name)."""
     out: dict[str, Any] = {"image": spec.image}
     if spec.command is not None:
         out["command"] = list(spec.command)
@@ -100,7 +122,9 @@ def spec_to_dict(spec: ServiceSpec, network_keys: dict[str, str] | None = None) 
     if spec.ports:
         out["ports"] = [_port(p) for p in spec.ports]
     keys = network_keys or {}
-    if not spec.networks:
+    if spec.network_mode:
+        out["network_mode"] = spec.network_mode
+    elif not spec.networks:
         out["network_mode"] = "bridge"
     elif any(n.aliases for n in spec.networks):
         out["networks"] = {keys.get(n.name, n.name): {"aliases": list(n.aliases)} if n.aliases else None
@@ -118,6 +142,9 @@ def spec_to_dict(spec: ServiceSpec, network_keys: dict[str, str] | None = None) 
         out["stop_grace_period"] = grace
     if spec.storage_size:
         out["storage_opt"] = {"size": _memory(spec.storage_size)}
+    out.update(_container(spec, volume_keys or {}))
+    if spec.depends_on:
+        out["depends_on"] = {d.service: {"condition": d.condition} for d in spec.depends_on}
     deploy = _deploy(spec)
     if deploy:
         out["deploy"] = deploy
@@ -132,6 +159,55 @@ def spec_to_dict(spec: ServiceSpec, network_keys: dict[str, str] | None = None) 
             x_orch["healthcheck"] = probes
     if x_orch:
         out["x-orch"] = x_orch
+    return out
+
+
+# Container settings written under their own key, as they are, unless the
+# default (each default is empty: "", false, [] or {}).
+_AS_THEY_ARE = ("container_name", "hostname", "user", "working_dir", "stop_signal", "read_only", "init",
+                "tty", "stdin_open", "privileged", "cap_add", "cap_drop", "devices", "sysctls", "dns",
+                "extra_hosts")
+
+
+def _container(spec: ServiceSpec, volume_keys: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in _AS_THEY_ARE:
+        value = getattr(spec, name)
+        if value:
+            out[name] = value.copy() if isinstance(value, dict | list) else value
+    if spec.ulimits:
+        out["ulimits"] = {u.name: u.soft if u.soft == u.hard else {"soft": u.soft, "hard": u.hard}
+                          for u in spec.ulimits}
+    if spec.shm_size:
+        out["shm_size"] = _memory(spec.shm_size)
+    if spec.mounts:
+        out["volumes"] = [_mount(m, volume_keys) for m in spec.mounts]
+    options: dict[str, Any] = {}
+    if spec.log_max_size:
+        options["max-size"] = _memory(spec.log_max_size)
+    if spec.log_max_files:
+        options["max-file"] = spec.log_max_files
+    if options:
+        out["logging"] = {"driver": "json-file", "options": options}
+    return out
+
+
+def _mount(m: Mount, volume_keys: dict[str, str]) -> dict[str, Any]:
+    """The long form, which spells every mount (a tmpfs from ``tmpfs:`` too)."""
+    out: dict[str, Any] = {"type": m.type, "target": m.target}
+    if m.source:
+        out["source"] = volume_keys.get(m.source, m.source) if m.type == "volume" else m.source
+    if m.read_only:
+        out["read_only"] = True
+    if m.volume_nocopy:
+        out["volume"] = {"nocopy": True}
+    tmpfs: dict[str, Any] = {}
+    if m.tmpfs_size:
+        tmpfs["size"] = _memory(m.tmpfs_size)
+    if m.tmpfs_mode:
+        tmpfs["mode"] = format(m.tmpfs_mode, "o")
+    if tmpfs:
+        out["tmpfs"] = tmpfs
     return out
 
 

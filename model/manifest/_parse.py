@@ -16,12 +16,14 @@ file; a manifest either parses completely or raises the first
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model.constraints import parse_constraint
 from model.health import HealthCheck, HttpProbe, TcpProbe
+from model.manifest._compose import active_services, merge_extends, resolve_dependencies, resolve_volumes
 from model.manifest._errors import ManifestError
 from model.manifest._networks import NetworkDef, StackName, resolve_networks
 from model.manifest._secrets import SecretDef, resolve_secrets
@@ -29,6 +31,8 @@ from model.manifest._table import TOP
 from model.manifest._walk import Field, Fields, walk
 from model.manifest._yaml import Seq, load_yaml
 from model.objects import (
+    Dependency,
+    Mount,
     NetworkAttachment,
     Placement,
     Resources,
@@ -67,9 +71,9 @@ def _read(path: str) -> str:
                                             "save the file as UTF-8")
 
 
-def load_stack(path: str, stack: str = "") -> Stack:
+def load_stack(path: str, stack: str = "", profiles: Collection[str] = ()) -> Stack:
     """Read and parse the manifest at ``path``; errors name ``path`` as given."""
-    return parse_stack(_read(path), path, stack)
+    return parse_stack(_read(path), path, stack, profiles)
 
 
 def load_manifest(path: str) -> list[ServiceSpec]:
@@ -81,28 +85,53 @@ def parse_manifest(text: str, path: str = "<string>", stack: str = "") -> list[S
     return parse_stack(text, path, stack).services
 
 
-def parse_stack(text: str, path: str = "<string>", stack: str = "") -> Stack:
+def parse_stack(text: str, path: str = "<string>", stack: str = "", profiles: Collection[str] = (),
+                env_files: Mapping[str, list[str]] | None = None,
+                built: Mapping[str, str] | None = None) -> Stack:
     """Parse manifest ``text``; ``path`` names the source in errors. The stack's
     name is the manifest's ``name:``, else ``stack`` (normalised), else the
-    name of ``path``'s directory."""
+    name of ``path``'s directory. A service with ``profiles`` is in the stack
+    only when one of them is in ``profiles`` (it is checked all the same).
+    ``env_files``: the variables of each ``env_file`` the manifest names, by
+    its path as written (the deploying machine's files, which the CLI reads).
+    ``built``: by service, the image ``orch deploy --build`` made of its
+    ``build:`` (it replaces ``image:``)."""
     root = load_yaml(text, path)
     if root is None:
         raise ManifestError(path, 1, "", "the manifest is empty: expected a 'services:' mapping")
-    top: Fields = walk(TOP, root, "", path)
-    services: dict[str, Field] = top["services"].value
-    if not services:
+    top: Fields = walk(TOP, merge_extends(root, path), "", path)
+    every: dict[str, Field] = top["services"].value
+    if not every:
         raise ManifestError(path, top["services"].key_line, "services", "no services defined")
+    services = active_services(every, frozenset(profiles), path)
     name = StackName(top, stack, path)
     networks, defs = resolve_networks(top, services, path, name)
     granted, secrets = resolve_secrets(top, services, path, name)
-    specs = [_service(service, field, path, networks[service], granted[service])
+    mounts = resolve_volumes(top, services, path, name)
+    depends = resolve_dependencies(services, every, path)
+    specs = [_service(service, field, path, networks[service], granted[service],
+                      Container(mounts[service], depends[service], env_files or {},
+                                _built(field, (built or {}).get(service, ""), path)))
              for service, field in services.items()]
     _check_ports(specs, list(services.values()), path)
     return Stack(specs, defs, path, name.peek(), secrets)
 
 
+@dataclass
+class Container:
+    """What a service's spec takes from across the stack, beside its networks
+    and grants, and from the deploying machine: its ``env_file`` files'
+    variables, by path as the manifest writes it (read by the CLI)."""
+
+    mounts: list[Mount] = dataclasses.field(default_factory=list)
+    depends_on: list[Dependency] = dataclasses.field(default_factory=list)
+    env_files: Mapping[str, list[str]] = dataclasses.field(default_factory=dict)
+    built_image: str = ""  # `orch deploy --build`: what the CLI built and pushed for its build:
+
+
 def _service(name: str, field: Field, file: str, networks: list[NetworkAttachment],
-             granted: dict[str, list[SecretRef]] | None = None) -> ServiceSpec:
+             granted: dict[str, list[SecretRef]] | None = None,
+             stacked: Container | None = None) -> ServiceSpec:
     fields: Fields = field.value
     deploy: Fields = fields.value_in("deploy", default=Fields())
     mode = deploy.value_in("mode", default="replicated")
@@ -111,10 +140,18 @@ def _service(name: str, field: Field, file: str, networks: list[NetworkAttachmen
         raise ManifestError(file, replicas.key_line, replicas.path,
                             "replicas cannot be set with mode 'global', which runs one task per node")
     limits = _resources(deploy, "limits")
+    limits.cpus = _either(fields, "cpus", deploy, ("resources", "limits", "cpus"), file, limits.cpus)
+    limits.memory_bytes = _either(fields, "mem_limit", deploy, ("resources", "limits", "memory"), file,
+                                  limits.memory_bytes)
     limits.pids = _pids(fields, deploy, file)
     reservations = _resources(deploy, "reservations")
+    reservations.memory_bytes = _either(fields, "mem_reservation", deploy,
+                                        ("resources", "reservations", "memory"), file,
+                                        reservations.memory_bytes)
     _check_reservation(deploy, limits, reservations, file)
-    optional: dict[str, Any] = {}
+    _check_image(fields, field, file, (stacked or Container()).built_image)
+    _check_container_name(fields, mode, replicas, file)
+    optional: dict[str, Any] = _container(fields, file, stacked or Container())
     if "stop_grace_period" in fields:  # keep the model's default when absent
         optional["stop_grace_period"] = fields["stop_grace_period"].value
     size = fields.get_in("storage_opt", "size")
@@ -125,10 +162,10 @@ def _service(name: str, field: Field, file: str, networks: list[NetworkAttachmen
     optional["configs"] = (granted or {}).get("config", [])
     return ServiceSpec(
         name=name,
-        image=fields["image"].value,
+        image=(stacked or Container()).built_image or fields.value_in("image", default=""),
         command=fields.value_in("command"),
         entrypoint=fields.value_in("entrypoint"),
-        env=fields.value_in("environment", default=[]),
+        env=_env(fields, file, (stacked or Container()).env_files),
         ports=fields.value_in("ports", default=[]),
         labels=fields.value_in("labels", default={}),
         mode=mode,
@@ -136,11 +173,11 @@ def _service(name: str, field: Field, file: str, networks: list[NetworkAttachmen
         limits=limits,
         reservations=reservations,
         placement=Placement(
-            constraints=deploy.value_in("placement", "constraints", default=[]),
+            constraints=_constraints(fields, deploy),
             preferences=deploy.value_in("placement", "preferences", default=[]),
             max_replicas_per_node=deploy.value_in("placement", "max_replicas_per_node", default=0),
         ),
-        restart_policy=_restart_policy(deploy),
+        restart_policy=_restart_policy(deploy, fields),
         update_config=_update_config(deploy, "update_config"),
         rollback_config=_update_config(deploy, "rollback_config"),
         binpack=fields.value_in("x-orch", "binpack", default=False),
@@ -149,6 +186,113 @@ def _service(name: str, field: Field, file: str, networks: list[NetworkAttachmen
         endpoint_mode=deploy.value_in("endpoint_mode", default="vip"),
         **optional,
     )
+
+
+def _env(fields: Fields, file: str, sent: Mapping[str, list[str]]) -> list[str]:
+    """The env files' variables (a later one wins), then ``environment``'s,
+    which win over them; a required file the CLI did not send is an error."""
+    merged: dict[str, str] = {}
+    refs = fields.get("env_file")
+    where = refs.path if refs is not None else ""
+    for ref in refs.value if refs is not None else []:
+        lines = sent.get(ref.path)
+        if lines is None:
+            if ref.required:
+                raise ManifestError(file, ref.line, where + ref.suffix,
+                                    f"env file {ref.path} was not sent: `orch deploy` and `orch plan` read "
+                                    "it next to the manifest (required: false makes it optional)")
+            continue
+        merged.update(line.split("=", 1) for line in lines)  # type: ignore[misc]
+    for line in fields.value_in("environment", default=[]):
+        name, _, value = line.partition("=")
+        merged.pop(name, None)
+        merged[name] = value
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
+def _container(fields: Fields, file: str, stacked: Container) -> dict[str, Any]:
+    """The container's own settings, as the spec's fields (absent keys keep the model's defaults)."""
+    out: dict[str, Any] = {key: fields[key].value for key in _CONTAINER_FIELDS if key in fields}
+    mode = fields.value_in("network_mode", default="bridge")
+    if mode != "bridge":
+        out["network_mode"] = mode
+        ports = fields.get("ports")
+        if ports is not None and ports.value:
+            raise ManifestError(file, ports.key_line, ports.path,
+                                f"ports cannot be published with network_mode {mode}: "
+                                + ("the task answers on the node's own ports already" if mode == "host"
+                                   else "the task has no network"))
+    if stacked.mounts:
+        out["mounts"] = stacked.mounts
+    if stacked.depends_on:
+        out["depends_on"] = stacked.depends_on
+    size, files = fields.value_in("logging", "options", default=(0, 0))
+    if size:
+        out["log_max_size"] = size
+    if files:
+        out["log_max_files"] = files
+    return out
+
+
+# Compose keys stored as they are, under the same name in the spec.
+_CONTAINER_FIELDS = ("container_name", "hostname", "user", "working_dir", "stop_signal", "read_only",
+                     "init", "tty", "stdin_open", "privileged", "cap_add", "cap_drop", "devices", "sysctls",
+                     "ulimits", "dns", "extra_hosts", "shm_size")
+
+
+def _built(field: Field, image: str, file: str) -> str:
+    """A service's built image, which only a service with ``build:`` takes."""
+    if image and "build" not in field.value:
+        raise ManifestError(file, field.key_line, field.path, "an image was built for a service without "
+                                                              "'build'")
+    return image
+
+
+def _check_image(fields: Fields, field: Field, file: str, built: str = "") -> None:
+    if "image" in fields or built:
+        return
+    build = fields.get("build")
+    if build is not None:
+        raise ManifestError(file, build.key_line, build.path,
+                            "the service has a build but no image: deploy it with 'orch deploy --build', "
+                            "which builds the image first, or give the service an 'image'")
+    raise ManifestError(file, field.key_line, field.path, "missing required key 'image'")
+
+
+def _check_container_name(fields: Fields, mode: str, replicas: Field | None, file: str) -> None:
+    """A container name is unique on a node: one task may carry it (Compose refuses scale > 1 too)."""
+    name = fields.get("container_name")
+    if name is None:
+        return
+    if mode == "global" or (replicas is not None and replicas.value > 1):
+        many = "mode global runs a task per node" if mode == "global" else f"{replicas.value} replicas"  # type: ignore[union-attr]
+        raise ManifestError(file, name.key_line, name.path,
+                            f"container_name names one container, but {many}: leave it out (tasks are "
+                            "named after the service) or run one replica")
+
+
+def _either(fields: Fields, key: str, deploy: Fields, path: tuple[str, ...], file: str, value: Any) -> Any:
+    """Compose's service-level shorthand (``mem_limit``, ``cpus``) or its ``deploy`` key: either, or
+    both when they agree."""
+    short, long = fields.get(key), deploy.get_in(*path)
+    if short is None:
+        return value
+    if long is not None and long.value != short.value:
+        raise ManifestError(file, short.key_line, short.path,
+                            f"{key} disagrees with deploy.{'.'.join(path)} (line {long.line}); "
+                            "set one of them")
+    return short.value
+
+
+def _constraints(fields: Fields, deploy: Fields) -> list[str]:
+    """``placement.constraints``, and ``platform``'s: the nodes' architecture."""
+    out: list[str] = list(deploy.value_in("placement", "constraints", default=[]))
+    arch = fields.value_in("platform", default="")
+    if arch:
+        constraint = str(parse_constraint(f"node.platform.arch=={arch}"))
+        if constraint not in out:
+            out.append(constraint)
+    return out
 
 
 def _healthcheck(fields: Fields, file: str) -> HealthCheck | None:
@@ -215,7 +359,10 @@ def _check_reservation(deploy: Fields, limits: Resources, reservations: Resource
         )
 
 
-def _restart_policy(deploy: Fields) -> RestartPolicy:
+def _restart_policy(deploy: Fields, fields: Fields) -> RestartPolicy:
+    """``deploy.restart_policy``; else Compose's ``restart``; else the model's default (any)."""
+    if "restart_policy" not in deploy and "restart" in fields:
+        return fields["restart"].value  # type: ignore[no-any-return]
     default = RestartPolicy()
     return RestartPolicy(
         condition=deploy.value_in("restart_policy", "condition", default=default.condition),

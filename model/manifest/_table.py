@@ -24,8 +24,9 @@ The table is a tree of ``Section`` (a mapping with a fixed set of keys),
 
 Invariants:
 - a key is accepted by the parser if and only if it is in this table (plus
-  ``x-*`` keys at the top level, which are ignored so that Compose-style
-  anchors such as ``x-defaults: &defaults`` work);
+  ``x-*`` keys at the top level and in a service, Compose's extensions, so
+  that anchors such as ``x-defaults: &defaults`` work); Compose keys orch
+  cannot honour are listed with the reason (``Section.unsupported``);
 - every ``Leaf.example`` is accepted by its converter and by its schema
   fragment (checked by the tests);
 - ``x-orch`` is orch's extension inside a service: ``binpack: true`` makes
@@ -47,6 +48,7 @@ from typing import Any
 
 from model import secrets as secret_rules
 from model import units
+from model.manifest import _container as c
 from model.manifest import _secrets as grants
 from model.manifest import _values as v
 from model.manifest._yaml import Node
@@ -410,6 +412,131 @@ _X_ORCH = Section(
     "orch's own settings.",
 )
 
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_STRING_OR_STRINGS = {"oneOf": [{"type": "string"}, _STRINGS]}
+_ABS_PATH = {"type": "string", "pattern": "^/"}
+_MOUNT_ITEM = {
+    "oneOf": [
+        {"type": "string", "description": "[SOURCE:]TARGET[:ro|rw|nocopy]: a volume of the manifest, an "
+                                          "absolute path on the node, or (TARGET alone) an anonymous volume"},
+        {"type": "object",
+         "properties": {
+             "type": {"enum": ["volume", "bind", "tmpfs"]},
+             "source": {"type": "string"},
+             "target": _ABS_PATH,
+             "read_only": {"type": "boolean"},
+             "volume": {"type": "object", "properties": {"nocopy": {"type": "boolean"}},
+                        "additionalProperties": False},
+             "tmpfs": {"type": "object", "properties": {"size": _MEMORY,
+                                                        "mode": {"type": ["integer", "string"]}},
+                       "additionalProperties": False},
+         },
+         "required": ["type", "target"], "additionalProperties": False},
+    ]
+}
+_ULIMIT = {"oneOf": [{"type": "integer", "minimum": -1},
+                     {"type": "object", "properties": {"soft": {"type": "integer", "minimum": -1},
+                                                       "hard": {"type": "integer", "minimum": -1}},
+                      "required": ["soft", "hard"], "additionalProperties": False}]}
+_DEPENDS_ON = {
+    "oneOf": [
+        {"type": "array", "items": {"type": "string", "pattern": v.SERVICE_NAME_PATTERN}},
+        {"type": "object", "propertyNames": {"pattern": v.SERVICE_NAME_PATTERN},
+         "additionalProperties": {
+             "type": "object",
+             "properties": {"condition": {"enum": ["service_started", "service_healthy",
+                                                   "service_completed_successfully"]},
+                            "required": {"type": "boolean"}, "restart": {"const": False}},
+             "additionalProperties": False}},
+    ]
+}
+
+_LOGGING = Section(
+    {
+        "driver": Leaf(c.logging_driver, {"enum": list(c.LOG_DRIVERS)},
+                       "json-file or local: the node keeps the task's output in rotated files (orch logs).",
+                       "json-file"),
+        "options": Leaf(c.log_options, {"type": "object", "properties": {
+            "max-size": _MEMORY, "max-file": {"type": ["integer", "string"], "pattern": "^[0-9]+$"}},
+            "additionalProperties": False},
+            "max-size: bytes per file before it rotates; max-file: files kept (default: the node's).",
+            {"max-size": "10m", "max-file": "3"}),
+    },
+    "Where the task's output goes: the node's log files, rotated.",
+)
+
+# Compose's keys for the container itself, as `orch run` takes them.
+_CONTAINER_KEYS: dict[str, Shape] = {
+    "container_name": Leaf(c.container_name, {"type": "string", "pattern": c.CONTAINER_NAME_PATTERN},
+                           "The container's name on its node, in place of the task's (a single task only: "
+                           "replicas 1, not global).", "db"),
+    "hostname": Leaf(c.hostname, {"type": "string"}, "The container's hostname (default: the task's name).",
+                     "db"),
+    "user": Leaf(c.user, {"type": ["string", "integer"]}, "USER[:GROUP] the command runs as (default: the "
+                                                          "image's).", "1000:1000"),
+    "working_dir": Leaf(c.abs_path("the command's directory"), _ABS_PATH,
+                        "The command's directory (default: the image's).", "/app"),
+    "stop_signal": Leaf(c.stop_signal, {"type": ["string", "integer"]},
+                        "The signal that stops the task (default: the image's, else SIGTERM).", "SIGQUIT"),
+    "read_only": Leaf(v.boolean, {"type": "boolean"}, "A read-only root filesystem.", True),
+    "init": Leaf(v.boolean, {"type": "boolean"}, "A small init as PID 1: reaps zombies, forwards signals.",
+                 True),
+    "tty": Leaf(v.boolean, {"type": "boolean"}, "A terminal as the command's stdio.", True),
+    "stdin_open": Leaf(v.boolean, {"type": "boolean"}, "Keep the command's stdin open.", True),
+    "privileged": Leaf(v.boolean, {"type": "boolean"}, "Every capability and device of the node.", True),
+    "cap_add": Leaf(c.capabilities, _STRINGS, "Capabilities added to the default set.", ["NET_ADMIN"]),
+    "cap_drop": Leaf(c.capabilities, _STRINGS, "Capabilities taken away (ALL: every one).", ["ALL"]),
+    "devices": Leaf(c.devices, _STRINGS, "Devices of the node: HOST[:CONTAINER][:rwm].", ["/dev/fuse"]),
+    "sysctls": Leaf(c.sysctls, _LIST_OR_MAP, "Namespaced kernel settings (net.*, kernel.shm*, ...).",
+                    {"net.core.somaxconn": 1024}),
+    "ulimits": Leaf(c.ulimits, {"type": "object", "additionalProperties": _ULIMIT},
+                    "Resource limits: a number (soft = hard) or {soft, hard}; -1 = unlimited.",
+                    {"nofile": {"soft": 20000, "hard": 40000}, "nproc": 65535}),
+    "dns": Leaf(c.dns, _STRING_OR_STRINGS, "Nameservers of the container (default: the node's, and "
+                                           "orch's for service names).", ["1.1.1.1"]),
+    "extra_hosts": Leaf(c.extra_hosts, _LIST_OR_MAP,
+                        "More lines of /etc/hosts: NAME:ADDRESS or NAME=ADDRESS.", ["db.local:10.0.0.5"]),
+    "shm_size": Leaf(v.memory, _MEMORY, "Size of /dev/shm (default 64 MiB).", "256m"),
+    "volumes": Leaf(c.volumes, {"type": "array", "items": _MOUNT_ITEM},
+                    "Mounts: named volumes of the manifest (the node's own, STACK_KEY), absolute paths on "
+                    "the "
+                    "node, anonymous volumes, tmpfs.", ["data:/var/lib/data", "/srv/www:/www:ro"]),
+    "tmpfs": Leaf(c.tmpfs, _STRING_OR_STRINGS, "tmpfs mounts: PATH[:size=N,mode=M].", ["/run:size=64m"]),
+    "logging": _LOGGING,
+}
+
+# Compose's shorthands for settings that have a place elsewhere.
+_COMPOSE_KEYS: dict[str, Shape] = {
+    "restart": Leaf(c.restart, {"oneOf": [{"type": "string",
+                                           "pattern": "^(no|always|unless-stopped|on-failure(:[0-9]+)?)$"},
+                                          {"const": False}]},
+                    "The restart policy (unless deploy.restart_policy is given): no, always, unless-stopped "
+                    "(any exit) or on-failure[:N].", "unless-stopped"),
+    "depends_on": Leaf(c.dependencies, _DEPENDS_ON,
+                       "Services whose tasks must have started (or be healthy, or have completed) before "
+                       "this one's start, on its first deploy.", {"db": {"condition": "service_healthy"}}),
+    "platform": Leaf(c.platform, {"type": "string", "pattern": "^linux(/[a-z0-9_-]+(/v[0-9]+)?)?$"},
+                     "The nodes' platform: linux/ARCH[/VARIANT], a constraint node.platform.arch==ARCH.",
+                     "linux/amd64"),
+    "runtime": Leaf(c.runtime, {"enum": list(c.RUNTIMES)}, "The node's own runtime (the only one).", "runc"),
+    "mem_limit": Leaf(v.memory, _MEMORY, "Same as deploy.resources.limits.memory.", "512m"),
+    "mem_reservation": Leaf(v.memory, _MEMORY, "Same as deploy.resources.reservations.memory.", "128m"),
+    "cpus": Leaf(v.cpus, {"oneOf": [{"type": "string", "pattern": v.CPUS_PATTERN}, {"type": "number"}]},
+                 "Same as deploy.resources.limits.cpus.", 0.5),
+    "expose": Leaf(c.expose, {"type": "array", "items": {"type": ["string", "integer"]}},
+                   "Ports the service answers on for its neighbours (checked; every port of a task is "
+                   "reachable on its networks).", ["3000"]),
+    "profiles": Leaf(c.profiles, {"type": "array", "items": {"type": "string", "pattern": c.PROFILE_PATTERN}},
+                     "Deploy the service only with one of these profiles active (--profile).", ["debug"]),
+    "build": Leaf(c.build, {"oneOf": [{"type": "string"}, {"type": "object"}]},
+                  "How to build the image (orch deploy --build); without --build, image is used.",
+                  {"context": "."}),
+    "extends": Leaf(c.extends, {"oneOf": [{"type": "string"}, {"type": "object", "properties": {
+        "service": {"type": "string"}}, "required": ["service"], "additionalProperties": False}]},
+                    "Take the keys of another service of this file that this one does not set.",
+                    {"service": "base"}),
+}
+
 _SERVICE = Section(
     {
         "image": Leaf(v.image, {"type": "string", "minLength": 1, "pattern": r"^\S+$"},
@@ -420,6 +547,16 @@ _SERVICE = Section(
                         "not empty.", "sleep 3600"),
         "entrypoint": Leaf(v.argv, _STRING_OR_LIST,
                            "Replaces the image's ENTRYPOINT; [] clears it.", ["/bin/sh", "-c"]),
+        "env_file": Leaf(v.env_files, {"oneOf": [
+            {"type": "string", "minLength": 1},
+            {"type": "array", "items": {"oneOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "object", "required": ["path"], "additionalProperties": False,
+                 "properties": {"path": {"type": "string", "minLength": 1},
+                                "required": {"type": "boolean"}}}]}}]},
+            "Files of NAME=value lines next to the manifest, read by `orch deploy` on the deploying "
+            "machine (Compose's format); 'environment' wins over them.",
+            [{"path": "app.env", "required": False}]),
         "environment": Leaf(v.environment, _LIST_OR_MAP,
                             "Variables: a list of NAME=value or a mapping.", {"MODE": "production"}),
         "ports": Leaf(v.ports, {"type": "array", "items": _PORT_ITEM},
@@ -430,9 +567,9 @@ _SERVICE = Section(
                          "Networks of the manifest the service joins, in order: a list of names or a "
                          "mapping with aliases; left out, the stack's default network.",
                          {"svc": {"aliases": ["api"]}}),
-        "network_mode": Leaf(v.choice(("bridge",)), {"enum": ["bridge"]},
-                             "bridge: no cluster network, only the node's bridge (not with networks).",
-                             "bridge"),
+        "network_mode": Leaf(c.network_mode, {"enum": ["bridge", "host", "none"]},
+                             "bridge: no cluster network, only the node's bridge; host: the node's network; "
+                             "none: no network (not with networks).", "bridge"),
         "labels": Leaf(v.labels, _LIST_OR_MAP,
                        f"Labels: a list of key=value or a mapping; keys under {v.RESERVED_LABEL_PREFIX!r} "
                        "are orch's.", ["com.example.tier=front"]),
@@ -457,16 +594,26 @@ _SERVICE = Section(
                         [{"source": "app_config", "target": "/etc/app.conf", "mode": 0o444}]),
         "deploy": _DEPLOY,
         "x-orch": _X_ORCH,
+        **_CONTAINER_KEYS,
+        **_COMPOSE_KEYS,
     },
     "One service: a container image run as a number of tasks.",
-    required=("image",),
     unsupported={
-        "build": "build the image with 'orch build' and name it in 'image'",
-        "container_name": "task names are generated from the service name",
-        "restart": "use deploy.restart_policy",
-        "volumes": "volumes are not supported yet",
-        "depends_on": "services start independently; make them retry their dependencies",
+        "links": "services reach each other by name on their networks",
+        "external_links": "services reach each other by name on their networks",
+        "pid": "a task cannot share the node's or another container's process namespace",
+        "ipc": "a task cannot share the node's or another container's IPC namespace",
+        "userns_mode": "tasks run in the node's user namespace",
+        "security_opt": "tasks run with the node's seccomp profile; use cap_add/cap_drop",
+        "cgroup_parent": "the node places each task's cgroup",
+        "mac_address": "the control plane gives every task its address",
+        "domainname": "set a full hostname instead",
+        "volumes_from": "tasks of two services may run on different nodes; share a named volume instead",
+        "scale": "use deploy.replicas",
+        "pull_policy": "nodes pull a registry image on demand, pinned to its digest at deploy",
+        "isolation": "it has no meaning on a Linux node",
     },
+    extensions=True,
 )
 
 _NETWORK = Section(
@@ -499,6 +646,31 @@ _NETWORK = Section(
     },
 )
 
+_VOLUME = Section(
+    {
+        "driver": Leaf(v.choice(("local",)), {"enum": ["local"]}, "local (the only driver; the default).",
+                       "local"),
+        "external": Leaf(v.boolean, {"type": "boolean"},
+                         "true: a volume that exists on the nodes already (orch volume create); by its name, "
+                         "else the key.", True),
+        "name": Leaf(c.volume_name, {"type": "string", "pattern": c.CONTAINER_NAME_PATTERN},
+                     "The volume's name on the nodes (default: STACK_KEY).", "pgdata"),
+        "x-orch": Section(
+            {"shareable": Leaf(v.boolean, {"type": "boolean"},
+                               "true: the volume's directory is on storage every node reaches (NFS, a "
+                               "cluster filesystem), so its tasks may run anywhere. Default false: a task "
+                               "stays with the node that holds its data, and waits for it while it is "
+                               "down (orch node drain --allow-data-loss NODE lets it move).", True)},
+            "orch's own settings of the volume."),
+    },
+    "One named volume of the stack (nothing: the defaults): made on a node by its first task there; "
+    "node-local, so its task stays with the node that holds the data.",
+    unsupported={
+        "driver_opts": "a node's volume is a directory of its own, without options",
+        "labels": "a task's volume is made on its node when first used, without labels",
+    },
+)
+
 TOP = Section(
     {
         "version": Leaf(v.ignored, {"type": ["string", "number"]}, "Ignored (Compose file version).", "3.8"),
@@ -515,6 +687,9 @@ TOP = Section(
                         "variable of the deploying machine, or external; sealed in the cluster's store.",
                         {"db_password": {"file": "./db_password.txt"},
                          "api_key": {"external": True, "name": "shared_api_key"}}),
+        "volumes": MapOf(_VOLUME, v.NETWORK_KEY_PATTERN, v.check_network_key,
+                         "The stack's named volumes ('data:' with nothing: the defaults); each is the own of "
+                         "the node a task runs on.", nullable=True),
         "configs": Leaf(grants.definitions("config"), _definition_schema("config"),
                         "The stack's configs by name (STACK_NAME in the cluster), each from a file, a "
                         "variable, inline content, or external.",
@@ -522,8 +697,5 @@ TOP = Section(
     },
     "An orch manifest: one or more services in Compose syntax.",
     required=("services",),
-    unsupported={
-        "volumes": "volumes are not supported yet",
-    },
     extensions=True,
 )

@@ -466,6 +466,42 @@ def environment(node: Node) -> list[str]:
     return env
 
 
+@dataclass(frozen=True)
+class EnvFileRef:
+    """One ``env_file`` entry: a file next to the manifest, which the CLI sends."""
+
+    path: str
+    required: bool
+    line: int
+    suffix: str
+
+
+def env_files(node: Node) -> list[EnvFileRef]:
+    """Compose's ``env_file``: a path, or a list of paths and ``{path, required}``."""
+    if isinstance(node, Scalar):
+        return [EnvFileRef(_text(node, "a path"), True, node.line, "")]
+    if not isinstance(node, Seq):
+        raise Invalid(f"expected a path or a list of paths, got {describe(node)}")
+    out = []
+    for i, item in enumerate(node.items):
+        if isinstance(item, Map):
+            known = {e.key: e.value for e in item.items}
+            for key in known:
+                if key == "format":
+                    raise Invalid("env_file format is not supported: files are read in Compose's "
+                                  "default format", item.line, f"[{i}].format")
+                if key not in ("path", "required"):
+                    raise Invalid(unknown_key_message(key, ("path", "required")), item.line, f"[{i}].{key}")
+            if "path" not in known:
+                raise Invalid("an env_file entry needs a path", item.line, f"[{i}]")
+            required = known.get("required")
+            out.append(EnvFileRef(_text_at(known["path"], "a path", f"[{i}].path"),
+                                  True if required is None else boolean(required), item.line, f"[{i}]"))
+        else:
+            out.append(EnvFileRef(_item_text(item, i, "a path"), True, item.line, f"[{i}]"))
+    return out
+
+
 def labels(node: Node) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value, line, suffix in _pairs(node, "key=value", "label"):

@@ -5,8 +5,9 @@ and its field path, so checks that involve several keys (reservation above
 limit, a published port used twice) can still point at a line.
 
 Invariants: a key not in the table is an error at the key's line, with the
-closest known key suggested; a missing required key is an error at the line
-of the mapping that lacks it; a mapping of names (``services``,
+closest known key suggested (an ``x-`` extension key is ignored where the
+section takes them, unless it reads as a slip of orch's own ``x-orch``); a
+missing required key is an error at the line of the mapping that lacks it; a mapping of names (``services``,
 ``networks``) holds at least one, as the schema's ``minProperties`` has it;
 values are converted in document order, so the first error in the file is
 the one reported.
@@ -84,7 +85,7 @@ def _walk_section(section: Section, node: Map, path: str, file: str, line: int) 
         if sub is not None:
             value = walk(sub, item.value, where, file, item.key_line)
             fields[item.key] = Field(value, item.value, item.key_line, where)
-        elif section.extensions and item.key.startswith("x-"):
+        elif section.extensions and item.key.startswith("x-") and not _misspelt(item.key, section):
             continue
         elif item.key in section.unsupported:
             raise ManifestError(file, item.key_line, where,
@@ -95,6 +96,15 @@ def _walk_section(section: Section, node: Map, path: str, file: str, line: int) 
         if key not in fields:
             raise ManifestError(file, line, path, f"missing required key {key!r}")
     return fields
+
+
+def _misspelt(key: str, section: Section) -> bool:
+    """An ``x-`` key that reads as a slip of one of the section's own (``x-orhc``): an error, not an
+    extension, so orch's settings are never dropped for a typo."""
+    import difflib  # only for extension keys
+
+    own = [k for k in section.keys if k.startswith("x-")]
+    return bool(own and difflib.get_close_matches(key, own, n=1, cutoff=0.8))
 
 
 def _walk_names(shape: MapOf, node: Map, path: str, file: str, line: int) -> dict[str, Field]:

@@ -1,5 +1,6 @@
 """The container half of the node-local API (proto/agent.proto): run,
-create, start, stop, kill, remove, list, inspect, wait, logs, exec, stats.
+create, start, stop, kill, remove, list, inspect, wait, logs, exec, stats,
+and the interactive streams, attach and exec -i/-t.
 
 Each handler converts the request to the engine's terms, makes one engine
 call (``agent.engine``) and converts the answer back; nothing here knows
@@ -8,13 +9,20 @@ the supervisor. Part of :class:`nodeagent.agent.service.AgentService`.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
 import selectors
-from collections.abc import Iterator
+import struct
+import termios
+import threading
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import grpc
 
+from common.errors import AgentError, InvalidArgument
 from nodeagent.agent.edge import handle_errors
 from nodeagent.agent.engine import Engine
 from nodeagent.logs import LogEntry
@@ -87,7 +95,8 @@ class ContainerAPI:
 
     @handle_errors
     def Remove(self, request: pb.RemoveRequest, context: grpc.ServicerContext) -> pb.RemoveResponse:
-        return pb.RemoveResponse(id=self.engine.remove(request.id, force=request.force))
+        return pb.RemoveResponse(id=self.engine.remove(request.id, force=request.force,
+                                                       volumes=request.volumes))
 
     @handle_errors
     def List(self, request: pb.ListRequest, context: grpc.ServicerContext) -> pb.ListResponse:
@@ -127,6 +136,62 @@ class ContainerAPI:
         yield pb.ExecOutput(exit_code=255 if code is None else code)
 
     @handle_errors
+    def Attach(self, request_iterator: Iterator[pb.AttachInput],
+               context: grpc.ServicerContext) -> Iterator[pb.ExecOutput]:
+        """A container's output as it comes, until its process ends; then its
+        exit code. The first answer, an empty stdout, says the client is
+        attached (`orch run -i/-t` starts the container then). Input goes to
+        its stdin or tty. The client detaches by ending the stream."""
+        req = _first(request_iterator, "attach").attach
+        info, fds = self.engine.attach(req.id, (req.size.rows, req.size.cols))
+        cid = info["id"]
+        engine = self.engine
+
+        def forward(msg: pb.AttachInput) -> None:
+            kind = msg.WhichOneof("input")
+            if kind == "resize":
+                engine.resize(cid, msg.resize.rows, msg.resize.cols)
+            elif kind == "stdin" and req.stdin:
+                engine.send_input(cid, msg.stdin)
+            elif kind == "stdin_close" and req.stdin:
+                engine.send_input(cid, b"", close=True)
+
+        _forward_input(request_iterator, forward, lambda: None)
+        yield pb.ExecOutput(stdout=b"")
+        ended = yield from _pump(fds, ("stdout", "stderr"), context.is_active)
+        if ended:
+            code = self.engine.exit_code(cid, timeout=30.0)
+            yield pb.ExecOutput(exit_code=255 if code is None else code)
+
+    @handle_errors
+    def ExecAttach(self, request_iterator: Iterator[pb.AttachInput],
+                   context: grpc.ServicerContext) -> Iterator[pb.ExecOutput]:
+        """exec with stdin (``stdin``) and a pty (``tty``): an empty stdout
+        once it runs, its output (a tty's as stdout) until it ends, then its
+        exit code; input, the end of its stdin and window sizes from the
+        stream. A client that ends the stream hangs its tty up."""
+        req = _first(request_iterator, "exec").exec
+        exec_id, fds = self.engine.exec(
+            req.id, list(req.command), list(req.env),
+            workdir=req.workdir if req.HasField("workdir") else None,
+            user=req.user if req.HasField("user") else None,
+            tty=req.tty, stdin=req.stdin, size=(req.size.rows, req.size.cols))
+        try:
+            master = fds[0] if req.tty else -1
+            sink = os.dup(master) if req.tty else (fds.pop() if req.stdin else -1)
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        _forward_input(request_iterator, *_exec_input(sink, req.tty))
+        yield pb.ExecOutput(stdout=b"")  # it runs: the client may send input
+        ended = yield from _pump(fds, ("stdout",) if req.tty else ("stdout", "stderr"),
+                                 context.is_active)
+        if ended:
+            code = self.engine.exec_exit(exec_id, timeout=30.0)
+            yield pb.ExecOutput(exit_code=255 if code is None else code)
+
+    @handle_errors
     def Stats(self, request: pb.ContainerRef, context: grpc.ServicerContext) -> pb.StatsResponse:
         cid, figures = self.engine.stats(request.id)
         return pb.StatsResponse(id=cid, **{k: (v or 0) for k, v in figures.items()})
@@ -160,3 +225,101 @@ def _pump_exec(fds: list[int]) -> Iterator[pb.ExecOutput]:
         sel.close()
         for fd in fds:
             os.close(fd)
+
+
+# How often a stream with no output checks that its client is still there.
+_IDLE_CHECK = 0.5
+
+
+def _first(request_iterator: Iterator[pb.AttachInput], kind: str) -> pb.AttachInput:
+    msg = next(request_iterator, None)
+    if msg is None or msg.WhichOneof("input") != kind:
+        raise InvalidArgument(f"the stream's first message must be {kind!r}")
+    return msg
+
+
+def _forward_input(request_iterator: Iterator[pb.AttachInput],
+                   forward: Callable[[pb.AttachInput], None], done: Callable[[], None]) -> None:
+    """Hand each further message of the stream to ``forward``, on a thread
+    of its own, until the stream ends; then ``done()``. A message that
+    cannot be delivered (the process has ended) is dropped."""
+    def run() -> None:
+        try:
+            for msg in request_iterator:
+                try:
+                    forward(msg)
+                except (AgentError, OSError):
+                    pass
+        except grpc.RpcError:
+            pass  # the call ended
+        finally:
+            done()
+
+    threading.Thread(target=run, name="attach-input", daemon=True).start()
+
+
+def _exec_input(sink: int, tty: bool) -> tuple[Callable[[pb.AttachInput], None], Callable[[], None]]:
+    """An exec's input: its stdin pipe or (a dup of) its pty master,
+    ``sink``, owned by the input thread (-1: none)."""
+    state = {"fd": sink}
+
+    def close() -> None:
+        fd, state["fd"] = state["fd"], -1
+        if fd >= 0:
+            os.close(fd)
+
+    def forward(msg: pb.AttachInput) -> None:
+        kind, fd = msg.WhichOneof("input"), state["fd"]
+        if fd < 0:
+            return
+        if kind == "stdin":
+            _write_all(fd, msg.stdin)
+        elif kind == "resize" and tty and msg.resize.rows and msg.resize.cols:
+            fcntl.ioctl(fd, termios.TIOCSWINSZ,
+                        struct.pack("HHHH", msg.resize.rows, msg.resize.cols, 0, 0))
+        elif kind == "stdin_close" and not tty:
+            close()
+
+    return forward, close
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _pump(fds: list[int], names: tuple[str, ...],
+          active: Callable[[], bool]) -> Generator[pb.ExecOutput, None, bool]:
+    """Output from ``fds`` (named by ``names``, in order) as it comes, until
+    every one has ended (True) or the client has gone (False); closes them.
+    A pty's master ends with EIO once its last slave has closed."""
+    sel = selectors.DefaultSelector()
+    streams = dict(zip(fds, names, strict=False))
+    try:
+        for fd in streams:
+            sel.register(fd, selectors.EVENT_READ)
+        while streams:
+            ready = sel.select(_IDLE_CHECK)
+            if not ready and not active():
+                return False
+            for key, _ in ready:
+                try:
+                    data = os.read(key.fd, 65536)
+                except OSError as err:
+                    if err.errno != errno.EIO:
+                        raise
+                    data = b""
+                if not data:
+                    sel.unregister(key.fd)
+                    streams.pop(key.fd)
+                elif streams[key.fd] == "stdout":
+                    yield pb.ExecOutput(stdout=data)
+                else:
+                    yield pb.ExecOutput(stderr=data)
+        return True
+    finally:
+        sel.close()
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)

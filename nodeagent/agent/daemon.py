@@ -467,7 +467,7 @@ def listen_port(listen: str) -> int:
 # What the node API serves on TCP: what the control plane proxies for the
 # CLI. Everything else (run, build, import, push, pull: they take host paths)
 # stays on the root-only unix socket.
-NODE_API_METHODS = ("Logs", "LogBatches", "Exec", "Stats", "StatsAll")
+NODE_API_METHODS = ("Logs", "LogBatches", "Exec", "ExecAttach", "Stats", "StatsAll")
 
 
 def _identity(opts: AgentOptions, stop: threading.Event) -> NodeIdentity:

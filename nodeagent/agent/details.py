@@ -6,6 +6,11 @@ spec included), the image store's :class:`Image` and its disk-use rows become
 ``ContainerDetails``, ``ImageDetails`` and ``DiskUsageResponse``
 (proto/agent.proto). Field names follow the Python objects, so a client
 turning a message back into a dict shows the shape those objects have.
+
+The spec's host options (``devices``, ``sysctls``, ``shm_size``, ``init``,
+``privileged``) have no ``RuntimeSpec`` fields: the request (``config``)
+shows them as given, and their effects show in the spec (capabilities,
+seccomp, rlimits, masked and read-only paths, DNS and extra hosts).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from google.protobuf import json_format
 from model.health import HealthCheck, from_image_config
 from model.wire import healthcheck_to_pb
 from nodeagent.images.model import Image
-from nodeagent.runtime.spec import ContainerSpec
+from nodeagent.runtime.spec import ContainerSpec, Mount
 from proto import agent_pb2 as pb
 
 __all__ = ["container_details", "disk_usage", "image_details"]
@@ -60,7 +65,8 @@ def runtime_spec(spec: ContainerSpec) -> pb.RuntimeSpec:
             args=proc.args, env=proc.env, cwd=proc.cwd, user=proc.user,
             capabilities=proc.capabilities, no_new_privileges=proc.no_new_privileges,
             seccomp=proc.seccomp,
-            rlimits=[pb.Rlimit(name=r.name, soft=r.soft, hard=r.hard) for r in proc.rlimits]),
+            rlimits=[pb.Rlimit(name=r.name, soft=r.soft, hard=r.hard) for r in proc.rlimits],
+            tty=proc.tty, console_size=pb.WindowSize(rows=proc.console_size[0], cols=proc.console_size[1])),
         resources=resources,
         network=pb.NetworkSpec(
             mode=net.mode, bridge=net.bridge, address=net.address, prefixlen=net.prefixlen,
@@ -72,7 +78,16 @@ def runtime_spec(spec: ContainerSpec) -> pb.RuntimeSpec:
         cgroup_name=spec.cgroup_name, masked_paths=spec.masked_paths,
         readonly_paths=spec.readonly_paths, stop_signal=spec.stop_signal,
         stop_timeout=spec.stop_timeout, labels=spec.labels,
-        mounts=[pb.BindMount(source=m.source, target=m.target, readonly=m.readonly) for m in spec.mounts])
+        mounts=[_mount(m) for m in spec.mounts],
+        devices=[pb.DeviceNode(**vars(d)) for d in spec.devices], sysctls=spec.sysctls,
+        shm_size=spec.shm_size, init=spec.init, privileged=spec.privileged)
+
+
+def _mount(m: Mount) -> pb.BindMount:
+    """As Docker shows a mount: a tmpfs has no source; a bind's type is left unset."""
+    return pb.BindMount(source="" if m.type == "tmpfs" else m.source, target=m.target,
+                        readonly=m.readonly, type="" if m.type == "bind" else m.type,
+                        volume=m.volume, options=m.options)
 
 
 def image_details(image: Image) -> pb.ImageDetails:

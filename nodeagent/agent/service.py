@@ -3,7 +3,8 @@
 A thin edge, in parts composed here into the one servicer gRPC
 registers: containers (``containerapi``: each verb one call of the node's
 engine, ``agent.engine``), images (``imageapi``: the image store and
-image jobs) and user-defined networks (``networkapi``); the agent's own
+image jobs), user-defined networks (``networkapi``), local volumes
+(``volumeapi``) and a container's files (``copyapi``: commit, cp); the agent's own
 calls (Info, Shutdown) are here. Handlers convert protobuf messages to
 plain values and back; errors become gRPC
 status codes with the user-facing message as details (``edge``). The
@@ -20,10 +21,12 @@ from typing import Any
 import grpc
 
 from nodeagent.agent.containerapi import ContainerAPI, to_pb
+from nodeagent.agent.copyapi import CopyAPI
 from nodeagent.agent.edge import handle_errors
 from nodeagent.agent.engine import Engine
 from nodeagent.agent.imageapi import ImageAPI
 from nodeagent.agent.networkapi import NetworkAPI
+from nodeagent.agent.volumeapi import VolumeAPI
 from proto import agent_pb2 as pb
 from proto import agent_pb2_grpc as pb_grpc
 
@@ -32,7 +35,7 @@ __all__ = ["VERSION", "AgentService", "handle_errors", "to_pb"]
 VERSION = "0.1.0"
 
 
-class AgentService(ContainerAPI, ImageAPI, NetworkAPI, pb_grpc.AgentServicer):
+class AgentService(ContainerAPI, ImageAPI, NetworkAPI, VolumeAPI, CopyAPI, pb_grpc.AgentServicer):
     def __init__(self, engine: Engine, stop_server: Any = None, info: dict[str, Any] | None = None):
         self.engine = engine
         self.state_dir = engine.state_dir

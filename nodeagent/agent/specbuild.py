@@ -20,10 +20,27 @@ each address ``IP/prefix`` an IPv4 host address of its subnet, no network or
 address twice, no two subnets overlapping. The container's resolver is the
 node's DNS server (``bundle.resolv_conf``).
 
+Docker's host options (:func:`host_options`): ``--cap-add``/``--cap-drop``
+over Docker's default set (``capabilities.tweak``), ``--ulimit`` over the
+default rlimits, ``--dns`` and ``--add-host`` addresses, ``--device`` host
+nodes (looked up here, so the runtime looks nothing up), namespaced
+``--sysctl`` names only, ``--shm-size`` and ``--init``. ``--privileged``
+is every capability, no seccomp, no_new_privileges off, no masked or
+read-only paths and every host device.
+
 The health check (``ContainerConfig.healthcheck``) is merged with the
 image's HEALTHCHECK (``model.health.merged``; a duration of 0 is not given,
 as Docker's) and goes in the record beside the spec, for the supervisor's
 runner (``supervisor.health``); None when there is nothing to run.
+
+Mounts (``ContainerConfig.mounts``: ``-v``, ``--mount``, ``--tmpfs``) become
+the spec's :class:`Mount` entries (:func:`mounts`, called by the engine,
+which makes and fills the volumes): each target an absolute path the node
+does not reserve, once; an image's VOLUME path no mount covers gets an
+anonymous volume; a bind's source must exist and, unless the mount is
+forced, be neither the node's root, /proc, /sys, /dev (or under them) nor
+the agent's state dir (or inside or above it). A mount point inside
+another mount is refused.
 """
 
 from __future__ import annotations
@@ -38,13 +55,20 @@ from typing import TYPE_CHECKING, Any
 from common.errors import InvalidArgument
 from model import units
 from model.health import HealthCheck, from_image_config, merged
+from nodeagent.runtime.bundle import HOST_GATEWAY
 from nodeagent.runtime.spec import (
+    DEFAULT_CAPABILITIES,
+    DEFAULT_RLIMITS,
+    TMPFS_SOURCE,
     ContainerSpec,
+    Device,
+    Mount,
     NetworkAttachment,
     NetworkConfig,
     PortMapping,
     ProcessSpec,
     Resources,
+    Rlimit,
     RootfsSpec,
 )
 from proto import agent_pb2 as pb
@@ -265,6 +289,7 @@ def build(cfg: pb.ContainerConfig, image: Image, lower_dirs: list[str],
     (cwd,) = _no_nul([cfg.workdir if cfg.HasField("workdir") else (image.config.working_dir or "/")],
                      "working directory")
     attachments = _attachments(cfg, cid, network)
+    host = host_options(cfg, network)
     spec = ContainerSpec(
         id=cid,
         name=name,
@@ -278,15 +303,21 @@ def build(cfg: pb.ContainerConfig, image: Image, lower_dirs: list[str],
             env=_no_nul(merge_env(list(image.config.env), list(cfg.env)), "environment"),
             cwd=cwd,
             user=check_user(cfg.user if cfg.HasField("user") else image.config.user),
+            capabilities=host.capabilities, rlimits=host.rlimits,
+            no_new_privileges=not host.privileged, seccomp=not host.privileged,
         ),
         resources=_resources(cfg, default_pids_limit),
         network=NetworkConfig(mode=network, bridge=user_bridge, ports=ports,  # type: ignore[arg-type]
-                              attachments=attachments),
+                              attachments=attachments, dns=host.dns, extra_hosts=host.extra_hosts),
         cgroup_name=f"orch/{cid}",
         stop_signal=stop_signal,
         stop_timeout=stop_timeout,
         labels=dict(cfg.labels),
+        devices=host.devices, sysctls=host.sysctls, shm_size=host.shm_size, init=host.init,
+        privileged=host.privileged,
     )
+    if host.privileged:
+        spec.masked_paths = spec.readonly_paths = ()
     Path(spec.bundle_dir).parent.mkdir(parents=True, exist_ok=True)
     check = healthcheck(cfg, image)
     extra = {
@@ -368,3 +399,326 @@ def storage_size(cfg: pb.ContainerConfig, state_dir: str) -> int:
         if not support.enforced:
             raise InvalidArgument(support.refusal(size))
     return size
+
+
+# ---- Docker's everyday host options (--cap-*, --ulimit, --dns, --add-host,
+# --device, --privileged, --sysctl, --shm-size, --init) ---------------------
+
+# Docker's --ulimit names, and their rlimits.
+ULIMITS: dict[str, str] = {name: "RLIMIT_" + name.upper() for name in (
+    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
+    "rss", "rtprio", "rttime", "sigpending", "stack")}
+# Namespaced sysctls (Docker's list): the rest are the node's, not a container's.
+SYSCTL_NAMES = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                          "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"})
+SYSCTL_PREFIXES = ("net.", "fs.mqueue.")
+SYSCTL_RE = re.compile(r"^[a-z0-9_]+(\.[A-Za-z0-9_-]+)+$")
+# Device nodes every container has (orch-init makes them): never copied from the host.
+BUILTIN_DEVICES = frozenset({"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
+                             "/dev/tty", "/dev/ptmx", "/dev/console"})
+# Host /dev entries a privileged container does not get (Docker's HostDevices).
+_SKIPPED_DEV_DIRS = frozenset({"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"})
+
+
+@dataclasses.dataclass
+class HostOptions:
+    """What the request's host options make of the spec (see :func:`host_options`)."""
+
+    capabilities: tuple[str, ...]
+    rlimits: tuple[Rlimit, ...]
+    dns: list[str]
+    extra_hosts: list[tuple[str, str]]
+    devices: list[Device]
+    sysctls: dict[str, str]
+    shm_size: int
+    privileged: bool
+    init: bool
+
+
+def host_options(cfg: pb.ContainerConfig, network: str, dev_root: str = "/dev") -> HostOptions:
+    """The request's host options, each value checked (InvalidArgument naming
+    the flag and the value). ``--privileged``: every capability, every host
+    device (those under ``dev_root``); the caller
+    also turns seccomp, no_new_privileges, masked and read-only paths off."""
+    from nodeagent.runtime import capabilities
+
+    privileged = cfg.privileged
+    if privileged:
+        caps = capabilities.all_capabilities()
+        for name in [*cfg.cap_add, *cfg.cap_drop]:
+            capabilities.normalize(name)  # still checked: a typo is an error everywhere
+    else:
+        caps = capabilities.tweak(DEFAULT_CAPABILITIES, list(cfg.cap_add), list(cfg.cap_drop))
+    devices = _host_devices(dev_root) if privileged else []
+    given = [parse_device(text) for text in cfg.devices]
+    paths = {d.path for d in given}
+    devices = [d for d in devices if d.path not in paths] + given
+    if cfg.shm_size < 0:
+        raise InvalidArgument(f"invalid --shm-size {cfg.shm_size}: must be positive (or 0 for 64 MiB)")
+    if cfg.shm_size:
+        _checked(units.check_memory, cfg.shm_size)
+    return HostOptions(
+        capabilities=caps, rlimits=rlimits(cfg.ulimits), dns=[_ip(ip, "--dns") for ip in cfg.dns],
+        extra_hosts=[parse_extra_host(text, network) for text in cfg.extra_hosts], devices=devices,
+        sysctls=sysctls(dict(cfg.sysctls), network), shm_size=int(cfg.shm_size),
+        privileged=privileged, init=cfg.init)
+
+
+def rlimits(ulimits: Any) -> tuple[Rlimit, ...]:
+    """``--ulimit`` values over the defaults (the last one of a name wins);
+    -1 is unlimited; soft at most hard."""
+    out = {r.name: r for r in DEFAULT_RLIMITS}
+    for u in ulimits:
+        shown = f"{u.name}={u.soft}:{u.hard}"
+        if u.name not in ULIMITS:
+            raise InvalidArgument(f"invalid --ulimit {shown!r}: unknown name {u.name!r}; expected one of "
+                                  + ", ".join(ULIMITS))
+        if u.soft < -1 or u.hard < -1:
+            raise InvalidArgument(f"invalid --ulimit {shown!r}: a limit is 0 or more, or -1 (unlimited)")
+        if u.hard != -1 and (u.soft == -1 or u.soft > u.hard):
+            raise InvalidArgument(f"invalid --ulimit {shown!r}: the soft limit must not exceed the hard one")
+        if u.name == "nofile":
+            nr_open = _nr_open()
+            if u.hard == -1 or u.hard > nr_open:
+                raise InvalidArgument(f"invalid --ulimit {shown!r}: at most {nr_open} open files "
+                                      "on this node (fs.nr_open)")
+        out[ULIMITS[u.name]] = Rlimit(ULIMITS[u.name], u.soft, u.hard)
+    return tuple(out.values())
+
+
+def _nr_open() -> int:
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1048576
+
+
+def _ip(text: str, flag: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise InvalidArgument(f"invalid {flag} {text!r}: expected an IPv4 or IPv6 address") from None
+
+
+def parse_extra_host(text: str, network: str = "bridge") -> tuple[str, str]:
+    """``name:ip`` (or ``name=ip``; an IPv6 address may hold colons) -> (name, ip);
+    ip ``host-gateway`` (bridge networks only) is the node's address on the bridge."""
+    name, sep, ip = text.partition("=") if "=" in text else text.partition(":")
+    if not sep or not ALIAS_RE.fullmatch(name):
+        raise InvalidArgument(f"invalid --add-host {text!r}: expected NAME:IP, as db:10.0.0.5")
+    if ip == HOST_GATEWAY:
+        if network != "bridge":
+            raise InvalidArgument(f"invalid --add-host {text!r}: host-gateway needs a bridge network, "
+                                  f"not {network!r}")
+        return name, ip
+    return name, _ip(ip.strip("[]"), f"--add-host {text!r}: address")
+
+
+def parse_device(text: str) -> Device:
+    """``HOST[:CONTAINER[:PERMISSIONS]]`` (Docker's ``--device``): a host
+    character or block device, made at CONTAINER (under /dev; HOST's path
+    by default) with access PERMISSIONS, letters of ``rwm`` (all by default)."""
+    import stat
+
+    parts = text.split(":")
+    if len(parts) == 2 and parts[1] and set(parts[1]) <= set("rwm"):
+        parts = [parts[0], "", parts[1]]  # HOST:PERMISSIONS
+    if not 1 <= len(parts) <= 3 or not parts[0]:
+        raise InvalidArgument(f"invalid --device {text!r}: expected HOST[:CONTAINER[:rwm]]")
+    host = parts[0]
+    target = (parts[1] if len(parts) > 1 else "") or host
+    perms = parts[2] if len(parts) > 2 else "rwm"
+    if not perms or not set(perms) <= set("rwm"):
+        raise InvalidArgument(f"invalid --device {text!r}: permissions are letters of rwm")
+    norm = os.path.normpath(target)
+    if not norm.startswith("/dev/") or norm != target or any(c in target for c in "\t\n\0"):
+        raise InvalidArgument(f"invalid --device {text!r}: the container path must be a "
+                              "normalised path under /dev/")
+    try:
+        st = os.stat(host)
+    except OSError as err:
+        raise InvalidArgument(f"invalid --device {text!r}: {host}: {err.strerror}") from None
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
+        raise InvalidArgument(f"invalid --device {text!r}: {host} is not a character or block device")
+    return Device(path=norm, kind="c" if stat.S_ISCHR(st.st_mode) else "b",
+                  major=os.major(st.st_rdev), minor=os.minor(st.st_rdev),
+                  permissions="".join(c for c in "rwm" if c in perms),
+                  file_mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
+
+
+def _host_devices(root: str) -> list[Device]:
+    """Every character and block device under ``root`` (a privileged
+    container's /dev), but those every container has and the directories
+    the container mounts its own of."""
+    import stat
+
+    out: list[Device] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if dirpath == root:
+            dirnames[:] = [d for d in dirnames if d not in _SKIPPED_DEV_DIRS]
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            target = "/dev" + path[len(root):]
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if target in BUILTIN_DEVICES or any(c in target for c in "\t\n\0"):
+                continue
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                out.append(Device(path=target, kind="c" if stat.S_ISCHR(st.st_mode) else "b",
+                                  major=os.major(st.st_rdev), minor=os.minor(st.st_rdev),
+                                  file_mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid))
+    return out
+
+
+def sysctls(given: dict[str, str], network: str) -> dict[str, str]:
+    """Namespaced sysctls only (the node's own would change the node); net.*
+    not with host networking (the node's namespace)."""
+    for key, value in given.items():
+        shown = f"{key}={value}"
+        if not SYSCTL_RE.fullmatch(key):
+            raise InvalidArgument(f"invalid --sysctl {shown!r}: expected a name such as "
+                                  "net.ipv4.ip_forward")
+        if key not in SYSCTL_NAMES and not key.startswith(SYSCTL_PREFIXES):
+            raise InvalidArgument(f"invalid --sysctl {shown!r}: not a namespaced sysctl; a container "
+                                  "may set net.*, kernel.shm*, kernel.msg*, kernel.sem and fs.mqueue.*")
+        if key.startswith("net.") and network == "host":
+            raise InvalidArgument(f"invalid --sysctl {shown!r}: net.* sysctls are the node's with "
+                                  "--network host")
+        if not value or any(c in value for c in "\n\0") or len(value) > 4096:
+            raise InvalidArgument(f"invalid --sysctl {shown!r}: expected a one-line value")
+    return given
+
+
+# ---- mounts (-v, --mount, --tmpfs, an image's VOLUME) ----------------------
+
+# Host paths a container never gets bound without MountConfig.force: the
+# node's root and its kernel interfaces (and everything below the latter).
+DANGEROUS_BINDS = ("/", "/proc", "/sys", "/dev")
+_KERNEL_TREES = ("/proc", "/sys", "/dev")
+DEFAULT_TMPFS_MODE = 0o1777
+
+
+@dataclasses.dataclass(frozen=True)
+class VolumeUse:
+    """A volume a container mounts: the engine makes it on first use and
+    fills it from the image (``nodeagent.volumes``) unless ``nocopy``."""
+
+    name: str
+    target: str
+    anonymous: bool
+    nocopy: bool
+
+
+def mounts(cfg: pb.ContainerConfig, image_volumes: list[str],
+           state_dir: str) -> tuple[list[Mount], list[VolumeUse]]:
+    """The container's mounts: the request's, in order, then an anonymous
+    volume for each of the image's VOLUME paths no mount covers.
+    InvalidArgument names the mount (``mount N``, counted
+    from 1) and what is wrong with it."""
+    from nodeagent.volumes import volume_dir
+
+    out: list[Mount] = []
+    uses: list[VolumeUse] = []
+    for k, m in enumerate(cfg.mounts, 1):
+        mount = _mount(m, f"mount {k} ({m.type or 'volume'} at {m.target or '?'})", state_dir)
+        if mount.type == "volume":
+            uses.append(VolumeUse(mount.volume, mount.target, not m.source, m.volume_nocopy))
+        out.append(mount)
+    taken = {m.target for m in out}
+    if len(taken) < len(out):
+        dup = next(t for t in taken if sum(m.target == t for m in out) > 1)
+        raise InvalidArgument(f"duplicate mount point {dup}: one mount per target")
+    for path in image_volumes:
+        target = _target(path, f"the image's VOLUME {path!r}")
+        if target not in taken:
+            taken.add(target)
+            name = os.urandom(32).hex()
+            uses.append(VolumeUse(name, target, True, False))
+            out.append(Mount(source=volume_dir(state_dir, name), target=target, readonly=False,
+                             type="volume", volume=name, options="rbind"))
+    for mount in out:
+        # A mountpoint inside another mount would be made in that mount's
+        # files (a volume's, a host directory's): not done.
+        parent = next((p for p in taken if mount.target.startswith(p + "/")), None)
+        if parent is not None:
+            raise InvalidArgument(f"invalid mount at {mount.target}: it is inside the mount at "
+                                  f"{parent}; nested mount points are not supported")
+    return out, uses
+
+
+def _target(path: str, where: str) -> str:
+    from model.secrets import resolve_target
+
+    target = os.path.normpath(path) if path.startswith("/") else path
+    try:
+        if not target.startswith("/"):
+            raise ValueError(f"invalid target {path!r}: an absolute path in the container")
+        return resolve_target("mount", target)
+    except ValueError as err:
+        raise InvalidArgument(f"invalid {where}: {err}") from None
+
+
+def _mount(m: pb.MountConfig, where: str, state_dir: str) -> Mount:
+    kind = m.type or "volume"
+    if kind not in ("volume", "bind", "tmpfs"):
+        raise InvalidArgument(f"invalid {where}: type {m.type!r}; expected volume, bind or tmpfs")
+    target = _target(m.target, where) if m.target else ""
+    if not target:
+        raise InvalidArgument(f"invalid {where}: it needs a target, an absolute path in the container")
+    if kind != "tmpfs" and (m.tmpfs_size or m.tmpfs_mode):
+        raise InvalidArgument(f"invalid {where}: tmpfs-size and tmpfs-mode are for type tmpfs")
+    if kind != "volume" and m.volume_nocopy:
+        raise InvalidArgument(f"invalid {where}: volume-nocopy is for type volume")
+    if kind != "bind" and m.force:
+        raise InvalidArgument(f"invalid {where}: force is for type bind")
+    if kind == "tmpfs":
+        if m.source:
+            raise InvalidArgument(f"invalid {where}: a tmpfs has no source ({m.source!r})")
+        if m.tmpfs_size < 0 or m.tmpfs_mode > 0o7777:
+            raise InvalidArgument(f"invalid {where}: tmpfs-size must be positive and tmpfs-mode "
+                                  "at most 07777")
+        options = f"mode={m.tmpfs_mode or DEFAULT_TMPFS_MODE:o}"
+        if m.tmpfs_size:
+            options += f",size={m.tmpfs_size}"
+        return Mount(source=TMPFS_SOURCE, target=target, readonly=m.readonly, type="tmpfs",
+                     options=options)
+    if kind == "volume":
+        from nodeagent.volumes import check_name, volume_dir
+
+        try:
+            name = check_name(m.source) if m.source else os.urandom(32).hex()
+        except InvalidArgument as err:
+            raise InvalidArgument(f"invalid {where}: {err}") from None
+        return Mount(source=volume_dir(state_dir, name), target=target, readonly=m.readonly,
+                     type="volume", volume=name, options="rbind")
+    return Mount(source=bind_source(m.source, m.force, where, state_dir), target=target,
+                 readonly=m.readonly, type="bind", options="rbind")
+
+
+def bind_source(path: str, force: bool, where: str, state_dir: str) -> str:
+    """A bind's host path, resolved (symlinks followed): it must exist (as
+    Docker's --mount: ``-v`` makes a missing directory first, in the CLI),
+    and without ``force`` be none of :data:`DANGEROUS_BINDS`, nothing under
+    /proc, /sys or /dev, and neither inside nor above the agent's state dir."""
+    if not path.startswith("/") or any(c in path for c in "\t\n\0"):
+        raise InvalidArgument(f"invalid {where}: source {path!r} must be an absolute host path")
+    if not os.path.exists(path):
+        raise InvalidArgument(f"invalid {where}: bind source path does not exist: {path}")
+    real = os.path.realpath(path)
+    if force:
+        return real
+    state = os.path.realpath(state_dir)
+    shown = path if real == path else f"{path} ({real})"
+    if real in DANGEROUS_BINDS or any(real.startswith(t + "/") for t in _KERNEL_TREES):
+        raise InvalidArgument(f"invalid {where}: refusing to bind {shown}: the node's root and "
+                              "kernel interfaces are not bound unless forced (--mount type=bind,...,force)")
+    if real == state or real.startswith(state + "/") or state.startswith(real.rstrip("/") + "/"):
+        raise InvalidArgument(f"invalid {where}: refusing to bind {shown}: it holds, or is in, the "
+                              f"agent's state dir {state}; not bound unless forced "
+                              "(--mount type=bind,...,force)")
+    return real

@@ -24,7 +24,8 @@ ends, so a few launches are out at once. ``Update``: a task's spec never
 changes under it (a new spec is a new task).
 
 Invariant: :func:`container_request` is the only place a ``Task`` becomes a
-container request; everything else about the container (image lookup,
+container request (the spec's container settings, Compose's service keys,
+map one to one onto the request's fields); everything else about the container (image lookup,
 checks, node defaults such as the pids limit) is the engine's, as for
 `orch run`.
 
@@ -50,7 +51,7 @@ from google.protobuf import json_format  # noqa: F401
 
 import registry.reference  # noqa: F401
 from common.errors import AgentError, NotFound
-from model.objects import Task
+from model.objects import ServiceSpec, Task
 from model.wire import healthcheck_to_pb
 from nodeagent.runtime.secretfs import SecretFile, SecretFiles
 from nodeagent.runtime.spec import as_plain
@@ -78,19 +79,20 @@ def container_request(task: Task) -> pb.ContainerConfig:
     come with the addresses the control plane gave the task, in order."""
     spec = task.spec
     cfg = pb.ContainerConfig(
-        image=spec.image, name=task.name, env=spec.env,
+        image=spec.image, name=spec.container_name or task.name, env=spec.env,
         ports=[pb.PortMapping(host_port=p.published, container_port=p.target, protocol=p.protocol)
                for p in spec.ports if p.mode == "host"],
         networks=[pb.NetworkAttachmentConfig(network_id=n.network_id, network_name=n.name,
                                              address=n.address, aliases=n.aliases)
                   for n in task.networks],
         memory_bytes=spec.limits.memory_bytes, cpus=spec.limits.cpus, pids_limit=spec.limits.pids,
-        restart_policy="no", network="bridge",
+        restart_policy="no", network=spec.network_mode or "bridge",
         labels={**spec.labels, TASK_LABEL: task.id, SERVICE_LABEL: task.service_name},
         # A hostname label may not end in '.' or '-', where a cut can fall.
-        stop_timeout=spec.stop_grace_period, hostname=task.name[:63].rstrip(".-"),
+        stop_timeout=spec.stop_grace_period, hostname=spec.hostname or task.name[:63].rstrip(".-"),
         storage_size_bytes=spec.storage_size,
         volatile_rootfs=True,  # a task's container runs once; a new task replaces it
+        **_container_settings(spec),
     )
     if spec.command is not None:
         cfg.command.values.extend(spec.command)
@@ -99,6 +101,24 @@ def container_request(task: Task) -> pb.ContainerConfig:
     if spec.healthcheck is not None:  # else the image's HEALTHCHECK, as the engine merges it
         cfg.healthcheck.CopyFrom(healthcheck_to_pb(spec.healthcheck))
     return cfg
+
+
+def _container_settings(spec: ServiceSpec) -> dict[str, Any]:
+    """The spec's container settings (Compose's keys) as the request's fields, each as `orch run`
+    sets it: mounts in order, capabilities, limits, /etc files, the terminal, log rotation."""
+    unset_is_the_images = {"workdir": spec.working_dir, "user": spec.user}  # optional: set only when given
+    return dict(
+        **{key: value for key, value in unset_is_the_images.items() if value},
+        stop_signal=spec.stop_signal, read_only=spec.read_only,
+        init=spec.init, tty=spec.tty, stdin_open=spec.stdin_open, privileged=spec.privileged,
+        cap_add=spec.cap_add, cap_drop=spec.cap_drop, devices=spec.devices, sysctls=spec.sysctls,
+        ulimits=[pb.Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in spec.ulimits],
+        dns=spec.dns, extra_hosts=spec.extra_hosts, shm_size=spec.shm_size,
+        mounts=[pb.MountConfig(type=m.type, source=m.source, target=m.target, readonly=m.read_only,
+                               tmpfs_size=m.tmpfs_size, tmpfs_mode=m.tmpfs_mode,
+                               volume_nocopy=m.volume_nocopy) for m in spec.mounts],
+        log_max_size=spec.log_max_size, log_max_files=spec.log_max_files,
+    )
 
 
 def task_files(task: Task, payloads: Mapping[str, bytes]) -> list[SecretFile]:
@@ -180,7 +200,8 @@ class TaskController:
             if self.files is None:
                 raise NotFound("this node has no place for a task's secrets and configs")
             mounts = self.files.make(self.task_id, files)
-            record["spec"]["mounts"] = [as_plain(m) for m in mounts]
+            # After the spec's own (volumes, binds, tmpfs), which the engine has put there.
+            record["spec"]["mounts"] = [*record["spec"].get("mounts", []), *(as_plain(m) for m in mounts)]
         self._record = record
 
     def start(self, done: StartDone) -> None:

@@ -14,6 +14,9 @@ Invariants:
 - the status reporter sends on the stream only while it is registered;
 - the network state is whole after each session's first network message
   (``full``): what changed while the node was cut off is applied then;
+- while registered, the node also sends liveness beacons (UDP, sealed with
+  the session's key: ``common.beacon``) to the control plane it reached,
+  so a blip of its link is told from a dead node within 0.1 s of its end;
 - the session runs over mutual TLS with the node's certificate
   (``identity``); a refused session (a revoked certificate: the node was
   removed) ends it for good: ``on_fatal`` hears why and the agent exits; any
@@ -30,6 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from common.beacon import Sender
 from common.identity import NodeIdentity
 from common.tls import REVOKED
 from model.wire import task_from_pb
@@ -121,8 +125,11 @@ class Session:
 
     def _register(self) -> cpb.Register:
         node = self.executor.describe()
+        # Its platform as labels (Go's names, as a manifest's ``platform``
+        # writes them), under any the user gave: node.platform.os/arch.
+        labels = {"platform.os": "linux", "platform.arch": _arch(), **self.labels}
         return cpb.Register(node_id=self.node_id, name=self.name, address=self.address,
-                            labels=self.labels, cpus=node.cpus, memory_bytes=node.memory_bytes,
+                            labels=labels, cpus=node.cpus, memory_bytes=node.memory_bytes,
                             token="" if self.identity is not None else self.token,
                             metrics_address=self.metrics_address)
 
@@ -145,6 +152,7 @@ class Session:
         self._attempt += 1
         target = addresses[self._attempt % len(addresses)]
         options = [("grpc.max_receive_message_length", MAX_MESSAGE)]
+        beacons: Sender | None = None
         with self.channel(target, options) as channel:
             stub = cluster_pb2_grpc.DispatcherStub(channel)
             responses = stub.Session(requests())
@@ -159,6 +167,7 @@ class Session:
                         threading.Thread(target=self._heartbeat,
                                          args=(outbox, msg.registered.heartbeat_interval),
                                          name="worker-heartbeat", daemon=True).start()
+                        beacons = self._beacons(target, msg.registered)
                     elif kind == "assignments":
                         self._assignments(msg.assignments)
                     elif kind == "network_state":
@@ -166,6 +175,8 @@ class Session:
                     elif kind == "protected_ports":
                         self._protect(list(msg.protected_ports.ports))
             finally:
+                if beacons is not None:
+                    beacons.stop()
                 with self._lock:
                     self._outbox = None
                 self.status.detach(outbox)
@@ -225,6 +236,15 @@ class Session:
             own = [int(a.rpartition(":")[2]) for a in (self.address, self.metrics_address) if a]
             self.executor.configure([*own, *ports])
 
+    def _beacons(self, target: str, reg: cpb.Registered) -> Sender | None:
+        """Liveness beacons to the control plane at ``target``'s host, for
+        this session (``common.beacon``); None where it serves none."""
+        if not reg.beacon_port or not reg.beacon_key:
+            return None
+        host = target.rpartition(":")[0].strip("[]")
+        return Sender(host, reg.beacon_port, bytes(reg.beacon_key), reg.node_id,
+                      reg.beacon_interval).start()
+
     def _heartbeat(self, outbox: Outbox, interval: float) -> None:
         while not self._stopped.wait(interval or 1.0):
             with self._lock:
@@ -248,6 +268,16 @@ def _refused(err: Exception) -> bool:
     import grpc
 
     return bool(code() == grpc.StatusCode.UNAUTHENTICATED)
+
+
+# uname's machine names in Go's spelling (OCI image platforms, Compose's ``platform``).
+_GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "armv6l": "arm", "i686": "386",
+            "i386": "386", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
+
+
+def _arch() -> str:
+    machine = os.uname().machine
+    return _GO_ARCH.get(machine, machine)
 
 
 def _read(path: str) -> str:

@@ -121,6 +121,8 @@ add rule {FAMILY} {t} guard iifname {br} ct direction original meta nfproto ipv4
 drop comment "orch: no loopback from containers"
 add rule {FAMILY} {t} guard iifname {br} ct direction original tcp dport @orch_ports \
 reject with tcp reset comment "orch: containers never reach orch's ports"
+add rule {FAMILY} {t} guard iifname {br} ct direction original udp dport @orch_ports \
+drop comment "orch: containers never reach orch's ports (UDP: the control plane's beacons)"
 """,
         step="nft_ensure_table",
     )

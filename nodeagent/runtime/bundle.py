@@ -37,6 +37,7 @@ LAYER_IMAGE = "layer.img"
 LAYER_MOUNT = "layer"
 RUNTIME_DIRS: tuple[str, ...] = ("rootfs", "upper", "work", LAYER_MOUNT)
 HOST_RESOLV_CONF = "/etc/resolv.conf"
+HOST_GATEWAY = "host-gateway"  # an extra host's address: the bridge's gateway (Docker's word)
 FS_IOC_GETFLAGS = 0x80086601  # _IOR('f', 1, long)
 FS_IOC_SETFLAGS = 0x40086602  # _IOW('f', 2, long)
 FS_TOPDIR_FL = 0x00020000
@@ -232,7 +233,9 @@ def hosts_file(spec: ContainerSpec) -> str:
         lines.append(f"{net.attachments[0].address}\t{spec.hostname}")
     else:
         lines.append(f"127.0.1.1\t{spec.hostname}")
-    lines.extend(f"{ip}\t{name}" for name, ip in net.extra_hosts)
+    # --add-host NAME:host-gateway: the node's address on the container's bridge.
+    lines.extend(f"{net.gateway if ip == HOST_GATEWAY else ip}\t{name}" for name, ip in net.extra_hosts
+                 if ip != HOST_GATEWAY or net.gateway)
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,18 @@ SetupError reports:
     sethostname, pivot_root, masked_paths, readonly_paths, readonly_rootfs,
     then the process checklist (see ``process``), and last ``parent_death``.
 
+The plan's sysctls (namespaced ones, ``specbuild`` checked) are written
+right after ``configure_network``, in C's own namespaces (step ``sysctl``);
+its devices are made in /dev after the default ones (``mount_dev``),
+/dev/shm is a tmpfs of ``shm_size`` bytes (64 MiB by default), and /sys
+is read-write for a privileged container (``sysfs_rw``), as Docker's.
+
+With ``reaper`` (``--init``) C does not exec the process itself: it forks
+a child that does (step ``init_fork``; C resumes once the child has
+exec'd or failed, as with vfork), and stays PID 1: it forwards every
+signal it can catch to the child, reaps every zombie of the namespace, and
+exits with the child's status (128+N for a death by signal N).
+
 C moves *itself* into the container's cgroup first (``0`` into each
 hierarchy's ``tasks`` on v1, ``cgroup.procs`` on v2; see
 :meth:`~nodeagent.runtime.cgroups.Cgroup.self_join_files`), then unshares its
@@ -45,14 +57,14 @@ left in the container's cgroup.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nodeagent.network.inside import container_side
 from nodeagent.runtime import _libc, native, process
 from nodeagent.runtime.native import Entry
 from nodeagent.runtime.process import ProcessPlan
 from nodeagent.runtime.rootfs import RootfsPlan
-from nodeagent.runtime.spec import NAMESPACES, NetworkConfig
+from nodeagent.runtime.spec import NAMESPACES, Device, NetworkConfig
 
 
 @dataclass
@@ -65,6 +77,11 @@ class InitPlan:
     cgroup_files: list[str]  # written with "0" by C to join its cgroup
     runtime_pid: int  # R, whose death C follows (0: no check that it is alive)
     start_now: bool = False  # launch: exec right after setup, no R/S handshake
+    reaper: bool = False  # --init: C stays PID 1, forks the process, reaps, forwards signals
+    sysfs_rw: bool = False  # --privileged: /sys read-write, as Docker mounts it
+    sysctls: dict[str, str] = field(default_factory=dict)  # "net.ipv4.ip_forward" -> "1"
+    devices: tuple[Device, ...] = ()
+    shm_size: int = 0  # bytes; 0: 64 MiB
 
 
 def unshare_flags(network_mode: str) -> int:
@@ -99,12 +116,37 @@ def entries(plan: InitPlan) -> Iterator[Entry]:
         yield "etc", f"{name}={content}"
     for mount in rootfs.mounts:
         # Tab-separated: a target holds no control characters (model.secrets), a source is the node's.
-        yield "bind", f"{mount.source}\t{mount.target}\t{'ro' if mount.readonly else 'rw'}"
+        # A fourth field says how (none: a secret's bind), a fifth a tmpfs's mount data.
+        entry = f"{mount.source}\t{mount.target}\t{'ro' if mount.readonly else 'rw'}"
+        if mount.type == "tmpfs":
+            entry += f"\ttmpfs\t{mount.options}"
+        elif "rbind" in mount.options.split(","):
+            entry += "\trbind"
+        yield "bind", entry
     for path in rootfs.masked_paths:
         yield "masked", path
     for path in rootfs.readonly_paths:
         yield "ro", path
+    yield from host_entries(plan)
     yield from process.entries(plan.process)
+
+
+DEFAULT_SHM_SIZE = 64 << 20
+
+
+def host_entries(plan: InitPlan) -> Iterator[Entry]:
+    """``--init``, sysctls, devices, /sys and the size of /dev/shm (tab-separated
+    fields: a sysctl name or a device path holds no tab, ``specbuild``
+    checked)."""
+    if plan.reaper:
+        yield "reaper", 1
+    if plan.sysfs_rw:
+        yield "sysfs_rw", 1
+    for key, value in plan.sysctls.items():
+        yield "sysctl", f"/proc/sys/{key.replace('.', '/')}\t{value}"
+    for d in plan.devices:
+        yield "device", f"{d.path}\t{d.kind}\t{d.major}\t{d.minor}\t{d.file_mode}\t{d.uid}\t{d.gid}"
+    yield "shmsize", plan.shm_size or DEFAULT_SHM_SIZE
 
 
 def spawn(plan: InitPlan) -> int:

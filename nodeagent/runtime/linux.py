@@ -132,7 +132,8 @@ class LinuxRuntime:
 
     def _create(self, spec: ContainerSpec, stdio: Stdio, start_now: bool) -> Container:
         self._validate(spec)
-        live = _Live(cgroup=self.cgroups.create(_cgroup_name(spec), spec.resources))
+        live = _Live(cgroup=self.cgroups.create(_cgroup_name(spec), spec.resources,
+                                                spec.device_rules()))
         self._live[spec.id] = live
         container = Container(spec, 0, time.time())
         live.handle = container
@@ -159,6 +160,13 @@ class LinuxRuntime:
                 raise InvalidArgument("overlay networks need a runtime with a BridgeNetwork")
         if not spec.rootfs.lower_dirs:
             raise InvalidArgument("rootfs.lower_dirs is empty")
+        if spec.devices and not spec.privileged and self.cgroups.version != 1:
+            # v2's device rules are an eBPF program on the group, not loaded here:
+            # the node would grant the device whatever its permissions say.
+            raise InvalidArgument(
+                f"--device {spec.devices[0].path}: device rules need the cgroup v1 devices "
+                "controller, and this node has cgroup v2 (its eBPF device programs are not "
+                "supported yet); use --privileged for every device")
         if spec.mounts:
             self._validate_mounts(spec)
 
@@ -201,6 +209,8 @@ class LinuxRuntime:
             control_fd=control_r,
             cgroup_files=live.cgroup.self_join_files(),
             runtime_pid=_own_pid(),  # the container dies with this process
+            reaper=spec.init, sysctls=spec.sysctls, devices=tuple(spec.devices),
+            shm_size=spec.shm_size, sysfs_rw=spec.privileged,
         )
 
     def _spawn_init(self, spec: ContainerSpec, stdio: Stdio, live: _Live, start_now: bool) -> int:

@@ -3,9 +3,11 @@
 Shared by a container's PID 1 and by ``exec``. :func:`build_plan` runs in
 the runtime and precomputes everything (masks, rlimit numbers, the seccomp
 program); :func:`entries` hands it to ``orch-init`` (``orch-init/process.c``), whose
-process checklist makes only the calls: rlimits, resolve_user, cwd, stdio,
-drop_bounding_caps, no_new_privs, seccomp, setgroups, setuid, capset,
-close_fds, then exec. Those names are the steps a SetupError reports.
+process checklist makes only the calls: rlimits, resolve_user, cwd,
+console (a tty process's pty), stdio (with a tty: a new session, the pty as
+its controlling terminal, owned by the user), drop_bounding_caps,
+no_new_privs, seccomp, setgroups, setuid, capset, close_fds, then exec.
+Those names are the steps a SetupError reports.
 
 Order matters in that checklist: the bounding set is dropped and seccomp
 loaded while the child still has CAP_SYS_ADMIN (loading without
@@ -42,6 +44,8 @@ class ProcessPlan:
     rlimits: list[tuple[int, int, int]]
     stdio: tuple[int | None, int | None, int | None]
     report_fd: int
+    console_fd: int | None = None  # tty: the socket the pty's master goes over
+    console_size: tuple[int, int] = (0, 0)
 
 
 def build_plan(process: ProcessSpec, stdio: Stdio, hostname: str, report_fd: int) -> ProcessPlan:
@@ -62,13 +66,20 @@ def build_plan(process: ProcessSpec, stdio: Stdio, hostname: str, report_fd: int
             raise InvalidArgument(f"unknown rlimit {rl.name!r}")
         rlimits.append(_fit_rlimit(number, rl.soft, rl.hard))
     mask = capabilities.to_mask(process.capabilities)
+    # With a tty, the process's stdio is the pty's slave, and stdin is the
+    # unix socket its master is sent over (see ProcessSpec.tty).
+    if process.tty and stdio.stdin is None:
+        raise InvalidArgument("a tty process needs a console socket (as its Stdio.stdin)")
+    rows, cols = (int(n) for n in process.console_size)
     return ProcessPlan(
         args=list(process.args), env=env, cwd=process.cwd or "/", user=process.user,
         cap_mask=mask, cap_drop=capabilities.to_drop(mask, _LAST_CAP),
         no_new_privs=process.no_new_privileges,
         seccomp=seccomp.default_program() if process.seccomp else None,
-        rlimits=rlimits, stdio=(stdio.stdin, stdio.stdout, stdio.stderr),
+        rlimits=rlimits,
+        stdio=(None, None, None) if process.tty else (stdio.stdin, stdio.stdout, stdio.stderr),
         report_fd=report_fd,
+        console_fd=stdio.stdin if process.tty else None, console_size=(rows, cols),
     )
 
 
@@ -123,9 +134,13 @@ def entries(plan: ProcessPlan) -> Iterator[Entry]:
     for name, fd in zip(("stdin", "stdout", "stderr"), plan.stdio, strict=True):
         if fd is not None:
             yield name, fd
+    if plan.console_fd is not None:
+        yield "console", plan.console_fd
+        yield "winsize", "{} {}".format(*plan.console_size)
     yield "report", plan.report_fd
 
 
 def fds(plan: ProcessPlan) -> list[int]:
     """The fds ``orch-init`` must inherit for this plan."""
-    return [plan.report_fd, *(fd for fd in plan.stdio if fd is not None)]
+    console = [] if plan.console_fd is None else [plan.console_fd]
+    return [plan.report_fd, *(fd for fd in plan.stdio if fd is not None), *console]

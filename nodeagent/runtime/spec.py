@@ -15,14 +15,25 @@ Invariants:
 - ``mounts`` bind files the host holds into the container (a cluster task's
   secrets and configs, from a tmpfs of the agent's: ``secretfs``); the spec
   names their paths only, never their contents, so a persisted spec holds
-  no secret.
+  no secret. They also hold a container's volumes, host binds and tmpfs
+  mounts (``-v``, ``--mount``, ``--tmpfs``; see :class:`Mount`).
+- ``devices`` are host device nodes (looked up when the spec is built) made
+  in the container's /dev; :meth:`ContainerSpec.device_rules` are its
+  devices cgroup rules (Docker's default ones, plus those of its devices).
+  A ``privileged`` container has every capability, no seccomp, no masked
+  or read-only paths and every host device, as the agent decided
+  (``specbuild``); the flag itself gives it the rule ``a *:* rwm`` and a
+  read-write /sys.
+- ``sysctls`` (``/proc/sys`` paths, dot-separated, -> value) are namespaced
+  ones only; ``init`` makes PID 1 a small init that forks the process, reaps
+  zombies and forwards signals to it (``orch-init``).
 """
 
 from __future__ import annotations
 
 import signal
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 # Docker's default capability set (moby/oci/caps/defaults.go).
 DEFAULT_CAPABILITIES: tuple[str, ...] = (
@@ -85,15 +96,25 @@ _LEAVES = frozenset({str, int, float, bool, type(None), bytes})
 def as_plain(value: Any) -> Any:
     """``dataclasses.asdict`` for these types, an order of magnitude faster:
     asdict deep-copies every leaf, here all leaves are immutable scalars.
-    Records are serialised on every state change, so this is on the hot path."""
+    Records are serialised on every state change, so this is on the hot path.
+
+    A class's ``OMITTED_AT_DEFAULT`` fields are left out at those values:
+    fields newer than the records, so a record that does not use them reads
+    (and shows in ``orch inspect``) as one made before they existed."""
     kind = type(value)
     if kind in _LEAVES:
         return value
     if hasattr(kind, "__dataclass_fields__"):
-        return {k: as_plain(v) for k, v in vars(value).items()}
+        plain = {k: as_plain(v) for k, v in vars(value).items()}
+        for key, default in getattr(kind, "OMITTED_AT_DEFAULT", {}).items():
+            if plain[key] == default:
+                del plain[key]
+        return plain
     if isinstance(value, list):
         return [as_plain(v) for v in value]
     if isinstance(value, tuple):
+        if isinstance(value, ConsoleSize):
+            return {"rows": value.rows, "cols": value.cols}
         return tuple(as_plain(v) for v in value)
     if isinstance(value, dict):
         return {k: as_plain(v) for k, v in value.items()}
@@ -132,6 +153,38 @@ class ProcessSpec:
     no_new_privileges: bool = True
     seccomp: bool = True  # the default profile; False = unconfined
     rlimits: tuple[Rlimit, ...] = DEFAULT_RLIMITS
+    # A pty as its stdio (-t): orch-init opens one in the container's own
+    # devpts, makes its slave the process's 0/1/2 and controlling terminal
+    # (a new session), and sends its master over the unix socket the caller
+    # gives as ``Stdio.stdin`` (see ``process.build_plan``).
+    tty: bool = False
+    console_size: ConsoleSize = field(default_factory=lambda: ConsoleSize())
+
+
+class ConsoleSize(NamedTuple):
+    """A pty's first size; 0 x 0: the kernel's. Plain: ``{"rows", "cols"}``
+    (as the API's ``WindowSize``)."""
+
+    rows: int = 0
+    cols: int = 0
+
+    @classmethod
+    def of(cls, value: Any) -> ConsoleSize:
+        """From its plain form, a (rows, cols) pair, or None (0 x 0)."""
+        if isinstance(value, dict):
+            return cls(int(value.get("rows", 0)), int(value.get("cols", 0)))
+        return cls(*(int(n) for n in value)) if value else cls()
+
+
+# Docker's default device rules (the devices cgroup, v1): mknod of any
+# node, and use of the nodes every container's /dev has (``orch-init``
+# makes them) plus the pty ones.
+DEFAULT_DEVICE_RULES: tuple[str, ...] = (
+    "c *:* m", "b *:* m",
+    "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",  # null zero full random urandom
+    "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm",  # tty console ptmx pts
+)
+ALL_DEVICES_RULE = "a *:* rwm"
 
 
 @dataclass
@@ -139,6 +192,20 @@ class Resources:
     memory_bytes: int | None = None
     cpus: float | None = None  # becomes a CFS quota over a 100 ms period
     pids_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Device:
+    """A host device node made in the container (``--device``)."""
+
+    path: str  # in the container, under /dev
+    kind: Literal["c", "b"]
+    major: int
+    minor: int
+    permissions: str = "rwm"  # its devices cgroup rule's access
+    file_mode: int = 0o666
+    uid: int = 0
+    gid: int = 0
 
 
 @dataclass
@@ -198,11 +265,27 @@ class RootfsSpec:
 class Mount:
     """A host file (or directory) bound at ``target`` in the container, on a
     mountpoint the runtime makes in its init layer (so the image needs no
-    such path, and no symlink of the image's is followed to it)."""
+    such path, and no symlink of the image's is followed to it).
+
+    ``type``: "bind" (a task's secrets and configs, and ``-v /host:/ctr``),
+    "volume" (``volume`` names it; ``source`` is its ``_data`` directory) or
+    "tmpfs" (a new tmpfs, ``options`` its mount data; ``source`` is
+    :data:`TMPFS_SOURCE`, unused). ``options`` of a bind or volume holds
+    "rbind" for a user's mount: recursive, and read-only without noexec, as
+    Docker's; without it (secrets) a read-only bind is also nosuid, nodev
+    and noexec. Records without these fields are secrets' binds."""
 
     source: str  # host path, in the runtime's mount namespace
     target: str  # absolute path in the container (``model.secrets.resolve_target``'s rules)
     readonly: bool = True
+    type: Literal["bind", "volume", "tmpfs"] = "bind"
+    volume: str = ""
+    options: str = ""
+
+
+# A tmpfs mount's source: the runtime checks every source is an absolute
+# path, and a tmpfs has none; "/" is never bound as one (specbuild refuses it).
+TMPFS_SOURCE = "/"
 
 
 @dataclass
@@ -222,6 +305,22 @@ class ContainerSpec:
     stop_timeout: float = 10.0
     labels: dict[str, str] = field(default_factory=dict)
     mounts: list[Mount] = field(default_factory=list)
+    devices: list[Device] = field(default_factory=list)
+    sysctls: dict[str, str] = field(default_factory=dict)  # "net.ipv4.ip_forward" -> "1"
+    shm_size: int = 0  # bytes of /dev/shm; 0: 64 MiB
+    init: bool = False
+    privileged: bool = False
+
+    OMITTED_AT_DEFAULT: ClassVar[dict[str, Any]] = {
+        "devices": [], "sysctls": {}, "shm_size": 0, "init": False, "privileged": False}
+
+    def device_rules(self) -> tuple[str, ...]:
+        """The devices cgroup's allow list, after "deny all" (v1): every
+        device when privileged, else Docker's default rules and the spec's devices'."""
+        if self.privileged:
+            return (ALL_DEVICES_RULE,)
+        return DEFAULT_DEVICE_RULES + tuple(f"{d.kind} {d.major}:{d.minor} {d.permissions}"
+                                            for d in self.devices)
 
     def to_dict(self) -> dict[str, Any]:
         plain = as_plain(self)
@@ -233,6 +332,7 @@ class ContainerSpec:
         proc = dict(data["process"])
         proc["capabilities"] = tuple(proc.get("capabilities", DEFAULT_CAPABILITIES))
         proc["rlimits"] = tuple(Rlimit(**r) for r in proc.get("rlimits", ()))
+        proc["console_size"] = ConsoleSize.of(proc.get("console_size"))
         net = dict(data.get("network", {}))
         net["ports"] = [PortMapping(**p) for p in net.get("ports", [])]
         net["extra_hosts"] = [tuple(h) for h in net.get("extra_hosts", [])]
@@ -253,6 +353,11 @@ class ContainerSpec:
             stop_timeout=float(data.get("stop_timeout", 10.0)),
             labels=dict(data.get("labels", {})),
             mounts=[Mount(**m) for m in data.get("mounts", [])],
+            devices=[Device(**d) for d in data.get("devices", [])],
+            sysctls=dict(data.get("sysctls", {})),
+            shm_size=int(data.get("shm_size", 0)),
+            init=bool(data.get("init", False)),
+            privileged=bool(data.get("privileged", False)),
         )
 
 

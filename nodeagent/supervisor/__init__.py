@@ -68,6 +68,9 @@ Modules:
   probes on the loop);
 - ``ops``: the requests: dispatch, holding those about a container being
   launched until its launch ends, and the ``op_*`` handlers;
+- ``stdio``: a process's stdio (pipes, or a pty with ``-t``), its input,
+  and the clients attached to a container's output (``attach``, ``input``,
+  ``resize``);
 - ``server``: the process's start (a dead supervisor's containers, the
   socket, signals) and its end; ``Supervisor`` is the whole;
 - ``records``, ``recovery``, ``wire``: the records on disk, the decisions

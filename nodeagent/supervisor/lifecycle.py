@@ -9,6 +9,10 @@ ended, the runtime undoes it (its writable layer stays), and its restart
 policy brings it back after a back-off, or, with auto-remove, it is deleted.
 A removal deletes every trace of it.
 
+A container's stdio (``stdio``): output pipes, an input pipe (``-i``) or a
+pty (``-t``); its output goes to its log and to the clients attached to it
+(``attach``), their input to its stdin or pty.
+
 Invariants:
 - a container's record is saved before its process exists and on every
   change of state (``records``);
@@ -21,6 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import selectors
@@ -33,10 +38,10 @@ from typing import Any
 from common.errors import AgentError, Conflict, InvalidArgument
 from nodeagent.logs import LogWriter
 from nodeagent.restart import Backoff, RestartPolicy, parse_restart_policy, should_restart
-from nodeagent.runtime import Container, Runtime, Stdio
+from nodeagent.runtime import Container, Runtime
 from nodeagent.runtime.bundle import remove_tree
-from nodeagent.runtime.spec import ContainerSpec, ExitStatus
-from nodeagent.supervisor import records, recovery
+from nodeagent.runtime.spec import ConsoleSize, ContainerSpec, ExitStatus
+from nodeagent.supervisor import records, recovery, stdio
 from nodeagent.supervisor.loop import Conn, Loop, log, read_ready
 from nodeagent.supervisor.records import (
     CREATED,
@@ -62,9 +67,11 @@ class Live:
 
     handle: Container
     writer: LogWriter
-    pipes: dict[int, str]  # read fd -> stream name
+    pipes: dict[int, str]  # read fd -> stream name (a tty's master: "stdout")
     exit_status: ExitStatus | None = None
     drain_timer: int = 0
+    master: int = -1  # -t: the pty's master (also in pipes)
+    input: stdio.Input | None = None  # -i or -t: what goes to its stdin
 
 
 @dataclass
@@ -73,7 +80,7 @@ class Launch:
 
     handle: Container
     fd: int  # readable once the exec happened or the set-up failed
-    pipes: dict[int, str]  # its output pipes: read fd -> stream name
+    ends: stdio.Ends  # the supervisor's ends of its stdio
     done: Callable[[AgentError | None], None]
 
 
@@ -114,6 +121,11 @@ class Lifecycle(Loop):
         # one found killed and did not restart (see server, op_ping): their
         # "exited" events went out before any client could listen.
         self.killed: list[dict[str, Any]] = []
+        # Clients attached to a container's output, from before its start
+        # (`orch run -i/-t`) to its exit; and the window size the first one
+        # gave a tty container not yet started, for its pty.
+        self.attachments: dict[str, list[stdio.Attachment]] = {}
+        self.console_sizes: dict[str, tuple[int, int]] = {}
 
     def _between_steps(self) -> None:
         self._empty_trash()
@@ -170,35 +182,32 @@ class Lifecycle(Loop):
     def _start(self, rec: Record, done: Callable[[AgentError | None], None]) -> None:
         """Launch the container's process and go on; ``done`` hears how it
         went once the process runs (None) or its set-up failed (the error)."""
-        pipes: list[int] = []
-        try:
-            for _ in range(2):
-                pipes.extend(os.pipe2(os.O_CLOEXEC))
-        except OSError as exc:  # out of fds: this start fails, the loop goes on
-            for fd in pipes:
-                os.close(fd)
-            failed = AgentError(f"cannot create the container's output pipes: {exc}")
+        tty = rec.spec.process.tty
+        try:  # out of fds: this start fails, the loop goes on
+            ends = stdio.open_stdio(tty, rec.stdin_open)
+        except AgentError as failed:
             self._start_failed(rec, failed)
             done(failed)
             return
-        out_r, out_w, err_r, err_w = pipes
+        spec = rec.spec
+        size = self.console_sizes.pop(rec.id, None)
+        if tty and size:
+            spec = dataclasses.replace(spec, process=dataclasses.replace(
+                spec.process, console_size=ConsoleSize(*size)))
         try:
-            handle = self.runtime.launch(rec.spec, Stdio(stdout=out_w, stderr=err_w))
+            handle = self.runtime.launch(spec, ends.child)
         except Exception as exc:
             err = exc if isinstance(exc, AgentError) else AgentError(
                 f"internal error while starting: {exc}")
             if not isinstance(exc, AgentError):
                 log.exception("launch failed", container=rec.name)
-            os.close(out_r)
-            os.close(err_r)
+            ends.close()
             self._start_failed(rec, err)
             done(err)
             return
         finally:
-            os.close(out_w)
-            os.close(err_w)
-        launch = Launch(handle, self.runtime.launch_fd(handle),
-                        {out_r: "stdout", err_r: "stderr"}, done)
+            ends.close_child()
+        launch = Launch(handle, self.runtime.launch_fd(handle), ends, done)
         self.launching[rec.id] = launch
         self.by_pid[handle.pid] = rec.id  # an exit is never missed, even mid-launch
         self.sel.register(launch.fd, selectors.EVENT_READ, functools.partial(self._on_launch, rec.id))
@@ -230,8 +239,7 @@ class Lifecycle(Loop):
             self._running(rec, launch)
         else:
             self.by_pid.pop(launch.handle.pid, None)
-            for pipe_fd in launch.pipes:
-                os.close(pipe_fd)
+            launch.ends.close()
             self._start_failed(rec, err)
         self._guard(functools.partial(launch.done, err))
         self._launch_ended()
@@ -252,7 +260,8 @@ class Lifecycle(Loop):
 
     def _running(self, rec: Record, launch: Launch) -> None:
         handle = launch.handle
-        live = Live(handle, LogWriter(rec.log_path), launch.pipes)
+        live = Live(handle, LogWriter(rec.log_path), launch.ends.outputs)
+        self._connect_input(rec, live, launch.ends)
         self.live[rec.id] = live
         for fd in live.pipes:
             os.set_blocking(fd, False)
@@ -266,6 +275,63 @@ class Lifecycle(Loop):
         records.save(rec)
         self._emit("started", rec.public())
         self._send_dns_sockets(rec)
+
+    def _connect_input(self, rec: Record, live: Live, ends: stdio.Ends) -> None:
+        """A running container's pty master (-t: its output, and where its
+        input goes), or its stdin pipe (-i)."""
+        if ends.console is not None:
+            try:
+                live.master = stdio.receive_master(ends)
+            except AgentError as err:  # it runs without its terminal: ended, not left so
+                log.error("tty not set up", container=rec.name, error=err.message)
+                self.runtime.kill(live.handle, signal.SIGKILL)
+                return
+            live.pipes[live.master] = "stdout"
+            try:
+                live.input = stdio.Input(os.dup(live.master), pipe=False)
+            except OSError as exc:
+                log.error("tty input not set up", container=rec.name, error=str(exc))
+        elif ends.stdin >= 0:
+            live.input = stdio.Input(ends.stdin, pipe=True)
+            ends.stdin = -1
+
+    def _send_input(self, cid: str, data: bytes = b"", close: bool = False) -> None:
+        """Bytes for a running container's stdin (or pty); ``close``: its end
+        (a pipe's write end closes once the bytes before it are written)."""
+        live = self.live.get(cid)
+        inp = live.input if live is not None else None
+        if inp is None:
+            return
+        inp.add(data)
+        inp.closing = inp.closing or close
+        self._flush_input(cid)
+
+    def _flush_input(self, cid: str, fd: int | None = None) -> None:
+        live = self.live.get(cid)
+        inp = live.input if live is not None else None
+        if inp is None:
+            return
+        registered = inp.fd if inp.waiting else -1
+        more = inp.flush()
+        if more and not inp.waiting:
+            self.sel.register(inp.fd, selectors.EVENT_WRITE,
+                              functools.partial(self._flush_input, cid))
+            inp.waiting = True
+        elif not more and inp.waiting:
+            self.sel.unregister(registered)
+            inp.waiting = False
+
+    def _close_input(self, live: Live) -> None:
+        inp, live.input = live.input, None
+        if inp is not None:
+            if inp.waiting:
+                self.sel.unregister(inp.fd)
+            inp.close()
+
+    def _detach_all(self, cid: str) -> None:
+        """The container's attached clients hear the end of its output."""
+        for att in self.attachments.pop(cid, []):
+            att.close()
 
     def _container_running(self, rec: Record) -> None:
         """The container's process runs (its record is saved next): the
@@ -367,9 +433,23 @@ class Lifecycle(Loop):
             if not data:
                 self.sel.unregister(fd)
                 os.close(fd)
+                if fd == live.master:
+                    live.master = -1
                 live.writer.write(live.pipes.pop(fd), b"")
                 return
-            live.writer.write(live.pipes[fd], data)
+            stream = live.pipes[fd]
+            live.writer.write(stream, data)
+            self._to_attached(live.handle.spec.id, stream, data)
+
+    def _to_attached(self, cid: str, stream: str, data: bytes) -> None:
+        """A copy of the output for each attached client; those gone are dropped."""
+        attached = self.attachments.get(cid)
+        if not attached:
+            return
+        for att in attached:
+            att.write(stream, data)
+        if any(att.closed for att in attached):
+            self.attachments[cid] = [att for att in attached if not att.closed]
 
     def _drain(self, cid: str) -> None:
         live = self.live[cid]
@@ -384,6 +464,7 @@ class Lifecycle(Loop):
         for fd in list(live.pipes):
             self.sel.unregister(fd)
             os.close(fd)
+        self._close_input(live)
         live.writer.close()
         rec = self.records[cid]
         status = live.exit_status or ExitStatus(255)
@@ -411,6 +492,7 @@ class Lifecycle(Loop):
         if not gone:
             records.save(rec)
         self._emit("exited", rec.public())
+        self._detach_all(cid)  # after the event: a client that hears the end finds the exit
         if gone:
             self._emit("removed", {"id": rec.id, "name": rec.name})
         log.info("container exited", container=rec.name, exit_code=rec.exit_code,
@@ -476,6 +558,8 @@ class Lifecycle(Loop):
                             keep_rootfs=True)
         del self.records[rec.id]
         self.backoffs.pop(rec.id, None)
+        self._detach_all(rec.id)
+        self.console_sizes.pop(rec.id, None)
         if rec.spec.network.mode == "bridge" and self.network is not None:
             self.network.release(rec.id, rec.spec.network.bridge)
         self._discard(rec.bundle)

@@ -13,6 +13,7 @@ its turn to be, is held until the launch has ended (:meth:`_defer`).
 
 from __future__ import annotations
 
+import base64
 import collections
 import os
 import signal
@@ -20,13 +21,13 @@ from collections.abc import Callable
 from typing import Any
 
 from common.errors import AgentError, Conflict, FailedPrecondition, InvalidArgument, NotFound
-from nodeagent.runtime import Runtime, Stdio
-from nodeagent.runtime.spec import ProcessSpec
-from nodeagent.supervisor import default_max_launching, records
+from nodeagent.runtime import Runtime
+from nodeagent.runtime.spec import ConsoleSize, ProcessSpec
+from nodeagent.supervisor import default_max_launching, records, stdio
 from nodeagent.supervisor.health import Health
 from nodeagent.supervisor.lifecycle import Exec
 from nodeagent.supervisor.loop import Conn, log
-from nodeagent.supervisor.records import EXITED, REMOVING, RESTARTING, RUNNING, Record
+from nodeagent.supervisor.records import CREATED, EXITED, REMOVING, RESTARTING, RUNNING, Record
 
 Reply = Callable[..., None]
 
@@ -261,28 +262,87 @@ class Operations(Health):
 
         self._when_exited(rec, removed)
 
-    def op_exec(self, conn: Conn, reply: Reply, id: str, process: dict[str, Any]) -> None:
+    def op_exec(self, conn: Conn, reply: Reply, id: str, process: dict[str, Any],
+                stdin: bool = False) -> None:
+        """Run a process in the container. Its fds go with the reply: its
+        stdout and stderr pipes, then with ``stdin`` its stdin pipe's write
+        end; with ``process["tty"]``, its pty's master alone (output, input
+        and window size)."""
         rec = self._find(id)
         live = self.live.get(rec.id)
         if rec.state != RUNNING or live is None:
             raise FailedPrecondition(f"container {rec.name} is not running")
-        proc = ProcessSpec(**{**process, "capabilities": tuple(rec.spec.process.capabilities)})
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        # As the container's own process (runc exec's rule): its capabilities,
+        # rlimits (--ulimit), seccomp profile and no_new_privileges.
+        own = rec.spec.process
+        proc = ProcessSpec(**{**process, "capabilities": tuple(own.capabilities),
+                              "rlimits": tuple(own.rlimits), "seccomp": own.seccomp,
+                              "no_new_privileges": own.no_new_privileges,
+                              "console_size": ConsoleSize.of(process.get("console_size"))})
+        ends = stdio.open_stdio(proc.tty, stdin)
         try:
-            pid = self.runtime.exec(live.handle, proc, Stdio(stdout=out_w, stderr=err_w))
+            try:
+                pid = self.runtime.exec(live.handle, proc, ends.child)
+            finally:
+                ends.close_child()
+            fds = ([stdio.receive_master(ends)] if proc.tty
+                   else [*ends.outputs, *([ends.stdin] if stdin else [])])
         except BaseException:
-            os.close(out_r)
-            os.close(err_r)
+            ends.close()
             raise
-        finally:
-            os.close(out_w)
-            os.close(err_w)
         ex = Exec(next(self._seq), conn, rec.id)
         self.by_pid[pid] = ex
-        reply({"exec_id": ex.exec_id, "pid": pid}, None, [out_r, err_r])
-        os.close(out_r)
-        os.close(err_r)
+        reply({"exec_id": ex.exec_id, "pid": pid}, None, fds)
+        for fd in fds:
+            os.close(fd)
+
+    def op_attach(self, conn: Conn, reply: Reply, id: str, rows: int = 0, cols: int = 0) -> None:
+        """Attach to a container's output, from now to its process's end:
+        the reply carries a stdout and a stderr pipe (see ``stdio``) and
+        says whether it has a tty and an open stdin. A container not yet
+        started may be attached to (its whole output is then seen); one that
+        has exited may not. ``rows``/``cols``: its tty's size."""
+        rec = self._find(id)
+        if rec.state not in (CREATED, RUNNING, RESTARTING):
+            raise FailedPrecondition(
+                f"container {rec.name} is not running: start it first, then attach to it")
+        att = stdio.Attachment()
+        self.attachments.setdefault(rec.id, []).append(att)
+        self._resize(rec, rows, cols)
+        reply({"id": rec.id, "tty": rec.spec.process.tty, "stdin_open": rec.stdin_open},
+              None, att.client_fds)
+        for fd in att.client_fds:
+            os.close(fd)
+        att.client_fds = []
+
+    def op_input(self, conn: Conn, reply: Reply, id: str, data: str = "",
+                 close: bool = False) -> None:
+        """Bytes (base64) for a running container's stdin or tty; ``close``:
+        the end of its stdin (a tty's has none: ignored)."""
+        rec = self._find(id)
+        live = self.live.get(rec.id)
+        if live is None or live.input is None:
+            state = "is not running" if live is None else "has no open stdin (create it with -i)"
+            raise FailedPrecondition(f"container {rec.name} {state}")
+        self._send_input(rec.id, base64.b64decode(data), close)
+        reply(True, None)
+
+    def op_resize(self, conn: Conn, reply: Reply, id: str, rows: int, cols: int) -> None:
+        """A tty container's window size (its foreground processes hear SIGWINCH)."""
+        self._resize(self._find(id), rows, cols)
+        reply(True, None)
+
+    def _resize(self, rec: Record, rows: int, cols: int) -> None:
+        if not rec.spec.process.tty or rows <= 0 or cols <= 0:
+            return
+        live = self.live.get(rec.id)
+        if live is not None and live.master >= 0:
+            try:
+                stdio.set_window_size(live.master, int(rows), int(cols))
+            except OSError as exc:
+                raise InvalidArgument(f"cannot resize the tty to {rows}x{cols}: {exc}") from None
+        elif live is None:
+            self.console_sizes[rec.id] = (int(rows), int(cols))  # for its start
 
     def op_shutdown(self, conn: Conn, reply: Reply, stop_containers: bool = True) -> None:
         if not stop_containers and (self.live or self.launching):

@@ -71,6 +71,12 @@ class Record:
         return Path(self.spec.bundle_dir)
 
     @property
+    def stdin_open(self) -> bool:
+        """-i: its stdin a pipe kept open for attached clients (as requested;
+        -t is ``spec.process.tty``)."""
+        return bool(self.config.get("stdinOpen"))
+
+    @property
     def log_path(self) -> str:
         return os.path.join(self.spec.bundle_dir, "container.log")
 

@@ -26,11 +26,12 @@ _MODULES = {"agent": "agentcmd", "images": "images", "image": "images", "build":
             "push": "images", "pull": "images", "login": "images", "system": "images",
             "network": "netcmd", "plan": "plancmd", "rollback": "rolloutcmd", "history": "rolloutcmd",
             "update": "rolloutcmd", "events": "eventscmd", "chaos": "chaoscmd", "secret": "secretcmd",
-            "config": "secretcmd", "cert": "certcmd", "token": "certcmd",
+            "config": "secretcmd", "cert": "certcmd", "token": "certcmd", "volume": "volumecmd",
+            "commit": "commitcmd", "cp": "commitcmd",
             **dict.fromkeys(("up", "down", "controlplane", "deploy", "scale", "services", "nodes",
                              "node"), "clustercmd")}
 _CONTAINER_COMMANDS = ("run", "create", "start", "stop", "kill", "rm", "ps", "logs", "exec",
-                       "inspect", "wait", "stats", "info")
+                       "attach", "inspect", "wait", "stats", "info")
 
 
 def _module_for(argv: list[str]) -> str | None:
@@ -76,7 +77,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sub.required = True
     only = _module_for(argv) if argv is not None else None
     for name in [only] if only else ["agentcmd", "containers", "images", "clustercmd", "netcmd", "plancmd",
-                                     "rolloutcmd", "eventscmd", "chaoscmd", "secretcmd", "certcmd"]:
+                                     "rolloutcmd", "eventscmd", "chaoscmd", "secretcmd", "certcmd",
+                                     "volumecmd", "commitcmd"]:
         importlib.import_module(f"orch.cli.{name}").register(sub)
     return parser
 

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from orch.cli.client import CLIError, Cluster
-from orch.cli.common import add_output, ago, read_manifest, write_exec_output
+from orch.cli.common import add_output, add_profile, ago, profiles, read_manifest, write_exec_output
 from orch.cli.output import emit
 
 DEFAULT_RUN = "/run/orch/cluster"
@@ -168,6 +168,12 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--file", required=True)
     p.add_argument("-d", "--detach", action="store_true", help="return at once")
     p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--build", action="store_true",
+                   help="build each service's build: with the local engine ($ORCH_HOST), push it to the "
+                        "cluster's registry and deploy it pinned to its digest")
+    p.add_argument("--registry", default="", metavar="HOST:PORT",
+                   help="where --build pushes (default: $ORCH_REGISTRY, else the local cluster's)")
+    add_profile(p)
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("scale", help="set replica counts: SVC=N [SVC=N...]")
@@ -188,6 +194,10 @@ def register(sub: Any) -> None:
     for verb in ("drain", "activate"):
         q = nsub.add_parser(verb, help=f"{verb} a node")
         q.add_argument("node")
+        if verb == "drain":
+            q.add_argument("--allow-data-loss", action="store_true",
+                           help="also move the tasks whose node-local volume data the node holds: they "
+                                "start elsewhere with empty volumes (refused without it)")
         q.set_defaults(func=cmd_node_availability, availability="active" if verb == "activate"
                        else "drain")
     q = nsub.add_parser("rm", help="remove a node and revoke its certificate (refused at once)")
@@ -279,7 +289,7 @@ def cmd_controlplane(args: argparse.Namespace, _agent: Any) -> int:
 
 # ---- services ------------------------------------------------------------------
 
-def cmd_deploy(args: argparse.Namespace, _agent: Any) -> int:
+def cmd_deploy(args: argparse.Namespace, agent: Any) -> int:
     from orch.cli.pbwire import decode_deploy_response, encode_deploy_request
 
     text = read_manifest(args.file)
@@ -290,15 +300,36 @@ def cmd_deploy(args: argparse.Namespace, _agent: Any) -> int:
     # A manifest without a top-level name: is a stack named after its
     # directory, as Compose names a project (the control plane cannot see it).
     stack = os.path.basename(os.path.dirname(os.path.abspath(args.file)))
-    from orch.cli.secretcmd import manifest_files
+    from orch.cli.secretcmd import manifest_env_files, manifest_files
 
     files = manifest_files(text, args.file)  # the values of its secrets and configs, read here
-    reply = api.call_bytes("Deploy", encode_deploy_request(text, args.file, stack=stack, files=files))
+    built: dict[str, str] = {}
+    if args.build:
+        from orch.cli import deploybuild
+
+        todo = deploybuild.builds(text, args.file)
+        if todo:
+            record = _local_record()
+            where = deploybuild.registry(args.registry, record)
+            built = deploybuild.build_and_push(deploybuild.engine(args, agent, record), todo, where,
+                                               _stack_name(text, stack))
+    request = encode_deploy_request(text, args.file, stack=stack, files=files,
+                                    profiles=profiles(args.profile),
+                                    env_files=manifest_env_files(text, args.file), built=built)
+    reply = api.call_bytes("Deploy", request)
     written = decode_deploy_response(reply)
     print(f"deployed {', '.join(w.name for w in written)}")
     if args.detach:
         return 0
     return follow_rollout(api, written, args.timeout)
+
+
+def _stack_name(text: str, default: str) -> str:
+    """The manifest's top-level ``name:`` if it has one (the stack's name), else ``default``."""
+    import re
+
+    match = re.search(r"^name\s*:\s*['\"]?([A-Za-z0-9][A-Za-z0-9_.-]*)", text, re.MULTILINE)
+    return (match.group(1) if match else default).lower()
 
 
 def follow_rollout(api: Cluster, written: list[Any], timeout: float, rollback: bool = False) -> int:
@@ -461,7 +492,8 @@ def cmd_node_availability(args: argparse.Namespace, _agent: Any) -> int:
     from proto import cluster_pb2 as cpb
 
     client(args).call("UpdateNode", cpb.UpdateNodeRequest(
-        node=args.node, availability=availability_to_pb(args.availability)))
+        node=args.node, availability=availability_to_pb(args.availability),
+        allow_data_loss=getattr(args, "allow_data_loss", False)))
     print(f"{args.node}: {args.availability}")
     return 0
 
@@ -527,4 +559,9 @@ def cmd_cluster_exec(args: argparse.Namespace) -> int:
     if not args.cmd:
         raise CLIError("exec needs a command: orch exec TASK CMD [ARG...]")
     request = cpb.TaskExecRequest(task=args.container, command=args.cmd)
+    if getattr(args, "interactive", False) or getattr(args, "tty", False):
+        from orch.cli import interactive
+
+        request.tty, request.stdin = args.tty, args.interactive
+        return interactive.exec_cluster(client(args), request)
     return write_exec_output(client(args).stream("Exec", request))

@@ -38,6 +38,21 @@ def ago(ts: float) -> str:
     return format_duration(max(0.0, time.time() - ts)) + " ago"
 
 
+def add_profile(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", action="append", default=[], metavar="PROFILE",
+                   help="activate a profile: its services are deployed too (repeatable; default: "
+                        "$COMPOSE_PROFILES, comma-separated)")
+
+
+def profiles(given: list[str]) -> list[str]:
+    """The profiles a deploy or plan activates: ``--profile``'s, else
+    $COMPOSE_PROFILES (comma-separated), as Compose reads them."""
+    import os
+
+    names = [n.strip() for p in given or [os.environ.get("COMPOSE_PROFILES", "")] for n in p.split(",")]
+    return [n for n in names if n]
+
+
 def read_manifest(path: str) -> str:
     """A manifest's text; a file that is not UTF-8 is named with the line of
     its first bad byte, in the words the manifest parser uses."""

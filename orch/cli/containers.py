@@ -1,5 +1,6 @@
 """Container commands: run, create, start, stop, kill, rm, ps, logs, exec,
-inspect, wait, stats; and info, about the engine that runs them."""
+attach, inspect, wait, stats; and info, about the engine that runs them.
+Interactive sessions (exec -i/-t, attach) are ``orch.cli.interactive``'s."""
 
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("rm", help="remove containers")
     p.add_argument("-f", "--force", action="store_true", help="kill running containers first")
+    p.add_argument("-v", "--volumes", action="store_true",
+                   help="remove their anonymous volumes too (named volumes stay)")
     p.add_argument("containers", nargs="+")
     p.set_defaults(func=cmd_rm)
 
@@ -60,12 +63,19 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser("exec", help="run a command in a running container")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open, sent to the command")
+    p.add_argument("-t", "--tty", action="store_true", help="a terminal (pty) as the command's stdio")
     p.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
     p.add_argument("-u", "--user", default=None)
     p.add_argument("-w", "--workdir", default=None)
     p.add_argument("container")
     p.add_argument("cmd", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser("attach", help="attach to a running container's stdio (detach: Ctrl-P Ctrl-Q)")
+    p.add_argument("--no-stdin", action="store_true", help="do not send stdin to it")
+    p.add_argument("container")
+    p.set_defaults(func=cmd_attach)
 
     p = sub.add_parser("inspect", help="show containers in detail (JSON)")
     p.add_argument("containers", nargs="+")
@@ -139,7 +149,8 @@ def cmd_kill(args: argparse.Namespace, agent: Agent) -> int:
 def cmd_rm(args: argparse.Namespace, agent: Agent) -> int:
     if (cluster := _cluster(args)) is not None:
         return int(cluster.cmd_cluster_rm(args))
-    return _each(args, agent, "Remove", "RemoveRequest", force=args.force)
+    return _each(args, agent, "Remove", "RemoveRequest", force=args.force,
+                 volumes=bool(getattr(args, "volumes", False)))
 
 
 # What `docker ps` adds to a running container's status, by health.
@@ -250,7 +261,18 @@ def cmd_exec(args: argparse.Namespace, agent: Agent) -> int:
         request.user = args.user
     if args.workdir is not None:
         request.workdir = args.workdir
+    if args.interactive or args.tty:
+        from orch.cli import interactive
+
+        request.tty, request.stdin = args.tty, args.interactive
+        return interactive.exec_engine(agent, request)
     return write_exec_output(agent.stream("Exec", request))
+
+
+def cmd_attach(args: argparse.Namespace, agent: Agent) -> int:
+    from orch.cli import interactive
+
+    return interactive.attach(agent, args.container, no_stdin=args.no_stdin)
 
 
 def cmd_inspect(args: argparse.Namespace, agent: Agent) -> int:

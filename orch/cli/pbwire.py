@@ -214,10 +214,15 @@ SECRET_KINDS = ("secret", "config")
 
 def encode_deploy_request(manifest: str = "", manifest_path: str = "",
                           services: list[bytes] | None = None, stack: str = "",
-                          files: list[tuple[str, str, bytes]] | None = None) -> bytes:
+                          files: list[tuple[str, str, bytes]] | None = None,
+                          profiles: list[str] | None = None,
+                          env_files: list[tuple[str, bytes]] | None = None,
+                          built: dict[str, str] | None = None) -> bytes:
     """``DeployRequest``: a manifest (and the stack's name when it has none),
     or ``services`` (each a serialized ``ServiceSpec``); ``files``: the
-    values of the manifest's secrets and configs, as (kind, key, data)."""
+    values of the manifest's secrets and configs, as (kind, key, data);
+    ``profiles`` to activate; ``env_files``: (path as written, variables);
+    ``built``: `orch deploy --build`'s pinned image of each service."""
     out = b"".join(field_bytes(1, spec) for spec in services or ())
     if manifest:
         out += field_string(2, manifest)
@@ -228,6 +233,12 @@ def encode_deploy_request(manifest: str = "", manifest_path: str = "",
     for kind, key, data in files or ():
         body = field_int(1, SECRET_KINDS.index(kind)) + field_string(2, key)
         out += field_bytes(5, body + (field_bytes(3, data) if data else b""))
+    for name in profiles or ():
+        out += field_string(6, name)
+    for path, data in env_files or ():
+        out += field_bytes(5, (field_bytes(3, data) if data else b"") + field_string(4, path))
+    for service, image in (built or {}).items():  # a map: entries of (key 1, value 2)
+        out += field_bytes(7, field_string(1, service) + field_string(2, image))
     return out
 
 

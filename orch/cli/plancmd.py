@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from orch.cli.client import CLIError
-from orch.cli.common import add_output, read_manifest
+from orch.cli.common import add_output, add_profile, profiles, read_manifest
 
 EXIT_SAME, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 
@@ -30,6 +30,7 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--file", help="the manifest")
     p.add_argument("--without", action="append", default=[], metavar="NODE",
                    help="take this node as down (repeatable)")
+    add_profile(p)
     add_output(p)
     p.set_defaults(func=cmd_plan)
 
@@ -50,7 +51,7 @@ def _plan(args: argparse.Namespace) -> int:
         raise CLIError("nothing to plan: give -f FILE, --without NODE, or both")
     request = cpb.PlanRequest(without=args.without)
     if args.file:
-        from orch.cli.secretcmd import manifest_files
+        from orch.cli.secretcmd import manifest_env_files, manifest_files
 
         text = _read(args.file)
         request.deploy.CopyFrom(cpb.DeployRequest(manifest=text, manifest_path=args.file,
@@ -59,6 +60,9 @@ def _plan(args: argparse.Namespace) -> int:
         # Its secrets' values, so the plan tells a changed one (a new version) from the same.
         request.deploy.files.extend(cpb.ManifestFile(kind=f"SECRET_KIND_{kind.upper()}", key=key, data=data)
                                     for kind, key, data in manifest_files(text, args.file))
+        request.deploy.files.extend(cpb.ManifestFile(env_file=path, data=data)
+                                    for path, data in manifest_env_files(text, args.file))
+        request.deploy.profiles.extend(profiles(args.profile))
     reply = client(args).call("Plan", request)
     if args.output != "table":
         from orch.cli.output import emit

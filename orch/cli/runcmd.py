@@ -16,6 +16,13 @@ needs nothing beyond this module, ``client`` and ``h2grpc``:
 
 Argparse's path uses the same ``config_fields``, encoder and event loop, so
 the two differ only in how the command line is read.
+
+Docker's host options (``--cap-add``, ``--ulimit``, ``--dns``,
+``--add-host``, ``--device``, ``--sysctl``, ``--shm-size``, ``--init``,
+``--privileged``) go to the agent as given, and the agent checks them
+(``nodeagent.agent.specbuild``); the CLI reads only what it must:
+``--env-file`` (its lines become ``env``, before ``-e``), the numbers of
+``--ulimit`` and ``--shm-size``. ``--privileged`` prints a warning.
 """
 
 from __future__ import annotations
@@ -99,6 +106,13 @@ OPTIONS = (
     Option(("-l", "--label"), APPEND, metavar="K=V"),
     Option(("--storage-opt",), APPEND, metavar="size=SIZE",
            help="writable layer size limit, e.g. size=10G (at least 1M; how it is kept: orch info)"),
+    Option(("-v", "--volume"), APPEND, metavar="[SRC:]DST[:ro|rw|nocopy]",
+           help="a named volume (NAME:DST), a host directory (/PATH:DST, made if missing) or an "
+           "anonymous volume (DST)"),
+    Option(("--mount",), APPEND, metavar="type=volume|bind|tmpfs,source=..,target=..[,readonly]",
+           help="a mount, in Docker's syntax; force (type bind) binds /, /proc, /sys, /dev or "
+           "the agent's state on purpose"),
+    Option(("--tmpfs",), APPEND, metavar="DST[:size=64m,mode=1777]", help="a tmpfs at DST"),
     Option(("--health-cmd",), metavar="CMD", help="command to check health (run with /bin/sh -c)"),
     Option(("--health-interval",), metavar="DURATION", help="time between checks, e.g. 30s (default 30s)"),
     Option(("--health-timeout",), metavar="DURATION",
@@ -110,6 +124,21 @@ OPTIONS = (
     Option(("--health-start-interval",), metavar="DURATION",
            help="time between checks during the start period (default 5s)"),
     Option(("--no-healthcheck",), FLAG, help="disable any health check, the image's included"),
+    Option(("--cap-add",), APPEND, metavar="CAP", help="add a capability to the default set (ALL: all)"),
+    Option(("--cap-drop",), APPEND, metavar="CAP", help="drop a capability of the default set (ALL: all)"),
+    Option(("--env-file",), APPEND, metavar="FILE",
+           help="read environment variables from FILE (KEY=VALUE lines; -e wins)"),
+    Option(("--ulimit",), APPEND, metavar="NAME=SOFT[:HARD]", help="a resource limit, e.g. nofile=1024:2048"),
+    Option(("--add-host",), APPEND, metavar="NAME:IP", help="a line of the container's /etc/hosts"),
+    Option(("--dns",), APPEND, metavar="IP", help="a nameserver of the container's /etc/resolv.conf"),
+    Option(("--init",), FLAG, help="run a small init as PID 1 that reaps zombies and forwards signals"),
+    Option(("--device",), APPEND, metavar="HOST[:CONTAINER[:rwm]]", help="a host device in the container"),
+    Option(("--privileged",), FLAG,
+           help="every capability and device, no seccomp profile: the container can take over the node"),
+    Option(("--sysctl",), APPEND, metavar="K=V", help="a namespaced sysctl (net.*, kernel.shm*, ...)"),
+    Option(("--shm-size",), metavar="SIZE", help="size of /dev/shm, e.g. 128m (default 64m)"),
+    Option(("-i", "--interactive"), FLAG, help="keep stdin open (run: attached to this one)"),
+    Option(("-t", "--tty"), FLAG, help="a terminal (pty) as the container's stdio"),
 )
 
 
@@ -237,20 +266,97 @@ def config_fields(v: dict[str, Any]) -> dict[str, Any]:
     ``command``, ``entrypoint``, ``workdir``, ``user`` and ``stop_timeout``
     are None when not given: the image's values apply then."""
     checked = _checked(v)
+    env = read_env_files(v.get("env_file") or []) + v["env"]
     key_values(v["env"], "environment variable")
     entrypoint = v["entrypoint"]
     return {
         "image": v["image"], "name": v["name"] or "", "command": v["cmd"] or None,
         "entrypoint": None if entrypoint is None else ([entrypoint] if entrypoint else []),
-        "env": v["env"], "workdir": v["workdir"], "user": v["user"], "hostname": v["hostname"] or "",
+        "env": env, "workdir": v["workdir"], "user": v["user"], "hostname": v["hostname"] or "",
         "ports": [parse_port(p) for p in v["publish"]], **checked,
         "restart_policy": v["restart"], "network": v["network"],
         "network_aliases": v["network_alias"],
         "auto_remove": bool(v.get("rm")),
         "stop_signal": v["stop_signal"], "labels": _labels(v["label"]),
         "read_only": v["read_only"], "storage_size_bytes": storage_size(v["storage_opt"]),
-        "healthcheck": healthcheck(v),
+        "healthcheck": healthcheck(v), **host_options(v),
+        "mounts": mounts(v) if v.get("volume") or v.get("mount") or v.get("tmpfs") else [],
+        "tty": bool(v.get("tty")), "stdin_open": bool(v.get("interactive")),
     }
+
+
+PRIVILEGED_WARNING = ("orch: warning: --privileged gives the container every capability and every "
+                      "host device, without a seccomp profile: it can take over this node")
+# Docker's --ulimit names (the agent checks them again, with the values).
+ULIMIT_NAMES = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+                "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
+
+
+def host_options(v: dict[str, Any]) -> dict[str, Any]:
+    """Docker's host options as ``ContainerConfig`` fields: the capabilities,
+    ulimits, DNS, hosts, devices, sysctls, /dev/shm and --init (the agent
+    checks each value; the CLI only reads them). ``--privileged`` warns."""
+    if v.get("privileged"):
+        print(PRIVILEGED_WARNING, file=sys.stderr)
+    shm = v.get("shm_size")
+    out: dict[str, Any] = {
+        "cap_add": v.get("cap_add") or [], "cap_drop": v.get("cap_drop") or [],
+        "ulimits": [parse_ulimit(u) for u in v.get("ulimit") or []],
+        "dns": v.get("dns") or [], "extra_hosts": v.get("add_host") or [],
+        "init": bool(v.get("init")), "devices": v.get("device") or [],
+        "privileged": bool(v.get("privileged")),
+        "sysctls": key_values(v.get("sysctl") or [], "--sysctl"), "shm_size": 0}
+    if shm is not None:
+        from model.units import QuantityError, parse_memory
+
+        try:
+            out["shm_size"] = parse_memory(shm)
+        except QuantityError:
+            raise CLIError(f"invalid --shm-size {shm!r}: expected a size such as 64m or 1g")
+    return out
+
+
+def parse_ulimit(text: str) -> dict[str, Any]:
+    """``NAME=SOFT[:HARD]`` (HARD defaults to SOFT; ``unlimited`` or -1 for none)."""
+    name, sep, limits = text.partition("=")
+    if not sep or name not in ULIMIT_NAMES:
+        raise CLIError(f"invalid --ulimit {text!r}: expected NAME=SOFT[:HARD] with NAME one of: "
+                       + ", ".join(ULIMIT_NAMES))
+    values = []
+    for part in limits.split(":"):
+        if part in ("unlimited", "-1"):
+            values.append(-1)
+        elif part.isascii() and part.isdigit() and len(part) <= 18:
+            values.append(int(part))
+        else:
+            raise CLIError(f"invalid --ulimit {text!r}: a limit is a number, or unlimited")
+    if len(values) > 2:
+        raise CLIError(f"invalid --ulimit {text!r}: expected NAME=SOFT[:HARD]")
+    soft, hard = values[0], values[-1]
+    if hard != -1 and (soft == -1 or soft > hard):
+        raise CLIError(f"invalid --ulimit {text!r}: the soft limit must not exceed the hard one")
+    return {"name": name, "soft": soft, "hard": hard}
+
+
+def read_env_files(paths: list[str]) -> list[str]:
+    """Docker's ``--env-file`` (``model.envfile``): errors name FILE:LINE."""
+    import os
+
+    from model.envfile import EnvFileError, parse_env_file
+
+    out: list[str] = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            out += parse_env_file(text, path, os.environ)
+        except OSError as err:
+            raise CLIError(f"invalid --env-file {path}: {err.strerror or err}")
+        except UnicodeDecodeError:
+            raise CLIError(f"invalid --env-file {path}: not UTF-8 text")
+        except EnvFileError as err:
+            raise CLIError(str(err))
+    return out
 
 
 HEALTH_DURATIONS = ("interval", "timeout", "start_period", "start_interval")
@@ -327,6 +433,163 @@ def storage_size(opts: list[str]) -> int:
     return size
 
 
+# ---- mounts: -v, --mount, --tmpfs --------------------------------------------
+
+MOUNT_TYPES = ("volume", "bind", "tmpfs")
+# --mount's keys (Docker's, and orch's ``force``); aliases -> the key.
+_MOUNT_KEYS = {"type": "type", "source": "source", "src": "source", "target": "target",
+               "destination": "target", "dst": "target", "readonly": "readonly", "ro": "readonly",
+               "volume-nocopy": "volume_nocopy", "tmpfs-size": "tmpfs_size", "tmpfs-mode": "tmpfs_mode",
+               "force": "force"}
+_MOUNT_FLAGS = ("readonly", "volume_nocopy", "force")
+
+
+def mounts(v: dict[str, Any]) -> list[dict[str, Any]]:
+    """``MountConfig`` fields from ``-v``, then ``--mount``, then ``--tmpfs``
+    (the agent checks targets, names and bind sources; a one-line CLIError
+    here for what is malformed)."""
+    return ([volume_spec(s) for s in v.get("volume") or ()] + [mount_spec(s) for s in v.get("mount") or ()]
+            + [tmpfs_spec(s) for s in v.get("tmpfs") or ()])
+
+
+def _mount(type: str, source: str, target: str, **flags: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": type, "source": source, "target": target, "readonly": False,
+                           "tmpfs_size": 0, "tmpfs_mode": 0, "volume_nocopy": False, "force": False}
+    out.update(flags)
+    return out
+
+
+def volume_spec(text: str) -> dict[str, Any]:
+    """Docker's ``-v [SRC:]DST[:OPTS]``: SRC an absolute host path (a bind;
+    a missing directory is made, as Docker does), a volume name, or none (an
+    anonymous volume); OPTS ro, rw, nocopy. The directory is made here, on
+    the CLI's machine: the agent's, over a local socket."""
+    parts = text.split(":")
+    if len(parts) == 1:
+        parts = ["", parts[0], ""]
+    elif len(parts) == 2:  # Docker's rule: DST:OPTS if OPTS are options, else SRC:DST
+        opts_only = set(parts[1].split(",")) <= {"ro", "rw", "nocopy"}
+        parts = ["", *parts] if opts_only else [*parts, ""]
+    if len(parts) != 3 or not parts[1]:
+        raise CLIError(f"invalid -v {text!r}: expected [SOURCE:]TARGET[:ro|rw|nocopy]")
+    source, target, opts = parts
+    words = [w for w in opts.split(",") if w] if opts else []
+    bad = [w for w in words if w not in ("ro", "rw", "nocopy")]
+    if bad or ("ro" in words and "rw" in words):
+        raise CLIError(f"invalid -v {text!r}: unknown or conflicting option {','.join(bad or words)!r}; "
+                       "expected ro, rw or nocopy")
+    if not target.startswith("/"):
+        raise CLIError(f"invalid -v {text!r}: the target {target!r} must be an absolute path "
+                       "in the container")
+    if source.startswith("/"):
+        if "nocopy" in words:
+            raise CLIError(f"invalid -v {text!r}: nocopy is for volumes, not host paths")
+        import os
+
+        if not os.path.exists(source):
+            try:
+                os.makedirs(source, 0o755)
+            except OSError:
+                pass  # the agent says the source does not exist
+        return _mount("bind", source, target, readonly="ro" in words)
+    if source.startswith("."):
+        raise CLIError(f"invalid -v {text!r}: {source!r} is neither a volume name nor an absolute "
+                       "host path (a bind needs one from '/')")
+    return _mount("volume", source, target, readonly="ro" in words, volume_nocopy="nocopy" in words)
+
+
+def _flag(value: str, key: str, text: str) -> bool:
+    if value.lower() in ("", "1", "true"):
+        return True
+    if value.lower() in ("0", "false"):
+        return False
+    raise CLIError(f"invalid --mount {text!r}: {key}={value!r}, expected true or false")
+
+
+def mount_spec(text: str) -> dict[str, Any]:
+    """Docker's ``--mount`` (comma-separated KEY=VALUE, CSV-quoted): type
+    (volume, the default), source/src, target/destination/dst, readonly/ro,
+    volume-nocopy, tmpfs-size, tmpfs-mode, and orch's ``force``."""
+    import csv
+
+    try:
+        items = next(csv.reader([text]), [])
+    except csv.Error as err:
+        raise CLIError(f"invalid --mount {text!r}: {err}") from None
+    out = _mount("volume", "", "")
+    for item in items:
+        key, sep, value = item.partition("=")
+        name = _MOUNT_KEYS.get(key.strip().lower())
+        if name is None:
+            raise CLIError(f"invalid --mount {text!r}: unknown key {key!r}; known: "
+                           + ", ".join(dict.fromkeys(_MOUNT_KEYS)))
+        if name in _MOUNT_FLAGS:
+            out[name] = _flag(value, key, text)
+        elif not sep:
+            raise CLIError(f"invalid --mount {text!r}: {key} needs a value ({key}=...)")
+        elif name == "type":
+            if value not in MOUNT_TYPES:
+                raise CLIError(f"invalid --mount {text!r}: type {value!r}; expected volume, bind or tmpfs")
+            out["type"] = value
+        elif name == "tmpfs_size":
+            out["tmpfs_size"] = _size(value, f"--mount {text!r}: tmpfs-size")
+        elif name == "tmpfs_mode":
+            out["tmpfs_mode"] = _mode(value, f"--mount {text!r}: tmpfs-mode")
+        else:
+            out[name] = value
+    if not out["target"]:
+        raise CLIError(f"invalid --mount {text!r}: it needs a target (target=/PATH)")
+    return out
+
+
+def tmpfs_spec(text: str) -> dict[str, Any]:
+    """Docker's ``--tmpfs DST[:OPTS]``, OPTS of size=SIZE, mode=OCTAL, ro, rw."""
+    target, _, opts = text.partition(":")
+    out = _mount("tmpfs", "", target)
+    for word in (w for w in opts.split(",") if w):
+        key, sep, value = word.partition("=")
+        if key == "size" and sep:
+            out["tmpfs_size"] = _size(value, f"--tmpfs {text!r}: size")
+        elif key == "mode" and sep:
+            out["tmpfs_mode"] = _mode(value, f"--tmpfs {text!r}: mode")
+        elif word in ("ro", "rw"):
+            out["readonly"] = word == "ro"
+        else:
+            raise CLIError(f"invalid --tmpfs {text!r}: unknown option {word!r}; expected size=SIZE, "
+                           "mode=OCTAL, ro or rw")
+    if not target.startswith("/"):
+        raise CLIError(f"invalid --tmpfs {text!r}: the target must be an absolute path in the container")
+    return out
+
+
+def _size(value: str, where: str) -> int:
+    from model.units import QuantityError, parse_memory
+
+    try:
+        return parse_memory(value)
+    except QuantityError:
+        raise CLIError(f"invalid {where} {value!r}: expected a size such as 64m or 1Gi") from None
+
+
+def _mode(value: str, where: str) -> int:
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o7777:
+        raise CLIError(f"invalid {where} {value!r}: expected an octal mode such as 1777")
+    return mode
+
+
+def encode_mount(m: dict[str, Any]) -> bytes:
+    """``MountConfig`` (proto3: defaults left out)."""
+    out = [field_string(num, m[key]) for num, key in ((1, "type"), (2, "source"), (3, "target")) if m[key]]
+    out += [field_int(num, int(m[key])) for num, key in ((4, "readonly"), (5, "tmpfs_size"),
+                                                          (6, "tmpfs_mode"), (7, "volume_nocopy"),
+                                                          (8, "force"))]
+    return b"".join(out)
+
+
 # Protobuf wire format (proto/agent.proto), written and read by hand with
 # ``pbwire``; see the module docstring. Field numbers are those of the .proto.
 
@@ -366,6 +629,21 @@ def encode_config(c: dict[str, Any], volatile: bool = False) -> bytes:
     out += [field_string(23, a) for a in c.get("network_aliases", ())]
     if c.get("healthcheck") is not None:
         out.append(field_bytes(24, encode_healthcheck(c["healthcheck"])))
+    out += [field_bytes(25, encode_mount(m)) for m in c.get("mounts", ())]
+    out += [field_string(26, x) for x in c.get("cap_add", ())]
+    out += [field_string(27, x) for x in c.get("cap_drop", ())]
+    for u in c.get("ulimits", ()):
+        out.append(field_bytes(28, (field_string(1, u["name"]) if u["name"] else b"")
+                               + field_int(2, u["soft"]) + field_int(3, u["hard"])))
+    out += [field_string(29, x) for x in c.get("dns", ())]
+    out += [field_string(30, x) for x in c.get("extra_hosts", ())]
+    out.append(field_int(31, int(c.get("init", False))))
+    out += [field_string(32, x) for x in c.get("devices", ())]
+    out.append(field_int(33, int(c.get("privileged", False))))
+    out += [field_int(34, int(c.get("tty", False))), field_int(35, int(c.get("stdin_open", False)))]
+    for k, v in c.get("sysctls", {}).items():
+        out.append(field_bytes(36, field_string(1, k) + field_string(2, v)))
+    out.append(field_int(37, c.get("shm_size", 0)))
     return b"".join(out)
 
 
@@ -410,6 +688,14 @@ def run(values: dict[str, Any], agent: Agent) -> int:
     the container's exit code."""
     if values["rm"] and values["restart"] not in ("no", ""):
         raise CLIError("--rm and --restart cannot be used together")
+    if (values.get("interactive") or values.get("tty")) and not values["detach"]:
+        # -i/-t stream both ways: grpcio, off the quick path (see orch.cli.interactive).
+        from orch.cli import ensure_site
+
+        ensure_site()
+        import importlib
+
+        return int(importlib.import_module("orch.cli.interactive").run(values, agent))
     request = encode_run_request(config_fields(values), attach=not values["detach"])
     try:
         for kind, event in _events(agent, request):

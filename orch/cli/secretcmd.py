@@ -35,6 +35,9 @@ MAX_BYTES = 500 * 1024  # model.secrets.MAX_BYTES (the model is not loaded on th
 KINDS = ("secret", "config")
 # A top-level secrets: or configs: key: only such a manifest needs YAML loaded here.
 _SECTIONS = re.compile(r"^(secrets|configs)\s*:", re.MULTILINE)
+_ENV_FILE = re.compile(r"^\s+env_file\s*:", re.MULTILINE)
+# An env file's largest size: the manifest's own limit (model.manifest).
+MAX_ENV_FILE = 1 << 20
 
 
 def register(sub: Any) -> None:
@@ -154,21 +157,32 @@ def _rm(args: argparse.Namespace) -> int:
 
 # ---- orch deploy ---------------------------------------------------------------------
 
+def loaded(text: str) -> dict[Any, Any] | None:
+    """A manifest's YAML as a mapping, or None: anything malformed is left
+    for the control plane's parser, which names file, line and field."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def services_of(text: str) -> dict[Any, Any]:
+    """A manifest's ``services:`` mapping ({} where there is none to read)."""
+    services = (loaded(text) or {}).get("services")
+    return services if isinstance(services, dict) else {}
+
+
 def manifest_files(text: str, path: str) -> list[tuple[str, str, bytes]]:
     """(kind, key, value) of each top-level secret and config of manifest
     ``text`` whose value is this machine's: a ``file:`` (relative to the
     manifest, as Compose reads it) or an ``environment:`` variable. A
     manifest without such sections costs a regular expression; anything
     malformed is left for the control plane's parser to name."""
-    if not _SECTIONS.search(text):
-        return []
-    import yaml
-
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return []  # the control plane says where
-    if not isinstance(doc, dict):
+    doc = loaded(text) if _SECTIONS.search(text) else None
+    if doc is None:
         return []
     base = os.path.dirname(os.path.abspath(path))
     out: list[tuple[str, str, bytes]] = []
@@ -192,4 +206,44 @@ def manifest_files(text: str, path: str) -> list[tuple[str, str, bytes]]:
                 if len(value) > MAX_BYTES:
                     raise CLIError(f"{where}.environment: a {kind} holds at most {MAX_BYTES} bytes (500 KiB)")
                 out.append((kind, str(key), value))
+    return out
+
+
+def manifest_env_files(text: str, path: str) -> list[tuple[str, bytes]]:
+    """(path as written, variables) of each ``env_file`` of manifest
+    ``text``'s services, read next to the manifest as Compose reads them
+    (``model.envfile``: a bare NAME takes this shell's value) and sent as
+    ``NAME=value`` strings, NUL-separated. A missing file is left out: the
+    control plane says so where it is required. Anything malformed in the
+    manifest is left for the control plane's parser to name."""
+    from model.envfile import EnvFileError, parse_env_file
+
+    services = services_of(text) if _ENV_FILE.search(text) else {}
+    wanted: list[str] = []
+    for service in services.values():
+        refs = service.get("env_file") if isinstance(service, dict) else None
+        for ref in [refs] if isinstance(refs, str) else refs if isinstance(refs, list) else []:
+            name = ref.get("path") if isinstance(ref, dict) else ref
+            if isinstance(name, str) and name and name not in wanted:
+                wanted.append(name)
+    base = os.path.dirname(os.path.abspath(path))
+    out: list[tuple[str, bytes]] = []
+    for name in wanted:
+        file = os.path.join(base, os.path.expanduser(name))
+        try:
+            with open(file, "rb") as f:
+                data = f.read(MAX_ENV_FILE + 1)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            raise CLIError(f"{name}: cannot read the env file: {err.strerror or err}")
+        if len(data) > MAX_ENV_FILE:
+            raise CLIError(f"{name}: an env file holds at most {MAX_ENV_FILE} bytes")
+        try:
+            variables = parse_env_file(data.decode(), name, os.environ, compose=True)
+        except UnicodeDecodeError:
+            raise CLIError(f"{name}: not UTF-8 text") from None
+        except EnvFileError as err:
+            raise CLIError(str(err)) from None
+        out.append((name, "\0".join(variables).encode()))
     return out

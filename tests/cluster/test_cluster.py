@@ -78,36 +78,37 @@ def test_web_example_answers_on_every_node(cluster: LocalCluster) -> None:
         cluster.orch("rm", "web")
 
 
-def test_built_image_pushed_to_the_cluster_registry_runs_on_every_node(
+def test_deploy_build_builds_pushes_and_pins_and_every_node_runs_it(
         cluster: LocalCluster, tmp_path: Path) -> None:
+    """`orch deploy --build`: the service's build: built by the local cluster's first node,
+    pushed to the cluster's registry and deployed pinned to its digest; every node pulls it."""
     root = Path(__file__).resolve().parents[2]
     rec = cluster.record()
-    n1 = {**cluster.env, "ORCH_HOST": f"unix://{rec['nodes'][0]['run_dir']}/agent.sock"}
-
-    def on_n1(*args: str) -> str:
-        import sys
-
-        proc = subprocess.run([sys.executable, "-m", "orch", *args], env=n1, text=True,
-                              capture_output=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
-
-    on_n1("build", "-t", "site:1", "-f", str(root / "examples/Containerfile"), str(root / "examples"))
-    remote = f"{rec['registry']}/site:1"
-    on_n1("push", "site:1", remote)
-    text = (root / "examples/site.yaml").read_text().replace("10.89.0.1:5000/site:1", remote)
-    path = tmp_path / "site.yaml"
-    path.write_text(text.replace('"8081:8080"', '"18081:8080"'))
-    cluster.orch("deploy", "-f", str(path))
+    path = manifest(tmp_path, f"""
+        name: built
+        services:
+          site:
+            build:
+              context: {root / "examples"}
+              dockerfile: Containerfile
+              args: {{VERSION: "2.0"}}
+            ports: ["18081:8080"]
+            stop_grace_period: 2s
+            deploy:
+              replicas: 3
+    """)
+    without = cluster.orch("deploy", "-f", path, check=False)
+    assert without.returncode == 1 and "deploy it with 'orch deploy --build'" in without.stderr
+    cluster.orch("deploy", "--build", "-f", path, timeout=300)
     try:
         services = json.loads(cluster.orch("services", "-o", "json").stdout)
         image = next(s["spec"]["image"] for s in services if s["spec"]["name"] == "site")
-        assert "@sha256:" in image  # pinned at deploy
+        assert image.startswith(f"{rec['registry']}/built/site@sha256:")  # pushed, then pinned
         assert len(cluster.per_node("site")) == 3  # every node pulled it
         for node in cluster.nodes():
             host = node["address"].rsplit(":", 1)[0]
-
-            assert "built by orch build" in get_page(f"http://{host}:18081/")
+            page = get_page(f"http://{host}:18081/")
+            assert "built by orch build" in page and "2.0" in page
     finally:
         cluster.orch("rm", "site")
 

@@ -7,7 +7,9 @@ import dataclasses
 import pytest
 from controllers_helpers import node
 
-from controlplane.controllers import HEARTBEAT_INTERVAL, NODE_GRACE, NodeMonitor
+from common.beacon import INTERVAL as BEACON_INTERVAL
+from controlplane.controllers import NODE_GRACE, NodeMonitor
+from controlplane.dispatcher import BEAT_TICK, WRITE_AGE
 
 
 @pytest.mark.parametrize(("state", "heartbeat", "now", "expected"), [
@@ -33,16 +35,21 @@ def test_observe(state: str, heartbeat: float, now: float, expected: str | None)
 def test_a_one_second_blip_does_not_flap_but_a_dead_node_is_down_within_grace() -> None:
     mon = NodeMonitor()
     n = dataclasses.replace(node("n1"), last_heartbeat=0.0)
-    # heartbeats every HEARTBEAT_INTERVAL, then a 1 s gap, then heartbeats again
-    beats = [i * HEARTBEAT_INTERVAL for i in range(5)]
-    beats += [beats[-1] + 1.0 + HEARTBEAT_INTERVAL * (i + 1) for i in range(5)]
-    t = 0.0
+    # beacons every INTERVAL, then a 1 s blip (plus the chaos timer's slack),
+    # then beacons again; the store holds a beat once the stored one is
+    # WRITE_AGE old, a tick (BEAT_TICK) and a slow write (0.1 s) later
+    beats = [i * BEACON_INTERVAL for i in range(20)]
+    beats += [beats[-1] + 1.05 + BEACON_INTERVAL * (i + 1) for i in range(20)]
+    lag = BEAT_TICK + 0.1
+    t, stored = 0.0, 0.0
     while t < beats[-1]:
-        n = dataclasses.replace(n, last_heartbeat=max(b for b in beats if b <= t))
-        assert mon.observe([n], t) == []
-        t += 0.05
-    assert NODE_GRACE >= 2 * HEARTBEAT_INTERVAL + 1.0  # the blip plus a lost heartbeat
-    assert NODE_GRACE + HEARTBEAT_INTERVAL < 5.0  # leaves time to place and start a replacement
+        heard = max((b for b in beats if b <= t - lag), default=0.0)
+        if heard - stored >= WRITE_AGE or t - stored >= WRITE_AGE + lag:
+            stored = heard
+        n = dataclasses.replace(n, last_heartbeat=stored)
+        assert mon.observe([n], t) == [], f"flapped at {t:.2f}"
+        t += 0.01
+    assert NODE_GRACE + 0.4 <= 2.0  # leaves ~0.4 s to place and start a replacement
     assert [c.state for c in mon.observe([n], beats[-1] + NODE_GRACE)] == ["down"]
 
 

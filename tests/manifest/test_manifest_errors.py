@@ -142,8 +142,8 @@ CASES: list[tuple[str, str, str]] = [
         '      placement:\n'
         '        constraints: [engine.labels.x==y]\n',
         'm.yaml:6: services.web.deploy.placement.constraints[0]: invalid constraint '
-        "'engine.labels.x==y': expected node.labels.KEY, node.name, node.id or node.hostname, then "
-        '== or !=, then a value',
+        "'engine.labels.x==y': expected node.labels.KEY, node.name, node.id, node.hostname or "
+        'node.platform.os|arch, then == or !=, then a value',
     ),
     (
         'name',
@@ -208,15 +208,16 @@ CASES: list[tuple[str, str, str]] = [
         '    image: busybox\n'
         'foo: 1\n',
         "m.yaml:4: foo: unknown key 'foo'; expected one of: configs, name, networks, secrets, services, "
-        "version",
+        "version, volumes",
     ),
     (
         'volumes',
         'services:\n'
         '  web:\n'
         '    image: busybox\n'
-        '    volumes: [/data:/data]\n',
-        "m.yaml:4: services.web.volumes: 'volumes' is not supported by orch: volumes are not supported yet",
+        '    volumes: [./data:/data]\n',
+        "m.yaml:4: services.web.volumes[0]: bind source './data' is a relative path: a cluster node has no "
+        "project directory; give an absolute path on the node, or use a named volume",
     ),
     (
         'memory',
@@ -445,8 +446,9 @@ CASES: list[tuple[str, str, str]] = [
         'services:\n'
         '  web:\n'
         '    image: busybox\n'
-        '    restart: always\n',
-        "m.yaml:4: services.web.restart: 'restart' is not supported by orch: use deploy.restart_policy",
+        '    restart: sometimes\n',
+        "m.yaml:4: services.web.restart: expected no, always, on-failure[:N] or unless-stopped, "
+        "got 'sometimes'",
     ),
     (
         'deploy_labels',

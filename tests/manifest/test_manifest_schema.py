@@ -22,6 +22,25 @@ def _sample(shape: Shape) -> Any:
     return {key: _sample(sub) for key, sub in shape.keys.items()}
 
 
+def _parseable(probes: bool = False) -> Any:
+    """``_sample(TOP)`` without the keys that exclude others: ``network_mode``
+    (no networks at all), a network's ``external`` (which takes only a name),
+    orch's health probes (each replaces ``healthcheck.test``, one at a time),
+    ``container_name`` (one replica), the service-level limits (which repeat
+    deploy's), and those that name other services (``extends``,
+    ``depends_on``) or leave it out (``profiles``); its volume is declared."""
+    document = _sample(TOP)
+    service = document["services"]["svc"]
+    for key in ("network_mode", "extends", "depends_on", "profiles", "container_name", "mem_limit",
+                "mem_reservation", "cpus"):
+        del service[key]
+    del document["networks"]["svc"]["external"]
+    if not probes:
+        del service["x-orch"]["healthcheck"]
+    document["volumes"] = {"data": None}
+    return document
+
+
 SectionAt = tuple[str, Section, dict[str, Any]]
 
 
@@ -58,10 +77,13 @@ def test_schema_has_exactly_the_parsers_keys(path: str, section: Section, schema
 
 @pytest.mark.parametrize(("path", "section", "schema"), SECTIONS, ids=[s[0] for s in SECTIONS])
 def test_parser_rejects_keys_outside_the_table(path: str, section: Section, schema: dict[str, Any]) -> None:
-    document = _sample(TOP)
+    document = _parseable(probes="x-orch.healthcheck" in path)  # its unknown key is found first
     target = document
     for key in path.split(".")[1:]:
-        target = target[key]
+        if key == "svc" and key not in target:  # the volume's key
+            key = "data"
+            target[key] = target[key] or {}
+        target = target.setdefault(key, {})
     target["bogus-key"] = 1
     with pytest.raises(ManifestError, match="unknown key 'bogus-key'"):
         parse_manifest(yaml.safe_dump(document))
@@ -76,14 +98,8 @@ def test_long_form_keys_match_schema() -> None:
 
 
 def test_every_key_at_once_parses() -> None:
-    """Every key but those that exclude others: ``network_mode`` (no networks at
-    all), a network's ``external`` (which takes only a name) and orch's health
-    probes (each replaces ``healthcheck.test``, one at a time)."""
-    document = _sample(TOP)
-    del document["services"]["svc"]["network_mode"]
-    del document["networks"]["svc"]["external"]
-    del document["services"]["svc"]["x-orch"]["healthcheck"]
-    (spec,) = parse_manifest(yaml.safe_dump(document))
+    """Every key but those that exclude others (``_parseable``)."""
+    (spec,) = parse_manifest(yaml.safe_dump(_parseable()))
     assert spec.name == "svc" and spec.binpack is True and spec.stop_grace_period == 30.0
     assert spec.healthcheck is not None and spec.healthcheck.test[0] == "CMD"
     assert [(n.name, n.aliases) for n in spec.networks] == [("shared", ["api"])]

@@ -177,7 +177,8 @@ def test_every_word_of_the_model_has_its_enum_value(cls: type, name: str, words:
 
 
 @pytest.mark.parametrize(("model", "message", "not_sent"), [
-    (ServiceSpec, cpb.ServiceSpec, set()), (Service, cpb.Service, set()), (Task, cpb.Task, set()),
+    (ServiceSpec, cpb.ServiceSpec, set()),
+    (Service, cpb.Service, set()), (Task, cpb.Task, set()),
     (TaskStatus, cpb.TaskStatus, set()), (Node, cpb.Node, set()),
     (PortConfig, cpb.PortConfig, set()), (Resources, cpb.Resources, set()),
     (Placement, cpb.Placement, set()), (RestartPolicy, cpb.RestartPolicy, set()),

@@ -63,6 +63,8 @@ def test_inspect_shows_the_records_document(tmp_path: Path) -> None:
     old.pop("config")
     assert doc["spec"]["network"].pop("extra_hosts") == [{"name": "db", "ip": "10.88.0.6"}]
     old["spec"]["network"].pop("extra_hosts")
+    for key, default in ContainerSpec.OMITTED_AT_DEFAULT.items():  # a record leaves these out
+        assert doc["spec"].pop(key) == default
     assert doc["spec"]["resources"] == {"memory_bytes": 64 << 20, "cpus": None, "pids_limit": -1}
     assert doc == old
 

@@ -112,6 +112,18 @@ fields = st.fixed_dictionaries({
     "stop_timeout": st.none() | st.floats(0, 1e6), "stop_signal": text,
     "labels": st.dictionaries(text, text, max_size=3), "read_only": st.booleans(),
     "storage_size_bytes": st.integers(0, 1 << 50),
+    "mounts": st.lists(st.fixed_dictionaries({
+        "type": st.sampled_from(["", "volume", "bind", "tmpfs"]), "source": text, "target": text,
+        "readonly": st.booleans(), "tmpfs_size": st.integers(0, 1 << 40),
+        "tmpfs_mode": st.integers(0, 0o7777), "volume_nocopy": st.booleans(), "force": st.booleans()}),
+        max_size=3),
+    "cap_add": st.lists(text, max_size=2), "cap_drop": st.lists(text, max_size=2),
+    "ulimits": st.lists(st.fixed_dictionaries({
+        "name": st.sampled_from(["", "nofile", "core"]), "soft": st.integers(-1, 1 << 40),
+        "hard": st.integers(-1, 1 << 40)}), max_size=2),
+    "dns": st.lists(text, max_size=2), "extra_hosts": st.lists(text, max_size=2),
+    "init": st.booleans(), "devices": st.lists(text, max_size=2), "privileged": st.booleans(),
+    "sysctls": st.dictionaries(text, text, max_size=2), "shm_size": st.integers(0, 1 << 40),
 })
 
 
@@ -123,7 +135,10 @@ def _pb_config(c: dict[str, Any], volatile: bool) -> pb.ContainerConfig:
         cpus=c["cpus"], pids_limit=c["pids_limit"], restart_policy=c["restart_policy"],
         network=c["network"], auto_remove=c["auto_remove"], stop_signal=c["stop_signal"],
         labels=c["labels"], read_only=c["read_only"], volatile_rootfs=volatile,
-        storage_size_bytes=c["storage_size_bytes"])
+        storage_size_bytes=c["storage_size_bytes"], mounts=[pb.MountConfig(**m) for m in c["mounts"]],
+        cap_add=c["cap_add"], cap_drop=c["cap_drop"], ulimits=[pb.Ulimit(**u) for u in c["ulimits"]],
+        dns=c["dns"], extra_hosts=c["extra_hosts"], init=c["init"], devices=c["devices"],
+        privileged=c["privileged"], sysctls=c["sysctls"], shm_size=c["shm_size"])
     for key in ("command", "entrypoint"):
         if c[key] is not None:
             getattr(cfg, key).SetInParent()
@@ -231,6 +246,10 @@ def test_quick_parser_agrees_with_argparse_whenever_it_answers(argv: list[str]) 
     ["-l", "k=v", "--entrypoint", "", "-w", "/tmp", "-u", "1000", "--read-only", "img", "--rm"],
     ["--stop-timeout", "2.5", "--stop-signal", "SIGINT", "--hostname", "h", "img", "sh", "-c", "x"],
     ["--storage-opt", "size=10G", "img"],
+    ["-v", "db:/db:ro", "--volume=/anon", "--mount", "type=tmpfs,dst=/t", "--tmpfs", "/u:size=1m", "img"],
+    ["--cap-add", "NET_ADMIN", "--cap-drop=ALL", "--ulimit", "nofile=1024:2048", "--init", "img"],
+    ["--add-host", "db:10.0.0.5", "--dns", "10.0.0.53", "--device", "/dev/fuse", "--privileged", "img"],
+    ["--sysctl", "net.ipv4.ip_forward=1", "--shm-size", "128m", "--env-file", "f.env", "img"],
 ])
 def test_usual_command_lines_take_the_quick_path(argv: list[str]) -> None:
     quick = runcmd.parse_quick(argv)
@@ -245,7 +264,10 @@ def test_config_fields_name_the_bad_option() -> None:
                             ({"publish": ["99999:80"]}, "port mapping"),
                             ({"label": ["novalue"]}, "label"),
                             ({"storage_opt": ["size=lots"]}, "--storage-opt"),
-                            ({"storage_opt": ["dm.basesize=1G"]}, "KEY one of: size")):
+                            ({"storage_opt": ["dm.basesize=1G"]}, "KEY one of: size"),
+                            ({"ulimit": ["nofile=x"]}, "--ulimit"), ({"sysctl": ["novalue"]}, "--sysctl"),
+                            ({"shm_size": "lots"}, "--shm-size"),
+                            ({"env_file": ["/nonexistent/env"]}, "--env-file /nonexistent/env")):
         with pytest.raises(CLIError, match=message):
             runcmd.config_fields({**base, **change})
 

@@ -3,11 +3,15 @@ how checks are written, merged with the image's and carried on the wire."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from model import wire
 from model.health import (
+    FIRST_PROBE,
     HEALTHY,
     LOG_KEEP,
     OUTPUT_MAX,
@@ -60,6 +64,23 @@ def test_starting_until_the_first_success_and_failures_in_the_start_period_do_no
     assert state.next_delay(106.0) == 30  # once healthy: the interval
     assert state.record(_result(False), 107.0) and state.status == UNHEALTHY  # counts, even in the period
     assert state.record(_result(True), 108.0) and state.status == HEALTHY
+
+
+def test_socket_probes_ramp_up_from_the_start_until_the_first_success() -> None:
+    check = HealthCheck(http=HttpProbe(port=80), start_period=10, start_interval=0.1, interval=30)
+    state = HealthState(check, started=0.0)
+    delays = []
+    for i in range(6):
+        delays.append(state.next_delay(i * 0.01))
+        state.record(_result(False), i * 0.01)
+    assert delays == pytest.approx([FIRST_PROBE, 2 * FIRST_PROBE, 4 * FIRST_PROBE, 8 * FIRST_PROBE, 0.1, 0.1])
+    state.record(_result(True), 1.0)
+    assert state.next_delay(1.0) == 30
+    # exec probes keep Docker's start interval from the start
+    assert HealthState(HealthCheck(test=("CMD", "x"), start_period=10, start_interval=0.1),
+                       started=0.0).next_delay(0.0) == 0.1
+    # out of the start period: the interval
+    assert HealthState(dataclasses.replace(check, start_period=0), started=0.0).next_delay(0.0) == 30
 
 
 def test_the_log_keeps_five_results_capped_at_4_kib() -> None:

@@ -54,9 +54,11 @@ class LayerTar:
         self.count += 1
 
     def add_file(self, info: tarfile.TarInfo, path: str) -> None:
+        """A regular file, exactly the size its header declares (a running
+        container's file may change while it is read: ``orch commit``)."""
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
-            self.add(info, f)
+            self.add(info, _Exact(f, info.size or 0))  # type: ignore[arg-type]
 
     def commit(self) -> LayerBlob:
         self._tar.close()
@@ -72,6 +74,22 @@ class LayerTar:
         except Exception:
             pass
         self._writer.abort()
+
+
+class _Exact:
+    """A file read as ``size`` bytes: cut where it grew, padded with zeros
+    where it shrank since its header was written."""
+
+    def __init__(self, f: IO[bytes], size: int) -> None:
+        self.f = f
+        self.left = size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.f.read(n)
+        data += b"\0" * (n - len(data))
+        self.left -= n
+        return data
 
 
 def info_from_stat(name: str, st: os.stat_result, linkname: str = "") -> tarfile.TarInfo:
@@ -96,14 +114,18 @@ def info_from_stat(name: str, st: os.stat_result, linkname: str = "") -> tarfile
 LowerStat = Callable[[str], "os.stat_result | None"]
 
 
-def upper_to_layer(upper: str, layout: OciLayout, lower_stat: LowerStat) -> LayerBlob | None:
+def upper_to_layer(upper: str, layout: OciLayout, lower_stat: LowerStat,
+                   excluded: frozenset[str] | set[str] = frozenset()) -> LayerBlob | None:
     """The changes in ``upper`` as a layer blob; None when nothing changed.
 
     ``lower_stat(rel)`` is the path's stat in the layers below, or None (used
     to drop the runtime's generated mountpoints and bare copy-up directories,
-    which are not changes).
+    which are not changes). ``excluded``: relative paths left out with
+    everything below them (a container's mount targets: ``orch commit``).
+    A file or dir that goes away during the walk (a running container's) is
+    left out.
     """
-    entries = list(_walk(upper, "", lower_stat))
+    entries = list(_walk(upper, "", lower_stat, excluded))
     if not entries:
         return None
     layer = LayerTar(layout)
@@ -139,20 +161,29 @@ def upper_to_layer(upper: str, layout: OciLayout, lower_stat: LowerStat) -> Laye
         raise
 
 
-def _walk(upper: str, rel: str, lower_stat: LowerStat) -> Iterator[tuple[str, os.stat_result, str]]:
+def _walk(upper: str, rel: str, lower_stat: LowerStat,
+          excluded: frozenset[str] | set[str]) -> Iterator[tuple[str, os.stat_result, str]]:
     """(rel, stat, kind) depth-first sorted; kind is "plain", "opaque" or "whiteout"."""
-    with os.scandir(os.path.join(upper, rel) if rel else upper) as it:
-        names = sorted(e.name for e in it)
+    try:
+        with os.scandir(os.path.join(upper, rel) if rel else upper) as it:
+            names = sorted(e.name for e in it)
+    except FileNotFoundError:
+        return
     for name in names:
         child = f"{rel}/{name}" if rel else name
+        if child in excluded:
+            continue
         path = os.path.join(upper, child)
-        st = os.lstat(path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
         mode = st.st_mode
         if stat.S_ISCHR(mode) and st.st_rdev == 0:
             yield child, st, "whiteout"
         elif stat.S_ISDIR(mode):
             opaque = _is_opaque(path)
-            below = list(_walk(upper, child, lower_stat))
+            below = list(_walk(upper, child, lower_stat, excluded))
             if not below and not opaque and _unchanged_dir(child, st, lower_stat(child)):
                 continue
             yield child, st, "opaque" if opaque else "plain"

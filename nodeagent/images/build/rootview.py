@@ -66,23 +66,29 @@ class RootView:
             return [empty]
         return list(reversed(dirs))
 
-    @contextlib.contextmanager
-    def merged(self) -> Iterator[str]:
+    def merged(self) -> contextlib.AbstractContextManager[str]:
         """A read-only merged view of the layers (an overlay mount when more than one)."""
-        lowers = self.lower_dirs()
-        if len(lowers) == 1:
-            yield lowers[0]
-            return
-        os.makedirs(self.cache_root, exist_ok=True)
-        mnt = tempfile.mkdtemp(prefix="mnt-", dir=self.cache_root)
+        return merged_lowers(self.lower_dirs(), self.cache_root)
+
+
+@contextlib.contextmanager
+def merged_lowers(lowers: list[str], tmp_dir: str) -> Iterator[str]:
+    """Overlay lower dirs (topmost first) as one read-only tree: the dir
+    itself when there is one, else an overlay mounted on a new dir under
+    ``tmp_dir``, unmounted and removed on the way out."""
+    if len(lowers) == 1:
+        yield lowers[0]
+        return
+    os.makedirs(tmp_dir, mode=0o700, exist_ok=True)
+    mnt = tempfile.mkdtemp(prefix="mnt-", dir=tmp_dir)
+    try:
+        _libc.mount("overlay", mnt, "overlay", _libc.MS_RDONLY, f"lowerdir={':'.join(lowers)}")
         try:
-            _libc.mount("overlay", mnt, "overlay", _libc.MS_RDONLY, f"lowerdir={':'.join(lowers)}")
-            try:
-                yield mnt
-            finally:
-                _libc.umount2(mnt, _libc.MNT_DETACH)
+            yield mnt
         finally:
-            os.rmdir(mnt)
+            _libc.umount2(mnt, _libc.MNT_DETACH)
+    finally:
+        os.rmdir(mnt)
 
 
 def whiteout_dir(root: str, diff_id: str, blob_path: str) -> str | None:

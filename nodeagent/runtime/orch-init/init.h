@@ -11,8 +11,11 @@
  *   rootfs.c   the staging tmpfs, overlay, /proc, /sys, /dev, the /etc
  *              binds, pivot_root, masked and read-only paths
  *   user.c     the user and groups, from the image's /etc/passwd and /group
- *   process.c  the process checklist (rlimits, cwd, stdio, capabilities,
- *              seccomp, credentials), dying with the runtime, and the exec
+ *   process.c  the process checklist (rlimits, cwd, console, stdio,
+ *              capabilities, seccomp, credentials), dying with the runtime,
+ *              and the exec
+ *   reaper.c   --init: PID 1 forks the process, reaps zombies, forwards
+ *              signals; and the container's sysctls
  *   buf.c      growable buffers and lists, JSON strings, path joining
  *
  * Every file includes this one first. A step that fails reports and exits
@@ -58,11 +61,18 @@ struct plan {
 	const char *cwd, *user, *seccomp_hex;
 	unsigned long long capmask;
 	int nnp, stdio[3], report;
+	int console;                 /* tty: the unix socket the pty master goes over (-1: none) */
+	unsigned short rows, cols;   /* the pty's first size (0: the kernel's) */
 	/* init */
 	unsigned long flags;
 	int control, start_now, cgroupns, readonly;
 	struct list cgfiles, masked, ro, etc, links; /* etc: "name=content"; links: "ethK IP LEN" */
-	struct list binds; /* "SOURCE\tTARGET\tro|rw": host files bound into the container */
+	struct list binds; /* "SOURCE\tTARGET\tro|rw[\tKIND[\tDATA]]": secrets, volumes, binds, tmpfs (rootfs.c) */
+	struct list sysctls; /* "/proc/sys/PATH\tVALUE" */
+	struct list devices; /* "PATH\tc|b\tMAJOR\tMINOR\tMODE\tUID\tGID" */
+	int reaper;          /* --init: stay PID 1, fork the process */
+	int sysfs_rw;        /* --privileged: /sys read-write */
+	unsigned long long shmsize; /* bytes of /dev/shm */
 	const char *net, *ifname, *address, *netmask, *gateway;
 	const char *staging, *overlay, *hostname;
 	/* exec */
@@ -110,5 +120,10 @@ void finalize(void);
 NORETURN void exec_process(void);
 void watch_runtime(void);
 void parent_death(void);
+
+/* --- reaper.c ------------------------------------------------------------ */
+
+void apply_sysctls(void);
+NORETURN void run_reaper(void);
 
 #endif

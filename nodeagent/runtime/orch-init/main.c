@@ -61,11 +61,13 @@
 
 /* --- PID 1's checklist --------------------------------------------------- */
 
-/* Close every inherited fd but ours (stdio targets, the pipes). */
+/* Close every inherited fd but ours (stdio targets, the pipes, the console
+ * socket). */
 static void close_inherited(void)
 {
 	int keep[8], n = 0;
-	int cand[] = {P.report, P.control, P.stdio[0], P.stdio[1], P.stdio[2], P.runtime_fd};
+	int cand[] = {P.report, P.control, P.stdio[0], P.stdio[1], P.stdio[2], P.runtime_fd,
+		      P.console};
 	for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++) {
 		if (cand[i] < 3)
 			continue;
@@ -131,6 +133,7 @@ static void container_init(void)
 	if (P.net && (!strcmp(P.net, "bridge") || P.links.n))
 		expect("wait_network", 'N');
 	configure_network();
+	apply_sysctls();
 	build_rootfs();
 	finalize();
 	if (!P.start_now) {
@@ -138,6 +141,8 @@ static void container_init(void)
 		expect("wait_start", 'S');
 	}
 	parent_death();
+	if (P.reaper)
+		run_reaper();
 	exec_process();
 }
 

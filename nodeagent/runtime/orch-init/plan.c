@@ -8,7 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-struct plan P = {.stdio = {-1, -1, -1}, .report = -1, .control = -1, .runtime_fd = -1};
+struct plan P = {.stdio = {-1, -1, -1}, .report = -1, .control = -1, .runtime_fd = -1,
+		 .console = -1};
 
 char *read_all(int fd, size_t *len)
 {
@@ -46,6 +47,11 @@ void parse_plan(char *data, size_t len)
 		else if (!strcmp(e, "etc")) list_push(&P.etc, v);
 		else if (!strcmp(e, "bind")) list_push(&P.binds, v);
 		else if (!strcmp(e, "link")) list_push(&P.links, v);
+		else if (!strcmp(e, "sysctl")) list_push(&P.sysctls, v);
+		else if (!strcmp(e, "device")) list_push(&P.devices, v);
+		else if (!strcmp(e, "reaper")) P.reaper = (int)num(v);
+		else if (!strcmp(e, "sysfs_rw")) P.sysfs_rw = (int)num(v);
+		else if (!strcmp(e, "shmsize")) P.shmsize = num(v);
 		else if (!strcmp(e, "cwd")) P.cwd = v;
 		else if (!strcmp(e, "user")) P.user = v;
 		else if (!strcmp(e, "seccomp")) P.seccomp_hex = v;
@@ -55,6 +61,12 @@ void parse_plan(char *data, size_t len)
 		else if (!strcmp(e, "stdout")) P.stdio[1] = (int)strtol(v, NULL, 10);
 		else if (!strcmp(e, "stderr")) P.stdio[2] = (int)strtol(v, NULL, 10);
 		else if (!strcmp(e, "report")) P.report = (int)num(v);
+		else if (!strcmp(e, "console")) P.console = (int)strtol(v, NULL, 10);
+		else if (!strcmp(e, "winsize")) {
+			char *end;
+			P.rows = (unsigned short)strtoul(v, &end, 10);
+			P.cols = (unsigned short)strtoul(end, NULL, 10);
+		}
 		else if (!strcmp(e, "flags")) P.flags = (unsigned long)num(v);
 		else if (!strcmp(e, "control")) P.control = (int)num(v);
 		else if (!strcmp(e, "start_now")) P.start_now = (int)num(v);

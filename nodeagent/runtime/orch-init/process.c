@@ -1,7 +1,8 @@
 /* The process checklist (both modes), after the container is built or
- * entered: rlimits, the user, HOME, the working directory, stdio, the
- * bounding set, no_new_privs, seccomp, groups and ids, capabilities, fds
- * closed at exec; then the parent-death signal and the exec. */
+ * entered: rlimits, the user, HOME, the working directory, a tty's pty
+ * (console), stdio, the bounding set, no_new_privs, seccomp, groups and
+ * ids, capabilities, fds closed at exec; then the parent-death signal and
+ * the exec. */
 #include "init.h"
 
 #include <errno.h>
@@ -17,10 +18,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -33,6 +40,66 @@ static const char *env_get(const char *key)
 		if (!strncmp(P.env.v[i], key, n) && P.env.v[i][n] == '=')
 			return P.env.v[i] + n + 1;
 	return NULL;
+}
+
+/* A tty process: a pty from the container's own devpts (/dev/ptmx is its
+ * pts/ptmx, in the mount namespace this process is in by now), its master
+ * sent to the runtime over the console socket (SCM_RIGHTS), its slave the
+ * process's stdin, stdout and stderr. */
+static void open_console(void)
+{
+	const char *step = "console";
+	int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0)
+		fail_call(step, "open(/dev/ptmx)");
+	int unlock = 0;
+	if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+		fail_call(step, "ioctl(ptmx, TIOCSPTLCK)");
+	if (P.rows && P.cols) {
+		struct winsize ws = {.ws_row = P.rows, .ws_col = P.cols};
+		if (ioctl(master, TIOCSWINSZ, &ws) < 0)
+			fail_call(step, "ioctl(ptmx, TIOCSWINSZ, %ux%u)", P.rows, P.cols);
+	}
+	int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (slave < 0)
+		fail_call(step, "ioctl(ptmx, TIOCGPTPEER)");
+	char byte = 'T';
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	memset(&ctl, 0, sizeof(ctl));
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			     .msg_controllen = sizeof(ctl.buf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &master, sizeof(int));
+	ssize_t sent;
+	do
+		sent = sendmsg(P.console, &msg, MSG_NOSIGNAL);
+	while (sent < 0 && errno == EINTR);
+	if (sent != 1)
+		fail_call(step, "sendmsg(%d, <pty master>)", P.console);
+	close(master);
+	close(P.console);
+	P.console = -1;
+	for (int i = 0; i < 3; i++)
+		P.stdio[i] = slave;
+}
+
+/* With a tty: a session of its own, the pty as its controlling terminal,
+ * owned by the process's user (so a non-root user can open /dev/tty). */
+static void own_console(uid_t uid)
+{
+	if (setsid() < 0)
+		fail_call("stdio", "setsid()");
+	if (ioctl(0, TIOCSCTTY, 0) < 0)
+		fail_call("stdio", "ioctl(0, TIOCSCTTY)");
+	if (fchown(0, uid, (gid_t)-1) < 0)
+		fail_call("stdio", "fchown(0, %u)", (unsigned int)uid);
 }
 
 static void connect_stdio(void)
@@ -150,7 +217,12 @@ void finalize(void)
 		if ((mkdir(path, 0755) < 0 && errno != EEXIST) || chdir(path) < 0)
 			fail_call("cwd", "mkdir/chdir(%s)", path);
 	}
+	int tty = P.console >= 0;
+	if (tty)
+		open_console();
 	connect_stdio();
+	if (tty)
+		own_console(user.uid);
 	for (size_t i = 0; i < P.capdrop.n; i++) {
 		int cap = (int)num(P.capdrop.v[i]);
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -42,10 +43,16 @@ static void make_dir(const char *step, const char *path, mode_t mode)
 
 static char *rootfs_dir(void) { return join(P.staging, "root"); }
 
-/* A bind of the plan: "SOURCE\tTARGET\tro|rw". */
+/* A mount of the plan: "SOURCE\tTARGET\tro|rw[\tKIND[\tDATA]]". KIND: none, a
+ * secret's bind (read-only also nosuid, nodev, noexec); "rbind", a user's
+ * bind or volume (recursive; read-only is just that, as Docker's); "tmpfs",
+ * a new tmpfs with DATA as its mount data (SOURCE unused). */
+enum bind_kind { BIND_SECRET, BIND_RBIND, BIND_TMPFS };
+
 struct bind {
-	const char *source, *target;
+	const char *source, *target, *data;
 	int readonly;
+	enum bind_kind kind;
 };
 
 /* The plan's binds, split once (in place) on first use. */
@@ -70,6 +77,20 @@ static struct bind *binds(void)
 		tab = strchr(tab + 1, '\t');
 		if (tab) {
 			*tab = '\0';
+			char *kind = strchr(tab + 1, '\t');
+			if (kind) {
+				*kind++ = '\0';
+				char *data = strchr(kind, '\t');
+				if (data)
+					*data++ = '\0';
+				b->data = data;
+				if (!strcmp(kind, "rbind"))
+					b->kind = BIND_RBIND;
+				else if (!strcmp(kind, "tmpfs"))
+					b->kind = BIND_TMPFS;
+				else
+					fail_on("bind_mounts", "kind", kind, EINVAL);
+			}
 			b->readonly = strcmp(tab + 1, "rw") != 0;
 		}
 		if (b->target[0] != '/' || b->source[0] != '/')
@@ -102,8 +123,8 @@ static void make_bind_points(const char *init)
 	struct bind *all = binds();
 	for (size_t i = 0; i < P.binds.n; i++) {
 		struct bind b = all[i];
-		struct stat st;
-		if (stat(b.source, &st) < 0)
+		struct stat st = {.st_mode = S_IFDIR}; /* a tmpfs: a directory */
+		if (b.kind != BIND_TMPFS && stat(b.source, &st) < 0)
 			fail_call(step, "stat(%s)", b.source);
 		make_parents(step, init, b.target);
 		char *point = join(init, b.target);
@@ -116,18 +137,36 @@ static void make_bind_points(const char *init)
 	}
 }
 
-/* The plan's binds, on the mountpoints made above; read-only ones without
- * set-id, devices or exec, as Docker mounts secrets. */
+/* The plan's mounts, on the mountpoints made above: secrets read-only
+ * without set-id, devices or exec, as Docker mounts them; a user's binds
+ * and volumes recursive, read-only if asked; tmpfs mounts without set-id,
+ * devices or exec, as Docker's --tmpfs. */
 static void bind_mounts(const char *root)
 {
 	const char *step = "bind_mounts";
 	struct bind *all = binds();
 	for (size_t i = 0; i < P.binds.n; i++) {
-		char *point = join(root, all[i].target);
-		do_mount(step, all[i].source, point, NULL, MS_BIND, NULL);
-		if (all[i].readonly)
-			do_mount(step, NULL, point, NULL,
-				 MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+		struct bind b = all[i];
+		char *point = join(root, b.target);
+		unsigned long ro = b.readonly ? MS_RDONLY : 0;
+		switch (b.kind) {
+		case BIND_TMPFS:
+			do_mount(step, "tmpfs", point, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | ro,
+				 b.data ? b.data : "");
+			break;
+		case BIND_RBIND:
+			do_mount(step, b.source, point, NULL, MS_BIND | MS_REC, NULL);
+			if (ro)
+				do_mount(step, NULL, point, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
+			break;
+		case BIND_SECRET:
+			do_mount(step, b.source, point, NULL, MS_BIND, NULL);
+			if (ro)
+				do_mount(step, NULL, point, NULL,
+					 MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+					 NULL);
+			break;
+		}
 	}
 }
 
@@ -162,6 +201,39 @@ static void mount_staging(void)
 	make_bind_points(init);
 }
 
+/* The plan's devices (--device, --privileged): "PATH\tc|b\tMAJOR\tMINOR\t
+ * MODE\tUID\tGID", PATH under /dev, made under dev (the new /dev tmpfs)
+ * with its parent directories, replacing a node of that name. */
+static void make_devices(const char *dev)
+{
+	const char *step = "devices";
+	for (size_t i = 0; i < P.devices.n; i++) {
+		char *f[7], *entry = strdup(P.devices.v[i]);
+		if (!entry)
+			die_oom();
+		size_t n = 0;
+		for (char *s = entry; n < 7 && s; n++) {
+			f[n] = s;
+			if ((s = strchr(s, '\t')))
+				*s++ = '\0';
+		}
+		if (n != 7 || strncmp(f[0], "/dev/", 5) || (f[1][0] != 'c' && f[1][0] != 'b'))
+			fail_on(step, "device", P.devices.v[i], EINVAL);
+		const char *rel = f[0] + 4; /* "/name" below /dev */
+		make_parents(step, dev, rel);
+		char *path = join(dev, rel);
+		mode_t mode = (mode_t)num(f[4]) & 07777;
+		if (unlink(path) < 0 && errno != ENOENT)
+			fail_call(step, "unlink(%s)", path);
+		if (mknod(path, mode | (f[1][0] == 'b' ? S_IFBLK : S_IFCHR),
+			  makedev((unsigned int)num(f[2]), (unsigned int)num(f[3]))) < 0)
+			fail_call(step, "mknod(%s, %s %s:%s)", path, f[1], f[2], f[3]);
+		if (chown(path, (uid_t)num(f[5]), (gid_t)num(f[6])) < 0 || chmod(path, mode) < 0)
+			fail_call(step, "chown/chmod(%s, %s:%s, 0%o)", path, f[5], f[6], (unsigned int)mode);
+		free(entry);
+	}
+}
+
 static void mount_dev(void)
 {
 	const char *step = "mount_dev";
@@ -186,13 +258,15 @@ static void mount_dev(void)
 	umask(old);
 	do_mount(step, "devpts", join(dev, "pts"), "devpts", MS_NOSUID | MS_NOEXEC,
 		 "newinstance,ptmxmode=0666,mode=0620,gid=5");
-	do_mount(step, "shm", join(dev, "shm"), "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NODEV,
-		 "mode=1777,size=65536k");
+	char shm[64];
+	snprintf(shm, sizeof(shm), "mode=1777,size=%llu", P.shmsize ? P.shmsize : 64ULL << 20);
+	do_mount(step, "shm", join(dev, "shm"), "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NODEV, shm);
 	for (size_t i = 0; i < sizeof(links) / sizeof(links[0]); i++) {
 		char *path = join(dev, links[i][1]);
 		if (symlink(links[i][0], path) < 0)
 			fail_call(step, "symlink(%s, %s)", links[i][0], path);
 	}
+	make_devices(dev);
 }
 
 void build_rootfs(void)
@@ -202,8 +276,9 @@ void build_rootfs(void)
 	do_mount("mount_rootfs", "overlay", root, "overlay", 0, P.overlay);
 	do_mount("mount_proc", "proc", join(root, "proc"), "proc", MS_NOSUID | MS_NOEXEC | MS_NODEV,
 		 NULL);
+	/* Read-only but for a privileged container (Docker's rule). */
 	do_mount("mount_sysfs", "sysfs", join(root, "sys"), "sysfs",
-		 MS_NOSUID | MS_NOEXEC | MS_NODEV | MS_RDONLY, NULL);
+		 MS_NOSUID | MS_NOEXEC | MS_NODEV | (P.sysfs_rw ? 0 : MS_RDONLY), NULL);
 	mount_dev();
 	for (size_t i = 0; i < 3; i++)
 		do_mount("bind_etc_files", join(P.staging, ETC_FILES[i]),

@@ -1,9 +1,11 @@
 """cgroup v1 driver: one directory per controller hierarchy under ``root``.
 
 Layout: ``root/<controller>/<name>`` for controller in cpu, cpuacct, memory,
-pids. Hosts that co-mount controllers (``root/cpu,cpuacct`` with ``cpu`` and
-``cpuacct`` symlinks, or without the symlinks) are handled by resolving each
-controller to its hierarchy's real path and de-duplicating.
+pids, devices (the group's device rules, ``create``'s ``device_rules``; a
+host without that hierarchy restricts no device, so rules are skipped
+there). Hosts that co-mount controllers (``root/cpu,cpuacct`` with ``cpu``
+and ``cpuacct`` symlinks, or without the symlinks) are handled by
+resolving each controller to its hierarchy's real path and de-duplicating.
 
 Invariants:
 - A group exists in every hierarchy found at construction time; a process is
@@ -23,13 +25,13 @@ from nodeagent.runtime.spec import Resources
 
 from .. import _fs, _procs
 from .._base import CgroupStats, limits_to_write, validate_name, validate_resources
-from . import cpu, cpuacct, memory, pids
+from . import cpu, cpuacct, devices, memory, pids
 
 # Each controller's writer of one limit (None: unlimited).
 _APPLY: dict[str, Callable[[str, Any], None]] = {
     "memory": memory.apply, "cpu": cpu.apply, "pids": pids.apply}
 
-CONTROLLERS: tuple[str, ...] = ("cpu", "cpuacct", "memory", "pids")
+CONTROLLERS: tuple[str, ...] = ("cpu", "cpuacct", "memory", "pids", "devices")
 
 
 def find_hierarchies(root: str) -> dict[str, str]:
@@ -147,7 +149,8 @@ class V1Driver:
             )
         return directory
 
-    def create(self, name: str, resources: Resources) -> V1Cgroup:
+    def create(self, name: str, resources: Resources,
+               device_rules: tuple[str, ...] | None = None) -> V1Cgroup:
         validate_name(name)
         validate_resources(resources)
         self._require("memory", resources.memory_bytes)
@@ -156,6 +159,8 @@ class V1Driver:
         group = V1Cgroup(name, self.hierarchies)
         created = [_fs.mkdir(directory) for directory in group.directories()]
         self._apply(group, resources, fresh=all(created))
+        if device_rules is not None and (directory := group.directory_of("devices")):
+            devices.apply(directory, device_rules)
         return group
 
     def _apply(self, group: V1Cgroup, resources: Resources, fresh: bool) -> None:

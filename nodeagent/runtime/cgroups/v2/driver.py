@@ -8,6 +8,10 @@ Invariants:
 - A limit whose control file is missing (controller unavailable) is an error;
   a missing file with no limit is fine.
 - ``kill_all`` uses ``cgroup.kill`` (kernel >= 5.14) when the file exists.
+- Device rules (``create``'s ``device_rules``) are not applied: v2 has no
+  devices files, only an eBPF program attached to the group, which orch does
+  not load. A group restricts no device, as before device rules existed; the
+  runtime refuses ``--device`` here rather than ignore its permissions.
 """
 
 from __future__ import annotations
@@ -106,7 +110,9 @@ class V2Driver:
     def __init__(self, root: str = "/sys/fs/cgroup") -> None:
         self.root = root
 
-    def create(self, name: str, resources: Resources) -> V2Cgroup:
+    def create(self, name: str, resources: Resources,
+               device_rules: tuple[str, ...] | None = None) -> V2Cgroup:
+        del device_rules  # see the module docstring
         for attempt in range(3):
             try:
                 return self._create(name, resources)
