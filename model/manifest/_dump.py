@@ -157,6 +157,8 @@ def spec_to_dict(spec: ServiceSpec, network_keys: dict[str, str] | None = None,
             out["healthcheck"] = hc
         if probes:
             x_orch["healthcheck"] = probes
+    if spec.devices:  # a cluster service's devices are opted into
+        x_orch["devices"] = True
     if x_orch:
         out["x-orch"] = x_orch
     return out

@@ -212,6 +212,12 @@ def _env(fields: Fields, file: str, sent: Mapping[str, list[str]]) -> list[str]:
 
 def _container(fields: Fields, file: str, stacked: Container) -> dict[str, Any]:
     """The container's own settings, as the spec's fields (absent keys keep the model's defaults)."""
+    devices = fields.get("devices")
+    if devices is not None and devices.value and not fields.value_in("x-orch", "devices", default=False):
+        raise ManifestError(file, devices.key_line, devices.path,
+                            "devices are refused in a cluster service by default: a task may run on any "
+                            "node, and a node's devices are its own; allow them with x-orch: {devices: "
+                            "true}, with a placement constraint to the nodes that have them")
     out: dict[str, Any] = {key: fields[key].value for key in _CONTAINER_FIELDS if key in fields}
     mode = fields.value_in("network_mode", default="bridge")
     if mode != "bridge":

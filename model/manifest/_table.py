@@ -404,6 +404,10 @@ _X_ORCH = Section(
         "binpack": Leaf(v.boolean, {"type": "boolean"},
                         "Fill nodes one after another instead of spreading replicas (default false).", True),
         "healthcheck": _X_ORCH_HEALTH,
+        "devices": Leaf(v.boolean, {"type": "boolean"},
+                        "true: the service's devices: are allowed (refused by default: a task may run on "
+                        "any node, and a node's devices are its own; constrain it to the nodes that have "
+                        "them).", True),
         "rebalance": Leaf(v.boolean, {"type": "boolean"},
                           "Move tasks to a node that joins or comes back when the service's spread is "
                           "uneven, through the rolling update's machinery (default true; false opts out).",

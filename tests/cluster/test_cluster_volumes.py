@@ -54,6 +54,9 @@ def test_a_task_keeps_to_the_node_of_its_volume_until_its_data_is_let_go(cluster
         second = _task(cluster)
         assert second["id"] != first["id"] and second["node"] == "n3"
         assert cluster.orch("exec", second["id"], "cat", "/data/f").stdout == "kept\n"
+        # Were n3 to die, the plan says the task could not move, and why.
+        plan = cluster.orch("plan", "--without", "n3", check=False)
+        assert plan.returncode == 1 and "its node-local volumes' data is on n3" in plan.stdout, plan.stdout
         # A plain drain would leave the data behind: refused, saying so.
         refused = cluster.orch("node", "drain", "n3", check=False)
         assert refused.returncode == 1

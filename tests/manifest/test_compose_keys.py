@@ -81,7 +81,7 @@ ACCEPTED: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
     ("cap_add", "cap_add: [NET_ADMIN, CAP_SYS_TIME]", {"cap_add": ["NET_ADMIN", "CAP_SYS_TIME"]},
      {"cap_add": ["NET_ADMIN", "CAP_SYS_TIME"]}),
     ("cap_drop", "cap_drop: [ALL]", {"cap_drop": ["ALL"]}, {"cap_drop": ["ALL"]}),
-    ("devices", "devices: [/dev/fuse, '/dev/sda:/dev/xvda:r']",
+    ("devices", "devices: [/dev/fuse, '/dev/sda:/dev/xvda:r']\nx-orch: {devices: true}",
      {"devices": ["/dev/fuse", "/dev/sda:/dev/xvda:r"]},
      {"devices": ["/dev/fuse", "/dev/sda:/dev/xvda:r"]}),
     ("sysctls_map", "sysctls: {net.core.somaxconn: 1024}", {"sysctls": {"net.core.somaxconn": "1024"}},
@@ -262,6 +262,10 @@ REFUSED: list[tuple[str, str, str]] = [
     ("logging_option", "logging: {options: {compress: 'true'}}",
      "c.yaml:5: services.web.logging.options.compress: logging option 'compress' is not supported by orch: "
      "expected max-size or max-file"),
+    ("devices_by_default", "devices: [/dev/fuse]",
+     WHERE + "devices: devices are refused in a cluster service by default: a task may run on any node, "
+     "and a node's devices are its own; allow them with x-orch: {devices: true}, with a placement "
+     "constraint to the nodes that have them"),
     ("env_file_unsent", "env_file: .env",
      WHERE + "env_file: env file .env was not sent: `orch deploy` and `orch plan` read it next to the "
      "manifest (required: false makes it optional)"),
