@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import stat
 import subprocess
@@ -46,12 +45,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.errors import Conflict, InvalidArgument, NotFound
+from model.settings import volume_name_ok
 
-__all__ = ["NAME_RE", "Volume", "VolumeStore", "populate"]
+__all__ = ["Volume", "VolumeStore", "populate"]
 
-# Docker's volume names: at least two characters.
-NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
-MAX_NAME = 255
 META = "volume.json"
 DATA = "_data"
 ROOT = "volumes"  # under the state dir
@@ -77,7 +74,7 @@ class Volume:
 
 
 def check_name(name: str) -> str:
-    if len(name) > MAX_NAME or not NAME_RE.fullmatch(name):
+    if not volume_name_ok(name):
         raise InvalidArgument(f"invalid volume name {name!r}: at least two characters, "
                               "[a-zA-Z0-9][a-zA-Z0-9_.-]+")
     return name
@@ -128,7 +125,7 @@ class VolumeStore:
                       containers=users)
 
     def get(self, name: str) -> Volume:
-        vol = self._load(check_name(name)) if NAME_RE.fullmatch(name) else None
+        vol = self._load(check_name(name)) if volume_name_ok(name) else None
         if vol is None:
             raise NotFound(f"no such volume: {name}")
         return vol
@@ -138,7 +135,7 @@ class VolumeStore:
 
     def _names(self) -> list[str]:
         try:
-            return sorted(n for n in os.listdir(self.root) if NAME_RE.fullmatch(n))
+            return sorted(n for n in os.listdir(self.root) if volume_name_ok(n))
         except FileNotFoundError:
             return []
 

@@ -24,6 +24,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from model import settings
 from model.manifest._errors import field_path
 from model.manifest._values import Invalid, memory, unknown_key_message
 from model.manifest._yaml import Map, Node, Scalar, Seq, describe
@@ -33,7 +34,6 @@ from model.units import QuantityError, check_hostname, check_user
 __all__ = [
     "ARCHES",
     "CAPABILITY_PATTERN",
-    "CONTAINER_NAME_PATTERN",
     "PROFILE_PATTERN",
     "RUNTIMES",
     "DependencyRef",
@@ -66,7 +66,6 @@ __all__ = [
 ]
 
 # Docker's container names; a task's container is named so on its node.
-CONTAINER_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$"
 PROFILE_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
 CAPABILITY_PATTERN = r"^(CAP_)?[A-Z_]+$"
 # The runtimes a node runs containers with: its own (runc's interface).
@@ -77,16 +76,14 @@ _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armh
 LOG_DRIVERS = ("json-file", "local")
 LOG_OPTIONS = ("max-size", "max-file")
 
-_CONTAINER_NAME_RE = re.compile(CONTAINER_NAME_PATTERN)
 _PROFILE_RE = re.compile(PROFILE_PATTERN)
 _CAPABILITY_RE = re.compile(CAPABILITY_PATTERN)
-_SYSCTL_RE = re.compile(r"[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+")
 _ULIMIT_RE = re.compile(r"[a-z]+")
 _EXPOSE_RE = re.compile(r"[0-9]{1,5}(-[0-9]{1,5})?(/(tcp|udp|sctp))?")
 _RESTART_RE = re.compile(r"on-failure(:([0-9]+))?")
-_VOLUME_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
-_ULIMITS = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
-            "rss", "rtprio", "rttime", "sigpending", "stack", "as")
+# A volume as a service names it: a key of the manifest's, which the stack's name
+# scopes (<stack>_<key>) into a name on the nodes (model.settings' rule).
+_VOLUME_KEY_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
 def _string(node: Node, what: str, suffix: str = "") -> str:
@@ -130,7 +127,7 @@ def _pairs(node: Node, what: str, sep: str) -> list[tuple[str, str, int, str]]:
 def container_name(node: Node) -> str:
     """The container's name on its node (one task only: names are unique per node)."""
     text = _string(node, "a container name")
-    if not _CONTAINER_NAME_RE.fullmatch(text):
+    if not settings.container_name_ok(text):
         raise Invalid(f"invalid container name {text!r}: use at most 128 letters, digits, '_', '.' and '-', "
                       "starting with a letter or digit")
     return text
@@ -139,8 +136,8 @@ def container_name(node: Node) -> str:
 def volume_name(node: Node) -> str:
     """A named volume's name on the nodes (its ``name:``)."""
     text = _string(node, "a volume name")
-    if not _CONTAINER_NAME_RE.fullmatch(text):
-        raise Invalid(f"invalid volume name {text!r}: use at most 128 letters, digits, '_', '.' and '-', "
+    if not settings.volume_name_ok(text):
+        raise Invalid(f"invalid volume name {text!r}: use 2 to 255 letters, digits, '_', '.' and '-', "
                       "starting with a letter or digit")
     return text
 
@@ -228,9 +225,12 @@ def sysctls(node: Node) -> dict[str, str]:
     """``[net.core.somaxconn=1024]`` or ``{net.core.somaxconn: 1024}``: namespaced kernel settings."""
     out: dict[str, str] = {}
     for key, value, line, suffix in _pairs(node, "sysctls", "="):
-        if not _SYSCTL_RE.fullmatch(key):
+        if not settings.sysctl_name_ok(key):
             raise Invalid(f"invalid sysctl {key!r}: expected a dotted name such as net.core.somaxconn",
                           line, suffix)
+        if not settings.namespaced_sysctl(key):
+            raise Invalid(f"sysctl {key!r} is the node's, not a container's: a task may set net.*, "
+                          "kernel.shm*, kernel.msg*, kernel.sem and fs.mqueue.*", line, suffix)
         out[key] = value
     return out
 
@@ -243,8 +243,8 @@ def ulimits(node: Node) -> list[Ulimit]:
     out = []
     for entry in node.items:
         suffix = field_path("_", entry.key)[1:]
-        if entry.key not in _ULIMITS:
-            message = unknown_key_message(entry.key, _ULIMITS).replace("key", "ulimit", 1)
+        if entry.key not in settings.ULIMIT_NAMES:
+            message = unknown_key_message(entry.key, settings.ULIMIT_NAMES).replace("key", "ulimit", 1)
             raise Invalid(message, entry.key_line, suffix)
         if isinstance(entry.value, Map):
             values = {e.key: e for e in entry.value.items}
@@ -664,7 +664,7 @@ def _checked(mount: Mount, line: int, suffix: str) -> Mount:
         if not mount.source.startswith("/"):
             raise Invalid(f"bind source {mount.source!r} is a relative path: a cluster node has no project "
                           "directory; give an absolute path on the node, or use a named volume", line, suffix)
-    elif mount.type == "volume" and mount.source and not _VOLUME_NAME_RE.fullmatch(mount.source):
+    elif mount.type == "volume" and mount.source and not _VOLUME_KEY_RE.fullmatch(mount.source):
         raise Invalid(f"invalid volume name {mount.source!r}: use letters, digits, '_', '.' and '-'", line,
                       suffix)
     return mount

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from model import secrets as secret_rules
-from model import units
+from model import settings, units
 from model.manifest import _container as c
 from model.manifest import _secrets as grants
 from model.manifest import _values as v
@@ -471,7 +471,8 @@ _LOGGING = Section(
 
 # Compose's keys for the container itself, as `orch run` takes them.
 _CONTAINER_KEYS: dict[str, Shape] = {
-    "container_name": Leaf(c.container_name, {"type": "string", "pattern": c.CONTAINER_NAME_PATTERN},
+    "container_name": Leaf(c.container_name,
+                           {"type": "string", "pattern": settings.CONTAINER_NAME_PATTERN},
                            "The container's name on its node, in place of the task's (a single task only: "
                            "replicas 1, not global).", "db"),
     "hostname": Leaf(c.hostname, {"type": "string"}, "The container's hostname (default: the task's name).",
@@ -657,7 +658,7 @@ _VOLUME = Section(
         "external": Leaf(v.boolean, {"type": "boolean"},
                          "true: a volume that exists on the nodes already (orch volume create); by its name, "
                          "else the key.", True),
-        "name": Leaf(c.volume_name, {"type": "string", "pattern": c.CONTAINER_NAME_PATTERN},
+        "name": Leaf(c.volume_name, {"type": "string", "pattern": settings.VOLUME_NAME_PATTERN},
                      "The volume's name on the nodes (default: STACK_KEY).", "pgdata"),
         "x-orch": Section(
             {"shareable": Leaf(v.boolean, {"type": "boolean"},

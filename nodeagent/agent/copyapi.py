@@ -18,6 +18,7 @@ import grpc
 from common.errors import InvalidArgument
 from nodeagent.agent.edge import handle_errors
 from nodeagent.agent.engine import Engine
+from nodeagent.agent.imageapi import image_pb
 from proto import agent_pb2 as pb
 
 __all__ = ["CopyAPI"]
@@ -35,8 +36,7 @@ class CopyAPI:
         rec = self.engine.get(_container(request.container), full=True)
         image = commit(self.images, rec, self.state_dir, ref=request.ref, message=request.message,
                        author=request.author, changes=list(request.changes))
-        return pb.Image(id=image.id, repo_tags=image.repo_tags, manifest_digest=image.manifest_digest,
-                        created=image.created, size=image.size, repo_digests=image.repo_digests)
+        return image_pb(image)
 
     @handle_errors
     def CopyFrom(self, request: pb.CopyFromRequest, context: grpc.ServicerContext) -> Iterator[pb.TarChunk]:

@@ -37,12 +37,12 @@ class ImageAPI:
 
         if not os.path.exists(request.source):
             raise InvalidArgument(f"{request.source}: no such file or directory")
-        return _image_pb(self.images.get(run_job(self.state_dir, "import", request.source, request.ref)))
+        return image_pb(self.images.get(run_job(self.state_dir, "import", request.source, request.ref)))
 
     @handle_errors
     def ListImages(self, request: pb.ListImagesRequest,
                    context: grpc.ServicerContext) -> pb.ListImagesResponse:
-        return pb.ListImagesResponse(images=[_image_pb(i) for i in self.images.list()])
+        return pb.ListImagesResponse(images=[image_pb(i) for i in self.images.list()])
 
     @handle_errors
     def InspectImage(self, request: pb.ImageRef, context: grpc.ServicerContext) -> pb.ImageDetails:
@@ -109,7 +109,7 @@ class ImageAPI:
         if code != 0:
             raise InvalidArgument(last or f"build failed (exit {code})")
         ref = request.tag or next((w for w in last.split() if w.startswith("sha256:")), "")
-        yield pb.BuildEvent(image=_image_pb(self.images.get(ref)))
+        yield pb.BuildEvent(image=image_pb(self.images.get(ref)))
 
     @handle_errors
     def Push(self, request: pb.PushRequest, context: grpc.ServicerContext) -> Iterator[pb.TransferEvent]:
@@ -147,7 +147,7 @@ def _transfer(job: Generator[Progress, None, str]) -> Iterator[pb.TransferEvent]
         yield pb.TransferEvent(kind=kind, digest=digest, done=done, total=total)
 
 
-def _image_pb(image: Any) -> pb.Image:
+def image_pb(image: Any) -> pb.Image:
     return pb.Image(id=image.id, repo_tags=image.repo_tags, manifest_digest=image.manifest_digest,
                     created=image.created, size=image.size, repo_digests=image.repo_digests)
 

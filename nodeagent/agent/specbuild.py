@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.errors import InvalidArgument
-from model import units
+from model import settings, units
 from model.health import HealthCheck, from_image_config, merged
 from nodeagent.runtime.bundle import HOST_GATEWAY
 from nodeagent.runtime.spec import (
@@ -77,7 +77,6 @@ if TYPE_CHECKING:
     from nodeagent.images import Image
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 _ADJECTIVES = ("brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen",
                "lively", "merry", "nimble", "proud", "quick", "sunny", "tidy", "witty")
 # Overlay networks a container joins at most: one interface each (eth1..eth8),
@@ -256,7 +255,7 @@ def build(cfg: pb.ContainerConfig, image: Image, lower_dirs: list[str],
     names (the engine looked it up); "" for the built-in modes."""
     cid = os.urandom(32).hex()
     name = cfg.name or random_name()
-    if not NAME_RE.fullmatch(name):
+    if not settings.container_name_ok(name):
         raise InvalidArgument(f"invalid container name {name!r}: use letters, digits, _ . -")
     if cfg.hostname:
         _checked(units.check_hostname, cfg.hostname)
@@ -404,15 +403,8 @@ def storage_size(cfg: pb.ContainerConfig, state_dir: str) -> int:
 # ---- Docker's everyday host options (--cap-*, --ulimit, --dns, --add-host,
 # --device, --privileged, --sysctl, --shm-size, --init) ---------------------
 
-# Docker's --ulimit names, and their rlimits.
-ULIMITS: dict[str, str] = {name: "RLIMIT_" + name.upper() for name in (
-    "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile", "nproc",
-    "rss", "rtprio", "rttime", "sigpending", "stack")}
-# Namespaced sysctls (Docker's list): the rest are the node's, not a container's.
-SYSCTL_NAMES = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
-                          "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"})
-SYSCTL_PREFIXES = ("net.", "fs.mqueue.")
-SYSCTL_RE = re.compile(r"^[a-z0-9_]+(\.[A-Za-z0-9_-]+)+$")
+# Docker's --ulimit names (``model.settings``), and their rlimits.
+ULIMITS: dict[str, str] = {name: "RLIMIT_" + name.upper() for name in settings.ULIMIT_NAMES}
 # Device nodes every container has (orch-init makes them): never copied from the host.
 BUILTIN_DEVICES = frozenset({"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
                              "/dev/tty", "/dev/ptmx", "/dev/console"})
@@ -580,10 +572,10 @@ def sysctls(given: dict[str, str], network: str) -> dict[str, str]:
     not with host networking (the node's namespace)."""
     for key, value in given.items():
         shown = f"{key}={value}"
-        if not SYSCTL_RE.fullmatch(key):
+        if not settings.sysctl_name_ok(key):
             raise InvalidArgument(f"invalid --sysctl {shown!r}: expected a name such as "
                                   "net.ipv4.ip_forward")
-        if key not in SYSCTL_NAMES and not key.startswith(SYSCTL_PREFIXES):
+        if not settings.namespaced_sysctl(key):
             raise InvalidArgument(f"invalid --sysctl {shown!r}: not a namespaced sysctl; a container "
                                   "may set net.*, kernel.shm*, kernel.msg*, kernel.sem and fs.mqueue.*")
         if key.startswith("net.") and network == "host":

@@ -287,9 +287,6 @@ def config_fields(v: dict[str, Any]) -> dict[str, Any]:
 
 PRIVILEGED_WARNING = ("orch: warning: --privileged gives the container every capability and every "
                       "host device, without a seccomp profile: it can take over this node")
-# Docker's --ulimit names (the agent checks them again, with the values).
-ULIMIT_NAMES = ("core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
-                "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
 
 
 def host_options(v: dict[str, Any]) -> dict[str, Any]:
@@ -317,7 +314,10 @@ def host_options(v: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_ulimit(text: str) -> dict[str, Any]:
-    """``NAME=SOFT[:HARD]`` (HARD defaults to SOFT; ``unlimited`` or -1 for none)."""
+    """``NAME=SOFT[:HARD]`` (HARD defaults to SOFT; ``unlimited`` or -1 for none);
+    the names are ``model.settings``' (the agent checks them again, with the values)."""
+    from model.settings import ULIMIT_NAMES
+
     name, sep, limits = text.partition("=")
     if not sep or name not in ULIMIT_NAMES:
         raise CLIError(f"invalid --ulimit {text!r}: expected NAME=SOFT[:HARD] with NAME one of: "
