@@ -423,6 +423,17 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                 continue
             _log_failures(op.obj for op in ops)
             break
+        else:
+            # Still behind another writer: the updates go back to the head of
+            # the queue for the next flush. A node reports each change once,
+            # so a dropped one would leave its task as last written for good
+            # (a start never counted, a rollout waiting on it for ever).
+            _log.warning("task status write conflicted; retrying with the next flush",
+                        tasks=len(latest))
+            with self._lock:
+                self.status[:0] = list(latest.items())
+            self._status_ready.set()
+            return True
         for task, update in refused:
             _log_refused(task, update)
         return True

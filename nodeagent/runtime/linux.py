@@ -160,13 +160,6 @@ class LinuxRuntime:
                 raise InvalidArgument("overlay networks need a runtime with a BridgeNetwork")
         if not spec.rootfs.lower_dirs:
             raise InvalidArgument("rootfs.lower_dirs is empty")
-        if spec.devices and not spec.privileged and self.cgroups.version != 1:
-            # v2's device rules are an eBPF program on the group, not loaded here:
-            # the node would grant the device whatever its permissions say.
-            raise InvalidArgument(
-                f"--device {spec.devices[0].path}: device rules need the cgroup v1 devices "
-                "controller, and this node has cgroup v2 (its eBPF device programs are not "
-                "supported yet); use --privileged for every device")
         if spec.mounts:
             self._validate_mounts(spec)
 

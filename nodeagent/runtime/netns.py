@@ -9,6 +9,19 @@ while it attaches the container's network (before the container's process
 runs), and hands their fds to the agent (``nodeagent.supervisor``). A DNAT
 rule in that namespace sends 127.0.0.11:53 to them (:func:`dns_sockets`).
 
+That rule makes the kernel track connections in the namespace, and it is
+the only one there that needs tracking: every other flow is marked
+``notrack`` (the ``raw`` hooks of the same table). Without that, each
+connection a container makes or takes would be tracked once more there,
+besides the node's entry (its VIP's DNAT), and lie in the table as long
+(TIME_WAIT: 120 s). The table is one hash shared by every namespace, and
+the kernel walks all of it when a device goes down in a namespace that
+tracks anything (nftables' masquerade support asks for that, for every
+device of every namespace), when a namespace goes, and when the overlay
+forgets UDP flows. A container's namespace that tracks nothing is skipped:
+its ``eth0`` going costs no walk. Docker's containers track everything;
+here a container's own conntrack holds its DNS flows only.
+
 To make them, the supervisor's one thread moves into the container's
 namespace (``setns``), brings its ``lo`` up (the container's init would, a
 moment later: a UDP socket bound to 127.0.0.11 while the namespace has no
@@ -125,7 +138,13 @@ def _redirect(udp_port: int, tcp_port: int) -> None:
     its own). OSError with nft's complaint if it is refused."""
     from nodeagent.network.libnft import Context, first_error  # only containers with a network
 
+    dns = EMBEDDED_DNS
     script = (f"add table ip {REDIRECT_TABLE}\n"
+              # Only the DNS flows are tracked (see the module docstring).
+              f"add chain ip {REDIRECT_TABLE} raw_out {{ type filter hook output priority raw; }}\n"
+              f"add rule ip {REDIRECT_TABLE} raw_out ip daddr != {dns} ip saddr != {dns} notrack\n"
+              f"add chain ip {REDIRECT_TABLE} raw_in {{ type filter hook prerouting priority raw; }}\n"
+              f"add rule ip {REDIRECT_TABLE} raw_in iif != \"lo\" notrack\n"
               f"add chain ip {REDIRECT_TABLE} output {{ type nat hook output priority -100; }}\n"
               f"add rule ip {REDIRECT_TABLE} output ip daddr {EMBEDDED_DNS} udp dport {DNS_PORT} "
               f"dnat to {EMBEDDED_DNS}:{udp_port}\n"

@@ -55,6 +55,15 @@ from nodeagent.supervisor.records import (
 # How long an exited container's output pipes may stay open (held by a dying
 # grandchild) before the exit is reported anyway.
 DRAIN_TIMEOUT = 2.0
+# Removed containers' files (see Lifecycle._discard) are deleted by an
+# ``rm -rf`` of their own (niced), one at a time, for whatever trash the
+# steps since the last one left: not by this thread. Deleting files is
+# paced by the filesystem's journal (and, mounted with ``discard``, its
+# trims): 20-40 ms a container's tree while a node stops and starts
+# containers side by side, and on this one thread each start waited behind
+# the last containers' deletions (a third of a node's supervisor time in a
+# 100-task rollout).
+TRASH_NICE = 19
 
 # The event that hands a running container's DNS sockets to subscribers
 # (see the package docstring).
@@ -103,6 +112,7 @@ class Lifecycle(Loop):
         # of the step that removed them are out (see _discard).
         self.trash_dir = self.containers_dir / ".trash"
         self.trash: list[Path] = []
+        self.trash_pid = 0  # the rm deleting some of it, if one runs
         self.runtime = runtime
         self.network = network
         self.wallclock = wallclock
@@ -128,7 +138,28 @@ class Lifecycle(Loop):
         self.console_sizes: dict[str, tuple[int, int]] = {}
 
     def _between_steps(self) -> None:
-        self._empty_trash()
+        self._take_out_trash()
+
+    def _take_out_trash(self) -> None:
+        """Start an ``rm`` for the trash, unless one runs (its exit comes
+        back here). Without ``rm`` or ``nice``, deleted here."""
+        if not self.trash or self.trash_pid:
+            return
+        paths, self.trash = [str(p) for p in self.trash], []
+        try:
+            self.trash_pid = os.posix_spawn(
+                _tool("nice"), ["nice", "-n", str(TRASH_NICE), _tool("rm"), "-rf", "--", *paths],
+                {"PATH": "/usr/bin:/bin"})
+        except OSError:
+            for path in paths:
+                remove_tree(path)
+            return
+        self.by_pid[self.trash_pid] = self._trash_taken_out
+
+    def _trash_taken_out(self, wait_status: int) -> None:
+        del wait_status  # what rm -f could not delete is found again at the next start
+        self.trash_pid = 0
+        self._take_out_trash()
 
     def _create(self, data: dict[str, Any]) -> Record:
         spec = ContainerSpec.from_dict(data["spec"])
@@ -587,6 +618,12 @@ class Lifecycle(Loop):
         self.trash.append(target)
 
     def _empty_trash(self) -> None:
+        """All of it now (a supervisor that stops): the rm that runs, then the rest."""
+        if self.trash_pid:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.trash_pid, 0)
+            self.by_pid.pop(self.trash_pid, None)
+            self.trash_pid = 0
         while self.trash:
             remove_tree(str(self.trash.pop()))
 
@@ -595,6 +632,7 @@ class Lifecycle(Loop):
             self.after_launches.append(lambda: self._shutdown(stop_containers, reply))
             return
         if not stop_containers:
+            self._guard(self._empty_trash)
             self.running = False
             reply(True, None)
             return
@@ -628,6 +666,16 @@ class Lifecycle(Loop):
             self._signal(rec, rec.spec.stop_signal)
             self._after(rec.spec.stop_timeout, functools.partial(self._signal, rec, signal.SIGKILL))
             self.waiters.setdefault(rec.id, []).append(functools.partial(one_done, rec.id))
+
+
+@functools.cache
+def _tool(name: str) -> str:
+    import shutil
+
+    found = shutil.which(name, path="/usr/bin:/bin")
+    if found is None:
+        raise FileNotFoundError(name)
+    return found
 
 
 def _policy(rec: Record) -> RestartPolicy:

@@ -462,9 +462,9 @@ def cmd_cluster_ps(args: argparse.Namespace) -> int:
         node = nodes.get(t.node_id, t.node_id[:12])
         name = f"{t.service_name}.{t.slot or node}"
         out.append({"id": t.id, "name": name, "service": t.service_name, "slot": t.slot,
-                    "node": node, "node_id": t.node_id, "state": state, "desired": desired,
-                    "since": status.timestamp, "error": status.error, "message": status.message,
-                    "health": status.health,
+                    "node": node, "node_id": t.node_id, "created": t.created_at, "state": state,
+                    "desired": desired, "since": status.timestamp, "error": status.error,
+                    "message": status.message, "health": status.health,
                     "networks": [{"network": n.name, "network_id": n.network_id, "address": n.address,
                                   "aliases": list(n.aliases)} for n in t.networks]})
         health = f" ({status.health})" if status.health and state == "running" else ""

@@ -74,6 +74,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("attach", help="attach to a running container's stdio (detach: Ctrl-P Ctrl-Q)")
     p.add_argument("--no-stdin", action="store_true", help="do not send stdin to it")
+    p.add_argument("--detach-keys", default="", metavar="KEYS",
+                   help="keys that detach (default ctrl-p,ctrl-q), e.g. ctrl-x,x")
     p.add_argument("container")
     p.set_defaults(func=cmd_attach)
 
@@ -272,7 +274,7 @@ def cmd_exec(args: argparse.Namespace, agent: Agent) -> int:
 def cmd_attach(args: argparse.Namespace, agent: Agent) -> int:
     from orch.cli import interactive
 
-    return interactive.attach(agent, args.container, no_stdin=args.no_stdin)
+    return interactive.attach(agent, args.container, no_stdin=args.no_stdin, detach_keys=args.detach_keys)
 
 
 def cmd_inspect(args: argparse.Namespace, agent: Agent) -> int:

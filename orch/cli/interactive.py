@@ -82,6 +82,33 @@ def window_size(fd: int) -> pb.WindowSize | None:
     return pb.WindowSize(rows=size.lines, cols=size.columns)
 
 
+# Docker's names of the control characters ``ctrl-X`` may name, beyond ctrl-a..z.
+_CTRL_SYMBOLS = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+
+
+def parse_detach_keys(spec: str) -> bytes:
+    """Docker's ``--detach-keys``: comma-separated keys, each one character
+    or ``ctrl-X`` (X one of a-z @ [ \\ ] ^ _), e.g. ``ctrl-x,x``; "" is
+    the default, Ctrl-P Ctrl-Q. ValueError naming the key otherwise."""
+    if not spec:
+        return DETACH_KEYS
+    out = bytearray()
+    for key in spec.split(","):
+        if len(key) == 1 and key.isascii():
+            out.append(ord(key))
+            continue
+        name = key.lower()
+        rest = name[len("ctrl-"):] if name.startswith("ctrl-") else ""
+        if len(rest) == 1 and "a" <= rest <= "z":
+            out.append(ord(rest) - ord("a") + 1)
+        elif len(rest) == 1 and rest in _CTRL_SYMBOLS:
+            out.append(_CTRL_SYMBOLS[rest])
+        else:
+            raise ValueError(f"invalid detach key {key!r}: one character or ctrl-X "
+                             "(X one of a-z @ [ \\ ] ^ _), comma-separated, e.g. ctrl-x,x")
+    return bytes(out)
+
+
 class DetachKeys:
     """Finds the detach sequence in what is typed: :meth:`feed` returns
     the bytes to send on and whether the sequence was typed. A partial
@@ -95,18 +122,15 @@ class DetachKeys:
     def feed(self, data: bytes) -> tuple[bytes, bool]:
         out = bytearray()
         for byte in data:
-            if byte == self.keys[len(self.held)]:
-                self.held += bytes((byte,))
-                if self.held == self.keys:
-                    self.held = b""
-                    return bytes(out), True
-                continue
-            out += self.held
-            self.held = b""
-            if byte == self.keys[0]:
-                self.held = bytes((byte,))
-            else:
-                out.append(byte)
+            self.held += bytes((byte,))
+            if self.held == self.keys:
+                self.held = b""
+                return bytes(out), True
+            # Keep the longest tail that may still begin the sequence
+            # (ctrl-p,ctrl-p,ctrl-q typed after one more ctrl-p).
+            while self.held and not self.keys.startswith(self.held):
+                out.append(self.held[0])
+                self.held = self.held[1:]
         return bytes(out), False
 
 
@@ -116,11 +140,11 @@ class Session:
     the call's type (``stdin``, ``resize``, ``stdin_close``)."""
 
     def __init__(self, message: Callable[[str, Any], Any], tty: bool, stdin: bool,
-                 detach: bool) -> None:
+                 detach: bool, detach_keys: bytes = DETACH_KEYS) -> None:
         self.message = message
         self.tty = tty
         self.stdin = stdin
-        self.keys = DetachKeys() if detach else None
+        self.keys = DetachKeys(detach_keys) if detach else None
         self.requests: queue.Queue[Any] = queue.Queue()
         self.call: Any = None
         self.detached = False
@@ -262,6 +286,7 @@ def run(values: dict[str, Any], agent: Agent) -> int:
     from orch.cli import runcmd
 
     use_tty, use_stdin = bool(values.get("tty")), bool(values.get("interactive"))
+    keys = _detach_keys(values.get("detach_keys") or "")
     _check_terminal(use_tty, use_stdin)
     if values["rm"] and values["restart"] not in ("no", ""):
         raise CLIError("--rm and --restart cannot be used together")
@@ -282,8 +307,15 @@ def run(values: dict[str, Any], agent: Agent) -> int:
 
     first = pb.AttachInput(attach=pb.AttachRequest(id=cid, stdin=use_stdin,
                                                    size=window_size(0) if use_tty else None))
-    session = Session(_message, use_tty, use_stdin, detach=use_tty and use_stdin)
+    session = Session(_message, use_tty, use_stdin, detach=use_tty and use_stdin, detach_keys=keys)
     return session.run(_stream(agent, "Attach", pb.AttachInput), first, attached=start)
+
+
+def _detach_keys(spec: str) -> bytes:
+    try:
+        return parse_detach_keys(spec)
+    except ValueError as err:
+        raise CLIError(f"--detach-keys: {err}") from None
 
 
 def _start_error(err: CLIError) -> CLIError:
@@ -294,9 +326,11 @@ def _start_error(err: CLIError) -> CLIError:
     return CLIError(err.message, 125)
 
 
-def attach(agent: Agent, container: str, no_stdin: bool = False) -> int:
+def attach(agent: Agent, container: str, no_stdin: bool = False, detach_keys: str = "") -> int:
     """``orch attach``: the container's output from now on, its stdin and tty
-    if it has them; its exit code, or 0 once detached (Ctrl-P Ctrl-Q)."""
+    if it has them; its exit code, or 0 once detached (Ctrl-P Ctrl-Q, or
+    ``detach_keys``)."""
+    keys = _detach_keys(detach_keys)
     details = agent.call("Inspect", pb.ContainerRef(id=container))
     if details.container.state not in ("created", "running", "restarting"):
         raise CLIError(f"container {details.container.name} is not running: start it first, "
@@ -307,7 +341,7 @@ def attach(agent: Agent, container: str, no_stdin: bool = False) -> int:
     _check_terminal(use_tty, use_stdin)
     first = pb.AttachInput(attach=pb.AttachRequest(id=container, stdin=use_stdin,
                                                    size=window_size(0) if use_tty else None))
-    session = Session(_message, use_tty, use_stdin, detach=use_stdin)
+    session = Session(_message, use_tty, use_stdin, detach=use_stdin, detach_keys=keys)
     return session.run(_stream(agent, "Attach", pb.AttachInput), first)
 
 

@@ -83,6 +83,8 @@ class Option:
 RUN_ONLY = (
     Option(("--rm",), FLAG, help="remove the container when it exits"),
     Option(("-d", "--detach"), FLAG, help="run in the background"),
+    Option(("--detach-keys",), metavar="KEYS",
+           help="keys that detach from an -it container (default ctrl-p,ctrl-q)"),
 )
 OPTIONS = (
     Option(("--name",)),

@@ -280,8 +280,10 @@ def _leftovers(engine: Engine, cid: str) -> list[str]:
     if (engine.state / "containers" / cid).exists():
         found.append("bundle")
     # A removed container's files are deleted once the removal is answered,
-    # before the supervisor reads its next request (this ps).
-    engine.orch("ps", "-a")
+    # by an rm of the supervisor's.
+    deadline = time.monotonic() + 30
+    while any((engine.state / "containers" / ".trash").glob("*")) and time.monotonic() < deadline:
+        time.sleep(0.02)
     if any((engine.state / "containers" / ".trash").glob("*")):
         found.append("trash")
     return found

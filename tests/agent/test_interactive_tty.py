@@ -130,6 +130,12 @@ def test_exec_it_then_attach_and_detach(engine: Engine) -> None:
             p.wait(r"\natt-5")
             p.keys("C-p", "C-q")
             assert exit_code(p) == 0
+
+            p.type(f"{ORCH} attach --detach-keys ctrl-x,x {name}")
+            p.type("echo again-$((3+3))")
+            p.wait(r"\nagain-6")
+            p.keys("C-x", "x")
+            assert exit_code(p) == 0
         assert json.loads(engine.orch("inspect", name).stdout)[0]["state"] == "running"  # detached
     finally:
         engine.orch("rm", "-f", name, check=False)

@@ -94,3 +94,50 @@ def test_transactions_between_random_states_reach_them(scratch: str, sequence: l
                 table.close()
 
         in_netns(scratch, one)
+
+
+def test_the_udp_flows_counter_counts_udp_flows_to_vips_only(scratch: str) -> None:
+    """The table's ``udp_flows`` counter (the overlay skips its conntrack walk
+    for VIPs while it is 0): a TCP connection to a VIP leaves it at 0, a UDP
+    datagram to one counts, one to an address that is no VIP does not."""
+    import socket
+
+    net = NETWORKS[0]
+    m = Mirror()
+    m.apply(Batch(node_id="n1", networks={net.id: net}, peers={p.node_id: p for p in PEERS},
+                  services={"s": ServiceRoute("s", "s", "vip", (ServiceNetwork(net.id, "10.96.1.2"),), ())},
+                  endpoints={endpoint_key("s.1", net.id): Endpoint("s.1", "s", net.id, "10.96.1.100", "n1",
+                                                                   "s.1", 1)}))
+    plans = [p for p in (plan_network(m, nid) for nid in m.networks) if p is not None]
+    desired = build({"s": service_rules(m, "s")}, plans)
+    for args in (["link", "add", "d0", "type", "veth", "peer", "name", "d1"],
+                 ["addr", "add", "10.96.1.1/24", "dev", "d0"], ["link", "set", "d0", "up"]):
+        subprocess.run(["ip", "-n", scratch, *args], check=True)
+
+    def run() -> list[int | None]:
+        table = Nft()
+        try:
+            table.delete()
+            table.apply(transaction(None, desired))
+            seen = [table.udp_flows()]
+            tcp = socket.socket()
+            tcp.setblocking(False)
+            tcp.connect_ex(("10.96.1.2", 80))
+            tcp.close()
+            seen.append(table.udp_flows())
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                udp.sendto(b"x", ("10.96.1.50", 53))  # no VIP
+                seen.append(table.udp_flows())
+                udp.sendto(b"x", ("10.96.1.2", 53))
+                udp.sendto(b"y", ("10.96.1.2", 53))  # the same flow: counted once
+            seen.append(table.udp_flows())
+            table.delete()
+            seen.append(table.udp_flows())
+            return seen
+        finally:
+            table.close()
+
+    try:
+        assert in_netns(scratch, run) == [0, 0, 0, 1, None]
+    finally:
+        subprocess.run(["ip", "-n", scratch, "link", "del", "d0"], check=True)

@@ -165,6 +165,35 @@ print(u.recvfrom(10)[0].decode())
             os.close(fd)
 
 
+def test_only_dns_flows_are_tracked_in_the_namespace(box: int) -> None:
+    """A connection on the container's own addresses adds no conntrack entry
+    to its namespace (notrack); a query to 127.0.0.11:53 does (its DNAT)."""
+    fds = netns.dns_sockets(box)
+    try:
+        inside = ["nsenter", f"--net=/proc/{box}/ns/net"]
+        proc = subprocess.run([*inside, sys.executable, "-c", """
+import socket
+def count():
+    with open("/proc/sys/net/netfilter/nf_conntrack_count") as f:
+        return int(f.read())
+before = count()
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+cli = socket.create_connection(srv.getsockname()); peer, _ = srv.accept()
+cli.sendall(b"x"); peer.recv(1)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.sendto(b"y", ("127.0.0.2", 9))
+plain = count()
+q = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); q.sendto(b"z", ("127.0.0.11", 53))
+print(before, plain, count())
+"""], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        before, plain, dns = map(int, proc.stdout.split())
+        assert plain == before
+        assert dns == before + 1
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def test_dns_sockets_whose_redirect_fails_leave_nothing_open(box: int,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """The DNAT refused (nft's complaint, simulated): SetupError naming the

@@ -272,3 +272,39 @@ def test_a_running_tasks_health_is_written_though_its_state_stays(
         assert (stored.status.health, stored.status.error) == ("unhealthy", "unhealthy container")
     finally:
         agent.close()
+
+
+def test_a_status_write_that_keeps_conflicting_is_retried_not_dropped(
+        store: Store, informer: Informer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three conflicts in a row (another writer ahead of the informer):
+    the report goes back on the queue and the next flush writes it. A node
+    reports each change once, so a dropped one would stay lost."""
+    from controlplane.store import StoreConflict
+
+    servicer = Dispatcher(store, informer, TOKEN)
+    try:
+        task = _task_on(store, informer, "node-c", TaskState.ASSIGNED)
+        real, calls = store.batch, []
+
+        def conflicting(ops: Any) -> Any:
+            calls.append(len(ops))
+            if len(calls) <= 3:
+                raise StoreConflict("changed since read (injected)")
+            return real(ops)
+
+        monkeypatch.setattr(store, "batch", conflicting)
+        with capture_logs() as logs:
+            with servicer._lock:
+                servicer.status.append((task.id, TaskStatus(state=TaskState.RUNNING, timestamp=time.time())))
+            servicer._flush_status()
+        stored = store.get_task(task.id)
+        assert stored is not None and stored.status.state == TaskState.ASSIGNED
+        assert [e["event"] for e in logs if e["log_level"] == "warning"] == [
+            "task status write conflicted; retrying with the next flush"]
+        deadline = time.monotonic() + 10  # the flush loop takes it up again
+        while (stored := store.get_task(task.id)) is None or stored.status.state != TaskState.RUNNING:
+            assert time.monotonic() < deadline, "the re-queued report was never written"
+            time.sleep(0.01)
+        assert calls == [1, 1, 1, 1]
+    finally:
+        servicer.stop()

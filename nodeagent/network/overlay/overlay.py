@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 
 from common.logging import get_logger
 from nodeagent.network.overlay.addressing import MAC_PREFIX
-from nodeagent.network.overlay.conntrack import forget_udp_flows
+from nodeagent.network.overlay.conntrack import Destination, forget_udp_flows
+from nodeagent.network.overlay.errors import OverlayError
 from nodeagent.network.overlay.links import KernelNet, KernelState, Links, Underlay
 from nodeagent.network.overlay.plan import (
     Affected,
@@ -38,7 +39,7 @@ from nodeagent.network.overlay.plan import (
     plan_network,
     service_rules,
 )
-from nodeagent.network.overlay.ruleset import TableState, build, lost_udp, transaction
+from nodeagent.network.overlay.ruleset import TableState, balanced_udp, build, lost_udp, transaction
 from nodeagent.network.overlay.table import Nft
 from nodeagent.network.state import Changes, NetworkState, NetworkStateHub, Peer
 
@@ -58,6 +59,17 @@ RETRY_MAX = 30.0
 # new connection) is programmed at once. kube-proxy's equivalent,
 # --min-sync-period, is 1 s.
 COALESCE_S = 0.1
+# Forgetting the UDP flows of endpoints that left costs a walk of the whole
+# conntrack table per destination (``overlay.conntrack``: ~11 ms on an idle
+# node, tens under load), in the overlay thread. The first removal after a
+# quiet spell has its flows forgotten at once, after its pass; removals that
+# follow within this long are gathered into the next walk, so a rollout's
+# stream of removals costs a walk or two a second, not one per task. The
+# new rules already send no new flow to a removed endpoint; only a UDP flow
+# that keeps sending goes on reaching it until then. And while the table's
+# ``udp_flows`` counter says no VIP has balanced a UDP flow (services
+# reached over TCP only, the usual case), VIPs need no walk at all.
+FORGET_GAP_S = 0.5
 
 
 class Overlay:
@@ -93,6 +105,8 @@ class Overlay:
         self._full = True  # the next pass reads the kernel
         self._dirty = Affected()
         self._problems: set[str] = set()
+        self._forget: dict[Destination, set[str]] = {}  # UDP flows to forget (see FORGET_GAP_S)
+        self._forget_after = 0.0  # monotonic: the next walk not before
         self.last_pass: tuple[str, float] = ("", 0.0)  # ("full" | "partial", seconds): for benchmarks
         self._thread = threading.Thread(target=self._run, name="overlay", daemon=True)
         self._thread.start()
@@ -156,6 +170,8 @@ class Overlay:
             self._finish()
 
     def _finish(self) -> None:
+        if self._forget:
+            self._forget_gathered()
         links, self._links = self._links, None
         nft, self._nft = self._nft, None
         try:
@@ -175,10 +191,14 @@ class Overlay:
         delay = RETRY_MIN
         last_start = 0.0
         while True:
+            if self._forget_due():
+                self._forget_gathered()
             with self._cond:
                 while not self._stopping and not self._batch and (
-                        retry_at is None or time.monotonic() < retry_at):
-                    self._cond.wait(None if retry_at is None else retry_at - time.monotonic())
+                        retry_at is None or time.monotonic() < retry_at) and not self._forget_due():
+                    wake = [t for t in (retry_at, self._forget_after if self._forget else None)
+                            if t is not None]
+                    self._cond.wait(min(wake) - time.monotonic() if wake else None)
                 while not self._stopping and self._batch.only_new_endpoints() and (
                         gap := last_start + COALESCE_S - time.monotonic()) > 0:
                     self._cond.wait(gap)
@@ -200,9 +220,35 @@ class Overlay:
                 retry_at, delay = time.monotonic() + delay, min(delay * 2, RETRY_MAX)
                 continue
             retry_at, delay = None, RETRY_MIN
+            if self._forget_due():  # a quiet spell's first removal: in sync once forgotten
+                self._forget_gathered()
             with self._cond:
                 self._done = max(self._done, generation)
                 self._cond.notify_all()
+
+    def _forget_due(self) -> bool:
+        return bool(self._forget) and time.monotonic() >= self._forget_after
+
+    def _forget_later(self, lost: dict[Destination, set[str]]) -> None:
+        for dest, addresses in lost.items():
+            self._forget.setdefault(dest, set()).update(addresses)
+
+    def _forget_gathered(self) -> None:
+        """Forget the gathered flows, of addresses not balanced to again
+        since (one walk per destination); the next walk waits FORGET_GAP_S.
+        A failure is logged: the flows then end when they idle."""
+        pending, self._forget = self._forget, {}
+        self._forget_after = time.monotonic() + FORGET_GAP_S
+        now = balanced_udp(self._table)
+        gone = {dest: addresses - now.get(dest, set()) for dest, addresses in pending.items()}
+        if self._nft is not None and any(port == 0 for _, port in gone) and self._nft.udp_flows() == 0:
+            # No VIP has balanced a UDP flow since the table was made: no walk for VIPs.
+            gone = {dest: addresses for dest, addresses in gone.items() if dest[1] != 0}
+        try:
+            forget_udp_flows(gone)
+        except OverlayError as exc:
+            self.log.error("forgetting the UDP flows of removed endpoints failed; they end "
+                           "when they idle", error=str(exc))
 
     def _pass(self) -> None:
         me = self._mirror.me
@@ -281,7 +327,7 @@ class Overlay:
                 self._routes.gate = False
             if self._table is not None:
                 self._nft.delete()
-                forget_udp_flows(lost_udp(self._table, None))
+                self._forget_later(lost_udp(self._table, None))
                 self._table = None
             return
         links.ensure_gate(self._routes)
@@ -291,9 +337,8 @@ class Overlay:
         snat = under.address if under is not None and under.prefsrc else ""
         desired = build(self._rules, self._plans.values(), problems, snat)
         self._nft.apply(transaction(self._table, desired))
-        lost = lost_udp(self._table, desired)
+        self._forget_later(lost_udp(self._table, desired))
         self._table = desired
-        forget_udp_flows(lost)
 
     def _plan_all(self, problems: list[str]) -> dict[str, LinkPlan]:
         plans: dict[str, LinkPlan] = {}

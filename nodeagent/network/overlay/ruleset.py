@@ -11,6 +11,8 @@ Layout (kube-proxy's nftables mode, for VIPs that forward every port)::
     map vips         VIP : goto svc_<VIP>
     map mesh         proto . published port : goto mesh_<proto>_<port>
     map mesh_peers   a peer's vx MAC : the mesh mark of (peer, network)
+    counter udp_flows  UDP flows balanced by a VIP (their first packets): while
+                     it is 0, no UDP flow to a VIP needs forgetting
 
     chain svc_<VIP>          numgen random mod N vmap { i : goto ep_<address> }
     chain ep_<address>       hairpin mark if it is its own client; dnat to address
@@ -68,8 +70,8 @@ from nodeagent.network.overlay.addressing import (
 )
 from nodeagent.network.overlay.plan import LinkPlan, ServiceRules
 
-__all__ = ["FAMILY", "TABLE", "Chain", "TableState", "balanced_udp", "build", "lost_udp", "parse",
-           "transaction"]
+__all__ = ["FAMILY", "TABLE", "UDP_FLOWS", "Chain", "TableState", "balanced_udp", "build", "lost_udp",
+           "parse", "transaction"]
 
 FAMILY = "ip"
 TABLE = "orch_svc"
@@ -88,6 +90,9 @@ SETS = (
     ("map", "mesh_peers", "type ether_addr : mark;"),
 )
 
+UDP_FLOWS = "udp_flows"  # the named counter (see the layout above)
+_COUNT_UDP = f'meta l4proto udp ip daddr @vip_addrs counter name "{UDP_FLOWS}"'
+
 BaseChains = tuple[tuple[str, str, tuple[str, ...]], ...]
 
 # (name, hook spec or "", rules). The first rule of prerouting carries the digest.
@@ -97,10 +102,12 @@ BASE_CHAINS: BaseChains = (
         "reject",
     )),
     ("prerouting", "type nat hook prerouting priority dstnat; policy accept;", (
+        f"ip saddr @subnets {_COUNT_UDP}",
         "ip saddr @subnets ip daddr vmap @vips",
         "fib daddr type local meta l4proto . th dport vmap @mesh",
     )),
     ("output", "type nat hook output priority -100; policy accept;", (
+        _COUNT_UDP,
         "ip daddr vmap @vips",
         "fib daddr type local meta l4proto . th dport vmap @mesh",
     )),
@@ -156,7 +163,7 @@ def base_chains(snat: str = "") -> BaseChains:
 
 
 def schema(snat: str = "") -> str:
-    text = RENDER_VERSION + repr(SETS) + repr(base_chains(snat))
+    text = RENDER_VERSION + repr(SETS) + UDP_FLOWS + repr(base_chains(snat))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -313,6 +320,7 @@ def _create(desired: TableState) -> str:
     out = [f"add table {_T}", f"delete table {_T}", f"add table {_T}"]
     for kind, name, spec in SETS:
         out.append(f"add {kind} {_T} {name} {{ {spec} }}")
+    out.append(f"add counter {_T} {UDP_FLOWS}")
     for name, hook, rules in base_chains(desired.snat):
         out.append(f"add chain {_T} {name}" + (f" {{ {hook} }}" if hook else ""))
         for i, rule in enumerate(rules):

@@ -16,7 +16,7 @@ from typing import Any
 
 from nodeagent.network.libnft import Context, first_error
 from nodeagent.network.overlay.errors import OverlayError
-from nodeagent.network.overlay.ruleset import FAMILY, TABLE, TableState, parse
+from nodeagent.network.overlay.ruleset import FAMILY, TABLE, UDP_FLOWS, TableState, parse
 
 __all__ = ["Nft"]
 
@@ -41,6 +41,17 @@ class Nft(Context):
             raise OverlayError("nft_list", {"table": _T}, first_error(error))
         listing: dict[str, Any] = json.loads(output)
         return parse(listing)
+
+    def udp_flows(self) -> int | None:
+        """How many UDP flows a VIP has balanced since the table was made
+        (the ``udp_flows`` counter's packets); None if it cannot be read."""
+        ok, output, _ = self.run(f"list counter {_T} {UDP_FLOWS}\n", as_json=True)
+        if not ok:
+            return None
+        for item in json.loads(output).get("nftables", []):
+            if "counter" in item:
+                return int(item["counter"].get("packets", 0))
+        return None
 
     def exists(self) -> bool:
         return self.run(f"list table {_T}\n")[0]

@@ -4,8 +4,8 @@ A group's list is set from scratch: ``a`` to ``devices.deny`` (nothing
 allowed), then each rule to ``devices.allow``, one write each (the kernel
 takes one rule per write): ``"c 1:3 rwm"``, ``"c 136:* rwm"``, or
 ``"a *:* rwm"`` for every device. cgroup v2 has no such files: there an
-eBPF program attached to the group decides, which orch does not load (the
-runtime refuses ``--device`` on v2; see ``LinuxRuntime``).
+eBPF program compiled from the same rules and attached to the group decides
+(``cgroups.v2.devices``).
 """
 
 from __future__ import annotations

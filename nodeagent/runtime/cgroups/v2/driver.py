@@ -8,10 +8,13 @@ Invariants:
 - A limit whose control file is missing (controller unavailable) is an error;
   a missing file with no limit is fine.
 - ``kill_all`` uses ``cgroup.kill`` (kernel >= 5.14) when the file exists.
-- Device rules (``create``'s ``device_rules``) are not applied: v2 has no
-  devices files, only an eBPF program attached to the group, which orch does
-  not load. A group restricts no device, as before device rules existed; the
-  runtime refuses ``--device`` here rather than ignore its permissions.
+- Device rules (``create``'s ``device_rules``, v1 syntax): v2 has no devices
+  files; ``create`` hands the rules to ``attach_devices`` (by default
+  :func:`devices.attach`: an eBPF ``BPF_PROG_TYPE_CGROUP_DEVICE`` program
+  compiled from them, attached to the group, replacing the one an earlier
+  ``create`` of the group attached). None leaves the group's devices as they
+  are. Tests against a fake cgroupfs, where no program can attach, pass a
+  recorder instead.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from nodeagent.runtime.spec import Resources
 
 from .. import _fs, _procs
 from .._base import CgroupStats, limits_to_write, validate_name, validate_resources
-from . import cpu, memory, pids
+from . import cpu, devices, memory, pids
 
 # Each controller's writer of one limit (None: unlimited).
 _APPLY: dict[str, Callable[[str, Any], None]] = {
@@ -107,15 +110,22 @@ class V2Cgroup:
 class V2Driver:
     version = 2
 
-    def __init__(self, root: str = "/sys/fs/cgroup") -> None:
+    def __init__(self, root: str = "/sys/fs/cgroup",
+                 attach_devices: Callable[[str, tuple[str, ...]], None] = devices.attach) -> None:
         self.root = root
+        self.attach_devices = attach_devices  # (group directory, device rules)
 
     def create(self, name: str, resources: Resources,
                device_rules: tuple[str, ...] | None = None) -> V2Cgroup:
-        del device_rules  # see the module docstring
+        if device_rules is not None:
+            device_rules = tuple(device_rules)
+            devices.validate(device_rules)  # bad rules fail before any mkdir
         for attempt in range(3):
             try:
-                return self._create(name, resources)
+                group = self._create(name, resources)
+                if device_rules is not None:
+                    self.attach_devices(group.path, device_rules)
+                return group
             except SetupError as err:  # an ancestor pruned under us (_fs.prune): make it again
                 if err.errno != errno.ENOENT or attempt == 2:
                     raise
