@@ -633,13 +633,10 @@ def mounts(cfg: pb.ContainerConfig, image_volumes: list[str],
             uses.append(VolumeUse(name, target, True, False))
             out.append(Mount(source=volume_dir(state_dir, name), target=target, readonly=False,
                              type="volume", volume=name, options="rbind"))
-    for mount in out:
-        # A mountpoint inside another mount would be made in that mount's
-        # files (a volume's, a host directory's): not done.
-        parent = next((p for p in taken if mount.target.startswith(p + "/")), None)
-        if parent is not None:
-            raise InvalidArgument(f"invalid mount at {mount.target}: it is inside the mount at "
-                                  f"{parent}; nested mount points are not supported")
+    # A mount inside another (a config file bound into a volume's directory)
+    # has its mountpoint made in that mount's files, as Docker does, once that
+    # one is mounted: the init mounts them in this order, parents first.
+    out.sort(key=lambda m: m.target.count("/"))
     return out, uses
 
 

@@ -2,11 +2,12 @@
 
 On one engine: redis, the app and nginx on a user-defined network, each
 finding the next by name; the visit count goes up through nginx, and a new
-redis container on the same named volume carries it on. Skipped unless the
-image cache already holds the root filesystems (``scripts/images`` builds
-them with mmdebstrap; the suite never downloads): ``scripts/images --check``
-says. Needs root (a real agent of its own, on a private state dir, run dir,
-bridge and subnets, torn down afterwards).
+redis container on the same named volume carries it on. The test command
+(scripts/test) builds the root filesystems first (``scripts/images``:
+mmdebstrap, once, then cached); a bare pytest run skips this test unless
+the cache holds them (``scripts/images --check`` says). Needs root (a real
+agent of its own, on a private state dir, run dir, bridge and subnets, torn
+down afterwards).
 
 Without either: examples/stack/rootfs_diff.py, which makes each image's
 layer of what its packages add to the shared base, on small tarballs."""

@@ -337,7 +337,10 @@ def group(tmp_path: Path) -> Iterator[Group]:
 
 
 def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
+    """The process's open fds, but the programs ``devices`` keeps loaded
+    (one per rule set, for every group: see ``_loaded_program``)."""
+    kept = {str(fd) for fd, _ in devices._loaded.values()}
+    return set(os.listdir("/proc/self/fd")) - kept
 
 
 def test_default_rules_in_the_kernel(group: Group) -> None:
@@ -358,6 +361,9 @@ def test_default_rules_in_the_kernel(group: Group) -> None:
     [(first, name)] = devices.attached(group.path)
     assert name == "orch_devices"
 
+    # The same rules again (a reset group): the same program, still one.
+    devices.attach(group.path, DEFAULT_DEVICE_RULES)
+    assert devices.attached(group.path) == [(first, name)]
     # A second attach (a reset group) adds the probe: one program decides.
     devices.attach(group.path, (*DEFAULT_DEVICE_RULES, f"c {major}:{minor} rw"))
     assert group.run(("open", probe, "rw"), ("open", "/dev/null", "rw"), ("open", block, "r")) == [

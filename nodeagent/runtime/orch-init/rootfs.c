@@ -113,6 +113,23 @@ static void make_parents(const char *step, const char *base, const char *path)
 	}
 }
 
+/* Whether bind i's target lies inside another bind's (a config file bound
+ * into a volume's directory): its mountpoint is then made in that mount,
+ * once it is mounted (nested_point). The plan lists a mount after every
+ * mount it lies inside. */
+static int nested(size_t i)
+{
+	struct bind *all = binds();
+	size_t n = strlen(all[i].target);
+	for (size_t j = 0; j < P.binds.n; j++) {
+		size_t m = strlen(all[j].target);
+		if (j != i && m < n && !strncmp(all[j].target, all[i].target, m) &&
+		    (all[i].target[m] == '/' || m == 1))
+			return 1;
+	}
+	return 0;
+}
+
 /* Each bind's mountpoint in the init layer: an empty file (or directory, for
  * a directory source) with its parent directories. The init layer is the
  * overlay's topmost lower layer: every component of the path is then the
@@ -123,6 +140,8 @@ static void make_bind_points(const char *init)
 	struct bind *all = binds();
 	for (size_t i = 0; i < P.binds.n; i++) {
 		struct bind b = all[i];
+		if (nested(i))
+			continue;
 		struct stat st = {.st_mode = S_IFDIR}; /* a tmpfs: a directory */
 		if (b.kind != BIND_TMPFS && stat(b.source, &st) < 0)
 			fail_call(step, "stat(%s)", b.source);
@@ -137,10 +156,51 @@ static void make_bind_points(const char *init)
 	}
 }
 
-/* The plan's mounts, on the mountpoints made above: secrets read-only
- * without set-id, devices or exec, as Docker mounts them; a user's binds
- * and volumes recursive, read-only if asked; tmpfs mounts without set-id,
- * devices or exec, as Docker's --tmpfs. */
+/* A nested bind's mountpoint, made in the mount it lies in (a volume's or a
+ * host directory's files, as Docker makes it): each directory on the way
+ * opened with O_NOFOLLOW from the container's root (made if missing), so a
+ * symlink among those files never leads out of the container; refused if
+ * the path goes through one. Returns an O_PATH fd of the mountpoint. */
+static int nested_point(const char *step, const char *root, const char *target, int dir)
+{
+	int fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		fail_call(step, "open(%s)", root);
+	char *rest = join("", target); /* a copy to cut: "/a/b/c" */
+	char *part = rest + 1;
+	for (char *slash; part; part = slash) {
+		slash = strchr(part, '/');
+		if (slash)
+			*slash++ = '\0';
+		if (!*part)
+			continue;
+		int last = slash == NULL;
+		if (!last || dir) {
+			if (mkdirat(fd, part, 0755) < 0 && errno != EEXIST)
+				fail_call(step, "mkdir(%s) for the mount at %s", part, target);
+		} else {
+			int file = openat(fd, part, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+			if (file < 0 && errno != EISDIR)
+				fail_call(step, "create(%s) for the mount at %s", part, target);
+			if (file >= 0)
+				close(file);
+		}
+		int next = openat(fd, part, O_PATH | O_NOFOLLOW | O_CLOEXEC | (last && !dir ? 0 : O_DIRECTORY));
+		if (next < 0)
+			fail_call(step, "open(%s) for the mount at %s (a symlink on the way is not followed)",
+				  part, target);
+		close(fd);
+		fd = next;
+	}
+	return fd;
+}
+
+/* The plan's mounts, on the mountpoints made above (a nested one's made in
+ * its parent mount, once that is mounted): secrets read-only without set-id,
+ * devices or exec, as Docker mounts them; a user's binds and volumes
+ * recursive, read-only if asked; tmpfs mounts without set-id, devices or
+ * exec, as Docker's --tmpfs. Read-only remounts come after every mount, so
+ * a read-only mount can still have mountpoints made in it. */
 static void bind_mounts(const char *root)
 {
 	const char *step = "bind_mounts";
@@ -148,25 +208,34 @@ static void bind_mounts(const char *root)
 	for (size_t i = 0; i < P.binds.n; i++) {
 		struct bind b = all[i];
 		char *point = join(root, b.target);
+		int point_fd = -1;
+		if (nested(i)) {
+			struct stat st = {.st_mode = S_IFDIR};
+			if (b.kind != BIND_TMPFS && stat(b.source, &st) < 0)
+				fail_call(step, "stat(%s)", b.source);
+			point_fd = nested_point(step, root, b.target, S_ISDIR(st.st_mode));
+			char fd_path[32];
+			snprintf(fd_path, sizeof(fd_path), "/proc/self/fd/%d", point_fd);
+			point = join("", fd_path);
+		}
 		unsigned long ro = b.readonly ? MS_RDONLY : 0;
-		switch (b.kind) {
-		case BIND_TMPFS:
+		if (b.kind == BIND_TMPFS)
 			do_mount(step, "tmpfs", point, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | ro,
 				 b.data ? b.data : "");
-			break;
-		case BIND_RBIND:
-			do_mount(step, b.source, point, NULL, MS_BIND | MS_REC, NULL);
-			if (ro)
-				do_mount(step, NULL, point, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL);
-			break;
-		case BIND_SECRET:
-			do_mount(step, b.source, point, NULL, MS_BIND, NULL);
-			if (ro)
-				do_mount(step, NULL, point, NULL,
-					 MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-					 NULL);
-			break;
-		}
+		else
+			do_mount(step, b.source, point, NULL,
+				 MS_BIND | (b.kind == BIND_RBIND ? MS_REC : 0), NULL);
+		if (point_fd >= 0)
+			close(point_fd);
+	}
+	/* The mount's own path: an fd's path above is the directory beneath it. */
+	for (size_t i = 0; i < P.binds.n; i++) {
+		struct bind b = all[i];
+		if (!b.readonly || b.kind == BIND_TMPFS)
+			continue;
+		unsigned long extra = b.kind == BIND_SECRET ? MS_NOSUID | MS_NODEV | MS_NOEXEC : 0;
+		do_mount(step, NULL, join(root, b.target), NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | extra,
+			 NULL);
 	}
 }
 
