@@ -22,7 +22,7 @@ forgets UDP flows. A container's namespace that tracks nothing is skipped:
 its ``eth0`` going costs no walk. Docker's containers track everything;
 here a container's own conntrack holds its DNS flows only.
 
-To make them, the supervisor's one thread moves into the container's
+To make them, the supervisor's loop thread moves into the container's
 namespace (``setns``), brings its ``lo`` up (the container's init would, a
 moment later: a UDP socket bound to 127.0.0.11 while the namespace has no
 127.0.0.0/8 yet would answer from 127.0.0.1, which a resolver's connected

@@ -1,10 +1,12 @@
-"""The supervisor: the long-lived, single-threaded process that owns containers.
+"""The supervisor: the long-lived, one-loop process that owns containers.
 
 It is to orch what containerd plus its shims are to Docker, in one small
 process: it starts containers through the runtime and is their parent (so it
 reaps their PID 1 and records exit codes and signals), pumps their stdout and
 stderr into JSON-lines logs, applies restart policies, and runs stop grace
-periods and exec. It has no gRPC and no threads.
+periods and exec. It has no gRPC, and one thread besides the loop's: the
+one that deletes removed containers' files (``lifecycle._Trash``), which
+shares nothing with the loop but its queue of paths.
 
 The gRPC agent talks to it over a unix socket with JSON lines (``wire``).
 Because the supervisor outlives the agent, a restarted agent simply reconnects

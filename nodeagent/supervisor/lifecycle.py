@@ -30,6 +30,7 @@ import functools
 import os
 import selectors
 import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,15 +56,15 @@ from nodeagent.supervisor.records import (
 # How long an exited container's output pipes may stay open (held by a dying
 # grandchild) before the exit is reported anyway.
 DRAIN_TIMEOUT = 2.0
-# Removed containers' files (see Lifecycle._discard) are deleted by an
-# ``rm -rf`` of their own (niced), one at a time, for whatever trash the
-# steps since the last one left: not by this thread. Deleting files is
+# Removed containers' files (see Lifecycle._discard) are deleted by a
+# thread of their own (``_Trash``), not by the loop's: deleting files is
 # paced by the filesystem's journal (and, mounted with ``discard``, its
 # trims): 20-40 ms a container's tree while a node stops and starts
-# containers side by side, and on this one thread each start waited behind
+# containers side by side, and on the loop's thread each start waited behind
 # the last containers' deletions (a third of a node's supervisor time in a
-# 100-task rollout).
-TRASH_NICE = 19
+# 100-task rollout). The thread spends its time in unlink and rmdir, which
+# hold no lock of Python's. An ``rm`` process per batch did as well but cost
+# a spawn per removal (a millisecond of `orch run --rm`).
 
 # The event that hands a running container's DNS sockets to subscribers
 # (see the package docstring).
@@ -112,7 +113,7 @@ class Lifecycle(Loop):
         # of the step that removed them are out (see _discard).
         self.trash_dir = self.containers_dir / ".trash"
         self.trash: list[Path] = []
-        self.trash_pid = 0  # the rm deleting some of it, if one runs
+        self.trash_bin = _Trash()
         self.runtime = runtime
         self.network = network
         self.wallclock = wallclock
@@ -141,25 +142,10 @@ class Lifecycle(Loop):
         self._take_out_trash()
 
     def _take_out_trash(self) -> None:
-        """Start an ``rm`` for the trash, unless one runs (its exit comes
-        back here). Without ``rm`` or ``nice``, deleted here."""
-        if not self.trash or self.trash_pid:
-            return
-        paths, self.trash = [str(p) for p in self.trash], []
-        try:
-            self.trash_pid = os.posix_spawn(
-                _tool("nice"), ["nice", "-n", str(TRASH_NICE), _tool("rm"), "-rf", "--", *paths],
-                {"PATH": "/usr/bin:/bin"})
-        except OSError:
-            for path in paths:
-                remove_tree(path)
-            return
-        self.by_pid[self.trash_pid] = self._trash_taken_out
-
-    def _trash_taken_out(self, wait_status: int) -> None:
-        del wait_status  # what rm -f could not delete is found again at the next start
-        self.trash_pid = 0
-        self._take_out_trash()
+        """Hand the trash to its thread."""
+        if self.trash:
+            self.trash_bin.take(self.trash)
+            self.trash = []
 
     def _create(self, data: dict[str, Any]) -> Record:
         spec = ContainerSpec.from_dict(data["spec"])
@@ -618,12 +604,8 @@ class Lifecycle(Loop):
         self.trash.append(target)
 
     def _empty_trash(self) -> None:
-        """All of it now (a supervisor that stops): the rm that runs, then the rest."""
-        if self.trash_pid:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.trash_pid, 0)
-            self.by_pid.pop(self.trash_pid, None)
-            self.trash_pid = 0
+        """All of it now (a supervisor that stops): what its thread has, then the rest."""
+        self.trash_bin.drain()
         while self.trash:
             remove_tree(str(self.trash.pop()))
 
@@ -668,14 +650,42 @@ class Lifecycle(Loop):
             self.waiters.setdefault(rec.id, []).append(functools.partial(one_done, rec.id))
 
 
-@functools.cache
-def _tool(name: str) -> str:
-    import shutil
+class _Trash:
+    """The thread that deletes removed containers' trees (see the note at
+    the top of this module); started with the first of them."""
 
-    found = shutil.which(name, path="/usr/bin:/bin")
-    if found is None:
-        raise FileNotFoundError(name)
-    return found
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._paths: list[Path] = []
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    def take(self, paths: list[Path]) -> None:
+        with self._cond:
+            self._paths.extend(paths)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="trash", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def drain(self) -> None:
+        """Until everything handed over is deleted."""
+        with self._cond:
+            while self._paths or self._busy:
+                self._cond.wait()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._paths:
+                    self._cond.wait()
+                path, self._busy = self._paths.pop(0), True
+            try:
+                remove_tree(str(path))
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
 
 
 def _policy(rec: Record) -> RestartPolicy:
