@@ -27,7 +27,7 @@ _MODULES = {"agent": "agentcmd", "images": "images", "image": "images", "build":
             "network": "netcmd", "plan": "plancmd", "rollback": "rolloutcmd", "history": "rolloutcmd",
             "update": "rolloutcmd", "events": "eventscmd", "chaos": "chaoscmd", "secret": "secretcmd",
             "config": "secretcmd", "cert": "certcmd", "token": "certcmd", "volume": "volumecmd",
-            "commit": "commitcmd", "cp": "commitcmd",
+            "commit": "commitcmd", "cp": "commitcmd", "sim": "simcmd",
             **dict.fromkeys(("up", "down", "controlplane", "deploy", "scale", "services", "nodes",
                              "node"), "clustercmd")}
 _CONTAINER_COMMANDS = ("run", "create", "start", "stop", "kill", "rm", "ps", "logs", "exec",
@@ -78,7 +78,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     only = _module_for(argv) if argv is not None else None
     for name in [only] if only else ["agentcmd", "containers", "images", "clustercmd", "netcmd", "plancmd",
                                      "rolloutcmd", "eventscmd", "chaoscmd", "secretcmd", "certcmd",
-                                     "volumecmd", "commitcmd"]:
+                                     "volumecmd", "commitcmd", "simcmd"]:
         importlib.import_module(f"orch.cli.{name}").register(sub)
     return parser
 
