@@ -141,8 +141,10 @@ def test_duplicate_and_nested_targets(tmp_path: Path) -> None:
     twice = _config(pb.MountConfig(source="v1", target="/x"), pb.MountConfig(source="v2", target="/x/"))
     with pytest.raises(InvalidArgument, match="duplicate mount point /x"):
         specbuild.mounts(twice, [], str(tmp_path))
-    with pytest.raises(InvalidArgument, match="inside the mount at /x"):
-        specbuild.mounts(_config(pb.MountConfig(source="v1", target="/x")), ["/x/y"], str(tmp_path))
+    # Mounts inside mounts are made parents first, whatever their order given.
+    nested = _config(pb.MountConfig(source="v2", target="/x/y/z"), pb.MountConfig(source="v1", target="/x"))
+    made, _ = specbuild.mounts(nested, ["/x/y"], str(tmp_path))
+    assert [m.target for m in made] == ["/x", "/x/y", "/x/y/z"]
 
 
 # ---- the store -------------------------------------------------------------------------
