@@ -78,6 +78,10 @@ STATUS_WINDOW = 0.02
 # many: a rollout's burst is a few messages, not one per task.
 MAX_DELTAS = 500
 MAX_NODE_INDEX = 65535  # two bytes of a node's overlay MAC
+# Sessions one replica holds at once: each holds a thread of the server's
+# pool and a reader thread. One beyond them waits, unanswered, until
+# another ends (its node keeps trying, and may try another replica).
+MAX_SESSIONS = 8192
 
 
 class _Session:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 import structlog
 
@@ -266,6 +267,13 @@ def needs_pass(change: Change) -> bool:
     (running, and healthy if it has a check). A rollout of N replicas makes
     2N such changes; each woke a pass over every task before."""
     old, new = change.old, change.obj
+    if change.type == "update" and isinstance(old, Node) and isinstance(new, Node):
+        # A ready node's heartbeat moved (every node's, twice a second):
+        # nothing a pass reads changed, and its expiry is the pass's own
+        # timer (``NodeMonitor.next_check``). A node that is down or unknown
+        # and heard again wakes one, which marks it ready.
+        return new.state != "ready" or replace(
+            old, last_heartbeat=new.last_heartbeat, version=new.version) != new
     if change.type != "update" or not isinstance(old, Task) or not isinstance(new, Task):
         return True
     progressed = old.status.state.on_node and new.status.state.on_node
@@ -294,8 +302,6 @@ def _rollout_state(service: Service) -> str:
 def _assign(task: Task, node_id: str, now: float) -> Task:
     """``task`` on ``node_id``, which then holds its node-local volumes' data
     (``Task.data_node``: its slot's later tasks go there too)."""
-    from dataclasses import replace
-
     status = replace(task.status, state=TaskState.ASSIGNED, message="assigned", timestamp=now)
     return replace(task, node_id=node_id, status=status,
                    data_node=node_id if bound_volumes(task.spec) else "")
@@ -304,21 +310,15 @@ def _assign(task: Task, node_id: str, now: float) -> Task:
 def _since(node: Node, started: float) -> Node:
     if node.last_heartbeat >= started or node.state != "ready":
         return node
-    from dataclasses import replace
-
     return replace(node, last_heartbeat=started)
 
 
 def _shut(task: Task, now: float) -> Task:
-    from dataclasses import replace
-
     status = replace(task.status, state=TaskState.SHUTDOWN, message="shut down before it started",
                      timestamp=now)
     return replace(task, status=status)
 
 
 def _pending(task: Task, explanation: str, now: float) -> Task:
-    from dataclasses import replace
-
     status = replace(task.status, state=TaskState.PENDING, message=explanation, timestamp=now)
     return replace(task, status=status)

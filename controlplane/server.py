@@ -30,7 +30,7 @@ import structlog
 from controlplane.api import ClusterAPI
 from controlplane.apierrors import store_errors
 from controlplane.beacon import BeaconError, BeaconListener
-from controlplane.dispatcher import Dispatcher
+from controlplane.dispatcher import MAX_SESSIONS, Dispatcher
 from controlplane.etcd import EmbeddedEtcd, EtcdStartError
 from controlplane.orchestrator import Orchestrator, is_request, needs_pass
 from controlplane.store import Change, Informer, Leadership, Store
@@ -51,6 +51,7 @@ ETCD_PORTS = (2379, 2380)  # etcd's client and peer ports, wherever etcd runs
 # The largest request a replica takes: a deploy carries its manifest's
 # secrets and configs (up to 500 KiB each), beyond gRPC's default of 4 MiB.
 MAX_REQUEST = 64 << 20
+API_THREADS = 64  # the API's calls in flight at once, besides the nodes' sessions
 _SERVER_OPTIONS = [("grpc.max_receive_message_length", MAX_REQUEST)]
 
 
@@ -310,7 +311,12 @@ def _serve(opts: ControlPlaneOptions, ca: Any, replica: str) -> int:
     guard = PeerGuard(trust.cluster_id, {"/orch.cluster.v1.ClusterAPI/": ("user", "controlplane"),
                                          "/orch.cluster.v1.Dispatcher/": ("node",)}, revoked=trust.revoked)
     timed = [metrics.interceptor()] if metrics else []
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="cp"),
+    # A node's session holds one of the pool's threads for as long as it
+    # lasts (and a reader thread of its own): the pool has room for
+    # MAX_SESSIONS of them besides the API's calls. Its threads start as
+    # they are first needed.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=API_THREADS + MAX_SESSIONS,
+                                                    thread_name_prefix="cp"),
                          interceptors=[guard, *timed, store_errors()], options=_SERVER_OPTIONS)
     cpb_grpc.add_ClusterAPIServicer_to_server(api, server)  # type: ignore[no-untyped-call]
     cpb_grpc.add_DispatcherServicer_to_server(dispatcher, server)  # type: ignore[no-untyped-call]

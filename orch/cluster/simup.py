@@ -17,9 +17,9 @@ finds it (``orch.cluster.sweep``), and ``<run>/nodes`` goes with the
 record. The record lists no nodes (there are no agents to stop).
 
 Each control-plane replica serves a bounded number of sessions at once
-(its gRPC server's thread pool: each session holds a thread), so ``orch
-sim`` starts enough replicas for the nodes unless told how many, and
-refuses a count that cannot hold them.
+(its gRPC server's thread pool: each session holds a thread), 8,192, so
+``orch sim`` starts enough replicas for the nodes unless told how many,
+and refuses a count that cannot hold them.
 """
 
 from __future__ import annotations
@@ -50,11 +50,11 @@ from orch.cluster.record import CP_PORT, DEFAULT_RUN, DEFAULT_STATE, ClusterReco
 
 __all__ = ["SESSIONS_PER_REPLICA", "SimFlags", "check_sim_flags", "control_socket", "sim_up"]
 
-# Sessions one control-plane replica holds at once: its gRPC server has 64
-# threads (controlplane.server) and a session holds one for as long as it
-# lasts; a few are left for the API and certificate renewals. A session
-# beyond them waits, unanswered, until another ends.
-SESSIONS_PER_REPLICA = 60
+# Sessions one control-plane replica holds at once
+# (controlplane.dispatcher.MAX_SESSIONS: each holds a thread of its gRPC
+# server's pool, which has room for that many besides the API's calls). A
+# session beyond them waits, unanswered, until another ends.
+SESSIONS_PER_REPLICA = 8192
 MAX_SIM_NODES = 65535  # nodeagent.sim.simulator.MAX_NODES
 MAX_START_DELAY = 3600.0
 READY_BASE = 60.0  # seconds to wait for every node: this, and READY_PER_NODE more a node
@@ -101,7 +101,7 @@ def check_sim_flags(f: SimFlags) -> int:
                else f"at most {MAX_CONTROLPLANES * SESSIONS_PER_REPLICA} nodes with {MAX_CONTROLPLANES}")
         raise FlagError(f"--nodes {f.nodes}: {replicas} control-plane replica(s) hold at most "
                         f"{replicas * SESSIONS_PER_REPLICA} node sessions (a session holds one of a "
-                        f"replica's 64 gRPC threads); {fix}")
+                        f"replica's gRPC threads); {fix}")
     if f.port < 1 or f.port + replicas - 1 + 100 > 65535:
         raise FlagError(f"--port {f.port}: the replicas' ports (and their join and metrics ports, "
                         "+50 and +100) must stay within 1 to 65535")

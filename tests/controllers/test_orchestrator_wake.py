@@ -66,7 +66,26 @@ def test_desired_state_node_and_membership_changes_wake() -> None:
     assert needs_pass(Change(Kind.TASK, "delete", t, t))
     assert needs_pass(Change(Kind.SERVICE, "update", SVC, SVC))
     n = node("n1")
-    assert needs_pass(Change(Kind.NODE, "update", n, n))
+    assert needs_pass(Change(Kind.NODE, "update", dataclasses.replace(n, labels={"zone": "a"}), n))
+    assert needs_pass(Change(Kind.NODE, "update", dataclasses.replace(n, state="down"), n))
+    assert needs_pass(Change(Kind.NODE, "add", n, None))
+
+
+def test_a_ready_nodes_heartbeat_does_not_wake() -> None:
+    """Every node's heartbeat is a write twice a second: a ready node's
+    wakes nothing (its expiry is the pass's timer); a down node's heard
+    again wakes the pass that marks it ready."""
+    n = dataclasses.replace(node("n1"), last_heartbeat=10.0, version=3)
+    beat = dataclasses.replace(n, last_heartbeat=10.5, version=4)
+    assert n.state == "ready"
+    assert not needs_pass(Change(Kind.NODE, "update", beat, n))
+    down = dataclasses.replace(n, state="down")
+    assert needs_pass(Change(Kind.NODE, "update", dataclasses.replace(down, last_heartbeat=10.5), down))
+    svc = service("s1", replicas=4)
+    tasks = [task(f"t{i}", svc, slot=i + 1, node_id="n1", state=S.RUNNING) for i in range(3)]
+    a = diff(services_of(svc), tasks, nodes_of(n), 100.0, new_id=iter(map(str, range(9))).__next__)
+    b = diff(services_of(svc), tasks, nodes_of(beat), 100.0, new_id=iter(map(str, range(9))).__next__)
+    assert a == b
 
 
 BAND = [S.ASSIGNED, S.PREPARING, S.STARTING, S.RUNNING]
