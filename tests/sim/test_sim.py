@@ -76,7 +76,8 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
     c.env.pop("ORCH_CLUSTER", None)
     try:
         out = c.orch("sim", "--nodes", str(NODES), "--zones", str(ZONES), "--cpus", "4", "--memory", "8Gi",
-                     "--controlplanes", "4", "--state-dir", str(c.state), "--run-dir", str(run), "--port", str(port)).stdout
+                     "--controlplanes", "4", "--state-dir", str(c.state), "--run-dir", str(run),
+                     "--port", str(port)).stdout
         assert f"{NODES} node(s) ready" in out
         c.api = Cluster(f"unix://{run}/cp1.sock")
         yield c
