@@ -30,8 +30,9 @@ One line a point, ``key=value``:
 - ``rollout_s``: a changed environment in every service (parallelism 10 %
   of its replicas, monitor 0), from `orch deploy -f` to its exit.
 
-A point that does not converge within ``--budget`` (default 600 s) prints
-how far it got, and the larger points are skipped. A plot of converge_s
+A point that does not converge within ``--budget`` (default 600 s), or
+whose nodes do not all join (`orch sim` gives them 60 s and 0.05 s a
+node), prints how far it got, and the larger points are skipped. A plot of converge_s
 and the peak RSS against the task count goes to ``--out``
 (``scale.png``), with the lines in ``scale.txt``.
 
@@ -234,7 +235,7 @@ def deploy(sim: Sim, path: str, budget: float) -> tuple[float, str]:
     """`orch deploy -f` to its exit: (seconds, "" or why it did not converge)."""
     t0 = time.monotonic()
     try:
-        proc = sim.orch("deploy", "-f", path, check=False, timeout=budget)
+        proc = sim.orch("deploy", "-f", path, "--timeout", str(budget), check=False, timeout=budget + 30)
     except subprocess.TimeoutExpired:
         return time.monotonic() - t0, f"not converged within {budget:.0f} s"
     took = time.monotonic() - t0
@@ -288,7 +289,11 @@ def measure(point: Point, budget: float, tmp: str) -> dict[str, Any]:
     out: dict[str, Any] = {"nodes": point.nodes, "tasks": point.services * point.replicas,
                            "services": point.services}
     t_start = time.monotonic()
-    sim = start(point, tmp)
+    try:
+        sim = start(point, tmp)
+    except RuntimeError as err:  # the nodes did not all join: `orch sim` took itself down
+        out["failed"] = str(err).replace("\n", " ")
+        return out
     try:
         out["sim_up_s"] = round(time.monotonic() - t_start, 1)
         path = f"{tmp}/scale-{point.label()}.yaml"
@@ -380,9 +385,10 @@ def main() -> int:
             row = measure(point, args.budget, tmp)
             rows.append(row)
             print(" ".join(f"{key}={value}" for key, value in row.items()), flush=True)
-            if "failed" in row and "converge_s" in row and "placements_per_s" not in row:
+            if "placements_per_s" not in row:
                 for later in points[k + 1:]:
-                    print(f"nodes={later.nodes} tasks={later.tasks} skipped=a smaller point did not converge")
+                    print(f"nodes={later.nodes} tasks={later.tasks} skipped=a smaller point did not converge",
+                          flush=True)
                 break
     text = "\n".join(" ".join(f"{k}={v}" for k, v in row.items()) for row in rows) + "\n"
     (out / "scale.txt").write_text(text)

@@ -62,6 +62,9 @@ log = structlog.get_logger("orch.orchestrator")
 
 TICK = 1.0
 SETTLE = 0.02
+# A pass decides on every service at least this often (seconds), whatever
+# changed: the others decide on the services whose objects changed.
+FULL_EVERY = 10.0
 FIRST_WRITE_PER_NODE = 2  # new tasks per node in a big create's first, small write
 
 
@@ -69,7 +72,8 @@ class Orchestrator:
     def __init__(self, store: Store, informer: Informer, leadership: Leadership,
                  wake: threading.Event, clock: Callable[[], float] = time.time,
                  prompt: threading.Event | None = None,
-                 on_pass: Callable[[float], None] | None = None) -> None:
+                 on_pass: Callable[[float], None] | None = None,
+                 dirty: DirtyServices | None = None) -> None:
         self.store = store
         self.on_pass = on_pass  # hears each pass's seconds (the control plane's metrics)
         self.informer = informer
@@ -87,6 +91,15 @@ class Orchestrator:
         # (swarmkit does the same): heartbeats sent while no replica listened,
         # e.g. during a control-plane restart, must not mark nodes down.
         self.started = clock()
+        # What the next pass decides on: the services changed since the last
+        # one (fed by the informer's handler), those this leader wrote, and
+        # every one at the first pass, when a wakeup falls due, and at least
+        # every FULL_EVERY seconds.
+        self.dirty = dirty if dirty is not None else DirtyServices()
+        self.dirty.all()
+        self._carry: set[str] | None = set()
+        self._due: float | None = None  # the earliest wakeup a pass asked for
+        self._last_full = 0.0
 
     def run(self, stop: threading.Event) -> None:
         log.info("leading: controllers started")
@@ -106,11 +119,13 @@ class Orchestrator:
                     self.on_pass(time.monotonic() - started)
             except StoreConflict:
                 wakeup, wrote = None, False  # the cache was behind; decide again
+                self.dirty.all()
                 self._wake.set()
             except StoreError as err:
                 # A write may have been applied without this replica knowing:
                 # its addresses stay reserved until the cache has caught up.
                 self.allocator.unsure = True
+                self.dirty.all()
                 log.warning("orchestrator pass failed", error=str(err))
                 time.sleep(0.2)
         log.info("controllers stopped", lost=self.leadership.lost())
@@ -121,9 +136,11 @@ class Orchestrator:
         self.allocator.resync(self.store)
         self.allocator.settle(self._written)
         now = self.clock()
+        only = self._decide_on(now)
         nodes = {n.id: n for n in self.informer.nodes()}
         node_updates = self.monitor.observe([_since(n, self.started) for n in nodes.values()], now)
         if node_updates:
+            self._carry = None
             self._write([Op.update(n) for n in node_updates])
             for n in node_updates:
                 log.info("node state", **node_fields(n), state=n.state)
@@ -136,12 +153,17 @@ class Orchestrator:
         unstarted = [_shut(t, now) for t in tasks if t.desired_state > TaskState.RUNNING
                      and t.status.state <= TaskState.PENDING]
         if unstarted:
+            self._keep(only)
             self._write([Op.update(t) for t in unstarted])
             report = PassReport()
             report.count(unstarted, "shut_before_start")
             report.emit()
             return now
-        changes = diff(services, tasks, nodes, now)
+        changes = diff(services, tasks, nodes, now, only=only)
+        if only is None:
+            self._due, self._last_full = changes.wakeup, now
+        elif changes.wakeup is not None:
+            self._due = changes.wakeup if self._due is None else min(self._due, changes.wakeup)
         moved = {s.id: s for s in changes.services}  # rollout status (one write per service)
         vips = [with_vips for s in services.values()
                 if (with_vips := self.allocator.vips(moved.get(s.id, s))) is not s]
@@ -165,8 +187,24 @@ class Orchestrator:
             return now
         placed = self._schedule(list(nodes.values()), tasks, now)
         next_check = self.monitor.next_check([_since(n, self.started) for n in nodes.values()], now)
-        candidates = [t for t in (changes.wakeup, next_check) if t is not None]
+        candidates = [t for t in (self._due, next_check) if t is not None]
         return now if placed else (min(candidates) if candidates else None)
+
+    def _decide_on(self, now: float) -> set[str] | None:
+        """The ids of the services this pass decides on (None: every one)."""
+        only, carried = self.dirty.take(), self._carry
+        self._carry = set()
+        if (only is None or carried is None or (self._due is not None and self._due <= now)
+                or now - self._last_full >= FULL_EVERY):
+            return None
+        return only | carried
+
+    def _keep(self, only: set[str] | None) -> None:
+        """A pass that returns before deciding: its services are the next one's."""
+        if only is None or self._carry is None:
+            self._carry = None
+        else:
+            self._carry |= only
 
     def _report_oversized(self, services: Iterable[Service]) -> None:
         """Log, once per version, each stored service the reconciler skips for its replica count
@@ -238,7 +276,18 @@ class Orchestrator:
         return out
 
     def _write(self, ops: list[Op], first: int = 0) -> None:
-        """Write ``ops`` (the first ``first`` of them in a write of their own)."""
+        """Write ``ops`` (the first ``first`` of them in a write of their own).
+        The next pass decides on the services written, whether or not the
+        informer's handler has heard of the write by then."""
+        for op in ops:
+            if self._carry is None:
+                break
+            if isinstance(op.obj, Task):
+                self._carry.add(op.obj.service_id)
+            elif isinstance(op.obj, Service):
+                self._carry.add(op.obj.id)
+            else:
+                self._carry = None
         results: list[StoreObject | None] = []
         committed = 0  # of the part of a batch committed before a conflict
         try:
@@ -257,6 +306,40 @@ class Orchestrator:
             if revision:
                 self._written = max(self._written, revision)
                 self.informer.wait_revision(revision, 5.0)
+
+
+class DirtyServices:
+    """The services whose tasks or spec changed since the leader's last
+    pass, as the informer reports them (on its thread); any other change
+    (a node, a network, a secret) dirties every service."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: set[str] | None = None  # None: every service
+
+    def note(self, change: Change) -> None:
+        with self._lock:
+            if self._ids is None:
+                return
+            obj, old = change.obj, change.old
+            if isinstance(obj, Task):
+                self._ids.add(obj.service_id)
+                if isinstance(old, Task):
+                    self._ids.add(old.service_id)
+            elif isinstance(obj, Service):
+                self._ids.add(obj.id)
+            else:
+                self._ids = None
+
+    def all(self) -> None:
+        with self._lock:
+            self._ids = None
+
+    def take(self) -> set[str] | None:
+        """The services changed since the last take (None: every one); empties it."""
+        with self._lock:
+            ids, self._ids = self._ids, set()
+        return ids
 
 
 def needs_pass(change: Change) -> bool:

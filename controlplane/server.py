@@ -32,7 +32,7 @@ from controlplane.apierrors import store_errors
 from controlplane.beacon import BeaconError, BeaconListener
 from controlplane.dispatcher import MAX_SESSIONS, Dispatcher
 from controlplane.etcd import EmbeddedEtcd, EtcdStartError
-from controlplane.orchestrator import Orchestrator, is_request, needs_pass
+from controlplane.orchestrator import DirtyServices, Orchestrator, is_request, needs_pass
 from controlplane.store import Change, Informer, Leadership, Store
 from proto import cluster_pb2_grpc as cpb_grpc
 
@@ -468,9 +468,11 @@ def _published_ports(store: Store) -> list[int] | None:
 def _lead(store: Store, informer: Informer, replica: str, stop: threading.Event,
           leading: list[Leadership], on_pass: Callable[[float], None] | None = None) -> None:
     wake, prompt = threading.Event(), threading.Event()
+    dirty = DirtyServices()
 
     def on_change(change: Change) -> None:
         if needs_pass(change):
+            dirty.note(change)
             if is_request(change):
                 prompt.set()
             wake.set()
@@ -487,7 +489,8 @@ def _lead(store: Store, informer: Informer, replica: str, stop: threading.Event,
             continue
         leading[:] = [leadership]
         try:
-            Orchestrator(store, informer, leadership, wake, prompt=prompt, on_pass=on_pass).run(stop)
+            Orchestrator(store, informer, leadership, wake, prompt=prompt, on_pass=on_pass,
+                         dirty=dirty).run(stop)
         except Exception:
             log.exception("orchestrator crashed")
         finally:

@@ -450,6 +450,10 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return data
 
 
+def spec_from_dict(d: dict[str, Any]) -> ServiceSpec:
+    return _spec(d)
+
+
 def _spec(d: dict[str, Any]) -> ServiceSpec:
     d = dict(d)
     d["ports"] = [PortConfig(**p) for p in d.get("ports", [])]
@@ -486,7 +490,8 @@ def task_from_dict(d: dict[str, Any], version: int = 0) -> Task:
     status["state"] = TaskState(status.get("state", 0))
     d["status"] = TaskStatus(**status)
     d["desired_state"] = TaskState(d.get("desired_state", TaskState.RUNNING))
-    d["spec"] = _spec(d["spec"])
+    spec = d["spec"]
+    d["spec"] = spec if isinstance(spec, ServiceSpec) else _spec(spec)
     d["networks"] = [TaskNetwork(**n) for n in d.get("networks", [])]
     d["version"] = version
     return Task(**d)

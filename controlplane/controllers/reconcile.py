@@ -66,7 +66,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from model.objects import Node, Service, Task, TaskState, TaskStatus, UpdateStatus
@@ -111,11 +111,15 @@ def _best_holder(task: Task) -> tuple[bool, bool, float, int, str]:
 
 def diff(services: Mapping[str, Service], tasks: Iterable[Task], nodes: Mapping[str, Node],
          now: float, *, new_id: IdFactory = random_id, history: int = TASK_HISTORY,
-         paced: bool = True) -> Changes:
+         paced: bool = True, only: Collection[str] | None = None) -> Changes:
     """One reconciler pass; see the module docstring for the rules.
     ``paced=False`` updates every stale task at once and leaves rollout
-    status and rebalancing alone (``orch plan``: where things end up)."""
-    return _Pass(nodes, now, new_id, paced).run(services, tasks, history)
+    status and rebalancing alone (``orch plan``: where things end up).
+    ``only``: the ids of the services to decide on (None: every one); the
+    others, and their tasks, are left as they are. A service's decisions
+    read only its own tasks, the nodes and (rebalancing) every task, so a
+    pass on a few services decides for them what a full one would."""
+    return _Pass(nodes, now, new_id, paced).run(services, tasks, history, only)
 
 
 class _Pass:
@@ -134,12 +138,15 @@ class _Pass:
         self.deleted: set[str] = set()
         self.wakeup: float | None = None
 
-    def run(self, services: Mapping[str, Service], tasks: Iterable[Task], history: int) -> Changes:
+    def run(self, services: Mapping[str, Service], tasks: Iterable[Task], history: int,
+            only: Collection[str] | None = None) -> Changes:
         by_service: dict[str, list[Task]] = defaultdict(list)
         for t in tasks:
             self.original[t.id] = self.current[t.id] = t
             by_service[t.service_id].append(t)
         for sid in sorted(set(services) | set(by_service)):
+            if only is not None and sid not in only:
+                continue
             ids = [t.id for t in by_service.get(sid, [])]
             service = services.get(sid)
             if service is not None and oversized(service):

@@ -260,8 +260,26 @@ _TASK_FIELDS = tuple(f.name for f in dataclasses.fields(ServiceSpec) if f.name n
 def same_spec(a: ServiceSpec, b: ServiceSpec) -> bool:
     """Whether a task made from ``a`` is one of ``b``: the specs are equal
     but for scaling and rollout settings. (Checked for every task on every
-    pass: compared field by field, not copied.)"""
-    return a is b or all(getattr(a, name) == getattr(b, name) for name in _TASK_FIELDS)
+    pass: compared field by field, not copied, and remembered for the pair
+    of objects: the tasks of a service share their spec object, as the
+    store's decoder makes them, so a pass over 1,000 of them compares
+    once.)"""
+    if a is b:
+        return True
+    key = (id(a), id(b))
+    seen = _same.get(key)
+    # The entry holds both objects, so neither id can be reused while it is kept.
+    if seen is not None and seen[0] is a and seen[1] is b:
+        return seen[2]
+    same = all(getattr(a, name) == getattr(b, name) for name in _TASK_FIELDS)
+    if len(_same) >= SAME_CACHE:
+        _same.clear()
+    _same[key] = (a, b, same)
+    return same
+
+
+SAME_CACHE = 4096
+_same: dict[tuple[int, int], tuple[ServiceSpec, ServiceSpec, bool]] = {}
 
 
 # ---- rebalancing ----------------------------------------------------------------

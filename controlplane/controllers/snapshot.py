@@ -67,6 +67,16 @@ def host_ports(spec: ServiceSpec) -> tuple[tuple[int, str], ...]:
 
 
 def snapshot(nodes: Iterable[Node], tasks: Iterable[Task]) -> ClusterSnapshot:
-    """``nodes`` with what the ``tasks`` that are on them hold."""
-    return ClusterSnapshot(nodes=tuple(node_info(n) for n in nodes),
-                           placed=tuple(placed_of(t) for t in tasks if t.node_id and t.status.state.on_node))
+    """``nodes`` with what the ``tasks`` that are on them hold. (A spec's
+    host ports are found once per spec object: a service's tasks share it.)"""
+    ports: dict[int, tuple[tuple[int, str], ...]] = {}
+    placed = []
+    for t in tasks:
+        if t.node_id and t.status.state.on_node:
+            spec = t.spec
+            held = ports.get(id(spec))
+            if held is None:
+                held = ports[id(spec)] = host_ports(spec)
+            placed.append(Placed(node_id=t.node_id, service=t.service_id, cpus=spec.reservations.cpus,
+                                 memory_bytes=spec.reservations.memory_bytes, host_ports=held))
+    return ClusterSnapshot(nodes=tuple(node_info(n) for n in nodes), placed=tuple(placed))

@@ -50,10 +50,12 @@ def encode(obj: StoreObject, specs: dict[int, str] | None = None) -> bytes:
     """JSON of ``obj``. ``specs`` memoises task specs by identity for one batch, where the
     tasks of a service share its spec object: the spec is then encoded once, not per task.
     Only pass a memo whose objects stay alive while it is used (ids are reused)."""
-    if specs is None or not isinstance(obj, Task):
+    if not isinstance(obj, Task):
         data = _plain(obj)
         data.pop("version", None)
         return json.dumps(data, separators=(",", ":")).encode()
+    if specs is None:
+        specs = {}
     spec = specs.get(id(obj.spec))
     if spec is None:
         spec = specs[id(obj.spec)] = json.dumps(_plain(obj.spec), separators=(",", ":"))
@@ -92,6 +94,46 @@ def _plain(value: Any) -> Any:
 def decode(kind: Kind, key: str, raw: bytes, version: int) -> StoreObject:
     """Decode one stored value; ``key`` is only used to name a corrupt value."""
     try:
+        if kind is Kind.TASK:
+            task = _decode_task(raw, version)
+            if task is not None:
+                return task
         return _DECODERS[kind](json.loads(raw), version)
     except (ValueError, TypeError, KeyError) as exc:
         raise StoreCorrupt(key, f"{type(exc).__name__}: {exc}") from exc
+
+
+# Task specs decoded, by their JSON: the tasks of a service (of one of its
+# revisions) share one ServiceSpec object, as they do when the leader makes
+# them. A 1,000-replica service is one spec in memory, not 1,000; its spec is
+# parsed once; and comparing a task's spec with its service's
+# (``controllers.same_spec``, for every task on every pass) is mostly an
+# identity check. Emptied when it holds SPEC_CACHE specs.
+SPEC_CACHE = 4096
+_specs: dict[bytes, model.ServiceSpec] = {}
+_SPEC_AT = b',"spec":{'
+
+
+def _decode_task(raw: bytes, version: int) -> Task | None:
+    """A task as ``encode`` writes it (its spec last), with its spec
+    shared; None for any other shape (then decoded as a whole)."""
+    cut = raw.rfind(_SPEC_AT)
+    if cut < 0 or not raw.endswith(b"}}"):
+        return None
+    text = raw[cut + len(_SPEC_AT) - 1:-1]
+    spec = _specs.get(text)
+    if spec is None:
+        try:
+            fields = json.loads(text)
+        except ValueError:  # not the last field after all
+            return None
+        if not isinstance(fields, dict):
+            return None
+        if len(_specs) >= SPEC_CACHE:
+            _specs.clear()
+        spec = _specs[text] = model.spec_from_dict(fields)
+    data = json.loads(raw[:cut] + b"}")
+    if not isinstance(data, dict) or "spec" in data:
+        return None
+    data["spec"] = spec
+    return model.task_from_dict(data, version)

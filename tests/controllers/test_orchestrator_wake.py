@@ -131,3 +131,48 @@ def test_only_service_changes_are_requests() -> None:
     assert not is_request(_update(t, _with(t, S.FAILED)))
     n = node("n1")
     assert not is_request(Change(Kind.NODE, "update", n, n))
+
+
+def test_dirty_services_are_the_ones_whose_objects_changed() -> None:
+    """What the leader's next pass decides on: a task's service (its old one
+    too), a service; any other change (a node) is every service."""
+    from controlplane.orchestrator import DirtyServices
+
+    dirty = DirtyServices()
+    assert dirty.take() is None  # from the start: every service
+    other = service("s2", replicas=1)
+    t = task("t1", SVC, state=S.RUNNING)
+    dirty.note(_update(t, _with(t, desired_state=S.SHUTDOWN)))
+    dirty.note(Change(Kind.SERVICE, "update", other, other))
+    assert dirty.take() == {SVC.id, other.id}
+    assert dirty.take() == set()
+    dirty.note(Change(Kind.TASK, "delete", t, t))
+    dirty.note(Change(Kind.NODE, "update", dataclasses.replace(node("n1"), state="down"), node("n1")))
+    dirty.note(_update(t, t))
+    assert dirty.take() is None
+
+
+def test_a_pass_decides_on_every_service_when_due() -> None:
+    """The first pass, a pass after one that wrote a node, one whose wakeup
+    fell due and one FULL_EVERY after the last full one decide on every
+    service; the others on the changed ones and those the last pass wrote."""
+    import threading
+
+    from controlplane.orchestrator import FULL_EVERY, DirtyServices, Orchestrator
+
+    dirty = DirtyServices()
+    orch = Orchestrator(None, None, None, threading.Event(), dirty=dirty)  # type: ignore[arg-type]
+    assert orch._decide_on(100.0) is None
+    orch._last_full = 100.0
+    t = task("t1", SVC, state=S.RUNNING)
+    dirty.note(_update(t, _with(t, desired_state=S.SHUTDOWN)))
+    orch._carry = {"written"}
+    assert orch._decide_on(101.0) == {SVC.id, "written"}
+    assert orch._decide_on(101.5) == set()
+    orch._due = 102.0
+    assert orch._decide_on(101.9) == set()
+    assert orch._decide_on(102.0) is None
+    orch._due = None
+    assert orch._decide_on(100.0 + FULL_EVERY) is None
+    orch._carry = None  # the last pass wrote a node
+    assert orch._decide_on(101.0) is None

@@ -233,3 +233,24 @@ def test_a_full_pass_is_the_union_of_per_service_passes(
     assert sorted(t.id for t in full.update) == sorted(t.id for p in parts for t in p.update)
     assert sorted(t.id for t in full.delete) == sorted(t.id for p in parts for t in p.delete)
     assert full.wakeup == min((p.wakeup for p in parts if p.wakeup is not None), default=None)
+
+
+@settings(max_examples=100, deadline=None)
+@given(cluster_st(), st.integers(0, 2**16))
+def test_a_pass_on_some_services_decides_for_them_what_a_full_one_does(
+        cluster: tuple[dict[str, Service], list[Task], dict[str, Node], float], pick: int) -> None:
+    """``diff(only=...)``, the leader's pass on the services that changed,
+    against the full pass: the same decisions for those services, none for
+    the others."""
+    services, tasks, nodes, now = cluster
+    every = sorted(services.keys() | {t.service_id for t in tasks})
+    only = {sid for k, sid in enumerate(every) if pick >> k & 1}
+    full = diff(services, tasks, nodes, now, new_id=Ids())
+    some = diff(services, tasks, nodes, now, new_id=Ids(), only=only)
+
+    def of(ts: list[Task]) -> list[tuple[str, int, str, int]]:
+        return sorted((t.service_id, t.slot, t.node_id, t.attempt) for t in ts if t.service_id in only)
+
+    assert of(some.create) == of(full.create) and len(some.create) == len(of(some.create))
+    assert sorted(t.id for t in some.update) == sorted(t.id for t in full.update if t.service_id in only)
+    assert sorted(t.id for t in some.delete) == sorted(t.id for t in full.delete if t.service_id in only)

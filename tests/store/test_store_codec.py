@@ -58,3 +58,34 @@ def test_objects_stored_before_networks_existed_decode_with_none() -> None:
     node = model.to_dict(make_node())
     del node["index"]
     assert decode(Kind.NODE, "k", json.dumps(node).encode(), 3).index == 0  # type: ignore[union-attr]
+
+
+def test_the_tasks_of_a_service_share_one_decoded_spec() -> None:
+    """Decoded tasks of one spec share one ServiceSpec object (memory, and
+    the reconciler's spec comparison); any other shape of task JSON still
+    decodes, whole."""
+    svc = make_service(replicas=3)
+    svc.spec.env = ['X=,"spec":{"a":1}}', '"spec":{']  # what the decoder looks for, inside a string
+    tasks = [decode(Kind.TASK, "k", encode(make_task(svc, i)), 5) for i in (1, 2, 3)]
+    assert all(t.spec == svc.spec for t in tasks)  # type: ignore[union-attr]
+    assert tasks[0].spec is tasks[1].spec is tasks[2].spec  # type: ignore[union-attr]
+    task = make_task(svc, 4)
+    plain = model.to_dict(task)
+    first = json.dumps({"spec": plain["spec"], **{k: v for k, v in plain.items() if k != "spec"}})
+    for raw in (json.dumps(plain), first, json.dumps(plain, indent=1)):
+        assert decode(Kind.TASK, "k", raw.encode(), 6) == type(task)(**{**task.__dict__, "version": 6})
+    other = make_service(replicas=3)
+    other.spec.image = "busybox:2"
+    assert decode(Kind.TASK, "k", encode(make_task(other, 1)), 5).spec.image == "busybox:2"  # type: ignore[union-attr]
+
+
+def test_same_spec_remembers_pairs_of_objects() -> None:
+    from controlplane.controllers.rollout import same_spec
+
+    a, b = make_service().spec, make_service().spec
+    assert same_spec(a, b) and same_spec(a, b)
+    c = make_service().spec
+    c.image = "other"
+    assert not same_spec(a, c) and not same_spec(a, c)
+    c.replicas = 9  # scaling is not the task's spec
+    assert not same_spec(a, c)
