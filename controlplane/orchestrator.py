@@ -94,8 +94,10 @@ class Orchestrator:
         # What the next pass decides on: the services changed since the last
         # one (fed by the informer's handler), those this leader wrote, and
         # every one at the first pass, when a wakeup falls due, and at least
-        # every FULL_EVERY seconds.
+        # every FULL_EVERY seconds. Without ``dirty`` (nothing tells it what
+        # changed), every pass decides on every service.
         self.dirty = dirty if dirty is not None else DirtyServices()
+        self._tracked = dirty is not None
         self.dirty.all()
         self._carry: set[str] | None = set()
         self._due: float | None = None  # the earliest wakeup a pass asked for
@@ -194,7 +196,7 @@ class Orchestrator:
         """The ids of the services this pass decides on (None: every one)."""
         only, carried = self.dirty.take(), self._carry
         self._carry = set()
-        if (only is None or carried is None or (self._due is not None and self._due <= now)
+        if (not self._tracked or only is None or carried is None or (self._due is not None and self._due <= now)
                 or now - self._last_full >= FULL_EVERY):
             return None
         return only | carried
