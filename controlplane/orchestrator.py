@@ -196,7 +196,8 @@ class Orchestrator:
         """The ids of the services this pass decides on (None: every one)."""
         only, carried = self.dirty.take(), self._carry
         self._carry = set()
-        if (not self._tracked or only is None or carried is None or (self._due is not None and self._due <= now)
+        due = self._due is not None and self._due <= now
+        if (not self._tracked or only is None or carried is None or due
                 or now - self._last_full >= FULL_EVERY):
             return None
         return only | carried
