@@ -591,7 +591,12 @@ def test_stats_reads_the_running_containers_in_one_call(engine: Engine) -> None:
         assert (p.returncode, p.stdout, p.stderr) == (1, "", "orch: error: no such container: st-nosuch\n")
 
         # Streaming: a table a second (not a terminal: one after the other) until Ctrl-C, which exits 0.
-        live = subprocess.Popen([sys.executable, "-m", "orch", "stats", "st-burn"], env=engine.env,
+        # As from a terminal: Ctrl-C's SIGINT is not ignored, even when the
+        # suite runs in the background (a shell's `&` ignores SIGINT, and a
+        # child inherits that).
+        ctrl_c = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                  "sys.argv = ['orch', 'stats', 'st-burn']; runpy.run_module('orch', run_name='__main__')")
+        live = subprocess.Popen([sys.executable, "-c", ctrl_c], env=engine.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert live.stdout is not None
         headers = 0
