@@ -245,6 +245,15 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
         finally:
             session.out.put(None)
 
+    def heard(self, node_id: str) -> float:
+        """When ``node_id`` was last heard on its session with this replica
+        (0.0: it has none here). The leader's node monitor reads it besides
+        the stored heartbeat: the store's copy reaches the monitor through
+        the informer, which a busy leader (a big deploy's events) can read
+        seconds late, and live nodes were marked down."""
+        with self._lock:
+            return self.heartbeats.get(node_id, 0.0) if node_id in self.sessions else 0.0
+
     def beat(self, node_id: str) -> None:
         """A beacon of ``node_id``'s (``BeaconListener.on_beat``): a heartbeat,
         written at once if the stored one is due."""

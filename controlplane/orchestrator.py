@@ -73,8 +73,13 @@ class Orchestrator:
                  wake: threading.Event, clock: Callable[[], float] = time.time,
                  prompt: threading.Event | None = None,
                  on_pass: Callable[[float], None] | None = None,
-                 dirty: DirtyServices | None = None) -> None:
+                 dirty: DirtyServices | None = None,
+                 heard: Callable[[str], float] | None = None) -> None:
         self.store = store
+        # When this replica's dispatcher last heard each node on its
+        # session (0.0: not on a session here): fresher than the informer's
+        # copy of the stored heartbeat while the cache lags a busy leader.
+        self.heard = heard
         self.on_pass = on_pass  # hears each pass's seconds (the control plane's metrics)
         self.informer = informer
         self.leadership = leadership
@@ -139,7 +144,7 @@ class Orchestrator:
         self.allocator.settle(self._written)
         now = self.clock()
         only = self._decide_on(now)
-        nodes = {n.id: n for n in self.informer.nodes()}
+        nodes = {n.id: self._heard(n) for n in self.informer.nodes()}
         node_updates = self.monitor.observe([_since(n, self.started) for n in nodes.values()], now)
         if node_updates:
             self._carry = None
@@ -191,6 +196,12 @@ class Orchestrator:
         next_check = self.monitor.next_check([_since(n, self.started) for n in nodes.values()], now)
         candidates = [t for t in (self._due, next_check) if t is not None]
         return now if placed else (min(candidates) if candidates else None)
+
+    def _heard(self, node: Node) -> Node:
+        """``node`` with the later of its stored heartbeat and the one this
+        replica heard on its session."""
+        beat = self.heard(node.id) if self.heard is not None else 0.0
+        return replace(node, last_heartbeat=beat) if beat > node.last_heartbeat else node
 
     def _decide_on(self, now: float) -> set[str] | None:
         """The ids of the services this pass decides on (None: every one)."""

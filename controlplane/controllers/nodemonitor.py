@@ -1,7 +1,10 @@
 """Node liveness from heartbeats: ready <-> down, decided on the leader only.
 
 The dispatcher records each agent heartbeat in ``Node.last_heartbeat``; the
-monitor is the only thing that changes ``Node.state``. A node is down once its
+leader also reads the heartbeats its own replica's sessions heard (the
+informer's copy of the store can lag a busy leader by seconds:
+``Orchestrator._heard``). The monitor is the only thing that changes
+``Node.state``. A node is down once its
 last heartbeat is older than the grace period, and ready again as soon as a
 heartbeat is fresh, which sets ``Node.ready_since`` (a node that never
 heartbeated, state ``unknown``, becomes ready on its first heartbeat or down

@@ -176,3 +176,23 @@ def test_a_pass_decides_on_every_service_when_due() -> None:
     assert orch._decide_on(100.0 + FULL_EVERY) is None
     orch._carry = None  # the last pass wrote a node
     assert orch._decide_on(101.0) is None
+
+
+def test_the_monitor_reads_the_heartbeats_this_replica_heard() -> None:
+    """A busy leader's cache can hold a stored heartbeat seconds old while
+    the node's session here heard it just now: the node stays ready. A node
+    with no session here (heard 0.0) is judged by the store alone."""
+    import threading
+
+    from controlplane.controllers import NodeMonitor
+    from controlplane.orchestrator import Orchestrator
+
+    stale = dataclasses.replace(node("n1"), last_heartbeat=10.0)
+    away = dataclasses.replace(node("n2"), last_heartbeat=10.0)
+    heard = {"n1": 50.0}
+    orch = Orchestrator(None, None, None, threading.Event(),  # type: ignore[arg-type]
+                        heard=lambda node_id: heard.get(node_id, 0.0))
+    seen = [orch._heard(stale), orch._heard(away)]
+    assert [n.last_heartbeat for n in seen] == [50.0, 10.0]
+    assert [n.id for n in NodeMonitor().observe(seen, 51.0)] == ["n2"]
+    assert orch._heard(away) is away
