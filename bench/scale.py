@@ -347,7 +347,8 @@ def plot(rows: list[dict[str, Any]], dest: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(tasks, [r["converge_s"] for r in done], "o-", label="converge (s)")
     for key, label in (("failover_s", "failover of 1 % (s)"), ("rollout_s", "full rollout (s)")):
-        pts = [(r["tasks"], r[key]) for r in done if key in r]
+        pts = [(r["tasks"], r[key]) for r in done  # not a phase that failed ("rollout: ...")
+               if key in r and not str(r.get("failed", "")).startswith(key.split("_")[0])]
         if pts:
             ax.plot(*zip(*pts, strict=True), "s--", label=label)
     ax.set_xscale("log")

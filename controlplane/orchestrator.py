@@ -20,7 +20,13 @@ reservations of a pass are settled once its write is in the cache.
 A pass runs when the informer reports a change (debounced by ``SETTLE``, but
 at once for a user's request: a service written through the API), when a
 restart backoff or a heartbeat deadline falls due, and at least every
-``TICK`` seconds.
+``TICK`` seconds. It decides on the services whose tasks or spec changed
+since the last pass and those it wrote (``DirtyServices``, ``diff(only=)``):
+a task's report costs a pass over its service's tasks, not every task. Every
+service is decided on at the first pass, after any other change (a node, a
+network), when a wakeup falls due, and at least every ``FULL_EVERY`` seconds.
+A node's liveness is judged from the later of its stored heartbeat and the
+one this replica's dispatcher heard (``heard``).
 
 Logs: what a pass did, once its write is committed (``passlog``): a line per
 task for what happens to one task, a line per service for bulk changes; every
