@@ -47,6 +47,26 @@ def agent(tmp: Path) -> Iterator[dict[str, str]]:
                         "--run-dir", str(run)], env=env, capture_output=True)
 
 
+def rss_kib(pid: int) -> int:
+    """A process's resident memory (VmRSS), KiB; 0 once it has none."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far, user + system (/proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
 def median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
 

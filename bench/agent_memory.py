@@ -13,14 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import ORCH, agent, busybox_rootfs, tempdir
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+from bench._common import ORCH, agent, busybox_rootfs, rss_kib, tempdir
 
 
 def pids(env: dict[str, str]) -> list[int]:

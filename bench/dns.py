@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._common import percentile
+
 CLIENT = r"""
 import json, socket, sys, time
 from dnslib import DNSRecord
@@ -43,11 +45,6 @@ for i, q in enumerate(queries):
         out.append((t1 - t0) / 1e6)
 print(json.dumps(out))
 """
-
-
-def percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def state() -> object:

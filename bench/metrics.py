@@ -26,23 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import ORCH, busybox_rootfs, tempdir
+from bench._common import ORCH, busybox_rootfs, cpu_seconds, rss_kib, tempdir
 
 SCRAPES = 20
 BRIDGE, SUBNET = "orchbm0", "10.219.0.0/24"
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def agent_pid(run: Path) -> int:

@@ -73,9 +73,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._cluster import ENV, RUN, cluster, running
-from bench._common import ORCH, tempdir
+from bench._common import ORCH, percentile, tempdir
 from bench._iperf_image import IPERF, import_on_nodes, iperf_rootfs
-from bench.dns import percentile
 
 STACK = "netbench"
 NETWORK = f"{STACK}_default"

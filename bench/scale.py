@@ -59,12 +59,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import ORCH, ROOT
+from bench._common import ORCH, ROOT, cpu_seconds, percentile, rss_kib
 
 DEFAULT_POINTS = "100x10000,1000x100000,5000x1000000"
 ZONES = 10
-PAGE = os.sysconf("SC_PAGE_SIZE")
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -140,17 +138,6 @@ def manifest(p: Point, version: str) -> str:
 
 # ---- the control plane's process ------------------------------------------------
 
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/statm") as f:
-        return int(f.read().split()[1]) * PAGE
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
 def etcd_db_bytes(state: str) -> int:
     return sum(os.path.getsize(p) for p in glob.glob(f"{state}/**/member/snap/db", recursive=True))
 
@@ -178,7 +165,7 @@ class Probe(threading.Thread):
                                                                       replicas=replicas), timeout=30))]
         k = 0
         while not self.stop.wait(0.05):
-            self.peak_rss = max(self.peak_rss, rss_bytes(self.sim.pid))
+            self.peak_rss = max(self.peak_rss, rss_kib(self.sim.pid))
             name, call = calls[k % len(calls)]
             if name == "scale":
                 replicas = 3 - replicas
@@ -191,11 +178,8 @@ class Probe(threading.Thread):
             k += 1
 
 
-def pct(samples: list[float], q: float) -> float:
-    if not samples:
-        return float("nan")
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+def pct_ms(samples: list[float], p: float) -> float:
+    return percentile(samples, p) * 1000 if samples else float("nan")
 
 
 # ---- one point ----------------------------------------------------------------
@@ -305,12 +289,12 @@ def measure(point: Point, budget: float, tmp: str) -> dict[str, Any]:
         probe.stop.set()
         probe.join()
         out["cp_cpu_s"] = round(cpu_seconds(sim.pid) - cpu0, 1)
-        out["cp_rss_mib"] = round(max(probe.peak_rss, rss_bytes(sim.pid)) / 2**20)
+        out["cp_rss_mib"] = round(max(probe.peak_rss, rss_kib(sim.pid)) / 1024)
         out["etcd_db_mib"] = round(etcd_db_bytes(sim.state) / 2**20, 1)
         every = [s for v in probe.latency.values() for s in v]
-        out["api_p50_ms"], out["api_p99_ms"] = round(pct(every, 0.5), 1), round(pct(every, 0.99), 1)
+        out["api_p50_ms"], out["api_p99_ms"] = round(pct_ms(every, 50), 1), round(pct_ms(every, 99), 1)
         for name, samples in probe.latency.items():
-            out[f"{name}_p99_ms"] = round(pct(samples, 0.99), 1)
+            out[f"{name}_p99_ms"] = round(pct_ms(samples, 99), 1)
         out["api_calls"], out["api_errors"] = len(every), probe.errors
         if why:
             out["converge_s"] = round(took, 1)
@@ -328,7 +312,7 @@ def measure(point: Point, budget: float, tmp: str) -> dict[str, Any]:
         out["rollout_s"] = round(took, 2)
         if why:
             out["failed"] = f"rollout: {why}"
-        out["cp_rss_end_mib"] = round(rss_bytes(sim.pid) / 2**20)
+        out["cp_rss_end_mib"] = round(rss_kib(sim.pid) / 1024)
         return out
     finally:
         stop(sim)

@@ -451,10 +451,6 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 
 def spec_from_dict(d: dict[str, Any]) -> ServiceSpec:
-    return _spec(d)
-
-
-def _spec(d: dict[str, Any]) -> ServiceSpec:
     d = dict(d)
     d["ports"] = [PortConfig(**p) for p in d.get("ports", [])]
     d["networks"] = [NetworkAttachment(**n) for n in d.get("networks", [])]
@@ -475,11 +471,11 @@ def _spec(d: dict[str, Any]) -> ServiceSpec:
 
 def service_from_dict(d: dict[str, Any], version: int = 0) -> Service:
     status = d.get("update_status")
-    return Service(id=d["id"], spec=_spec(d["spec"]), created_at=d.get("created_at", 0.0),
+    return Service(id=d["id"], spec=spec_from_dict(d["spec"]), created_at=d.get("created_at", 0.0),
                    updated_at=d.get("updated_at", 0.0),
                    vips=[VirtualIP(**v) for v in d.get("vips", [])],
                    revision=d.get("revision", 1), note=d.get("note", ""),
-                   history=[Revision(r["revision"], _spec(r["spec"]), r.get("created_at", 0.0),
+                   history=[Revision(r["revision"], spec_from_dict(r["spec"]), r.get("created_at", 0.0),
                                      r.get("note", "")) for r in d.get("history", [])],
                    update_status=UpdateStatus(**status) if status else None, version=version)
 
@@ -491,7 +487,7 @@ def task_from_dict(d: dict[str, Any], version: int = 0) -> Task:
     d["status"] = TaskStatus(**status)
     d["desired_state"] = TaskState(d.get("desired_state", TaskState.RUNNING))
     spec = d["spec"]
-    d["spec"] = spec if isinstance(spec, ServiceSpec) else _spec(spec)
+    d["spec"] = spec if isinstance(spec, ServiceSpec) else spec_from_dict(spec)
     d["networks"] = [TaskNetwork(**n) for n in d.get("networks", [])]
     d["version"] = version
     return Task(**d)

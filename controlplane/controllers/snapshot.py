@@ -53,11 +53,18 @@ def task_request(t: Task, nodes: Mapping[str, Node] | None = None) -> TaskReques
         data_node=held.id if held is not None else "", data_node_name=held.name if held is not None else "")
 
 
-def placed_of(t: Task) -> Placed:
+def placed_of(t: Task, ports: dict[int, tuple[tuple[int, str], ...]] | None = None) -> Placed:
+    """What ``t`` holds on its node. ``ports``: a memo of host ports by spec
+    object, for a call over many tasks (a service's tasks share their spec);
+    only while those specs stay alive."""
     spec = t.spec
+    held = ports.get(id(spec)) if ports is not None else None
+    if held is None:
+        held = host_ports(spec)
+        if ports is not None:
+            ports[id(spec)] = held
     return Placed(node_id=t.node_id, service=t.service_id, cpus=spec.reservations.cpus,
-                  memory_bytes=spec.reservations.memory_bytes,
-                  host_ports=host_ports(spec))
+                  memory_bytes=spec.reservations.memory_bytes, host_ports=held)
 
 
 def host_ports(spec: ServiceSpec) -> tuple[tuple[int, str], ...]:
@@ -70,13 +77,6 @@ def snapshot(nodes: Iterable[Node], tasks: Iterable[Task]) -> ClusterSnapshot:
     """``nodes`` with what the ``tasks`` that are on them hold. (A spec's
     host ports are found once per spec object: a service's tasks share it.)"""
     ports: dict[int, tuple[tuple[int, str], ...]] = {}
-    placed = []
-    for t in tasks:
-        if t.node_id and t.status.state.on_node:
-            spec = t.spec
-            held = ports.get(id(spec))
-            if held is None:
-                held = ports[id(spec)] = host_ports(spec)
-            placed.append(Placed(node_id=t.node_id, service=t.service_id, cpus=spec.reservations.cpus,
-                                 memory_bytes=spec.reservations.memory_bytes, host_ports=held))
-    return ClusterSnapshot(nodes=tuple(node_info(n) for n in nodes), placed=tuple(placed))
+    return ClusterSnapshot(nodes=tuple(node_info(n) for n in nodes),
+                           placed=tuple(placed_of(t, ports) for t in tasks
+                                        if t.node_id and t.status.state.on_node))
