@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from test_manifest_roundtrip import manifests
 
 from model.manifest import ManifestError, check_specs
-from model.objects import NetworkAttachment, PortConfig, Resources, RestartPolicy, ServiceSpec, _spec
+from model.objects import NetworkAttachment, PortConfig, Resources, RestartPolicy, ServiceSpec, spec_from_dict
 
 
 @settings(max_examples=100, deadline=None)
@@ -90,10 +90,10 @@ def test_a_service_given_twice_is_refused() -> None:
 
 
 def test_a_spec_of_the_wrong_types_is_refused() -> None:
-    spec = _spec({"name": "web", "image": "busybox", "labels": ["a", "b"]})
+    spec = spec_from_dict({"name": "web", "image": "busybox", "labels": ["a", "b"]})
     with pytest.raises(ManifestError, match=r"^services_json: "):
         check_specs([spec], "services_json")
-    spec = _spec({"name": "web", "image": "busybox", "replicas": "3"})
+    spec = spec_from_dict({"name": "web", "image": "busybox", "replicas": "3"})
     with pytest.raises(ManifestError, match=r"services\.web\.deploy\.replicas: expected a non-negative"):
         check_specs([spec], "services_json")
 
