@@ -18,12 +18,15 @@ The peer's certificate comes from the call's auth context (``x509_pem_cert``).
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import grpc
+import grpc.aio
 
 from common import pki
 
@@ -96,7 +99,7 @@ def secure_channel(target: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, 
                                         *(options or [])])
 
 
-def peer_identity(context: grpc.ServicerContext) -> pki.Identity | None:
+def peer_identity(context: grpc.ServicerContext | grpc.aio.ServicerContext) -> pki.Identity | None:
     """The identity in the peer's certificate, None for a peer without one."""
     certs: list[Any] = list((context.auth_context() or {}).get("x509_pem_cert") or [])
     if not certs:
@@ -159,6 +162,23 @@ class PeerGuard(grpc.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
 
         def checked(behavior: Any) -> Any:
+            if inspect.isasyncgenfunction(behavior):  # a stream on grpc.aio (common.aioserver)
+                async def stream(request: Any, context: Any) -> Any:
+                    why = guard.refusal(peer_identity(context), method)
+                    if why is not None:
+                        await context.abort(*why)
+                    async with contextlib.aclosing(behavior(request, context)) as replies:
+                        async for reply in replies:
+                            yield reply
+                return stream
+            if inspect.iscoroutinefunction(behavior):
+                async def call(request: Any, context: Any) -> Any:
+                    why = guard.refusal(peer_identity(context), method)
+                    if why is not None:
+                        await context.abort(*why)
+                    return await behavior(request, context)
+                return call
+
             def run(request: Any, context: grpc.ServicerContext) -> Any:
                 why = guard.refusal(peer_identity(context), method)
                 if why is not None:

@@ -9,10 +9,13 @@ and status up.
 - Heartbeats (each message on a node's stream, and each of its liveness
   beacons, ``controlplane.beacon``, every 0.1 s) are kept in memory; a
   node's is written to the store as ``Node.last_heartbeat`` once the stored
-  one is ``WRITE_AGE`` old, checked every ``BEAT_TICK`` and at once when a
-  beacon finds it so (a node heard again after a blip is stored within
-  milliseconds), in one batch for all nodes due; the leader's node monitor
-  decides when a node is down.
+  one is ``WRITE_AGE`` old (``LEADER_WRITE_AGE`` on the leader, whose
+  monitor reads them in memory), checked every ``BEAT_TICK`` and at once
+  when a beacon finds it so (a node heard again after a blip is stored
+  within milliseconds), in one batch for all nodes due; the leader's node
+  monitor decides when a node is down.
+- Sessions run on the server's event loop (``common.aioserver``): a node's
+  session is a task, not threads.
 - Assignments: first the *full* set of the node's tasks, then changes, fed by
   the informer (O(changes) per event). A task is assigned while its status is
   between ASSIGNED and RUNNING; once terminal it is sent as removed.
@@ -38,13 +41,16 @@ it registers; a line about a task carries the task (``controlplane.logctx``).
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import dataclasses
 import hmac
-import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -72,25 +78,76 @@ FLUSH_INTERVAL = 1.0  # the published ports' refresh
 # newer one is in memory: with beacons every 0.1 s it lags the node by at
 # most ~0.6 s, well inside the monitor's grace (1.5 s).
 WRITE_AGE = 0.5
+# On the leader, whose monitor reads its own sessions' heartbeats from
+# memory (``heard``), this old: a node's write every 5 s instead of two a
+# second (at 1,000 nodes, 2,000 etcd writes a second fewer, and as many
+# events fewer for every replica's informer). A new leader gives every
+# node a full grace from its start, so a stale stored beat marks none down.
+LEADER_WRITE_AGE = 5.0
+HEARD_KEPT = 60.0  # seconds a node's last heartbeat is kept after its session ends
 BEAT_TICK = 0.1
 STATUS_WINDOW = 0.02
 # Assignment changes queued for a node go out as one message, up to this
 # many: a rollout's burst is a few messages, not one per task.
 MAX_DELTAS = 500
 MAX_NODE_INDEX = 65535  # two bytes of a node's overlay MAC
-# Sessions one replica holds at once: each holds a thread of the server's
-# pool and a reader thread. One beyond them waits, unanswered, until
-# another ends (its node keeps trying, and may try another replica).
-MAX_SESSIONS = 8192
+# Threads that open sessions (a node's write, its full state) at once: a
+# session then holds none (it runs on the server's loop).
+OPEN_THREADS = 8
+
+
+class Outbox:
+    """A session's messages to its node, in order: put from any thread (the
+    informer's, the network view's), taken in batches on the server's loop.
+    A put wakes the loop once per batch, not once per message."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: collections.deque[cpb.DispatcherMessage | None] = collections.deque()
+        self._lock = threading.Lock()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, msg: cpb.DispatcherMessage | None) -> None:
+        with self._lock:
+            self._items.append(msg)
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the session is over
+                self._loop.call_soon_threadsafe(_wake, waiter)
+
+    async def take(self, timeout: float, limit: int = MAX_DELTAS) -> list[cpb.DispatcherMessage | None]:
+        """Up to ``limit`` messages, waiting up to ``timeout`` for the first ([]: none came)."""
+        with self._lock:
+            waiter = None
+            if not self._items:
+                waiter = self._waiter = self._loop.create_future()
+        if waiter is not None:
+            await asyncio.wait([waiter], timeout=timeout)
+            with self._lock:
+                self._waiter = None
+        with self._lock:
+            return [self._items.popleft() for _ in range(min(limit, len(self._items)))]
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _Session:
-    def __init__(self, node_id: str, log: FilteringBoundLogger | None = None) -> None:
+    def __init__(self, node_id: str, out: Outbox, log: FilteringBoundLogger | None = None) -> None:
         self.node_id = node_id
         self.log = log if log is not None else _log.bind(node_id=node_id)
-        self.out: queue.Queue[cpb.DispatcherMessage | None] = queue.Queue()
+        self.out = out
         self.sent: set[str] = set()
         self.lock = threading.Lock()
+        self.beacon_key = b""
+
+
+class _Refused(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code, self.details = code, details
 
 
 class Dispatcher(cpb_grpc.DispatcherServicer):
@@ -98,8 +155,10 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                  clock: Any = time.time, protected_ports: list[int] | None = None,
                  on_running: Callable[[float, float], None] | None = None, kek: Kek | None = None,
                  trust: Trust | None = None,
-                 ports_source: Callable[[], list[int] | None] | None = None) -> None:
+                 ports_source: Callable[[], list[int] | None] | None = None,
+                 leading: Callable[[], bool] | None = None) -> None:
         self.store = store
+        self.leading = leading  # whether this replica leads (None: never; see LEADER_WRITE_AGE)
         # Every control plane's and etcd's ports, which the nodes fence off
         # from containers: this replica's, and (``ports_source``, read on
         # each flush) those the other replicas published. A change reaches
@@ -122,6 +181,7 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._status_ready = threading.Event()
+        self._pool = ThreadPoolExecutor(OPEN_THREADS, thread_name_prefix="dispatcher-open")
         # Set by the server: the ear for the nodes' liveness beacons (None: streams only).
         self.beacon: BeaconListener | None = None
         # Before the assignments' handler: a change's network state is queued first.
@@ -132,33 +192,72 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
     def stop(self) -> None:
         self._stop.set()
         self._status_ready.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             for s in self.sessions.values():
                 s.out.put(None)
 
     # ---- the session RPC -------------------------------------------------
 
-    def Session(self, request_iterator: Iterator[cpb.AgentMessage],
-                context: grpc.ServicerContext) -> Iterator[cpb.DispatcherMessage]:
-        first = next(request_iterator, None)
+    async def Session(self, request_iterator: AsyncIterator[cpb.AgentMessage],
+                      context: grpc.aio.ServicerContext) -> None:
+        """A node's session, on the server's event loop (``common.aioserver``):
+        it holds no thread. Its blocking steps (the node's write, the full
+        state) run on the dispatcher's pool."""
+        loop = asyncio.get_running_loop()
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
         if first is None or first.WhichOneof("msg") != "register":
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a session starts with Register")
-        reg = first.register
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a session starts with Register")
+        assert first is not None
+        out = Outbox(loop)
+        try:
+            session, opening = await loop.run_in_executor(
+                self._pool, self._open_session, first.register, peer_identity(context), context.peer(), out)
+        except _Refused as refused:
+            await context.abort(refused.code, refused.details)
+        reader = loop.create_task(self._read(requests, session))
+        try:
+            for msg in opening:
+                await context.write(msg)
+            ports = self.protected_ports
+            while True:
+                if self.protected_ports != ports:
+                    ports = self.protected_ports
+                    await context.write(cpb.DispatcherMessage(
+                        protected_ports=cpb.ProtectedPorts(ports=ports)))
+                batch = await out.take(timeout=1.0)
+                if not batch:
+                    continue
+                networks, deltas, ended = _split(batch)
+                if networks:
+                    await context.write(cpb.DispatcherMessage(
+                        network_state=networks[0] if len(networks) == 1 else merge_network_states(networks)))
+                if deltas:
+                    await context.write(cpb.DispatcherMessage(
+                        assignments=deltas[0] if len(deltas) == 1 else merge_deltas(deltas)))
+                if ended:
+                    return
+        finally:
+            reader.cancel()
+            self._close_session(session)
+
+    def _open_session(self, reg: cpb.Register, who: Any, peer: str,
+                      out: Outbox) -> tuple[_Session, list[cpb.DispatcherMessage]]:
+        """Admit the node (``_Refused`` if not), register it, and make its
+        session: the messages it starts with, the full state."""
         if self.trust is not None:
-            who = peer_identity(context)
             if who is None or who.role != "node" or who.node_id in self.trust.revoked(fresh=True):
-                _log.warning("session refused: not a node of this cluster", node=reg.name,
-                             peer=context.peer())
-                context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                              f"this node's certificate {REVOKED}: it was removed from the cluster")
-            assert who is not None
+                _log.warning("session refused: not a node of this cluster", node=reg.name, peer=peer)
+                raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
+                               f"this node's certificate {REVOKED}: it was removed from the cluster")
             reg.node_id = who.node_id  # the certificate says who the node is
         elif self.token and not hmac.compare_digest(reg.token, self.token):
-            _log.warning("session refused: wrong join token", node=reg.name, peer=context.peer())
-            context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                          "wrong join token: this control plane does not accept it")
+            _log.warning("session refused: wrong join token", node=reg.name, peer=peer)
+            raise _Refused(grpc.StatusCode.UNAUTHENTICATED,
+                           "wrong join token: this control plane does not accept it")
         node = self._register(reg)
-        session = _Session(node.id, _log.bind(**node_fields(node)))
+        session = _Session(node.id, out, _log.bind(**node_fields(node)))
         with self._lock:
             old = self.sessions.get(node.id)
             if old is not None:
@@ -166,53 +265,34 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             self.sessions[node.id] = session
             self.heartbeats[node.id] = self.clock()
         session.log.info("node session", address=node.address, replaced=old is not None)
-        beacon = self.beacon
-        key = beacon.open(node.id) if beacon is not None else b""
-        reader = threading.Thread(target=self._read, args=(request_iterator, node.id, session),
-                                  daemon=True)
-        reader.start()
         try:
-            yield cpb.DispatcherMessage(registered=cpb.Registered(
+            beacon = self.beacon
+            session.beacon_key = beacon.open(node.id) if beacon is not None else b""
+            registered = cpb.DispatcherMessage(registered=cpb.Registered(
                 node_id=node.id, heartbeat_interval=HEARTBEAT_INTERVAL,
                 protected_ports=self.protected_ports,
-                beacon_port=beacon.port if beacon is not None else 0, beacon_key=key,
+                beacon_port=beacon.port if beacon is not None else 0, beacon_key=session.beacon_key,
                 beacon_interval=BEACON_INTERVAL))
             # The networks before the tasks that use them.
-            yield cpb.DispatcherMessage(network_state=self.netview.start(node.id, session.out))
+            networks = cpb.DispatcherMessage(network_state=self.netview.start(node.id, out))
             with session.lock:
                 tasks = [t for t in self.informer.tasks_of_node(node.id) if assigned(t)]
                 session.sent = {t.id for t in tasks}
                 full = cpb.Assignments(full=True, tasks=[task_to_pb(t) for t in tasks],
                                        secrets=self._payloads(tasks, session))
-            yield cpb.DispatcherMessage(assignments=full)
-            ports = self.protected_ports
-            while context.is_active():
-                if self.protected_ports != ports:
-                    ports = self.protected_ports
-                    yield cpb.DispatcherMessage(protected_ports=cpb.ProtectedPorts(ports=ports))
-                try:
-                    msg = session.out.get(timeout=1.0)
-                except queue.Empty:
-                    continue
-                if msg is None:
-                    return
-                networks, deltas, ended = _drain(session.out, msg)
-                if networks:
-                    yield cpb.DispatcherMessage(network_state=networks[0] if len(networks) == 1
-                                                else merge_network_states(networks))
-                if deltas:
-                    yield cpb.DispatcherMessage(assignments=deltas[0] if len(deltas) == 1
-                                                else merge_deltas(deltas))
-                if ended:
-                    return
-        finally:
-            if beacon is not None:
-                beacon.close(node.id, key)
-            self.netview.stop(node.id, session.out)
-            with self._lock:
-                if self.sessions.get(node.id) is session:
-                    del self.sessions[node.id]
-            session.log.info("node session ended")
+        except BaseException:
+            self._close_session(session)
+            raise
+        return session, [registered, networks, cpb.DispatcherMessage(assignments=full)]
+
+    def _close_session(self, session: _Session) -> None:
+        if self.beacon is not None and session.beacon_key:
+            self.beacon.close(session.node_id, session.beacon_key)
+        self.netview.stop(session.node_id, session.out)
+        with self._lock:
+            if self.sessions.get(session.node_id) is session:
+                del self.sessions[session.node_id]
+        session.log.info("node session ended")
 
     def Renew(self, request: cpb.RenewRequest, context: grpc.ServicerContext) -> cpb.RenewReply:
         """A new certificate for the calling node: its identity, the request's key."""
@@ -228,15 +308,15 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
         _log.info("certificate renewed", node_id=who.node_id)
         return cpb.RenewReply(cert=cert)
 
-    def _read(self, requests: Iterator[cpb.AgentMessage], node_id: str, session: _Session) -> None:
+    async def _read(self, requests: AsyncIterator[cpb.AgentMessage], session: _Session) -> None:
         try:
-            for msg in requests:
+            async for msg in requests:
                 kind = msg.WhichOneof("msg")
                 updates = _readable(msg.status.updates, session.log) if kind == "status" else []
                 with self._lock:
-                    if self.sessions.get(node_id) is not session:
+                    if self.sessions.get(session.node_id) is not session:
                         return
-                    self.heartbeats[node_id] = self.clock()
+                    self.heartbeats[session.node_id] = self.clock()
                     if updates:
                         self.status.extend(updates)
                         self._status_ready.set()
@@ -246,13 +326,17 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             session.out.put(None)
 
     def heard(self, node_id: str) -> float:
-        """When ``node_id`` was last heard on its session with this replica
-        (0.0: it has none here). The leader's node monitor reads it besides
-        the stored heartbeat: the store's copy reaches the monitor through
-        the informer, which a busy leader (a big deploy's events) can read
-        seconds late, and live nodes were marked down."""
+        """When ``node_id`` was last heard on a session with this replica,
+        open or ended within HEARD_KEPT (0.0: not). The leader's node monitor
+        reads it besides the stored heartbeat: the store's copy reaches the
+        monitor through the informer, which a busy leader (a big deploy's
+        events) can read seconds late, and the leader stores its own
+        sessions' beats only every LEADER_WRITE_AGE."""
         with self._lock:
-            return self.heartbeats.get(node_id, 0.0) if node_id in self.sessions else 0.0
+            return self.heartbeats.get(node_id, 0.0)
+
+    def _write_age(self) -> float:
+        return LEADER_WRITE_AGE if self.leading is not None and self.leading() else WRITE_AGE
 
     def beat(self, node_id: str) -> None:
         """A beacon of ``node_id``'s (``BeaconListener.on_beat``): a heartbeat,
@@ -263,7 +347,8 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                 return
             self.heartbeats[node_id] = now
         node = self.informer.get(Kind.NODE, node_id)
-        if isinstance(node, Node) and now - node.last_heartbeat >= WRITE_AGE:
+        if isinstance(node, Node) and (node.state != "ready"
+                                       or now - node.last_heartbeat >= self._write_age()):
             self._status_ready.set()  # wakes the flush loop
 
     def _register(self, reg: cpb.Register) -> Node:
@@ -400,16 +485,19 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                 _log.warning("dispatcher write failed", error=str(err))
 
     def _flush_heartbeats(self) -> None:
+        age, now = self._write_age(), self.clock()
         with self._lock:
-            beats = dict(self.heartbeats)
-            live = set(self.sessions)
+            for node_id in [n for n, beat in self.heartbeats.items()
+                            if n not in self.sessions and now - beat > HEARD_KEPT]:
+                del self.heartbeats[node_id]
+            beats = {n: self.heartbeats[n] for n in self.sessions if n in self.heartbeats}
         ops = []
         for node_id, beat in beats.items():
             node = self.informer.get(Kind.NODE, node_id)
-            if not isinstance(node, Node) or node_id not in live:
+            if not isinstance(node, Node):
                 continue
             late = beat > node.last_heartbeat and node.state != "ready"
-            if beat - node.last_heartbeat >= WRITE_AGE or late:
+            if beat - node.last_heartbeat >= age or late:
                 ops.append(Op.update(dataclasses.replace(node, last_heartbeat=beat)))
         if ops:
             try:
@@ -480,28 +568,21 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
         return ops, refused
 
 
-def _drain(out: queue.Queue[cpb.DispatcherMessage | None], first: cpb.DispatcherMessage,
+def _split(batch: list[cpb.DispatcherMessage | None],
            ) -> tuple[list[cpb.NetworkState], list[cpb.Assignments], bool]:
-    """``first`` and the changes queued behind it (up to MAX_DELTAS), as
-    network changes and assignment changes, and whether the session's end
-    came with them."""
+    """A batch taken from a session's outbox as network changes and
+    assignment changes, and whether the session's end came with them (what
+    follows the end is not sent)."""
     networks: list[cpb.NetworkState] = []
-    batch: list[cpb.Assignments] = []
-    more: cpb.DispatcherMessage | None = first
-    while more is not None:
-        if more.WhichOneof("msg") == "network_state":
-            networks.append(more.network_state)
+    deltas: list[cpb.Assignments] = []
+    for msg in batch:
+        if msg is None:
+            return networks, deltas, True
+        if msg.WhichOneof("msg") == "network_state":
+            networks.append(msg.network_state)
         else:
-            batch.append(more.assignments)
-        if len(networks) + len(batch) >= MAX_DELTAS:
-            break
-        try:
-            more = out.get_nowait()
-        except queue.Empty:
-            return networks, batch, False
-    else:
-        return networks, batch, True
-    return networks, batch, False
+            deltas.append(msg.assignments)
+    return networks, deltas, False
 
 
 def _readable(updates: Iterable[cpb.TaskStatusUpdate],

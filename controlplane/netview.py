@@ -30,11 +30,10 @@ Invariants:
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from controlplane.store import Change, Informer
 from model.health import HEALTHY
@@ -186,10 +185,16 @@ def _route_pb(rec: RouteRec) -> cpb.ServiceRoute:
                   for n in rec.networks])
 
 
+class Sink(Protocol):
+    """Where a session's messages go (the dispatcher's outbox): put from any thread."""
+
+    def put(self, item: Any) -> None: ...
+
+
 class _NetSession:
     """What one node has been sent."""
 
-    def __init__(self, node_id: str, out: queue.Queue[Any]) -> None:
+    def __init__(self, node_id: str, out: Sink) -> None:
         self.node_id = node_id
         self.out = out
         self.nets: set[str] = set()
@@ -227,7 +232,7 @@ class NetworkView:
 
     # ---- sessions ------------------------------------------------------------------
 
-    def start(self, node_id: str, out: queue.Queue[Any]) -> cpb.NetworkState:
+    def start(self, node_id: str, out: Sink) -> cpb.NetworkState:
         """The full state for ``node_id``; from now on its changes go to ``out``."""
         with self._lock:
             session = _NetSession(node_id, out)
@@ -247,7 +252,7 @@ class NetworkView:
                 full.peer(peer, peer.node_id)
             return full.message()
 
-    def stop(self, node_id: str, out: queue.Queue[Any]) -> None:
+    def stop(self, node_id: str, out: Sink) -> None:
         with self._lock:
             session = self._sessions.get(node_id)
             if session is not None and session.out is out:

@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import structlog
 
+from common.aioserver import LoopServer
 from controlplane.api import ClusterAPI
 from controlplane.apierrors import store_errors
 from controlplane.beacon import BeaconError, BeaconListener
-from controlplane.dispatcher import MAX_SESSIONS, Dispatcher
+from controlplane.dispatcher import Dispatcher
 from controlplane.etcd import EmbeddedEtcd, EtcdStartError
 from controlplane.orchestrator import DirtyServices, Orchestrator, is_request, needs_pass
 from controlplane.store import Change, Informer, Leadership, Store
@@ -51,7 +52,7 @@ ETCD_PORTS = (2379, 2380)  # etcd's client and peer ports, wherever etcd runs
 # The largest request a replica takes: a deploy carries its manifest's
 # secrets and configs (up to 500 KiB each), beyond gRPC's default of 4 MiB.
 MAX_REQUEST = 64 << 20
-API_THREADS = 64  # the API's calls in flight at once, besides the nodes' sessions
+API_THREADS = 64  # the API's unary calls running at once (the nodes' sessions hold no thread)
 _SERVER_OPTIONS = [("grpc.max_receive_message_length", MAX_REQUEST)]
 
 
@@ -194,7 +195,7 @@ def _secrets_key(opts: ControlPlaneOptions) -> Kek:
         raise ControlPlaneError(str(err))
 
 
-def _bind(server: grpc.Server, addr: str, creds: grpc.ServerCredentials | None = None) -> None:
+def _bind(server: grpc.Server | LoopServer, addr: str, creds: grpc.ServerCredentials | None = None) -> None:
     try:
         bound = server.add_insecure_port(addr) if creds is None else server.add_secure_port(addr, creds)
     except RuntimeError as err:  # grpcio raises where older ones returned 0
@@ -302,7 +303,7 @@ def _serve(opts: ControlPlaneOptions, ca: Any, replica: str) -> int:
     metrics = _metrics(opts, informer, is_leader, replica)
     dispatcher = Dispatcher(store, informer, "", protected_ports=protected,
                             on_running=metrics.observe_running if metrics else None, kek=kek, trust=trust,
-                            ports_source=lambda: _published_ports(store))
+                            ports_source=lambda: _published_ports(store), leading=is_leader)
     api = ClusterAPI(store, informer, replica, is_leader, lambda: store.leader(ELECTION),
                      network_pool=opts.network_pool, reserved_ports=frozenset(protected), kek=kek,
                      trust=trust, node_tls=tls)
@@ -311,13 +312,10 @@ def _serve(opts: ControlPlaneOptions, ca: Any, replica: str) -> int:
     guard = PeerGuard(trust.cluster_id, {"/orch.cluster.v1.ClusterAPI/": ("user", "controlplane"),
                                          "/orch.cluster.v1.Dispatcher/": ("node",)}, revoked=trust.revoked)
     timed = [metrics.interceptor()] if metrics else []
-    # A node's session holds one of the pool's threads for as long as it
-    # lasts (and a reader thread of its own): the pool has room for
-    # MAX_SESSIONS of them besides the API's calls. Its threads start as
-    # they are first needed.
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=API_THREADS + MAX_SESSIONS,
-                                                    thread_name_prefix="cp"),
-                         interceptors=[guard, *timed, store_errors()], options=_SERVER_OPTIONS)
+    # grpc.aio on a loop of its own: a node's session is a task there and
+    # holds no thread; the API's handlers run on the server's pools.
+    server = LoopServer(interceptors=[guard, *timed, store_errors()], options=_SERVER_OPTIONS,
+                        api_threads=API_THREADS, name="cp")
     cpb_grpc.add_ClusterAPIServicer_to_server(api, server)  # type: ignore[no-untyped-call]
     cpb_grpc.add_DispatcherServicer_to_server(dispatcher, server)  # type: ignore[no-untyped-call]
     joins = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="cp-join"))

@@ -42,8 +42,8 @@ def register(sub: Any) -> None:
                    help="a label of every node (each also has node=NAME)")
     p.add_argument("--zones", type=int, default=0, metavar="Z",
                    help="label node i zone=zone-(i mod Z), for constraints and spread (default: none)")
-    p.add_argument("--controlplanes", type=int, default=None, metavar="R",
-                   help="control-plane replicas (default: enough for the nodes' sessions)")
+    p.add_argument("--controlplanes", type=int, default=1, metavar="R",
+                   help="control-plane replicas (default 1)")
     p.add_argument("--beacons", action="store_true",
                    help="also send liveness beacons (10 datagrams a second a node)")
     p.add_argument("--seed", type=int, default=None, help="seed of the simulation's random choices")

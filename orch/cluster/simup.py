@@ -16,15 +16,13 @@ stops it with the rest: its argv names those directories, so the sweep
 finds it (``orch.cluster.sweep``), and ``<run>/nodes`` goes with the
 record. The record lists no nodes (there are no agents to stop).
 
-Each control-plane replica serves a bounded number of sessions at once
-(its gRPC server's thread pool: each session holds a thread), 8,192, so
-``orch sim`` starts enough replicas for the nodes unless told how many,
-and refuses a count that cannot hold them.
+``orch sim`` starts one control-plane replica unless told more: a
+replica's sessions run on its server's event loop (``common.aioserver``)
+and hold no thread, so one serves every node.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import subprocess
@@ -48,13 +46,8 @@ from orch.cluster.local import (
 )
 from orch.cluster.record import CP_PORT, DEFAULT_RUN, DEFAULT_STATE, ClusterRecord, EtcdMembership, UpError
 
-__all__ = ["SESSIONS_PER_REPLICA", "SimFlags", "check_sim_flags", "control_socket", "sim_up"]
+__all__ = ["SimFlags", "check_sim_flags", "control_socket", "sim_up"]
 
-# Sessions one control-plane replica holds at once
-# (controlplane.dispatcher.MAX_SESSIONS: each holds a thread of its gRPC
-# server's pool, which has room for that many besides the API's calls). A
-# session beyond them waits, unanswered, until another ends.
-SESSIONS_PER_REPLICA = 8192
 MAX_SIM_NODES = 65535  # nodeagent.sim.simulator.MAX_NODES
 MAX_START_DELAY = 3600.0
 READY_BASE = 60.0  # seconds to wait for every node: this, and READY_PER_NODE more a node
@@ -69,7 +62,7 @@ class SimFlags:
     state_dir: str = DEFAULT_STATE
     run_dir: str = DEFAULT_RUN
     port: int = CP_PORT
-    controlplanes: int | None = None  # None: as many as the nodes need
+    controlplanes: int = 1  # a replica's sessions hold no thread: one serves them all
     cpus: float = 4.0
     memory_bytes: int = 8 << 30
     start_delay: float = 0.0
@@ -82,26 +75,14 @@ class SimFlags:
     seed: int | None = None
 
 
-def replicas_for(nodes: int) -> int:
-    return max(1, math.ceil(nodes / SESSIONS_PER_REPLICA))
-
-
 def check_sim_flags(f: SimFlags) -> int:
     """FlagError naming the first flag that cannot work; the replica count."""
     if not 1 <= f.nodes <= MAX_SIM_NODES:
         raise FlagError(f"--nodes {f.nodes}: a simulation has 1 to {MAX_SIM_NODES} nodes")
-    replicas = f.controlplanes if f.controlplanes is not None else min(MAX_CONTROLPLANES,
-                                                                        replicas_for(f.nodes))
+    replicas = f.controlplanes
     if not 1 <= replicas <= MAX_CONTROLPLANES:
         raise FlagError(f"--controlplanes {replicas}: a cluster has 1 to {MAX_CONTROLPLANES} "
                         "control-plane replicas")
-    if replicas * SESSIONS_PER_REPLICA < f.nodes:
-        need = replicas_for(f.nodes)
-        fix = (f"use --controlplanes {need} or more" if need <= MAX_CONTROLPLANES
-               else f"at most {MAX_CONTROLPLANES * SESSIONS_PER_REPLICA} nodes with {MAX_CONTROLPLANES}")
-        raise FlagError(f"--nodes {f.nodes}: {replicas} control-plane replica(s) hold at most "
-                        f"{replicas * SESSIONS_PER_REPLICA} node sessions (a session holds one of a "
-                        f"replica's gRPC threads); {fix}")
     if f.port < 1 or f.port + replicas - 1 + 100 > 65535:
         raise FlagError(f"--port {f.port}: the replicas' ports (and their join and metrics ports, "
                         "+50 and +100) must stay within 1 to 65535")

@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from store_helpers import make_node, make_service, make_task
 from structlog.testing import capture_logs
 from structlog.typing import EventDict
 
+from common.aioserver import LoopServer
 from controlplane.api import ClusterAPI
 from controlplane.dispatcher import Dispatcher
 from controlplane.orchestrator import Orchestrator
@@ -94,7 +94,7 @@ class Agent:
 @pytest.fixture
 def dispatcher(store: Store, informer: Informer) -> Iterator[cpb_grpc.DispatcherStub]:
     servicer = Dispatcher(store, informer, TOKEN)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server = LoopServer()
     cpb_grpc.add_DispatcherServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()

@@ -13,12 +13,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from typing import Any
 
 import grpc
 import pytest
 
+from common.aioserver import LoopServer
 from controlplane.dispatcher import Dispatcher
 from controlplane.store import Informer, Store
 from model.objects import (
@@ -86,7 +86,7 @@ class Agent:
 
 def _serve(store: Store, informer: Informer) -> tuple[cpb_grpc.DispatcherStub, Callable[[], None]]:
     servicer = Dispatcher(store, informer, TOKEN)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server = LoopServer()
     cpb_grpc.add_DispatcherServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()

@@ -15,12 +15,12 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from typing import Any
 
 import grpc
 import pytest
 
+from common.aioserver import LoopServer
 from controlplane.api import ClusterAPI
 from controlplane.dispatcher import Dispatcher
 from controlplane.envelope import Kek
@@ -311,7 +311,7 @@ class Node:
 @pytest.fixture
 def nodes(store: Store, informer: Informer) -> Iterator[Callable[[str], Node]]:
     servicer = Dispatcher(store, informer, TOKEN, kek=KEK)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server = LoopServer()
     cpb_grpc.add_DispatcherServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
