@@ -135,6 +135,12 @@ class _Out:
     def empty(self) -> bool:
         return not (self.full or self.networks or self.peers or self.routes or self.endpoints)
 
+    def peers_only(self) -> tuple[tuple[str, PeerRec | None], ...] | None:
+        """The peer changes, if they are all this holds (a key to share its message by)."""
+        if self.full or self.networks or self.routes or self.endpoints:
+            return None
+        return tuple(self.peers.items())
+
     def network(self, rec: NetRec | None, ident: str) -> None:
         self.networks[ident] = rec
 
@@ -277,10 +283,20 @@ class NetworkView:
                 self._delete(change.obj, outs)
             else:
                 self._put(change.obj, outs)
+            # A node's join is the same peer change for every session: one
+            # message, shared (N joins cost N² puts, not N² messages made).
+            shared: dict[object, cpb.DispatcherMessage] = {}
             for node_id, out in outs.items():
                 session = self._sessions.get(node_id)
-                if session is not None and not out.empty:
-                    session.out.put(cpb.DispatcherMessage(network_state=out.message()))
+                if session is None or out.empty:
+                    continue
+                key = out.peers_only()
+                msg = shared.get(key) if key is not None else None
+                if msg is None:
+                    msg = cpb.DispatcherMessage(network_state=out.message())
+                    if key is not None:
+                        shared[key] = msg
+                session.out.put(msg)
 
     def _put(self, obj: object, outs: dict[str, _Out] | None = None) -> None:
         if isinstance(obj, Task):
