@@ -137,6 +137,7 @@ class _Pass:
         self.created: list[Task] = []
         self.deleted: set[str] = set()
         self.wakeup: float | None = None
+        self.edits = 0  # task edits and creations so far: a slot's view is stale once they move
 
     def run(self, services: Mapping[str, Service], tasks: Iterable[Task], history: int,
             only: Collection[str] | None = None) -> Changes:
@@ -165,6 +166,7 @@ class _Pass:
     def _set(self, task: Task) -> Task:
         self.current[task.id] = task
         self.changed.setdefault(task.id)
+        self.edits += 1
         return task
 
     def _retire(self, task_id: str) -> None:
@@ -182,6 +184,7 @@ class _Pass:
         # Seen by the rest of the pass as the slot's (the rollout counts it in flight).
         self.current[task.id] = task
         group.ids.append(task.id)
+        self.edits += 1
 
     def _data_node(self, service: Service, group: _Group) -> str:
         """Where the slot's node-local volumes keep their data: its newest
@@ -264,10 +267,13 @@ class _Pass:
         tasks the rollout admits; then, on a settled service, rebalancing."""
         pacer = Pacer(service, self.now)
         groups = [g for g in groups if g.can_start or any(holds_slot(self.current[t]) for t in g.ids)]
+        seen: list[SlotView | None] = [None] * len(groups)  # the slots' views, while still true
         if self.paced:
             views = [self._view(service, g) for g in groups]
             moved = review(service, views, (self.current[t] for t in ids), self.now, pacer)
-            if moved is not None:
+            if moved is None:
+                seen = list(views)
+            else:
                 self.services.append(moved)
                 if moved.spec is not service.spec:
                     self._wake(pacer.wakeup)
@@ -279,9 +285,9 @@ class _Pass:
             pacer.moving = True
             pacer.config = dataclasses.replace(pacer.config, parallelism=0)
         created = len(self.created)
-        for group in groups:
-            self._settle_slot(service, group)
-        views = [self._view(service, g) for g in groups]
+        # A slot's view reads only its own tasks: one that settling left as
+        # it was is still true (a settled service's pass makes each once).
+        views = [self._settle_slot(service, group, view) for group, view in zip(groups, seen, strict=True)]
         for view in views:
             pacer.count(view)
         for view, group in zip(views, groups, strict=True):
@@ -298,8 +304,9 @@ class _Pass:
         self._wake(pacer.wakeup)
 
     def _view(self, service: Service, group: _Group) -> SlotView:
-        holders = sorted((self.current[t] for t in group.ids if holds_slot(self.current[t])),
-                         key=_best_holder)
+        holders = [task for t in group.ids if holds_slot(task := self.current[t])]
+        if len(holders) > 1:
+            holders.sort(key=_best_holder)
         fresh = [h for h in holders if same_spec(h.spec, service.spec)]
         main = fresh[0] if fresh else (holders[0] if holders else None)
         standby = None
@@ -313,10 +320,16 @@ class _Pass:
             standby = next((h for h in others if ready(h)), starting[0] if starting else None)
         return SlotView(group.slot, group.node_id, main, bool(fresh), standby)
 
-    def _settle_slot(self, service: Service, group: _Group) -> None:
+    def _settle_slot(self, service: Service, group: _Group, view: SlotView | None) -> SlotView:
+        """Settle the slot (``_settle``), whose view is ``view`` if known; its view after."""
+        edits = self.edits
+        view = view or self._view(service, group)
+        self._settle(service, group, view)
+        return view if self.edits == edits else self._view(service, group)
+
+    def _settle(self, service: Service, group: _Group, view: SlotView) -> None:
         """What a slot needs whatever the rollout: its extras retired, a first
         task, a fresh main's restart, a stale main that serves nothing replaced."""
-        view = self._view(service, group)
         for tid in group.ids:
             task = self.current[tid]
             if holds_slot(task) and task is not view.main and task is not view.standby:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import queue
+import threading
 
 from controllers_helpers import service, task
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controlplane.dispatcher import Dispatcher, _drain, _Session, merge_deltas
+from controlplane.dispatcher import Dispatcher, Outbox, _Session, _split, merge_deltas
 from model.objects import TaskState, TaskStatus
 from model.wire import task_from_pb
 from proto import cluster_pb2 as cpb
@@ -17,8 +18,14 @@ from proto import cluster_pb2 as cpb
 SVC = service("s1")
 
 
+def _session() -> _Session:
+    loop = asyncio.new_event_loop()  # its outbox is not read here
+    loop.close()
+    return _Session("n1", Outbox(loop))
+
+
 def test_a_new_assignment_is_sent_then_its_status_reports_are_not_echoed() -> None:
-    session = _Session("n1")
+    session = _session()
     t = task("t1", SVC, node_id="n1", state=TaskState.ASSIGNED)
     msg = Dispatcher._delta(session, t, False, None)
     assert msg is not None and [a.id for a in msg.tasks] == ["t1"]
@@ -28,7 +35,7 @@ def test_a_new_assignment_is_sent_then_its_status_reports_are_not_echoed() -> No
 
 
 def test_a_desired_state_change_is_sent_and_a_move_or_end_removes() -> None:
-    session = _Session("n1")
+    session = _session()
     t = task("t1", SVC, node_id="n1", state=TaskState.RUNNING)
     Dispatcher._delta(session, t, False, None)
     stop = dataclasses.replace(t, desired_state=TaskState.SHUTDOWN)
@@ -41,7 +48,7 @@ def test_a_desired_state_change_is_sent_and_a_move_or_end_removes() -> None:
 
 
 def test_a_task_the_node_was_never_sent_is_sent_on_any_change() -> None:
-    session = _Session("n1")  # e.g. it became assigned while the session was being set up
+    session = _session()  # e.g. it became assigned while the session was being set up
     t = task("t1", SVC, node_id="n1", state=TaskState.RUNNING)
     msg = Dispatcher._delta(session, t, False, dataclasses.replace(t, status=TaskStatus(TaskState.STARTING)))
     assert msg is not None
@@ -73,19 +80,28 @@ def test_merged_deltas_leave_a_node_where_applying_them_one_by_one_would(
 
 
 def test_queued_deltas_go_as_one_message_and_the_end_is_kept() -> None:
-    out: queue.Queue[cpb.DispatcherMessage | None] = queue.Queue()
-    first, *rest = [cpb.DispatcherMessage(assignments=cpb.Assignments(
-        tasks=[cpb.Task(id=f"t{i}")])) for i in range(3)]
-    for msg in rest:
-        out.put(msg)
-    networks, batch, ended = _drain(out, first)
-    assert [d.tasks[0].id for d in batch] == ["t0", "t1", "t2"] and not ended and not networks
-    out.put(rest[0])
-    out.put(cpb.DispatcherMessage(network_state=cpb.NetworkState(removed_networks=["n1"])))
-    out.put(None)
-    networks, batch, ended = _drain(out, first)
-    assert len(batch) == 2 and ended
-    assert [list(n.removed_networks) for n in networks] == [["n1"]]
+    msgs = [cpb.DispatcherMessage(assignments=cpb.Assignments(tasks=[cpb.Task(id=f"t{i}")]))
+            for i in range(3)]
+    net = cpb.DispatcherMessage(network_state=cpb.NetworkState(removed_networks=["n1"]))
+
+    async def main() -> None:
+        out = Outbox(asyncio.get_running_loop())
+        assert await out.take(timeout=0.01) == []
+        # Put from another thread while the loop waits: one wakeup, all of them taken.
+        threading.Thread(target=lambda: [out.put(m) for m in msgs]).start()
+        batch = await out.take(timeout=30)
+        while len(batch) < 3:
+            batch += await out.take(timeout=30)
+        networks, deltas, ended = _split(batch)
+        assert [d.tasks[0].id for d in deltas] == ["t0", "t1", "t2"] and not ended and not networks
+        for m in (msgs[0], net, None, msgs[1]):
+            out.put(m)
+        networks, deltas, ended = _split(await out.take(timeout=30, limit=10))
+        assert len(deltas) == 1 and ended  # what follows the end is not sent
+        assert [list(n.removed_networks) for n in networks] == [["n1"]]
+        assert len(await out.take(timeout=0.01, limit=2)) == 0
+
+    asyncio.run(main())
 
 
 _KEYS = st.sampled_from(["a", "b", "c"])
