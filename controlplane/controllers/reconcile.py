@@ -66,7 +66,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from model.objects import Node, Service, Task, TaskState, TaskStatus, UpdateStatus
@@ -75,7 +75,17 @@ from model.units import MAX_REPLICAS
 from .changes import Changes
 from .placement import keeps_global, starts_global
 from .restart import restart_due
-from .rollout import REBALANCING, Pacer, SlotView, config_of, ready, rebalance_moves, review, same_spec
+from .rollout import (
+    REBALANCING,
+    Pacer,
+    SlotView,
+    config_of,
+    movable_to,
+    ready,
+    rebalance_moves,
+    review,
+    same_spec,
+)
 from .snapshot import bound_volumes
 from .transitions import advance
 
@@ -138,6 +148,7 @@ class _Pass:
         self.deleted: set[str] = set()
         self.wakeup: float | None = None
         self.edits = 0  # task edits and creations so far: a slot's view is stale once they move
+        self._movable: dict[tuple[str, ...], tuple[list[Node], list[Node]]] = {}
 
     def run(self, services: Mapping[str, Service], tasks: Iterable[Task], history: int,
             only: Collection[str] | None = None) -> Changes:
@@ -296,12 +307,20 @@ class _Pass:
                     self._retire(view.main.id)
                 self._create(service, group, attempt=0)  # start-first: the main serves until it is ready
         if self.paced and len(self.created) == created:
-            moves = rebalance_moves(service, views, self.nodes, list(self.current.values()), self.now, pacer)
+            moves = rebalance_moves(service, views, self.nodes, self.current.values(), self.now, pacer,
+                                    self._targets)
             for view, target in moves:
                 self._move(service, view, target, pacer.start_first())
             if moves:
                 self._status(service, moves)
         self._wake(pacer.wakeup)
+
+    def _targets(self, constraints: Sequence[str]) -> tuple[list[Node], list[Node]]:
+        """``movable_to`` for these constraints, once a pass (not once a service)."""
+        key = tuple(constraints)
+        if key not in self._movable:
+            self._movable[key] = movable_to(self.nodes.values(), constraints, self.now)
+        return self._movable[key]
 
     def _view(self, service: Service, group: _Group) -> SlotView:
         holders = [task for t in group.ids if holds_slot(task := self.current[t])]

@@ -49,7 +49,7 @@ Pure: no I/O, no clock reads.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from model.objects import Node, Revision, Service, ServiceSpec, Task, TaskState, UpdateConfig, UpdateStatus
@@ -284,9 +284,26 @@ _same: dict[tuple[int, int], tuple[ServiceSpec, ServiceSpec, bool]] = {}
 
 # ---- rebalancing ----------------------------------------------------------------
 
+def movable_to(nodes: Iterable[Node], constraints: Sequence[str],
+               now: float) -> tuple[list[Node], list[Node]]:
+    """The nodes, by id, a service with ``constraints`` may move tasks to at
+    ``now``, and those it may once they have been back REBALANCE_GRACE."""
+    eligible: list[Node] = []
+    waiting: list[Node] = []
+    for node in sorted(nodes, key=lambda n: n.id):
+        if node.state != "ready" or node.availability != "active" or not matches_all(node, constraints):
+            continue
+        (eligible if node.ready_since + REBALANCE_GRACE <= now else waiting).append(node)
+    return eligible, waiting
+
+
 def rebalance_moves(service: Service, views: list[SlotView], nodes: Mapping[str, Node],
-                    tasks: list[Task], now: float, wake: Pacer) -> list[tuple[SlotView, str]]:
-    """The slots to move now and the node each goes to (empty when the spread is even enough)."""
+                    tasks: Collection[Task], now: float, wake: Pacer,
+                    targets: Callable[[Sequence[str]], tuple[list[Node], list[Node]]] | None = None,
+                    ) -> list[tuple[SlotView, str]]:
+    """The slots to move now and the node each goes to (empty when the spread
+    is even enough). ``targets``: ``movable_to`` on ``nodes`` at ``now`` for
+    the given constraints (a pass over many services remembers it)."""
     spec = service.spec
     if (spec.mode != "replicated" or not spec.rebalance or spec.placement.preferences or spec.binpack
             or bound_volumes(spec)
@@ -306,13 +323,8 @@ def rebalance_moves(service: Service, views: list[SlotView], nodes: Mapping[str,
             return []  # not settled
         serving.append(view)
     views = serving
-    eligible: list[Node] = []
-    waiting: list[Node] = []
-    for node in sorted(nodes.values(), key=lambda n: n.id):
-        if node.state != "ready" or node.availability != "active" \
-                or not matches_all(node, spec.placement.constraints):
-            continue
-        (eligible if node.ready_since + REBALANCE_GRACE <= now else waiting).append(node)
+    eligible, waiting = (targets(spec.placement.constraints) if targets is not None
+                         else movable_to(nodes.values(), spec.placement.constraints, now))
     if len(eligible) < 2:
         return []
     on: dict[str, list[SlotView]] = {n.id: [] for n in eligible}
@@ -349,7 +361,7 @@ def rebalance_moves(service: Service, views: list[SlotView], nodes: Mapping[str,
     return moves
 
 
-def _fits(node: Node, task: Task, tasks: list[Task], moves: list[tuple[SlotView, str]]) -> bool:
+def _fits(node: Node, task: Task, tasks: Collection[Task], moves: list[tuple[SlotView, str]]) -> bool:
     """Whether the scheduler would place a copy of ``task`` on ``node``, with
     what is there and the moves already decided."""
     there = [t for t in tasks if t.node_id == node.id]
