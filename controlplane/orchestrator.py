@@ -80,8 +80,12 @@ class Orchestrator:
                  prompt: threading.Event | None = None,
                  on_pass: Callable[[float], None] | None = None,
                  dirty: DirtyServices | None = None,
-                 heard: Callable[[str], float] | None = None) -> None:
+                 heard: Callable[[str], float] | None = None,
+                 lag: Callable[[], float] | None = None) -> None:
         self.store = store
+        # Seconds the heartbeats this replica reads may be behind the nodes
+        # (its dispatcher's loop ran late): the monitor allows them.
+        self.lag = lag
         # When this replica's dispatcher last heard each node on its
         # session (0.0: not on a session here): fresher than the informer's
         # copy of the stored heartbeat while the cache lags a busy leader.
@@ -151,7 +155,8 @@ class Orchestrator:
         now = self.clock()
         only = self._decide_on(now)
         nodes = {n.id: self._heard(n) for n in self.informer.nodes()}
-        node_updates = self.monitor.observe([_since(n, self.started) for n in nodes.values()], now)
+        slack = self.lag() if self.lag is not None else 0.0
+        node_updates = self.monitor.observe([_since(n, self.started) for n in nodes.values()], now, slack)
         if node_updates:
             self._carry = None
             self._write([Op.update(n) for n in node_updates])
@@ -199,7 +204,7 @@ class Orchestrator:
             report.emit()
             return now
         placed = self._schedule(list(nodes.values()), tasks, now)
-        next_check = self.monitor.next_check([_since(n, self.started) for n in nodes.values()], now)
+        next_check = self.monitor.next_check([_since(n, self.started) for n in nodes.values()], now, slack)
         candidates = [t for t in (self._due, next_check) if t is not None]
         return now if placed else (min(candidates) if candidates else None)
 

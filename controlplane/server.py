@@ -344,7 +344,7 @@ def _serve(opts: ControlPlaneOptions, ca: Any, replica: str) -> int:
         http = serve_metrics(metrics, opts.metrics_listen)
     elector = threading.Thread(target=_lead, args=(store, informer, replica, stop, leading,
                                                    metrics.observe_pass if metrics else None,
-                                                   dispatcher.heard),
+                                                   dispatcher.heard, dispatcher.lag.allowance),
                                name="elector", daemon=True)
     elector.start()
     threading.Thread(target=_renew_own, args=(trust, tls, replica, _ip_hosts(opts.listen), stop),
@@ -466,7 +466,7 @@ def _published_ports(store: Store) -> list[int] | None:
 
 def _lead(store: Store, informer: Informer, replica: str, stop: threading.Event,
           leading: list[Leadership], on_pass: Callable[[float], None] | None = None,
-          heard: Callable[[str], float] | None = None) -> None:
+          heard: Callable[[str], float] | None = None, lag: Callable[[], float] | None = None) -> None:
     wake, prompt = threading.Event(), threading.Event()
     dirty = DirtyServices()
 
@@ -490,7 +490,7 @@ def _lead(store: Store, informer: Informer, replica: str, stop: threading.Event,
         leading[:] = [leadership]
         try:
             Orchestrator(store, informer, leadership, wake, prompt=prompt, on_pass=on_pass,
-                         dirty=dirty, heard=heard).run(stop)
+                         dirty=dirty, heard=heard, lag=lag).run(stop)
         except Exception:
             log.exception("orchestrator crashed")
         finally:

@@ -51,20 +51,22 @@ class NodeMonitor:
             raise ValueError(f"node grace period must be positive, got {grace}")
         self.grace = grace
 
-    def fresh(self, node: Node, now: float) -> bool:
-        return now - node.last_heartbeat < self.grace
+    def fresh(self, node: Node, now: float, slack: float = 0.0) -> bool:
+        return now - node.last_heartbeat < self.grace + slack
 
-    def observe(self, nodes: Iterable[Node], now: float) -> list[Node]:
-        """Copies of the nodes whose state changes at ``now`` (others are left out)."""
+    def observe(self, nodes: Iterable[Node], now: float, slack: float = 0.0) -> list[Node]:
+        """Copies of the nodes whose state changes at ``now`` (others are left
+        out); ``slack``: seconds more the heartbeats may be late (the leader's
+        own lag, ``dispatcher.LoopLag``)."""
         changed = []
         for node in nodes:
-            state: NodeState = "ready" if self.fresh(node, now) else "down"
+            state: NodeState = "ready" if self.fresh(node, now, slack) else "down"
             if state != node.state:
                 since = now if state == "ready" else node.ready_since
                 changed.append(dataclasses.replace(node, state=state, ready_since=since))
         return changed
 
-    def next_check(self, nodes: Iterable[Node], now: float) -> float | None:
+    def next_check(self, nodes: Iterable[Node], now: float, slack: float = 0.0) -> float | None:
         """The earliest time after ``now`` at which a ready node expires, if any.
 
         A ready node already expired at ``now`` is not counted: ``observe`` at
@@ -73,6 +75,6 @@ class NodeMonitor:
         A down node comes back through a heartbeat, which is a store event, so
         it never needs a timer.
         """
-        expiries = [n.last_heartbeat + self.grace for n in nodes
-                    if n.state == "ready" and n.last_heartbeat + self.grace > now]
+        expiries = [n.last_heartbeat + self.grace + slack for n in nodes
+                    if n.state == "ready" and n.last_heartbeat + self.grace + slack > now]
         return min(expiries, default=None)

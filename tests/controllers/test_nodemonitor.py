@@ -67,3 +67,33 @@ def test_next_check_is_the_earliest_expiry_of_a_ready_node() -> None:
 def test_grace_must_be_positive() -> None:
     with pytest.raises(ValueError, match="grace"):
         NodeMonitor(grace=0)
+
+
+def test_the_leaders_own_lag_is_allowed_then_the_node_expires() -> None:
+    """``slack``: the replica read its heartbeats late (its loop stalled),
+    so a beat that looks grace old is not yet proof of a dead node."""
+    mon = NodeMonitor(grace=1.5)
+    n = dataclasses.replace(node("n1"), last_heartbeat=10.0)
+    assert mon.observe([n], 12.0, slack=1.0) == []
+    assert mon.next_check([n], 12.0, slack=1.0) == 12.5
+    assert [c.state for c in mon.observe([n], 12.5, slack=1.0)] == ["down"]
+    assert [c.state for c in mon.observe([n], 12.0)] == ["down"]
+
+
+def test_loop_lag_is_the_current_stall_or_the_worst_recent_lateness() -> None:
+    from controlplane.dispatcher import LAG_MEMORY, LAG_TICK, LoopLag
+
+    now = [100.0]
+    lag = LoopLag(clock=lambda: now[0])
+    assert lag.allowance() == 0.0  # no tick yet: no loop to be late
+    lag.record(100.0, 100.0 + LAG_TICK)  # on time
+    now[0] = 100.0 + LAG_TICK
+    assert lag.allowance() == 0.0
+    now[0] += 2.0  # no tick for 2 s, one due every LAG_TICK: the loop is stalled now
+    assert lag.allowance() == pytest.approx(2.0 - LAG_TICK)
+    lag.record(100.0 + LAG_TICK, now[0])  # it ran again, 2 s late
+    assert lag.allowance() == pytest.approx(2.0 - LAG_TICK)  # its backlog may still be read
+    lag.record(now[0], now[0] + LAG_TICK)
+    now[0] += LAG_MEMORY + 2 * LAG_TICK
+    lag.record(now[0] - LAG_TICK, now[0])
+    assert lag.allowance() == 0.0  # forgotten after LAG_MEMORY

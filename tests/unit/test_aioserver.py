@@ -21,7 +21,8 @@ class Servicer:
     """Raw-bytes handlers of every kind, sync, as the API's are."""
 
     def __init__(self) -> None:
-        self.left = threading.Event()  # a follower saw is_active() turn false
+        self.polling = threading.Event()  # a follower polls is_active()
+        self.left = threading.Event()  # and saw it turn false
         self.called_back = threading.Event()  # add_callback's callback ran
 
     def Echo(self, request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -41,6 +42,7 @@ class Servicer:
         context.add_callback(self.called_back.set)
         yield b"first"
         while context.is_active():
+            self.polling.set()
             self.called_back.wait(0.05)
         self.left.set()
 
@@ -141,6 +143,7 @@ def test_a_stream_whose_client_leaves_is_no_longer_active_and_runs_its_callbacks
     channel, servicer = served
     call = channel.unary_stream(f"/{SERVICE}/Follow")(b"", timeout=30)
     assert next(call) == b"first"
+    assert servicer.polling.wait(10)
     assert not servicer.called_back.is_set()
     call.cancel()
     assert servicer.called_back.wait(10)
