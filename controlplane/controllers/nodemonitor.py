@@ -27,6 +27,10 @@ The numbers, and why:
   ``next_check`` instead of polling, so detection adds no tick; orphaned
   tasks are replaced without restart delay (``restart``).
 
+The leader allows its own lag (``slack``): heartbeats its dispatcher's
+loop read late, because the loop was kept from running, are not a node's
+silence (``controlplane.dispatcher.LoopLag``).
+
 A heartbeat exactly ``grace`` old has expired, so ``next_check`` is the very
 instant at which ``observe`` marks the node down (no busy wait at the boundary).
 """
