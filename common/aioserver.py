@@ -324,6 +324,12 @@ class LoopServer:
 
         async def stop() -> None:
             await self._server.stop(grace)
+            # What the handlers left running on the loop (a sampler, a
+            # session's reader) ends with it, not destroyed while pending.
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         future = asyncio.run_coroutine_threadsafe(stop(), self.loop)
 

@@ -274,12 +274,38 @@ def _start_embedded_etcd(state_dir: str, ca: Any, directory: str) -> EmbeddedEtc
     return etcd
 
 
+GC_LOGGED = 0.25  # seconds: a collection that holds the process this long is logged
+
+
+def _watch_gc() -> None:
+    """Log each collection of the oldest generation that held the process
+    (every thread waits on the GIL meanwhile) GC_LOGGED seconds or more."""
+    import gc
+    import time
+
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            started[0] = time.monotonic()
+            return
+        took = time.monotonic() - started[0]
+        if took >= GC_LOGGED:
+            log.warning("garbage collection held the control plane", seconds=round(took, 2),
+                        objects=len(gc.get_objects(2)), collected=info.get("collected"))
+
+    gc.callbacks.append(callback)
+
+
 def _serve(opts: ControlPlaneOptions, ca: Any, replica: str) -> int:
     from common.identity import join_address
     from common.tls import PeerGuard, ServerTLS
     from controlplane.joinsvc import JoinService
     from controlplane.trust import Trust, TrustError, etcd_client_tls
 
+    _watch_gc()
     kek = _secrets_key(opts)
     store = Store(opts.etcd, tls=etcd_client_tls(ca, replica, opts.etcd))
     informer = Informer(store).start()
