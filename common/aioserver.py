@@ -14,12 +14,12 @@ The API's handlers stay as they are: sync functions, wrapped by the same
 sync interceptors (``grpc.ServerInterceptor``), run on a thread pool, a
 stream's handler holding a thread only while its ``next()`` runs. They get a
 context (``SyncContext``) that behaves as the sync server's does. grpc.aio's
-own mode for sync handlers (``migration_thread_pool``) was not enough, each
-checked on grpcio 1.85 (``tests/common/test_aioserver.py``): its context has
-no ``is_active()`` (a following stream polls it to end), it runs
+own mode for sync handlers (``migration_thread_pool``) was not enough: its
+context has no ``is_active()`` (a following stream polls it to end; checked
+on grpcio 1.85 in ``tests/unit/test_aioserver.py``), its source runs
 ``add_callback``'s callbacks only after a unary handler returns (never when
 a stream's client goes: the exec proxy cancels its upstream call so), and a
-server takes only coroutine interceptors.
+grpc.aio server takes only coroutine interceptors.
 
 Interceptors run once per method, and their handler is kept: an interceptor
 here must not decide by a call's metadata (none of orch's does).
