@@ -84,6 +84,9 @@ WRITE_AGE = 0.5
 # events fewer for every replica's informer). A new leader gives every
 # node a full grace from its start, so a stale stored beat marks none down.
 LEADER_WRITE_AGE = 5.0
+# ...once it holds this many sessions: below, the writes cost little, and
+# stored beats stay as fresh as a follower's (what `orch nodes` shows).
+LAZY_SESSIONS = 100
 HEARD_KEPT = 60.0  # seconds a node's last heartbeat is kept after its session ends
 LAG_TICK = 0.1  # how often the loop's lag is sampled
 LAG_MEMORY = 3.0  # seconds a late tick counts in ``LoopLag.allowance``
@@ -388,7 +391,8 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
             return self.heartbeats.get(node_id, 0.0)
 
     def _write_age(self) -> float:
-        return LEADER_WRITE_AGE if self.leading is not None and self.leading() else WRITE_AGE
+        lazy = self.leading is not None and len(self.sessions) >= LAZY_SESSIONS and self.leading()
+        return LEADER_WRITE_AGE if lazy else WRITE_AGE
 
     def beat(self, node_id: str) -> None:
         """A beacon of ``node_id``'s (``BeaconListener.on_beat``): a heartbeat,

@@ -27,7 +27,9 @@ class Clock:
 
 
 @pytest.fixture
-def setup(store: Store, informer: Informer) -> Iterator[tuple[Dispatcher, Clock, list[bool], Node]]:
+def setup(store: Store, informer: Informer,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Dispatcher, Clock, list[bool], Node]]:
+    monkeypatch.setattr("controlplane.dispatcher.LAZY_SESSIONS", 1)  # one session is a big cluster here
     clock, leading = Clock(), [False]
     dispatcher = Dispatcher(store, informer, "t", clock=clock, leading=lambda: leading[0])
     dispatcher._stop.set()  # the test flushes by hand
@@ -71,6 +73,15 @@ def test_a_down_node_heard_again_is_stored_at_once_even_by_the_leader(
     down = store.update(dataclasses.replace(node, state="down"))
     informer.wait_revision(down.version, 10)
     assert _beat_and_flush(d, clock, node, T0 + 0.1, informer) == T0 + 0.1
+
+
+def test_a_small_clusters_leader_stores_beats_as_a_follower_does(
+        setup: tuple[Dispatcher, Clock, list[bool], Node], informer: Informer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    d, clock, leading, node = setup
+    monkeypatch.setattr("controlplane.dispatcher.LAZY_SESSIONS", 2)
+    leading[0] = True
+    assert _beat_and_flush(d, clock, node, T0 + WRITE_AGE, informer) == T0 + WRITE_AGE
 
 
 def test_heard_outlives_the_session_for_a_while(setup: tuple[Dispatcher, Clock, list[bool], Node]) -> None:
