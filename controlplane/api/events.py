@@ -171,14 +171,9 @@ class EventHub:
 
 
 def _snapshot(informer: Informer, names: set[str]) -> Iterator[cpb.Event]:
-    """The cached services and tasks (of ``names``, when given), and for a
-    stream of every service the nodes too (a task's event names its node:
-    the client learns the names here, not from whichever node's write comes
-    first), then ``synced``."""
-    everything: list[Service | Task | Node] = [*informer.services(), *informer.tasks()]
+    """The cached services and tasks (of ``names``, when given), then ``synced``."""
+    everything: list[Service | Task] = [*informer.services(), *informer.tasks()]
     snapshot = [o for o in everything if not names or _service_name(o) in names]
-    if not names:
-        snapshot += informer.nodes()
     del everything
     # Memoised by identity: ``snapshot`` keeps the specs alive while it is used.
     specs: dict[int, cpb.ServiceSpec] = {}
