@@ -18,7 +18,6 @@ The peer's certificate comes from the call's auth context (``x509_pem_cert``).
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import threading
 import time
@@ -162,16 +161,7 @@ class PeerGuard(grpc.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method
 
         def checked(behavior: Any) -> Any:
-            if inspect.isasyncgenfunction(behavior):  # a stream on grpc.aio (common.aioserver)
-                async def stream(request: Any, context: Any) -> Any:
-                    why = guard.refusal(peer_identity(context), method)
-                    if why is not None:
-                        await context.abort(*why)
-                    async with contextlib.aclosing(behavior(request, context)) as replies:
-                        async for reply in replies:
-                            yield reply
-                return stream
-            if inspect.iscoroutinefunction(behavior):
+            if inspect.iscoroutinefunction(behavior):  # on grpc.aio (common.aioserver): the sessions
                 async def call(request: Any, context: Any) -> Any:
                     why = guard.refusal(peer_identity(context), method)
                     if why is not None:

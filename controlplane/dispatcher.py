@@ -91,6 +91,15 @@ HEARD_KEPT = 60.0  # seconds a node's last heartbeat is kept after its session e
 LAG_TICK = 0.1  # how often the loop's lag is sampled
 LAG_MEMORY = 3.0  # seconds a late tick counts in ``LoopLag.allowance``
 LAG_LOGGED = 1.0  # a tick this late is logged
+BEAT_TICK = 0.1
+STATUS_WINDOW = 0.02
+# Assignment changes queued for a node go out as one message, up to this
+# many: a rollout's burst is a few messages, not one per task.
+MAX_DELTAS = 500
+MAX_NODE_INDEX = 65535  # two bytes of a node's overlay MAC
+# Threads that open sessions (a node's write, its full state) at once: a
+# session then holds none (it runs on the server's loop).
+OPEN_THREADS = 8
 
 
 class LoopLag:
@@ -136,15 +145,6 @@ class LoopLag:
             stall = max(0.0, now - self._last - LAG_TICK)
             recent = max((late for when, late in self._late if now - when <= LAG_MEMORY), default=0.0)
         return max(stall, recent)
-BEAT_TICK = 0.1
-STATUS_WINDOW = 0.02
-# Assignment changes queued for a node go out as one message, up to this
-# many: a rollout's burst is a few messages, not one per task.
-MAX_DELTAS = 500
-MAX_NODE_INDEX = 65535  # two bytes of a node's overlay MAC
-# Threads that open sessions (a node's write, its full state) at once: a
-# session then holds none (it runs on the server's loop).
-OPEN_THREADS = 8
 
 
 class Outbox:
@@ -233,6 +233,7 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
         self._stop = threading.Event()
         self._status_ready = threading.Event()
         self._pool = ThreadPoolExecutor(OPEN_THREADS, thread_name_prefix="dispatcher-open")
+        self._age = WRITE_AGE  # a stored beat's age that calls for a write: _write_age, once a tick
         self.lag = LoopLag()
         self._lag_task: asyncio.Task[None] | None = None  # started with the first session, on its loop
         # Set by the server: the ear for the nodes' liveness beacons (None: streams only).
@@ -403,8 +404,7 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                 return
             self.heartbeats[node_id] = now
         node = self.informer.get(Kind.NODE, node_id)
-        if isinstance(node, Node) and (node.state != "ready"
-                                       or now - node.last_heartbeat >= self._write_age()):
+        if isinstance(node, Node) and (node.state != "ready" or now - node.last_heartbeat >= self._age):
             self._status_ready.set()  # wakes the flush loop
 
     def _register(self, reg: cpb.Register) -> Node:
@@ -541,7 +541,8 @@ class Dispatcher(cpb_grpc.DispatcherServicer):
                 _log.warning("dispatcher write failed", error=str(err))
 
     def _flush_heartbeats(self) -> None:
-        age, now = self._write_age(), self.clock()
+        age = self._age = self._write_age()
+        now = self.clock()
         with self._lock:
             for node_id in [n for n, beat in self.heartbeats.items()
                             if n not in self.sessions and now - beat > HEARD_KEPT]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import importlib
 import os
 import secrets
@@ -288,7 +289,6 @@ def _watch_gc() -> None:
     """Tune the collector (GC_THRESHOLDS) for a process holding the cluster's
     state, and log each collection of the oldest generation that held the
     process (every thread waits on the GIL meanwhile) GC_LOGGED s or more."""
-    import gc
     import time
 
     gc.set_threshold(*GC_THRESHOLDS)
@@ -323,8 +323,6 @@ def _serve(opts: ControlPlaneOptions, ca: Any, replica: str) -> int:
                                 "within 30 s: is etcd running?")
     # What is loaded now (the code, the cluster's state as it was) lives as
     # long as the process, or dies by reference count: the collector skips it.
-    import gc
-
     gc.freeze()
     trust = Trust(ca, store, kek, pki_dir=pki_dir(opts), days=opts.cert_days)
     try:
